@@ -1,0 +1,14 @@
+//! pushq-core: the domain of pushq, shared by the Node binding, the Lambda and the CLI.
+//! Push model and validation, the queue envelope, configuration and the SQS producer.
+
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod push;
+pub mod queue;
+
+pub use config::{Mode, ProducerConfig, ProducerOptions};
+pub use envelope::Envelope;
+pub use error::{Error, InvalidPush, Result};
+pub use push::{Push, Target};
+pub use queue::{Enqueued, Producer, Ticket};

@@ -1,0 +1,160 @@
+//! pushq for Node.js: `PushClient` and `enqueuePush`, a thin napi layer over pushq-core.
+//! Pushes cross into Rust as `JSON.stringify` text, which is also what the queue envelope carries.
+
+mod error;
+pub mod options;
+pub mod push_types;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use pushq_core::{Error as CoreError, InvalidPush, Producer, ProducerConfig, Ticket};
+
+pub use options::PushClientOptions;
+
+type CoreResult<T> = std::result::Result<T, CoreError>;
+
+/// What `enqueuePush` resolves to once SQS has accepted the push.
+#[napi(object)]
+pub struct Enqueued {
+    /// The push id (a UUIDv7): the same id the delivery log records for every device.
+    pub id: String,
+}
+
+/// A client that puts pushes on the queue. Create one per process and share it.
+#[napi]
+pub struct PushClient {
+    producer: Arc<Producer>,
+}
+
+#[napi]
+impl PushClient {
+    /// Creates a client. Options fall back to environment variables (see {@link PushClientOptions}).
+    /// Throws an `Error` with `code` `PUSHQ_CONFIG` when the configuration is unusable,
+    /// e.g. no queue URL in `sqs` mode.
+    #[napi(constructor, ts_args_type = "options?: PushClientOptions")]
+    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
+        let options = options.map(|o| stringify(&env, o)).transpose()?.flatten();
+        start_producer(options.as_deref()).map(|producer| PushClient { producer }).map_err(|e| error::to_js(&env, &e))
+    }
+
+    /// Puts one push on the queue. Resolves once SQS has accepted it; rejects with
+    /// `PUSHQ_INVALID_PUSH` (the error's `field` names the field), `PUSHQ_TOO_LARGE`, `PUSHQ_CONFIG`,
+    /// `PUSHQ_QUEUE` or `PUSHQ_CLOSED`. A rejected push was not enqueued.
+    #[napi(ts_args_type = "push: Push")]
+    pub fn enqueue_push<'env>(&self, env: &'env Env, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
+        enqueue_one(env, &self.producer, push)
+    }
+
+    /// Puts several pushes on the queue. All are validated first: if any is invalid the promise
+    /// rejects (`field` is `pushes[i].…`) and none is enqueued. Resolves, in order, once SQS has
+    /// accepted every one; on `PUSHQ_QUEUE` the others may have been enqueued.
+    #[napi(ts_args_type = "pushes: Array<Push>", ts_return_type = "Promise<Array<Enqueued>>")]
+    pub fn enqueue_pushes<'env>(&self, env: &'env Env, pushes: Unknown) -> Result<PromiseRaw<'env, Vec<Enqueued>>> {
+        let tickets = stringify(env, pushes).and_then(|json| {
+            let json = json.ok_or_else(|| error::to_js(env, &not_a_list()))?;
+            self.producer.enqueue_json_many(&json).map_err(|e| error::to_js(env, &e))
+        });
+        match tickets {
+            Ok(tickets) => settle(env, accept_all(tickets), |ids| ids.into_iter().map(|id| Enqueued { id }).collect()),
+            Err(e) => rejected(env, e),
+        }
+    }
+
+    /// Stops accepting pushes and resolves once every push already handed over has been
+    /// answered by SQS. Later calls reject with `PUSHQ_CLOSED`. Safe to call more than once.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let producer = self.producer.clone();
+        settle(env, async move { producer.close().await; Ok(()) }, |()| ())
+    }
+}
+
+/// Puts one push on the queue with a client configured from the environment
+/// (`PUSHQ_QUEUE_URL`, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, `PUSHQ_MODE`), created on first use.
+/// Same results and errors as {@link PushClient.enqueuePush}.
+#[napi(ts_args_type = "push: Push")]
+pub fn enqueue_push<'env>(env: &'env Env, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
+    static DEFAULT: OnceLock<CoreResult<Arc<Producer>>> = OnceLock::new();
+    match DEFAULT.get_or_init(|| start_producer(None)) {
+        Ok(producer) => enqueue_one(env, producer, push),
+        Err(e) => rejected(env, error::to_js(env, e)),
+    }
+}
+
+fn start_producer(options_json: Option<&str>) -> CoreResult<Arc<Producer>> {
+    let config = ProducerConfig::resolve(options::from_json(options_json)?)?;
+    let runtime = within_runtime_if_available(tokio::runtime::Handle::try_current)
+        .map_err(|_| CoreError::Config("no async runtime is available in this Node environment".into()))?;
+    Producer::start(config, &runtime).map(Arc::new)
+}
+
+fn enqueue_one<'env>(env: &'env Env, producer: &Producer, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
+    let ticket = stringify(env, push).and_then(|json| {
+        let json = json.ok_or_else(|| error::to_js(env, &not_an_object()))?;
+        producer.enqueue_json(&json).map_err(|e| error::to_js(env, &e))
+    });
+    match ticket {
+        Ok(ticket) => settle(env, async move { ticket.accepted().await.map(|e| e.id) }, |id| Enqueued { id }),
+        Err(e) => rejected(env, e),
+    }
+}
+
+async fn accept_all(tickets: Vec<Ticket>) -> CoreResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(tickets.len());
+    let mut first_error = None;
+    // Await every ticket, so the caller's promise settles only when SQS has answered for all.
+    for ticket in tickets {
+        match ticket.accepted().await {
+            Ok(e) => ids.push(e.id),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    first_error.map_or(Ok(ids), Err)
+}
+
+/// A promise settled on the JS thread: `Ok` through `map`, a core error as a `PUSHQ_*` error.
+fn settle<'env, T, V>(
+    env: &'env Env,
+    work: impl Future<Output = CoreResult<T>> + Send + 'static,
+    map: impl FnOnce(T) -> V + 'static,
+) -> Result<PromiseRaw<'env, V>>
+where
+    T: Send + 'static,
+    V: ToNapiValue,
+{
+    env.spawn_future_with_callback(async move { Ok(work.await) }, move |env, outcome| match outcome {
+        Ok(value) => Ok(map(value)),
+        Err(e) => Err(error::to_js(env, &e)),
+    })
+}
+
+/// An already rejected promise (bad input is reported the same way as a queue failure).
+fn rejected<'env, V: ToNapiValue + 'static>(env: &'env Env, error: napi::Error) -> Result<PromiseRaw<'env, V>> {
+    env.spawn_future_with_callback(async move { Ok(error) }, |_, error| Err(error))
+}
+
+/// `JSON.stringify(value)`: `None` when JSON has no text for it (`undefined`, a function).
+/// A value JSON cannot represent (a `BigInt`, a cycle) is a `PUSHQ_INVALID_PUSH` error.
+fn stringify(env: &Env, value: Unknown) -> Result<Option<String>> {
+    let json: Object = env.get_global()?.get_named_property("JSON")?;
+    let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
+    let text = stringify.call(value).map_err(|e| {
+        let invalid = InvalidPush { index: None, field: "push".into(), problem: format!("cannot be written as JSON ({})", e.reason) };
+        error::to_js(env, &invalid.into())
+    })?;
+    match text.get_type()? {
+        ValueType::String => Ok(Some(String::from_unknown(text)?)),
+        _ => Ok(None),
+    }
+}
+
+fn not_an_object() -> CoreError {
+    InvalidPush { index: None, field: "push".into(), problem: "must be an object (got undefined)".into() }.into()
+}
+
+fn not_a_list() -> CoreError {
+    InvalidPush { index: None, field: "push".into(), problem: "pushes must be an array of push objects".into() }.into()
+}

@@ -1,0 +1,62 @@
+//! Options of `new PushClient(options)`, as they appear in `index.d.ts`.
+//! Read through JSON so that a wrong type or an unknown key is a `PUSHQ_CONFIG` error naming it;
+//! the struct documents the options for TypeScript and is never converted itself.
+
+use napi_derive::napi;
+use pushq_core::{Error, ProducerOptions};
+use serde_json::Value;
+
+/// Options for a {@link PushClient}. Every option falls back to an environment variable;
+/// an explicit option wins over the environment.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct PushClientOptions {
+    /// URL of the SQS queue pushes go to. Falls back to `PUSHQ_QUEUE_URL`.
+    /// Required in `sqs` mode: without it the client throws `PUSHQ_CONFIG`.
+    /// A URL ending in `.fifo` is a FIFO queue (no per-push `delaySeconds` there).
+    pub queue_url: Option<String>,
+    /// AWS region. Falls back to `AWS_REGION`, the AWS profile, then the region in an
+    /// `amazonaws.com` queue URL; none of these is a `PUSHQ_CONFIG` error at the first push.
+    pub region: Option<String>,
+    /// SQS endpoint, for a local or private SQS. Falls back to `AWS_ENDPOINT_URL_SQS`, then
+    /// `AWS_ENDPOINT_URL`, then the region's public endpoint.
+    pub endpoint_url: Option<String>,
+    /// Where pushes go: `'sqs'` puts them on the queue; `'local'` delivers them in-process
+    /// without AWS (development). Falls back to `PUSHQ_MODE`.
+    /// @default 'sqs'
+    #[napi(ts_type = "'sqs' | 'local'")]
+    pub mode: Option<String>,
+    /// Database of local mode. Falls back to `DATABASE_URL`.
+    /// @default 'sqlite://pushq-dev.db'
+    pub database_url: Option<String>,
+}
+
+/// The option names, in the order `index.d.ts` lists them.
+const KNOWN: [&str; 5] = ["queueUrl", "region", "endpointUrl", "mode", "databaseUrl"];
+
+/// Reads options given as JSON text (`None` when the caller passed none).
+pub fn from_json(json: Option<&str>) -> Result<ProducerOptions, Error> {
+    let bad = |why: String| Error::Config(why);
+    let map = match json.map(serde_json::from_str::<Value>) {
+        None | Some(Ok(Value::Null)) => return Ok(ProducerOptions::default()),
+        Some(Ok(Value::Object(map))) => map,
+        _ => return Err(bad("options: must be an object".to_owned())),
+    };
+    let mut options = ProducerOptions::default();
+    for (key, value) in map {
+        let value = match value {
+            Value::Null => None,
+            Value::String(s) => Some(s),
+            other => return Err(bad(format!("options.{key}: must be a string (got {other})"))),
+        };
+        let slot = match key.as_str() {
+            "queueUrl" => &mut options.queue_url,
+            "region" => &mut options.region,
+            "endpointUrl" => &mut options.endpoint_url,
+            "mode" => &mut options.mode,
+            "databaseUrl" => &mut options.database_url,
+            _ => return Err(bad(format!("options.{key}: unknown option (known: {})", KNOWN.join(", ")))),
+        };
+        *slot = value;
+    }
+    Ok(options)
+}
