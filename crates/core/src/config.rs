@@ -52,15 +52,22 @@ impl ProducerConfig {
     }
 
     /// Resolves options against an environment given as a lookup function (for tests).
-    pub fn resolve_with(options: ProducerOptions, env: impl Fn(&str) -> Option<String>) -> Result<ProducerConfig> {
+    pub fn resolve_with(
+        options: ProducerOptions,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ProducerConfig> {
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
-        let pick = |explicit: Option<String>, var: &str| explicit.filter(|v| !v.is_empty()).or_else(|| env(var));
+        let pick = |explicit: Option<String>, var: &str| {
+            explicit.filter(|v| !v.is_empty()).or_else(|| env(var))
+        };
 
         let mode = match pick(options.mode, "PUSHQ_MODE").as_deref() {
             None | Some("sqs") => Mode::Sqs,
             Some("local") => Mode::Local,
             Some(other) => {
-                return Err(Error::Config(format!("mode: must be 'sqs' or 'local' (got {other:?})")));
+                return Err(Error::Config(format!(
+                    "mode: must be 'sqs' or 'local' (got {other:?})"
+                )));
             }
         };
         let queue_url = pick(options.queue_url, "PUSHQ_QUEUE_URL");
@@ -82,20 +89,25 @@ impl ProducerConfig {
             queue_url,
             region: pick(options.region, "AWS_REGION"),
             endpoint_url,
-            database_url: pick(options.database_url, "DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            database_url: pick(options.database_url, "DATABASE_URL")
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
         })
     }
 
     /// True for a FIFO queue (its URL ends in `.fifo`).
     pub fn is_fifo(&self) -> bool {
-        self.queue_url.as_deref().is_some_and(|u| u.ends_with(".fifo"))
+        self.queue_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with(".fifo"))
     }
 }
 
 fn check_url(value: &str, field: &str) -> Result<()> {
     match url::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
-        _ => Err(Error::Config(format!("{field}: must be an http(s) URL (got {value:?})"))),
+        _ => Err(Error::Config(format!(
+            "{field}: must be an http(s) URL (got {value:?})"
+        ))),
     }
 }
 
@@ -117,15 +129,23 @@ mod tests {
 
     fn resolve(options: ProducerOptions, vars: &[(&str, &str)]) -> Result<ProducerConfig> {
         ProducerConfig::resolve_with(options, |name| {
-            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
         })
     }
 
     #[test]
     fn options_win_over_environment() {
         let c = resolve(
-            ProducerOptions { queue_url: Some("http://a/1/q".into()), ..Default::default() },
-            &[("PUSHQ_QUEUE_URL", "http://b/1/q"), ("AWS_REGION", "eu-west-1")],
+            ProducerOptions {
+                queue_url: Some("http://a/1/q".into()),
+                ..Default::default()
+            },
+            &[
+                ("PUSHQ_QUEUE_URL", "http://b/1/q"),
+                ("AWS_REGION", "eu-west-1"),
+            ],
         )
         .unwrap();
         assert_eq!(c.queue_url.as_deref(), Some("http://a/1/q"));
@@ -139,14 +159,34 @@ mod tests {
         assert!(err.to_string().contains("queueUrl: not set"), "{err}");
         let local = resolve(ProducerOptions::default(), &[("PUSHQ_MODE", "local")]).unwrap();
         assert_eq!(local.mode, Mode::Local);
-        assert!(resolve(ProducerOptions { mode: Some("kafka".into()), ..Default::default() }, &[]).is_err());
-        assert!(resolve(ProducerOptions { queue_url: Some("queue".into()), ..Default::default() }, &[]).is_err());
+        assert!(resolve(
+            ProducerOptions {
+                mode: Some("kafka".into()),
+                ..Default::default()
+            },
+            &[]
+        )
+        .is_err());
+        assert!(resolve(
+            ProducerOptions {
+                queue_url: Some("queue".into()),
+                ..Default::default()
+            },
+            &[]
+        )
+        .is_err());
     }
 
     #[test]
     fn region_from_url() {
-        assert_eq!(region_from_queue_url("https://sqs.eu-central-1.amazonaws.com/123/q").as_deref(), Some("eu-central-1"));
-        assert_eq!(region_from_queue_url("https://us-east-2.queue.amazonaws.com/123/q").as_deref(), Some("us-east-2"));
+        assert_eq!(
+            region_from_queue_url("https://sqs.eu-central-1.amazonaws.com/123/q").as_deref(),
+            Some("eu-central-1")
+        );
+        assert_eq!(
+            region_from_queue_url("https://us-east-2.queue.amazonaws.com/123/q").as_deref(),
+            Some("us-east-2")
+        );
         assert_eq!(region_from_queue_url("http://127.0.0.1:5000/123/q"), None);
     }
 }

@@ -47,13 +47,24 @@ struct Wire<'a> {
 impl Envelope {
     /// A new envelope for `push` with a fresh UUIDv7 id, stamped now.
     pub fn new(push: Push) -> Envelope {
-        let enqueued_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        Envelope { id: uuid::Uuid::now_v7().to_string(), enqueued_at, push }
+        let enqueued_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Envelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            enqueued_at,
+            push,
+        }
     }
 
     /// The envelope as a queue message body.
     pub fn to_json(&self) -> String {
-        let wire = Wire { v: ENVELOPE_VERSION, id: &self.id, enqueued_at: self.enqueued_at, push: self.push.raw() };
+        let wire = Wire {
+            v: ENVELOPE_VERSION,
+            id: &self.id,
+            enqueued_at: self.enqueued_at,
+            push: self.push.raw(),
+        };
         serde_json::to_string(&wire).expect("a JSON map always serializes")
     }
 
@@ -77,7 +88,8 @@ impl Envelope {
             let mut end = start;
             while end < list.len() && end - start < MAX_TARGETS_PER_ENVELOPE {
                 // The entry as JSON, plus the comma before it.
-                let entry = serde_json::to_string(&list[end]).map_or(0, |s| s.len()) + usize::from(end > start);
+                let entry = serde_json::to_string(&list[end]).map_or(0, |s| s.len())
+                    + usize::from(end > start);
                 if end > start && size + entry > MAX_ENVELOPE_BYTES {
                     break;
                 }
@@ -91,37 +103,58 @@ impl Envelope {
     }
 
     fn part(&self, list: &[String]) -> Envelope {
-        Envelope { id: self.id.clone(), enqueued_at: self.enqueued_at, push: self.push.with_list(list) }
+        Envelope {
+            id: self.id.clone(),
+            enqueued_at: self.enqueued_at,
+            push: self.push.with_list(list),
+        }
     }
 
     /// Reads a queue message body. `message_id` and `sent_at_ms` (the SQS message id and
     /// `SentTimestamp`) stand in for `id` and `enqueuedAt` when a foreign producer left them out.
     pub fn parse(body: &str, message_id: &str, sent_at_ms: i64) -> Result<Envelope> {
         let bad = |why: String| Error::Envelope(why);
-        let value: Value = serde_json::from_str(body).map_err(|e| bad(format!("body is not JSON ({e})")))?;
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| bad(format!("body is not JSON ({e})")))?;
         let Value::Object(mut map) = value else {
             return Err(bad("body must be a JSON object".to_owned()));
         };
         match map.get("v") {
             Some(v) if v.as_u64() == Some(ENVELOPE_VERSION) => {}
-            Some(v) => return Err(bad(format!("v: unsupported envelope version {v} (this build reads 1)"))),
+            Some(v) => {
+                return Err(bad(format!(
+                    "v: unsupported envelope version {v} (this build reads 1)"
+                )))
+            }
             None => return Err(bad("v: missing (expected 1)".to_owned())),
         }
-        let id = match map.get("id") {
-            None | Some(Value::Null) => message_id.to_owned(),
-            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS => s.clone(),
-            Some(_) => return Err(bad(format!("id: must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters"))),
-        };
+        let id =
+            match map.get("id") {
+                None | Some(Value::Null) => message_id.to_owned(),
+                Some(Value::String(s))
+                    if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS =>
+                {
+                    s.clone()
+                }
+                Some(_) => return Err(bad(format!(
+                    "id: must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters"
+                ))),
+            };
         let enqueued_at = match map.get("enqueuedAt") {
             None | Some(Value::Null) => sent_at_ms,
-            Some(v) => v
-                .as_i64()
-                .filter(|ms| *ms >= 0)
-                .ok_or_else(|| bad("enqueuedAt: must be milliseconds since the Unix epoch".to_owned()))?,
+            Some(v) => v.as_i64().filter(|ms| *ms >= 0).ok_or_else(|| {
+                bad("enqueuedAt: must be milliseconds since the Unix epoch".to_owned())
+            })?,
         };
-        let push = map.remove("push").ok_or_else(|| bad("push: missing".to_owned()))?;
+        let push = map
+            .remove("push")
+            .ok_or_else(|| bad("push: missing".to_owned()))?;
         let push = Push::from_value(push).map_err(|e| bad(e.to_string()))?;
-        Ok(Envelope { id, enqueued_at, push })
+        Ok(Envelope {
+            id,
+            enqueued_at,
+            push,
+        })
     }
 }
 
@@ -148,12 +181,19 @@ mod tests {
 
     #[test]
     fn round_trip_is_identity() {
-        let env = Envelope::new(push(json!({"userId": "u1", "notification": {"title": "Hi"}, "category": "c"})));
+        let env = Envelope::new(push(
+            json!({"userId": "u1", "notification": {"title": "Hi"}, "category": "c"}),
+        ));
         let body = env.to_json();
         assert_eq!(Envelope::parse(&body, "ignored", 0).unwrap(), env);
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["v"], 1);
-        assert_eq!(uuid::Uuid::parse_str(v["id"].as_str().unwrap()).unwrap().get_version_num(), 7);
+        assert_eq!(
+            uuid::Uuid::parse_str(v["id"].as_str().unwrap())
+                .unwrap()
+                .get_version_num(),
+            7
+        );
     }
 
     #[test]
@@ -170,7 +210,10 @@ mod tests {
             (r#"{"v":2,"push":{"token":"t"}}"#, "version 2"),
             (r#"{"push":{"token":"t"}}"#, "v: missing"),
             (r#"{"v":1}"#, "push: missing"),
-            (r#"{"v":1,"push":{"token":"t","android":{"ttl":-5}}}"#, "push.android.ttl"),
+            (
+                r#"{"v":1,"push":{"token":"t","android":{"ttl":-5}}}"#,
+                "push.android.ttl",
+            ),
             (r#"{"v":1,"id":7,"push":{"token":"t"}}"#, "id:"),
         ] {
             let err = Envelope::parse(body, "m", 0).unwrap_err().to_string();
@@ -181,14 +224,18 @@ mod tests {
     #[test]
     fn large_lists_split_in_order_within_bounds() {
         let tokens: Vec<String> = (0..1234).map(|i| format!("{i:0>160}")).collect();
-        let env = Envelope::new(push(json!({"tokens": tokens, "notification": {"title": "x"}})));
+        let env = Envelope::new(push(
+            json!({"tokens": tokens, "notification": {"title": "x"}}),
+        ));
         let bodies = env.to_bodies().unwrap();
         let mut seen = Vec::new();
         for body in &bodies {
             assert!(body.len() <= MAX_ENVELOPE_BYTES);
             let part = Envelope::parse(body, "m", 0).unwrap();
             assert_eq!(part.id, env.id);
-            let Target::Tokens(list) = part.push.target() else { panic!("not tokens") };
+            let Target::Tokens(list) = part.push.target() else {
+                panic!("not tokens")
+            };
             assert!(list.len() <= MAX_TARGETS_PER_ENVELOPE);
             seen.extend(list.iter().cloned());
         }

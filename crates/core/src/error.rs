@@ -17,7 +17,11 @@ pub struct InvalidPush {
 
 impl InvalidPush {
     pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { index: None, field: field.into(), problem: problem.into() }
+        Self {
+            index: None,
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 
     /// The same error, located at `pushes[index]`.

@@ -22,7 +22,7 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Most body bytes pushq puts in one `SendMessageBatch` (SQS's original 256 KiB batch limit).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Most `SendMessageBatch` requests one producer has out at once.
-pub const MAX_IN_FLIGHT_BATCHES: usize = 16;
+pub const MAX_IN_FLIGHT_BATCHES: usize = 8;
 /// Rounds of retrying entries that SQS failed on its side (the SDK itself retries whole requests).
 const ENTRY_RETRIES: u32 = 4;
 
@@ -64,7 +64,11 @@ impl Ticket {
             match part.await {
                 Ok(Ok(())) => sent += 1,
                 Ok(Err(e)) => failure = failure.or(Some(e)),
-                Err(_) => failure = failure.or(Some(Error::Queue("the producer stopped before SQS answered".into()))),
+                Err(_) => {
+                    failure = failure.or(Some(Error::Queue(
+                        "the producer stopped before SQS answered".into(),
+                    )))
+                }
             }
         }
         match failure {
@@ -91,16 +95,25 @@ impl Producer {
     /// The SQS client (credentials, region) is set up on first use.
     pub fn start(config: ProducerConfig, runtime: &tokio::runtime::Handle) -> Result<Producer> {
         if config.mode != Mode::Sqs {
-            return Err(Error::Config("mode 'local' is not available in this build; use mode 'sqs'".into()));
+            return Err(Error::Config(
+                "mode 'local' is not available in this build; use mode 'sqs'".into(),
+            ));
         }
         let (sender, receiver) = mpsc::unbounded_channel();
         let (done, finished) = watch::channel(false);
-        let queue = Arc::new(SqsQueue { config: config.clone(), client: OnceCell::new() });
+        let queue = Arc::new(SqsQueue {
+            config: config.clone(),
+            client: OnceCell::new(),
+        });
         runtime.spawn(async move {
             dispatch(receiver, queue).await;
             let _ = done.send(true);
         });
-        Ok(Producer { config, sender: Mutex::new(Some(sender)), finished })
+        Ok(Producer {
+            config,
+            sender: Mutex::new(Some(sender)),
+            finished,
+        })
     }
 
     /// Validates a push given as JSON text and hands it to the queue.
@@ -123,7 +136,10 @@ impl Producer {
             .enumerate()
             .map(|(i, push)| self.prepare(push, Some(i)))
             .collect::<Result<Vec<_>>>()?;
-        envelopes.into_iter().map(|prepared| self.submit(prepared)).collect()
+        envelopes
+            .into_iter()
+            .map(|prepared| self.submit(prepared))
+            .collect()
     }
 
     /// Hands a validated push to the queue. `index` locates it in a list for error messages.
@@ -141,8 +157,17 @@ impl Producer {
         let subject = || index.map_or_else(|| "push".to_owned(), |i| format!("pushes[{i}]"));
         let (size, limit) = (push.payload_size(), push.payload_limit());
         if size > limit {
-            let hint = if limit < crate::push::FCM_PAYLOAD_LIMIT { " for topic messages" } else { "" };
-            return Err(Error::TooLarge { subject: subject(), size, limit, hint });
+            let hint = if limit < crate::push::FCM_PAYLOAD_LIMIT {
+                " for topic messages"
+            } else {
+                ""
+            };
+            return Err(Error::TooLarge {
+                subject: subject(),
+                size,
+                limit,
+                hint,
+            });
         }
         let fifo = self.config.is_fifo();
         if fifo && push.delay_seconds().unwrap_or(0) > 0 {
@@ -161,7 +186,14 @@ impl Producer {
         let dedup_key = push.idempotency_key().map(str::to_owned);
         let envelope = Envelope::new(push);
         let bodies = envelope.to_bodies().map_err(|e| match e {
-            Error::TooLarge { size, limit, hint, .. } => Error::TooLarge { subject: subject(), size, limit, hint },
+            Error::TooLarge {
+                size, limit, hint, ..
+            } => Error::TooLarge {
+                subject: subject(),
+                size,
+                limit,
+                hint,
+            },
             other => other,
         })?;
         let id = envelope.id;
@@ -175,14 +207,25 @@ impl Producer {
                     if parts == 1 {
                         key.to_owned()
                     } else {
-                        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{key}\n{i}").as_bytes()).to_string()
+                        uuid::Uuid::new_v5(
+                            &uuid::Uuid::NAMESPACE_OID,
+                            format!("{key}\n{i}").as_bytes(),
+                        )
+                        .to_string()
                     }
                 });
-                let group_id = group_id.as_ref().map(|g| if g.is_empty() { id.clone() } else { g.clone() });
+                let group_id =
+                    group_id
+                        .as_ref()
+                        .map(|g| if g.is_empty() { id.clone() } else { g.clone() });
                 (body, group_id, dedup_id)
             })
             .collect();
-        Ok(Prepared { id, delay_seconds, messages })
+        Ok(Prepared {
+            id,
+            delay_seconds,
+            messages,
+        })
     }
 
     fn submit(&self, prepared: Prepared) -> Result<Ticket> {
@@ -191,11 +234,20 @@ impl Producer {
         let mut parts = Vec::with_capacity(prepared.messages.len());
         for (body, group_id, dedup_id) in prepared.messages {
             let (reply, answer) = oneshot::channel();
-            let outgoing = Outgoing { body, group_id, dedup_id, delay_seconds: prepared.delay_seconds, reply };
+            let outgoing = Outgoing {
+                body,
+                group_id,
+                dedup_id,
+                delay_seconds: prepared.delay_seconds,
+                reply,
+            };
             sender.send(outgoing).map_err(|_| Error::Closed)?;
             parts.push(answer);
         }
-        Ok(Ticket { id: prepared.id, parts })
+        Ok(Ticket {
+            id: prepared.id,
+            parts,
+        })
     }
 
     /// Stops taking pushes and waits until every push already handed over has been answered by SQS.
@@ -207,7 +259,10 @@ impl Producer {
 
     /// True once `close` has been called.
     pub fn is_closed(&self) -> bool {
-        self.sender.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 }
 
@@ -222,7 +277,9 @@ async fn dispatch(mut receiver: mpsc::UnboundedReceiver<Outgoing>, queue: Arc<Sq
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES));
     let mut carried: Option<Outgoing> = None;
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { break };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let first = match carried.take() {
             Some(o) => o,
             None => match receiver.recv().await {
@@ -258,14 +315,22 @@ struct SqsQueue {
 
 impl SqsQueue {
     async fn client(&self) -> Result<&aws_sdk_sqs::Client> {
-        self.client.get_or_init(|| build_client(&self.config)).await.as_ref().map_err(Clone::clone)
+        self.client
+            .get_or_init(|| build_client(&self.config))
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Sends one batch, retrying entries SQS failed on its side, and answers every entry.
     async fn send(&self, mut batch: Vec<Outgoing>) {
         let client = match self.client().await {
             Ok(c) => c,
-            Err(e) => return batch.into_iter().for_each(|o| drop(o.reply.send(Err(e.clone())))),
+            Err(e) => {
+                return batch
+                    .into_iter()
+                    .for_each(|o| drop(o.reply.send(Err(e.clone()))))
+            }
         };
         let queue_url = self.config.queue_url.as_deref().unwrap_or_default();
         for round in 0..=ENTRY_RETRIES {
@@ -282,28 +347,48 @@ impl SqsQueue {
                     .build()
                     .expect("id and body are set")
             });
-            let result =
-                client.send_message_batch().queue_url(queue_url).set_entries(Some(entries.collect())).send().await;
+            let result = client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await;
             let output = match result {
                 Ok(output) => output,
                 Err(e) => {
                     let error = queue_error(&e);
-                    return batch.into_iter().for_each(|o| drop(o.reply.send(Err(error.clone()))));
+                    return batch
+                        .into_iter()
+                        .for_each(|o| drop(o.reply.send(Err(error.clone()))));
                 }
             };
             let mut slots: Vec<Option<Outgoing>> = batch.into_iter().map(Some).collect();
             for ok in output.successful() {
-                if let Some(o) = ok.id().parse::<usize>().ok().and_then(|i| slots.get_mut(i)?.take()) {
+                if let Some(o) = ok
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| slots.get_mut(i)?.take())
+                {
                     let _ = o.reply.send(Ok(()));
                 }
             }
             let mut retry = Vec::new();
             for failed in output.failed() {
-                let Some(o) = failed.id().parse::<usize>().ok().and_then(|i| slots.get_mut(i)?.take()) else {
+                let Some(o) = failed
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| slots.get_mut(i)?.take())
+                else {
                     continue;
                 };
                 if failed.sender_fault() || round == ENTRY_RETRIES {
-                    let why = format!("SQS refused the message: {} {}", failed.code(), failed.message().unwrap_or(""));
+                    let why = format!(
+                        "SQS refused the message: {} {}",
+                        failed.code(),
+                        failed.message().unwrap_or("")
+                    );
                     let _ = o.reply.send(Err(Error::Queue(why.trim_end().to_owned())));
                 } else {
                     retry.push(o);
@@ -311,7 +396,9 @@ impl SqsQueue {
             }
             // An entry SQS neither accepted nor failed is not known to be in the queue.
             for o in slots.into_iter().flatten() {
-                let _ = o.reply.send(Err(Error::Queue("SQS did not report on the message".into())));
+                let _ = o.reply.send(Err(Error::Queue(
+                    "SQS did not report on the message".into(),
+                )));
             }
             if retry.is_empty() {
                 return;

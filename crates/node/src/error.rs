@@ -19,7 +19,8 @@ pub fn code(error: &CoreError) -> &'static str {
 /// Builds the JS error for a core error, as a napi error that throws or rejects with that object.
 pub fn to_js(env: &Env, error: &CoreError) -> napi::Error {
     let build = || -> Result<napi::Error> {
-        let mut object = env.create_error(napi::Error::new(Status::GenericFailure, error.to_string()))?;
+        let mut object =
+            env.create_error(napi::Error::new(Status::GenericFailure, error.to_string()))?;
         object.set_named_property("code", code(error))?;
         if let CoreError::InvalidPush(invalid) = error {
             let field = match invalid.index {

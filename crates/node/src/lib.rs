@@ -37,28 +37,45 @@ impl PushClient {
     #[napi(constructor, ts_args_type = "options?: PushClientOptions")]
     pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
         let options = options.map(|o| stringify(&env, o)).transpose()?.flatten();
-        start_producer(options.as_deref()).map(|producer| PushClient { producer }).map_err(|e| error::to_js(&env, &e))
+        start_producer(options.as_deref())
+            .map(|producer| PushClient { producer })
+            .map_err(|e| error::to_js(&env, &e))
     }
 
     /// Puts one push on the queue. Resolves once SQS has accepted it; rejects with
     /// `PUSHQ_INVALID_PUSH` (the error's `field` names the field), `PUSHQ_TOO_LARGE`, `PUSHQ_CONFIG`,
     /// `PUSHQ_QUEUE` or `PUSHQ_CLOSED`. A rejected push was not enqueued.
     #[napi(ts_args_type = "push: Push")]
-    pub fn enqueue_push<'env>(&self, env: &'env Env, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
+    pub fn enqueue_push<'env>(
+        &self,
+        env: &'env Env,
+        push: Unknown,
+    ) -> Result<PromiseRaw<'env, Enqueued>> {
         enqueue_one(env, &self.producer, push)
     }
 
     /// Puts several pushes on the queue. All are validated first: if any is invalid the promise
     /// rejects (`field` is `pushes[i].…`) and none is enqueued. Resolves, in order, once SQS has
     /// accepted every one; on `PUSHQ_QUEUE` the others may have been enqueued.
-    #[napi(ts_args_type = "pushes: Array<Push>", ts_return_type = "Promise<Array<Enqueued>>")]
-    pub fn enqueue_pushes<'env>(&self, env: &'env Env, pushes: Unknown) -> Result<PromiseRaw<'env, Vec<Enqueued>>> {
+    #[napi(
+        ts_args_type = "pushes: Array<Push>",
+        ts_return_type = "Promise<Array<Enqueued>>"
+    )]
+    pub fn enqueue_pushes<'env>(
+        &self,
+        env: &'env Env,
+        pushes: Unknown,
+    ) -> Result<PromiseRaw<'env, Vec<Enqueued>>> {
         let tickets = stringify(env, pushes).and_then(|json| {
             let json = json.ok_or_else(|| error::to_js(env, &not_a_list()))?;
-            self.producer.enqueue_json_many(&json).map_err(|e| error::to_js(env, &e))
+            self.producer
+                .enqueue_json_many(&json)
+                .map_err(|e| error::to_js(env, &e))
         });
         match tickets {
-            Ok(tickets) => settle(env, accept_all(tickets), |ids| ids.into_iter().map(|id| Enqueued { id }).collect()),
+            Ok(tickets) => settle(env, accept_all(tickets), |ids| {
+                ids.into_iter().map(|id| Enqueued { id }).collect()
+            }),
             Err(e) => rejected(env, e),
         }
     }
@@ -68,7 +85,14 @@ impl PushClient {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
         let producer = self.producer.clone();
-        settle(env, async move { producer.close().await; Ok(()) }, |()| ())
+        settle(
+            env,
+            async move {
+                producer.close().await;
+                Ok(())
+            },
+            |()| (),
+        )
     }
 }
 
@@ -86,18 +110,30 @@ pub fn enqueue_push<'env>(env: &'env Env, push: Unknown) -> Result<PromiseRaw<'e
 
 fn start_producer(options_json: Option<&str>) -> CoreResult<Arc<Producer>> {
     let config = ProducerConfig::resolve(options::from_json(options_json)?)?;
-    let runtime = within_runtime_if_available(tokio::runtime::Handle::try_current)
-        .map_err(|_| CoreError::Config("no async runtime is available in this Node environment".into()))?;
+    let runtime =
+        within_runtime_if_available(tokio::runtime::Handle::try_current).map_err(|_| {
+            CoreError::Config("no async runtime is available in this Node environment".into())
+        })?;
     Producer::start(config, &runtime).map(Arc::new)
 }
 
-fn enqueue_one<'env>(env: &'env Env, producer: &Producer, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
+fn enqueue_one<'env>(
+    env: &'env Env,
+    producer: &Producer,
+    push: Unknown,
+) -> Result<PromiseRaw<'env, Enqueued>> {
     let ticket = stringify(env, push).and_then(|json| {
         let json = json.ok_or_else(|| error::to_js(env, &not_an_object()))?;
-        producer.enqueue_json(&json).map_err(|e| error::to_js(env, &e))
+        producer
+            .enqueue_json(&json)
+            .map_err(|e| error::to_js(env, &e))
     });
     match ticket {
-        Ok(ticket) => settle(env, async move { ticket.accepted().await.map(|e| e.id) }, |id| Enqueued { id }),
+        Ok(ticket) => settle(
+            env,
+            async move { ticket.accepted().await.map(|e| e.id) },
+            |id| Enqueued { id },
+        ),
         Err(e) => rejected(env, e),
     }
 }
@@ -125,14 +161,20 @@ where
     T: Send + 'static,
     V: ToNapiValue,
 {
-    env.spawn_future_with_callback(async move { Ok(work.await) }, move |env, outcome| match outcome {
-        Ok(value) => Ok(map(value)),
-        Err(e) => Err(error::to_js(env, &e)),
-    })
+    env.spawn_future_with_callback(
+        async move { Ok(work.await) },
+        move |env, outcome| match outcome {
+            Ok(value) => Ok(map(value)),
+            Err(e) => Err(error::to_js(env, &e)),
+        },
+    )
 }
 
 /// An already rejected promise (bad input is reported the same way as a queue failure).
-fn rejected<'env, V: ToNapiValue + 'static>(env: &'env Env, error: napi::Error) -> Result<PromiseRaw<'env, V>> {
+fn rejected<'env, V: ToNapiValue + 'static>(
+    env: &'env Env,
+    error: napi::Error,
+) -> Result<PromiseRaw<'env, V>> {
     env.spawn_future_with_callback(async move { Ok(error) }, |_, error| Err(error))
 }
 
@@ -142,7 +184,11 @@ fn stringify(env: &Env, value: Unknown) -> Result<Option<String>> {
     let json: Object = env.get_global()?.get_named_property("JSON")?;
     let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
     let text = stringify.call(value).map_err(|e| {
-        let invalid = InvalidPush { index: None, field: "push".into(), problem: format!("cannot be written as JSON ({})", e.reason) };
+        let invalid = InvalidPush {
+            index: None,
+            field: "push".into(),
+            problem: format!("cannot be written as JSON ({})", e.reason),
+        };
         error::to_js(env, &invalid.into())
     })?;
     match text.get_type()? {
@@ -152,9 +198,19 @@ fn stringify(env: &Env, value: Unknown) -> Result<Option<String>> {
 }
 
 fn not_an_object() -> CoreError {
-    InvalidPush { index: None, field: "push".into(), problem: "must be an object (got undefined)".into() }.into()
+    InvalidPush {
+        index: None,
+        field: "push".into(),
+        problem: "must be an object (got undefined)".into(),
+    }
+    .into()
 }
 
 fn not_a_list() -> CoreError {
-    InvalidPush { index: None, field: "push".into(), problem: "pushes must be an array of push objects".into() }.into()
+    InvalidPush {
+        index: None,
+        field: "push".into(),
+        problem: "pushes must be an array of push objects".into(),
+    }
+    .into()
 }

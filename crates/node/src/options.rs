@@ -46,7 +46,11 @@ pub fn from_json(json: Option<&str>) -> Result<ProducerOptions, Error> {
         let value = match value {
             Value::Null => None,
             Value::String(s) => Some(s),
-            other => return Err(bad(format!("options.{key}: must be a string (got {other})"))),
+            other => {
+                return Err(bad(format!(
+                    "options.{key}: must be a string (got {other})"
+                )))
+            }
         };
         let slot = match key.as_str() {
             "queueUrl" => &mut options.queue_url,
@@ -54,7 +58,12 @@ pub fn from_json(json: Option<&str>) -> Result<ProducerOptions, Error> {
             "endpointUrl" => &mut options.endpoint_url,
             "mode" => &mut options.mode,
             "databaseUrl" => &mut options.database_url,
-            _ => return Err(bad(format!("options.{key}: unknown option (known: {})", KNOWN.join(", ")))),
+            _ => {
+                return Err(bad(format!(
+                    "options.{key}: unknown option (known: {})",
+                    KNOWN.join(", ")
+                )))
+            }
         };
         *slot = value;
     }

@@ -28,7 +28,10 @@ pub(super) fn to_wire(message: &mut Map<String, Value>) -> Result {
     }
     if let Some(fcm_options) = message.get("fcmOptions") {
         let fcm_options = object(fcm_options, "fcmOptions")?;
-        optional_string(fcm_options.get("analyticsLabel"), "fcmOptions.analyticsLabel")?;
+        optional_string(
+            fcm_options.get("analyticsLabel"),
+            "fcmOptions.analyticsLabel",
+        )?;
     }
     if let Some(notification) = message.get_mut("notification") {
         let notification = object_mut(notification, "notification")?;
@@ -50,7 +53,10 @@ fn android_config(android: &mut Value) -> Result {
     }
     if let Some(fcm_options) = android.get("fcmOptions") {
         let fcm_options = object(fcm_options, "android.fcmOptions")?;
-        optional_string(fcm_options.get("analyticsLabel"), "android.fcmOptions.analyticsLabel")?;
+        optional_string(
+            fcm_options.get("analyticsLabel"),
+            "android.fcmOptions.analyticsLabel",
+        )?;
     }
     rename(
         android,
@@ -70,7 +76,11 @@ fn android_notification(notification: &mut Value) -> Result {
     let n = object_mut(notification, P)?;
     if let Some(color) = n.get("color") {
         if !color.as_str().is_some_and(|c| is_hex_color(c, &[6])) {
-            return Err(invalid(format!("{P}.color"), "must be in the form #RRGGBB", color));
+            return Err(invalid(
+                format!("{P}.color"),
+                "must be in the form #RRGGBB",
+                color,
+            ));
         }
     }
     loc_args_need_key(n, "bodyLocArgs", "bodyLocKey", P)?;
@@ -90,7 +100,11 @@ fn android_notification(notification: &mut Value) -> Result {
     if let Some(timings) = n.get_mut("vibrateTimingsMillis") {
         let field = "android.notification.vibrateTimingsMillis";
         let Some(items) = timings.as_array_mut().filter(|a| !a.is_empty()) else {
-            return Err(invalid(field, "must be a non-empty array of numbers", timings));
+            return Err(invalid(
+                field,
+                "must be a non-empty array of numbers",
+                timings,
+            ));
         };
         for (i, item) in items.iter_mut().enumerate() {
             *item = Value::String(duration(item, &format!("{field}[{i}]"))?);
@@ -137,16 +151,26 @@ fn light_settings(light: &mut Value) -> Result {
     for key in ["lightOnDurationMillis", "lightOffDurationMillis"] {
         let field = format!("{P}.{key}");
         let d = duration(l.get(key).unwrap_or(&Value::Null), &field).map_err(|_| {
-            invalid(&field, "must be a non-negative duration in milliseconds", l.get(key).unwrap_or(&Value::Null))
+            invalid(
+                &field,
+                "must be a non-negative duration in milliseconds",
+                l.get(key).unwrap_or(&Value::Null),
+            )
         })?;
         l.insert(key.to_owned(), Value::String(d));
     }
     let color = l.get("color").unwrap_or(&Value::Null);
     let Some(hex) = color.as_str().filter(|c| is_hex_color(c, &[6, 8])) else {
-        return Err(invalid(format!("{P}.color"), "must be in the form #RRGGBB or #RRGGBBAA", color));
+        return Err(invalid(
+            format!("{P}.color"),
+            "must be in the form #RRGGBB or #RRGGBBAA",
+            color,
+        ));
     };
     let channel = |i: usize| {
-        let byte = hex.get(1 + 2 * i..3 + 2 * i).map_or(255, |h| u8::from_str_radix(h, 16).unwrap_or(0));
+        let byte = hex
+            .get(1 + 2 * i..3 + 2 * i)
+            .map_or(255, |h| u8::from_str_radix(h, 16).unwrap_or(0));
         js_number(f64::from(byte) / 255.0)
     };
     let rgba = [("red", 0), ("green", 1), ("blue", 2), ("alpha", 3)]
@@ -156,7 +180,10 @@ fn light_settings(light: &mut Value) -> Result {
     l.insert("color".to_owned(), Value::Object(rgba));
     rename(
         l,
-        &[("lightOnDurationMillis", "light_on_duration"), ("lightOffDurationMillis", "light_off_duration")],
+        &[
+            ("lightOnDurationMillis", "light_on_duration"),
+            ("lightOffDurationMillis", "light_off_duration"),
+        ],
     );
     Ok(())
 }
@@ -164,8 +191,12 @@ fn light_settings(light: &mut Value) -> Result {
 fn apns_config(apns: &mut Value) -> Result {
     let apns = object_mut(apns, "apns")?;
     if let Some(token) = apns.get("liveActivityToken") {
-        if !token.as_str().is_some_and(|t| !t.is_empty()) {
-            return Err(invalid("apns.liveActivityToken", "must be a non-empty string", token));
+        if token.as_str().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "apns.liveActivityToken",
+                "must be a non-empty string",
+                token,
+            ));
         }
     }
     string_map(apns.get("headers"), "apns.headers")?;
@@ -195,7 +226,11 @@ fn aps_dictionary(aps: &mut Value) -> Result {
     if let Some(sound) = aps.get_mut("sound") {
         aps_sound(sound)?;
     }
-    let renames = [("contentAvailable", "content-available"), ("mutableContent", "mutable-content"), ("threadId", "thread-id")];
+    let renames = [
+        ("contentAvailable", "content-available"),
+        ("mutableContent", "mutable-content"),
+        ("threadId", "thread-id"),
+    ];
     for (camel, hyphen) in renames {
         no_duplicate(aps, camel, hyphen, P)?;
     }
@@ -242,14 +277,22 @@ fn aps_sound(sound: &mut Value) -> Result {
         return Err(invalid(P, "must be a non-empty string or an object", sound));
     };
     let name = s.get("name").unwrap_or(&Value::Null);
-    if !name.as_str().is_some_and(|n| !n.is_empty()) {
-        return Err(invalid(format!("{P}.name"), "must be a non-empty string", name));
+    if name.as_str().is_none_or(str::is_empty) {
+        return Err(invalid(
+            format!("{P}.name"),
+            "must be a non-empty string",
+            name,
+        ));
     }
     if let Some(volume) = s.get("volume") {
         match volume.as_f64() {
             None => return Err(invalid(format!("{P}.volume"), "must be a number", volume)),
             Some(v) if !(0.0..=1.0).contains(&v) => {
-                return Err(invalid(format!("{P}.volume"), "must be in the interval [0, 1]", volume))
+                return Err(invalid(
+                    format!("{P}.volume"),
+                    "must be in the interval [0, 1]",
+                    volume,
+                ))
             }
             Some(_) => {}
         }
@@ -292,16 +335,27 @@ fn no_duplicate(map: &Map<String, Value>, camel: &str, other: &str, parent: &str
 }
 
 fn loc_args_need_key(map: &Map<String, Value>, args: &str, key: &str, parent: &str) -> Result {
-    let has_args = map.get(args).and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    let has_key = map.get(key).and_then(Value::as_str).is_some_and(|k| !k.is_empty());
+    let has_args = map
+        .get(args)
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let has_key = map
+        .get(key)
+        .and_then(Value::as_str)
+        .is_some_and(|k| !k.is_empty());
     if has_args && !has_key {
-        return Err(InvalidPush::new(format!("{parent}.{key}"), format!("is required when {args} is set")));
+        return Err(InvalidPush::new(
+            format!("{parent}.{key}"),
+            format!("is required when {args} is set"),
+        ));
     }
     Ok(())
 }
 
 fn object<'a>(value: &'a Value, field: &str) -> Result<&'a Map<String, Value>> {
-    value.as_object().ok_or_else(|| invalid(field, "must be an object", value))
+    value
+        .as_object()
+        .ok_or_else(|| invalid(field, "must be an object", value))
 }
 
 fn object_mut<'a>(value: &'a mut Value, field: &str) -> Result<&'a mut Map<String, Value>> {
@@ -315,7 +369,11 @@ fn string_map(value: Option<&Value>, field: &str) -> Result {
     let Some(value) = value else { return Ok(()) };
     for (key, v) in object(value, field)? {
         if !v.is_string() {
-            return Err(invalid(format!("{field}.{key}"), "must be a string (all values in this map must be strings)", v));
+            return Err(invalid(
+                format!("{field}.{key}"),
+                "must be a string (all values in this map must be strings)",
+                v,
+            ));
         }
     }
     Ok(())
@@ -330,7 +388,9 @@ fn optional_string(value: Option<&Value>, field: &str) -> Result {
 
 fn optional_url(value: Option<&Value>, field: &str) -> Result {
     match value {
-        Some(v) if !v.as_str().is_some_and(is_url) => Err(invalid(field, "must be a valid http(s) URL", v)),
+        Some(v) if !v.as_str().is_some_and(is_url) => {
+            Err(invalid(field, "must be a valid http(s) URL", v))
+        }
         _ => Ok(()),
     }
 }
@@ -338,14 +398,21 @@ fn optional_url(value: Option<&Value>, field: &str) -> Result {
 /// Milliseconds to a protobuf `Duration` string, exactly as firebase-admin's
 /// `transformMillisecondsToSecondsString` computes it (same float arithmetic).
 fn duration(value: &Value, field: &str) -> Result<String> {
-    let ms = value
-        .as_f64()
-        .filter(|ms| *ms >= 0.0)
-        .ok_or_else(|| invalid(field, "must be a non-negative duration in milliseconds", value))?;
+    let ms = value.as_f64().filter(|ms| *ms >= 0.0).ok_or_else(|| {
+        invalid(
+            field,
+            "must be a non-negative duration in milliseconds",
+            value,
+        )
+    })?;
     let seconds = (ms / 1000.0).floor();
     let nanos = ((ms - seconds * 1000.0) * 1_000_000.0).floor();
     let seconds = js_integer_string(seconds);
-    Ok(if nanos > 0.0 { format!("{seconds}.{:09}s", nanos as u64) } else { format!("{seconds}s") })
+    Ok(if nanos > 0.0 {
+        format!("{seconds}.{:09}s", nanos as u64)
+    } else {
+        format!("{seconds}s")
+    })
 }
 
 /// A whole f64 printed the way JavaScript's `Number#toString` prints it (below 1e21).
@@ -367,15 +434,22 @@ fn js_number(n: f64) -> Value {
 }
 
 fn is_hex_color(s: &str, digit_counts: &[usize]) -> bool {
-    s.strip_prefix('#')
-        .is_some_and(|hex| digit_counts.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    s.strip_prefix('#').is_some_and(|hex| {
+        digit_counts.contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// `YYYY-MM-DDTHH:mm:ss.sssZ`, the form `Date#toISOString` (and so `JSON.stringify`) writes.
 fn is_iso_timestamp(s: &str) -> bool {
     const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.dddZ";
     s.len() == SHAPE.len()
-        && s.bytes().zip(SHAPE).all(|(c, want)| if *want == b'd' { c.is_ascii_digit() } else { c == *want })
+        && s.bytes().zip(SHAPE).all(|(c, want)| {
+            if *want == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == *want
+            }
+        })
 }
 
 fn invalid(field: impl Into<String>, problem: &str, got: &Value) -> InvalidPush {

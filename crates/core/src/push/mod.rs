@@ -61,11 +61,25 @@ impl Target {
 }
 
 /// The fields of a push that pushq reads itself and never sends to FCM.
-const PUSHQ_FIELDS: [&str; 6] = ["tokens", "userId", "userIds", "idempotencyKey", "delaySeconds", "category"];
+const PUSHQ_FIELDS: [&str; 6] = [
+    "tokens",
+    "userId",
+    "userIds",
+    "idempotencyKey",
+    "delaySeconds",
+    "category",
+];
 /// The fields that name a target.
 const TARGET_FIELDS: [&str; 6] = ["token", "topic", "condition", "tokens", "userId", "userIds"];
 /// What firebase-admin's `sendEachForMulticast` copies into each per-device message.
-const FANOUT_FIELDS: [&str; 6] = ["android", "apns", "data", "notification", "webpush", "fcmOptions"];
+const FANOUT_FIELDS: [&str; 6] = [
+    "android",
+    "apns",
+    "data",
+    "notification",
+    "webpush",
+    "fcmOptions",
+];
 
 /// A validated push.
 ///
@@ -92,7 +106,10 @@ impl Push {
     /// Validates a push given as a JSON value.
     pub fn from_value(value: Value) -> Result<Push, InvalidPush> {
         let Value::Object(raw) = value else {
-            return Err(InvalidPush::new("push", format!("must be an object (got {})", describe(&value))));
+            return Err(InvalidPush::new(
+                "push",
+                format!("must be an object (got {})", describe(&value)),
+            ));
         };
         let target = parse_target(&raw)?;
         let idempotency_key = parse_idempotency_key(raw.get("idempotencyKey"))?;
@@ -111,7 +128,14 @@ impl Push {
             }
         }
         fcm_body::to_wire(&mut wire)?;
-        Ok(Push { raw, target, wire, idempotency_key, delay_seconds, category })
+        Ok(Push {
+            raw,
+            target,
+            wire,
+            idempotency_key,
+            delay_seconds,
+            category,
+        })
     }
 
     /// Who the push goes to.
@@ -141,7 +165,9 @@ impl Push {
 
     /// Size in bytes of the FCM message without its target: what FCM's payload limit is checked against.
     pub fn payload_size(&self) -> usize {
-        serde_json::to_vec(&self.wire).map(|v| v.len()).unwrap_or(usize::MAX)
+        serde_json::to_vec(&self.wire)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
     }
 
     /// FCM's payload limit for this push's target.
@@ -217,7 +243,11 @@ fn parse_target(raw: &Map<String, Value>) -> Result<Target, InvalidPush> {
         .filter(|f| raw.get(*f).is_some_and(|v| !v.is_null()))
         .collect();
     let [field] = present[..] else {
-        let got = if present.is_empty() { "none".to_owned() } else { present.join(", ") };
+        let got = if present.is_empty() {
+            "none".to_owned()
+        } else {
+            present.join(", ")
+        };
         return Err(InvalidPush::new(
             "target",
             format!("exactly one of token, topic, condition, tokens, userId, userIds must be set (got {got})"),
@@ -252,7 +282,10 @@ fn parse_target(raw: &Map<String, Value>) -> Result<Target, InvalidPush> {
 fn non_empty_string(value: &Value, field: &str) -> Result<String, InvalidPush> {
     match value {
         Value::String(s) if !s.is_empty() => Ok(s.clone()),
-        other => Err(InvalidPush::new(field, format!("must be a non-empty string (got {})", describe(other)))),
+        other => Err(InvalidPush::new(
+            field,
+            format!("must be a non-empty string (got {})", describe(other)),
+        )),
     }
 }
 
@@ -270,12 +303,18 @@ fn user_id(value: &Value, field: &str) -> Result<String, InvalidPush> {
 
 fn string_list(value: &Value, field: &str, max_chars: usize) -> Result<Vec<String>, InvalidPush> {
     let Value::Array(items) = value else {
-        return Err(InvalidPush::new(field, format!("must be an array of strings (got {})", describe(value))));
+        return Err(InvalidPush::new(
+            field,
+            format!("must be an array of strings (got {})", describe(value)),
+        ));
     };
     if items.is_empty() || items.len() > MAX_LIST_TARGETS {
         return Err(InvalidPush::new(
             field,
-            format!("must have 1 to {MAX_LIST_TARGETS} entries (got {})", items.len()),
+            format!(
+                "must have 1 to {MAX_LIST_TARGETS} entries (got {})",
+                items.len()
+            ),
         ));
     }
     items
@@ -300,9 +339,10 @@ fn parse_idempotency_key(value: Option<&Value>) -> Result<Option<String>, Invali
             "must be at most {MAX_IDEMPOTENCY_KEY_CHARS} characters (got {})",
             s.chars().count()
         )),
-        Value::String(s) if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) => {
-            Some(format!("must be printable ASCII without spaces (got {})", describe(value)))
-        }
+        Value::String(s) if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Some(format!(
+            "must be printable ASCII without spaces (got {})",
+            describe(value)
+        )),
         Value::String(s) => return Ok(Some(s.clone())),
         _ => None,
     };
@@ -318,10 +358,15 @@ fn parse_delay(value: Option<&Value>) -> Result<Option<u32>, InvalidPush> {
         Some(n) if n <= u64::from(MAX_DELAY_SECONDS) => Ok(Some(n as u32)),
         _ => match value.as_f64() {
             // JSON.stringify writes 5 as 5, but other producers may write 5.0.
-            Some(f) if f.fract() == 0.0 && (0.0..=f64::from(MAX_DELAY_SECONDS)).contains(&f) => Ok(Some(f as u32)),
+            Some(f) if f.fract() == 0.0 && (0.0..=f64::from(MAX_DELAY_SECONDS)).contains(&f) => {
+                Ok(Some(f as u32))
+            }
             _ => Err(InvalidPush::new(
                 "delaySeconds",
-                format!("must be a whole number from 0 to {MAX_DELAY_SECONDS} (got {})", describe(value)),
+                format!(
+                    "must be a whole number from 0 to {MAX_DELAY_SECONDS} (got {})",
+                    describe(value)
+                ),
             )),
         },
     }
@@ -352,8 +397,14 @@ mod tests {
     #[test]
     fn error_names_the_field_and_the_value() {
         let err = Push::from_value(json!({"token": "t", "android": {"ttl": -1}})).unwrap_err();
-        assert_eq!(err.to_string(), "push.android.ttl: must be a non-negative duration in milliseconds (got -1)");
-        assert_eq!(err.clone().at_index(3).to_string(), "pushes[3].android.ttl: must be a non-negative duration in milliseconds (got -1)");
+        assert_eq!(
+            err.to_string(),
+            "push.android.ttl: must be a non-negative duration in milliseconds (got -1)"
+        );
+        assert_eq!(
+            err.clone().at_index(3).to_string(),
+            "pushes[3].android.ttl: must be a non-negative duration in milliseconds (got -1)"
+        );
     }
 
     #[test]
@@ -363,7 +414,10 @@ mod tests {
         // null counts as absent, as in firebase-admin.
         let push = Push::from_value(json!({"token": "a", "topic": null})).unwrap();
         assert_eq!(push.target(), &Target::Token("a".into()));
-        assert!(!push.fcm_request(false).unwrap()["message"].as_object().unwrap().contains_key("topic"));
+        assert!(!push.fcm_request(false).unwrap()["message"]
+            .as_object()
+            .unwrap()
+            .contains_key("topic"));
     }
 
     #[test]
@@ -387,14 +441,25 @@ mod tests {
         assert_eq!(field_of(json!({"tokens": ["a", ""]})), "tokens[1]");
         let many: Vec<String> = (0..=MAX_LIST_TARGETS).map(|i| i.to_string()).collect();
         assert_eq!(field_of(json!({ "userIds": many })), "userIds");
-        assert_eq!(field_of(json!({"userIds": ["a", "x".repeat(256)]})), "userIds[1]");
+        assert_eq!(
+            field_of(json!({"userIds": ["a", "x".repeat(256)]})),
+            "userIds[1]"
+        );
     }
 
     #[test]
     fn delay_must_be_whole_and_in_range() {
-        assert_eq!(Push::from_value(json!({"token": "a", "delaySeconds": 900.0})).unwrap().delay_seconds(), Some(900));
+        assert_eq!(
+            Push::from_value(json!({"token": "a", "delaySeconds": 900.0}))
+                .unwrap()
+                .delay_seconds(),
+            Some(900)
+        );
         for bad in [json!(901), json!(-1), json!(1.5), json!("5"), json!(null)] {
-            assert_eq!(field_of(json!({"token": "a", "delaySeconds": bad})), "delaySeconds");
+            assert_eq!(
+                field_of(json!({"token": "a", "delaySeconds": bad})),
+                "delaySeconds"
+            );
         }
     }
 

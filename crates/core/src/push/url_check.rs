@@ -4,10 +4,15 @@
 /// True when firebase-admin's `isURL` accepts `s`.
 pub(super) fn is_url(s: &str) -> bool {
     const ALLOWED_PUNCTUATION: &str = ":/?#[]@!$&'()*+,;=.-_~%";
-    if !s.chars().all(|c| c.is_ascii_alphanumeric() || ALLOWED_PUNCTUATION.contains(c)) {
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ALLOWED_PUNCTUATION.contains(c))
+    {
         return false;
     }
-    let Ok(url) = url::Url::parse(s) else { return false };
+    let Ok(url) = url::Url::parse(s) else {
+        return false;
+    };
     if !matches!(url.scheme(), "http" | "https") {
         return false;
     }
@@ -35,16 +40,24 @@ fn is_hostname(host: &str) -> bool {
 fn is_bracketed_ipv6(host: &str) -> bool {
     host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.'))
+        .is_some_and(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        })
 }
 
 /// `^(\/[\w\-.~!$'()*+,;=:@%]+)*\/?$`
 fn is_simple_path(path: &str) -> bool {
     let path = path.strip_suffix('/').unwrap_or(path);
-    let Some(rest) = path.strip_prefix('/') else { return path.is_empty() };
+    let Some(rest) = path.strip_prefix('/') else {
+        return path.is_empty();
+    };
     rest.split('/').all(|segment| {
         !segment.is_empty()
-            && segment.chars().all(|c| c.is_ascii_alphanumeric() || "_-.~!$'()*+,;=:@%".contains(c))
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.~!$'()*+,;=:@%".contains(c))
     })
 }
 
@@ -54,10 +67,22 @@ mod tests {
 
     #[test]
     fn accepts_and_rejects_like_firebase_admin() {
-        for ok in ["https://example.com/a.png", "http://cdn.example.com/x/y/", "https://[::1]/i.png", "https://a.b?x=1#f"] {
+        for ok in [
+            "https://example.com/a.png",
+            "http://cdn.example.com/x/y/",
+            "https://[::1]/i.png",
+            "https://a.b?x=1#f",
+        ] {
             assert!(is_url(ok), "{ok}");
         }
-        for bad in ["ftp://example.com/a", "not a url", "https://exa mple.com", "https://-bad.com/", "https://a.com//x", "example.com/a.png"] {
+        for bad in [
+            "ftp://example.com/a",
+            "not a url",
+            "https://exa mple.com",
+            "https://-bad.com/",
+            "https://a.com//x",
+            "example.com/a.png",
+        ] {
             assert!(!is_url(bad), "{bad}");
         }
     }

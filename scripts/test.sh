@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every test pushq has: `npm test` runs this. Needs Rust, Node (with `npm ci` done) and moto_server;
+# the jest suite starts its own moto_server on a free loopback port.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pushq/target}"
+
+echo "== cargo fmt / clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== Rust tests (pushq-core)"
+# pushq-node is a cdylib that links against Node at load time: it is tested through jest below.
+cargo test --workspace --exclude pushq-node
+
+echo "== build the addon (release) and check the generated files are committed as napi wrote them"
+npm run build --silent
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  git diff --exit-code -- index.js index.d.ts || {
+    echo "index.js/index.d.ts differ from what napi build writes: rebuild and commit them" >&2
+    exit 1
+  }
+fi
+
+echo "== TypeScript: the tests type-check against index.d.ts"
+npx tsc --noEmit -p .
+
+echo "== jest (moto_server SQS)"
+npx jest --ci
