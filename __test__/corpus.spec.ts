@@ -1,0 +1,56 @@
+// Validation parity with firebase-admin, through the binding: every corpus push firebase-admin
+// rejects is rejected with PUSHQ_INVALID_PUSH naming the field, and nothing reaches the queue;
+// every push it accepts is enqueued. (Body equality is checked in Rust, on the fixture this
+// file proves current: crates/core/tests/fcm_corpus.rs.)
+import { PushClient } from '..'
+import { freshQueue, queueDepth, drainQueue } from './support/sqs'
+import * as fs from 'fs'
+import * as path from 'path'
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { generateFixture } = require('./corpus/generate')
+
+type Case = { name: string; push: any; field?: string; valid: boolean; body?: unknown }
+const fixturePath = path.join(__dirname, '..', 'crates', 'core', 'tests', 'fixtures', 'fcm_corpus.json')
+const cases: Case[] = generateFixture()
+
+test('the Rust fixture is what firebase-admin says today (regenerate: node __test__/corpus/generate.js)', () => {
+  expect(JSON.parse(fs.readFileSync(fixturePath, 'utf8'))).toEqual(JSON.parse(JSON.stringify(cases)))
+})
+
+test('the corpus holds at least 60 messages, valid and invalid', () => {
+  expect(cases.length).toBeGreaterThanOrEqual(60)
+  expect(cases.filter((c) => c.valid).length).toBeGreaterThanOrEqual(30)
+  expect(cases.filter((c) => !c.valid).length).toBeGreaterThanOrEqual(30)
+})
+
+describe('verdicts through enqueuePush', () => {
+  let client: PushClient
+  let queueUrl: string
+  beforeAll(async () => {
+    queueUrl = await freshQueue()
+    client = new PushClient({ queueUrl, endpointUrl: process.env.PUSHQ_TEST_SQS_ENDPOINT! })
+  })
+  afterAll(() => client.close())
+
+  test('every push firebase-admin rejects is PUSHQ_INVALID_PUSH naming its field, and none is enqueued', async () => {
+    const invalid = cases.filter((c) => !c.valid)
+    const outcomes = await Promise.all(
+      invalid.map((c) =>
+        client.enqueuePush(c.push).then(
+          () => ({ name: c.name, code: 'accepted', field: undefined }),
+          (e: any) => ({ name: c.name, code: e.code, field: e.field }),
+        ),
+      ),
+    )
+    expect(outcomes).toEqual(invalid.map((c) => ({ name: c.name, code: 'PUSHQ_INVALID_PUSH', field: c.field })))
+    expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
+  })
+
+  test('every push firebase-admin accepts is enqueued', async () => {
+    const valid = cases.filter((c) => c.valid)
+    const ids = await Promise.all(valid.map((c) => client.enqueuePush(c.push).then((r) => r.id)))
+    const messages = await drainQueue(queueUrl)
+    expect(new Set(messages.map((m) => JSON.parse(m.Body!).id))).toEqual(new Set(ids))
+  })
+})

@@ -1,0 +1,100 @@
+// enqueuePush against a real SQS (moto_server): what lands in the queue is what a consumer reads.
+import { PushClient } from '..'
+import { drainQueue, freshQueue, queueDepth } from './support/sqs'
+
+const endpointUrl = process.env.PUSHQ_TEST_SQS_ENDPOINT!
+
+describe('enqueuePush', () => {
+  let queueUrl: string
+  let client: PushClient
+
+  beforeEach(async () => {
+    queueUrl = await freshQueue()
+    client = new PushClient({ queueUrl, endpointUrl })
+  })
+  afterEach(() => client.close())
+
+  test('the envelope read back from SQS carries the push as given, with its id', async () => {
+    const push = {
+      userId: 'user-42',
+      notification: { title: 'Your class starts soon', body: 'Spin 45 with Alex' },
+      android: { priority: 'high' as const, ttl: 3600000 },
+      data: { classId: '981' },
+      category: 'class-reminder',
+      idempotencyKey: 'reminder-981-user-42',
+    }
+    const before = Date.now()
+    const { id } = await client.enqueuePush(push)
+    const [message] = await drainQueue(queueUrl, 1)
+    const envelope = JSON.parse(message.Body!)
+    expect(envelope).toEqual({ v: 1, id, enqueuedAt: expect.any(Number), push })
+    expect(envelope.enqueuedAt).toBeGreaterThanOrEqual(before)
+    expect(envelope.enqueuedAt).toBeLessThanOrEqual(Date.now())
+    // UUIDv7: version nibble 7, and its millisecond prefix is the enqueue time.
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect(parseInt(id.replace(/-/g, '').slice(0, 12), 16)).toBe(envelope.enqueuedAt)
+  })
+
+  test('a Date in the push travels as its ISO string', async () => {
+    const when = new Date('2026-11-24T10:00:00.000Z')
+    await client.enqueuePush({ token: 'device-1', android: { notification: { eventTimestamp: when } } })
+    const [message] = await drainQueue(queueUrl, 1)
+    expect(JSON.parse(message.Body!).push.android.notification.eventTimestamp).toBe('2026-11-24T10:00:00.000Z')
+  })
+
+  test('delaySeconds becomes the message DelaySeconds', async () => {
+    await client.enqueuePush({ token: 'device-1', delaySeconds: 1 })
+    // Delayed: not receivable yet, but counted as delayed.
+    const depth = await queueDepth(queueUrl)
+    expect(depth.delayed).toBe(1)
+    expect(depth.visible).toBe(0)
+    const [message] = await drainQueue(queueUrl, 1)
+    expect(JSON.parse(message.Body!).push.delaySeconds).toBe(1)
+  })
+
+  test('a large tokens list is split into several envelopes with one id and every token once', async () => {
+    const tokens = Array.from({ length: 1234 }, (_, i) => `token-${String(i).padStart(155, '0')}`)
+    const { id } = await client.enqueuePush({ tokens, notification: { title: 'hi' } })
+    const messages = await drainQueue(queueUrl)
+    expect(messages.length).toBeGreaterThan(1)
+    const envelopes = messages.map((m) => JSON.parse(m.Body!))
+    for (const m of messages) expect(Buffer.byteLength(m.Body!)).toBeLessThanOrEqual(64 * 1024)
+    for (const e of envelopes) {
+      expect(e.id).toBe(id)
+      expect(e.push.tokens.length).toBeLessThanOrEqual(500)
+    }
+    const got = envelopes.flatMap((e) => e.push.tokens).sort()
+    expect(got).toEqual([...tokens].sort())
+  })
+
+  test('a payload over FCM limits is refused with PUSHQ_TOO_LARGE and not enqueued', async () => {
+    const big = 'x'.repeat(4100)
+    await expect(client.enqueuePush({ token: 'device-1', data: { big } })).rejects.toMatchObject({
+      code: 'PUSHQ_TOO_LARGE',
+      message: expect.stringContaining('4096'),
+    })
+    // Topics have half the room: 3,000 bytes is fine for a token, too large for a topic.
+    const mid = 'x'.repeat(3000)
+    await expect(client.enqueuePush({ topic: 'news', data: { mid } })).rejects.toMatchObject({
+      code: 'PUSHQ_TOO_LARGE',
+      message: expect.stringContaining('2048'),
+    })
+    await client.enqueuePush({ token: 'device-1', data: { mid } })
+    const messages = await drainQueue(queueUrl)
+    expect(messages.map((m) => JSON.parse(m.Body!).push.token)).toEqual(['device-1'])
+  })
+
+  test('enqueuePushes: one invalid push and none is enqueued; all valid and all are', async () => {
+    const good = { token: 'device-1', notification: { title: 'ok' } }
+    const bad = { token: 'device-2', android: { ttl: -5 } }
+    await expect(client.enqueuePushes([good, good, bad as any])).rejects.toMatchObject({
+      code: 'PUSHQ_INVALID_PUSH',
+      field: 'pushes[2].android.ttl',
+    })
+    expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
+
+    const result = await client.enqueuePushes([good, { ...good, token: 'device-3' }])
+    const messages = await drainQueue(queueUrl, 2)
+    expect(messages.map((m) => JSON.parse(m.Body!).id).sort()).toEqual(result.map((r) => r.id).sort())
+  })
+})

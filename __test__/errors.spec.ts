@@ -1,0 +1,82 @@
+// Configuration and queue errors: typed codes, bounded time, nothing half-done.
+import { PushClient, enqueuePush } from '..'
+import { freshQueue, queueDepth } from './support/sqs'
+import * as net from 'net'
+
+const endpointUrl = process.env.PUSHQ_TEST_SQS_ENDPOINT!
+
+// jest gives each test file a copy of process.env that native code does not see: tests of what
+// the addon reads from the environment run in child processes (lifecycle.spec.ts); here the real
+// environment has no PUSHQ_QUEUE_URL (global-setup removed it).
+describe('configuration', () => {
+
+  test('no queue URL in sqs mode is PUSHQ_CONFIG, never a silent fallback', () => {
+    expect(() => new PushClient({ endpointUrl })).toThrow(expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('queueUrl') }))
+    expect(() => new PushClient({ queueUrl: '' })).toThrow(expect.objectContaining({ code: 'PUSHQ_CONFIG' }))
+  })
+
+  test('the module-level enqueuePush rejects with PUSHQ_CONFIG when the environment has no queue', async () => {
+    await expect(enqueuePush({ token: 'device-1' })).rejects.toMatchObject({ code: 'PUSHQ_CONFIG' })
+  })
+
+  test('bad options name the option', () => {
+    const bad = [
+      [{ queueURL: 'http://x/1/q' }, 'options.queueURL'],
+      [{ queueUrl: 42 }, 'options.queueUrl'],
+      [{ queueUrl: 'not a url' }, 'queueUrl'],
+      [{ queueUrl: 'http://127.0.0.1/1/q', mode: 'kafka' }, 'mode'],
+    ] as const
+    for (const [options, name] of bad) {
+      expect(() => new PushClient(options as any)).toThrow(
+        expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining(name) }),
+      )
+    }
+  })
+})
+
+describe('queue failures', () => {
+  test('an unreachable endpoint rejects with PUSHQ_QUEUE in bounded time', async () => {
+    // A port that was free a moment ago: connections are refused.
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as net.AddressInfo).port
+        s.close(() => resolve(p))
+      })
+    })
+    const client = new PushClient({ queueUrl: `http://127.0.0.1:${port}/123456789012/q`, endpointUrl: `http://127.0.0.1:${port}` })
+    const started = Date.now()
+    await expect(client.enqueuePush({ token: 'device-1' })).rejects.toMatchObject({ code: 'PUSHQ_QUEUE' })
+    // The SDK's own retries plus timeouts bound this; 30 s is the documented ceiling.
+    expect(Date.now() - started).toBeLessThan(30_000)
+    await client.close()
+  })
+
+  test('a queue that does not exist rejects with PUSHQ_QUEUE', async () => {
+    const client = new PushClient({ queueUrl: `${endpointUrl}/123456789012/no-such-queue-${Date.now()}`, endpointUrl })
+    await expect(client.enqueuePush({ token: 'device-1' })).rejects.toMatchObject({ code: 'PUSHQ_QUEUE' })
+    await client.close()
+  })
+})
+
+describe('bad input from JavaScript', () => {
+  let client: PushClient
+  let queueUrl: string
+  beforeAll(async () => {
+    queueUrl = await freshQueue()
+    client = new PushClient({ queueUrl, endpointUrl })
+  })
+  afterAll(() => client.close())
+
+  test.each([
+    ['undefined', undefined, 'push'],
+    ['null', null, 'push'],
+    ['a string', 'hello', 'push'],
+    ['a BigInt', { token: 't', data: { n: 10n } }, 'push'],
+    ['a cycle', (() => { const o: any = { token: 't' }; o.self = o; return o })(), 'push'],
+    ['no target', { notification: { title: 'x' } }, 'target'],
+    ['a number as token', { token: 5 }, 'token'],
+  ])('%s is PUSHQ_INVALID_PUSH naming %s, and nothing is enqueued', async (_, push, field) => {
+    await expect(client.enqueuePush(push as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field })
+    expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
+  })
+})
