@@ -50,7 +50,12 @@ describe('verdicts through enqueuePush', () => {
   test('every push firebase-admin accepts is enqueued', async () => {
     const valid = cases.filter((c) => c.valid)
     const ids = await Promise.all(valid.map((c) => client.enqueuePush(c.push).then((r) => r.id)))
-    const messages = await drainQueue(queueUrl)
-    expect(new Set(messages.map((m) => JSON.parse(m.Body!).id))).toEqual(new Set(ids))
+    // Pushes with delaySeconds wait in the queue as delayed messages.
+    const delayed = valid.filter((c) => c.push.delaySeconds > 0).length
+    expect(delayed).toBeGreaterThan(0)
+    expect(await queueDepth(queueUrl)).toEqual({ visible: valid.length - delayed, inFlight: 0, delayed })
+    const immediate = ids.filter((_, i) => !(valid[i].push.delaySeconds > 0))
+    const messages = await drainQueue(queueUrl, immediate.length)
+    expect(new Set(messages.map((m) => JSON.parse(m.Body!).id))).toEqual(new Set(immediate))
   })
 })

@@ -75,6 +75,8 @@ describe('bad input from JavaScript', () => {
     ['a cycle', (() => { const o: any = { token: 't' }; o.self = o; return o })(), 'push'],
     ['no target', { notification: { title: 'x' } }, 'target'],
     ['a number as token', { token: 5 }, 'token'],
+    ['10,001 tokens', { tokens: Array.from({ length: 10001 }, (_, i) => `t${i}`) }, 'tokens'],
+    ['100,000 user ids', { userIds: Array.from({ length: 100000 }, (_, i) => `u${i}`) }, 'userIds'],
   ])('%s is PUSHQ_INVALID_PUSH naming %s, and nothing is enqueued', async (_, push, field) => {
     await expect(client.enqueuePush(push as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field })
     expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })

@@ -20,9 +20,9 @@ export async function freshQueue(opts: { fifo?: boolean } = {}): Promise<string>
 }
 
 /**
- * Receives (and deletes) everything in the queue: until `expected` messages arrived and a
- * receive comes back empty, or, without `expected`, until two receives in a row are empty.
- * Delayed messages are waited for (long polls), bounded by `deadlineMs`.
+ * Receives (and deletes) what is in the queue: until `expected` messages arrived and nothing
+ * else is visible (delayed messages beyond `expected` are left), or, without `expected`, until
+ * the queue is empty, delayed messages included. Bounded by `deadlineMs`.
  */
 export async function drainQueue(queueUrl: string, expected?: number, deadlineMs = 60_000): Promise<Message[]> {
   const got: Message[] = []
@@ -51,9 +51,8 @@ export async function drainQueue(queueUrl: string, expected?: number, deadlineMs
     }
     empties++
     const depth = await queueDepth(queueUrl)
-    const waiting = depth.visible + depth.delayed + depth.inFlight
-    if (expected !== undefined && got.length >= expected && waiting === 0) break
-    if (expected === undefined && empties >= 2 && waiting === 0) break
+    if (expected !== undefined && got.length >= expected && depth.visible + depth.inFlight === 0) break
+    if (expected === undefined && empties >= 2 && depth.visible + depth.inFlight + depth.delayed === 0) break
   }
   return got
 }

@@ -128,18 +128,19 @@ impl Envelope {
             }
             None => return Err(bad("v: missing (expected 1)".to_owned())),
         }
-        let id =
-            match map.get("id") {
-                None | Some(Value::Null) => message_id.to_owned(),
-                Some(Value::String(s))
-                    if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS =>
-                {
-                    s.clone()
-                }
-                Some(_) => return Err(bad(format!(
+        let id = match map.get("id") {
+            None | Some(Value::Null) => message_id.to_owned(),
+            Some(Value::String(s))
+                if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS =>
+            {
+                s.clone()
+            }
+            Some(_) => {
+                return Err(bad(format!(
                     "id: must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters"
-                ))),
-            };
+                )))
+            }
+        };
         let enqueued_at = match map.get("enqueuedAt") {
             None | Some(Value::Null) => sent_at_ms,
             Some(v) => v.as_i64().filter(|ms| *ms >= 0).ok_or_else(|| {

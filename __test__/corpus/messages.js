@@ -1,0 +1,169 @@
+// The validation corpus: pushes firebase-admin accepts and rejects, across every part of its
+// `Message` and pushq's own fields. `field` (invalid cases only) is the field pushq must name.
+// Verdicts and FCM bodies are not written here: oracle.js asks firebase-admin for them.
+'use strict'
+
+const TOKEN = 'fcm-token-' + 'a1B2c3D4e5'.repeat(14)
+const IMG = 'https://cdn.example.com/img/class-42.png'
+
+const ok = (name, push) => ({ name, push })
+const bad = (name, field, push) => ({ name, field, push })
+
+module.exports = [
+  // --- targets
+  ok('token-notification', { token: TOKEN, notification: { title: 'Spin 45', body: 'Starts in 15 minutes' } }),
+  ok('topic-plain', { topic: 'gym-berlin', notification: { title: 'Closed on Sunday' } }),
+  ok('topic-prefixed', { topic: '/topics/gym-berlin', data: { kind: 'closure' } }),
+  ok('topic-all-legal-chars', { topic: 'a-b_c.d~e%20', data: { x: '1' } }),
+  ok('condition', { condition: "'sports' in topics && ('news' in topics || 'gym' in topics)", notification: { title: 'x' } }),
+  ok('token-only', { token: TOKEN }),
+  bad('topic-malformed', 'topic', { topic: 'gym berlin!', notification: { title: 'x' } }),
+  bad('topic-only-prefix', 'topic', { topic: '/topics/' }),
+  bad('no-target', 'target', { notification: { title: 'x' } }),
+  bad('two-targets', 'target', { token: TOKEN, topic: 'news' }),
+  bad('empty-token', 'token', { token: '' }),
+  bad('not-an-object', 'push', 'just a string'),
+  bad('null-push', 'push', null),
+
+  // --- data
+  ok('data-strings', { token: TOKEN, data: { classId: '981', studio: 'Berlin Mitte', empty: '' } }),
+  bad('data-number', 'data.score', { token: TOKEN, data: { score: 42 } }),
+  bad('data-not-object', 'data', { token: TOKEN, data: 'score=42' }),
+  bad('data-array', 'data', { token: TOKEN, data: ['a'] }),
+  bad('data-null', 'data', { token: TOKEN, data: null }),
+
+  // --- notification
+  ok('notification-image', { token: TOKEN, notification: { title: 't', body: 'b', imageUrl: IMG } }),
+  ok('notification-image-ipv6', { token: TOKEN, notification: { imageUrl: 'http://[::1]/a.png' } }),
+  ok('notification-image-query', { token: TOKEN, notification: { imageUrl: 'https://cdn.example.com/a.png?v=3&w=200' } }),
+  bad('notification-image-ftp', 'notification.imageUrl', { token: TOKEN, notification: { imageUrl: 'ftp://cdn.example.com/a.png' } }),
+  bad('notification-image-space', 'notification.imageUrl', { token: TOKEN, notification: { imageUrl: 'https://cdn.example.com/a b.png' } }),
+  bad('notification-image-and-image', 'notification.imageUrl', { token: TOKEN, notification: { imageUrl: IMG, image: IMG } }),
+  bad('notification-not-object', 'notification', { token: TOKEN, notification: 'hello' }),
+
+  // --- android
+  ok('android-full', {
+    token: TOKEN,
+    android: {
+      collapseKey: 'class-42', priority: 'high', ttl: 3600000, restrictedPackageName: 'com.example.gym',
+      directBootOk: true, bandwidthConstrainedOk: false, restrictedSatelliteOk: true,
+      data: { a: 'b' }, fcmOptions: { analyticsLabel: 'reminder' },
+    },
+  }),
+  ok('android-ttl-zero', { token: TOKEN, android: { ttl: 0 } }),
+  ok('android-ttl-fraction', { token: TOKEN, android: { ttl: 1500.5 } }),
+  ok('android-ttl-ms', { token: TOKEN, android: { ttl: 1 } }),
+  bad('android-ttl-negative', 'android.ttl', { token: TOKEN, android: { ttl: -1 } }),
+  bad('android-ttl-string', 'android.ttl', { token: TOKEN, android: { ttl: '3600' } }),
+  bad('android-data-number', 'android.data.n', { token: TOKEN, android: { data: { n: 1 } } }),
+  bad('android-fcm-label-number', 'android.fcmOptions.analyticsLabel', { token: TOKEN, android: { fcmOptions: { analyticsLabel: 7 } } }),
+  bad('android-not-object', 'android', { token: TOKEN, android: true }),
+  ok('android-notification-full', {
+    token: TOKEN,
+    android: {
+      notification: {
+        title: 't', body: 'b', icon: 'ic_gym', color: '#FF8800', sound: 'bell', tag: 'class', clickAction: 'OPEN_CLASS',
+        bodyLocKey: 'body_key', bodyLocArgs: ['Spin'], titleLocKey: 'title_key', titleLocArgs: ['Alex'],
+        channelId: 'reminders', imageUrl: IMG, ticker: 'Class soon', sticky: false, localOnly: true,
+        priority: 'high', vibrateTimingsMillis: [100, 250.5, 1000], defaultVibrateTimings: false, defaultSound: true,
+        defaultLightSettings: false, visibility: 'private', notificationCount: 3, proxy: 'allow',
+      },
+    },
+  }),
+  ok('android-notification-event-time', { token: TOKEN, android: { notification: { eventTimestamp: new Date('2026-11-24T10:15:30.123Z') } } }),
+  ok('android-notification-priority-min', { token: TOKEN, android: { notification: { priority: 'min', visibility: 'secret', proxy: 'if_priority_lowered' } } }),
+  ok('android-light-settings-rgb', { token: TOKEN, android: { notification: { lightSettings: { color: '#336699', lightOnDurationMillis: 200, lightOffDurationMillis: 1500.25 } } } }),
+  ok('android-light-settings-rgba', { token: TOKEN, android: { notification: { lightSettings: { color: '#33669980', lightOnDurationMillis: 0, lightOffDurationMillis: 100 } } } }),
+  bad('android-color-short', 'android.notification.color', { token: TOKEN, android: { notification: { color: '#F80' } } }),
+  bad('android-body-loc-args-no-key', 'android.notification.bodyLocKey', { token: TOKEN, android: { notification: { bodyLocArgs: ['x'] } } }),
+  bad('android-title-loc-args-no-key', 'android.notification.titleLocKey', { token: TOKEN, android: { notification: { titleLocArgs: ['x'] } } }),
+  bad('android-image-bad', 'android.notification.imageUrl', { token: TOKEN, android: { notification: { imageUrl: 'not-a-url' } } }),
+  bad('android-event-time-number', 'android.notification.eventTimestamp', { token: TOKEN, android: { notification: { eventTimestamp: 1732442400000 } } }),
+  bad('android-vibrate-empty', 'android.notification.vibrateTimingsMillis', { token: TOKEN, android: { notification: { vibrateTimingsMillis: [] } } }),
+  bad('android-vibrate-negative', 'android.notification.vibrateTimingsMillis[1]', { token: TOKEN, android: { notification: { vibrateTimingsMillis: [100, -5] } } }),
+  bad('android-priority-number', 'android.notification.priority', { token: TOKEN, android: { notification: { priority: 2 } } }),
+  bad('android-light-color-bad', 'android.notification.lightSettings.color', { token: TOKEN, android: { notification: { lightSettings: { color: 'blue', lightOnDurationMillis: 1, lightOffDurationMillis: 1 } } } }),
+  bad('android-light-on-missing', 'android.notification.lightSettings.lightOnDurationMillis', { token: TOKEN, android: { notification: { lightSettings: { color: '#336699', lightOffDurationMillis: 1 } } } }),
+  bad('android-light-off-negative', 'android.notification.lightSettings.lightOffDurationMillis', { token: TOKEN, android: { notification: { lightSettings: { color: '#336699', lightOnDurationMillis: 1, lightOffDurationMillis: -1 } } } }),
+  bad('android-notification-null', 'android.notification', { token: TOKEN, android: { notification: null } }),
+
+  // --- apns
+  ok('apns-alert-string', { token: TOKEN, apns: { headers: { 'apns-priority': '10' }, payload: { aps: { alert: 'Class soon', badge: 3, sound: 'bell.caf' } } } }),
+  ok('apns-alert-object', {
+    token: TOKEN,
+    apns: {
+      payload: {
+        aps: {
+          alert: {
+            title: 't', subtitle: 's', body: 'b', locKey: 'LK', locArgs: ['a'], titleLocKey: 'TLK', titleLocArgs: ['b'],
+            subtitleLocKey: 'SLK', subtitleLocArgs: ['c'], actionLocKey: 'ALK', launchImage: 'launch.png',
+          },
+          threadId: 'class-42', category: 'REMINDER',
+        },
+      },
+    },
+  }),
+  ok('apns-critical-sound', { token: TOKEN, apns: { payload: { aps: { sound: { critical: true, name: 'alarm.caf', volume: 0.7 } } } } }),
+  ok('apns-sound-not-critical', { token: TOKEN, apns: { payload: { aps: { sound: { critical: false, name: 'a.caf' } } } } }),
+  ok('apns-content-available', { token: TOKEN, apns: { payload: { aps: { contentAvailable: true, mutableContent: true } } } }),
+  ok('apns-content-available-false', { token: TOKEN, apns: { payload: { aps: { contentAvailable: false } } } }),
+  ok('apns-custom-payload', { token: TOKEN, apns: { payload: { aps: { alert: 'x' }, classId: 42, nested: { a: [1, 2] } } } }),
+  ok('apns-fcm-options', { token: TOKEN, apns: { fcmOptions: { imageUrl: IMG, analyticsLabel: 'ios' } } }),
+  ok('apns-live-activity', { token: TOKEN, apns: { liveActivityToken: 'live-activity-token-1', payload: { aps: {} } } }),
+  bad('apns-headers-number', 'apns.headers.apns-priority', { token: TOKEN, apns: { headers: { 'apns-priority': 10 } } }),
+  bad('apns-live-activity-empty', 'apns.liveActivityToken', { token: TOKEN, apns: { liveActivityToken: '' } }),
+  bad('apns-live-activity-number', 'apns.liveActivityToken', { token: TOKEN, apns: { liveActivityToken: 5 } }),
+  bad('apns-payload-string', 'apns.payload', { token: TOKEN, apns: { payload: 'x' } }),
+  bad('apns-aps-null', 'apns.payload.aps', { token: TOKEN, apns: { payload: { aps: null } } }),
+  bad('apns-alert-number', 'apns.payload.aps.alert', { token: TOKEN, apns: { payload: { aps: { alert: 5 } } } }),
+  bad('apns-loc-args-no-key', 'apns.payload.aps.alert.locKey', { token: TOKEN, apns: { payload: { aps: { alert: { locArgs: ['a'] } } } } }),
+  bad('apns-subtitle-loc-args-no-key', 'apns.payload.aps.alert.subtitleLocKey', { token: TOKEN, apns: { payload: { aps: { alert: { subtitleLocArgs: ['a'] } } } } }),
+  bad('apns-volume-too-loud', 'apns.payload.aps.sound.volume', { token: TOKEN, apns: { payload: { aps: { sound: { name: 'a.caf', volume: 1.5 } } } } }),
+  bad('apns-sound-no-name', 'apns.payload.aps.sound.name', { token: TOKEN, apns: { payload: { aps: { sound: { critical: true } } } } }),
+  bad('apns-sound-empty', 'apns.payload.aps.sound', { token: TOKEN, apns: { payload: { aps: { sound: '' } } } }),
+  bad('apns-thread-id-twice', 'apns.payload.aps.threadId', { token: TOKEN, apns: { payload: { aps: { threadId: 'a', 'thread-id': 'b' } } } }),
+  bad('apns-fcm-image-bad', 'apns.fcmOptions.imageUrl', { token: TOKEN, apns: { fcmOptions: { imageUrl: 'javascript:alert(1)' } } }),
+
+  // --- webpush and fcmOptions
+  ok('webpush-full', {
+    token: TOKEN,
+    webpush: {
+      headers: { TTL: '60', Urgency: 'high' }, data: { a: 'b' },
+      notification: { title: 't', body: 'b', icon: 'https://example.com/i.png', requireInteraction: true, actions: [{ action: 'open', title: 'Open' }] },
+      fcmOptions: { link: 'https://example.com/classes/42' },
+    },
+  }),
+  bad('webpush-header-number', 'webpush.headers.TTL', { token: TOKEN, webpush: { headers: { TTL: 60 } } }),
+  bad('webpush-data-bool', 'webpush.data.a', { token: TOKEN, webpush: { data: { a: true } } }),
+  ok('fcm-options', { token: TOKEN, fcmOptions: { analyticsLabel: 'campaign-nov' } }),
+  bad('fcm-options-label-number', 'fcmOptions.analyticsLabel', { token: TOKEN, fcmOptions: { analyticsLabel: 1 } }),
+
+  // --- pushq's own fields
+  ok('user-id', { userId: 'user-42', notification: { title: 'Hi' }, android: { ttl: 60000 }, apns: { payload: { aps: { badge: 1 } } } }),
+  ok('user-ids', { userIds: ['user-1', 'user-2', 'user-3'], notification: { title: 'Hi' }, category: 'promo' }),
+  ok('tokens', { tokens: [TOKEN, TOKEN + 'x'], data: { a: 'b' }, webpush: { headers: { TTL: '5' } } }),
+  ok('idempotency-delay-category', { userId: 'u9', idempotencyKey: 'reminder:981:u9', delaySeconds: 900, category: 'class-reminder', notification: { title: 'x' } }),
+  ok('delay-zero', { token: TOKEN, delaySeconds: 0 }),
+  bad('delay-too-long', 'delaySeconds', { token: TOKEN, delaySeconds: 901 }),
+  bad('delay-negative', 'delaySeconds', { token: TOKEN, delaySeconds: -1 }),
+  bad('delay-fraction', 'delaySeconds', { token: TOKEN, delaySeconds: 1.5 }),
+  bad('delay-string', 'delaySeconds', { token: TOKEN, delaySeconds: '5' }),
+  bad('idempotency-empty', 'idempotencyKey', { token: TOKEN, idempotencyKey: '' }),
+  bad('idempotency-number', 'idempotencyKey', { token: TOKEN, idempotencyKey: 42 }),
+  bad('idempotency-too-long', 'idempotencyKey', { token: TOKEN, idempotencyKey: 'k'.repeat(129) }),
+  bad('idempotency-space', 'idempotencyKey', { token: TOKEN, idempotencyKey: 'a key' }),
+  bad('idempotency-non-ascii', 'idempotencyKey', { token: TOKEN, idempotencyKey: 'schlüssel' }),
+  bad('category-empty', 'category', { token: TOKEN, category: '' }),
+  bad('category-number', 'category', { token: TOKEN, category: 42 }),
+  bad('category-too-long', 'category', { token: TOKEN, category: 'c'.repeat(101) }),
+  bad('user-id-empty', 'userId', { userId: '' }),
+  bad('user-id-number', 'userId', { userId: 42 }),
+  bad('user-id-too-long', 'userId', { userId: 'u'.repeat(256) }),
+  bad('user-ids-empty', 'userIds', { userIds: [] }),
+  bad('user-ids-empty-entry', 'userIds[0]', { userIds: [''] }),
+  bad('user-ids-string', 'userIds', { userIds: 'u1' }),
+  bad('tokens-empty', 'tokens', { tokens: [] }),
+  bad('tokens-empty-entry', 'tokens[1]', { tokens: ['a', ''] }),
+  bad('user-id-and-token', 'target', { userId: 'u1', token: TOKEN }),
+  bad('user-id-with-bad-android', 'android.ttl', { userId: 'u1', android: { ttl: -3 } }),
+]
