@@ -1,7 +1,7 @@
 // Under concurrent load the client coalesces pushes into SendMessageBatch calls: every push
 // arrives exactly once, and the queue sees far fewer requests than pushes.
 import { PushClient } from '..'
-import { freshQueue, proxyCounts, proxySent, queueDepth } from './support/sqs'
+import { failNextEntries, freshQueue, proxyCounts, proxySent, queueDepth } from './support/sqs'
 
 test('2,000 concurrent enqueuePush calls arrive exactly once, in clearly fewer SQS requests', async () => {
   const queueUrl = await freshQueue()
@@ -31,4 +31,32 @@ test('2,000 concurrent enqueuePush calls arrive exactly once, in clearly fewer S
   const tokenById = new Map(envelopes.map((e) => [e.id, e.push.token]))
   expect(tokenById.size).toBe(n)
   results.forEach((r, i) => expect(tokenById.get(r.id)).toBe(`device-${i}`))
+})
+
+describe('entries SQS fails', () => {
+  test('entries SQS failed on its side are retried until accepted', async () => {
+    const queueUrl = await freshQueue()
+    const client = new PushClient({ queueUrl, endpointUrl: process.env.PUSHQ_TEST_SQS_PROXY! })
+    await failNextEntries(queueUrl, 6)
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => client.enqueuePush({ token: `device-${i}` })))
+    await client.close()
+    expect(new Set(results.map((r) => r.id)).size).toBe(10)
+    expect(await queueDepth(queueUrl)).toEqual({ visible: 10, inFlight: 0, delayed: 0 })
+    // Six entries failed, were sent again, and every push reached SQS once.
+    expect((await proxyCounts(queueUrl)).InjectedEntryFailure).toBe(6)
+    const sent = (await proxySent(queueUrl)).map((b) => JSON.parse(b).id)
+    expect(sent.sort()).toEqual(results.map((r) => r.id).sort())
+  })
+
+  test('an entry SQS refuses as the sender\'s fault rejects its own promise only', async () => {
+    const queueUrl = await freshQueue()
+    const client = new PushClient({ queueUrl, endpointUrl: process.env.PUSHQ_TEST_SQS_PROXY! })
+    await failNextEntries(queueUrl, 1, { senderFault: true })
+    const outcomes = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => client.enqueuePush({ token: `device-${i}` })))
+    await client.close()
+    const rejected = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[]
+    expect(rejected.length).toBe(1)
+    expect(rejected[0].reason).toMatchObject({ code: 'PUSHQ_QUEUE', message: expect.stringContaining('InvalidParameterValue') })
+    expect(await queueDepth(queueUrl)).toEqual({ visible: 4, inFlight: 0, delayed: 0 })
+  })
 })

@@ -84,3 +84,9 @@ export async function proxySent(queueUrl: string): Promise<string[]> {
   const res = await fetch(`${process.env.PUSHQ_TEST_SQS_PROXY}/__sent?queue=${encodeURIComponent(queueUrl)}`)
   return res.json()
 }
+
+/** Makes the next `entries` SendMessageBatch entries for the queue fail at the proxy. */
+export async function failNextEntries(queueUrl: string, entries: number, opts: { senderFault?: boolean } = {}) {
+  const q = new URLSearchParams({ queue: queueUrl, entries: String(entries), senderFault: opts.senderFault ? '1' : '0' })
+  await fetch(`${process.env.PUSHQ_TEST_SQS_PROXY}/__fail?${q}`, { method: 'POST' })
+}
