@@ -190,3 +190,75 @@ mod tests {
         assert_eq!(region_from_queue_url("http://127.0.0.1:5000/123/q"), None);
     }
 }
+
+/// Delivery-side settings (Lambda, `pushq worker`, local mode), from the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// `DATABASE_URL` (required by the worker and the Lambda; local mode defaults it).
+    pub database_url: Option<String>,
+    /// `PUSHQ_DB_POOL_SIZE`, default 2: connections per process.
+    pub pool_size: u32,
+    /// `PUSHQ_FCM_CREDENTIALS` (path or inline JSON), else `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub credentials: Option<String>,
+    /// `PUSHQ_FCM_ENDPOINT`, default `https://fcm.googleapis.com`.
+    pub fcm_endpoint: String,
+    /// `PUSHQ_FCM_DRY_RUN=1`: send with `validate_only`.
+    pub dry_run: bool,
+    /// `PUSHQ_SEND_CONCURRENCY`, default 64: FCM requests in flight per batch.
+    pub send_concurrency: usize,
+}
+
+impl std::fmt::Debug for DeliveryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password and the credentials may be an inline key: neither is printed.
+        f.debug_struct("DeliveryConfig")
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("pool_size", &self.pool_size)
+            .field("credentials", &self.credentials.as_ref().map(|_| "<set>"))
+            .field("fcm_endpoint", &self.fcm_endpoint)
+            .field("dry_run", &self.dry_run)
+            .field("send_concurrency", &self.send_concurrency)
+            .finish()
+    }
+}
+
+impl DeliveryConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<DeliveryConfig> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Reads an environment given as a lookup function.
+    pub fn from_env_with(env: impl Fn(&str) -> Option<String>) -> Result<DeliveryConfig> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let number = |name: &str, default: u64, min: u64| -> Result<u64> {
+            match env(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{name}: must be a whole number >= {min} (got {v:?})"
+                    ))
+                }),
+            }
+        };
+        let dry_run = match env("PUSHQ_FCM_DRY_RUN").as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "PUSHQ_FCM_DRY_RUN: must be 1 or 0 (got {other:?})"
+                )))
+            }
+        };
+        Ok(DeliveryConfig {
+            database_url: env("DATABASE_URL"),
+            pool_size: number("PUSHQ_DB_POOL_SIZE", 2, 1)? as u32,
+            credentials: env("PUSHQ_FCM_CREDENTIALS")
+                .or_else(|| env("GOOGLE_APPLICATION_CREDENTIALS")),
+            fcm_endpoint: env("PUSHQ_FCM_ENDPOINT")
+                .unwrap_or_else(|| crate::fcm::DEFAULT_ENDPOINT.to_owned()),
+            dry_run,
+            send_concurrency: number("PUSHQ_SEND_CONCURRENCY", 64, 1)? as usize,
+        })
+    }
+}

@@ -1,11 +1,15 @@
 //! pushq-core: the domain of pushq, shared by the Node binding, the Lambda and the CLI.
-//! Push model and validation, the queue envelope, configuration and the SQS producer.
+//! Push model and validation, the queue envelope, configuration, the SQS producer, the FCM
+//! client, the store and the batch delivery engine.
 
 pub mod config;
+pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod fcm;
 pub mod push;
 pub mod queue;
+pub mod store;
 
 pub use config::{Mode, ProducerConfig, ProducerOptions};
 pub use envelope::Envelope;

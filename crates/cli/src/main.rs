@@ -1,0 +1,203 @@
+//! `pushq`: the operator tool. `migrate`, `worker`, `fcm-emulator` and `devices`.
+//! Configuration comes from the environment (see the README); flags override it.
+
+mod emulator;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use pushq_core::config::DeliveryConfig;
+use pushq_core::engine::Engine;
+use pushq_core::store::Store;
+
+#[derive(Parser)]
+#[command(name = "pushq", version, about = "pushq operator tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Applies the schema to DATABASE_URL.
+    Migrate,
+    /// Long-polls SQS and delivers batches (Lambda event-source semantics).
+    Worker {
+        /// The queue to poll.
+        #[arg(long, env = "PUSHQ_QUEUE_URL")]
+        queue_url: String,
+        /// Messages per batch; above 10 needs --batching-window >= 1.
+        #[arg(long, default_value_t = 10)]
+        batch_size: usize,
+        /// Seconds to gather a batch larger than 10.
+        #[arg(long, default_value_t = 0.0)]
+        batching_window: f64,
+        /// Batches processed at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Visibility timeout (seconds) for received messages; also the batch's time budget.
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout: u64,
+    },
+    /// A local FCM HTTP v1 stand-in with an OAuth token endpoint, for tests.
+    FcmEmulator {
+        /// Port on 127.0.0.1 (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 8790)]
+        port: u16,
+        /// Write a matching service-account key here.
+        #[arg(long)]
+        write_credentials: Option<std::path::PathBuf>,
+    },
+    /// Registers, lists and removes devices.
+    Devices {
+        #[command(subcommand)]
+        action: DevicesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesAction {
+    /// Registers a device token for a user.
+    Register {
+        /// The user.
+        #[arg(long)]
+        user_id: String,
+        /// The FCM registration token.
+        #[arg(long)]
+        token: String,
+        /// android, ios, web, …
+        #[arg(long, default_value = "android")]
+        platform: String,
+    },
+    /// Removes a device token.
+    Unregister {
+        /// The FCM registration token.
+        #[arg(long)]
+        token: String,
+    },
+    /// Lists a user's devices.
+    List {
+        /// The user.
+        #[arg(long)]
+        user_id: String,
+    },
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("pushq: {message}");
+    std::process::exit(2)
+}
+
+async fn store_from_env(config: &DeliveryConfig) -> Store {
+    let url = config
+        .database_url
+        .as_deref()
+        .unwrap_or_else(|| fail("DATABASE_URL: not set"));
+    Store::connect(url, config.pool_size)
+        .await
+        .unwrap_or_else(|e| fail(e))
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PUSHQ_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::FcmEmulator {
+            port,
+            write_credentials,
+        } => {
+            if let Err(e) = emulator::run(port, write_credentials).await {
+                fail(e)
+            }
+        }
+        Command::Migrate => {
+            let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+            let store = store_from_env(&config).await;
+            store.migrate().await.unwrap_or_else(|e| fail(e));
+            println!("schema applied ({:?})", store.dialect());
+        }
+        Command::Devices { action } => {
+            let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+            let store = store_from_env(&config).await;
+            match action {
+                DevicesAction::Register {
+                    user_id,
+                    token,
+                    platform,
+                } => store
+                    .register_device(&user_id, &token, &platform)
+                    .await
+                    .unwrap_or_else(|e| fail(e)),
+                DevicesAction::Unregister { token } => {
+                    if !store
+                        .unregister_device(&token)
+                        .await
+                        .unwrap_or_else(|e| fail(e))
+                    {
+                        fail("no such device")
+                    }
+                }
+                DevicesAction::List { user_id } => {
+                    for d in store.devices(&user_id).await.unwrap_or_else(|e| fail(e)) {
+                        println!(
+                            "{}\t{}\t{}",
+                            d.token,
+                            d.platform,
+                            if d.live { "live" } else { "invalidated" }
+                        );
+                    }
+                }
+            }
+        }
+        Command::Worker {
+            queue_url,
+            batch_size,
+            batching_window,
+            concurrency,
+            visibility_timeout,
+        } => {
+            if batch_size == 0 || batch_size > 10_000 {
+                fail("--batch-size: must be 1 to 10000");
+            }
+            if batch_size > 10 && batching_window < 1.0 {
+                fail("--batch-size above 10 needs --batching-window of at least 1 second (as on AWS)");
+            }
+            let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+            let engine = Engine::connect(&config, None, false, false)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                tracing::info!("shutting down: finishing the batch in flight");
+                let _ = stop.send(true);
+            });
+            let config = worker::WorkerConfig {
+                queue_url,
+                batch_size,
+                batching_window: Duration::from_secs_f64(batching_window.max(0.0)),
+                concurrency,
+                visibility_timeout: Duration::from_secs(visibility_timeout.max(1)),
+            };
+            if let Err(e) = worker::run(config, Arc::new(engine), shutdown).await {
+                fail(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! `pushq worker`: long-polls SQS and runs the delivery engine with the Lambda event-source
+//! semantics: partial batch failures stay for redelivery, visibility is extended while a batch
+//! runs long, and SIGTERM lets the in-flight batch finish.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use pushq_core::engine::{Engine, QueueMessage};
+use tokio::sync::watch;
+
+/// Worker settings (the CLI flags).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The queue.
+    pub queue_url: String,
+    /// Messages per batch (above 10, several receives within the batching window).
+    pub batch_size: usize,
+    /// How long to gather a batch larger than 10.
+    pub batching_window: Duration,
+    /// Batches processed at once.
+    pub concurrency: usize,
+    /// Visibility timeout given to received messages, and the batch's time budget.
+    pub visibility_timeout: Duration,
+}
+
+/// Runs until `shutdown` turns true; the batches in flight then finish.
+pub async fn run(
+    config: WorkerConfig,
+    engine: Arc<Engine>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let config = Arc::new(config);
+    let mut loops = Vec::new();
+    for _ in 0..config.concurrency.max(1) {
+        let (sqs, engine, config, shutdown) = (
+            sqs.clone(),
+            engine.clone(),
+            config.clone(),
+            shutdown.clone(),
+        );
+        loops.push(tokio::spawn(async move {
+            poll_loop(&sqs, &engine, &config, shutdown).await
+        }));
+    }
+    for l in loops {
+        l.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+async fn poll_loop(
+    sqs: &aws_sdk_sqs::Client,
+    engine: &Engine,
+    config: &WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    while !*shutdown.borrow() {
+        let batch = tokio::select! {
+            batch = receive_batch(sqs, config) => batch?,
+            _ = shutdown.changed() => break,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        process(sqs, engine, config, batch).await;
+    }
+    Ok(())
+}
+
+struct Received {
+    message: QueueMessage,
+    receipt: String,
+}
+
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    config: &WorkerConfig,
+    max: usize,
+    wait: i32,
+) -> Result<Vec<Received>, String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(&config.queue_url)
+        .max_number_of_messages(max.clamp(1, 10) as i32)
+        .wait_time_seconds(wait)
+        .visibility_timeout(config.visibility_timeout.as_secs() as i32)
+        .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+        .send()
+        .await
+        .map_err(|e| format!("receive: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+    Ok(out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let sent_at_ms = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            Received {
+                message: QueueMessage {
+                    message_id: m.message_id.clone().unwrap_or_default(),
+                    body: m.body.clone().unwrap_or_default(),
+                    sent_at_ms,
+                },
+                receipt: m.receipt_handle.unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+/// One long poll; for batch sizes above 10, further receives until the batch is full or the
+/// batching window closes (as Lambda's event source mapping gathers batches).
+async fn receive_batch(
+    sqs: &aws_sdk_sqs::Client,
+    config: &WorkerConfig,
+) -> Result<Vec<Received>, String> {
+    let mut batch = receive(sqs, config, config.batch_size, 20).await?;
+    if batch.is_empty() || config.batch_size <= 10 {
+        return Ok(batch);
+    }
+    let window_closes = Instant::now() + config.batching_window;
+    while batch.len() < config.batch_size {
+        let left = window_closes.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let more = receive(
+            sqs,
+            config,
+            config.batch_size - batch.len(),
+            left.as_secs().min(20) as i32,
+        )
+        .await?;
+        batch.extend(more);
+    }
+    Ok(batch)
+}
+
+async fn process(
+    sqs: &aws_sdk_sqs::Client,
+    engine: &Engine,
+    config: &WorkerConfig,
+    batch: Vec<Received>,
+) {
+    let started = Instant::now();
+    // Leave a fifth of the visibility timeout for writing the log and deleting.
+    let deadline = started + config.visibility_timeout.mul_f64(0.8);
+    let messages: Vec<QueueMessage> = batch.iter().map(|r| r.message.clone()).collect();
+    let extender = extend_visibility(
+        sqs.clone(),
+        config.clone(),
+        batch.iter().map(|r| r.receipt.clone()).collect(),
+    );
+    let outcome = engine.process(&messages, deadline).await;
+    extender.abort();
+    let failed: Vec<String> = match &outcome {
+        Ok(o) => o.failed_message_ids.clone(),
+        Err(e) => {
+            tracing::error!(error = %e, batch_size = messages.len(), "batch failed; every message will be redelivered");
+            return;
+        }
+    };
+    let done: Vec<&Received> = batch
+        .iter()
+        .filter(|r| !failed.contains(&r.message.message_id))
+        .collect();
+    for chunk in done.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.receipt)
+                    .build()
+                    .expect("id and handle")
+            })
+            .collect();
+        if let Err(e) = sqs
+            .delete_message_batch()
+            .queue_url(&config.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed; those messages will be redelivered and skipped");
+        }
+    }
+    if let Ok(o) = outcome {
+        let c = &o.counts;
+        tracing::info!(
+            batch_size = c.messages,
+            sent = c.sent,
+            failed = c.failed,
+            invalid_tokens = c.invalid_tokens,
+            no_devices = c.no_devices,
+            skipped = c.skipped,
+            retried = c.retried,
+            rejected = c.rejected,
+            redelivered = o.failed_message_ids.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "batch done"
+        );
+    }
+}
+
+/// While a batch runs, pushes its messages' visibility out every half timeout.
+fn extend_visibility(
+    sqs: aws_sdk_sqs::Client,
+    config: WorkerConfig,
+    receipts: Vec<String>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = config.visibility_timeout / 2;
+        loop {
+            tokio::time::sleep(every).await;
+            for chunk in receipts.chunks(10) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(r)
+                            .visibility_timeout(config.visibility_timeout.as_secs() as i32)
+                            .build()
+                            .expect("id and handle")
+                    })
+                    .collect();
+                let _ = sqs
+                    .change_message_visibility_batch()
+                    .queue_url(&config.queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await;
+            }
+        }
+    })
+}

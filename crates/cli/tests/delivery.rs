@@ -1,0 +1,239 @@
+//! End to end on real parts: pushq-core's producer → moto SQS → `pushq worker` → fcm-emulator →
+//! each database. Every push is delivered once per device and recorded once.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pushq_core::{Producer, ProducerConfig, ProducerOptions};
+use serde_json::json;
+use support::*;
+
+fn pushq(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    let out = Command::new(PUSHQ)
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pushq {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+async fn end_to_end(db: Db) {
+    let sqs = Sqs::start();
+    let fcm = Fcm::start();
+    let queue = sqs.fresh_queue().await;
+    let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+
+    pushq(&["migrate"], &env);
+    for (user, token) in [
+        ("u1", "tok-u1-a"),
+        ("u1", "tok-u1-b"),
+        ("u2", "tok-u2-dead"),
+    ] {
+        pushq(
+            &[
+                "devices",
+                "register",
+                "--user-id",
+                user,
+                "--token",
+                token,
+                "--platform",
+                "android",
+            ],
+            &env,
+        );
+    }
+    fcm.faults(json!({"rules": [{"token": "tok-u2-dead", "error": "UNREGISTERED"}]}))
+        .await;
+
+    // Enqueue the way a Node server does (the binding is a thin layer over this producer).
+    for (k, v) in sqs.env() {
+        std::env::set_var(k, v);
+    }
+    let config = ProducerConfig::resolve(ProducerOptions {
+        queue_url: Some(queue.clone()),
+        endpoint_url: Some(sqs.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let producer = Producer::start(config, &tokio::runtime::Handle::current()).unwrap();
+    let mut ids = BTreeMap::new();
+    for (name, push) in [
+        (
+            "user",
+            json!({"userId": "u1", "notification": {"title": "Spin 45"}, "category": "reminder"}),
+        ),
+        (
+            "users",
+            json!({"userIds": ["u2", "u3"], "data": {"k": "v"}}),
+        ),
+        (
+            "token",
+            json!({"token": "tok-direct", "android": {"ttl": 60000}}),
+        ),
+        (
+            "topic",
+            json!({"topic": "/topics/news", "notification": {"title": "News"}}),
+        ),
+        (
+            "key-1",
+            json!({"userId": "u1", "idempotencyKey": "welcome-u1"}),
+        ),
+        (
+            "key-2",
+            json!({"userId": "u1", "idempotencyKey": "welcome-u1"}),
+        ),
+    ] {
+        let ticket = producer.enqueue_json(&push.to_string()).unwrap();
+        ids.insert(name, ticket.accepted().await.unwrap().id);
+    }
+    producer.close().await;
+    // A foreign producer: raw envelope JSON without id or enqueuedAt; and a body that is not one.
+    let client = sqs.client().await;
+    let foreign = client
+        .send_message()
+        .queue_url(&queue)
+        .message_body(
+            r#"{"v":1,"push":{"token":"tok-foreign","notification":{"title":"from Python"}}}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .message_id
+        .unwrap();
+    let garbage = client
+        .send_message()
+        .queue_url(&queue)
+        .message_body("{not json")
+        .send()
+        .await
+        .unwrap()
+        .message_id
+        .unwrap();
+
+    let log_path = temp_dir().join("worker.log");
+    let mut worker = Proc(
+        Command::new(PUSHQ)
+            .args(["worker", "--queue-url", &queue, "--batch-size", "10"])
+            .envs(env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let expected_rows = 2 + 2 + 1 + 1 + 2 + 1;
+    let rt = tokio::runtime::Handle::current();
+    let url_db = &db;
+    tokio::task::block_in_place(|| {
+        wait_until_or("the delivery log", Duration::from_secs(60), log, || {
+            rt.block_on(async {
+                url_db.deliveries().await.len() >= expected_rows
+                    && url_db.rejected().await.len() == 1
+            })
+        })
+    });
+    // SIGTERM: the worker finishes what it holds and exits cleanly.
+    Command::new("kill")
+        .args(["-TERM", &worker.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::block_in_place(|| worker.0.wait()).unwrap();
+    assert!(status.success(), "worker exit: {status}");
+
+    let rows = db.deliveries().await;
+    let find = |push: &str| -> Vec<(String, String, Option<String>)> {
+        rows.iter()
+            .filter(|r| r.0 == push)
+            .map(|r| (r.1.clone(), r.2.clone(), r.4.clone()))
+            .collect()
+    };
+    let s =
+        |t: &str, st: &str, u: Option<&str>| (t.to_owned(), st.to_owned(), u.map(str::to_owned));
+    assert_eq!(
+        find(&ids["user"]),
+        vec![
+            s("tok-u1-a", "sent", Some("u1")),
+            s("tok-u1-b", "sent", Some("u1"))
+        ]
+    );
+    assert_eq!(
+        find(&ids["users"]),
+        vec![
+            s("tok-u2-dead", "invalid_token", Some("u2")),
+            s("user:u3", "no_devices", Some("u3"))
+        ]
+    );
+    assert_eq!(find(&ids["token"]), vec![s("tok-direct", "sent", None)]);
+    assert_eq!(find(&ids["topic"]), vec![s("topic:news", "sent", None)]);
+    assert_eq!(
+        find(&ids["key-1"]).len() + find(&ids["key-2"]).len(),
+        2,
+        "an idempotency key delivers once per device"
+    );
+    assert_eq!(find(&foreign), vec![s("tok-foreign", "sent", None)]);
+    assert_eq!(rows.len(), expected_rows, "{rows:#?}");
+    let rejected = db.rejected().await;
+    assert_eq!(rejected[0].0, garbage);
+    assert!(rejected[0].1.contains("not JSON"), "{}", rejected[0].1);
+
+    // What FCM received: each sent row once, nothing twice.
+    let received = fcm.received().await;
+    let mut targets: Vec<String> = received
+        .iter()
+        .map(|m| {
+            let msg = &m["body"]["message"];
+            msg["token"]
+                .as_str()
+                .or(msg["topic"].as_str())
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            "news",
+            "tok-direct",
+            "tok-foreign",
+            "tok-u1-a",
+            "tok-u1-a",
+            "tok-u1-b",
+            "tok-u1-b"
+        ]
+    );
+
+    // The dead token is invalidated; the queue is empty (everything deleted, nothing to redeliver).
+    let list =
+        String::from_utf8(pushq(&["devices", "list", "--user-id", "u2"], &env).stdout).unwrap();
+    assert_eq!(list.trim(), "tok-u2-dead\tandroid\tinvalidated");
+    assert_eq!(sqs.depth(&queue).await, (0, 0));
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_to_end_sqlite() {
+    end_to_end(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_to_end_postgres() {
+    end_to_end(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_to_end_mariadb() {
+    end_to_end(Db::mariadb().await).await;
+}
