@@ -1,0 +1,295 @@
+//! The batch engine on real parts (the fcm-emulator binary, SQLite/PostgreSQL/MariaDB): DB
+//! statements per batch, FCM faults, redelivery, and FCM bodies equal to firebase-admin's.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushq_core::config::DeliveryConfig;
+use pushq_core::engine::{Engine, QueueMessage};
+use serde_json::{json, Value};
+use support::*;
+
+async fn engine(db: &Db, fcm: &Fcm) -> Engine {
+    let env: Vec<(String, String)> = fcm
+        .env()
+        .into_iter()
+        .chain([("DATABASE_URL".to_string(), db.url.clone())])
+        .collect();
+    let config = DeliveryConfig::from_env_with(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    Engine::connect(&config, None, false, true).await.unwrap()
+}
+
+fn message(push: Value) -> QueueMessage {
+    let id = uuid::Uuid::now_v7().to_string();
+    let body =
+        json!({"v": 1, "id": id, "enqueuedAt": 1_795_000_000_000i64, "push": push}).to_string();
+    QueueMessage {
+        message_id: format!("msg-{id}"),
+        body,
+        sent_at_ms: 0,
+    }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+async fn statements_per_batch(db: Db) -> Vec<(usize, u64)> {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let mut out = Vec::new();
+    for size in [1usize, 10, 100] {
+        let mut batch = Vec::new();
+        for i in 0..size {
+            let user = format!("user-{size}-{i}");
+            store
+                .register_device(&user, &format!("tok-{size}-{i}"), "android")
+                .await
+                .unwrap();
+            batch.push(message(
+                json!({"userId": user, "notification": {"title": "x"}}),
+            ));
+        }
+        let before = store.statements();
+        let outcome = engine.process(&batch, soon()).await.unwrap();
+        assert_eq!(outcome.counts.sent, size);
+        assert!(outcome.failed_message_ids.is_empty());
+        out.push((size, store.statements() - before));
+    }
+    // Every kind of work in one batch still costs one statement each: users, log lookup, log
+    // write, token invalidation, rejected messages.
+    store
+        .register_device("dead-user", "tok-dead", "ios")
+        .await
+        .unwrap();
+    fcm.faults(json!({"rules": [{"token": "tok-dead", "error": "UNREGISTERED"}]}))
+        .await;
+    let mixed = vec![
+        message(json!({"userId": "dead-user"})),
+        message(json!({"userIds": ["user-10-1", "nobody"]})),
+        message(json!({"topic": "news"})),
+        QueueMessage {
+            message_id: "garbage".into(),
+            body: "nope".into(),
+            sent_at_ms: 0,
+        },
+    ];
+    let before = store.statements();
+    let outcome = engine.process(&mixed, soon()).await.unwrap();
+    assert_eq!(
+        (
+            outcome.counts.invalid_tokens,
+            outcome.counts.no_devices,
+            outcome.counts.rejected
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(store.statements() - before, 5);
+    db.drop_it().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn db_statements_per_batch_do_not_grow_with_the_batch() {
+    for db in [
+        Db::sqlite().await,
+        Db::postgres().await,
+        Db::mariadb().await,
+    ] {
+        let dialect = db.dialect;
+        let counts = statements_per_batch(db).await;
+        println!("{dialect}: statements per batch (size, statements): {counts:?}");
+        assert!(
+            counts.iter().all(|(_, n)| *n == counts[0].1),
+            "{dialect}: {counts:?}"
+        );
+        assert_eq!(
+            counts[0].1, 3,
+            "{dialect}: resolve users, find delivered, write log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_faults_are_retried_and_final_ones_recorded() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    fcm.faults(json!({"rules": [
+        {"token": "tok-429", "error": "QUOTA_EXCEEDED", "times": 1, "retryAfter": 1},
+        {"token": "tok-503", "error": "UNAVAILABLE", "times": 2},
+        {"token": "tok-500", "error": "INTERNAL", "times": 1},
+        {"token": "tok-bad", "error": "INVALID_ARGUMENT"},
+        {"token": "tok-gone", "error": "UNREGISTERED"},
+    ]}))
+    .await;
+    let batch = vec![message(
+        json!({"tokens": ["tok-429", "tok-503", "tok-500", "tok-bad", "tok-gone", "tok-ok"]}),
+    )];
+    let started = Instant::now();
+    let outcome = engine.process(&batch, soon()).await.unwrap();
+    // Retry-After: 1 was honoured.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
+    assert_eq!(
+        (
+            outcome.counts.sent,
+            outcome.counts.failed,
+            outcome.counts.invalid_tokens
+        ),
+        (4, 1, 1)
+    );
+    assert_eq!(outcome.counts.retried, 4);
+    let rows = db.deliveries().await;
+    let status = |t: &str| {
+        rows.iter()
+            .find(|r| r.1 == t)
+            .map(|r| (r.2.clone(), r.3.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        status("tok-bad"),
+        ("failed".into(), Some("INVALID_ARGUMENT".into()))
+    );
+    assert_eq!(
+        status("tok-gone"),
+        ("invalid_token".into(), Some("UNREGISTERED".into()))
+    );
+    assert_eq!(status("tok-503"), ("sent".into(), None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_oauth_token_is_replaced() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    engine
+        .process(&[message(json!({"token": "a"}))], soon())
+        .await
+        .unwrap();
+    fcm.faults(json!({"expireTokens": true})).await;
+    let outcome = engine
+        .process(&[message(json!({"token": "b"}))], soon())
+        .await
+        .unwrap();
+    assert_eq!(outcome.counts.sent, 1);
+    let state = fcm.call("GET", "/__received", None).await;
+    assert_eq!(
+        state["tokenRequests"], 2,
+        "one token, then one refresh after FCM refused it"
+    );
+    assert_eq!(state["messages"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_message_sends_only_what_failed() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    fcm.faults(json!({"rules": [{"token": "tok-down", "error": "UNAVAILABLE"}]}))
+        .await;
+    let msg = message(json!({"tokens": ["tok-up", "tok-down"]}));
+    // FCM stays down for one token past the deadline: the message is a batch item failure.
+    let outcome = engine
+        .process(
+            std::slice::from_ref(&msg),
+            Instant::now() + Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.failed_message_ids, vec![msg.message_id.clone()]);
+    assert_eq!(db.deliveries().await.len(), 1);
+
+    fcm.faults(json!({"rules": []})).await;
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert!(outcome.failed_message_ids.is_empty());
+    assert_eq!(outcome.counts.skipped, 1);
+    // The same message once more (SQS may deliver twice): nothing is sent.
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert_eq!((outcome.counts.sent, outcome.counts.skipped), (0, 2));
+
+    let tokens: Vec<String> = fcm
+        .received()
+        .await
+        .iter()
+        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens, ["tok-up", "tok-down"]);
+    assert_eq!(
+        db.deliveries()
+            .await
+            .iter()
+            .filter(|r| r.2 == "sent")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fcm_bodies_equal_firebase_admin_for_every_valid_corpus_push() {
+    let corpus: Vec<Value> =
+        serde_json::from_str(include_str!("../../core/tests/fixtures/fcm_corpus.json")).unwrap();
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = Arc::new(engine(&db, &fcm).await);
+    let valid: Vec<&Value> = corpus.iter().filter(|c| c["valid"] == true).collect();
+    let mut batch = Vec::new();
+    for (i, case) in valid.iter().enumerate() {
+        let push = &case["push"];
+        for user in push["userIds"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .chain(push.get("userId"))
+        {
+            let user = user.as_str().unwrap();
+            engine
+                .store()
+                .register_device(user, &format!("device-of-{user}-{i}"), "android")
+                .await
+                .unwrap();
+        }
+        batch.push(message(push.clone()));
+    }
+    // One case at a time, so the emulator's record holds that case's sends only.
+    for (case, msg) in valid.iter().zip(&batch) {
+        fcm.call("POST", "/__reset", None).await;
+        let outcome = engine
+            .process(std::slice::from_ref(msg), soon())
+            .await
+            .unwrap();
+        assert_eq!(
+            (outcome.counts.failed, outcome.failed_message_ids.len()),
+            (0, 0),
+            "{}: {outcome:?}",
+            case["name"]
+        );
+        let received = fcm.received().await;
+        assert_eq!(received.len(), outcome.counts.sent, "{}", case["name"]);
+        assert!(!received.is_empty(), "{}: nothing sent", case["name"]);
+        let fans_out = ["tokens", "userId", "userIds"]
+            .iter()
+            .any(|k| case["push"].get(*k).is_some());
+        for sent in received {
+            let mut body = sent["body"].clone();
+            if fans_out {
+                // firebase-admin's body in the fixture is for the device "corpus-device-token".
+                body["message"]["token"] = json!("corpus-device-token");
+            }
+            assert_eq!(body, case["body"], "{}", case["name"]);
+        }
+    }
+}
