@@ -1,8 +1,9 @@
 //! `pushq`: the operator tool. `migrate`, `worker`, `fcm-emulator` and `devices`.
 //! Configuration comes from the environment (see the README); flags override it.
 
-mod emulator;
 mod worker;
+
+use pushq_core::emulator;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! client, the store and the batch delivery engine.
 
 pub mod config;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod engine;
 pub mod envelope;
 pub mod error;

@@ -1,4 +1,4 @@
-//! `pushq fcm-emulator`: a local stand-in for FCM HTTP v1 and its OAuth token endpoint.
+//! The FCM emulator behind `pushq fcm-emulator`: a local stand-in for FCM HTTP v1 and its OAuth token endpoint.
 //! Verifies JWT assertions against the service account's public key and bearer tokens on every
 //! send, checks request bodies, records what it received, and injects faults on request.
 //!
@@ -58,31 +58,33 @@ struct Emulator {
     inner: Mutex<Inner>,
 }
 
-/// Runs the emulator on `port` (0 = any free port) and writes a matching service-account key
-/// to `credentials_out`. Prints `listening on http://127.0.0.1:PORT` once it accepts requests.
-pub async fn run(
-    port: u16,
-    credentials_out: Option<std::path::PathBuf>,
-) -> anyhow_like::Result<()> {
+/// A running emulator.
+pub struct Running {
+    /// Base URL, e.g. `http://127.0.0.1:41234` (the FCM endpoint to configure).
+    pub base: String,
+    /// A service-account key the emulator accepts (its `token_uri` points at the emulator).
+    pub credentials: Value,
+    /// The server task.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the emulator on 127.0.0.1:`port` (0 = any free port) with a fresh RSA key.
+pub async fn spawn(port: u16) -> anyhow_like::Result<Running> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-    let addr = listener.local_addr()?;
-    let base = format!("http://{addr}");
+    let base = format!("http://{}", listener.local_addr()?);
     let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)?;
     let private_pem = key.to_pkcs8_pem(LineEnding::LF)?.to_string();
     let public_key_pem = key.to_public_key().to_public_key_pem(LineEnding::LF)?;
     let client_email = format!("pushq@{PROJECT_ID}.iam.gserviceaccount.com");
     let token_uri = format!("{base}/token");
-    if let Some(path) = credentials_out {
-        let account = json!({
-            "type": "service_account",
-            "project_id": PROJECT_ID,
-            "private_key_id": "emulator-key",
-            "private_key": private_pem,
-            "client_email": client_email,
-            "token_uri": token_uri,
-        });
-        std::fs::write(&path, serde_json::to_vec_pretty(&account)?)?;
-    }
+    let credentials = json!({
+        "type": "service_account",
+        "project_id": PROJECT_ID,
+        "private_key_id": "emulator-key",
+        "private_key": private_pem,
+        "client_email": client_email,
+        "token_uri": token_uri,
+    });
     let state = Arc::new(Emulator {
         public_key_pem,
         client_email,
@@ -96,8 +98,30 @@ pub async fn run(
         .route("/__reset", post(reset))
         .route("/__faults", post(faults))
         .with_state(state);
-    println!("listening on {base}");
-    axum::serve(listener, app).await?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "emulator stopped");
+        }
+    });
+    Ok(Running {
+        base,
+        credentials,
+        task,
+    })
+}
+
+/// Runs the emulator until it fails, writing its service-account key to `credentials_out`.
+/// Prints `listening on http://127.0.0.1:PORT` once it accepts requests.
+pub async fn run(
+    port: u16,
+    credentials_out: Option<std::path::PathBuf>,
+) -> anyhow_like::Result<()> {
+    let running = spawn(port).await?;
+    if let Some(path) = credentials_out {
+        std::fs::write(&path, serde_json::to_vec_pretty(&running.credentials)?)?;
+    }
+    println!("listening on {}", running.base);
+    running.task.await?;
     Ok(())
 }
 

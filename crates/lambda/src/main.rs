@@ -1,0 +1,100 @@
+//! pushq's SQS-triggered Lambda: a thin `main` over pushq-core's batch engine.
+//! Config is read once at init (failing fast), the DB pool and FCM client are built once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use pushq_core::config::DeliveryConfig;
+use pushq_core::engine::{Engine, QueueMessage};
+
+/// Time kept back from the invocation deadline for writing the log and answering.
+const RESERVE: Duration = Duration::from_secs(3);
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PUSHQ_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = DeliveryConfig::from_env().map_err(|e| format!("pushq-lambda init: {e}"))?;
+    let migrate = std::env::var("PUSHQ_MIGRATE").is_ok_and(|v| v == "1");
+    let engine = Engine::connect(&config, None, false, migrate)
+        .await
+        .map_err(|e| format!("pushq-lambda init: {e}"))?;
+    let engine = Arc::new(engine);
+    run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let engine = engine.clone();
+        async move { handle(&engine, event).await }
+    }))
+    .await
+}
+
+/// One SQS batch: every record the engine could not finish is a batch item failure.
+async fn handle(engine: &Engine, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+    let started = Instant::now();
+    let messages: Vec<QueueMessage> = event
+        .payload
+        .records
+        .iter()
+        .map(|r| QueueMessage {
+            message_id: r.message_id.clone().unwrap_or_default(),
+            body: r.body.clone().unwrap_or_default(),
+            sent_at_ms: r
+                .attributes
+                .get("SentTimestamp")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        })
+        .collect();
+    let deadline = deadline(event.context.deadline);
+    let failed = match engine.process(&messages, deadline).await {
+        Ok(outcome) => {
+            let c = &outcome.counts;
+            tracing::info!(
+                batch_size = c.messages,
+                sent = c.sent,
+                failed = c.failed,
+                invalid_tokens = c.invalid_tokens,
+                no_devices = c.no_devices,
+                skipped = c.skipped,
+                retried = c.retried,
+                rejected = c.rejected,
+                redelivered = outcome.failed_message_ids.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "batch done"
+            );
+            outcome.failed_message_ids
+        }
+        Err(e) => {
+            // Not a panic and not an invocation error: SQS redelivers exactly these messages.
+            tracing::error!(error = %e, batch_size = messages.len(), "batch failed; every message will be redelivered");
+            messages.iter().map(|m| m.message_id.clone()).collect()
+        }
+    };
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    Ok(response)
+}
+
+/// The invocation deadline (epoch milliseconds) as an `Instant`, less the reserve.
+fn deadline(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Instant::now()
+        + Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(RESERVE)
+}

@@ -1,0 +1,224 @@
+//! The real `pushq-lambda` binary (what cargo lambda packages as `bootstrap`) driven through a
+//! minimal Lambda Runtime API served by this test, against the FCM emulator and SQLite.
+
+use std::collections::VecDeque;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::Router;
+use pushq_core::store::Store;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+struct RuntimeApi {
+    events: Mutex<VecDeque<(String, Value, u64)>>,
+    ready: Notify,
+    responses: mpsc::UnboundedSender<(String, Value)>,
+}
+
+async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
+    loop {
+        let notified = api.ready.notified();
+        if let Some((id, event, deadline_ms)) = api.events.lock().unwrap().pop_front() {
+            let mut headers = HeaderMap::new();
+            headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                deadline_ms.to_string().parse().unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:pushq"
+                    .parse()
+                    .unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+            );
+            return (headers, event.to_string());
+        }
+        notified.await;
+    }
+}
+
+async fn response(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(id): Path<String>,
+    body: String,
+) -> &'static str {
+    let _ = api.responses.send((
+        id,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ));
+    "ok"
+}
+
+async fn error(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(id): Path<String>,
+    body: String,
+) -> &'static str {
+    let _ = api.responses.send((id, json!({"invocationError": body})));
+    "ok"
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sqs_record(message_id: &str, body: &str) -> Value {
+    json!({
+        "messageId": message_id, "receiptHandle": "rh", "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000", "SenderId": "x", "ApproximateFirstReceiveTimestamp": "1795000000001"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:pushq", "awsRegion": "us-east-1"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice() {
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fcm = pushq_core::emulator::spawn(0).await.unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    let store = Store::connect(&database_url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    store.register_device("u1", "tok-u1", "ios").await.unwrap();
+
+    let (tx, mut responses) = mpsc::unbounded_channel();
+    let api = Arc::new(RuntimeApi {
+        events: Mutex::new(VecDeque::new()),
+        ready: Notify::new(),
+        responses: tx,
+    });
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let _bootstrap = Kill(
+        Command::new(env!("CARGO_BIN_EXE_pushq-lambda"))
+            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+            .env("DATABASE_URL", &database_url)
+            .env("PUSHQ_FCM_CREDENTIALS", &credentials)
+            .env("PUSHQ_FCM_ENDPOINT", &fcm.base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let http = reqwest::Client::new();
+    http.post(format!("{}/__faults", fcm.base))
+        .json(&json!({"rules": [{"token": "tok-down", "error": "UNAVAILABLE"}]}))
+        .send()
+        .await
+        .unwrap();
+    let event = json!({"Records": [
+        sqs_record("m-user", r#"{"v":1,"id":"p-user","enqueuedAt":1795000000000,"push":{"userId":"u1","notification":{"title":"hi"}}}"#),
+        sqs_record("m-down", r#"{"v":1,"id":"p-down","enqueuedAt":1795000000000,"push":{"tokens":["tok-up","tok-down"]}}"#),
+        sqs_record("m-junk", "this is not an envelope"),
+    ]});
+    let invoke = |id: &str, seconds: u64| {
+        let deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + seconds * 1000;
+        api.events
+            .lock()
+            .unwrap()
+            .push_back((id.to_owned(), event.clone(), deadline));
+        api.ready.notify_waiters();
+    };
+
+    // First delivery: FCM is down for one token until the deadline (5 s less the 3 s reserve).
+    invoke("req-1", 5);
+    let (id, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, "req-1");
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-down"}]})
+    );
+
+    // SQS redelivers the same batch; FCM is back.
+    http.post(format!("{}/__faults", fcm.base))
+        .json(&json!({"rules": []}))
+        .send()
+        .await
+        .unwrap();
+    invoke("req-2", 30);
+    let (id, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, "req-2");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    // Each device got its push once, across both invocations.
+    let received: Value = http
+        .get(format!("{}/__received", fcm.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut tokens: Vec<&str> = received["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"]["message"]["token"].as_str().unwrap())
+        .collect();
+    tokens.sort();
+    assert_eq!(tokens, ["tok-down", "tok-u1", "tok-up"]);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&database_url)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT push_id, target, status FROM pushq_deliveries ORDER BY push_id, target",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let row = |p: &str, t: &str| (p.to_owned(), t.to_owned(), "sent".to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            row("p-down", "tok-down"),
+            row("p-down", "tok-up"),
+            row("p-user", "tok-u1")
+        ]
+    );
+    let rejected: Vec<(String,)> = sqlx::query_as("SELECT queue_message_id FROM pushq_rejected")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rejected, vec![("m-junk".to_owned(),)]);
+}
