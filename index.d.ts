@@ -9,6 +9,29 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Reads the delivery log: what happened to a push, per device. */
+export declare class DeliveryLog {
+  /** Opens the log; the database is connected on first use. */
+  constructor(options?: DatabaseOptions | undefined | null)
+  /** The rows recorded for one push id (as `enqueuePush` returned it), by target. */
+  forPush(pushId: string): Promise<Array<DeliveryRecord>>
+}
+
+/**
+ * The devices of each user: what `userId` / `userIds` pushes resolve to.
+ * Errors: `PUSHQ_INVALID_DEVICE` (names the field), `PUSHQ_DATABASE`.
+ */
+export declare class DeviceRegistry {
+  /** Opens the registry; the database is connected (and its schema applied) on first use. */
+  constructor(options?: DatabaseOptions | undefined | null)
+  /** Registers a device, or moves an existing token to this user and marks it live again. */
+  register(device: Device): Promise<void>
+  /** Removes a device; resolves `true` if it was registered. */
+  unregister(token: string): Promise<boolean>
+  /** A user's devices, oldest first, live and dead. */
+  devices(userId: string): Promise<Array<RegisteredDevice>>
+}
+
 /** A client that puts pushes on the queue. Create one per process and share it. */
 export declare class PushClient {
   /**
@@ -202,6 +225,39 @@ export interface CriticalSound {
   volume?: number
 }
 
+/** Options of {@link DeviceRegistry} and {@link DeliveryLog}. */
+export interface DatabaseOptions {
+  /**
+   * Database URL (`sqlite:`, `postgres:` or `mysql:`). Falls back to `DATABASE_URL`.
+   * @default 'sqlite://pushq-dev.db'
+   */
+  databaseUrl?: string
+}
+
+/** One row of the delivery log. */
+export interface DeliveryRecord {
+  /** The device token, `topic:<name>`, `condition:<expr>`, or `user:<id>` for `no_devices`. */
+  target: string
+  /** The user, when the push named users. */
+  userId?: string
+  /** `sent`, `failed`, `invalid_token` or `no_devices`. */
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices'
+  /** FCM's error code, when not sent. */
+  errorCode?: string
+  /** FCM requests made for this target. */
+  attempts: number
+}
+
+/** A device to register. */
+export interface Device {
+  /** The user the device belongs to (at most 255 characters). */
+  userId: string
+  /** The FCM registration token (at most 512 characters). */
+  token: string
+  /** `android`, `ios`, `web`, … (at most 32 characters). */
+  platform: string
+}
+
 /** What `enqueuePush` resolves to once SQS has accepted the push. */
 export interface Enqueued {
   /** The push id (a UUIDv7): the same id the delivery log records for every device. */
@@ -320,6 +376,18 @@ export interface PushClientOptions {
    * @default 'sqlite://pushq-dev.db'
    */
   databaseUrl?: string
+}
+
+/** A registered device. */
+export interface RegisteredDevice {
+  /** The user. */
+  userId: string
+  /** The FCM registration token. */
+  token: string
+  /** The platform given at registration. */
+  platform: string
+  /** False once FCM reported the token dead; dead tokens get no pushes. */
+  live: boolean
 }
 
 /** Web push options (firebase-admin's `WebpushConfig`). */

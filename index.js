@@ -835,5 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.DeliveryLog = nativeBinding.DeliveryLog
+module.exports.DeviceRegistry = nativeBinding.DeviceRegistry
 module.exports.PushClient = nativeBinding.PushClient
 module.exports.enqueuePush = nativeBinding.enqueuePush

@@ -254,7 +254,8 @@ impl Engine {
                 let (result, attempts) = match sink {
                     FcmSink::Fcm(client) => client.send(&body, deadline).await,
                     FcmSink::Log => {
-                        tracing::info!(target: "pushq::local", request = %body, "would send");
+                        // The log sink of local mode: print what FCM would have received.
+                        eprintln!("pushq local mode (no FCM credentials): would send {body}");
                         (
                             Ok(Sent {
                                 name: format!("local/{}", uuid::Uuid::now_v7()),

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod fcm;
+pub mod local;
 pub mod push;
 pub mod queue;
 pub mod store;

@@ -91,19 +91,18 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Starts a producer for `config` (sqs mode), its dispatcher running on `runtime`.
-    /// The SQS client (credentials, region) is set up on first use.
+    /// Starts a producer for `config`, its dispatcher running on `runtime`. In sqs mode the SQS
+    /// client (credentials, region) is set up on first use; in local mode the database and the
+    /// delivery engine are.
     pub fn start(config: ProducerConfig, runtime: &tokio::runtime::Handle) -> Result<Producer> {
-        if config.mode != Mode::Sqs {
-            return Err(Error::Config(
-                "mode 'local' is not available in this build; use mode 'sqs'".into(),
-            ));
-        }
         let (sender, receiver) = mpsc::unbounded_channel();
         let (done, finished) = watch::channel(false);
-        let queue = Arc::new(SqsQueue {
-            config: config.clone(),
-            client: OnceCell::new(),
+        let queue = Arc::new(match config.mode {
+            Mode::Sqs => Transport::Sqs(SqsQueue {
+                config: config.clone(),
+                client: OnceCell::new(),
+            }),
+            Mode::Local => Transport::Local(crate::local::LocalDelivery::new(&config)?),
         });
         runtime.spawn(async move {
             dispatch(receiver, queue).await;
@@ -273,7 +272,32 @@ struct Prepared {
 }
 
 /// Takes waiting messages in batches and sends each batch in its own task.
-async fn dispatch(mut receiver: mpsc::UnboundedReceiver<Outgoing>, queue: Arc<SqsQueue>) {
+/// Where a producer's batches go.
+enum Transport {
+    Sqs(SqsQueue),
+    Local(crate::local::LocalDelivery),
+}
+
+impl Transport {
+    async fn send(&self, batch: Vec<Outgoing>) {
+        match self {
+            Transport::Sqs(q) => q.send(batch).await,
+            Transport::Local(l) => {
+                let bodies = batch
+                    .into_iter()
+                    .map(|o| {
+                        // Accepted: in local mode the in-process queue is the queue.
+                        let _ = o.reply.send(Ok(()));
+                        o.body
+                    })
+                    .collect();
+                l.deliver(bodies).await
+            }
+        }
+    }
+}
+
+async fn dispatch(mut receiver: mpsc::UnboundedReceiver<Outgoing>, queue: Arc<Transport>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES));
     let mut carried: Option<Outgoing> = None;
     loop {

@@ -147,6 +147,21 @@ pub struct Delivery {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// A delivery-log row as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The token, `topic:<name>`, `condition:<expr>` or `user:<id>`.
+    pub target: String,
+    /// The user, when the push named users.
+    pub user_id: Option<String>,
+    /// `sent`, `failed`, `invalid_token` or `no_devices`.
+    pub status: String,
+    /// FCM's error code, when not sent.
+    pub error_code: Option<String>,
+    /// FCM requests made.
+    pub attempts: u32,
+}
+
 /// A queue message that is not a valid envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
@@ -470,6 +485,51 @@ impl Store {
                 q.push(self.dialect.on_conflict_do_nothing());
                 q.build().execute(pool).await?;
             });
+        }
+        Ok(())
+    }
+
+    /// The delivery log of one push, by target.
+    pub async fn deliveries_for_push(&self, push_id: &str) -> StoreResult<Vec<DeliveryRecord>> {
+        self.count();
+        let d = self.dialect;
+        let rows: Vec<(String, Option<String>, String, Option<String>, i32)> =
+            with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(format!(
+                    "SELECT {}, {}, {}, {}, attempts FROM pushq_deliveries WHERE push_id = ",
+                    d.text("target"),
+                    d.text("user_id"),
+                    d.text("status"),
+                    d.text("error_code"),
+                ));
+                q.push_bind(push_id).push(" ORDER BY target");
+                q.build_query_as().fetch_all(pool).await?
+            });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(target, user_id, status, error_code, attempts)| DeliveryRecord {
+                    target,
+                    user_id,
+                    status,
+                    error_code,
+                    attempts: attempts.max(0) as u32,
+                },
+            )
+            .collect())
+    }
+
+    /// Checks a device before registering it: the fields must fit the schema.
+    pub fn check_device(user_id: &str, token: &str, platform: &str) -> Result<(), String> {
+        for (field, value, max) in [
+            ("userId", user_id, 255),
+            ("token", token, 512),
+            ("platform", platform, 32),
+        ] {
+            let n = value.chars().count();
+            if n == 0 || n > max {
+                return Err(format!("{field}: must be 1 to {max} characters (got {n})"));
+            }
         }
         Ok(())
     }

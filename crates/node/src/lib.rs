@@ -4,6 +4,7 @@
 mod error;
 pub mod options;
 pub mod push_types;
+pub mod registry;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};

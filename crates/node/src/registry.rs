@@ -1,0 +1,264 @@
+//! `DeviceRegistry` and `DeliveryLog`: the pushq database from Node, so `userId` targeting works
+//! out of the box and local mode's results can be read back. Thin: the SQL lives in pushq-core.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use pushq_core::config::DEFAULT_DATABASE_URL;
+use pushq_core::store::Store;
+use tokio::sync::OnceCell;
+
+/// Options of {@link DeviceRegistry} and {@link DeliveryLog}.
+#[napi(object)]
+pub struct DatabaseOptions {
+    /// Database URL (`sqlite:`, `postgres:` or `mysql:`). Falls back to `DATABASE_URL`.
+    /// @default 'sqlite://pushq-dev.db'
+    pub database_url: Option<String>,
+}
+
+/// A device to register.
+#[napi(object)]
+pub struct Device {
+    /// The user the device belongs to (at most 255 characters).
+    pub user_id: String,
+    /// The FCM registration token (at most 512 characters).
+    pub token: String,
+    /// `android`, `ios`, `web`, … (at most 32 characters).
+    pub platform: String,
+}
+
+/// A registered device.
+#[napi(object)]
+pub struct RegisteredDevice {
+    /// The user.
+    pub user_id: String,
+    /// The FCM registration token.
+    pub token: String,
+    /// The platform given at registration.
+    pub platform: String,
+    /// False once FCM reported the token dead; dead tokens get no pushes.
+    pub live: bool,
+}
+
+/// One row of the delivery log.
+#[napi(object)]
+pub struct DeliveryRecord {
+    /// The device token, `topic:<name>`, `condition:<expr>`, or `user:<id>` for `no_devices`.
+    pub target: String,
+    /// The user, when the push named users.
+    pub user_id: Option<String>,
+    /// `sent`, `failed`, `invalid_token` or `no_devices`.
+    #[napi(ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices'")]
+    pub status: String,
+    /// FCM's error code, when not sent.
+    pub error_code: Option<String>,
+    /// FCM requests made for this target.
+    pub attempts: u32,
+}
+
+/// A lazily connected store (connecting is I/O: it happens on first use, off the event loop).
+#[derive(Clone)]
+struct LazyStore {
+    url: String,
+    store: Arc<OnceCell<std::result::Result<Store, String>>>,
+}
+
+impl LazyStore {
+    fn new(options: Option<DatabaseOptions>) -> LazyStore {
+        let url = options
+            .and_then(|o| o.database_url)
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        LazyStore {
+            url,
+            store: Arc::new(OnceCell::new()),
+        }
+    }
+
+    async fn get(&self) -> std::result::Result<Store, Failure> {
+        self.store
+            .get_or_init(|| async {
+                let store = Store::connect(&self.url, 2)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                store.migrate().await.map_err(|e| e.to_string())?;
+                Ok(store)
+            })
+            .await
+            .clone()
+            .map_err(Failure::Database)
+    }
+}
+
+enum Failure {
+    Database(String),
+    InvalidDevice(String),
+}
+
+fn settle<'env, T: Send + 'static, V: ToNapiValue>(
+    env: &'env Env,
+    work: impl std::future::Future<Output = std::result::Result<T, Failure>> + Send + 'static,
+    map: impl FnOnce(T) -> V + 'static,
+) -> napi::Result<PromiseRaw<'env, V>> {
+    env.spawn_future_with_callback(
+        async move { Ok(work.await) },
+        move |env, outcome| match outcome {
+            Ok(v) => Ok(map(v)),
+            Err(failure) => {
+                let (code, message) = match failure {
+                    Failure::Database(m) => ("PUSHQ_DATABASE", m),
+                    Failure::InvalidDevice(m) => ("PUSHQ_INVALID_DEVICE", format!("device.{m}")),
+                };
+                let mut error =
+                    env.create_error(napi::Error::new(Status::GenericFailure, message))?;
+                error.set_named_property("code", code)?;
+                Err(napi::Error::from(error.to_unknown()))
+            }
+        },
+    )
+}
+
+/// The devices of each user: what `userId` / `userIds` pushes resolve to.
+/// Errors: `PUSHQ_INVALID_DEVICE` (names the field), `PUSHQ_DATABASE`.
+#[napi]
+pub struct DeviceRegistry {
+    store: LazyStore,
+}
+
+#[napi]
+impl DeviceRegistry {
+    /// Opens the registry; the database is connected (and its schema applied) on first use.
+    #[napi(constructor)]
+    pub fn new(options: Option<DatabaseOptions>) -> Self {
+        DeviceRegistry {
+            store: LazyStore::new(options),
+        }
+    }
+
+    /// Registers a device, or moves an existing token to this user and marks it live again.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn register<'env>(
+        &self,
+        env: &'env Env,
+        device: Device,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let store = self.store.clone();
+        settle(
+            env,
+            async move {
+                Store::check_device(&device.user_id, &device.token, &device.platform)
+                    .map_err(Failure::InvalidDevice)?;
+                let s = store.get().await?;
+                s.register_device(&device.user_id, &device.token, &device.platform)
+                    .await
+                    .map_err(|e| Failure::Database(e.to_string()))
+            },
+            |()| (),
+        )
+    }
+
+    /// Removes a device; resolves `true` if it was registered.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn unregister<'env>(
+        &self,
+        env: &'env Env,
+        token: String,
+    ) -> napi::Result<PromiseRaw<'env, bool>> {
+        let store = self.store.clone();
+        settle(
+            env,
+            async move {
+                store
+                    .get()
+                    .await?
+                    .unregister_device(&token)
+                    .await
+                    .map_err(|e| Failure::Database(e.to_string()))
+            },
+            |removed| removed,
+        )
+    }
+
+    /// A user's devices, oldest first, live and dead.
+    #[napi(ts_return_type = "Promise<Array<RegisteredDevice>>")]
+    pub fn devices<'env>(
+        &self,
+        env: &'env Env,
+        user_id: String,
+    ) -> napi::Result<PromiseRaw<'env, Vec<RegisteredDevice>>> {
+        let store = self.store.clone();
+        settle(
+            env,
+            async move {
+                store
+                    .get()
+                    .await?
+                    .devices(&user_id)
+                    .await
+                    .map_err(|e| Failure::Database(e.to_string()))
+            },
+            |devices| {
+                devices
+                    .into_iter()
+                    .map(|d| RegisteredDevice {
+                        user_id: d.user_id,
+                        token: d.token,
+                        platform: d.platform,
+                        live: d.live,
+                    })
+                    .collect()
+            },
+        )
+    }
+}
+
+/// Reads the delivery log: what happened to a push, per device.
+#[napi]
+pub struct DeliveryLog {
+    store: LazyStore,
+}
+
+#[napi]
+impl DeliveryLog {
+    /// Opens the log; the database is connected on first use.
+    #[napi(constructor)]
+    pub fn new(options: Option<DatabaseOptions>) -> Self {
+        DeliveryLog {
+            store: LazyStore::new(options),
+        }
+    }
+
+    /// The rows recorded for one push id (as `enqueuePush` returned it), by target.
+    #[napi(ts_return_type = "Promise<Array<DeliveryRecord>>")]
+    pub fn for_push<'env>(
+        &self,
+        env: &'env Env,
+        push_id: String,
+    ) -> napi::Result<PromiseRaw<'env, Vec<DeliveryRecord>>> {
+        let store = self.store.clone();
+        settle(
+            env,
+            async move {
+                store
+                    .get()
+                    .await?
+                    .deliveries_for_push(&push_id)
+                    .await
+                    .map_err(|e| Failure::Database(e.to_string()))
+            },
+            |rows| {
+                rows.into_iter()
+                    .map(|r| DeliveryRecord {
+                        target: r.target,
+                        user_id: r.user_id,
+                        status: r.status,
+                        error_code: r.error_code,
+                        attempts: r.attempts,
+                    })
+                    .collect()
+            },
+        )
+    }
+}
