@@ -9,9 +9,11 @@ echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== Rust tests (pushq-core)"
+echo "== Rust tests (core, CLI and Lambda; moto_server, PostgreSQL and MariaDB on 127.0.0.1)"
 # pushq-node is a cdylib that links against Node at load time: it is tested through jest below.
 cargo test --workspace --exclude pushq-node
+# The jest suite drives this build of the CLI (worker, fcm-emulator).
+export PUSHQ_BIN="$CARGO_TARGET_DIR/debug/pushq"
 
 echo "== build the addon (release) and check the generated files are committed as napi wrote them"
 npm run build --silent
@@ -25,5 +27,5 @@ fi
 echo "== TypeScript: the tests type-check against index.d.ts"
 npx tsc --noEmit -p .
 
-echo "== jest (moto_server SQS)"
+echo "== jest (moto_server SQS, the pushq CLI, the databases)"
 npx jest --ci

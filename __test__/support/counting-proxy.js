@@ -1,15 +1,26 @@
-// Forwards every request to the SQS endpoint in argv[2] and counts them per SQS action and per
-// queue, so tests can see how many requests reached SQS. GET /__counts[?queue=URL] reads them;
-// GET /__sent?queue=URL lists the message bodies sent to a queue, in the order they were sent.
-// POST /__fail?queue=URL&entries=N[&senderFault=1] makes the next N SendMessageBatch entries for
-// that queue fail (answered as SQS answers a failed entry; they never reach SQS).
-// Prints its port on stdout; exits when its stdin closes (the test run ended).
+// Forwards every request unchanged to the SQS endpoint in argv[2] and counts them per SQS action
+// and per queue, so tests can see how many requests reached SQS. Run as a child process by
+// global-setup (jest workers are separate processes: an in-process server would not be shared).
+//
+//   GET  /__counts[?queue=URL]  {"AmazonSQS.SendMessageBatch": 3, ...}, for the whole run or one queue
+//   POST /__reset[?queue=URL]   zeroes the counters (all of them, or one queue's)
+//   GET  /__sent?queue=URL      the message bodies sent to a queue, in the order they were sent
+//   POST /__fail?queue=URL&entries=N[&senderFault=1]  makes the next N SendMessageBatch entries for
+//        that queue fail (answered as SQS answers a failed entry; they never reach SQS)
+//
+// The action is the X-Amz-Target header (JSON protocol), else Action= of a query-protocol form
+// body or query string. The queue is QueueUrl of the JSON body (or of the form).
+//
+// Prints its port on stdout. Exits when its stdin closes, which happens when the jest process that
+// spawned it exits for any reason (even SIGKILL); argv[3], if given, is the process group of
+// moto_server, which it then kills too, so an interrupted run leaves nothing behind.
 'use strict'
 const http = require('http')
 
 const upstream = new URL(process.argv[2])
+const motoGroup = Number(process.argv[3]) || 0
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
-const total = {}
+let total = {}
 const perQueue = new Map()
 const sent = new Map()
 const failures = new Map() // queue -> { left, senderFault }
@@ -23,21 +34,61 @@ function count(action, queue) {
   }
 }
 
+function json(res, value) {
+  const text = JSON.stringify(value)
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+// Hop-by-hop headers belong to one connection. moto answers `Connection: close`; passing that on
+// would make the proxy close every client connection, so clients could never keep one alive.
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']
+function endToEnd(headers) {
+  const out = { ...headers }
+  for (const h of HOP_BY_HOP) delete out[h]
+  return out
+}
+
+/** Sends the request upstream; retries once when a reused keep-alive socket was closed under it. */
+function forward(req, body, onResponse, onError, retried = false) {
+  const headers = { ...endToEnd(req.headers), host: upstream.host, 'content-length': String(body.length) }
+  const out = http.request(
+    { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent },
+    onResponse,
+  )
+  out.on('error', (e) => {
+    if (!retried && out.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+      return forward(req, body, onResponse, onError, true)
+    }
+    onError(e)
+  })
+  out.end(body)
+}
+
 const server = http.createServer((req, res) => {
+  req.on('error', () => {})
+  res.on('error', () => {})
   const url = new URL(req.url, 'http://proxy')
   if (url.pathname === '/__counts') {
     const queue = url.searchParams.get('queue')
-    res.setHeader('content-type', 'application/json')
-    return res.end(JSON.stringify(queue ? perQueue.get(queue) || {} : total))
+    return json(res, queue ? perQueue.get(queue) || {} : total)
+  }
+  if (url.pathname === '/__reset') {
+    const queue = url.searchParams.get('queue')
+    if (queue) perQueue.delete(queue)
+    else {
+      total = {}
+      perQueue.clear()
+    }
+    return json(res, {})
   }
   if (url.pathname === '/__fail') {
     const queue = url.searchParams.get('queue')
     failures.set(queue, { left: Number(url.searchParams.get('entries')), senderFault: url.searchParams.get('senderFault') === '1' })
-    return res.end('ok')
+    return json(res, {})
   }
   if (url.pathname === '/__sent') {
-    res.setHeader('content-type', 'application/json')
-    return res.end(JSON.stringify(sent.get(url.searchParams.get('queue')) || []))
+    return json(res, sent.get(url.searchParams.get('queue')) || [])
   }
   const chunks = []
   req.on('data', (c) => chunks.push(c))
@@ -46,11 +97,14 @@ const server = http.createServer((req, res) => {
     let injected = []
     let action = String(req.headers['x-amz-target'] || '')
     let queue
+    let input
     try {
-      const input = JSON.parse(body.toString('utf8'))
-      queue = input.QueueUrl
+      input = JSON.parse(body.toString('utf8'))
+    } catch {}
+    if (input && typeof input === 'object') {
+      queue = typeof input.QueueUrl === 'string' ? input.QueueUrl : undefined
       const fail = failures.get(queue)
-      if (fail && fail.left > 0 && input.Entries) {
+      if (fail && fail.left > 0 && Array.isArray(input.Entries)) {
         const n = Math.min(fail.left, input.Entries.length)
         fail.left -= n
         injected = input.Entries.slice(0, n).map((e) => ({
@@ -63,25 +117,33 @@ const server = http.createServer((req, res) => {
         input.Entries = input.Entries.slice(n)
         body = input.Entries.length ? Buffer.from(JSON.stringify(input)) : Buffer.alloc(0)
       }
-      const bodies = input.Entries ? input.Entries.map((e) => e.MessageBody) : input.MessageBody ? [input.MessageBody] : []
+      const bodies = Array.isArray(input.Entries)
+        ? input.Entries.map((e) => e.MessageBody)
+        : typeof input.MessageBody === 'string'
+          ? [input.MessageBody]
+          : []
       if (queue && bodies.length) sent.set(queue, (sent.get(queue) || []).concat(bodies))
-    } catch {
+    } else {
+      // Query protocol (older SDKs): Action and QueueUrl are form fields or query parameters.
       const form = new URLSearchParams(body.toString('utf8'))
-      action = action || `AmazonSQS.${form.get('Action')}`
-      queue = form.get('QueueUrl') || undefined
+      const formAction = form.get('Action') || url.searchParams.get('Action')
+      if (!action) action = formAction ? `AmazonSQS.${formAction}` : `${req.method} ${url.pathname}`
+      queue = form.get('QueueUrl') || url.searchParams.get('QueueUrl') || undefined
     }
     count(action, queue)
     if (injected.length > 0 && !body.length) {
       // Every entry failed: answer as SQS would, without asking it.
-      res.setHeader('content-type', 'application/x-amz-json-1.0')
-      return res.end(JSON.stringify({ Successful: [], Failed: injected }))
+      const text = JSON.stringify({ Successful: [], Failed: injected })
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0', 'content-length': Buffer.byteLength(text) })
+      return res.end(text)
     }
-    const headers = { ...req.headers, host: upstream.host, 'content-length': String(body.length) }
-    const out = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent },
+    forward(
+      req,
+      body,
       (up) => {
+        up.on('error', () => res.destroy())
         if (injected.length === 0) {
-          res.writeHead(up.statusCode, up.headers)
+          res.writeHead(up.statusCode, endToEnd(up.headers))
           return up.pipe(res)
         }
         const parts = []
@@ -90,21 +152,36 @@ const server = http.createServer((req, res) => {
           const out = JSON.parse(Buffer.concat(parts).toString('utf8'))
           out.Failed = (out.Failed || []).concat(injected)
           const text = JSON.stringify(out)
-          const headers = { ...up.headers, 'content-length': String(Buffer.byteLength(text)) }
+          const headers = { ...endToEnd(up.headers), 'content-length': String(Buffer.byteLength(text)) }
           delete headers['x-amz-crc32']
           res.writeHead(up.statusCode, headers)
           res.end(text)
         })
       },
+      (e) => {
+        process.stderr.write(`counting-proxy: ${req.method} ${action} upstream error: ${e}\n`)
+        if (res.headersSent) return res.destroy()
+        res.writeHead(502, { 'content-type': 'text/plain' })
+        res.end(String(e))
+      },
     )
-    out.on('error', (e) => {
-      res.statusCode = 502
-      res.end(String(e))
-    })
-    out.end(body)
   })
 })
 server.keepAliveTimeout = 60_000
+server.headersTimeout = 65_000
 server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`))
-process.stdin.on('end', () => process.exit(0))
+
+function shutdown() {
+  if (motoGroup) {
+    try {
+      process.kill(-motoGroup, 'SIGTERM')
+    } catch {}
+  }
+  process.exit(0)
+}
+process.stdin.on('end', shutdown)
+process.stdin.on('close', shutdown)
+process.stdin.on('error', shutdown)
 process.stdin.resume()
+process.on('SIGTERM', shutdown)
+process.on('SIGINT', shutdown)

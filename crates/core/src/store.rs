@@ -147,6 +147,9 @@ pub struct Delivery {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// (target, user_id, status, error_code, attempts) as selected.
+type DeliveryRow = (String, Option<String>, String, Option<String>, i32);
+
 /// A delivery-log row as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRecord {
@@ -493,18 +496,17 @@ impl Store {
     pub async fn deliveries_for_push(&self, push_id: &str) -> StoreResult<Vec<DeliveryRecord>> {
         self.count();
         let d = self.dialect;
-        let rows: Vec<(String, Option<String>, String, Option<String>, i32)> =
-            with_pool!(self, pool, {
-                let mut q = QueryBuilder::<DB>::new(format!(
-                    "SELECT {}, {}, {}, {}, attempts FROM pushq_deliveries WHERE push_id = ",
-                    d.text("target"),
-                    d.text("user_id"),
-                    d.text("status"),
-                    d.text("error_code"),
-                ));
-                q.push_bind(push_id).push(" ORDER BY target");
-                q.build_query_as().fetch_all(pool).await?
-            });
+        let rows: Vec<DeliveryRow> = with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(format!(
+                "SELECT {}, {}, {}, {}, attempts FROM pushq_deliveries WHERE push_id = ",
+                d.text("target"),
+                d.text("user_id"),
+                d.text("status"),
+                d.text("error_code"),
+            ));
+            q.push_bind(push_id).push(" ORDER BY target");
+            q.build_query_as().fetch_all(pool).await?
+        });
         Ok(rows
             .into_iter()
             .map(

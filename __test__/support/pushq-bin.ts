@@ -1,0 +1,67 @@
+// The `pushq` CLI binary (built by `cargo test`/`cargo build`), and its FCM emulator.
+import { spawn, ChildProcess, execFileSync } from 'child_process'
+import * as fs from 'fs'
+import * as os from 'os'
+import * as path from 'path'
+import * as readline from 'readline'
+
+export const PUSHQ_BIN =
+  process.env.PUSHQ_BIN ||
+  path.join(process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache', 'pushq', 'target'), 'debug', 'pushq')
+
+export function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'pushq-jest-'))
+}
+
+export type Emulator = { endpoint: string; credentials: string; stop: () => void; received: () => Promise<any[]> }
+
+/** Starts `pushq fcm-emulator` on a free port, with a service-account key written for it. */
+export async function startEmulator(): Promise<Emulator> {
+  const credentials = path.join(tempDir(), 'service-account.json')
+  const child = spawn(PUSHQ_BIN, ['fcm-emulator', '--port', '0', '--write-credentials', credentials], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
+  const line: string = await new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).once('line', resolve)
+    child.once('exit', (code) => reject(new Error(`fcm-emulator exited with ${code}`)))
+  })
+  const endpoint = line.replace('listening on ', '').trim()
+  return {
+    endpoint,
+    credentials,
+    stop: () => child.kill(),
+    received: async () => (await (await fetch(`${endpoint}/__received`)).json()).messages,
+  }
+}
+
+const created: Array<['postgres' | 'mysql', string]> = []
+
+/** A fresh database of each kind, created with the servers' own command-line clients. */
+export function freshDatabase(kind: 'sqlite' | 'postgres' | 'mysql'): string {
+  const name = `pushq_${Date.now()}_${Math.floor(Math.random() * 1e6)}`
+  if (kind === 'sqlite') return `sqlite://${path.join(tempDir(), 'pushq.db')}`
+  created.push([kind, name])
+  if (kind === 'postgres') {
+    execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', 'test', '-qc', `CREATE DATABASE ${name}`])
+    return `postgres://postgres@127.0.0.1:5432/${name}`
+  }
+  execFileSync('mysql', ['-h', '127.0.0.1', '-uroot', '-e', `CREATE DATABASE ${name}`])
+  return `mysql://root@127.0.0.1:3306/${name}`
+}
+
+/** Drops the server databases `freshDatabase` created in this test file. */
+export function dropDatabases() {
+  for (const [kind, name] of created.splice(0)) {
+    if (kind === 'postgres') execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', 'test', '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`])
+    else execFileSync('mysql', ['-h', '127.0.0.1', '-uroot', '-e', `DROP DATABASE IF EXISTS ${name}`])
+  }
+}
+
+/** Runs `pushq` to completion. */
+export function pushq(args: string[], env: Record<string, string>) {
+  return execFileSync(PUSHQ_BIN, args, { env: { ...process.env, ...env }, encoding: 'utf8' })
+}
+
+export function startWorker(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(PUSHQ_BIN, ['worker', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+}
