@@ -148,6 +148,7 @@ async fn process(
     batch: Vec<Received>,
 ) {
     let started = Instant::now();
+    tracing::info!(batch_size = batch.len(), "batch received");
     // Leave a fifth of the visibility timeout for writing the log and deleting.
     let deadline = started + config.visibility_timeout.mul_f64(0.8);
     let messages: Vec<QueueMessage> = batch.iter().map(|r| r.message.clone()).collect();

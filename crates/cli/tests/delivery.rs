@@ -237,3 +237,156 @@ async fn end_to_end_postgres() {
 async fn end_to_end_mariadb() {
     end_to_end(Db::mariadb().await).await;
 }
+
+/// Starts `pushq worker` with its JSON log in a file; returns the process and the log path.
+fn worker(queue: &str, args: &[&str], env: &[(String, String)]) -> (Proc, std::path::PathBuf) {
+    let log = temp_dir().join("worker.log");
+    let child = Command::new(PUSHQ)
+        .args(["worker", "--queue-url", queue])
+        .args(args)
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Proc(child), log)
+}
+
+/// The `batch_size` of every "batch done" line in a worker log.
+fn batch_sizes(log: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "batch done")
+        .filter_map(|v| v["fields"]["batch_size"].as_u64())
+        .collect()
+}
+
+async fn setup_sqlite(sqs: &Sqs, fcm: &Fcm) -> (Db, Vec<(String, String)>) {
+    let db = Db::sqlite().await;
+    let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+    pushq(&["migrate"], &env);
+    (db, env)
+}
+
+async fn send_raw(sqs: &Sqs, queue: &str, pushes: &[serde_json::Value]) {
+    let client = sqs.client().await;
+    for chunk in pushes.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(json!({"v": 1, "push": p}).to_string())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        client
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_above_ten_are_gathered_within_the_batching_window() {
+    let (sqs, fcm) = (Sqs::start(), Fcm::start());
+    let queue = sqs.fresh_queue().await;
+    let (db, env) = setup_sqlite(&sqs, &fcm).await;
+    let pushes: Vec<_> = (0..40)
+        .map(|i| json!({"token": format!("tok-{i}")}))
+        .collect();
+    send_raw(&sqs, &queue, &pushes).await;
+    let (mut w, log) = worker(
+        &queue,
+        &["--batch-size", "40", "--batching-window", "2"],
+        &env,
+    );
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "40 rows",
+            Duration::from_secs(60),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || rt.block_on(db.deliveries()).len() == 40,
+        )
+    });
+    Command::new("kill")
+        .args(["-TERM", &w.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(tokio::task::block_in_place(|| w.0.wait())
+        .unwrap()
+        .success());
+    let sizes = batch_sizes(&log);
+    assert_eq!(sizes.iter().sum::<u64>(), 40, "{sizes:?}");
+    assert!(
+        sizes.iter().any(|s| *s > 10),
+        "no batch above 10: {sizes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_batch_keeps_its_messages_invisible_and_sigterm_lets_it_finish() {
+    let (sqs, fcm) = (Sqs::start(), Fcm::start());
+    let queue = sqs.fresh_queue().await;
+    let (db, env) = setup_sqlite(&sqs, &fcm).await;
+    // FCM answers this token after 5 s: longer than two visibility timeouts of 2 s.
+    fcm.faults(json!({"rules": [{"token": "tok-slow", "error": "", "delayMs": 5000}]}))
+        .await;
+    send_raw(&sqs, &queue, &[json!({"token": "tok-slow"})]).await;
+    // Two poll loops: without the visibility extension the second would take the message again.
+    let (mut w, log) = worker(
+        &queue,
+        &["--visibility-timeout", "2", "--concurrency", "2"],
+        &env,
+    );
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until_or(
+        "the batch to start",
+        Duration::from_secs(30),
+        read_log,
+        || read_log().contains("batch received"),
+    );
+    // SIGTERM while the send is in flight: the batch finishes, is recorded and deleted.
+    Command::new("kill")
+        .args(["-TERM", &w.0.id().to_string()])
+        .status()
+        .unwrap();
+    // Until it exits (5 s, more than twice the visibility timeout) the message never shows as
+    // visible again: the worker keeps extending its visibility.
+    let mut observations = 0;
+    let status = loop {
+        if let Some(status) = w.0.try_wait().unwrap() {
+            break status;
+        }
+        let (visible, _) = sqs.depth(&queue).await;
+        assert_eq!(
+            visible,
+            0,
+            "the message became visible while its batch ran\n{}",
+            read_log()
+        );
+        observations += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        observations > 10,
+        "the batch ended too soon to show anything: {observations} observations"
+    );
+    assert!(status.success(), "{status}\n{}", read_log());
+    let rows = db.deliveries().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].2, "sent");
+    assert_eq!(fcm.received().await.len(), 1, "sent once");
+    assert_eq!(batch_sizes(&log), vec![1]);
+    assert_eq!(sqs.depth(&queue).await, (0, 0));
+}

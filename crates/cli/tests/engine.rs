@@ -293,3 +293,35 @@ async fn fcm_bodies_equal_firebase_admin_for_every_valid_corpus_push() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_sends_validate_only() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let env: Vec<(String, String)> = fcm
+        .env()
+        .into_iter()
+        .chain([
+            ("DATABASE_URL".to_string(), db.url.clone()),
+            ("PUSHQ_FCM_DRY_RUN".to_string(), "1".to_string()),
+        ])
+        .collect();
+    let config = DeliveryConfig::from_env_with(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let engine = Engine::connect(&config, None, false, true).await.unwrap();
+    engine
+        .process(
+            &[message(
+                json!({"token": "a", "notification": {"title": "x"}}),
+            )],
+            soon(),
+        )
+        .await
+        .unwrap();
+    let received = fcm.received().await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["validateOnly"], true);
+    assert_eq!(received[0]["body"]["validate_only"], true);
+}
