@@ -193,20 +193,7 @@ async fn process(
         }
     }
     if let Ok(o) = outcome {
-        let c = &o.counts;
-        tracing::info!(
-            batch_size = c.messages,
-            sent = c.sent,
-            failed = c.failed,
-            invalid_tokens = c.invalid_tokens,
-            no_devices = c.no_devices,
-            skipped = c.skipped,
-            retried = c.retried,
-            rejected = c.rejected,
-            redelivered = o.failed_message_ids.len(),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "batch done"
-        );
+        o.log(started.elapsed());
     }
 }
 

@@ -66,6 +66,27 @@ pub struct BatchOutcome {
     pub counts: BatchCounts,
 }
 
+impl BatchOutcome {
+    /// The one log line per batch (JSON through the caller's subscriber), the same for the
+    /// Lambda and the worker.
+    pub fn log(&self, duration: std::time::Duration) {
+        let c = &self.counts;
+        tracing::info!(
+            batch_size = c.messages,
+            sent = c.sent,
+            failed = c.failed,
+            invalid_tokens = c.invalid_tokens,
+            no_devices = c.no_devices,
+            skipped = c.skipped,
+            retried = c.retried,
+            rejected = c.rejected,
+            redelivered = self.failed_message_ids.len(),
+            duration_ms = duration.as_millis() as u64,
+            "batch done"
+        );
+    }
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

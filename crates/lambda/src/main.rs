@@ -56,20 +56,7 @@ async fn handle(engine: &Engine, event: LambdaEvent<SqsEvent>) -> Result<SqsBatc
     let deadline = deadline(event.context.deadline);
     let failed = match engine.process(&messages, deadline).await {
         Ok(outcome) => {
-            let c = &outcome.counts;
-            tracing::info!(
-                batch_size = c.messages,
-                sent = c.sent,
-                failed = c.failed,
-                invalid_tokens = c.invalid_tokens,
-                no_devices = c.no_devices,
-                skipped = c.skipped,
-                retried = c.retried,
-                rejected = c.rejected,
-                redelivered = outcome.failed_message_ids.len(),
-                duration_ms = started.elapsed().as_millis() as u64,
-                "batch done"
-            );
+            outcome.log(started.elapsed());
             outcome.failed_message_ids
         }
         Err(e) => {
