@@ -7,11 +7,13 @@ pub mod push_types;
 pub mod registry;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_core::{Error as CoreError, InvalidPush, Producer, ProducerConfig, Ticket};
+use tokio::sync::Notify;
 
 pub use options::PushClientOptions;
 
@@ -28,6 +30,43 @@ pub struct Enqueued {
 #[napi]
 pub struct PushClient {
     producer: Arc<Producer>,
+    in_flight: Arc<InFlight>,
+}
+
+/// The client's promises not yet settled in JS. `close()` resolves only after all of them, so
+/// that code after `await client.close()` sees every earlier push settled.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One unsettled promise; dropped on the JS thread once the promise is settled.
+struct Settling(Arc<InFlight>);
+
+impl InFlight {
+    fn track(self: &Arc<Self>) -> Settling {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Settling(self.clone())
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 #[napi]
@@ -39,7 +78,10 @@ impl PushClient {
     pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
         let options = options.map(|o| stringify(&env, o)).transpose()?.flatten();
         start_producer(options.as_deref())
-            .map(|producer| PushClient { producer })
+            .map(|producer| PushClient {
+                producer,
+                in_flight: Arc::default(),
+            })
             .map_err(|e| error::to_js(&env, &e))
     }
 
@@ -52,7 +94,7 @@ impl PushClient {
         env: &'env Env,
         push: Unknown,
     ) -> Result<PromiseRaw<'env, Enqueued>> {
-        enqueue_one(env, &self.producer, push)
+        enqueue_one(env, &self.producer, push, Some(self.in_flight.track()))
     }
 
     /// Puts several pushes on the queue. All are validated first: if any is invalid the promise
@@ -73,11 +115,13 @@ impl PushClient {
                 .enqueue_json_many(&json)
                 .map_err(|e| error::to_js(env, &e))
         });
+        let settling = self.in_flight.track();
         match tickets {
-            Ok(tickets) => settle(env, accept_all(tickets), |ids| {
+            Ok(tickets) => settle(env, accept_all(tickets), move |ids| {
+                drop(settling);
                 ids.into_iter().map(|id| Enqueued { id }).collect()
             }),
-            Err(e) => rejected(env, e),
+            Err(e) => rejected(env, e, Some(settling)),
         }
     }
 
@@ -85,11 +129,12 @@ impl PushClient {
     /// answered by SQS. Later calls reject with `PUSHQ_CLOSED`. Safe to call more than once.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-        let producer = self.producer.clone();
+        let (producer, in_flight) = (self.producer.clone(), self.in_flight.clone());
         settle(
             env,
             async move {
                 producer.close().await;
+                in_flight.idle().await;
                 Ok(())
             },
             |()| (),
@@ -104,8 +149,8 @@ impl PushClient {
 pub fn enqueue_push<'env>(env: &'env Env, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
     static DEFAULT: OnceLock<CoreResult<Arc<Producer>>> = OnceLock::new();
     match DEFAULT.get_or_init(|| start_producer(None)) {
-        Ok(producer) => enqueue_one(env, producer, push),
-        Err(e) => rejected(env, error::to_js(env, e)),
+        Ok(producer) => enqueue_one(env, producer, push, None),
+        Err(e) => rejected(env, error::to_js(env, e), None),
     }
 }
 
@@ -122,6 +167,7 @@ fn enqueue_one<'env>(
     env: &'env Env,
     producer: &Producer,
     push: Unknown,
+    settling: Option<Settling>,
 ) -> Result<PromiseRaw<'env, Enqueued>> {
     let ticket = stringify(env, push).and_then(|json| {
         let json = json.ok_or_else(|| error::to_js(env, &not_an_object()))?;
@@ -133,9 +179,12 @@ fn enqueue_one<'env>(
         Ok(ticket) => settle(
             env,
             async move { ticket.accepted().await.map(|e| e.id) },
-            |id| Enqueued { id },
+            move |id| {
+                drop(settling);
+                Enqueued { id }
+            },
         ),
-        Err(e) => rejected(env, e),
+        Err(e) => rejected(env, e, settling),
     }
 }
 
@@ -175,8 +224,12 @@ where
 fn rejected<'env, V: ToNapiValue + 'static>(
     env: &'env Env,
     error: napi::Error,
+    settling: Option<Settling>,
 ) -> Result<PromiseRaw<'env, V>> {
-    env.spawn_future_with_callback(async move { Ok(error) }, |_, error| Err(error))
+    env.spawn_future_with_callback(async move { Ok(error) }, move |_, error| {
+        drop(settling);
+        Err(error)
+    })
 }
 
 /// `JSON.stringify(value)`: `None` when JSON has no text for it (`undefined`, a function).
