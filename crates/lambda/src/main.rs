@@ -23,7 +23,10 @@ async fn main() -> Result<(), Error> {
         .with_current_span(false)
         .without_time()
         .init();
-    let config = DeliveryConfig::from_env().map_err(|e| format!("pushq-lambda init: {e}"))?;
+    let mut config = DeliveryConfig::from_env().map_err(|e| format!("pushq-lambda init: {e}"))?;
+    read_secrets(&mut config)
+        .await
+        .map_err(|e| format!("pushq-lambda init: {e}"))?;
     let migrate = std::env::var("PUSHQ_MIGRATE").is_ok_and(|v| v == "1");
     let engine = Engine::connect(&config, None, false, migrate)
         .await
@@ -34,6 +37,49 @@ async fn main() -> Result<(), Error> {
         async move { handle(&engine, event).await }
     }))
     .await
+}
+
+/// Secrets named by ARN (`PUSHQ_FCM_CREDENTIALS_SECRET_ARN`, `PUSHQ_DATABASE_URL_SECRET_ARN`)
+/// are read from Secrets Manager once, at init, so they never sit in plaintext environment values.
+/// A secret set this way wins over the plain variable. Errors name the variable, never the value.
+async fn read_secrets(config: &mut DeliveryConfig) -> Result<(), String> {
+    let arns: Vec<(&str, String)> = [
+        "PUSHQ_FCM_CREDENTIALS_SECRET_ARN",
+        "PUSHQ_DATABASE_URL_SECRET_ARN",
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|arn| (name, arn))
+    })
+    .collect();
+    if arns.is_empty() {
+        return Ok(());
+    }
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_secretsmanager::Client::new(&shared);
+    for (name, arn) in arns {
+        let secret = client
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "{name}: cannot read the secret ({})",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            })?
+            .secret_string
+            .ok_or_else(|| format!("{name}: the secret has no string value"))?;
+        match name {
+            "PUSHQ_FCM_CREDENTIALS_SECRET_ARN" => config.credentials = Some(secret),
+            _ => config.database_url = Some(secret),
+        }
+    }
+    Ok(())
 }
 
 /// One SQS batch: every record the engine could not finish is a batch item failure.

@@ -75,6 +75,50 @@ impl Drop for Kill {
     }
 }
 
+/// Serves the Runtime API on a free port; returns its address, the state and the responses.
+async fn serve_runtime_api() -> (
+    std::net::SocketAddr,
+    Arc<RuntimeApi>,
+    mpsc::UnboundedReceiver<(String, Value)>,
+) {
+    let (tx, responses) = mpsc::unbounded_channel();
+    let api = Arc::new(RuntimeApi {
+        events: Mutex::new(VecDeque::new()),
+        ready: Notify::new(),
+        responses: tx,
+    });
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, api, responses)
+}
+
+/// The real binary, as Lambda starts it.
+fn bootstrap(runtime_api: std::net::SocketAddr, env: &[(&str, String)], stderr: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pushq-lambda"))
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        .env_remove("DATABASE_URL")
+        .env_remove("PUSHQ_FCM_CREDENTIALS")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 fn sqs_record(message_id: &str, body: &str) -> Value {
     json!({
         "messageId": message_id, "receiptHandle": "rh", "body": body,
@@ -221,4 +265,127 @@ async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice()
         .await
         .unwrap();
     assert_eq!(rejected, vec![("m-junk".to_owned(),)]);
+}
+
+/// moto_server on a free port, killed on drop.
+fn moto() -> (Kill, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server on PATH");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Kill(child), format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_and_database_url_come_from_secrets_manager_at_init() {
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fcm = pushq_core::emulator::spawn(0).await.unwrap();
+    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    Store::connect(&database_url, 1)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+
+    let (_moto, endpoint) = moto();
+    let aws = [
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ];
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    let secret = |name: &'static str, value: String| {
+        let sm = sm.clone();
+        async move {
+            sm.create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap()
+                .arn
+                .unwrap()
+        }
+    };
+    let fcm_arn = secret("pushq/fcm", fcm.credentials.to_string()).await;
+    let db_arn = secret("pushq/db", database_url.clone()).await;
+
+    // A missing secret stops init with a message that names the variable.
+    let mut env: Vec<(&str, String)> = aws.to_vec();
+    env.push(("PUSHQ_FCM_ENDPOINT", fcm.base.clone()));
+    env.push((
+        "PUSHQ_FCM_CREDENTIALS_SECRET_ARN",
+        format!("{fcm_arn}-missing"),
+    ));
+    env.push(("PUSHQ_DATABASE_URL_SECRET_ARN", db_arn.clone()));
+    let (addr, api, mut responses) = serve_runtime_api().await;
+    let out = bootstrap(addr, &env, Stdio::piped())
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PUSHQ_FCM_CREDENTIALS_SECRET_ARN"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("PRIVATE KEY") && !stderr.contains("sqlite:"),
+        "a secret leaked: {stderr}"
+    );
+
+    // With both secrets, a push is delivered and recorded.
+    env.retain(|(k, _)| *k != "PUSHQ_FCM_CREDENTIALS_SECRET_ARN");
+    env.push(("PUSHQ_FCM_CREDENTIALS_SECRET_ARN", fcm_arn));
+    let _lambda = Kill(bootstrap(addr, &env, Stdio::null()));
+    let event =
+        json!({"Records": [sqs_record("m1", r#"{"v":1,"id":"p1","push":{"token":"tok-1"}}"#)]});
+    let deadline = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 30_000;
+    api.events
+        .lock()
+        .unwrap()
+        .push_back(("req-1".into(), event, deadline));
+    api.ready.notify_waiters();
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&database_url)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT target, status FROM pushq_deliveries")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![("tok-1".to_owned(), "sent".to_owned())]);
 }
