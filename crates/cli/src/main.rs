@@ -1,6 +1,7 @@
 //! `pushq`: the operator tool. `migrate`, `worker`, `fcm-emulator` and `devices`.
 //! Configuration comes from the environment (see the README); flags override it.
 
+mod dlq;
 mod worker;
 
 use pushq_core::emulator;
@@ -51,10 +52,28 @@ enum Command {
         #[arg(long)]
         write_credentials: Option<std::path::PathBuf>,
     },
+    /// Dead-letter queue tools.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Registers, lists and removes devices.
     Devices {
         #[command(subcommand)]
         action: DevicesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Moves every message from one queue (the DLQ) to another (the push queue).
+    Redrive {
+        /// The dead-letter queue.
+        #[arg(long)]
+        from: String,
+        /// The queue to move messages to.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -121,6 +140,12 @@ async fn main() {
                 fail(e)
             }
         }
+        Command::Dlq {
+            action: DlqAction::Redrive { from, to },
+        } => match dlq::redrive(&from, &to).await {
+            Ok(moved) => println!("moved {moved} message(s)"),
+            Err(e) => fail(e),
+        },
         Command::Migrate => {
             let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
             let store = store_from_env(&config).await;

@@ -390,3 +390,64 @@ async fn a_long_batch_keeps_its_messages_invisible_and_sigterm_lets_it_finish() 
     assert_eq!(batch_sizes(&log), vec![1]);
     assert_eq!(sqs.depth(&queue).await, (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_redrive_moves_every_message_once() {
+    let sqs = Sqs::start();
+    let (dlq, queue) = (sqs.fresh_queue().await, sqs.fresh_queue().await);
+    let bodies: Vec<String> = (0..25)
+        .map(|i| json!({"v": 1, "push": {"token": format!("tok-{i}")}}).to_string())
+        .collect();
+    let client = sqs.client().await;
+    for body in &bodies {
+        client
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = pushq(
+        &["dlq", "redrive", "--from", &dlq, "--to", &queue],
+        &sqs.env(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "moved 25 message(s)"
+    );
+    assert_eq!(sqs.depth(&dlq).await, (0, 0));
+    let mut moved = Vec::new();
+    for _ in 0..30 {
+        if moved.len() >= 25 {
+            break;
+        }
+        let got = client
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        moved.extend(
+            got.messages
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.body.unwrap()),
+        );
+    }
+    moved.sort();
+    let mut expected = bodies.clone();
+    expected.sort();
+    assert_eq!(moved, expected);
+    // Run again on the empty DLQ: nothing moves, nothing breaks.
+    let out = pushq(
+        &["dlq", "redrive", "--from", &dlq, "--to", &queue],
+        &sqs.env(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "moved 0 message(s)"
+    );
+}
