@@ -140,40 +140,13 @@ async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice()
     store.migrate().await.unwrap();
     store.register_device("u1", "tok-u1", "ios").await.unwrap();
 
-    let (tx, mut responses) = mpsc::unbounded_channel();
-    let api = Arc::new(RuntimeApi {
-        events: Mutex::new(VecDeque::new()),
-        ready: Notify::new(),
-        responses: tx,
-    });
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let _bootstrap = Kill(
-        Command::new(env!("CARGO_BIN_EXE_pushq-lambda"))
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-            .env("DATABASE_URL", &database_url)
-            .env("PUSHQ_FCM_CREDENTIALS", &credentials)
-            .env("PUSHQ_FCM_ENDPOINT", &fcm.base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (addr, api, mut responses) = serve_runtime_api().await;
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    let _bootstrap = Kill(bootstrap(addr, &env, Stdio::null()));
 
     let http = reqwest::Client::new();
     http.post(format!("{}/__faults", fcm.base))
