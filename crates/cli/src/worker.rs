@@ -193,7 +193,9 @@ async fn process(
         }
     }
     if let Ok(o) = outcome {
-        o.log(started.elapsed());
+        let elapsed = started.elapsed();
+        o.log(elapsed);
+        o.emit_metrics(elapsed, "pushq-worker");
     }
 }
 

@@ -238,14 +238,16 @@ async fn end_to_end_mariadb() {
     end_to_end(Db::mariadb().await).await;
 }
 
-/// Starts `pushq worker` with its JSON log in a file; returns the process and the log path.
+/// Starts `pushq worker` with its JSON log (stderr) in a file and its EMF metric lines (stdout)
+/// in `metrics.log` beside it; returns the process and the log path.
 fn worker(queue: &str, args: &[&str], env: &[(String, String)]) -> (Proc, std::path::PathBuf) {
-    let log = temp_dir().join("worker.log");
+    let dir = temp_dir();
+    let log = dir.join("worker.log");
     let child = Command::new(PUSHQ)
         .args(["worker", "--queue-url", queue])
         .args(args)
         .envs(env.iter().cloned())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("metrics.log")).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
@@ -261,6 +263,24 @@ fn batch_sizes(log: &std::path::Path) -> Vec<u64> {
         .filter(|v| v["fields"]["message"] == "batch done")
         .filter_map(|v| v["fields"]["batch_size"].as_u64())
         .collect()
+}
+
+/// The sum of one EMF metric over a worker's metric lines; every line must be valid EMF.
+fn metric_sum(log: &std::path::Path, name: &str) -> u64 {
+    let metrics = log.with_file_name("metrics.log");
+    std::fs::read_to_string(metrics)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("an EMF line is JSON");
+            assert_eq!(
+                v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "pushq",
+                "{l}"
+            );
+            assert_eq!(v["Service"], "pushq-worker", "{l}");
+            v[name].as_u64().unwrap_or(0)
+        })
+        .sum()
 }
 
 async fn setup_sqlite(sqs: &Sqs, fcm: &Fcm) -> (Db, Vec<(String, String)>) {
@@ -332,6 +352,16 @@ async fn batches_above_ten_are_gathered_within_the_batching_window() {
         sizes.iter().any(|s| *s > 10),
         "no batch above 10: {sizes:?}"
     );
+    // The same counters as CloudWatch EMF lines on stdout, one latency per send.
+    assert_eq!(metric_sum(&log, "Messages"), 40);
+    assert_eq!(metric_sum(&log, "Sent"), 40);
+    let metrics = std::fs::read_to_string(log.with_file_name("metrics.log")).unwrap();
+    let latencies: usize = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["EnqueueToSendLatency"].as_array().map(Vec::len))
+        .sum();
+    assert_eq!(latencies, 40);
 }
 
 #[tokio::test(flavor = "multi_thread")]

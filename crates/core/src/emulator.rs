@@ -49,6 +49,8 @@ struct Inner {
     received: Vec<Value>,
     rules: Vec<Rule>,
     token_requests: u64,
+    /// Every access token issued, for tests that look for it where it must not be.
+    issued: Vec<String>,
 }
 
 struct Emulator {
@@ -182,6 +184,7 @@ async fn token(State(emu): State<Arc<Emulator>>, Form(req): Form<TokenRequest>) 
     let access = format!("ya29.emulator-{}", uuid::Uuid::now_v7().simple());
     let mut inner = emu.inner.lock().expect("emulator state");
     inner.tokens.insert(access.clone());
+    inner.issued.push(access.clone());
     inner.token_requests += 1;
     Json(json!({"access_token": access, "expires_in": 3600, "token_type": "Bearer"}))
         .into_response()
@@ -376,7 +379,11 @@ async fn send(
 
 async fn received(State(emu): State<Arc<Emulator>>) -> Json<Value> {
     let inner = emu.inner.lock().expect("emulator state");
-    Json(json!({"messages": inner.received, "tokenRequests": inner.token_requests}))
+    Json(json!({
+        "messages": inner.received,
+        "tokenRequests": inner.token_requests,
+        "accessTokens": inner.issued,
+    }))
 }
 
 async fn reset(State(emu): State<Arc<Emulator>>) -> StatusCode {

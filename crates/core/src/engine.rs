@@ -64,6 +64,10 @@ pub struct BatchOutcome {
     pub failed_message_ids: Vec<String>,
     /// Counts for logs and metrics.
     pub counts: BatchCounts,
+    /// Enqueue-to-send latency of each target FCM accepted in this batch, in milliseconds.
+    pub send_latency_ms: Vec<u64>,
+    /// The ids of the pushes in the batch (valid envelopes only).
+    pub push_ids: Vec<String>,
 }
 
 impl BatchOutcome {
@@ -82,8 +86,14 @@ impl BatchOutcome {
             rejected = c.rejected,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
+            push_ids = %self.push_ids.join(","),
             "batch done"
         );
+    }
+
+    /// Prints the batch's CloudWatch EMF metric lines on stdout (see [`crate::metrics`]).
+    pub fn emit_metrics(&self, duration: std::time::Duration, service: &str) {
+        crate::metrics::print_emf(self, duration, service);
     }
 }
 
@@ -293,6 +303,7 @@ impl Engine {
 
         let mut failed_messages: HashSet<usize> = HashSet::new();
         let mut dead_tokens = Vec::new();
+        let mut send_latency_ms = Vec::new();
         let now = Utc::now();
         for (n, result, attempts) in results {
             let job = &jobs[n];
@@ -314,6 +325,7 @@ impl Engine {
                     let mut d = r("sent", None);
                     d.fcm_message_id = Some(sent.name).filter(|n| !n.is_empty());
                     d.sent_at = Some(now);
+                    send_latency_ms.push((now - d.enqueued_at).num_milliseconds().max(0) as u64);
                     rows.push(d);
                 }
                 Err(FcmError::InvalidToken { code, .. }) => {
@@ -351,6 +363,8 @@ impl Engine {
                 .map(|i| messages[i].message_id.clone())
                 .collect(),
             counts,
+            send_latency_ms,
+            push_ids,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod fcm;
 pub mod local;
+pub mod metrics;
 pub mod push;
 pub mod queue;
 pub mod store;

@@ -102,7 +102,9 @@ async fn handle(engine: &Engine, event: LambdaEvent<SqsEvent>) -> Result<SqsBatc
     let deadline = deadline(event.context.deadline);
     let failed = match engine.process(&messages, deadline).await {
         Ok(outcome) => {
-            outcome.log(started.elapsed());
+            let elapsed = started.elapsed();
+            outcome.log(elapsed);
+            outcome.emit_metrics(elapsed, "pushq-lambda");
             outcome.failed_message_ids
         }
         Err(e) => {

@@ -362,3 +362,228 @@ async fn credentials_and_database_url_come_from_secrets_manager_at_init() {
         .unwrap();
     assert_eq!(rows, vec![("tok-1".to_owned(), "sent".to_owned())]);
 }
+
+/// A fresh PostgreSQL database, reached with a URL that carries a password (trust auth on the
+/// test server ignores it, so it is a secret that must never be printed).
+async fn postgres_with_password(password: &str) -> (String, String) {
+    let name = format!("pushq_lambda_{}", uuid::Uuid::now_v7().simple());
+    let admin = std::env::var("PUSHQ_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (trust auth), see README");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_password(Some(password)).unwrap();
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+/// What an operator reads in CloudWatch: per batch one JSON log line with the push ids, batch
+/// size, outcome counts and duration, and EMF metric lines with the same counters and the
+/// enqueue-to-send latencies. Across a delivery with a dead token, a transient failure, a
+/// rejected message, an OAuth token that expires mid-run and an init that fails on the
+/// database, no line holds the private key, an OAuth token or the database password.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fcm = pushq_core::emulator::spawn(0).await.unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let password = format!("pw-{}", uuid::Uuid::now_v7().simple());
+    let (database_url, database) = postgres_with_password(&password).await;
+    let store = Store::connect(&database_url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    for (user, token) in [("u1", "tok-a"), ("u1", "tok-b"), ("u2", "tok-dead")] {
+        store.register_device(user, token, "android").await.unwrap();
+    }
+    let http = reqwest::Client::new();
+    let faults = |rules: Value| {
+        let http = http.clone();
+        let url = format!("{}/__faults", fcm.base);
+        async move { http.post(url).json(&rules).send().await.unwrap() }
+    };
+    faults(json!({"rules": [
+        {"token": "tok-dead", "error": "UNREGISTERED"},
+        {"token": "tok-down", "error": "UNAVAILABLE"}
+    ]}))
+    .await;
+
+    let (addr, api, mut responses) = serve_runtime_api().await;
+    let stdout = dir.join("stdout.log");
+    let stderr = dir.join("stderr.log");
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    let mut lambda = Command::new(env!("CARGO_BIN_EXE_pushq-lambda"));
+    lambda
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        .env("PUSHQ_LOG", "debug")
+        .env_remove("PUSHQ_FCM_CREDENTIALS")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    let child = Kill(lambda.spawn().unwrap());
+    let invoke = |id: &str, event: Value, seconds: u64| {
+        let deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + seconds * 1000;
+        api.events
+            .lock()
+            .unwrap()
+            .push_back((id.to_owned(), event, deadline));
+        api.ready.notify_waiters();
+    };
+    let enqueued_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let envelope = |id: &str, push: Value| {
+        json!({"v": 1, "id": id, "enqueuedAt": enqueued_at, "push": push}).to_string()
+    };
+    invoke(
+        "req-1",
+        json!({"Records": [
+            sqs_record("m-users", &envelope("p-users", json!({"userIds": ["u1", "u2"]}))),
+            sqs_record("m-down", &envelope("p-down", json!({"token": "tok-down"}))),
+            sqs_record("m-junk", "{\"v\":1,"),
+        ]}),
+        5,
+    );
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-down"}]})
+    );
+    // The OAuth token expires; the next batch gets a new one.
+    faults(json!({"rules": [], "expireTokens": true})).await;
+    invoke(
+        "req-2",
+        json!({"Records": [sqs_record("m-down", &envelope("p-down", json!({"token": "tok-down"})))]}),
+        30,
+    );
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    drop(child);
+
+    // An init that cannot reach its database says so, without the password.
+    let dead_db = database_url.replace(&database, "pushq_missing_database");
+    let init = Command::new(env!("CARGO_BIN_EXE_pushq-lambda"))
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("DATABASE_URL", &dead_db)
+        .env("PUSHQ_FCM_CREDENTIALS", &credentials)
+        .env("PUSHQ_FCM_ENDPOINT", &fcm.base)
+        .output()
+        .unwrap();
+    assert!(!init.status.success());
+    let init_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&init.stdout),
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(init_out.contains("pushq-lambda init"), "{init_out}");
+
+    let out = std::fs::read_to_string(&stdout).unwrap();
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let batches: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["fields"]["message"] == "batch done")
+        .collect();
+    assert_eq!(batches.len(), 2, "{out}");
+    let first = &batches[0]["fields"];
+    assert_eq!(first["batch_size"], 3);
+    assert_eq!(first["sent"], 2);
+    assert_eq!(first["invalid_tokens"], 1);
+    assert_eq!(first["rejected"], 1);
+    assert_eq!(first["redelivered"], 1);
+    assert!(first["duration_ms"].is_u64());
+    assert_eq!(first["push_ids"], "p-down,p-users");
+    let warn = lines
+        .iter()
+        .find(|v| v["level"] == "WARN" && v["fields"]["push_id"] == "p-down")
+        .unwrap_or_else(|| panic!("no warning names the push that will be retried: {out}"));
+    assert_eq!(warn["fields"]["code"], "UNAVAILABLE");
+
+    let emf: Vec<&Value> = lines.iter().filter(|v| v.get("_aws").is_some()).collect();
+    assert_eq!(emf.len(), 2, "{out}");
+    assert_eq!(emf[0]["Service"], "pushq-lambda");
+    for (name, value) in [
+        ("Messages", 3),
+        ("Sent", 2),
+        ("Failed", 0),
+        ("InvalidTokens", 1),
+        ("Redelivered", 1),
+        ("Rejected", 1),
+    ] {
+        assert_eq!(emf[0][name], value, "{name}");
+    }
+    assert!(
+        emf[0]["Retried"].as_u64().unwrap() >= 1,
+        "UNAVAILABLE was retried"
+    );
+    assert_eq!(emf[0]["EnqueueToSendLatency"].as_array().unwrap().len(), 2);
+    assert_eq!(emf[1]["Sent"], 1);
+
+    let received: Value = http
+        .get(format!("{}/__received", fcm.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tokens: Vec<String> = serde_json::from_value(received["accessTokens"].clone()).unwrap();
+    assert!(
+        tokens.len() >= 2,
+        "the expiry made a second token: {tokens:?}"
+    );
+    let key = fcm.credentials["private_key"].as_str().unwrap();
+    let key_lines: Vec<&str> = key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .collect();
+    assert!(key_lines.len() > 10);
+    let everything = format!("{out}\n{err}\n{init_out}");
+    assert!(!everything.contains(&password), "the DB password leaked");
+    for t in &tokens {
+        assert!(!everything.contains(t.as_str()), "an OAuth token leaked");
+    }
+    for l in key_lines {
+        assert!(!everything.contains(l), "the private key leaked");
+    }
+    assert!(!everything.contains("PRIVATE KEY"));
+
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(
+        &std::env::var("PUSHQ_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+    )
+    .await
+    .unwrap();
+    drop(store);
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+}
