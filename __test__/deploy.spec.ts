@@ -23,6 +23,8 @@ test('cfn-lint accepts the template', () => {
 test('the function is the arm64 bootstrap on provided.al2023', () => {
   expect(resources.DeliveryFunction.Type).toBe('AWS::Serverless::Function')
   expect(fn).toMatchObject({ Runtime: 'provided.al2023', Architectures: ['arm64'], Handler: 'bootstrap' })
+  // A literal folder (sam deploy does not package an intrinsic CodeUri), the one the build script writes.
+  expect(fn.CodeUri).toBe('../dist/lambda/arm64')
 })
 
 test('the SQS mapping: batch 10, no batching window, partial batch failures, capped concurrency', () => {

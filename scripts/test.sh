@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test pushq has: `npm test` runs this. Needs Rust, Node (with `npm ci` done) and moto_server;
+# Every test pushq has: `npm test` runs this. Needs Rust, Node (with `npm ci` done), moto_server,
+# cargo-lambda and cargo-zigbuild (pip; they bring zig) and binutils' objdump;
 # the jest suite starts its own moto_server on a free loopback port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +16,11 @@ cargo test --workspace --exclude pushq-node
 # The jest suite drives this build of the CLI (worker, fcm-emulator).
 export PUSHQ_BIN="$CARGO_TARGET_DIR/debug/pushq"
 
-echo "== build the addon (release) and check the generated files are committed as napi wrote them"
-npm run build --silent
+echo "== the Lambda bootstrap for x86_64: built with cargo lambda, glibc floor <= 2.34 (Amazon Linux 2023)"
+bash scripts/build-lambda.sh x86_64
+
+echo "== build the addon as it is packaged (on Linux x64: glibc 2.28 via zig) and check the generated files are committed as napi wrote them"
+npm run build:dist --silent
 if git rev-parse --git-dir >/dev/null 2>&1; then
   git diff --exit-code -- index.js index.d.ts || {
     echo "index.js/index.d.ts differ from what napi build writes: rebuild and commit them" >&2
