@@ -1,7 +1,8 @@
 //! `pushq dlq redrive --from URL --to URL`: moves messages back from a dead-letter queue.
 //! Receive → send → delete, ten at a time: a message leaves the DLQ only after the target queue
 //! accepted it, so nothing is lost; a crash between send and delete can leave a copy in both,
-//! which the delivery engine's log (one row per push and target) keeps from being sent twice.
+//! and the delivery engine's log (one row per push and target) skips targets already recorded
+//! (delivery stays at least once: see docs/operations.md).
 
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,

@@ -325,3 +325,66 @@ async fn dry_run_sends_validate_only() {
     assert_eq!(received[0]["validateOnly"], true);
     assert_eq!(received[0]["body"]["validate_only"], true);
 }
+
+/// What FCM (or a proxy in front of it) may answer besides its own errors: an HTML error page,
+/// an empty body, an unknown error code, an answer that never comes. Each is classified (5xx and
+/// no answer: retried and handed back; other 4xx: final) and none holds the batch past its
+/// deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    fcm.faults(json!({"rules": [
+        {"token": "tok-html-502", "status": 502, "body": "<html><body><h1>502 Bad Gateway</h1></body></html>"},
+        {"token": "tok-empty-500", "status": 500, "body": ""},
+        {"token": "tok-html-400", "status": 400, "body": "<html>Bad Request</html>"},
+        {"token": "tok-unknown", "error": "SOMETHING_NEW"},
+        {"token": "tok-slow", "error": "", "delayMs": 60000},
+    ]}))
+    .await;
+    let tokens = [
+        "tok-html-502",
+        "tok-empty-500",
+        "tok-html-400",
+        "tok-unknown",
+        "tok-slow",
+        "tok-ok",
+    ];
+    let batch = vec![message(json!({ "tokens": tokens }))];
+    let started = Instant::now();
+    let outcome = engine
+        .process(&batch, Instant::now() + Duration::from_secs(2))
+        .await
+        .unwrap();
+    // The slow answer (60 s) was cut at the deadline (2 s), not at the 10 s request timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        outcome.failed_message_ids,
+        vec![batch[0].message_id.clone()]
+    );
+    assert_eq!((outcome.counts.sent, outcome.counts.failed), (1, 2));
+    assert_eq!(outcome.counts.transient, 3, "502, 500 and the slow one");
+    let rows = db.deliveries().await;
+    let status = |t: &str| {
+        rows.iter()
+            .find(|r| r.1 == t)
+            .map(|r| (r.2.clone(), r.3.clone()))
+    };
+    assert_eq!(status("tok-ok"), Some(("sent".into(), None)));
+    assert_eq!(
+        status("tok-html-400"),
+        Some(("failed".into(), Some("HTTP_400".into())))
+    );
+    assert_eq!(
+        status("tok-unknown"),
+        Some(("failed".into(), Some("SOMETHING_NEW".into())))
+    );
+    for transient in ["tok-html-502", "tok-empty-500", "tok-slow"] {
+        assert_eq!(status(transient), None, "{transient} has no final row");
+    }
+}

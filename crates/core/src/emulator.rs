@@ -3,8 +3,10 @@
 //! send, checks request bodies, records what it received, and injects faults on request.
 //!
 //! Control endpoints (for tests): `GET /__received`, `POST /__reset`, `POST /__faults` with
-//! `{"rules":[{"token":"t","error":"UNREGISTERED","times":1,"retryAfter":2,"delayMs":0}],
-//! "expireTokens":false}` (a rule without `token` matches every send; `times` absent = always).
+//! `{"rules":[{"token":"t","error":"UNREGISTERED","times":1,"retryAfter":2,"delayMs":0,
+//! "percent":20,"status":502,"body":"<html>"}],"expireTokens":false}` (a rule without `token`
+//! matches every send; `times` absent = always; `percent` answers that share of the matching
+//! sends; `status`/`body` answer raw instead of with an FCM error).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -27,11 +29,21 @@ pub const PROJECT_ID: &str = "pushq-emulator";
 #[serde(rename_all = "camelCase")]
 struct Rule {
     token: Option<String>,
+    #[serde(default)]
     error: String,
     times: Option<u32>,
     retry_after: Option<u64>,
     #[serde(default)]
     delay_ms: u64,
+    /// The rule answers this share (0–100) of the sends it matches, spread evenly and
+    /// deterministically (20: the 5th, 10th, 15th, …); the others fall through to later rules.
+    percent: Option<u32>,
+    /// Answer with this HTTP status and raw body instead of an FCM error (e.g. a proxy's HTML
+    /// page, an empty body).
+    status: Option<u16>,
+    body: Option<String>,
+    #[serde(skip)]
+    seen: u64,
 }
 
 #[derive(Default, Deserialize)]
@@ -328,10 +340,17 @@ async fn send(
         .map(str::to_owned);
     let fault = {
         let mut inner = emu.inner.lock().expect("emulator state");
-        let index = inner
-            .rules
-            .iter()
-            .position(|r| r.token.is_none() || r.token == token);
+        let index = inner.rules.iter_mut().position(|r| {
+            if r.token.is_some() && r.token != token {
+                return false;
+            }
+            let Some(percent) = r.percent else {
+                return true;
+            };
+            r.seen += 1;
+            let share = |n: u64| n * u64::from(percent.min(100)) / 100;
+            share(r.seen) > share(r.seen - 1)
+        });
         index.map(|i| {
             let rule = inner.rules[i].clone();
             if let Some(times) = inner.rules[i].times.as_mut() {
@@ -346,6 +365,11 @@ async fn send(
     if let Some(rule) = &fault {
         if rule.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+        }
+        if let Some(status) = rule.status {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = rule.body.clone().unwrap_or_default();
+            return (status, [("content-type", "text/html")], body).into_response();
         }
         if !rule.error.is_empty() {
             let mut response = fcm_error(

@@ -143,7 +143,9 @@ impl Engine {
     }
 
     /// Delivers one batch; `deadline` bounds retries. A database error fails the whole batch
-    /// (every message is redelivered); nothing already sent is sent again on redelivery.
+    /// (every message is redelivered); targets whose row was written are not sent again on
+    /// redelivery. Sends whose row was not written (the write failed, the process died) are
+    /// repeated: delivery is at least once.
     pub async fn process(
         &self,
         messages: &[QueueMessage],
@@ -346,11 +348,13 @@ impl Engine {
             }
         }
 
-        if !rejected.is_empty() {
-            self.store.record_rejected(&rejected).await?;
-        }
+        // The delivery rows first: once they are written, a later failure (and the redelivery
+        // it causes) does not send these targets again.
         if !rows.is_empty() {
             self.store.record_deliveries(&rows).await?;
+        }
+        if !rejected.is_empty() {
+            self.store.record_rejected(&rejected).await?;
         }
         if !dead_tokens.is_empty() {
             self.store.invalidate_tokens(&dead_tokens).await?;

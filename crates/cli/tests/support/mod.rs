@@ -201,8 +201,19 @@ impl Fcm {
             .unwrap_or_default()
     }
 
+    /// Sets the emulator's fault rules; a rule set it refuses fails the test.
     pub async fn faults(&self, faults: Value) {
-        self.call("POST", "/__faults", Some(faults)).await;
+        let res = reqwest_client()
+            .post(format!("{}/__faults", self.endpoint))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "the emulator refused the faults {faults}: {}",
+            res.text().await.unwrap_or_default()
+        );
     }
 
     pub fn env(&self) -> Vec<(String, String)> {

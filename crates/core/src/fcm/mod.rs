@@ -165,12 +165,23 @@ impl FcmClient {
     }
 
     /// Sends with retries: transient failures back off (honouring `Retry-After`) until
-    /// `deadline`; returns the result and the number of attempts made.
+    /// `deadline`; returns the result and the number of attempts made (0 when the deadline had
+    /// already passed). No attempt outlives the deadline: one still waiting for FCM then is cut
+    /// short as a transient `DEADLINE` error (its message is redelivered), so a slow answer
+    /// cannot run a batch past its invocation's end.
     pub async fn send(&self, body: &Value, deadline: Instant) -> (Result<Sent, FcmError>, u32) {
         let mut attempts = 0;
         loop {
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                return (Err(deadline_passed()), attempts);
+            };
             attempts += 1;
-            let result = self.send_once(body).await;
+            let result = tokio::time::timeout(left, self.send_once(body))
+                .await
+                .unwrap_or_else(|_| Err(deadline_passed()));
             let Err(FcmError::Transient { retry_after, .. }) = &result else {
                 return (result, attempts);
             };
@@ -180,6 +191,14 @@ impl FcmClient {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+fn deadline_passed() -> FcmError {
+    FcmError::Transient {
+        code: "DEADLINE".into(),
+        detail: "the batch's time ran out before FCM answered".into(),
+        retry_after: None,
     }
 }
 

@@ -1,0 +1,358 @@
+//! Faults injected end to end, through real parts: moto SQS → `pushq worker` → the FCM emulator
+//! → PostgreSQL. What must hold whatever breaks: every (push, target) ends with exactly one
+//! final row, every live device got its push, dead tokens are invalidated, and duplicates at
+//! FCM stay within what was in flight when something died.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pushq_core::store::Store;
+use serde_json::{json, Value};
+use support::{temp_dir, wait_until_or, Db, Fcm, Proc, Sqs, PUSHQ};
+
+const USERS: usize = 500;
+const DEVICES_PER_USER: usize = 3;
+/// Every 20th user has one dead device (FCM answers UNREGISTERED).
+const DEAD_EVERY: usize = 20;
+
+fn token(user: usize, device: usize) -> String {
+    if device == 0 && user % DEAD_EVERY == 0 {
+        format!("dead-{user}")
+    } else {
+        format!("tok-{user}-{device}")
+    }
+}
+
+fn worker(queue: &str, args: &[&str], env: &[(String, String)], log: &std::path::Path) -> Proc {
+    Proc(
+        Command::new(PUSHQ)
+            .args(["worker", "--queue-url", queue])
+            .args(args)
+            .envs(env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Counts of the worker log lines with this message.
+fn count_lines(log: &std::path::Path, message: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == message)
+        .count()
+}
+
+/// Sends raw envelopes with known push ids, ten per SendMessageBatch.
+async fn send_envelopes(sqs: &Sqs, queue: &str, envelopes: &[Value]) {
+    let client = sqs.client().await;
+    for chunk in envelopes.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(e.to_string())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = client
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
+    }
+}
+
+async fn row_count(url: &str) -> i64 {
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT COUNT(*) FROM pushq_deliveries")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_killed() {
+    let (sqs, fcm, db) = (Sqs::start(), Fcm::start(), Db::postgres().await);
+    let queue = sqs.fresh_queue().await;
+    let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut dead = BTreeSet::new();
+    for u in 0..USERS {
+        for d in 0..DEVICES_PER_USER {
+            let t = token(u, d);
+            if t.starts_with("dead-") {
+                dead.insert(t.clone());
+            }
+            store
+                .register_device(&format!("u{u}"), &t, "android")
+                .await
+                .unwrap();
+        }
+    }
+    drop(store);
+    // FCM: dead tokens are UNREGISTERED; of the rest, 10% UNAVAILABLE (503), 6% INTERNAL (500)
+    // and 5% QUOTA_EXCEEDED (429) with Retry-After: 1 — about 20% of sends fail transiently.
+    let mut rules: Vec<Value> = dead
+        .iter()
+        .map(|t| json!({"token": t, "error": "UNREGISTERED"}))
+        .collect();
+    rules.push(json!({"percent": 10, "error": "UNAVAILABLE"}));
+    rules.push(json!({"percent": 6, "error": "INTERNAL"}));
+    rules.push(json!({"percent": 5, "error": "QUOTA_EXCEEDED", "retryAfter": 1}));
+    fcm.faults(json!({ "rules": rules })).await;
+
+    let envelopes: Vec<Value> = (0..USERS)
+        .map(|u| {
+            json!({"v": 1, "id": format!("p-{u}"), "push": {
+                "userId": format!("u{u}"), "notification": {"title": "Spin 45", "body": format!("for u{u}")}
+            }})
+        })
+        .collect();
+    send_envelopes(&sqs, &queue, &envelopes).await;
+
+    let dir = temp_dir();
+    let (log_a, log_b) = (dir.join("worker-a.log"), dir.join("worker-b.log"));
+    let args = ["--concurrency", "2", "--visibility-timeout", "10"];
+    let mut first = worker(&queue, &args, &env, &log_a);
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let rt = tokio::runtime::Handle::current();
+    let rows_at_least = |n: i64| {
+        let url = db.url.clone();
+        let rt = rt.clone();
+        move || rt.block_on(row_count(&url)) >= n
+    };
+
+    // A third of the way in, every connection the worker holds is killed.
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "500 rows",
+            Duration::from_secs(120),
+            || read(&log_a),
+            rows_at_least(500),
+        )
+    });
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the worker held no connection to kill");
+
+    // Two thirds in, the worker is SIGKILLed with batches in flight, and a new one starts.
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "1000 rows",
+            Duration::from_secs(120),
+            || read(&log_a),
+            rows_at_least(1000),
+        )
+    });
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let in_flight_at_kill =
+        count_lines(&log_a, "batch received") - count_lines(&log_a, "batch done");
+    let _second = worker(&queue, &args, &env, &log_b);
+    let total = (USERS * DEVICES_PER_USER) as i64;
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "every (push, target) to have its row",
+            Duration::from_secs(180),
+            || format!("{}\n---\n{}", read(&log_a), read(&log_b)),
+            rows_at_least(total),
+        )
+    });
+
+    // Exactly one final row per (push, target), with the right outcome.
+    let rows = db.deliveries().await;
+    let mut expected = BTreeMap::new();
+    for u in 0..USERS {
+        for d in 0..DEVICES_PER_USER {
+            let t = token(u, d);
+            let status = if dead.contains(&t) {
+                "invalid_token"
+            } else {
+                "sent"
+            };
+            expected.insert((format!("p-{u}"), t), status.to_owned());
+        }
+    }
+    let got: BTreeMap<(String, String), String> = rows
+        .iter()
+        .map(|(p, t, s, _, _)| ((p.clone(), t.clone()), s.clone()))
+        .collect();
+    assert_eq!(rows.len(), expected.len(), "one row per (push, target)");
+    assert_eq!(got, expected);
+
+    // Every live device got its push; duplicates only from batches that died mid-way.
+    let received = fcm.received().await;
+    let mut per_token: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &received {
+        let t = m["body"]["message"]["token"].as_str().unwrap().to_owned();
+        *per_token.entry(t).or_default() += 1;
+    }
+    let live: BTreeSet<String> = expected
+        .iter()
+        .filter(|(_, s)| *s == "sent")
+        .map(|((_, t), _)| t.clone())
+        .collect();
+    assert_eq!(per_token.keys().cloned().collect::<BTreeSet<_>>(), live);
+    let duplicates: usize = per_token.values().map(|n| n - 1).sum();
+    let failed_batches = count_lines(&log_a, "batch failed; every message will be redelivered")
+        + count_lines(&log_b, "batch failed; every message will be redelivered");
+    // A batch is at most 10 pushes of 3 devices: what a dead batch can have sent already.
+    let bound = (failed_batches + in_flight_at_kill) * 10 * DEVICES_PER_USER;
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicate sends, more than the {bound} in flight in {failed_batches} failed and {in_flight_at_kill} killed batches"
+    );
+
+    // Dead tokens are invalidated, nothing was rejected, the queue is empty.
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    for t in &dead {
+        let user = t.trim_start_matches("dead-");
+        let devices = store.devices(&format!("u{user}")).await.unwrap();
+        let d = devices.iter().find(|d| &d.token == t).unwrap();
+        assert!(!d.live, "{t} is still live");
+    }
+    assert!(db.rejected().await.is_empty());
+    let mut depth = sqs.depth(&queue).await;
+    for _ in 0..100 {
+        if depth == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        depth = sqs.depth(&queue).await;
+    }
+    assert_eq!(depth, (0, 0), "messages left on the queue");
+    let injected = received.len(); // accepted sends; the faults are counted by the log lines
+    eprintln!(
+        "faults: {USERS} pushes, {} targets, {} dead tokens, {} sends accepted by FCM, {duplicates} duplicates (bound {bound}), \
+         {} connections killed, {failed_batches} failed batches, {in_flight_at_kill} batches in flight at SIGKILL, rows lost 0",
+        expected.len(),
+        dead.len(),
+        injected,
+        killed.len()
+    );
+    drop(store);
+    db.drop_it().await;
+}
+
+/// With FCM down throughout, messages reach the DLQ after `maxReceiveCount` receives; once FCM
+/// is back, `pushq dlq redrive` brings them back and each device gets its push exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
+    let (sqs, fcm, db) = (Sqs::start(), Fcm::start(), Db::sqlite().await);
+    let client = sqs.client().await;
+    let dlq = sqs.fresh_queue().await;
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let queue = client
+        .create_queue()
+        .queue_name(format!("pushq-{}", uuid::Uuid::now_v7().simple()))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    drop(store);
+    fcm.faults(json!({"rules": [{"error": "UNAVAILABLE"}]}))
+        .await;
+    let n = 20;
+    let envelopes: Vec<Value> = (0..n)
+        .map(|i| json!({"v": 1, "id": format!("p-{i}"), "push": {"token": format!("tok-{i}")}}))
+        .collect();
+    send_envelopes(&sqs, &queue, &envelopes).await;
+
+    let log = temp_dir().join("worker.log");
+    let _worker = worker(&queue, &["--visibility-timeout", "2"], &env, &log);
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "every message in the DLQ",
+            Duration::from_secs(120),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || rt.block_on(sqs.depth(&dlq)).0 == n as u64,
+        )
+    });
+    assert!(fcm.received().await.is_empty());
+    assert!(
+        db.deliveries().await.is_empty(),
+        "nothing final while FCM is down"
+    );
+
+    fcm.faults(json!({"rules": []})).await;
+    let out = Command::new(PUSHQ)
+        .args(["dlq", "redrive", "--from", &dlq, "--to", &queue])
+        .envs(sqs.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("moved {n} message(s)")
+    );
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "every push delivered",
+            Duration::from_secs(60),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || rt.block_on(db.deliveries()).len() == n,
+        )
+    });
+    let rows = db.deliveries().await;
+    assert!(rows.iter().all(|r| r.2 == "sent"), "{rows:?}");
+    let mut tokens: Vec<String> = fcm
+        .received()
+        .await
+        .iter()
+        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
+        .collect();
+    tokens.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("tok-{i}")).collect();
+    want.sort();
+    assert_eq!(tokens, want, "each device exactly once");
+}
