@@ -301,16 +301,22 @@ export interface Notification {
  * A push: firebase-admin's `Message` (`token` | `topic` | `condition`, `notification`, `data`,
  * `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
  * Exactly one target field (`token`, `topic`, `condition`, `tokens`, `userId`, `userIds`) must be set.
+ * Any other top-level field is `PUSHQ_INVALID_PUSH` naming it. Targets, user ids and `category`
+ * are recorded in the delivery log: they may not contain the NUL character.
  */
 export interface Push {
-  /** One FCM registration token. */
+  /** One FCM registration token (at most 512 characters). */
   token?: string
-  /** An FCM topic name (letters, digits, `-_.~%`), optionally prefixed `/topics/`. */
+  /**
+   * An FCM topic name (letters, digits, `-_.~%`), optionally prefixed `/topics/` (at most 500
+   * characters).
+   */
   topic?: string
-  /** An FCM condition, e.g. `"'sports' in topics && 'news' in topics"`. */
+  /** An FCM condition, e.g. `"'sports' in topics && 'news' in topics"` (at most 500 characters). */
   condition?: string
   /**
-   * Several registration tokens (as firebase-admin's `MulticastMessage.tokens`), 1 to 10,000.
+   * Several registration tokens (as firebase-admin's `MulticastMessage.tokens`), 1 to 10,000,
+   * each at most 512 characters.
    * Large lists are split into several queue messages; the push keeps one id.
    */
   tokens?: Array<string>

@@ -77,8 +77,28 @@ describe('bad input from JavaScript', () => {
     ['a number as token', { token: 5 }, 'token'],
     ['10,001 tokens', { tokens: Array.from({ length: 10001 }, (_, i) => `t${i}`) }, 'tokens'],
     ['100,000 user ids', { userIds: Array.from({ length: 100000 }, (_, i) => `u${i}`) }, 'userIds'],
-  ])('%s is PUSHQ_INVALID_PUSH naming %s, and nothing is enqueued', async (_, push, field) => {
-    await expect(client.enqueuePush(push as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field })
+    ['an unknown field', { token: 't', priority: 'high' }, 'priority'],
+    ['a constructor key', { token: 't', constructor: 'x' }, 'constructor'],
+    ['an own __proto__ key', JSON.parse('{"token":"t","__proto__":{"polluted":true}}'), '__proto__'],
+    ['a constructor key in data with a number', { token: 't', data: { constructor: 5 } }, 'data.constructor'],
+    ['a lone surrogate in a title', { token: 't', notification: { title: 'a\uD800b' } }, 'notification.title'],
+    ['a lone surrogate in a data key', { token: 't', data: { ['k\uDC00']: 'v' } }, 'data.k\\udc00'],
+    ['NUL in a user id', { userId: 'a\u0000b' }, 'userId'],
+    ['a 600-character token', { token: 'x'.repeat(600) }, 'token'],
+    ['nesting 1,000 levels deep', (() => { const p: any = { token: 't', apns: { payload: {} } }; let c = p.apns.payload; for (let i = 0; i < 1000; i++) c = c.a = {}; return p })(), 'apns.payload.a.a.a'],
+    ['an object whose getter throws', { token: 't', get data(): any { throw new Error('boom') } }, 'push'],
+  ])('%s is PUSHQ_INVALID_PUSH naming the field, and nothing is enqueued', async (_, push, field) => {
+    const err = await client.enqueuePush(push as any).then(() => null, (e) => e)
+    expect(err).toMatchObject({ code: 'PUSHQ_INVALID_PUSH' })
+    expect(err.field.startsWith(field)).toBe(true)
+    expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
+  })
+
+  test('a 5 MB title is PUSHQ_TOO_LARGE, and nothing is enqueued', async () => {
+    await expect(client.enqueuePush({ token: 't', notification: { title: 'x'.repeat(5 * 1024 * 1024) } })).rejects.toMatchObject({
+      code: 'PUSHQ_TOO_LARGE',
+      message: expect.stringContaining('4096'),
+    })
     expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
   })
 })

@@ -388,3 +388,113 @@ async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
         assert_eq!(status(transient), None, "{transient} has no final row");
     }
 }
+
+/// Messages a hostile or broken producer may put on the queue are recorded in `pushq_rejected`
+/// and the rest of the batch is delivered; strings reach SQL only as bound parameters; an FCM
+/// answer with an oversized error code still fits its column.
+async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let long_code = "X".repeat(300);
+    fcm.faults(json!({"rules": [{
+        "token": "tok-long-code", "status": 400,
+        "body": json!({"error": {"status": long_code, "message": "odd"}}).to_string()
+    }]}))
+    .await;
+    let raw = |id: &str, body: String| QueueMessage {
+        message_id: id.into(),
+        body,
+        sent_at_ms: 1_795_000_000_000,
+    };
+    let mib = 1 << 20;
+    let injection = "x'); DROP TABLE pushq_devices; --";
+    let batch = vec![
+        message(json!({"token": "tok-ok"})),
+        message(json!({"token": "tok-long-code"})),
+        message(
+            json!({"userId": injection, "category": "c' OR '1'='1", "idempotencyKey": "k';--"}),
+        ),
+        raw("m-truncated", r#"{"v":1,"push":{"token":"t""#.into()),
+        raw("m-v2", r#"{"v":2,"push":{"token":"t"}}"#.into()),
+        raw(
+            "m-long-id",
+            json!({"v": 1, "id": "i".repeat(1000), "push": {"token": "t"}}).to_string(),
+        ),
+        raw(
+            "m-nul-user",
+            r#"{"v":1,"push":{"userId":"a\u0000b"}}"#.into(),
+        ),
+        raw("m-nul-raw", "not json \u{0} at all".into()),
+        raw(
+            "m-proto",
+            r#"{"v":1,"push":{"token":"t","__proto__":{"polluted":true}}}"#.into(),
+        ),
+        raw("m-mib-text", "z".repeat(mib)),
+        raw(
+            "m-mib-json",
+            json!({"v": 1, "push": {"token": "t", "junk": "j".repeat(mib)}}).to_string(),
+        ),
+    ];
+    let outcome = engine.process(&batch, soon()).await.unwrap();
+    assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.counts.rejected, 8);
+    assert_eq!(
+        (
+            outcome.counts.sent,
+            outcome.counts.failed,
+            outcome.counts.no_devices
+        ),
+        (1, 1, 1)
+    );
+
+    let rejected: Vec<String> = db.rejected().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        rejected,
+        [
+            "m-long-id",
+            "m-mib-json",
+            "m-mib-text",
+            "m-nul-raw",
+            "m-nul-user",
+            "m-proto",
+            "m-truncated",
+            "m-v2"
+        ]
+    );
+    let rows = db.deliveries().await;
+    let row = |target: &str| rows.iter().find(|r| r.1 == target).cloned();
+    assert_eq!(row("tok-ok").unwrap().2, "sent");
+    let failed = row("tok-long-code").unwrap();
+    assert_eq!(
+        (failed.2.as_str(), failed.3.as_deref()),
+        ("failed", Some(&long_code[..64]))
+    );
+    let nobody = row(&format!("user:{injection}")).expect("the injection string, stored as given");
+    assert_eq!(
+        (nobody.2.as_str(), nobody.4.as_deref()),
+        ("no_devices", Some(injection))
+    );
+    // The table the injection string names is still there and still works.
+    engine
+        .store()
+        .register_device("u", "tok-u", "ios")
+        .await
+        .unwrap();
+    assert_eq!(engine.store().devices("u").await.unwrap().len(), 1);
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_messages_sqlite() {
+    hostile_messages_are_recorded_and_the_batch_goes_on(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_messages_postgres() {
+    hostile_messages_are_recorded_and_the_batch_goes_on(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_messages_mariadb() {
+    hostile_messages_are_recorded_and_the_batch_goes_on(Db::mariadb().await).await;
+}

@@ -242,6 +242,12 @@ const MESSAGE_FIELDS: [&str; 10] = [
     "fcmOptions",
 ];
 
+/// The emulator's verdict on a send request's body: `Err` holds the `INVALID_ARGUMENT` message
+/// it would answer with (for property tests of pushq's own bodies).
+pub fn check_send_body(body: &Value) -> Result<(), String> {
+    check_body(body).map(|_| ())
+}
+
 /// Shape checks FCM makes before it accepts a message.
 fn check_body(body: &Value) -> Result<&serde_json::Map<String, Value>, String> {
     let top = body.as_object().ok_or("body must be a JSON object")?;

@@ -160,10 +160,12 @@ impl Engine {
         for (i, m) in messages.iter().enumerate() {
             match Envelope::parse(&m.body, &m.message_id, m.sent_at_ms) {
                 Ok(e) => envelopes.push((i, e)),
+                // Stored as text whatever it holds: U+0000 (which PostgreSQL refuses) becomes
+                // U+FFFD, so one hostile message cannot fail its batch forever.
                 Err(e) => rejected.push(Rejected {
-                    queue_message_id: m.message_id.clone(),
-                    body: m.body.clone(),
-                    reason: e.to_string(),
+                    queue_message_id: fit(&m.message_id, 128),
+                    body: m.body.replace('\0', "\u{FFFD}"),
+                    reason: e.to_string().replace('\0', "\u{FFFD}"),
                 }),
             }
         }
@@ -325,7 +327,7 @@ impl Engine {
                 Ok(sent) => {
                     counts.sent += 1;
                     let mut d = r("sent", None);
-                    d.fcm_message_id = Some(sent.name).filter(|n| !n.is_empty());
+                    d.fcm_message_id = Some(fit(&sent.name, 255)).filter(|n| !n.is_empty());
                     d.sent_at = Some(now);
                     send_latency_ms.push((now - d.enqueued_at).num_milliseconds().max(0) as u64);
                     rows.push(d);
@@ -387,7 +389,8 @@ fn row(
         user_id,
         status,
         fcm_message_id: None,
-        error_code: error,
+        // FCM's codes are short; whatever else answers is cut to the column (VARCHAR(64)).
+        error_code: error.map(|code| fit(&code, 64)),
         attempts,
         category: e.push.category().map(str::to_owned),
         idempotency_key: e.push.idempotency_key().map(str::to_owned),
@@ -397,6 +400,14 @@ fn row(
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
         sent_at: None,
     }
+}
+
+/// `text` cut to at most `chars` characters, without U+0000 (what a text column can hold).
+fn fit(text: &str, chars: usize) -> String {
+    text.chars()
+        .take(chars)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 fn unique(items: impl Iterator<Item = String>) -> Vec<String> {

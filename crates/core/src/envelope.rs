@@ -131,13 +131,13 @@ impl Envelope {
         let id = match map.get("id") {
             None | Some(Value::Null) => message_id.to_owned(),
             Some(Value::String(s))
-                if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS =>
+                if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS && !s.contains('\0') =>
             {
                 s.clone()
             }
             Some(_) => {
                 return Err(bad(format!(
-                    "id: must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters"
+                    "id: must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters, without NUL"
                 )))
             }
         };
@@ -252,8 +252,11 @@ mod tests {
     }
 
     #[test]
-    fn a_single_oversized_target_is_too_large() {
-        let env = Envelope::new(push(json!({"token": "t".repeat(70_000)})));
+    fn an_envelope_over_64_kib_is_too_large() {
+        // (A producer checks FCM's 4 KiB payload limit first; this is the envelope's own bound.)
+        let env = Envelope::new(push(
+            json!({"token": "t", "data": {"k": "x".repeat(70_000)}}),
+        ));
         assert!(matches!(env.to_bodies(), Err(Error::TooLarge { .. })));
     }
 }

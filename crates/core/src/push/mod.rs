@@ -17,6 +17,11 @@ pub const MAX_USER_ID_CHARS: usize = 255;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 /// Longest category, in characters.
 pub const MAX_CATEGORY_CHARS: usize = 100;
+/// Longest device token, in characters (it is stored in a `VARCHAR(512)` column; FCM's are
+/// about 160).
+pub const MAX_TOKEN_CHARS: usize = 512;
+/// Longest topic or condition, in characters (recorded as the target, `VARCHAR(600)`).
+pub const MAX_TOPIC_OR_CONDITION_CHARS: usize = 500;
 /// Largest `delaySeconds` (SQS's `DelaySeconds` limit).
 pub const MAX_DELAY_SECONDS: u32 = 900;
 /// FCM's payload limit for messages to tokens and conditions, in bytes.
@@ -69,6 +74,16 @@ const PUSHQ_FIELDS: [&str; 6] = [
     "delaySeconds",
     "category",
 ];
+/// The top-level fields of firebase-admin's `Message` other than its targets.
+const MESSAGE_FIELDS: [&str; 7] = [
+    "data",
+    "notification",
+    "android",
+    "apns",
+    "webpush",
+    "fcmOptions",
+    "fcm_options",
+];
 /// The fields that name a target.
 const TARGET_FIELDS: [&str; 6] = ["token", "topic", "condition", "tokens", "userId", "userIds"];
 /// What firebase-admin's `sendEachForMulticast` copies into each per-device message.
@@ -97,9 +112,23 @@ pub struct Push {
 
 impl Push {
     /// Validates a push given as JSON text (what `JSON.stringify` makes of a JS object).
+    /// A text serde cannot read is named by where it fails (e.g. a string holding a lone UTF-16
+    /// surrogate, which JSON.stringify writes as `\ud800` and no UTF-8 system can store).
     pub fn from_json(json: &str) -> Result<Push, InvalidPush> {
-        let value: Value = serde_json::from_str(json)
-            .map_err(|e| InvalidPush::new("push", format!("is not valid JSON ({e})")))?;
+        let value: Value = serde_json::from_str(json).map_err(|e| {
+            let field = json_path_at(json, e.line(), e.column()).unwrap_or_else(|| "push".into());
+            let text = e.to_string();
+            if text.contains("surrogate") || text.contains("hex escape") {
+                InvalidPush::new(
+                    field,
+                    "holds a string that is not valid Unicode (a lone UTF-16 surrogate)".to_owned(),
+                )
+            } else if text.contains("recursion limit") {
+                InvalidPush::new(field, "is nested more than 127 levels deep".to_owned())
+            } else {
+                InvalidPush::new(field, format!("is not valid JSON ({e})"))
+            }
+        })?;
         Push::from_value(value)
     }
 
@@ -111,6 +140,17 @@ impl Push {
                 format!("must be an object (got {})", describe(&value)),
             ));
         };
+        if let Some(key) = raw.keys().find(|k| {
+            let k = k.as_str();
+            !TARGET_FIELDS.contains(&k)
+                && !PUSHQ_FIELDS.contains(&k)
+                && !MESSAGE_FIELDS.contains(&k)
+        }) {
+            return Err(InvalidPush::new(
+                key.as_str(),
+                "is not a field of a push (firebase-admin's Message fields, a target, or pushq's idempotencyKey, delaySeconds, category)".to_owned(),
+            ));
+        }
         let target = parse_target(&raw)?;
         let idempotency_key = parse_idempotency_key(raw.get("idempotencyKey"))?;
         let delay_seconds = parse_delay(raw.get("delaySeconds"))?;
@@ -255,10 +295,14 @@ fn parse_target(raw: &Map<String, Value>) -> Result<Target, InvalidPush> {
     };
     let value = &raw[field];
     Ok(match field {
-        "token" => Target::Token(non_empty_string(value, "token")?),
-        "condition" => Target::Condition(non_empty_string(value, "condition")?),
+        "token" => Target::Token(stored_string(value, "token", MAX_TOKEN_CHARS)?),
+        "condition" => Target::Condition(stored_string(
+            value,
+            "condition",
+            MAX_TOPIC_OR_CONDITION_CHARS,
+        )?),
         "topic" => {
-            let topic = non_empty_string(value, "topic")?;
+            let topic = stored_string(value, "topic", MAX_TOPIC_OR_CONDITION_CHARS)?;
             let name = topic.strip_prefix("/topics/").unwrap_or(&topic);
             let legal = |c: char| c.is_ascii_alphanumeric() || "-_.~%".contains(c);
             if name.is_empty() || !name.chars().all(legal) {
@@ -272,7 +316,7 @@ fn parse_target(raw: &Map<String, Value>) -> Result<Target, InvalidPush> {
             }
             Target::Topic(name.to_owned())
         }
-        "tokens" => Target::Tokens(string_list(value, "tokens", usize::MAX)?),
+        "tokens" => Target::Tokens(string_list(value, "tokens", MAX_TOKEN_CHARS)?),
         "userId" => Target::User(user_id(value, "userId")?),
         "userIds" => Target::Users(string_list(value, "userIds", MAX_USER_ID_CHARS)?),
         _ => unreachable!("TARGET_FIELDS and this match list the same fields"),
@@ -289,16 +333,109 @@ fn non_empty_string(value: &Value, field: &str) -> Result<String, InvalidPush> {
     }
 }
 
-fn user_id(value: &Value, field: &str) -> Result<String, InvalidPush> {
-    let id = non_empty_string(value, field)?;
-    let chars = id.chars().count();
-    if chars > MAX_USER_ID_CHARS {
+/// A string pushq stores in its database: non-empty, at most `max_chars` characters (the
+/// column's size) and without U+0000 (PostgreSQL text cannot hold it).
+fn stored_string(value: &Value, field: &str, max_chars: usize) -> Result<String, InvalidPush> {
+    let s = non_empty_string(value, field)?;
+    let chars = s.chars().count();
+    if chars > max_chars {
         return Err(InvalidPush::new(
             field,
-            format!("must be at most {MAX_USER_ID_CHARS} characters (got {chars})"),
+            format!("must be at most {max_chars} characters (got {chars})"),
         ));
     }
-    Ok(id)
+    if s.contains('\0') {
+        return Err(InvalidPush::new(
+            field,
+            "must not contain the NUL character (U+0000)".to_owned(),
+        ));
+    }
+    Ok(s)
+}
+
+fn user_id(value: &Value, field: &str) -> Result<String, InvalidPush> {
+    stored_string(value, field, MAX_USER_ID_CHARS)
+}
+
+/// The field path (`notification.title`, `tokens[3]`) at a 1-based line and column of a JSON
+/// text, for naming where a text that serde cannot read goes wrong. `None` at the top level.
+fn json_path_at(text: &str, line: usize, column: usize) -> Option<String> {
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let end = (line_start + column).min(text.len());
+    let bytes = text.as_bytes();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut expecting_key = false;
+    let mut i = 0;
+    while i < end {
+        match bytes[i] {
+            b'{' => {
+                stack.push(Frame::Object(None));
+                expecting_key = true;
+            }
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(n)) => *n += 1,
+                Some(Frame::Object(key)) => {
+                    *key = None;
+                    expecting_key = true;
+                }
+                None => {}
+            },
+            b':' => expecting_key = false,
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if expecting_key {
+                    if let Some(Frame::Object(key)) = stack.last_mut() {
+                        *key = Some(
+                            String::from_utf8_lossy(&bytes[start..i.min(bytes.len())]).into_owned(),
+                        );
+                    }
+                }
+                if i >= end {
+                    break; // the error is inside this string
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for frame in stack.iter().skip(1) {
+        match frame {
+            Frame::Object(Some(key)) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(n) => path.push_str(&format!("[{n}]")),
+        }
+    }
+    // The top-level object's current key.
+    if let Some(Frame::Object(Some(key))) = stack.first() {
+        path = if path.is_empty() || path.starts_with('[') {
+            format!("{key}{path}")
+        } else {
+            format!("{key}.{path}")
+        };
+    }
+    (!path.is_empty()).then_some(path)
 }
 
 fn string_list(value: &Value, field: &str, max_chars: usize) -> Result<Vec<String>, InvalidPush> {
@@ -320,14 +457,7 @@ fn string_list(value: &Value, field: &str, max_chars: usize) -> Result<Vec<Strin
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            let path = format!("{field}[{i}]");
-            if max_chars == usize::MAX {
-                non_empty_string(item, &path)
-            } else {
-                user_id(item, &path)
-            }
-        })
+        .map(|(i, item)| stored_string(item, &format!("{field}[{i}]"), max_chars))
         .collect()
 }
 
@@ -374,15 +504,7 @@ fn parse_delay(value: Option<&Value>) -> Result<Option<u32>, InvalidPush> {
 
 fn parse_category(value: Option<&Value>) -> Result<Option<String>, InvalidPush> {
     let Some(value) = value else { return Ok(None) };
-    let category = non_empty_string(value, "category")?;
-    let chars = category.chars().count();
-    if chars > MAX_CATEGORY_CHARS {
-        return Err(InvalidPush::new(
-            "category",
-            format!("must be at most {MAX_CATEGORY_CHARS} characters (got {chars})"),
-        ));
-    }
-    Ok(Some(category))
+    stored_string(value, "category", MAX_CATEGORY_CHARS).map(Some)
 }
 
 #[cfg(test)]
@@ -421,10 +543,77 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_named_not_dropped_or_sent() {
+        assert_eq!(
+            field_of(json!({"token": "a", "unknownKey": 1})),
+            "unknownKey"
+        );
+        assert_eq!(
+            field_of(json!({"userIds": ["u"], "constructor": "x"})),
+            "constructor"
+        );
+        let proto: Value = serde_json::from_str(r#"{"token":"a","__proto__":{"x":1}}"#).unwrap();
+        assert_eq!(field_of(proto), "__proto__");
+        // snake_case fcm_options is FCM's own spelling and stays allowed.
+        assert!(
+            Push::from_value(json!({"token": "a", "fcm_options": {"analytics_label": "l"}}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn stored_strings_fit_their_columns_and_hold_no_nul() {
+        assert_eq!(field_of(json!({"userId": "a\u{0}b"})), "userId");
+        assert_eq!(field_of(json!({"userIds": ["ok", "a\u{0}"]})), "userIds[1]");
+        assert_eq!(field_of(json!({"token": "t\u{0}"})), "token");
+        assert_eq!(
+            field_of(json!({"token": "t", "category": "c\u{0}"})),
+            "category"
+        );
+        assert_eq!(
+            field_of(json!({"token": "x".repeat(MAX_TOKEN_CHARS + 1)})),
+            "token"
+        );
+        assert_eq!(
+            field_of(json!({"tokens": ["a", "x".repeat(MAX_TOKEN_CHARS + 1)]})),
+            "tokens[1]"
+        );
+        assert_eq!(field_of(json!({"condition": "x".repeat(501)})), "condition");
+        assert!(Push::from_value(json!({"token": "x".repeat(MAX_TOKEN_CHARS)})).is_ok());
+        // NUL in a notification is FCM's business, not a column's.
+        assert!(
+            Push::from_value(json!({"token": "t", "notification": {"title": "a\u{0}b"}})).is_ok()
+        );
+    }
+
+    #[test]
+    fn unreadable_json_is_named_where_it_goes_wrong() {
+        let err = |text: &str| Push::from_json(text).unwrap_err();
+        // What JSON.stringify writes for a lone surrogate.
+        let e = err(r#"{"token":"t","notification":{"title":"a\ud800b"}}"#);
+        assert_eq!(e.field, "notification.title");
+        assert!(e.problem.contains("not valid Unicode"), "{e}");
+        assert_eq!(
+            err(r#"{"token":"t","data":{"k\udc00":"v"}}"#).field,
+            "data.k\\udc00"
+        );
+        assert_eq!(err(r#"{"tokens":["a","b\ud800"]}"#).field, "tokens[1]");
+        let deep = format!(
+            r#"{{"token":"t","apns":{{"payload":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let e = err(&deep);
+        assert!(e.field.starts_with("apns.payload["), "{e}");
+        assert!(e.problem.contains("nested"), "{e}");
+        assert_eq!(err("{").field, "push");
+    }
+
+    #[test]
     fn pushq_fields_never_reach_fcm() {
         let push = Push::from_value(json!({
             "userIds": ["u1", "u2"], "idempotencyKey": "k", "delaySeconds": 5, "category": "promo",
-            "notification": {"title": "t"}, "unknownKey": 1
+            "notification": {"title": "t"}
         }))
         .unwrap();
         assert_eq!(
