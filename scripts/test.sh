@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test pushq has: `npm test` runs this. Needs Rust, Node (with `npm ci` done), moto_server,
-# cargo-lambda and cargo-zigbuild (pip; they bring zig) and binutils' objdump;
+# cargo-lambda and cargo-zigbuild (pip; they bring zig), cargo-deny and binutils' objdump;
 # the jest suite starts its own moto_server on a free loopback port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pushq/target}"
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== supply chain: crate licenses, bans and sources (offline); npm advisories for what users install"
+cargo deny check licenses bans sources
+npm audit --omit=dev
 
 echo "== Rust tests (core, CLI and Lambda; moto_server, PostgreSQL and MariaDB on 127.0.0.1)"
 # pushq-node is a cdylib that links against Node at load time: it is tested through jest below.

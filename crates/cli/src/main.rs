@@ -33,7 +33,7 @@ enum Command {
         /// Messages per batch; above 10 needs --batching-window >= 1.
         #[arg(long, default_value_t = 10)]
         batch_size: usize,
-        /// Seconds to gather a batch larger than 10.
+        /// Seconds to keep gathering a batch until it is full (0: each receive is a batch).
         #[arg(long, default_value_t = 0.0)]
         batching_window: f64,
         /// Batches processed at once.
@@ -201,7 +201,8 @@ async fn main() {
             let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
             let engine = Engine::connect(&config, None, false, false)
                 .await
-                .unwrap_or_else(|e| fail(e));
+                .unwrap_or_else(|e| fail(e))
+                .letting_sends_finish();
             let (stop, shutdown) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let mut term =

@@ -113,14 +113,14 @@ async fn receive(
         .collect())
 }
 
-/// One long poll; for batch sizes above 10, further receives until the batch is full or the
-/// batching window closes (as Lambda's event source mapping gathers batches).
+/// One long poll; with a batching window, further receives until the batch is full or the
+/// window closes (as Lambda's event source mapping gathers batches, at any batch size).
 async fn receive_batch(
     sqs: &aws_sdk_sqs::Client,
     config: &WorkerConfig,
 ) -> Result<Vec<Received>, String> {
     let mut batch = receive(sqs, config, config.batch_size, 20).await?;
-    if batch.is_empty() || config.batch_size <= 10 {
+    if batch.is_empty() || batch.len() >= config.batch_size || config.batching_window.is_zero() {
         return Ok(batch);
     }
     let window_closes = Instant::now() + config.batching_window;
@@ -149,7 +149,9 @@ async fn process(
 ) {
     let started = Instant::now();
     tracing::info!(batch_size = batch.len(), "batch received");
-    // Leave a fifth of the visibility timeout for writing the log and deleting.
+    // Retries stop after four fifths of the visibility timeout; an attempt in flight then may
+    // finish (the engine is built with `cut_sends_at_deadline: false`): visibility is extended
+    // while the batch runs.
     let deadline = started + config.visibility_timeout.mul_f64(0.8);
     let messages: Vec<QueueMessage> = batch.iter().map(|r| r.message.clone()).collect();
     let extender = extend_visibility(

@@ -102,12 +102,16 @@ impl BatchOutcome {
 pub struct EngineConfig {
     /// Most FCM requests in flight per batch.
     pub send_concurrency: usize,
+    /// Whether an FCM attempt still in flight at the batch's deadline is cut short (the Lambda,
+    /// whose invocation ends there) or may finish (`pushq worker`, which extends visibility).
+    pub cut_sends_at_deadline: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             send_concurrency: 64,
+            cut_sends_at_deadline: true,
         }
     }
 }
@@ -135,6 +139,13 @@ impl Engine {
             sink,
             config,
         }
+    }
+
+    /// Lets FCM attempts in flight at a batch's deadline finish instead of cutting them short
+    /// (for `pushq worker`, which extends visibility while a batch runs).
+    pub fn letting_sends_finish(mut self) -> Engine {
+        self.config.cut_sends_at_deadline = false;
+        self
     }
 
     /// The engine's store.
@@ -287,7 +298,11 @@ impl Engine {
         let results: Vec<(usize, Result<Sent, FcmError>, u32)> = stream::iter(bodies)
             .map(|(n, body)| async move {
                 let (result, attempts) = match sink {
-                    FcmSink::Fcm(client) => client.send(&body, deadline).await,
+                    FcmSink::Fcm(client) => {
+                        client
+                            .send(&body, deadline, self.config.cut_sends_at_deadline)
+                            .await
+                    }
                     FcmSink::Log => {
                         // The log sink of local mode: print what FCM would have received.
                         eprintln!("pushq local mode (no FCM credentials): would send {body}");
@@ -468,6 +483,7 @@ impl Engine {
             sink,
             EngineConfig {
                 send_concurrency: config.send_concurrency,
+                ..EngineConfig::default()
             },
         ))
     }

@@ -166,10 +166,15 @@ impl FcmClient {
 
     /// Sends with retries: transient failures back off (honouring `Retry-After`) until
     /// `deadline`; returns the result and the number of attempts made (0 when the deadline had
-    /// already passed). No attempt outlives the deadline: one still waiting for FCM then is cut
-    /// short as a transient `DEADLINE` error (its message is redelivered), so a slow answer
-    /// cannot run a batch past its invocation's end.
-    pub async fn send(&self, body: &Value, deadline: Instant) -> (Result<Sent, FcmError>, u32) {
+    /// already passed). With `cut`, no attempt outlives the deadline: one still waiting for FCM
+    /// then is cut short as a transient `DEADLINE` error (its message is redelivered), so a
+    /// slow answer cannot run a Lambda batch past its invocation's end.
+    pub async fn send(
+        &self,
+        body: &Value,
+        deadline: Instant,
+        cut: bool,
+    ) -> (Result<Sent, FcmError>, u32) {
         let mut attempts = 0;
         loop {
             let Some(left) = deadline
@@ -179,9 +184,13 @@ impl FcmClient {
                 return (Err(deadline_passed()), attempts);
             };
             attempts += 1;
-            let result = tokio::time::timeout(left, self.send_once(body))
-                .await
-                .unwrap_or_else(|_| Err(deadline_passed()));
+            let result = if cut {
+                tokio::time::timeout(left, self.send_once(body))
+                    .await
+                    .unwrap_or_else(|_| Err(deadline_passed()))
+            } else {
+                self.send_once(body).await
+            };
             let Err(FcmError::Transient { retry_after, .. }) = &result else {
                 return (result, attempts);
             };

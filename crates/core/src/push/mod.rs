@@ -146,8 +146,9 @@ impl Push {
                 && !PUSHQ_FIELDS.contains(&k)
                 && !MESSAGE_FIELDS.contains(&k)
         }) {
+            let name = if key.is_empty() { "\"\"" } else { key.as_str() };
             return Err(InvalidPush::new(
-                key.as_str(),
+                name,
                 "is not a field of a push (firebase-admin's Message fields, a target, or pushq's idempotencyKey, delaySeconds, category)".to_owned(),
             ));
         }
@@ -554,6 +555,8 @@ mod tests {
         );
         let proto: Value = serde_json::from_str(r#"{"token":"a","__proto__":{"x":1}}"#).unwrap();
         assert_eq!(field_of(proto), "__proto__");
+        // Found by the push_validate fuzz target: an empty key must still name something.
+        assert_eq!(field_of(json!({"token": "a", "": 41})), "\"\"");
         // snake_case fcm_options is FCM's own spelling and stays allowed.
         assert!(
             Push::from_value(json!({"token": "a", "fcm_options": {"analytics_label": "l"}}))
