@@ -16,6 +16,7 @@ const arg = (name, dflt) => {
   return i > 0 ? process.argv[i + 1] : dflt
 }
 const PUSHES = Number(arg('pushes', 10000))
+// 'burst': all pushes at once; 'concurrent100': 100 callers that each await one push at a time.
 const PATTERNS = { burst: PUSHES, concurrent100: 100 }
 
 function pushFor(i) {
@@ -34,7 +35,44 @@ async function child(kind, pattern, endpoint, queueUrl) {
   process.env.AWS_SECRET_ACCESS_KEY ||= 'bench'
   process.env.AWS_REGION ||= 'us-east-1'
   let send, done
-  if (kind === 'pushq') {
+  if (kind === 'fcm') {
+    // The old design: firebase-admin's messaging().send() per push, straight to FCM (here the
+    // emulator: FCM's host is routed to it, and the access token comes from its token endpoint
+    // through the same JWT grant firebase-admin's cert credential makes).
+    const fcm = JSON.parse(endpoint)
+    const account = JSON.parse(require('fs').readFileSync(fcm.credentials, 'utf8'))
+    const target = new URL(fcm.url)
+    const http = require('http')
+    const https = require('https')
+    const agent = new http.Agent({ keepAlive: true })
+    const original = https.request
+    https.request = function (options, cb) {
+      if (options && (options.hostname === 'fcm.googleapis.com' || options.host === 'fcm.googleapis.com')) {
+        return http.request({ ...options, protocol: 'http:', host: target.hostname, hostname: target.hostname, port: target.port, agent }, cb)
+      }
+      return original.apply(this, arguments)
+    }
+    const credential = {
+      async getAccessToken() {
+        const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url')
+        const now = Math.floor(Date.now() / 1000)
+        const unsigned = `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64({ iss: account.client_email, scope: 'https://www.googleapis.com/auth/firebase.messaging', aud: account.token_uri, iat: now, exp: now + 3600 })}`
+        const signature = require('crypto').sign('RSA-SHA256', Buffer.from(unsigned), account.private_key).toString('base64url')
+        const res = await fetch(account.token_uri, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: `${unsigned}.${signature}` }),
+        })
+        return res.json()
+      },
+    }
+    const admin = require('firebase-admin/app')
+    const { getMessaging } = require('firebase-admin/messaging')
+    const app = admin.initializeApp({ credential, projectId: account.project_id }, `bench-${process.pid}`)
+    const messaging = getMessaging(app)
+    send = (push) => messaging.send({ token: `tok-${push.userId}`, notification: push.notification, data: push.data, android: push.android })
+    done = () => admin.deleteApp(app)
+  } else if (kind === 'pushq') {
     const { PushClient } = require(path.join(__dirname, '..'))
     const client = new PushClient({ queueUrl, endpointUrl: endpoint })
     send = (push) => client.enqueuePush(push)
@@ -52,18 +90,24 @@ async function child(kind, pattern, endpoint, queueUrl) {
   let next = 0
   const cpu0 = process.cpuUsage()
   const t0 = process.hrtime.bigint()
+  const waits = []
   await Promise.all(
     Array.from({ length: width }, async () => {
       while (next < PUSHES) {
         const i = next++
+        const s0 = process.hrtime.bigint()
         await send(pushFor(i))
+        waits.push(Number(process.hrtime.bigint() - s0) / 1e6)
       }
     }),
   )
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6
   const cpu = process.cpuUsage(cpu0)
   await done()
-  process.stdout.write(JSON.stringify({ cpuUs: cpu.user + cpu.system, wallMs }) + '\n')
+  waits.sort((a, b) => a - b)
+  const waitMean = waits.reduce((a, b) => a + b, 0) / waits.length
+  const waitP99 = waits[Math.min(waits.length - 1, Math.floor(waits.length * 0.99))]
+  process.stdout.write(JSON.stringify({ cpuUs: cpu.user + cpu.system, wallMs, waitMean, waitP99 }) + '\n')
 }
 
 async function counts(endpoint) {
@@ -71,8 +115,11 @@ async function counts(endpoint) {
   return res.json()
 }
 
-async function main() {
-  let endpoint = arg('endpoint')
+/**
+ * Runs every measurement: pushq and the SDK against the SQS endpoint, and (with `fcm`, the
+ * emulator's { url, credentials }) firebase-admin's send() straight to FCM. Returns rows.
+ */
+async function measure({ pushes = PUSHES, endpoint, fcm } = {}) {
   let sink
   if (!endpoint) {
     sink = spawn(process.execPath, [path.join(__dirname, 'sqs-sink.js')], { stdio: ['pipe', 'pipe', 'inherit'] })
@@ -86,44 +133,60 @@ async function main() {
       new CreateQueueCommand({ QueueName: 'pushq-bench' }),
     )
   }
+  const kinds = fcm ? ['pushq', 'sdk', 'fcm'] : ['pushq', 'sdk']
+  const names = { pushq: 'pushq enqueuePush', sdk: 'aws-sdk SendMessageCommand', fcm: 'firebase-admin send() to FCM' }
   const rows = []
   for (const pattern of Object.keys(PATTERNS)) {
-    for (const kind of ['pushq', 'sdk']) {
-      const before = sink ? await counts(endpoint) : null
-      const out = execFileSync(process.execPath, [__filename, '--child', kind, pattern, endpoint, queueUrl, '--pushes', String(PUSHES)], {
+    for (const kind of kinds) {
+      const before = sink && kind !== 'fcm' ? await counts(endpoint) : null
+      const where = kind === 'fcm' ? JSON.stringify(fcm) : endpoint
+      const out = execFileSync(process.execPath, [__filename, '--child', kind, pattern, where, queueUrl, '--pushes', String(pushes)], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
         env: { ...process.env, NODE_NO_WARNINGS: '1' },
       })
       const r = JSON.parse(out.trim().split('\n').pop())
-      const after = sink ? await counts(endpoint) : null
-      const requests = sink ? after.requests - before.requests : NaN
-      const pushes = PUSHES + 20
+      const after = before ? await counts(endpoint) : null
       rows.push({
-        client: kind === 'pushq' ? 'pushq enqueuePush' : 'aws-sdk SendMessageCommand',
-        pattern: pattern === 'burst' ? `${PUSHES} at once` : '100 concurrent callers',
-        'CPU µs/push': (r.cpuUs / PUSHES).toFixed(1),
-        'wall ms': r.wallMs.toFixed(0),
-        'pushes/s': ((PUSHES / r.wallMs) * 1000).toFixed(0),
-        'SQS requests/push': (requests / pushes).toFixed(3),
+        client: names[kind],
+        pattern: pattern === 'burst' ? `${pushes} at once` : '100 concurrent callers',
+        cpuUsPerPush: r.cpuUs / pushes,
+        wallMs: r.wallMs,
+        pushesPerSecond: (pushes / r.wallMs) * 1000,
+        waitMeanMs: r.waitMean,
+        waitP99Ms: r.waitP99,
+        requestsPerPush: before ? (after.requests - before.requests) / (pushes + 20) : NaN,
       })
-      process.stderr.write(`done: ${kind} ${pattern}\n`)
+      process.stderr.write(`enqueue: ${names[kind]}, ${pattern} done\n`)
     }
   }
-  console.table(rows)
-  for (const pattern of new Set(rows.map((r) => r.pattern))) {
-    const [p, s] = rows.filter((r) => r.pattern === pattern)
-    console.log(`${pattern}: pushq uses ${(p['CPU µs/push'] / s['CPU µs/push']).toFixed(3)}× the SDK's CPU per push`)
-  }
   if (sink) sink.stdin.end()
+  return rows
 }
+
+async function main() {
+  const rows = await measure({ endpoint: arg('endpoint') })
+  console.table(
+    rows.map((r) => ({
+      client: r.client,
+      pattern: r.pattern,
+      'CPU µs/push': r.cpuUsPerPush.toFixed(1),
+      'wall ms': r.wallMs.toFixed(0),
+      'pushes/s': r.pushesPerSecond.toFixed(0),
+      'wait ms (mean)': r.waitMeanMs.toFixed(2),
+      'SQS requests/push': r.requestsPerPush.toFixed(3),
+    })),
+  )
+}
+
+module.exports = { measure }
 
 if (process.argv[2] === '--child') {
   child(...process.argv.slice(3, 7)).catch((e) => {
     console.error(e)
     process.exit(1)
   })
-} else {
+} else if (require.main === module) {
   main().catch((e) => {
     console.error(e)
     process.exit(1)
