@@ -12,6 +12,7 @@ const os = require('os')
 const path = require('path')
 const { root, bin, build, startListening, startPostgres, barChart } = require('./lib')
 const { runExperiment } = require('./experiment')
+const { runDelivery } = require('./delivery')
 const enqueue = require('./enqueue')
 
 const smoke = process.argv.includes('--smoke')
@@ -20,8 +21,8 @@ process.env.AWS_ACCESS_KEY_ID ||= 'bench'
 process.env.AWS_SECRET_ACCESS_KEY ||= 'bench'
 process.env.AWS_REGION ||= 'us-east-1'
 const SIZES = smoke
-  ? { pushes: 200, paced: 50, rate: 50, concurrency: 4, enqueuePushes: 500, loadSeconds: 1 }
-  : { pushes: 5000, paced: 1000, rate: 100, concurrency: 4, enqueuePushes: 10000, loadSeconds: 5 }
+  ? { pushes: 200, paced: 50, rate: 50, concurrency: 4, enqueuePushes: 500, loadSeconds: 1, deliveryPushes: 100 }
+  : { pushes: 5000, paced: 1000, rate: 100, concurrency: 4, enqueuePushes: 10000, loadSeconds: 5, deliveryPushes: 2000 }
 const outDir = smoke ? fs.mkdtempSync(path.join(os.tmpdir(), 'pushq-bench-')) : path.join(root, 'docs')
 const chartDir = path.join(outDir, 'benchmarks')
 
@@ -72,7 +73,7 @@ async function limits(pg, fcm) {
 
 const f = (v, digits = 1) => (Number.isFinite(v) ? v.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : 'n/a')
 
-function report({ m, pg, cells, enq, lim, seconds }) {
+function report({ m, pg, cells, enq, del, lim, seconds }) {
   fs.mkdirSync(chartDir, { recursive: true })
   const label = (c) => `batch ${c.batch}, window ${c.window} s`
   const groups = cells.map(label)
@@ -102,6 +103,22 @@ function report({ m, pg, cells, enq, lim, seconds }) {
     path.join(chartDir, 'server-wait.svg'),
     barChart({ title: 'What a server request waits per push (100 concurrent callers)', unit: 'ms (mean)', groups: enqRows.map((r) => r.client), series: [{ name: 'mean wait', values: enqRows.map((r) => r.waitMeanMs) }], log: true }),
   )
+  fs.writeFileSync(
+    path.join(chartDir, 'delivery.svg'),
+    barChart({
+      title: 'Delivery: pushq bootstrap vs Node.js handler (ratio Node / pushq)',
+      unit: 'times',
+      groups: ['pushes/s (pushq / Node)', 'CPU per push', 'statements per push', 'peak RSS', 'cold start'],
+      series: [
+        {
+          name: 'how many times better pushq is',
+          values: [del[0].pushesPerSecond / del[1].pushesPerSecond, del[1].cpuUsPerPush / del[0].cpuUsPerPush, del[1].statementsPerPush / del[0].statementsPerPush, del[1].peakRssMiB / del[0].peakRssMiB, del[1].coldStartMs / del[0].coldStartMs],
+        },
+      ],
+      log: true,
+    }),
+  )
+  const [dq, dn] = del
   const b10 = cells.find((c) => c.batch === 10 && c.window === 0)
   const b100 = cells.find((c) => c.batch === 100)
   const pq = enqRows.find((r) => r.client.startsWith('pushq'))
@@ -194,7 +211,26 @@ ${enq
 
 ![server wait](benchmarks/server-wait.svg)
 
-## 3. Limits, measured alone
+## 3. Against the status quo: the delivery side
+
+The same ${SIZES.deliveryPushes.toLocaleString('en')} pushes (users with 3 devices each, 10 SQS records per event) fed through a Lambda
+Runtime API served by the benchmark to pushq's \`bootstrap\` (the x86_64 build of
+\`scripts/build-lambda.sh\`) and to a Node.js handler written the way the servers sent pushes
+(\`bench/node-lambda\`: one \`pg\` query per message for the tokens, then per device
+firebase-admin's \`send()\` and one \`INSERT\`), each started as Lambda starts a function: one
+instance, one event at a time. *Cold start* is process start to the first poll of the Runtime
+API; CPU is the process's user + system time after that poll; statements are
+\`pg_stat_statements\` for the function's own role.
+
+| function | cold start | pushes/s | CPU µs / push | statements / push | peak RSS | rows sent |
+|---|---|---|---|---|---|---|
+${del
+  .map((d) => `| ${d.name} | ${f(d.coldStartMs, 1)} ms | ${f(d.pushesPerSecond, 0)} | ${f(d.cpuUsPerPush, 1)} | ${f(d.statementsPerPush, 2)} | ${f(d.peakRssMiB, 1)} MiB | ${d.rows.toLocaleString('en')} |`)
+  .join('\n')}
+
+![delivery](benchmarks/delivery.svg)
+
+## 4. Limits, measured alone
 
 | part | measured |
 |---|---|
@@ -212,7 +248,10 @@ ceiling measured alone (both share the same cores).
 | DB statements per push at batch 10 | ≤ 0.5, flat from 10 to 100 | ${f(b10.statementsPerPush, 3)} at 10, ${f(b100.statementsPerPush, 3)} at 100 (statements per batch: ${f(b10.statementsPerBatch, 2)} and ${f(b100.statementsPerBatch, 2)}, over mean batches of ${f(b10.meanBatch, 1)} and ${f(b100.meanBatch, 1)}) |
 | window 0 s: p99 enqueue-to-send at batch 10 | < 1 s | ${f(b10.paced.p99, 0)} ms at ${SIZES.rate} pushes/s; ${f(b10.burst.p99, 0)} ms for the last of a ${SIZES.pushes.toLocaleString('en')}-push burst |
 | enqueue: server wait per push vs a direct FCM send | ≤ 1/20 | ${f(pq.waitMeanMs, 2)} ms vs ${f(direct.waitMeanMs, 2)} ms (1/${f(direct.waitMeanMs / pq.waitMeanMs, 0)}) with 100 concurrent callers; the SDK: ${f(sdk.waitMeanMs, 2)} ms. The emulator answers on loopback in well under a millisecond; real FCM is a network round trip away (tens of ms), which this run does not add |
-| delivery throughput, CPU, RSS and cold start vs a Node.js Lambda handler | ≥ 10×, ≤ 1/10, ≤ 30 MiB, ≤ 1/5 | not measured: the Node handler comparison is not built yet |
+| delivery throughput vs the Node.js handler | ≥ 10× | ${f(dq.pushesPerSecond, 0)} vs ${f(dn.pushesPerSecond, 0)} pushes/s (${f(dq.pushesPerSecond / dn.pushesPerSecond, 1)}×) |
+| delivery CPU per push | ≤ 1/10 | ${f(dq.cpuUsPerPush, 1)} vs ${f(dn.cpuUsPerPush, 1)} µs (1/${f(dn.cpuUsPerPush / dq.cpuUsPerPush, 1)}) |
+| peak RSS at batch 10 | ≤ 30 MiB | ${f(dq.peakRssMiB, 1)} MiB (Node: ${f(dn.peakRssMiB, 1)} MiB) |
+| cold start | ≤ 1/5 of Node's | ${f(dq.coldStartMs, 1)} vs ${f(dn.coldStartMs, 1)} ms (1/${f(dn.coldStartMs / dq.coldStartMs, 1)}) |
 `
   fs.writeFileSync(path.join(outDir, 'benchmarks.md'), md)
   return path.join(outDir, 'benchmarks.md')
@@ -229,14 +268,16 @@ async function main() {
   const emu = await startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', creds])
   const fcm = { url: emu.url, credentials: creds }
   try {
-    process.stderr.write('1/3 batch size × batching window\n')
+    process.stderr.write('1/4 batch size × batching window\n')
     const cells = await runExperiment({ pg, sqsUrl: sqs.url, fcm, ...SIZES })
-    process.stderr.write('2/3 the app server side\n')
+    process.stderr.write('2/4 the app server side\n')
     const enq = await enqueue.measure({ pushes: SIZES.enqueuePushes, fcm })
     await fetch(`${fcm.url}/__reset`, { method: 'POST' })
-    process.stderr.write('3/3 limits\n')
+    process.stderr.write('3/4 the delivery side: pushq bootstrap vs a Node.js handler\n')
+    const del = await runDelivery({ pg, fcm, pushes: SIZES.deliveryPushes })
+    process.stderr.write('4/4 limits\n')
     const lim = await limits(pg, fcm)
-    const file = report({ m, pg, cells, enq, lim, seconds: (Date.now() - t0) / 1000 })
+    const file = report({ m, pg, cells, enq, del, lim, seconds: (Date.now() - t0) / 1000 })
     process.stderr.write(`wrote ${file}\n`)
   } finally {
     sqs.child.kill()

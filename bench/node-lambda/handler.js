@@ -1,0 +1,36 @@
+// The status quo, as a Lambda: the way each app server sent pushes before pushq, moved into an
+// SQS-triggered Node.js handler. Per message: one query for the user's tokens, then per device
+// firebase-admin's messaging().send() and one INSERT of the delivery row. Fed the same envelopes
+// as pushq's bootstrap, against the same emulator and database.
+'use strict'
+const { Pool } = require('pg')
+const { initializeApp } = require('firebase-admin/app')
+const { getMessaging } = require('firebase-admin/messaging')
+const { routeFcmTo, emulatorCredential } = require('./fcm-route')
+
+const account = JSON.parse(require('fs').readFileSync(process.env.PUSHQ_FCM_CREDENTIALS, 'utf8'))
+routeFcmTo(process.env.PUSHQ_FCM_ENDPOINT)
+const app = initializeApp({ credential: emulatorCredential(account), projectId: account.project_id })
+const messaging = getMessaging(app)
+const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
+
+exports.handler = async (event) => {
+  const batchItemFailures = []
+  for (const record of event.Records) {
+    try {
+      const { id, enqueuedAt, push } = JSON.parse(record.body)
+      const { rows } = await pool.query('SELECT token FROM pushq_devices WHERE user_id = $1 AND invalidated_at IS NULL', [push.userId])
+      for (const { token } of rows) {
+        const name = await messaging.send({ token, notification: push.notification })
+        await pool.query(
+          `INSERT INTO pushq_deliveries (push_id, target, user_id, status, fcm_message_id, attempts, category, enqueued_at, sent_at)
+           VALUES ($1, $2, $3, 'sent', $4, 1, $5, to_timestamp($6 / 1000.0), now()) ON CONFLICT DO NOTHING`,
+          [id, token, push.userId, name, push.category ?? null, enqueuedAt],
+        )
+      }
+    } catch (e) {
+      batchItemFailures.push({ itemIdentifier: record.messageId })
+    }
+  }
+  return { batchItemFailures }
+}
