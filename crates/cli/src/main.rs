@@ -160,10 +160,13 @@ async fn main() {
                     user_id,
                     token,
                     platform,
-                } => store
-                    .register_device(&user_id, &token, &platform)
-                    .await
-                    .unwrap_or_else(|e| fail(e)),
+                } => {
+                    Store::check_device(&user_id, &token, &platform).unwrap_or_else(|e| fail(e));
+                    store
+                        .register_device(&user_id, &token, &platform)
+                        .await
+                        .unwrap_or_else(|e| fail(e))
+                }
                 DevicesAction::Unregister { token } => {
                     if !store
                         .unregister_device(&token)

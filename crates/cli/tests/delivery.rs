@@ -481,3 +481,33 @@ async fn dlq_redrive_moves_every_message_once() {
         "moved 0 message(s)"
     );
 }
+
+/// `pushq devices register` checks what it stores as the Node registry does: a value that does
+/// not fit its column is refused by name and nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_register_refuses_what_does_not_fit() {
+    let db = Db::sqlite().await;
+    let env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    pushq(&["migrate"], &env);
+    let long_user = "u".repeat(256);
+    let out = Command::new(PUSHQ)
+        .args([
+            "devices",
+            "register",
+            "--user-id",
+            &long_user,
+            "--token",
+            "t1",
+        ])
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("userId: must be 1 to 255 characters"),
+        "{stderr}"
+    );
+    let listed = pushq(&["devices", "list", "--user-id", &long_user], &env);
+    assert!(listed.stdout.is_empty());
+}

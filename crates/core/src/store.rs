@@ -542,6 +542,11 @@ impl Store {
             if n == 0 || n > max {
                 return Err(format!("{field}: must be 1 to {max} characters (got {n})"));
             }
+            if value.contains('\0') {
+                return Err(format!(
+                    "{field}: must not contain the NUL character (U+0000)"
+                ));
+            }
         }
         Ok(())
     }
@@ -560,5 +565,19 @@ fn redact(text: &str, url: &str) -> String {
     {
         Some(password) if !password.is_empty() => text.replace(&password, "***"),
         _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    #[test]
+    fn devices_are_checked_against_their_columns() {
+        assert!(Store::check_device("u", "t", "ios").is_ok());
+        let err = Store::check_device("u\0", "t", "ios").unwrap_err();
+        assert!(err.starts_with("userId: must not contain the NUL"), "{err}");
+        let err = Store::check_device("u", &"t".repeat(513), "ios").unwrap_err();
+        assert!(err.starts_with("token: must be 1 to 512"), "{err}");
     }
 }
