@@ -41,31 +41,9 @@ async function child(kind, pattern, endpoint, queueUrl) {
     // through the same JWT grant firebase-admin's cert credential makes).
     const fcm = JSON.parse(endpoint)
     const account = JSON.parse(require('fs').readFileSync(fcm.credentials, 'utf8'))
-    const target = new URL(fcm.url)
-    const http = require('http')
-    const https = require('https')
-    const agent = new http.Agent({ keepAlive: true })
-    const original = https.request
-    https.request = function (options, cb) {
-      if (options && (options.hostname === 'fcm.googleapis.com' || options.host === 'fcm.googleapis.com')) {
-        return http.request({ ...options, protocol: 'http:', host: target.hostname, hostname: target.hostname, port: target.port, agent }, cb)
-      }
-      return original.apply(this, arguments)
-    }
-    const credential = {
-      async getAccessToken() {
-        const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url')
-        const now = Math.floor(Date.now() / 1000)
-        const unsigned = `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64({ iss: account.client_email, scope: 'https://www.googleapis.com/auth/firebase.messaging', aud: account.token_uri, iat: now, exp: now + 3600 })}`
-        const signature = require('crypto').sign('RSA-SHA256', Buffer.from(unsigned), account.private_key).toString('base64url')
-        const res = await fetch(account.token_uri, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: `${unsigned}.${signature}` }),
-        })
-        return res.json()
-      },
-    }
+    const { routeFcmTo, emulatorCredential } = require('./node-lambda/fcm-route')
+    routeFcmTo(fcm.url)
+    const credential = emulatorCredential(account)
     const admin = require('firebase-admin/app')
     const { getMessaging } = require('firebase-admin/messaging')
     const app = admin.initializeApp({ credential, projectId: account.project_id }, `bench-${process.pid}`)
