@@ -293,27 +293,11 @@ async fn setup_sqlite(sqs: &Sqs, fcm: &Fcm) -> (Db, Vec<(String, String)>) {
 }
 
 async fn send_raw(sqs: &Sqs, queue: &str, pushes: &[serde_json::Value]) {
-    let client = sqs.client().await;
-    for chunk in pushes.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(json!({"v": 1, "push": p}).to_string())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        client
-            .send_message_batch()
-            .queue_url(queue)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-    }
+    let bodies: Vec<String> = pushes
+        .iter()
+        .map(|p| json!({"v": 1, "push": p}).to_string())
+        .collect();
+    sqs.send_bodies(queue, &bodies).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -49,32 +49,6 @@ fn count_lines(log: &std::path::Path, message: &str) -> usize {
         .count()
 }
 
-/// Sends raw envelopes with known push ids, ten per SendMessageBatch.
-async fn send_envelopes(sqs: &Sqs, queue: &str, envelopes: &[Value]) {
-    let client = sqs.client().await;
-    for chunk in envelopes.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(e.to_string())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = client
-            .send_message_batch()
-            .queue_url(queue)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.failed.is_empty(), "{:?}", out.failed);
-    }
-}
-
 async fn row_count(url: &str) -> i64 {
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
         .await
@@ -126,7 +100,11 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
             }})
         })
         .collect();
-    send_envelopes(&sqs, &queue, &envelopes).await;
+    sqs.send_bodies(
+        &queue,
+        &envelopes.iter().map(Value::to_string).collect::<Vec<_>>(),
+    )
+    .await;
 
     let dir = temp_dir();
     let (log_a, log_b) = (dir.join("worker-a.log"), dir.join("worker-b.log"));
@@ -301,7 +279,11 @@ async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
     let envelopes: Vec<Value> = (0..n)
         .map(|i| json!({"v": 1, "id": format!("p-{i}"), "push": {"token": format!("tok-{i}")}}))
         .collect();
-    send_envelopes(&sqs, &queue, &envelopes).await;
+    sqs.send_bodies(
+        &queue,
+        &envelopes.iter().map(Value::to_string).collect::<Vec<_>>(),
+    )
+    .await;
 
     let log = temp_dir().join("worker.log");
     let _worker = worker(&queue, &["--visibility-timeout", "2"], &env, &log);

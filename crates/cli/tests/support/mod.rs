@@ -112,6 +112,32 @@ impl Sqs {
             .unwrap()
     }
 
+    /// Sends these message bodies, ten per SendMessageBatch; every entry must be accepted.
+    pub async fn send_bodies(&self, queue_url: &str, bodies: &[String]) {
+        let client = self.client().await;
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.failed.is_empty(), "{:?}", out.failed);
+        }
+    }
+
     pub async fn depth(&self, queue_url: &str) -> (u64, u64) {
         use aws_sdk_sqs::types::QueueAttributeName as A;
         let out = self
