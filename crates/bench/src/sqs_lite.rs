@@ -121,6 +121,15 @@ fn queue_name(req: &Value) -> String {
         .to_owned()
 }
 
+/// The entries of a batch action, or the single action's request as one entry.
+fn entries(req: &Value, single: bool, as_entry: impl FnOnce() -> Value) -> Vec<Value> {
+    if single {
+        vec![as_entry()]
+    } else {
+        req["Entries"].as_array().cloned().unwrap_or_default()
+    }
+}
+
 async fn handle(State(sqs): State<Arc<Sqs>>, headers: HeaderMap, body: String) -> Response {
     let action = headers
         .get("x-amz-target")
@@ -170,11 +179,7 @@ async fn handle(State(sqs): State<Arc<Sqs>>, headers: HeaderMap, body: String) -
             ok(json!({}))
         }
         "SendMessage" | "SendMessageBatch" => {
-            let entries: Vec<Value> = if action == "SendMessage" {
-                vec![req.clone()]
-            } else {
-                req["Entries"].as_array().cloned().unwrap_or_default()
-            };
+            let entries = entries(&req, action == "SendMessage", || req.clone());
             let mut queues = sqs.queues.lock().unwrap();
             let Some(q) = queues.get_mut(&queue_name(&req)) else {
                 return no_queue();
@@ -271,11 +276,11 @@ async fn handle(State(sqs): State<Arc<Sqs>>, headers: HeaderMap, body: String) -
             }
         }
         "DeleteMessage" | "DeleteMessageBatch" => {
-            let entries: Vec<Value> = if action == "DeleteMessage" {
-                vec![json!({"Id": "0", "ReceiptHandle": req["ReceiptHandle"]})]
-            } else {
-                req["Entries"].as_array().cloned().unwrap_or_default()
-            };
+            let entries = entries(
+                &req,
+                action == "DeleteMessage",
+                || json!({"Id": "0", "ReceiptHandle": req["ReceiptHandle"]}),
+            );
             let mut queues = sqs.queues.lock().unwrap();
             let Some(q) = queues.get_mut(&queue_name(&req)) else {
                 return no_queue();
@@ -296,13 +301,11 @@ async fn handle(State(sqs): State<Arc<Sqs>>, headers: HeaderMap, body: String) -
             }
         }
         "ChangeMessageVisibility" | "ChangeMessageVisibilityBatch" => {
-            let entries: Vec<Value> = if action == "ChangeMessageVisibility" {
-                vec![
-                    json!({"Id": "0", "ReceiptHandle": req["ReceiptHandle"], "VisibilityTimeout": req["VisibilityTimeout"]}),
-                ]
-            } else {
-                req["Entries"].as_array().cloned().unwrap_or_default()
-            };
+            let entries = entries(
+                &req,
+                action == "ChangeMessageVisibility",
+                || json!({"Id": "0", "ReceiptHandle": req["ReceiptHandle"], "VisibilityTimeout": req["VisibilityTimeout"]}),
+            );
             let mut queues = sqs.queues.lock().unwrap();
             let Some(q) = queues.get_mut(&queue_name(&req)) else {
                 return no_queue();

@@ -20,6 +20,22 @@ struct RuntimeApi {
     responses: mpsc::UnboundedSender<(String, Value)>,
 }
 
+impl RuntimeApi {
+    /// Queues one invocation of `event` whose deadline is `seconds` from now.
+    fn invoke(&self, id: &str, event: Value, seconds: u64) {
+        let deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + seconds * 1000;
+        self.events
+            .lock()
+            .unwrap()
+            .push_back((id.to_owned(), event, deadline));
+        self.ready.notify_waiters();
+    }
+}
+
 async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
     loop {
         let notified = api.ready.notified();
@@ -102,7 +118,12 @@ async fn serve_runtime_api() -> (
 }
 
 /// The real binary, as Lambda starts it.
-fn bootstrap(runtime_api: std::net::SocketAddr, env: &[(&str, String)], stderr: Stdio) -> Child {
+fn bootstrap(
+    runtime_api: std::net::SocketAddr,
+    env: &[(&str, String)],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_pushq-lambda"))
         .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
@@ -113,7 +134,7 @@ fn bootstrap(runtime_api: std::net::SocketAddr, env: &[(&str, String)], stderr: 
         .env_remove("DATABASE_URL")
         .env_remove("PUSHQ_FCM_CREDENTIALS")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .unwrap()
@@ -146,7 +167,7 @@ async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice()
         ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
         ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
     ];
-    let _bootstrap = Kill(bootstrap(addr, &env, Stdio::null()));
+    let _bootstrap = Kill(bootstrap(addr, &env, Stdio::null(), Stdio::null()));
 
     let http = reqwest::Client::new();
     http.post(format!("{}/__faults", fcm.base))
@@ -159,18 +180,7 @@ async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice()
         sqs_record("m-down", r#"{"v":1,"id":"p-down","enqueuedAt":1795000000000,"push":{"tokens":["tok-up","tok-down"]}}"#),
         sqs_record("m-junk", "this is not an envelope"),
     ]});
-    let invoke = |id: &str, seconds: u64| {
-        let deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            + seconds * 1000;
-        api.events
-            .lock()
-            .unwrap()
-            .push_back((id.to_owned(), event.clone(), deadline));
-        api.ready.notify_waiters();
-    };
+    let invoke = |id: &str, seconds: u64| api.invoke(id, event.clone(), seconds);
 
     // First delivery: FCM is down for one token until the deadline (5 s less the 3 s reserve).
     invoke("req-1", 5);
@@ -318,7 +328,7 @@ async fn credentials_and_database_url_come_from_secrets_manager_at_init() {
     ));
     env.push(("PUSHQ_DATABASE_URL_SECRET_ARN", db_arn.clone()));
     let (addr, api, mut responses) = serve_runtime_api().await;
-    let out = bootstrap(addr, &env, Stdio::piped())
+    let out = bootstrap(addr, &env, Stdio::null(), Stdio::piped())
         .wait_with_output()
         .unwrap();
     assert!(!out.status.success());
@@ -335,19 +345,10 @@ async fn credentials_and_database_url_come_from_secrets_manager_at_init() {
     // With both secrets, a push is delivered and recorded.
     env.retain(|(k, _)| *k != "PUSHQ_FCM_CREDENTIALS_SECRET_ARN");
     env.push(("PUSHQ_FCM_CREDENTIALS_SECRET_ARN", fcm_arn));
-    let _lambda = Kill(bootstrap(addr, &env, Stdio::null()));
+    let _lambda = Kill(bootstrap(addr, &env, Stdio::null(), Stdio::null()));
     let event =
         json!({"Records": [sqs_record("m1", r#"{"v":1,"id":"p1","push":{"token":"tok-1"}}"#)]});
-    let deadline = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        + 30_000;
-    api.events
-        .lock()
-        .unwrap()
-        .push_back(("req-1".into(), event, deadline));
-    api.ready.notify_waiters();
+    api.invoke("req-1", event, 30);
     let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
         .await
         .unwrap()
@@ -420,33 +421,14 @@ async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
         ("DATABASE_URL", database_url.clone()),
         ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
         ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+        ("PUSHQ_LOG", "debug".to_owned()),
     ];
-    let mut lambda = Command::new(env!("CARGO_BIN_EXE_pushq-lambda"));
-    lambda
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-        .env("PUSHQ_LOG", "debug")
-        .env_remove("PUSHQ_FCM_CREDENTIALS")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap());
-    let child = Kill(lambda.spawn().unwrap());
-    let invoke = |id: &str, event: Value, seconds: u64| {
-        let deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            + seconds * 1000;
-        api.events
-            .lock()
-            .unwrap()
-            .push_back((id.to_owned(), event, deadline));
-        api.ready.notify_waiters();
-    };
+    let child = Kill(bootstrap(
+        addr,
+        &env,
+        std::fs::File::create(&stdout).unwrap().into(),
+        std::fs::File::create(&stderr).unwrap().into(),
+    ));
     let enqueued_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -454,7 +436,7 @@ async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
     let envelope = |id: &str, push: Value| {
         json!({"v": 1, "id": id, "enqueuedAt": enqueued_at, "push": push}).to_string()
     };
-    invoke(
+    api.invoke(
         "req-1",
         json!({"Records": [
             sqs_record("m-users", &envelope("p-users", json!({"userIds": ["u1", "u2"]}))),
@@ -473,7 +455,7 @@ async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
     );
     // The OAuth token expires; the next batch gets a new one.
     faults(json!({"rules": [], "expireTokens": true})).await;
-    invoke(
+    api.invoke(
         "req-2",
         json!({"Records": [sqs_record("m-down", &envelope("p-down", json!({"token": "tok-down"})))]}),
         30,
