@@ -1,7 +1,7 @@
 // Validation parity with firebase-admin, through the binding: every corpus push firebase-admin
 // rejects is rejected with PUSHQ_INVALID_PUSH naming the field, and nothing reaches the queue;
 // every push it accepts is enqueued. (Body equality is checked in Rust, on the fixture this
-// file proves current: crates/core/tests/fcm_corpus.rs.)
+// file proves current: crates/model/tests/fcm_corpus.rs.)
 import { PushClient } from '..'
 import { freshQueue, queueDepth, drainQueue } from './support/sqs'
 import * as fs from 'fs'
@@ -11,7 +11,7 @@ import * as path from 'path'
 const { generateFixture } = require('./corpus/generate')
 
 type Case = { name: string; push: any; field?: string; valid: boolean; body?: unknown }
-const fixturePath = path.join(__dirname, '..', 'crates', 'core', 'tests', 'fixtures', 'fcm_corpus.json')
+const fixturePath = path.join(__dirname, '..', 'crates', 'model', 'tests', 'fixtures', 'fcm_corpus.json')
 const cases: Case[] = generateFixture()
 
 test('the Rust fixture is what firebase-admin says today (regenerate: node __test__/corpus/generate.js)', () => {

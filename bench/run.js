@@ -183,7 +183,7 @@ An earlier run of this benchmark found PostgreSQL's plan cache at work: a prepar
 planned while \`pushq_deliveries\` was empty kept its sequential-scan plan as the table grew, and
 the already-delivered lookup at batch 10 took 3.9 ms per call (1,945 ms for 500 calls) where it now
 takes about 0.15 ms. pushq now runs its statements unprepared, planned with their values each
-time (\`crates/core/src/store.rs\`).
+time (\`crates/delivery/src/store/\`).
 
 Reading it: a batch costs the same few statements whatever its size (the *statements / batch*
 column), so batch size 1 pays them for every push and batch 10 pays a tenth. *Mean batch formed*

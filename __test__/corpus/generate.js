@@ -1,4 +1,4 @@
-// Writes crates/core/tests/fixtures/fcm_corpus.json: each corpus push as JSON carries it (the
+// Writes crates/model/tests/fixtures/fcm_corpus.json: each corpus push as JSON carries it (the
 // channel pushq receives through: a Date becomes its ISO string), with firebase-admin's verdict
 // and body. `node __test__/corpus/generate.js` regenerates it; corpus.spec.ts fails when stale.
 'use strict'
@@ -7,7 +7,7 @@ const path = require('path')
 const messages = require('./messages')
 const { oracle } = require('./oracle')
 
-const FIXTURE = path.join(__dirname, '..', '..', 'crates', 'core', 'tests', 'fixtures', 'fcm_corpus.json')
+const FIXTURE = path.join(__dirname, '..', '..', 'crates', 'model', 'tests', 'fixtures', 'fcm_corpus.json')
 
 function generateFixture() {
   const names = new Set()

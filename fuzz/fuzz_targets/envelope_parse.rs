@@ -2,7 +2,7 @@
 //! body that parses to the same envelope.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pushq_core::envelope::Envelope;
+use pushq_model::envelope::Envelope;
 
 fuzz_target!(|body: &str| {
     if let Ok(envelope) = Envelope::parse(body, "fuzz-message-id", 1_795_000_000_000) {

@@ -2,7 +2,7 @@
 //! its body names a dead token (UNREGISTERED, SENDER_ID_MISMATCH).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pushq_core::fcm::{classify, FcmError};
+use pushq_delivery::fcm::{classify, FcmError};
 
 fuzz_target!(|input: (u16, &str)| {
     let (status, body) = input;

@@ -2,7 +2,7 @@
 //! an accepted push always makes an FCM request with exactly one target.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pushq_core::push::Push;
+use pushq_model::push::Push;
 
 fuzz_target!(|text: &str| {
     match Push::from_json(text) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use pushq_core::fcm::{FcmClient, FcmConfig, ServiceAccount};
+use pushq_delivery::fcm::{FcmClient, FcmConfig, ServiceAccount};
 use serde_json::json;
 
 #[derive(Parser)]

@@ -11,8 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Moves every message from `from` to `to`; returns how many moved.
 pub async fn redrive(from: &str, to: &str) -> Result<u64, String> {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let sqs = crate::sqs_client().await?;
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let depth = sqs
         .get_queue_attributes()

@@ -4,15 +4,13 @@
 mod dlq;
 mod worker;
 
-use pushq_core::emulator;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pushq_core::config::DeliveryConfig;
-use pushq_core::engine::Engine;
-use pushq_core::store::Store;
+use pushq_delivery::store::Store;
+use pushq_delivery::{DeliveryConfig, Engine, WithoutCredentials};
+use pushq_fcm_emulator as emulator;
 
 #[derive(Parser)]
 #[command(name = "pushq", version, about = "pushq operator tool")]
@@ -105,6 +103,17 @@ enum DevicesAction {
     },
 }
 
+/// The SQS client of the worker and `dlq redrive`: attempts long enough for a 20 s long poll.
+async fn sqs_client() -> Result<aws_sdk_sqs::Client, String> {
+    pushq_producer::sqs::client(&pushq_producer::sqs::SqsSettings {
+        attempt_timeout: Duration::from_secs(30),
+        operation_timeout: Duration::from_secs(90),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
 fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("pushq: {message}");
     std::process::exit(2)
@@ -123,14 +132,7 @@ async fn store_from_env(config: &DeliveryConfig) -> Store {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PUSHQ_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    pushq_delivery::logging::init(pushq_delivery::logging::Target::Stderr);
     match cli.command {
         Command::FcmEmulator {
             port,
@@ -201,11 +203,14 @@ async fn main() {
             if batch_size > 10 && batching_window < 1.0 {
                 fail("--batch-size above 10 needs --batching-window of at least 1 second (as on AWS)");
             }
-            let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
-            let engine = Engine::connect(&config, None, false, false)
+            let mut config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+            // The worker extends visibility while a batch runs: an FCM attempt in flight at the
+            // batch's deadline may finish.
+            config.cut_sends_at_deadline = false;
+            let metrics_namespace = config.metrics_namespace.clone();
+            let engine = Engine::connect(&config, WithoutCredentials::Refuse)
                 .await
-                .unwrap_or_else(|e| fail(e))
-                .letting_sends_finish();
+                .unwrap_or_else(|e| fail(e));
             let (stop, shutdown) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let mut term =
@@ -224,6 +229,7 @@ async fn main() {
                 batching_window: Duration::from_secs_f64(batching_window.max(0.0)),
                 concurrency,
                 visibility_timeout: Duration::from_secs(visibility_timeout.max(1)),
+                metrics_namespace,
             };
             if let Err(e) = worker::run(config, Arc::new(engine), shutdown).await {
                 fail(e)

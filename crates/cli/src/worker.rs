@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use pushq_core::engine::{Engine, QueueMessage};
+use pushq_delivery::{Engine, QueueMessage};
 use tokio::sync::watch;
 
 /// Worker settings (the CLI flags).
@@ -22,6 +22,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Visibility timeout given to received messages, and the batch's time budget.
     pub visibility_timeout: Duration,
+    /// CloudWatch namespace of the EMF metric lines.
+    pub metrics_namespace: String,
 }
 
 /// Runs until `shutdown` turns true; the batches in flight then finish.
@@ -30,8 +32,7 @@ pub async fn run(
     engine: Arc<Engine>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let sqs = aws_sdk_sqs::Client::new(&shared);
+    let sqs = crate::sqs_client().await?;
     let config = Arc::new(config);
     let mut loops = Vec::new();
     for _ in 0..config.concurrency.max(1) {
@@ -96,17 +97,16 @@ async fn receive(
         .unwrap_or_default()
         .into_iter()
         .map(|m| {
-            let sent_at_ms = m
+            let sent_timestamp = m
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+                .map(String::as_str);
             Received {
-                message: QueueMessage {
-                    message_id: m.message_id.clone().unwrap_or_default(),
-                    body: m.body.clone().unwrap_or_default(),
-                    sent_at_ms,
-                },
+                message: QueueMessage::from_sqs(
+                    m.message_id.as_deref(),
+                    m.body.as_deref(),
+                    sent_timestamp,
+                ),
                 receipt: m.receipt_handle.unwrap_or_default(),
             }
         })
@@ -197,7 +197,7 @@ async fn process(
     if let Ok(o) = outcome {
         let elapsed = started.elapsed();
         o.log(elapsed);
-        o.emit_metrics(elapsed, "pushq-worker");
+        pushq_delivery::metrics::print_emf(&o, elapsed, &config.metrics_namespace, "pushq-worker");
     }
 }
 

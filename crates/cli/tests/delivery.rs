@@ -1,15 +1,16 @@
-//! End to end on real parts: pushq-core's producer → moto SQS → `pushq worker` → fcm-emulator →
+//! End to end on real parts: pushq-producer → moto SQS → `pushq worker` → fcm-emulator →
 //! each database. Every push is delivered once per device and recorded once.
-
-mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pushq_core::{Producer, ProducerConfig, ProducerOptions};
+use pushq_producer::sqs::SqsTransport;
+use pushq_producer::{Producer, ProducerConfig, ProducerOptions};
+use pushq_test_support::*;
 use serde_json::json;
-use support::*;
+
+const PUSHQ: &str = env!("CARGO_BIN_EXE_pushq");
 
 fn pushq(args: &[&str], env: &[(String, String)]) -> std::process::Output {
     let out = Command::new(PUSHQ)
@@ -67,7 +68,8 @@ async fn end_to_end(db: Db) {
         ..Default::default()
     })
     .unwrap();
-    let producer = Producer::start(config, &tokio::runtime::Handle::current()).unwrap();
+    let transport = SqsTransport::new(config.clone());
+    let producer = Producer::start(config, transport, &tokio::runtime::Handle::current());
     let mut ids = BTreeMap::new();
     for (name, push) in [
         (

@@ -3,15 +3,15 @@
 //! final row, every live device got its push, dead tokens are invalidated, and duplicates at
 //! FCM stay within what was in flight when something died.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pushq_core::store::Store;
+use pushq_delivery::store::Store;
+use pushq_test_support::{temp_dir, wait_until_or, Db, Fcm, Proc, Sqs};
 use serde_json::{json, Value};
-use support::{temp_dir, wait_until_or, Db, Fcm, Proc, Sqs, PUSHQ};
+
+const PUSHQ: &str = env!("CARGO_BIN_EXE_pushq");
 
 const USERS: usize = 500;
 const DEVICES_PER_USER: usize = 3;

@@ -1,4 +1,4 @@
-//! pushq's SQS-triggered Lambda: a thin `main` over pushq-core's batch engine.
+//! pushq's SQS-triggered Lambda: a thin `main` over pushq-delivery's batch engine.
 //! Config is read once at init (failing fast), the DB pool and FCM client are built once.
 
 use std::sync::Arc;
@@ -6,35 +6,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use pushq_core::config::DeliveryConfig;
-use pushq_core::engine::{Engine, QueueMessage};
+use pushq_delivery::logging::{self, Target};
+use pushq_delivery::{metrics, DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
 
 /// Time kept back from the invocation deadline for writing the log and answering.
 const RESERVE: Duration = Duration::from_secs(3);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PUSHQ_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    logging::init(Target::StdoutForLambda);
     let mut config = DeliveryConfig::from_env().map_err(|e| format!("pushq-lambda init: {e}"))?;
     read_secrets(&mut config)
         .await
         .map_err(|e| format!("pushq-lambda init: {e}"))?;
-    let migrate = std::env::var("PUSHQ_MIGRATE").is_ok_and(|v| v == "1");
-    let engine = Engine::connect(&config, None, false, migrate)
+    let engine = Engine::connect(&config, WithoutCredentials::Refuse)
         .await
         .map_err(|e| format!("pushq-lambda init: {e}"))?;
     let engine = Arc::new(engine);
+    let namespace: Arc<str> = config.metrics_namespace.into();
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let engine = engine.clone();
-        async move { handle(&engine, event).await }
+        let (engine, namespace) = (engine.clone(), namespace.clone());
+        async move { handle(&engine, &namespace, event).await }
     }))
     .await
 }
@@ -83,20 +75,22 @@ async fn read_secrets(config: &mut DeliveryConfig) -> Result<(), String> {
 }
 
 /// One SQS batch: every record the engine could not finish is a batch item failure.
-async fn handle(engine: &Engine, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+async fn handle(
+    engine: &Engine,
+    namespace: &str,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
     let started = Instant::now();
     let messages: Vec<QueueMessage> = event
         .payload
         .records
         .iter()
-        .map(|r| QueueMessage {
-            message_id: r.message_id.clone().unwrap_or_default(),
-            body: r.body.clone().unwrap_or_default(),
-            sent_at_ms: r
-                .attributes
-                .get("SentTimestamp")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+        .map(|r| {
+            QueueMessage::from_sqs(
+                r.message_id.as_deref(),
+                r.body.as_deref(),
+                r.attributes.get("SentTimestamp").map(String::as_str),
+            )
         })
         .collect();
     let deadline = deadline(event.context.deadline);
@@ -104,7 +98,7 @@ async fn handle(engine: &Engine, event: LambdaEvent<SqsEvent>) -> Result<SqsBatc
         Ok(outcome) => {
             let elapsed = started.elapsed();
             outcome.log(elapsed);
-            outcome.emit_metrics(elapsed, "pushq-lambda");
+            metrics::print_emf(&outcome, elapsed, namespace, "pushq-lambda");
             outcome.failed_message_ids
         }
         Err(e) => {

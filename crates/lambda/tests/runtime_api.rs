@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
-use pushq_core::store::Store;
+use pushq_delivery::store::Store;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
@@ -153,7 +153,7 @@ fn sqs_record(message_id: &str, body: &str) -> Value {
 async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice() {
     let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let fcm = pushq_core::emulator::spawn(0).await.unwrap();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
     let credentials = dir.join("sa.json");
     std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
     let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
@@ -278,7 +278,7 @@ fn moto() -> (Kill, String) {
 async fn credentials_and_database_url_come_from_secrets_manager_at_init() {
     let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let fcm = pushq_core::emulator::spawn(0).await.unwrap();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
     let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
     Store::connect(&database_url, 1)
         .await
@@ -392,7 +392,7 @@ async fn postgres_with_password(password: &str) -> (String, String) {
 async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
     let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let fcm = pushq_core::emulator::spawn(0).await.unwrap();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
     let credentials = dir.join("sa.json");
     std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
     let password = format!("pw-{}", uuid::Uuid::now_v7().simple());

@@ -1,4 +1,5 @@
-//! pushq for Node.js: `PushClient` and `enqueuePush`, a thin napi layer over pushq-core.
+//! pushq for Node.js: `PushClient` and `enqueuePush`, a thin napi layer over pushq-producer
+//! (with pushq-local as the transport of local mode).
 //! Pushes cross into Rust as `JSON.stringify` text, which is also what the queue envelope carries.
 
 mod error;
@@ -12,12 +13,15 @@ use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use pushq_core::{Error as CoreError, InvalidPush, Producer, ProducerConfig, Ticket};
+use pushq_model::InvalidPush;
+use pushq_producer::sqs::SqsTransport;
+use pushq_producer::{Mode, Producer, ProducerConfig, Ticket, Transport};
 use tokio::sync::Notify;
 
+use crate::error::BindingError;
 pub use options::PushClientOptions;
 
-type CoreResult<T> = std::result::Result<T, CoreError>;
+type BindingResult<T> = std::result::Result<T, BindingError>;
 
 /// What `enqueuePush` resolves to once SQS has accepted the push.
 #[napi(object)]
@@ -113,7 +117,7 @@ impl PushClient {
             let json = json.ok_or_else(|| error::to_js(env, &not_a_list()))?;
             self.producer
                 .enqueue_json_many(&json)
-                .map_err(|e| error::to_js(env, &e))
+                .map_err(|e| error::to_js(env, &e.into()))
         });
         let settling = self.in_flight.track();
         match tickets {
@@ -147,20 +151,27 @@ impl PushClient {
 /// Same results and errors as {@link PushClient.enqueuePush}.
 #[napi(ts_args_type = "push: Push")]
 pub fn enqueue_push<'env>(env: &'env Env, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
-    static DEFAULT: OnceLock<CoreResult<Arc<Producer>>> = OnceLock::new();
+    static DEFAULT: OnceLock<BindingResult<Arc<Producer>>> = OnceLock::new();
     match DEFAULT.get_or_init(|| start_producer(None)) {
         Ok(producer) => enqueue_one(env, producer, push, None),
         Err(e) => rejected(env, error::to_js(env, e), None),
     }
 }
 
-fn start_producer(options_json: Option<&str>) -> CoreResult<Arc<Producer>> {
-    let config = ProducerConfig::resolve(options::from_json(options_json)?)?;
+fn start_producer(options_json: Option<&str>) -> BindingResult<Arc<Producer>> {
+    let options = options::from_json(options_json)?;
+    let config = ProducerConfig::resolve(options.producer)?;
+    let transport: Arc<dyn Transport> = match config.mode {
+        Mode::Sqs => SqsTransport::new(config.clone()),
+        Mode::Local => pushq_local::LocalDelivery::new(options.database_url)?,
+    };
     let runtime =
         within_runtime_if_available(tokio::runtime::Handle::try_current).map_err(|_| {
-            CoreError::Config("no async runtime is available in this Node environment".into())
+            pushq_producer::Error::Config(
+                "no async runtime is available in this Node environment".into(),
+            )
         })?;
-    Producer::start(config, &runtime).map(Arc::new)
+    Ok(Arc::new(Producer::start(config, transport, &runtime)))
 }
 
 fn enqueue_one<'env>(
@@ -173,12 +184,12 @@ fn enqueue_one<'env>(
         let json = json.ok_or_else(|| error::to_js(env, &not_an_object()))?;
         producer
             .enqueue_json(&json)
-            .map_err(|e| error::to_js(env, &e))
+            .map_err(|e| error::to_js(env, &e.into()))
     });
     match ticket {
         Ok(ticket) => settle(
             env,
-            async move { ticket.accepted().await.map(|e| e.id) },
+            async move { Ok(ticket.accepted().await?.id) },
             move |id| {
                 drop(settling);
                 Enqueued { id }
@@ -188,7 +199,7 @@ fn enqueue_one<'env>(
     }
 }
 
-async fn accept_all(tickets: Vec<Ticket>) -> CoreResult<Vec<String>> {
+async fn accept_all(tickets: Vec<Ticket>) -> BindingResult<Vec<String>> {
     let mut ids = Vec::with_capacity(tickets.len());
     let mut first_error = None;
     // Await every ticket, so the caller's promise settles only when SQS has answered for all.
@@ -198,13 +209,14 @@ async fn accept_all(tickets: Vec<Ticket>) -> CoreResult<Vec<String>> {
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
-    first_error.map_or(Ok(ids), Err)
+    first_error.map_or(Ok(ids), |e| Err(e.into()))
 }
 
-/// A promise settled on the JS thread: `Ok` through `map`, a core error as a `PUSHQ_*` error.
-fn settle<'env, T, V>(
+/// A promise settled on the JS thread: `Ok` through `map`, an error as a `PUSHQ_*` error.
+/// Every promise the binding returns is settled here.
+pub(crate) fn settle<'env, T, V>(
     env: &'env Env,
-    work: impl Future<Output = CoreResult<T>> + Send + 'static,
+    work: impl Future<Output = BindingResult<T>> + Send + 'static,
     map: impl FnOnce(T) -> V + 'static,
 ) -> Result<PromiseRaw<'env, V>>
 where
@@ -238,11 +250,7 @@ fn stringify(env: &Env, value: Unknown) -> Result<Option<String>> {
     let json: Object = env.get_global()?.get_named_property("JSON")?;
     let stringify: Function<Unknown, Unknown> = json.get_named_property("stringify")?;
     let text = stringify.call(value).map_err(|e| {
-        let invalid = InvalidPush {
-            index: None,
-            field: "push".into(),
-            problem: format!("cannot be written as JSON ({})", e.reason),
-        };
+        let invalid = InvalidPush::new("push", format!("cannot be written as JSON ({})", e.reason));
         error::to_js(env, &invalid.into())
     })?;
     match text.get_type()? {
@@ -251,20 +259,10 @@ fn stringify(env: &Env, value: Unknown) -> Result<Option<String>> {
     }
 }
 
-fn not_an_object() -> CoreError {
-    InvalidPush {
-        index: None,
-        field: "push".into(),
-        problem: "must be an object (got undefined)".into(),
-    }
-    .into()
+fn not_an_object() -> BindingError {
+    InvalidPush::new("push", "must be an object (got undefined)").into()
 }
 
-fn not_a_list() -> CoreError {
-    InvalidPush {
-        index: None,
-        field: "push".into(),
-        problem: "pushes must be an array of push objects".into(),
-    }
-    .into()
+fn not_a_list() -> BindingError {
+    InvalidPush::new("push", "pushes must be an array of push objects").into()
 }

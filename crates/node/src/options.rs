@@ -3,7 +3,7 @@
 //! the struct documents the options for TypeScript and is never converted itself.
 
 use napi_derive::napi;
-use pushq_core::{Error, ProducerOptions};
+use pushq_producer::{Error, ProducerOptions};
 use serde_json::Value;
 
 /// Options for a {@link PushClient}. Every option falls back to an environment variable;
@@ -33,15 +33,24 @@ pub struct PushClientOptions {
 /// The option names, in the order `index.d.ts` lists them.
 const KNOWN: [&str; 5] = ["queueUrl", "region", "endpointUrl", "mode", "databaseUrl"];
 
+/// The options of a client: the producer's, and the database of local mode.
+#[derive(Debug, Default)]
+pub struct ClientOptions {
+    /// Queue, region, endpoint, mode.
+    pub producer: ProducerOptions,
+    /// Local mode's database (`databaseUrl`).
+    pub database_url: Option<String>,
+}
+
 /// Reads options given as JSON text (`None` when the caller passed none).
-pub fn from_json(json: Option<&str>) -> Result<ProducerOptions, Error> {
+pub fn from_json(json: Option<&str>) -> Result<ClientOptions, Error> {
     let bad = |why: String| Error::Config(why);
     let map = match json.map(serde_json::from_str::<Value>) {
-        None | Some(Ok(Value::Null)) => return Ok(ProducerOptions::default()),
+        None | Some(Ok(Value::Null)) => return Ok(ClientOptions::default()),
         Some(Ok(Value::Object(map))) => map,
         _ => return Err(bad("options: must be an object".to_owned())),
     };
-    let mut options = ProducerOptions::default();
+    let mut options = ClientOptions::default();
     for (key, value) in map {
         let value = match value {
             Value::Null => None,
@@ -53,10 +62,10 @@ pub fn from_json(json: Option<&str>) -> Result<ProducerOptions, Error> {
             }
         };
         let slot = match key.as_str() {
-            "queueUrl" => &mut options.queue_url,
-            "region" => &mut options.region,
-            "endpointUrl" => &mut options.endpoint_url,
-            "mode" => &mut options.mode,
+            "queueUrl" => &mut options.producer.queue_url,
+            "region" => &mut options.producer.region,
+            "endpointUrl" => &mut options.producer.endpoint_url,
+            "mode" => &mut options.producer.mode,
             "databaseUrl" => &mut options.database_url,
             _ => {
                 return Err(bad(format!(

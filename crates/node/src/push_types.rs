@@ -1,5 +1,5 @@
 //! The Push as TypeScript sees it: firebase-admin's `Message` plus pushq's fields.
-//! Type declarations only: pushes reach Rust as JSON and are validated by pushq-core.
+//! Type declarations only: pushes reach Rust as JSON and are validated by pushq-model.
 
 #![allow(missing_docs)] // the napi derive adds undocumented items; every field has its own `///`
 

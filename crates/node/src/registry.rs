@@ -1,13 +1,16 @@
 //! `DeviceRegistry` and `DeliveryLog`: the pushq database from Node, so `userId` targeting works
-//! out of the box and local mode's results can be read back. Thin: the SQL lives in pushq-core.
+//! out of the box and local mode's results can be read back. Thin: the SQL lives in pushq-delivery.
 
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use pushq_core::config::DEFAULT_DATABASE_URL;
-use pushq_core::store::Store;
+use pushq_delivery::store::Store;
+use pushq_local::DEFAULT_DATABASE_URL;
 use tokio::sync::OnceCell;
+
+use crate::error::BindingError;
+use crate::settle;
 
 /// Options of {@link DeviceRegistry} and {@link DeliveryLog}.
 #[napi(object)]
@@ -58,10 +61,11 @@ pub struct DeliveryRecord {
 }
 
 /// A lazily connected store (connecting is I/O: it happens on first use, off the event loop).
+/// A failed connection is not kept: the next call tries again.
 #[derive(Clone)]
 struct LazyStore {
     url: String,
-    store: Arc<OnceCell<std::result::Result<Store, String>>>,
+    store: Arc<OnceCell<Store>>,
 }
 
 impl LazyStore {
@@ -77,47 +81,22 @@ impl LazyStore {
         }
     }
 
-    async fn get(&self) -> std::result::Result<Store, Failure> {
+    async fn get(&self) -> std::result::Result<Store, BindingError> {
         self.store
-            .get_or_init(|| async {
-                let store = Store::connect(&self.url, 2)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                store.migrate().await.map_err(|e| e.to_string())?;
-                Ok(store)
+            .get_or_try_init(|| async {
+                let store = Store::connect(&self.url, 2).await?;
+                store.migrate().await?;
+                Ok::<_, pushq_delivery::store::StoreError>(store)
             })
             .await
-            .clone()
-            .map_err(Failure::Database)
+            .cloned()
+            .map_err(database)
     }
 }
 
-enum Failure {
-    Database(String),
-    InvalidDevice(String),
-}
-
-fn settle<'env, T: Send + 'static, V: ToNapiValue>(
-    env: &'env Env,
-    work: impl std::future::Future<Output = std::result::Result<T, Failure>> + Send + 'static,
-    map: impl FnOnce(T) -> V + 'static,
-) -> napi::Result<PromiseRaw<'env, V>> {
-    env.spawn_future_with_callback(
-        async move { Ok(work.await) },
-        move |env, outcome| match outcome {
-            Ok(v) => Ok(map(v)),
-            Err(failure) => {
-                let (code, message) = match failure {
-                    Failure::Database(m) => ("PUSHQ_DATABASE", m),
-                    Failure::InvalidDevice(m) => ("PUSHQ_INVALID_DEVICE", format!("device.{m}")),
-                };
-                let mut error =
-                    env.create_error(napi::Error::new(Status::GenericFailure, message))?;
-                error.set_named_property("code", code)?;
-                Err(napi::Error::from(error.to_unknown()))
-            }
-        },
-    )
+/// A database failure as the binding reports it (the store's messages never hold a password).
+fn database(e: pushq_delivery::store::StoreError) -> BindingError {
+    BindingError::Database(e.to_string())
 }
 
 /// The devices of each user: what `userId` / `userIds` pushes resolve to.
@@ -148,12 +127,16 @@ impl DeviceRegistry {
         settle(
             env,
             async move {
-                Store::check_device(&device.user_id, &device.token, &device.platform)
-                    .map_err(Failure::InvalidDevice)?;
+                Store::check_device(&device.user_id, &device.token, &device.platform).map_err(
+                    |e| BindingError::InvalidDevice {
+                        field: e.field.to_owned(),
+                        message: format!("device.{e}"),
+                    },
+                )?;
                 let s = store.get().await?;
                 s.register_device(&device.user_id, &device.token, &device.platform)
                     .await
-                    .map_err(|e| Failure::Database(e.to_string()))
+                    .map_err(database)
             },
             |()| (),
         )
@@ -175,7 +158,7 @@ impl DeviceRegistry {
                     .await?
                     .unregister_device(&token)
                     .await
-                    .map_err(|e| Failure::Database(e.to_string()))
+                    .map_err(database)
             },
             |removed| removed,
         )
@@ -191,14 +174,7 @@ impl DeviceRegistry {
         let store = self.store.clone();
         settle(
             env,
-            async move {
-                store
-                    .get()
-                    .await?
-                    .devices(&user_id)
-                    .await
-                    .map_err(|e| Failure::Database(e.to_string()))
-            },
+            async move { store.get().await?.devices(&user_id).await.map_err(database) },
             |devices| {
                 devices
                     .into_iter()
@@ -246,7 +222,7 @@ impl DeliveryLog {
                     .await?
                     .deliveries_for_push(&push_id)
                     .await
-                    .map_err(|e| Failure::Database(e.to_string()))
+                    .map_err(database)
             },
             |rows| {
                 rows.into_iter()

@@ -1,0 +1,305 @@
+//! The state of one batch as it moves through the engine's phases, and the phases that need no
+//! I/O: parse, plan, classify. Rows, dead tokens and hand-backs accumulate here; the engine
+//! writes them in one statement each.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+use pushq_model::{Envelope, Target};
+
+use super::QueueMessage;
+use crate::fcm::{FcmError, Sent};
+use crate::outcome::{BatchCounts, BatchOutcome};
+use crate::sink::Attempted;
+use crate::store::{AlreadyDone, Delivery, DeliveryStatus, Rejected};
+
+/// One (push, target) to send.
+pub(super) struct Job {
+    /// Index of the queue message it came from.
+    pub message: usize,
+    /// Index into [`Batch::envelopes`].
+    pub envelope: usize,
+    /// What the log records as the target.
+    pub target: String,
+    /// The token to send to; `None` for a topic or condition push.
+    pub token: Option<String>,
+    /// The user the token belongs to, when the push named users.
+    pub user_id: Option<String>,
+}
+
+/// What one send's answer means for its target.
+enum Verdict {
+    /// FCM accepted it.
+    Sent(Sent),
+    /// The token is dead: a final row, and the device is invalidated.
+    InvalidToken(String),
+    /// FCM refused the message for good: a final row.
+    Failed(String),
+    /// Not final: nothing is recorded and the message comes back.
+    HandBack(FcmError),
+}
+
+impl From<Result<Sent, FcmError>> for Verdict {
+    fn from(result: Result<Sent, FcmError>) -> Verdict {
+        match result {
+            Ok(sent) => Verdict::Sent(sent),
+            Err(FcmError::InvalidToken { code, .. }) => Verdict::InvalidToken(code),
+            Err(FcmError::Rejected { code, .. }) => Verdict::Failed(code),
+            Err(other) => Verdict::HandBack(other),
+        }
+    }
+}
+
+/// One batch in flight.
+pub(super) struct Batch<'m> {
+    pub messages: &'m [QueueMessage],
+    /// The valid envelopes, with the index of their message.
+    pub envelopes: Vec<(usize, Envelope)>,
+    pub rejected: Vec<Rejected>,
+    pub jobs: Vec<Job>,
+    pub rows: Vec<Delivery>,
+    pub dead_tokens: Vec<String>,
+    /// Messages to hand back for redelivery.
+    handed_back: BTreeSet<usize>,
+    pub counts: BatchCounts,
+    send_latency_ms: Vec<u64>,
+}
+
+impl<'m> Batch<'m> {
+    /// Phase 1: each message becomes an envelope, or a rejected row.
+    pub fn parse(messages: &'m [QueueMessage]) -> Batch<'m> {
+        let mut envelopes = Vec::new();
+        let mut rejected = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            match Envelope::parse(&m.body, &m.message_id, m.sent_at_ms) {
+                Ok(e) => envelopes.push((i, e)),
+                // Stored as text whatever it holds: U+0000 (which PostgreSQL refuses) becomes
+                // U+FFFD, so one hostile message cannot fail its batch forever.
+                Err(e) => rejected.push(Rejected {
+                    queue_message_id: fit(&m.message_id, 128),
+                    body: m.body.replace('\0', "\u{FFFD}"),
+                    reason: e.to_string().replace('\0', "\u{FFFD}"),
+                }),
+            }
+        }
+        let counts = BatchCounts {
+            messages: messages.len(),
+            rejected: rejected.len(),
+            ..Default::default()
+        };
+        Batch {
+            messages,
+            envelopes,
+            rejected,
+            jobs: Vec::new(),
+            rows: Vec::new(),
+            dead_tokens: Vec::new(),
+            handed_back: BTreeSet::new(),
+            counts,
+            send_latency_ms: Vec::new(),
+        }
+    }
+
+    /// Every user id the batch's pushes name, once each.
+    pub fn user_ids(&self) -> Vec<String> {
+        unique(
+            self.envelopes
+                .iter()
+                .flat_map(|(_, e)| user_ids(e).iter().cloned()),
+        )
+    }
+
+    /// The push ids and idempotency keys of the batch, once each.
+    pub fn push_ids_and_keys(&self) -> (Vec<String>, Vec<String>) {
+        let ids = unique(self.envelopes.iter().map(|(_, e)| e.id.clone()));
+        let keys = unique(
+            self.envelopes
+                .iter()
+                .filter_map(|(_, e)| e.push.idempotency_key().map(str::to_owned)),
+        );
+        (ids, keys)
+    }
+
+    /// Phase 3: one job per (push, target); a user without live devices becomes a
+    /// `no_devices` row. `tokens` maps each user to their live tokens.
+    pub fn plan(&mut self, tokens: &HashMap<String, Vec<String>>) {
+        for (k, (i, e)) in self.envelopes.iter().enumerate() {
+            let job = |target: String, token: Option<String>, user_id: Option<String>| Job {
+                message: *i,
+                envelope: k,
+                target,
+                token,
+                user_id,
+            };
+            match e.push.target() {
+                Target::Token(t) => self.jobs.push(job(t.clone(), Some(t.clone()), None)),
+                Target::Tokens(ts) => self
+                    .jobs
+                    .extend(ts.iter().map(|t| job(t.clone(), Some(t.clone()), None))),
+                Target::Topic(t) => self.jobs.push(job(format!("topic:{t}"), None, None)),
+                Target::Condition(c) => self.jobs.push(job(format!("condition:{c}"), None, None)),
+                Target::User(_) | Target::Users(_) => {
+                    for u in user_ids(e) {
+                        match tokens.get(u) {
+                            Some(ts) => self.jobs.extend(
+                                ts.iter()
+                                    .map(|t| job(t.clone(), Some(t.clone()), Some(u.clone()))),
+                            ),
+                            None => self.rows.push(row(
+                                e,
+                                format!("user:{u}"),
+                                Some(u.clone()),
+                                DeliveryStatus::NoDevices,
+                                None,
+                                0,
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Phase 4 (after the log was read): drops the rows and jobs the log already has, and jobs
+    /// that repeat a (push, target) or an (idempotency key, target) within the batch.
+    pub fn skip(&mut self, done: &AlreadyDone) {
+        let before = self.jobs.len() + self.rows.len();
+        self.rows.retain(|r| {
+            !done
+                .by_push
+                .contains(&(r.push_id.clone(), r.target.clone()))
+        });
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut seen_keys: HashSet<(String, String)> = HashSet::new();
+        let envelopes = &self.envelopes;
+        self.jobs.retain(|j| {
+            let e = &envelopes[j.envelope].1;
+            if done.by_push.contains(&(e.id.clone(), j.target.clone())) {
+                return false;
+            }
+            if let Some(key) = e.push.idempotency_key() {
+                let pair = (key.to_owned(), j.target.clone());
+                if done.by_key.contains(&pair) || !seen_keys.insert(pair) {
+                    return false;
+                }
+            }
+            seen.insert((e.id.clone(), j.target.clone()))
+        });
+        self.counts.skipped = before - self.jobs.len() - self.rows.len();
+        self.counts.no_devices = self.rows.len();
+    }
+
+    /// Phase 6: each send's answer becomes a delivery row, a dead token, or a message handed
+    /// back. `results` pairs a job's index with its send.
+    pub fn classify(&mut self, results: Vec<(usize, Attempted)>) {
+        let now = Utc::now();
+        for (n, attempted) in results {
+            let job = &self.jobs[n];
+            let e = &self.envelopes[job.envelope].1;
+            let attempts = attempted.attempts;
+            self.counts.retried += attempts.saturating_sub(1) as usize;
+            let r = |status, error: Option<String>| {
+                row(
+                    e,
+                    job.target.clone(),
+                    job.user_id.clone(),
+                    status,
+                    error,
+                    attempts,
+                )
+            };
+            match Verdict::from(attempted.result) {
+                Verdict::Sent(sent) => {
+                    self.counts.sent += 1;
+                    let mut d = r(DeliveryStatus::Sent, None);
+                    d.fcm_message_id = Some(fit(&sent.name, 255)).filter(|n| !n.is_empty());
+                    d.sent_at = Some(now);
+                    let latency = (now - d.enqueued_at).num_milliseconds().max(0) as u64;
+                    self.send_latency_ms.push(latency);
+                    self.rows.push(d);
+                }
+                Verdict::InvalidToken(code) => {
+                    self.counts.invalid_tokens += 1;
+                    self.dead_tokens.extend(job.token.clone());
+                    self.rows.push(r(DeliveryStatus::InvalidToken, Some(code)));
+                }
+                Verdict::Failed(code) => {
+                    self.counts.failed += 1;
+                    self.rows.push(r(DeliveryStatus::Failed, Some(code)));
+                }
+                // Transient, or credentials that do not work: not final, the message comes back.
+                Verdict::HandBack(error) => {
+                    self.counts.transient += 1;
+                    tracing::warn!(push_id = %e.id, code = error.code(), "send failed, will retry on redelivery");
+                    self.handed_back.insert(job.message);
+                }
+            }
+        }
+    }
+
+    /// What the engine made of the batch.
+    pub fn outcome(self) -> BatchOutcome {
+        let (push_ids, _) = self.push_ids_and_keys();
+        BatchOutcome {
+            failed_message_ids: self
+                .handed_back
+                .iter()
+                .map(|&i| self.messages[i].message_id.clone())
+                .collect(),
+            counts: self.counts,
+            send_latency_ms: self.send_latency_ms,
+            push_ids,
+        }
+    }
+}
+
+/// The user ids a push names (none for other targets).
+fn user_ids(e: &Envelope) -> &[String] {
+    match e.push.target() {
+        Target::User(u) => std::slice::from_ref(u),
+        Target::Users(us) => us.as_slice(),
+        _ => &[],
+    }
+}
+
+fn row(
+    e: &Envelope,
+    target: String,
+    user_id: Option<String>,
+    status: DeliveryStatus,
+    error: Option<String>,
+    attempts: u32,
+) -> Delivery {
+    Delivery {
+        push_id: e.id.clone(),
+        target,
+        user_id,
+        status,
+        fcm_message_id: None,
+        // FCM's codes are short; whatever else answers is cut to the column (VARCHAR(64)).
+        error_code: error.map(|code| fit(&code, 64)),
+        attempts,
+        category: e.push.category().map(str::to_owned),
+        idempotency_key: e.push.idempotency_key().map(str::to_owned),
+        enqueued_at: Utc
+            .timestamp_millis_opt(e.enqueued_at)
+            .single()
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        sent_at: None,
+    }
+}
+
+/// `text` cut to at most `chars` characters, without U+0000 (what a text column can hold).
+fn fit(text: &str, chars: usize) -> String {
+    text.chars()
+        .take(chars)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v.dedup();
+    v
+}

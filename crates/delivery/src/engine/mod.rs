@@ -1,0 +1,215 @@
+//! The batch delivery engine, one code path for the Lambda, `pushq worker` and local mode.
+//!
+//! A batch goes through these phases, in order ([`Engine::process`] reads as this list):
+//! 1. **parse** ([`Batch::parse`]): each message becomes an envelope, or a rejected row;
+//! 2. **resolve users** ([`Engine::resolve_users`]): one query maps every user id of the batch to
+//!    its live tokens;
+//! 3. **plan** ([`Batch::plan`]): one job per (push, target); a user without live devices becomes
+//!    a `no_devices` row;
+//! 4. **skip what is done** ([`Engine::skip_done`]): one query finds what the log already has
+//!    (redelivery, idempotency keys);
+//! 5. **send** ([`Engine::send`]): the jobs go to the [`Sink`], concurrently, within the deadline;
+//! 6. **classify** ([`Batch::classify`]): each answer becomes a row, a dead token, or a message
+//!    handed back for redelivery;
+//! 7. **record** ([`Engine::record`]): one statement each for the delivery rows, the rejected
+//!    messages and the dead tokens.
+
+mod batch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+
+use self::batch::Batch;
+use crate::config::DeliveryConfig;
+use crate::fcm::{FcmClient, FcmConfig, FcmError, ServiceAccount};
+use crate::outcome::BatchOutcome;
+use crate::sink::{Attempted, LogSink, Sink};
+use crate::store::{Store, StoreError};
+
+/// One message of a batch, as SQS delivered it.
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    /// The SQS message id (what a batch item failure names).
+    pub message_id: String,
+    /// The body: an envelope, or something to reject.
+    pub body: String,
+    /// SQS `SentTimestamp`, milliseconds since the epoch.
+    pub sent_at_ms: i64,
+}
+
+impl QueueMessage {
+    /// A message as SQS reports it (the Lambda's event record, the worker's receive): its id,
+    /// body and `SentTimestamp` attribute, each of which SQS may leave out.
+    pub fn from_sqs(
+        message_id: Option<&str>,
+        body: Option<&str>,
+        sent_timestamp: Option<&str>,
+    ) -> QueueMessage {
+        QueueMessage {
+            message_id: message_id.unwrap_or_default().to_owned(),
+            body: body.unwrap_or_default().to_owned(),
+            sent_at_ms: sent_timestamp.and_then(|v| v.parse().ok()).unwrap_or(0),
+        }
+    }
+}
+
+/// What [`Engine::connect`] does when no FCM credentials are configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutCredentials {
+    /// Fail: the Lambda and `pushq worker` must send for real.
+    Refuse,
+    /// Print each request instead of sending it (local mode, for development).
+    LogSink,
+}
+
+/// Delivers batches of queue messages.
+pub struct Engine {
+    store: Store,
+    sink: Arc<dyn Sink>,
+    send_concurrency: usize,
+}
+
+impl Engine {
+    /// An engine over a store and a sink, with at most `send_concurrency` sends in flight.
+    pub fn new(store: Store, sink: Arc<dyn Sink>, send_concurrency: usize) -> Engine {
+        Engine {
+            store,
+            sink,
+            send_concurrency: send_concurrency.max(1),
+        }
+    }
+
+    /// The engine's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Delivers one batch; `deadline` bounds retries. A database error fails the whole batch
+    /// (every message is redelivered); targets whose row was written are not sent again on
+    /// redelivery. Sends whose row was not written (the write failed, the process died) are
+    /// repeated: delivery is at least once.
+    pub async fn process(
+        &self,
+        messages: &[QueueMessage],
+        deadline: Instant,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut batch = Batch::parse(messages);
+        let tokens = self.resolve_users(&batch).await?;
+        batch.plan(&tokens);
+        self.skip_done(&mut batch).await?;
+        let results = self.send(&batch, deadline).await;
+        batch.classify(results);
+        self.record(&batch).await?;
+        Ok(batch.outcome())
+    }
+
+    /// Phase 2: one query, every user of the batch to their live tokens.
+    async fn resolve_users(
+        &self,
+        batch: &Batch<'_>,
+    ) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        let users = batch.user_ids();
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.store.live_tokens(&users).await
+    }
+
+    /// Phase 4: one query, what the log already has for these pushes and idempotency keys.
+    async fn skip_done(&self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        if batch.envelopes.is_empty() {
+            return Ok(());
+        }
+        let (push_ids, keys) = batch.push_ids_and_keys();
+        let done = self.store.already_done(&push_ids, &keys).await?;
+        batch.skip(&done);
+        Ok(())
+    }
+
+    /// Phase 5: every job to the sink, at most `send_concurrency` at once.
+    async fn send(&self, batch: &Batch<'_>, deadline: Instant) -> Vec<(usize, Attempted)> {
+        let sink = self.sink.as_ref();
+        // By index: futures over borrowed jobs must name one lifetime to stay `Send`.
+        stream::iter(0..batch.jobs.len())
+            .map(|n| {
+                let job = &batch.jobs[n];
+                let push = &batch.envelopes[job.envelope].1.push;
+                let send = sink.send(push, job.token.as_deref(), deadline);
+                async move { (n, send.await) }
+            })
+            .buffer_unordered(self.send_concurrency)
+            .collect()
+            .await
+    }
+
+    /// Phase 7: the delivery rows first (once written, a later failure and the redelivery it
+    /// causes do not send these targets again), then rejected messages, then dead tokens.
+    async fn record(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        if !batch.rows.is_empty() {
+            self.store.record_deliveries(&batch.rows).await?;
+        }
+        if !batch.rejected.is_empty() {
+            self.store.record_rejected(&batch.rejected).await?;
+        }
+        if !batch.dead_tokens.is_empty() {
+            self.store.invalidate_tokens(&batch.dead_tokens).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A setting is missing or wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The FCM credentials.
+    #[error(transparent)]
+    Fcm(#[from] FcmError),
+}
+
+impl Engine {
+    /// Builds the engine from delivery settings: connects the pool, applies the schema when
+    /// `config.migrate`, and sets up FCM (or, without credentials, what `without_credentials`
+    /// says).
+    pub async fn connect(
+        config: &DeliveryConfig,
+        without_credentials: WithoutCredentials,
+    ) -> Result<Engine, SetupError> {
+        let url = config
+            .database_url
+            .as_deref()
+            .ok_or_else(|| SetupError::Config("DATABASE_URL: not set".into()))?;
+        let store = Store::connect(url, config.pool_size).await?;
+        if config.migrate {
+            store.migrate().await?;
+        }
+        let sink: Arc<dyn Sink> = match (&config.credentials, without_credentials) {
+            (Some(credentials), _) => {
+                let account = ServiceAccount::load(credentials)?;
+                let fcm = FcmConfig {
+                    endpoint: config.fcm_endpoint.clone(),
+                    dry_run: config.dry_run,
+                    cut_at_deadline: config.cut_sends_at_deadline,
+                    ..FcmConfig::default()
+                };
+                Arc::new(FcmClient::new(account, &fcm)?)
+            }
+            (None, WithoutCredentials::LogSink) => Arc::new(LogSink),
+            (None, WithoutCredentials::Refuse) => {
+                return Err(SetupError::Config(
+                    "FCM credentials: set PUSHQ_FCM_CREDENTIALS (path or JSON) or GOOGLE_APPLICATION_CREDENTIALS".into(),
+                ))
+            }
+        };
+        Ok(Engine::new(store, sink, config.send_concurrency))
+    }
+}

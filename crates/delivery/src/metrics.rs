@@ -1,0 +1,167 @@
+//! CloudWatch Embedded Metric Format (EMF) lines for a delivered batch.
+//!
+//! The Lambda and `pushq worker` print these on stdout after each batch; CloudWatch Logs turns
+//! them into metrics without any API call. The counters are the ones of the batch log line.
+//! Spec: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::outcome::BatchOutcome;
+
+/// Namespace when `PUSHQ_METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "pushq";
+
+/// EMF takes at most 100 values per metric per line; more latencies go on further lines.
+const MAX_VALUES: usize = 100;
+
+/// The counters, in the order they are declared: (metric name, value).
+fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'static str, u64)> {
+    let c = &outcome.counts;
+    vec![
+        ("Messages", "Count", c.messages as u64),
+        ("Sent", "Count", c.sent as u64),
+        ("Failed", "Count", c.failed as u64),
+        ("InvalidTokens", "Count", c.invalid_tokens as u64),
+        ("Retried", "Count", c.retried as u64),
+        (
+            "Redelivered",
+            "Count",
+            outcome.failed_message_ids.len() as u64,
+        ),
+        ("Rejected", "Count", c.rejected as u64),
+        ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
+    ]
+}
+
+/// The EMF lines for one batch: the first carries every counter, the batch duration and up
+/// to 100 enqueue-to-send latencies; further lines carry the remaining latencies.
+/// `service` is the one dimension (`pushq-lambda`, `pushq-worker`).
+pub fn emf_lines(
+    outcome: &BatchOutcome,
+    duration: Duration,
+    namespace: &str,
+    service: &str,
+    timestamp_ms: i64,
+) -> Vec<String> {
+    let latency: &[u64] = &outcome.send_latency_ms;
+    let mut chunks: Vec<&[u64]> = latency.chunks(MAX_VALUES).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, values)| {
+            let mut declared = Vec::new();
+            let mut line = Map::new();
+            line.insert("Service".into(), json!(service));
+            if i == 0 {
+                for (name, unit, value) in counters(outcome, duration) {
+                    declared.push(json!({ "Name": name, "Unit": unit }));
+                    line.insert(name.into(), json!(value));
+                }
+            }
+            if !values.is_empty() {
+                declared.push(json!({ "Name": "EnqueueToSendLatency", "Unit": "Milliseconds" }));
+                line.insert("EnqueueToSendLatency".into(), json!(values));
+            }
+            line.insert(
+                "_aws".into(),
+                json!({
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": namespace,
+                        "Dimensions": [["Service"]],
+                        "Metrics": declared,
+                    }],
+                }),
+            );
+            Value::Object(line).to_string()
+        })
+        .collect()
+}
+
+/// Prints the batch's EMF lines on stdout, in CloudWatch namespace `namespace`
+/// ([`crate::DeliveryConfig::metrics_namespace`]) with dimension `Service` = `service`.
+pub fn print_emf(outcome: &BatchOutcome, duration: Duration, namespace: &str, service: &str) {
+    let now = chrono::Utc::now().timestamp_millis();
+    for line in emf_lines(outcome, duration, namespace, service, now) {
+        println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::BatchCounts;
+
+    fn outcome(latencies: usize) -> BatchOutcome {
+        BatchOutcome {
+            failed_message_ids: vec!["m-1".into()],
+            counts: BatchCounts {
+                messages: 10,
+                sent: 7,
+                failed: 1,
+                invalid_tokens: 2,
+                retried: 3,
+                rejected: 1,
+                ..Default::default()
+            },
+            send_latency_ms: (0..latencies as u64).collect(),
+            push_ids: vec![],
+        }
+    }
+
+    fn parse(line: &str) -> Value {
+        serde_json::from_str(line).expect("an EMF line is one JSON object")
+    }
+
+    /// Every declared metric has a top-level value, and the counters are the batch's.
+    #[test]
+    fn first_line_declares_and_carries_every_counter() {
+        let lines = emf_lines(
+            &outcome(7),
+            Duration::from_millis(42),
+            "pushq",
+            "pushq-worker",
+            1,
+        );
+        assert_eq!(lines.len(), 1);
+        let v = parse(&lines[0]);
+        let meta = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(meta["Namespace"], "pushq");
+        assert_eq!(meta["Dimensions"], json!([["Service"]]));
+        assert_eq!(v["Service"], "pushq-worker");
+        for m in meta["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(!v[name].is_null(), "{name} is declared but has no value");
+        }
+        assert_eq!(v["Sent"], 7);
+        assert_eq!(v["Failed"], 1);
+        assert_eq!(v["InvalidTokens"], 2);
+        assert_eq!(v["Retried"], 3);
+        assert_eq!(v["Redelivered"], 1);
+        assert_eq!(v["BatchDuration"], 42);
+        assert_eq!(v["EnqueueToSendLatency"], json!([0, 1, 2, 3, 4, 5, 6]));
+    }
+
+    /// EMF allows 100 values per metric per line: 250 latencies take three lines, none lost,
+    /// and the counters are not repeated (they would be counted twice).
+    #[test]
+    fn latencies_beyond_100_go_on_further_lines() {
+        let lines = emf_lines(&outcome(250), Duration::ZERO, "ns", "pushq-lambda", 1);
+        assert_eq!(lines.len(), 3);
+        let values: Vec<u64> = lines
+            .iter()
+            .flat_map(|l| {
+                let v = parse(l);
+                assert!(v["EnqueueToSendLatency"].as_array().unwrap().len() <= 100);
+                serde_json::from_value::<Vec<u64>>(v["EnqueueToSendLatency"].clone()).unwrap()
+            })
+            .collect();
+        assert_eq!(values, (0..250).collect::<Vec<u64>>());
+        assert!(parse(&lines[1])["Sent"].is_null());
+    }
+}

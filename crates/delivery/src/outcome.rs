@@ -1,0 +1,60 @@
+//! What the engine made of a batch: the messages to hand back and the counts, and the one log
+//! line per batch that the Lambda and `pushq worker` share. Metrics read it; the engine fills it.
+
+/// Counts for one batch, for logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Messages in the batch.
+    pub messages: usize,
+    /// Targets FCM accepted.
+    pub sent: usize,
+    /// Targets that failed for good.
+    pub failed: usize,
+    /// Targets whose token was dead (now invalidated).
+    pub invalid_tokens: usize,
+    /// Users without a live device.
+    pub no_devices: usize,
+    /// Targets skipped because the log already had them (redelivery, idempotency key).
+    pub skipped: usize,
+    /// Extra FCM attempts made by retries.
+    pub retried: usize,
+    /// Targets that still failed transiently (their messages are reported as failures).
+    pub transient: usize,
+    /// Messages that were not valid envelopes.
+    pub rejected: usize,
+}
+
+/// What the engine made of a batch.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    /// Message ids to report as batch item failures (SQS redelivers them).
+    pub failed_message_ids: Vec<String>,
+    /// Counts for logs and metrics.
+    pub counts: BatchCounts,
+    /// Enqueue-to-send latency of each target FCM accepted in this batch, in milliseconds.
+    pub send_latency_ms: Vec<u64>,
+    /// The ids of the pushes in the batch (valid envelopes only).
+    pub push_ids: Vec<String>,
+}
+
+impl BatchOutcome {
+    /// The one log line per batch (JSON through the caller's subscriber), the same for the
+    /// Lambda and the worker.
+    pub fn log(&self, duration: std::time::Duration) {
+        let c = &self.counts;
+        tracing::info!(
+            batch_size = c.messages,
+            sent = c.sent,
+            failed = c.failed,
+            invalid_tokens = c.invalid_tokens,
+            no_devices = c.no_devices,
+            skipped = c.skipped,
+            retried = c.retried,
+            rejected = c.rejected,
+            redelivered = self.failed_message_ids.len(),
+            duration_ms = duration.as_millis() as u64,
+            push_ids = %self.push_ids.join(","),
+            "batch done"
+        );
+    }
+}

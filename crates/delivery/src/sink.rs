@@ -1,0 +1,56 @@
+//! Where the engine's sends go: one trait, two implementations. [`crate::fcm::FcmClient`] sends
+//! to FCM (or an emulator); [`LogSink`] prints what would be sent (local mode without
+//! credentials). Each builds the request body itself, as it sends.
+
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use pushq_model::Push;
+
+use crate::fcm::{FcmError, Sent};
+
+/// A send's result and the FCM requests it took.
+#[derive(Debug)]
+pub struct Attempted {
+    /// FCM's answer to the last attempt.
+    pub result: Result<Sent, FcmError>,
+    /// Requests made (0 when the deadline had passed before the first).
+    pub attempts: u32,
+}
+
+/// Sends one push to one target.
+pub trait Sink: Send + Sync {
+    /// Sends `push` to `token` (or to the push's own topic/condition when `None`), retrying
+    /// what is transient until `deadline`.
+    fn send<'a>(
+        &'a self,
+        push: &'a Push,
+        token: Option<&'a str>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Attempted>;
+}
+
+/// Prints each request FCM would have received, on stderr, and reports it sent.
+#[derive(Debug, Default)]
+pub struct LogSink;
+
+impl Sink for LogSink {
+    fn send<'a>(
+        &'a self,
+        push: &'a Push,
+        token: Option<&'a str>,
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Attempted> {
+        let body = match token {
+            Some(token) => push.fcm_request_for_token(token, false),
+            None => push.fcm_request(false).unwrap_or_default(),
+        };
+        eprintln!("pushq local mode (no FCM credentials): would send {body}");
+        Box::pin(std::future::ready(Attempted {
+            result: Ok(Sent {
+                name: format!("local/{}", uuid::Uuid::now_v7()),
+            }),
+            attempts: 1,
+        }))
+    }
+}

@@ -1,0 +1,41 @@
+//! Rejected queue messages: bodies that are not envelopes, kept with the reason.
+
+use chrono::Utc;
+use sqlx::QueryBuilder;
+
+use super::{Pool, Store, StoreResult};
+
+/// A queue message that is not a valid envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The SQS message id.
+    pub queue_message_id: String,
+    /// The raw body.
+    pub body: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl Store {
+    /// Records queue messages that are not valid envelopes (a message recorded twice stays once).
+    pub async fn record_rejected(&self, rows: &[Rejected]) -> StoreResult<()> {
+        let now = Utc::now();
+        for chunk in rows.chunks(self.dialect.max_binds() / 4) {
+            self.count();
+            with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(self.dialect.insert_ignoring_duplicates(
+                    "pushq_rejected (queue_message_id, body, reason, received_at)",
+                ));
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.queue_message_id.as_str())
+                        .push_bind(r.body.as_str())
+                        .push_bind(r.reason.as_str())
+                        .push_bind(now);
+                });
+                q.push(self.dialect.on_conflict_do_nothing());
+                q.build().persistent(false).execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,509 @@
+//! The batch engine on real parts (the fcm-emulator binary, SQLite/PostgreSQL/MariaDB): DB
+//! statements per batch, FCM faults, redelivery, and FCM bodies equal to firebase-admin's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushq_delivery::{DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
+use pushq_test_support::*;
+use serde_json::{json, Value};
+
+async fn engine(db: &Db, fcm: &Fcm) -> Engine {
+    let env: Vec<(String, String)> = fcm
+        .env()
+        .into_iter()
+        .chain([("DATABASE_URL".to_string(), db.url.clone())])
+        .collect();
+    let config = DeliveryConfig::from_env_with(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let config = DeliveryConfig {
+        migrate: true,
+        ..config
+    };
+    Engine::connect(&config, WithoutCredentials::Refuse)
+        .await
+        .unwrap()
+}
+
+fn message(push: Value) -> QueueMessage {
+    let id = uuid::Uuid::now_v7().to_string();
+    let body =
+        json!({"v": 1, "id": id, "enqueuedAt": 1_795_000_000_000i64, "push": push}).to_string();
+    QueueMessage {
+        message_id: format!("msg-{id}"),
+        body,
+        sent_at_ms: 0,
+    }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+async fn statements_per_batch(db: Db) -> Vec<(usize, u64)> {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let mut out = Vec::new();
+    for size in [1usize, 10, 100] {
+        let mut batch = Vec::new();
+        for i in 0..size {
+            let user = format!("user-{size}-{i}");
+            store
+                .register_device(&user, &format!("tok-{size}-{i}"), "android")
+                .await
+                .unwrap();
+            batch.push(message(
+                json!({"userId": user, "notification": {"title": "x"}}),
+            ));
+        }
+        let before = store.statements();
+        let outcome = engine.process(&batch, soon()).await.unwrap();
+        assert_eq!(outcome.counts.sent, size);
+        assert!(outcome.failed_message_ids.is_empty());
+        out.push((size, store.statements() - before));
+    }
+    // Every kind of work in one batch still costs one statement each: users, log lookup, log
+    // write, token invalidation, rejected messages.
+    store
+        .register_device("dead-user", "tok-dead", "ios")
+        .await
+        .unwrap();
+    fcm.faults(json!({"rules": [{"token": "tok-dead", "error": "UNREGISTERED"}]}))
+        .await;
+    let mixed = vec![
+        message(json!({"userId": "dead-user"})),
+        message(json!({"userIds": ["user-10-1", "nobody"]})),
+        message(json!({"topic": "news"})),
+        QueueMessage {
+            message_id: "garbage".into(),
+            body: "nope".into(),
+            sent_at_ms: 0,
+        },
+    ];
+    let before = store.statements();
+    let outcome = engine.process(&mixed, soon()).await.unwrap();
+    assert_eq!(
+        (
+            outcome.counts.invalid_tokens,
+            outcome.counts.no_devices,
+            outcome.counts.rejected
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(store.statements() - before, 5);
+    db.drop_it().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn db_statements_per_batch_do_not_grow_with_the_batch() {
+    for db in [
+        Db::sqlite().await,
+        Db::postgres().await,
+        Db::mariadb().await,
+    ] {
+        let dialect = db.dialect;
+        let counts = statements_per_batch(db).await;
+        println!("{dialect}: statements per batch (size, statements): {counts:?}");
+        assert!(
+            counts.iter().all(|(_, n)| *n == counts[0].1),
+            "{dialect}: {counts:?}"
+        );
+        assert_eq!(
+            counts[0].1, 3,
+            "{dialect}: resolve users, find delivered, write log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_faults_are_retried_and_final_ones_recorded() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    fcm.faults(json!({"rules": [
+        {"token": "tok-429", "error": "QUOTA_EXCEEDED", "times": 1, "retryAfter": 1},
+        {"token": "tok-503", "error": "UNAVAILABLE", "times": 2},
+        {"token": "tok-500", "error": "INTERNAL", "times": 1},
+        {"token": "tok-bad", "error": "INVALID_ARGUMENT"},
+        {"token": "tok-gone", "error": "UNREGISTERED"},
+    ]}))
+    .await;
+    let batch = vec![message(
+        json!({"tokens": ["tok-429", "tok-503", "tok-500", "tok-bad", "tok-gone", "tok-ok"]}),
+    )];
+    let started = Instant::now();
+    let outcome = engine.process(&batch, soon()).await.unwrap();
+    // Retry-After: 1 was honoured.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
+    assert_eq!(
+        (
+            outcome.counts.sent,
+            outcome.counts.failed,
+            outcome.counts.invalid_tokens
+        ),
+        (4, 1, 1)
+    );
+    assert_eq!(outcome.counts.retried, 4);
+    let rows = db.deliveries().await;
+    let status = |t: &str| {
+        rows.iter()
+            .find(|r| r.1 == t)
+            .map(|r| (r.2.clone(), r.3.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        status("tok-bad"),
+        ("failed".into(), Some("INVALID_ARGUMENT".into()))
+    );
+    assert_eq!(
+        status("tok-gone"),
+        ("invalid_token".into(), Some("UNREGISTERED".into()))
+    );
+    assert_eq!(status("tok-503"), ("sent".into(), None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_oauth_token_is_replaced() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    engine
+        .process(&[message(json!({"token": "a"}))], soon())
+        .await
+        .unwrap();
+    fcm.faults(json!({"expireTokens": true})).await;
+    let outcome = engine
+        .process(&[message(json!({"token": "b"}))], soon())
+        .await
+        .unwrap();
+    assert_eq!(outcome.counts.sent, 1);
+    let state = fcm.call("GET", "/__received", None).await;
+    assert_eq!(
+        state["tokenRequests"], 2,
+        "one token, then one refresh after FCM refused it"
+    );
+    assert_eq!(state["messages"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_message_sends_only_what_failed() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    fcm.faults(json!({"rules": [{"token": "tok-down", "error": "UNAVAILABLE"}]}))
+        .await;
+    let msg = message(json!({"tokens": ["tok-up", "tok-down"]}));
+    // FCM stays down for one token past the deadline: the message is a batch item failure.
+    let outcome = engine
+        .process(
+            std::slice::from_ref(&msg),
+            Instant::now() + Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.failed_message_ids, vec![msg.message_id.clone()]);
+    assert_eq!(db.deliveries().await.len(), 1);
+
+    fcm.faults(json!({"rules": []})).await;
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert!(outcome.failed_message_ids.is_empty());
+    assert_eq!(outcome.counts.skipped, 1);
+    // The same message once more (SQS may deliver twice): nothing is sent.
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert_eq!((outcome.counts.sent, outcome.counts.skipped), (0, 2));
+
+    let tokens: Vec<String> = fcm
+        .received()
+        .await
+        .iter()
+        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens, ["tok-up", "tok-down"]);
+    assert_eq!(
+        db.deliveries()
+            .await
+            .iter()
+            .filter(|r| r.2 == "sent")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fcm_bodies_equal_firebase_admin_for_every_valid_corpus_push() {
+    let corpus: Vec<Value> =
+        serde_json::from_str(include_str!("../../model/tests/fixtures/fcm_corpus.json")).unwrap();
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = Arc::new(engine(&db, &fcm).await);
+    let valid: Vec<&Value> = corpus.iter().filter(|c| c["valid"] == true).collect();
+    let mut batch = Vec::new();
+    for (i, case) in valid.iter().enumerate() {
+        let push = &case["push"];
+        for user in push["userIds"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .chain(push.get("userId"))
+        {
+            let user = user.as_str().unwrap();
+            engine
+                .store()
+                .register_device(user, &format!("device-of-{user}-{i}"), "android")
+                .await
+                .unwrap();
+        }
+        batch.push(message(push.clone()));
+    }
+    // One case at a time, so the emulator's record holds that case's sends only.
+    for (case, msg) in valid.iter().zip(&batch) {
+        fcm.call("POST", "/__reset", None).await;
+        let outcome = engine
+            .process(std::slice::from_ref(msg), soon())
+            .await
+            .unwrap();
+        assert_eq!(
+            (outcome.counts.failed, outcome.failed_message_ids.len()),
+            (0, 0),
+            "{}: {outcome:?}",
+            case["name"]
+        );
+        let received = fcm.received().await;
+        assert_eq!(received.len(), outcome.counts.sent, "{}", case["name"]);
+        assert!(!received.is_empty(), "{}: nothing sent", case["name"]);
+        let fans_out = ["tokens", "userId", "userIds"]
+            .iter()
+            .any(|k| case["push"].get(*k).is_some());
+        for sent in received {
+            let mut body = sent["body"].clone();
+            if fans_out {
+                // firebase-admin's body in the fixture is for the device "corpus-device-token".
+                body["message"]["token"] = json!("corpus-device-token");
+            }
+            assert_eq!(body, case["body"], "{}", case["name"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_sends_validate_only() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let env: Vec<(String, String)> = fcm
+        .env()
+        .into_iter()
+        .chain([
+            ("DATABASE_URL".to_string(), db.url.clone()),
+            ("PUSHQ_FCM_DRY_RUN".to_string(), "1".to_string()),
+        ])
+        .collect();
+    let config = DeliveryConfig::from_env_with(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let config = DeliveryConfig {
+        migrate: true,
+        ..config
+    };
+    let engine = Engine::connect(&config, WithoutCredentials::Refuse)
+        .await
+        .unwrap();
+    engine
+        .process(
+            &[message(
+                json!({"token": "a", "notification": {"title": "x"}}),
+            )],
+            soon(),
+        )
+        .await
+        .unwrap();
+    let received = fcm.received().await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["validateOnly"], true);
+    assert_eq!(received[0]["body"]["validate_only"], true);
+}
+
+/// What FCM (or a proxy in front of it) may answer besides its own errors: an HTML error page,
+/// an empty body, an unknown error code, an answer that never comes. Each is classified (5xx and
+/// no answer: retried and handed back; other 4xx: final) and none holds the batch past its
+/// deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    fcm.faults(json!({"rules": [
+        {"token": "tok-html-502", "status": 502, "body": "<html><body><h1>502 Bad Gateway</h1></body></html>"},
+        {"token": "tok-empty-500", "status": 500, "body": ""},
+        {"token": "tok-html-400", "status": 400, "body": "<html>Bad Request</html>"},
+        {"token": "tok-unknown", "error": "SOMETHING_NEW"},
+        {"token": "tok-slow", "error": "", "delayMs": 60000},
+    ]}))
+    .await;
+    let tokens = [
+        "tok-html-502",
+        "tok-empty-500",
+        "tok-html-400",
+        "tok-unknown",
+        "tok-slow",
+        "tok-ok",
+    ];
+    let batch = vec![message(json!({ "tokens": tokens }))];
+    let started = Instant::now();
+    let outcome = engine
+        .process(&batch, Instant::now() + Duration::from_secs(2))
+        .await
+        .unwrap();
+    // The slow answer (60 s) was cut at the deadline (2 s), not at the 10 s request timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        outcome.failed_message_ids,
+        vec![batch[0].message_id.clone()]
+    );
+    assert_eq!((outcome.counts.sent, outcome.counts.failed), (1, 2));
+    assert_eq!(outcome.counts.transient, 3, "502, 500 and the slow one");
+    let rows = db.deliveries().await;
+    let status = |t: &str| {
+        rows.iter()
+            .find(|r| r.1 == t)
+            .map(|r| (r.2.clone(), r.3.clone()))
+    };
+    assert_eq!(status("tok-ok"), Some(("sent".into(), None)));
+    assert_eq!(
+        status("tok-html-400"),
+        Some(("failed".into(), Some("HTTP_400".into())))
+    );
+    assert_eq!(
+        status("tok-unknown"),
+        Some(("failed".into(), Some("SOMETHING_NEW".into())))
+    );
+    for transient in ["tok-html-502", "tok-empty-500", "tok-slow"] {
+        assert_eq!(status(transient), None, "{transient} has no final row");
+    }
+}
+
+/// Messages a hostile or broken producer may put on the queue are recorded in `pushq_rejected`
+/// and the rest of the batch is delivered; strings reach SQL only as bound parameters; an FCM
+/// answer with an oversized error code still fits its column.
+async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let long_code = "X".repeat(300);
+    fcm.faults(json!({"rules": [{
+        "token": "tok-long-code", "status": 400,
+        "body": json!({"error": {"status": long_code, "message": "odd"}}).to_string()
+    }]}))
+    .await;
+    let raw = |id: &str, body: String| QueueMessage {
+        message_id: id.into(),
+        body,
+        sent_at_ms: 1_795_000_000_000,
+    };
+    let mib = 1 << 20;
+    let injection = "x'); DROP TABLE pushq_devices; --";
+    let batch = vec![
+        message(json!({"token": "tok-ok"})),
+        message(json!({"token": "tok-long-code"})),
+        message(
+            json!({"userId": injection, "category": "c' OR '1'='1", "idempotencyKey": "k';--"}),
+        ),
+        raw("m-truncated", r#"{"v":1,"push":{"token":"t""#.into()),
+        raw("m-v2", r#"{"v":2,"push":{"token":"t"}}"#.into()),
+        raw(
+            "m-long-id",
+            json!({"v": 1, "id": "i".repeat(1000), "push": {"token": "t"}}).to_string(),
+        ),
+        raw(
+            "m-nul-user",
+            r#"{"v":1,"push":{"userId":"a\u0000b"}}"#.into(),
+        ),
+        raw("m-nul-raw", "not json \u{0} at all".into()),
+        raw(
+            "m-proto",
+            r#"{"v":1,"push":{"token":"t","__proto__":{"polluted":true}}}"#.into(),
+        ),
+        raw("m-mib-text", "z".repeat(mib)),
+        raw(
+            "m-mib-json",
+            json!({"v": 1, "push": {"token": "t", "junk": "j".repeat(mib)}}).to_string(),
+        ),
+    ];
+    let outcome = engine.process(&batch, soon()).await.unwrap();
+    assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.counts.rejected, 8);
+    assert_eq!(
+        (
+            outcome.counts.sent,
+            outcome.counts.failed,
+            outcome.counts.no_devices
+        ),
+        (1, 1, 1)
+    );
+
+    let rejected: Vec<String> = db.rejected().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        rejected,
+        [
+            "m-long-id",
+            "m-mib-json",
+            "m-mib-text",
+            "m-nul-raw",
+            "m-nul-user",
+            "m-proto",
+            "m-truncated",
+            "m-v2"
+        ]
+    );
+    let rows = db.deliveries().await;
+    let row = |target: &str| rows.iter().find(|r| r.1 == target).cloned();
+    assert_eq!(row("tok-ok").unwrap().2, "sent");
+    let failed = row("tok-long-code").unwrap();
+    assert_eq!(
+        (failed.2.as_str(), failed.3.as_deref()),
+        ("failed", Some(&long_code[..64]))
+    );
+    let nobody = row(&format!("user:{injection}")).expect("the injection string, stored as given");
+    assert_eq!(
+        (nobody.2.as_str(), nobody.4.as_deref()),
+        ("no_devices", Some(injection))
+    );
+    // The table the injection string names is still there and still works.
+    engine
+        .store()
+        .register_device("u", "tok-u", "ios")
+        .await
+        .unwrap();
+    assert_eq!(engine.store().devices("u").await.unwrap().len(), 1);
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_messages_sqlite() {
+    hostile_messages_are_recorded_and_the_batch_goes_on(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_messages_postgres() {
+    hostile_messages_are_recorded_and_the_batch_goes_on(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_messages_mariadb() {
+    hostile_messages_are_recorded_and_the_batch_goes_on(Db::mariadb().await).await;
+}

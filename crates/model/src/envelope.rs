@@ -1,0 +1,264 @@
+//! The queue envelope, version 1: `{"v":1,"id":"<uuid>","enqueuedAt":<ms>,"push":{…}}`.
+//! One push becomes one envelope, or several when its `tokens`/`userIds` list is large.
+//!
+//! Split rule: an envelope carries at most [`MAX_TARGETS_PER_ENVELOPE`] list entries and its body
+//! stays within [`MAX_ENVELOPE_BYTES`]; a longer list is cut, in order, into as few envelopes as
+//! those two bounds allow. All parts share the push id, so the delivery log (unique on push id and
+//! target) records the push once per device whatever the split.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{EnvelopeError, TooLarge};
+use crate::push::{Push, Target};
+
+/// The envelope format version this build writes and reads.
+pub const ENVELOPE_VERSION: u64 = 1;
+/// Most `tokens`/`userIds` entries in one envelope.
+pub const MAX_TARGETS_PER_ENVELOPE: usize = 500;
+/// Largest envelope body pushq writes, in bytes: a quarter of SQS's original 256 KiB message
+/// limit, so that four fit one `SendMessageBatch` and every SQS-compatible queue takes them.
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+/// Longest id accepted from a foreign producer.
+const MAX_FOREIGN_ID_CHARS: usize = 64;
+
+/// A push on its way through the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The push id: a UUIDv7 for pushes enqueued by pushq; recorded in the delivery log.
+    pub id: String,
+    /// When the push was enqueued, in milliseconds since the Unix epoch.
+    pub enqueued_at: i64,
+    /// The push itself.
+    pub push: Push,
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    v: u64,
+    id: &'a str,
+    #[serde(rename = "enqueuedAt")]
+    enqueued_at: i64,
+    push: &'a Map<String, Value>,
+}
+
+impl Envelope {
+    /// A new envelope for `push` with a fresh UUIDv7 id, stamped now.
+    pub fn new(push: Push) -> Envelope {
+        let enqueued_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Envelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            enqueued_at,
+            push,
+        }
+    }
+
+    /// The envelope as a queue message body.
+    pub fn to_json(&self) -> String {
+        let wire = Wire {
+            v: ENVELOPE_VERSION,
+            id: &self.id,
+            enqueued_at: self.enqueued_at,
+            push: self.push.raw(),
+        };
+        serde_json::to_string(&wire).expect("a JSON map always serializes")
+    }
+
+    /// The queue message bodies for this push: one, or several when its target list is large
+    /// (see the module docs for the rule). Fails with [`TooLarge`] when a body cannot be
+    /// brought under [`MAX_ENVELOPE_BYTES`].
+    pub fn to_bodies(&self) -> Result<Vec<String>, TooLarge> {
+        let whole = self.to_json();
+        let list = match self.push.target() {
+            Target::Tokens(list) | Target::Users(list) => list,
+            _ => return within_limit(whole).map(|b| vec![b]),
+        };
+        if list.len() <= MAX_TARGETS_PER_ENVELOPE && whole.len() <= MAX_ENVELOPE_BYTES {
+            return Ok(vec![whole]);
+        }
+        let base = self.part(&[]).to_json().len();
+        let mut bodies = Vec::new();
+        let mut start = 0;
+        while start < list.len() {
+            let mut size = base;
+            let mut end = start;
+            while end < list.len() && end - start < MAX_TARGETS_PER_ENVELOPE {
+                // The entry as JSON, plus the comma before it.
+                let entry = serde_json::to_string(&list[end]).map_or(0, |s| s.len())
+                    + usize::from(end > start);
+                if end > start && size + entry > MAX_ENVELOPE_BYTES {
+                    break;
+                }
+                size += entry;
+                end += 1;
+            }
+            bodies.push(within_limit(self.part(&list[start..end]).to_json())?);
+            start = end;
+        }
+        Ok(bodies)
+    }
+
+    fn part(&self, list: &[String]) -> Envelope {
+        Envelope {
+            id: self.id.clone(),
+            enqueued_at: self.enqueued_at,
+            push: self.push.with_list(list),
+        }
+    }
+
+    /// Reads a queue message body. `message_id` and `sent_at_ms` (the SQS message id and
+    /// `SentTimestamp`) stand in for `id` and `enqueuedAt` when a foreign producer left them out.
+    pub fn parse(body: &str, message_id: &str, sent_at_ms: i64) -> Result<Envelope, EnvelopeError> {
+        let bad = |field, problem: &str| EnvelopeError::Field {
+            field,
+            problem: problem.to_owned(),
+        };
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        let Value::Object(mut map) = value else {
+            return Err(EnvelopeError::NotAnObject);
+        };
+        match map.get("v") {
+            Some(v) if v.as_u64() == Some(ENVELOPE_VERSION) => {}
+            Some(v) => return Err(EnvelopeError::UnknownVersion(v.to_string())),
+            None => return Err(EnvelopeError::MissingVersion),
+        }
+        let id = match map.get("id") {
+            None | Some(Value::Null) => message_id.to_owned(),
+            Some(Value::String(s))
+                if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS && !s.contains('\0') =>
+            {
+                s.clone()
+            }
+            Some(_) => {
+                return Err(EnvelopeError::Field {
+                    field: "id",
+                    problem: format!(
+                        "must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters, without NUL"
+                    ),
+                })
+            }
+        };
+        let enqueued_at = match map.get("enqueuedAt") {
+            None | Some(Value::Null) => sent_at_ms,
+            Some(v) => v
+                .as_i64()
+                .filter(|ms| *ms >= 0)
+                .ok_or_else(|| bad("enqueuedAt", "must be milliseconds since the Unix epoch"))?,
+        };
+        let push = map.remove("push").ok_or_else(|| bad("push", "missing"))?;
+        let push = Push::from_value(push)?;
+        Ok(Envelope {
+            id,
+            enqueued_at,
+            push,
+        })
+    }
+}
+
+fn within_limit(body: String) -> Result<String, TooLarge> {
+    if body.len() > MAX_ENVELOPE_BYTES {
+        return Err(TooLarge {
+            subject: "push".to_owned(),
+            what: "queue message",
+            size: body.len(),
+            limit: MAX_ENVELOPE_BYTES,
+            hint: " (a single target or list entry is too long)",
+        });
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn push(v: Value) -> Push {
+        Push::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn round_trip_is_identity() {
+        let env = Envelope::new(push(
+            json!({"userId": "u1", "notification": {"title": "Hi"}, "category": "c"}),
+        ));
+        let body = env.to_json();
+        assert_eq!(Envelope::parse(&body, "ignored", 0).unwrap(), env);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(
+            uuid::Uuid::parse_str(v["id"].as_str().unwrap())
+                .unwrap()
+                .get_version_num(),
+            7
+        );
+    }
+
+    #[test]
+    fn foreign_envelopes_fall_back_to_sqs_id_and_timestamp() {
+        let env = Envelope::parse(r#"{"v":1,"push":{"token":"t"}}"#, "sqs-id", 42).unwrap();
+        assert_eq!((env.id.as_str(), env.enqueued_at), ("sqs-id", 42));
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_envelope() {
+        for (body, why) in [
+            ("{", "not JSON"),
+            ("[]", "JSON object"),
+            (r#"{"v":2,"push":{"token":"t"}}"#, "version 2"),
+            (r#"{"push":{"token":"t"}}"#, "v: missing"),
+            (r#"{"v":1}"#, "push: missing"),
+            (
+                r#"{"v":1,"push":{"token":"t","android":{"ttl":-5}}}"#,
+                "push.android.ttl",
+            ),
+            (r#"{"v":1,"id":7,"push":{"token":"t"}}"#, "id:"),
+        ] {
+            let err = Envelope::parse(body, "m", 0).unwrap_err().to_string();
+            assert!(err.contains(why), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn large_lists_split_in_order_within_bounds() {
+        let tokens: Vec<String> = (0..1234).map(|i| format!("{i:0>160}")).collect();
+        let env = Envelope::new(push(
+            json!({"tokens": tokens, "notification": {"title": "x"}}),
+        ));
+        let bodies = env.to_bodies().unwrap();
+        let mut seen = Vec::new();
+        for body in &bodies {
+            assert!(body.len() <= MAX_ENVELOPE_BYTES);
+            let part = Envelope::parse(body, "m", 0).unwrap();
+            assert_eq!(part.id, env.id);
+            let Target::Tokens(list) = part.push.target() else {
+                panic!("not tokens")
+            };
+            assert!(list.len() <= MAX_TARGETS_PER_ENVELOPE);
+            seen.extend(list.iter().cloned());
+        }
+        assert_eq!(seen, tokens);
+        // 1234 tokens of 163 bytes each: the byte bound, not the count bound, decides.
+        assert_eq!(bodies.len(), 4);
+    }
+
+    #[test]
+    fn small_lists_stay_whole() {
+        let env = Envelope::new(push(json!({"userIds": ["a", "b"]})));
+        assert_eq!(env.to_bodies().unwrap(), vec![env.to_json()]);
+    }
+
+    #[test]
+    fn an_envelope_over_64_kib_is_too_large() {
+        // (A producer checks FCM's 4 KiB payload limit first; this is the envelope's own bound.)
+        let env = Envelope::new(push(
+            json!({"token": "t", "data": {"k": "x".repeat(70_000)}}),
+        ));
+        assert!(matches!(env.to_bodies(), Err(TooLarge { .. })));
+    }
+}

@@ -1,0 +1,13 @@
+//! pushq-model: what travels through pushq. The Push (firebase-admin's `Message` plus pushq's
+//! fields), its validation and FCM request body, and the queue envelope that carries it.
+//!
+//! Both sides depend on this crate and on nothing of each other: the producer writes envelopes,
+//! the delivery engine reads them.
+
+pub mod envelope;
+pub mod error;
+pub mod push;
+
+pub use envelope::Envelope;
+pub use error::{EnvelopeError, InvalidPush, TooLarge};
+pub use push::{Push, Target};

@@ -1,0 +1,183 @@
+//! Producer configuration: documented defaults, overridden by the environment, then by options.
+//! Parsed once when a client is built; a bad setting is a [`Error::Config`], never a fallback.
+
+use crate::error::{Error, Result};
+
+/// Where pushes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Onto the SQS queue at `queue_url` (the default).
+    Sqs,
+    /// To a transport the caller supplies instead of SQS (the Node binding's local mode delivers
+    /// in-process); no queue URL is needed.
+    Local,
+}
+
+/// Settings a caller may pass explicitly; `None` means "take it from the environment".
+#[derive(Debug, Clone, Default)]
+pub struct ProducerOptions {
+    /// SQS queue URL [`PUSHQ_QUEUE_URL`].
+    pub queue_url: Option<String>,
+    /// AWS region [`AWS_REGION`, the AWS profile, then the queue URL's host].
+    pub region: Option<String>,
+    /// SQS endpoint override [`AWS_ENDPOINT_URL_SQS`, then `AWS_ENDPOINT_URL`].
+    pub endpoint_url: Option<String>,
+    /// `"sqs"` or `"local"` [`PUSHQ_MODE`, default `"sqs"`].
+    pub mode: Option<String>,
+}
+
+/// The resolved producer configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// Where pushes go.
+    pub mode: Mode,
+    /// The queue (sqs mode); always set in sqs mode.
+    pub queue_url: Option<String>,
+    /// Explicit region, if any (else the AWS chain, then the queue URL).
+    pub region: Option<String>,
+    /// Explicit endpoint, if given as an option (the AWS SDK reads the `AWS_ENDPOINT_URL*` variables itself).
+    pub endpoint_url: Option<String>,
+}
+
+impl ProducerConfig {
+    /// Resolves options against the process environment.
+    pub fn resolve(options: ProducerOptions) -> Result<ProducerConfig> {
+        Self::resolve_with(options, |name| std::env::var(name).ok())
+    }
+
+    /// Resolves options against an environment given as a lookup function (for tests).
+    pub fn resolve_with(
+        options: ProducerOptions,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ProducerConfig> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let pick = |explicit: Option<String>, var: &str| {
+            explicit.filter(|v| !v.is_empty()).or_else(|| env(var))
+        };
+
+        let mode = match pick(options.mode, "PUSHQ_MODE").as_deref() {
+            None | Some("sqs") => Mode::Sqs,
+            Some("local") => Mode::Local,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "mode: must be 'sqs' or 'local' (got {other:?})"
+                )));
+            }
+        };
+        let queue_url = pick(options.queue_url, "PUSHQ_QUEUE_URL");
+        if mode == Mode::Sqs {
+            let Some(url) = &queue_url else {
+                return Err(Error::Config(
+                    "queueUrl: not set (pass options.queueUrl or set PUSHQ_QUEUE_URL; use mode 'local' to run without SQS)"
+                        .to_owned(),
+                ));
+            };
+            check_url(url, "queueUrl")?;
+        }
+        let endpoint_url = options.endpoint_url.filter(|v| !v.is_empty());
+        if let Some(url) = &endpoint_url {
+            check_url(url, "endpointUrl")?;
+        }
+        Ok(ProducerConfig {
+            mode,
+            queue_url,
+            region: pick(options.region, "AWS_REGION"),
+            endpoint_url,
+        })
+    }
+
+    /// True for a FIFO queue (its URL ends in `.fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.queue_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with(".fifo"))
+    }
+}
+
+fn check_url(value: &str, field: &str) -> Result<()> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err(Error::Config(format!(
+            "{field}: must be an http(s) URL (got {value:?})"
+        ))),
+    }
+}
+
+/// The region in an SQS queue URL's host (`sqs.<region>.amazonaws.com` or
+/// `<region>.queue.amazonaws.com`), if it has one.
+pub fn region_from_queue_url(queue_url: &str) -> Option<String> {
+    let host = url::Url::parse(queue_url).ok()?.host_str()?.to_owned();
+    let mut parts = host.split('.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("sqs"), Some(region), Some("amazonaws")) => Some(region.to_owned()),
+        (Some(region), Some("queue"), Some("amazonaws")) => Some(region.to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(options: ProducerOptions, vars: &[(&str, &str)]) -> Result<ProducerConfig> {
+        ProducerConfig::resolve_with(options, |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn options_win_over_environment() {
+        let c = resolve(
+            ProducerOptions {
+                queue_url: Some("http://a/1/q".into()),
+                ..Default::default()
+            },
+            &[
+                ("PUSHQ_QUEUE_URL", "http://b/1/q"),
+                ("AWS_REGION", "eu-west-1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.queue_url.as_deref(), Some("http://a/1/q"));
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn sqs_mode_needs_a_queue_url() {
+        let err = resolve(ProducerOptions::default(), &[("PUSHQ_QUEUE_URL", "")]).unwrap_err();
+        assert!(err.to_string().contains("queueUrl: not set"), "{err}");
+        let local = resolve(ProducerOptions::default(), &[("PUSHQ_MODE", "local")]).unwrap();
+        assert_eq!(local.mode, Mode::Local);
+        assert!(resolve(
+            ProducerOptions {
+                mode: Some("kafka".into()),
+                ..Default::default()
+            },
+            &[]
+        )
+        .is_err());
+        assert!(resolve(
+            ProducerOptions {
+                queue_url: Some("queue".into()),
+                ..Default::default()
+            },
+            &[]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn region_from_url() {
+        assert_eq!(
+            region_from_queue_url("https://sqs.eu-central-1.amazonaws.com/123/q").as_deref(),
+            Some("eu-central-1")
+        );
+        assert_eq!(
+            region_from_queue_url("https://us-east-2.queue.amazonaws.com/123/q").as_deref(),
+            Some("us-east-2")
+        );
+        assert_eq!(region_from_queue_url("http://127.0.0.1:5000/123/q"), None);
+    }
+}

@@ -1,0 +1,47 @@
+//! The errors a producer returns: everything that can go wrong between a caller handing over a
+//! push and the queue accepting it. Bindings map each variant to a stable code.
+
+use std::sync::Arc;
+
+use pushq_model::{InvalidPush, TooLarge};
+
+/// Everything that can go wrong between a caller handing over a push and the queue accepting it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The push is not a valid push; nothing was enqueued.
+    #[error(transparent)]
+    InvalidPush(#[from] InvalidPush),
+    /// The push is valid but too large (FCM's payload limit, or one queue message's); nothing
+    /// was enqueued.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    /// The client is misconfigured (missing queue URL, bad mode, no region or credentials).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// SQS refused the push or could not be reached after retries; the push was not enqueued.
+    #[error("queue: {message}")]
+    Queue {
+        /// What happened, naming the queue.
+        message: String,
+        /// The error underneath (the SDK's), kept whole for callers that want the detail.
+        #[source]
+        cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The client was closed before the push was handed over.
+    #[error("client is closed: no pushes are accepted after close()")]
+    Closed,
+}
+
+impl Error {
+    /// A queue error without an underlying cause.
+    pub fn queue(message: impl Into<String>) -> Error {
+        Error::Queue {
+            message: message.into(),
+            cause: None,
+        }
+    }
+}
+
+/// `Result` with the producer's [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

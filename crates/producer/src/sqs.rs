@@ -1,0 +1,214 @@
+//! The SQS transport: sends batches with `SendMessageBatch`, retrying entries SQS failed on its
+//! side; and the one place an SQS client is built (timeouts, retries, region, endpoint), for the
+//! producer, `pushq worker` and `pushq dlq redrive` alike.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use tokio::sync::OnceCell;
+
+use crate::config::{region_from_queue_url, ProducerConfig};
+use crate::error::{Error, Result};
+use crate::transport::{BoxFuture, Outgoing, Transport};
+
+/// Rounds of retrying entries that SQS failed on its side (the SDK itself retries whole requests).
+const ENTRY_RETRIES: u32 = 4;
+
+/// How an SQS client is built: where it sends and how long it waits.
+#[derive(Debug, Clone)]
+pub struct SqsSettings {
+    /// Explicit region; else the AWS chain (`AWS_REGION`, profile), then the queue URL's host.
+    pub region: Option<String>,
+    /// Explicit endpoint; else the SDK's (`AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL`, the region's).
+    pub endpoint_url: Option<String>,
+    /// A queue URL to take the region from when nothing else names one.
+    pub queue_url: Option<String>,
+    /// Longest wait for one HTTP attempt; must exceed a long poll's wait time.
+    pub attempt_timeout: Duration,
+    /// Longest wait for one operation, its retries included.
+    pub operation_timeout: Duration,
+    /// Attempts per operation (the SDK's standard retry mode).
+    pub max_attempts: u32,
+}
+
+impl Default for SqsSettings {
+    /// The producer's: 10 s an attempt, 30 s an operation, 3 attempts.
+    fn default() -> Self {
+        SqsSettings {
+            region: None,
+            endpoint_url: None,
+            queue_url: None,
+            attempt_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Builds an SQS client from `settings`. Fails with [`Error::Config`] when no region can be found.
+pub async fn client(settings: &SqsSettings) -> Result<aws_sdk_sqs::Client> {
+    use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
+
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(settings.attempt_timeout)
+                .operation_timeout(settings.operation_timeout)
+                .build(),
+        );
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &settings.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let mut shared = loader.load().await;
+    if shared.region().is_none() {
+        let Some(region) = settings
+            .queue_url
+            .as_deref()
+            .and_then(region_from_queue_url)
+        else {
+            return Err(Error::Config(
+                "region: not set (pass options.region, set AWS_REGION, or use an amazonaws.com queue URL)".into(),
+            ));
+        };
+        shared = shared.into_builder().region(Region::new(region)).build();
+    }
+    Ok(aws_sdk_sqs::Client::new(&shared))
+}
+
+/// Sends batches to one SQS queue. The client is built on first use; a failure to build it is
+/// reported to that batch and tried again for the next.
+pub struct SqsTransport {
+    config: ProducerConfig,
+    client: OnceCell<aws_sdk_sqs::Client>,
+}
+
+impl SqsTransport {
+    /// A transport to the queue of `config` (its `queue_url`, `region` and `endpoint_url`).
+    pub fn new(config: ProducerConfig) -> Arc<SqsTransport> {
+        Arc::new(SqsTransport {
+            config,
+            client: OnceCell::new(),
+        })
+    }
+
+    async fn client(&self) -> Result<&aws_sdk_sqs::Client> {
+        self.client
+            .get_or_try_init(|| async {
+                let settings = SqsSettings {
+                    region: self.config.region.clone(),
+                    endpoint_url: self.config.endpoint_url.clone(),
+                    queue_url: self.config.queue_url.clone(),
+                    ..SqsSettings::default()
+                };
+                client(&settings).await
+            })
+            .await
+    }
+    /// Sends one batch, retrying entries SQS failed on its side, and answers every entry.
+    async fn send_batch(&self, mut batch: Vec<Outgoing>) {
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return batch.into_iter().for_each(|o| o.refuse(e.clone())),
+        };
+        let queue_url = self.config.queue_url.as_deref().unwrap_or_default();
+        for round in 0..=ENTRY_RETRIES {
+            if round > 0 {
+                tokio::time::sleep(backoff(round)).await;
+            }
+            let entries = batch.iter().enumerate().map(|(i, o)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&o.body)
+                    .set_delay_seconds(o.delay_seconds)
+                    .set_message_group_id(o.group_id.clone())
+                    .set_message_deduplication_id(o.dedup_id.clone())
+                    .build()
+                    .expect("id and body are set")
+            });
+            let result = client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await;
+            let output = match result {
+                Ok(output) => output,
+                Err(e) => {
+                    let error = queue_error(&e);
+                    return batch.into_iter().for_each(|o| o.refuse(error.clone()));
+                }
+            };
+            let mut slots: Vec<Option<Outgoing>> = batch.into_iter().map(Some).collect();
+            for ok in output.successful() {
+                if let Some(o) = ok
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| slots.get_mut(i)?.take())
+                {
+                    o.accept();
+                }
+            }
+            let mut retry = Vec::new();
+            for failed in output.failed() {
+                let Some(o) = failed
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| slots.get_mut(i)?.take())
+                else {
+                    continue;
+                };
+                if failed.sender_fault() || round == ENTRY_RETRIES {
+                    let why = format!(
+                        "SQS refused the message: {} {}",
+                        failed.code(),
+                        failed.message().unwrap_or("")
+                    );
+                    o.refuse(Error::queue(why.trim_end()));
+                } else {
+                    retry.push(o);
+                }
+            }
+            // An entry SQS neither accepted nor failed is not known to be in the queue.
+            for o in slots.into_iter().flatten() {
+                o.refuse(Error::queue("SQS did not report on the message"));
+            }
+            if retry.is_empty() {
+                return;
+            }
+            batch = retry;
+        }
+    }
+}
+
+impl Transport for SqsTransport {
+    fn send(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, ()> {
+        Box::pin(self.send_batch(batch))
+    }
+}
+
+fn queue_error<E, R>(e: &SdkError<E, R>) -> Error
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e {
+        // Requests that could not even be built: no credentials, a bad endpoint.
+        SdkError::ConstructionFailure(_) => Error::Config(format!("{}", DisplayErrorContext(e))),
+        _ => Error::queue(format!("{}", DisplayErrorContext(e))),
+    }
+}
+
+/// Exponential backoff with full jitter: 50 ms, 100 ms, 200 ms, … at most.
+fn backoff(round: u32) -> Duration {
+    let cap = 50u64 << round.min(6);
+    Duration::from_millis(fastrand::u64(cap / 2..=cap))
+}

@@ -1,0 +1,408 @@
+//! Real parts for pushq's integration tests: moto_server (SQS), the FCM emulator (the
+//! pushq-fcm-emulator library, served on a thread of its own) and fresh databases on SQLite,
+//! PostgreSQL and MariaDB. Each is stopped when dropped.
+#![allow(missing_docs)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `ready` until it holds or `within` passes (readiness polling, not a fixed sleep).
+pub fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// As [`wait_until`], and on timeout shows `context()` (e.g. a process's log).
+pub fn wait_until_or(
+    what: &str,
+    within: Duration,
+    context: impl Fn() -> String,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pushq-test-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// moto_server on a free loopback port.
+pub struct Sqs {
+    pub endpoint: String,
+    _proc: Proc,
+}
+
+impl Sqs {
+    pub fn start() -> Sqs {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server on PATH (pip install 'moto[server]')");
+        let proc = Proc(child);
+        wait_until("moto_server", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Sqs {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _proc: proc,
+        }
+    }
+
+    pub async fn client(&self) -> aws_sdk_sqs::Client {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&conf)
+    }
+
+    pub async fn fresh_queue(&self) -> String {
+        let name = format!("pushq-{}", uuid::Uuid::now_v7().simple());
+        self.client()
+            .await
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap()
+    }
+
+    /// Sends these message bodies, ten per SendMessageBatch; every entry must be accepted.
+    pub async fn send_bodies(&self, queue_url: &str, bodies: &[String]) {
+        let client = self.client().await;
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.failed.is_empty(), "{:?}", out.failed);
+        }
+    }
+
+    pub async fn depth(&self, queue_url: &str) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client()
+            .await
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |a: &A| attrs.get(a).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            get(&A::ApproximateNumberOfMessages),
+            get(&A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Environment for processes that talk to this SQS.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_SQS".into(), self.endpoint.clone()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+        ]
+    }
+}
+
+/// The FCM emulator with its own key, served on a thread of its own (so that tests which block
+/// their own thread do not stall it); stopped when dropped.
+pub struct Fcm {
+    pub endpoint: String,
+    pub credentials: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Fcm {
+    pub fn start() -> Fcm {
+        let credentials = temp_dir().join("service-account.json");
+        let (ready, started) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("emulator runtime");
+            runtime.block_on(async move {
+                let running = pushq_fcm_emulator::spawn(0).await.expect("emulator starts");
+                ready
+                    .send((running.base.clone(), running.credentials.clone()))
+                    .expect("test waits");
+                let _ = stopped.await;
+                running.task.abort();
+            });
+        });
+        let (endpoint, key) = started.recv().expect("emulator started");
+        std::fs::write(&credentials, serde_json::to_vec_pretty(&key).unwrap()).unwrap();
+        Fcm {
+            endpoint,
+            credentials,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let http = reqwest_client();
+        let url = format!("{}{path}", self.endpoint);
+        let req = if method == "GET" {
+            http.get(url)
+        } else {
+            http.post(url)
+        };
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let res = req.send().await.unwrap();
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Every send the emulator accepted: `{"name", "body", "validateOnly"}`.
+    pub async fn received(&self) -> Vec<Value> {
+        self.call("GET", "/__received", None).await["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Sets the emulator's fault rules; a rule set it refuses fails the test.
+    pub async fn faults(&self, faults: Value) {
+        let res = reqwest_client()
+            .post(format!("{}/__faults", self.endpoint))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "the emulator refused the faults {faults}: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "PUSHQ_FCM_CREDENTIALS".into(),
+                self.credentials.display().to_string(),
+            ),
+            ("PUSHQ_FCM_ENDPOINT".into(), self.endpoint.clone()),
+        ]
+    }
+}
+
+impl Drop for Fcm {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn reqwest_client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A fresh, empty database of one dialect; dropped with the value (server databases).
+pub struct Db {
+    pub url: String,
+    pub dialect: &'static str,
+    admin: Option<(String, String)>, // (admin url, database name)
+}
+
+impl Db {
+    pub async fn sqlite() -> Db {
+        let path = temp_dir().join("pushq.db");
+        Db {
+            url: format!("sqlite://{}", path.display()),
+            dialect: "sqlite",
+            admin: None,
+        }
+    }
+
+    pub async fn postgres() -> Db {
+        let admin = std::env::var("PUSHQ_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("pushq_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        Db {
+            url,
+            dialect: "postgres",
+            admin: Some((admin, name)),
+        }
+    }
+
+    pub async fn mariadb() -> Db {
+        let admin = std::env::var("PUSHQ_TEST_MYSQL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let name = format!("pushq_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .expect("MariaDB on 127.0.0.1:3306");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        Db {
+            url,
+            dialect: "mysql",
+            admin: Some((admin, name)),
+        }
+    }
+
+    pub async fn drop_it(self) {
+        let Some((admin, name)) = &self.admin else {
+            return;
+        };
+        if self.dialect == "postgres" {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+                .await
+                .unwrap();
+            let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        } else {
+            let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(admin)
+                .await
+                .unwrap();
+            let _ = sqlx::query(&format!("DROP DATABASE {name}"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+
+    /// Rows of the delivery log as (push_id, target, status, error_code, user_id).
+    pub async fn deliveries(
+        &self,
+    ) -> Vec<(String, String, String, Option<String>, Option<String>)> {
+        let q = if self.dialect == "mysql" {
+            "SELECT CONVERT(push_id USING utf8mb4), CONVERT(target USING utf8mb4), CONVERT(status USING utf8mb4), CONVERT(error_code USING utf8mb4), CONVERT(user_id USING utf8mb4) FROM pushq_deliveries ORDER BY push_id, target"
+        } else {
+            "SELECT push_id, target, status, error_code, user_id FROM pushq_deliveries ORDER BY push_id, target"
+        };
+        match self.dialect {
+            "postgres" => {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
+            }
+            "mysql" => {
+                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
+            }
+            _ => {
+                let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
+            }
+        }
+    }
+
+    /// Rows of pushq_rejected as (queue_message_id, reason).
+    pub async fn rejected(&self) -> Vec<(String, String)> {
+        let q = if self.dialect == "mysql" {
+            "SELECT CONVERT(queue_message_id USING utf8mb4), CONVERT(reason USING utf8mb4) FROM pushq_rejected ORDER BY queue_message_id"
+        } else {
+            "SELECT queue_message_id, reason FROM pushq_rejected ORDER BY queue_message_id"
+        };
+        match self.dialect {
+            "postgres" => {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
+            }
+            "mysql" => {
+                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
+            }
+            _ => {
+                let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
+            }
+        }
+    }
+}
