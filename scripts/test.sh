@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Every test pushq has: `npm test` runs this. Needs Rust, Node (with `npm ci` done), moto_server,
-# cargo-lambda and cargo-zigbuild (pip; they bring zig), cargo-deny and binutils' objdump;
-# the jest suite starts its own moto_server on a free loopback port.
+# Every test pushq has: `npm test` runs this, after `npm ci`. Needs Rust, Node, Python and
+# binutils' objdump; scripts/setup.sh installs the rest when missing (moto_server, cargo-lambda,
+# cargo-zigbuild + zig, cargo-deny, cfn-lint) and starts PostgreSQL and MariaDB if they are down.
+# The jest suite starts its own moto_server on a free loopback port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pushq/target}"
+
+echo "== set-up: tools and databases the tests need"
+bash scripts/setup.sh
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# What the test command needs beyond Rust, Node and Python, installed when missing and started
+# when down; `npm test` runs this first, so `npm ci && npm test` passes on a fresh machine.
+#   moto_server (SQS)             pip: moto[server]
+#   cargo lambda, cargo zigbuild  pip: cargo-lambda, cargo-zigbuild, ziglang (zig)
+#   cargo deny                    cargo install --locked cargo-deny
+#   cfn-lint                      pip: cfn-lint (the deploy test lints the SAM template)
+#   PostgreSQL, MariaDB           started if installed and down (the tests need both on 127.0.0.1)
+set -euo pipefail
+
+pip_install() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
+
+command -v moto_server >/dev/null 2>&1 || pip_install 'moto[server]'
+command -v cargo-lambda >/dev/null 2>&1 || pip_install cargo-lambda
+command -v cargo-zigbuild >/dev/null 2>&1 || pip_install cargo-zigbuild
+python3 -c 'import ziglang' 2>/dev/null || pip_install ziglang
+python3 -c 'import cfnlint' 2>/dev/null || pip_install cfn-lint
+command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
+
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+if command -v mysqladmin >/dev/null 2>&1 && ! mysqladmin --protocol=tcp -h 127.0.0.1 -uroot ping >/dev/null 2>&1; then
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  for _ in $(seq 1 30); do
+    mysqladmin --protocol=tcp -h 127.0.0.1 -uroot ping >/dev/null 2>&1 && break
+    sleep 1
+  done
+fi
