@@ -48,7 +48,7 @@ test('with FCM credentials, local mode sends to FCM (the emulator) and records t
 })
 
 test('DeviceRegistry: register, list, move a token, unregister; bad devices name the field', async () => {
-  const registry = new DeviceRegistry({ databaseUrl: freshDatabase('sqlite') })
+  const registry = new DeviceRegistry({ databaseUrl: freshDatabase('sqlite'), migrate: true })
   await registry.register({ userId: 'u1', token: 't1', platform: 'ios' })
   await registry.register({ userId: 'u1', token: 't2', platform: 'android' })
   // A token re-registered by another user moves to that user.

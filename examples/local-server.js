@@ -7,8 +7,9 @@ const { PushClient, DeviceRegistry, DeliveryLog } = require('..') // in your ser
 async function main() {
   const databaseUrl = process.env.DATABASE_URL || 'sqlite://pushq-dev.db'
 
-  // Devices are registered once, when the app reports its FCM token.
-  const devices = new DeviceRegistry({ databaseUrl })
+  // Devices are registered once, when the app reports its FCM token. `migrate: true` applies
+  // pushq's schema to this development database; in production, `pushq migrate` does that once.
+  const devices = new DeviceRegistry({ databaseUrl, migrate: true })
   await devices.register({ userId: 'ana', token: 'token-ana-phone', platform: 'android' })
   await devices.register({ userId: 'ana', token: 'token-ana-tablet', platform: 'android' })
   await devices.register({ userId: 'ben', token: 'token-ben-iphone', platform: 'ios' })

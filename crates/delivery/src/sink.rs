@@ -30,6 +30,19 @@ pub trait Sink: Send + Sync {
     ) -> BoxFuture<'a, Attempted>;
 }
 
+/// The FCM request body for `push` sent to `token` (or to its own topic/condition), with
+/// `validate_only` when asked: what firebase-admin sends for the same message.
+pub(crate) fn request_body(
+    push: &Push,
+    token: Option<&str>,
+    validate_only: bool,
+) -> serde_json::Value {
+    match token {
+        Some(token) => push.fcm_request_for_token(token, validate_only),
+        None => push.fcm_request(validate_only).unwrap_or_default(),
+    }
+}
+
 /// Prints each request FCM would have received, on stderr, and reports it sent.
 #[derive(Debug, Default)]
 pub struct LogSink;
@@ -41,10 +54,7 @@ impl Sink for LogSink {
         token: Option<&'a str>,
         _deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
-        let body = match token {
-            Some(token) => push.fcm_request_for_token(token, false),
-            None => push.fcm_request(false).unwrap_or_default(),
-        };
+        let body = request_body(push, token, false);
         eprintln!("pushq local mode (no FCM credentials): would send {body}");
         Box::pin(std::future::ready(Attempted {
             result: Ok(Sent {

@@ -9,7 +9,7 @@ pub mod registry;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -151,11 +151,23 @@ impl PushClient {
 /// Same results and errors as {@link PushClient.enqueuePush}.
 #[napi(ts_args_type = "push: Push")]
 pub fn enqueue_push<'env>(env: &'env Env, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
-    static DEFAULT: OnceLock<BindingResult<Arc<Producer>>> = OnceLock::new();
-    match DEFAULT.get_or_init(|| start_producer(None)) {
-        Ok(producer) => enqueue_one(env, producer, push, None),
-        Err(e) => rejected(env, error::to_js(env, e), None),
+    match default_producer() {
+        Ok(producer) => enqueue_one(env, &producer, push, None),
+        Err(e) => rejected(env, error::to_js(env, &e), None),
     }
+}
+
+/// The module-level client, created from the environment on first success. A configuration
+/// error is reported to that call and not kept: a later call with a fixed environment works.
+fn default_producer() -> BindingResult<Arc<Producer>> {
+    static DEFAULT: Mutex<Option<Arc<Producer>>> = Mutex::new(None);
+    let mut slot = DEFAULT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(producer) = slot.as_ref() {
+        return Ok(producer.clone());
+    }
+    let producer = start_producer(None)?;
+    *slot = Some(producer.clone());
+    Ok(producer)
 }
 
 fn start_producer(options_json: Option<&str>) -> BindingResult<Arc<Producer>> {

@@ -28,10 +28,27 @@ pub struct PushClientOptions {
     /// Database of local mode. Falls back to `DATABASE_URL`.
     /// @default 'sqlite://pushq-dev.db'
     pub database_url: Option<String>,
+    /// Most bytes of pushes (as queue messages) waiting in the client for SQS. A push that would
+    /// pass it is refused at once with `PUSHQ_QUEUE` ("backlog is full") and never sent, so a
+    /// slow or unreachable SQS cannot grow the server's memory. At least 65536.
+    /// @default 16777216
+    pub max_backlog_bytes: Option<f64>,
+    /// Most milliseconds a push may spend in the client before SQS has it. At this deadline its
+    /// promise rejects with `PUSHQ_QUEUE` and the push is not sent later.
+    /// @default 30000
+    pub push_timeout_ms: Option<f64>,
 }
 
 /// The option names, in the order `index.d.ts` lists them.
-const KNOWN: [&str; 5] = ["queueUrl", "region", "endpointUrl", "mode", "databaseUrl"];
+const KNOWN: [&str; 7] = [
+    "queueUrl",
+    "region",
+    "endpointUrl",
+    "mode",
+    "databaseUrl",
+    "maxBacklogBytes",
+    "pushTimeoutMs",
+];
 
 /// The options of a client: the producer's, and the database of local mode.
 #[derive(Debug, Default)]
@@ -52,6 +69,23 @@ pub fn from_json(json: Option<&str>) -> Result<ClientOptions, Error> {
     };
     let mut options = ClientOptions::default();
     for (key, value) in map {
+        let number = match key.as_str() {
+            "maxBacklogBytes" => Some(&mut options.producer.max_backlog_bytes),
+            "pushTimeoutMs" => Some(&mut options.producer.push_timeout_ms),
+            _ => None,
+        };
+        if let Some(slot) = number {
+            *slot = match &value {
+                Value::Null => None,
+                Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+                other => {
+                    return Err(bad(format!(
+                        "options.{key}: must be a whole number (got {other})"
+                    )))
+                }
+            };
+            continue;
+        }
         let value = match value {
             Value::Null => None,
             Value::String(s) => Some(s),

@@ -18,6 +18,11 @@ pub struct DatabaseOptions {
     /// Database URL (`sqlite:`, `postgres:` or `mysql:`). Falls back to `DATABASE_URL`.
     /// @default 'sqlite://pushq-dev.db'
     pub database_url: Option<String>,
+    /// Apply pushq's schema on first use. Off by default: a server never runs DDL unless asked;
+    /// without it, a database whose schema is missing or older than this pushq needs is a
+    /// `PUSHQ_DATABASE` error that says to run `pushq migrate`.
+    /// @default false
+    pub migrate: Option<bool>,
 }
 
 /// A device to register.
@@ -65,11 +70,13 @@ pub struct DeliveryRecord {
 #[derive(Clone)]
 struct LazyStore {
     url: String,
+    migrate: bool,
     store: Arc<OnceCell<Store>>,
 }
 
 impl LazyStore {
     fn new(options: Option<DatabaseOptions>) -> LazyStore {
+        let migrate = options.as_ref().and_then(|o| o.migrate).unwrap_or(false);
         let url = options
             .and_then(|o| o.database_url)
             .or_else(|| std::env::var("DATABASE_URL").ok())
@@ -77,6 +84,7 @@ impl LazyStore {
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         LazyStore {
             url,
+            migrate,
             store: Arc::new(OnceCell::new()),
         }
     }
@@ -85,12 +93,40 @@ impl LazyStore {
         self.store
             .get_or_try_init(|| async {
                 let store = Store::connect(&self.url, 2).await?;
-                store.migrate().await?;
+                if self.migrate {
+                    store.migrate().await?;
+                } else {
+                    store.check_schema().await?;
+                }
                 Ok::<_, pushq_delivery::store::StoreError>(store)
             })
             .await
             .cloned()
             .map_err(database)
+    }
+}
+
+impl LazyStore {
+    /// A promise of `query` run on the store (connected first if need be), its result mapped
+    /// to JS by `map`.
+    fn call<'env, T, V, Fut>(
+        &self,
+        env: &'env Env,
+        query: impl FnOnce(Store) -> Fut + Send + 'static,
+        map: impl FnOnce(T) -> V + 'static,
+    ) -> napi::Result<PromiseRaw<'env, V>>
+    where
+        Fut: std::future::Future<Output = std::result::Result<T, pushq_delivery::store::StoreError>>
+            + Send,
+        T: Send + 'static,
+        V: ToNapiValue,
+    {
+        let lazy = self.clone();
+        settle(
+            env,
+            async move { query(lazy.get().await?).await.map_err(database) },
+            map,
+        )
     }
 }
 
@@ -108,7 +144,8 @@ pub struct DeviceRegistry {
 
 #[napi]
 impl DeviceRegistry {
-    /// Opens the registry; the database is connected (and its schema applied) on first use.
+    /// Opens the registry; the database is connected on first use (and its schema applied, with
+    /// `migrate: true`). A failed connection is tried again on the next call.
     #[napi(constructor)]
     pub fn new(options: Option<DatabaseOptions>) -> Self {
         DeviceRegistry {
@@ -149,17 +186,9 @@ impl DeviceRegistry {
         env: &'env Env,
         token: String,
     ) -> napi::Result<PromiseRaw<'env, bool>> {
-        let store = self.store.clone();
-        settle(
+        self.store.call(
             env,
-            async move {
-                store
-                    .get()
-                    .await?
-                    .unregister_device(&token)
-                    .await
-                    .map_err(database)
-            },
+            move |s| async move { s.unregister_device(&token).await },
             |removed| removed,
         )
     }
@@ -171,10 +200,9 @@ impl DeviceRegistry {
         env: &'env Env,
         user_id: String,
     ) -> napi::Result<PromiseRaw<'env, Vec<RegisteredDevice>>> {
-        let store = self.store.clone();
-        settle(
+        self.store.call(
             env,
-            async move { store.get().await?.devices(&user_id).await.map_err(database) },
+            move |s| async move { s.devices(&user_id).await },
             |devices| {
                 devices
                     .into_iter()
@@ -198,7 +226,8 @@ pub struct DeliveryLog {
 
 #[napi]
 impl DeliveryLog {
-    /// Opens the log; the database is connected on first use.
+    /// Opens the log; the database is connected on first use (see {@link DatabaseOptions}).
+    /// A failed connection is tried again on the next call.
     #[napi(constructor)]
     pub fn new(options: Option<DatabaseOptions>) -> Self {
         DeliveryLog {
@@ -213,17 +242,9 @@ impl DeliveryLog {
         env: &'env Env,
         push_id: String,
     ) -> napi::Result<PromiseRaw<'env, Vec<DeliveryRecord>>> {
-        let store = self.store.clone();
-        settle(
+        self.store.call(
             env,
-            async move {
-                store
-                    .get()
-                    .await?
-                    .deliveries_for_push(&push_id)
-                    .await
-                    .map_err(database)
-            },
+            move |s| async move { s.deliveries_for_push(&push_id).await },
             |rows| {
                 rows.into_iter()
                     .map(|r| DeliveryRecord {

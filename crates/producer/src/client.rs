@@ -6,6 +6,7 @@
 //! [`MAX_IN_FLIGHT_BATCHES`] requests are out, envelopes wait and so batches fill up under load.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pushq_model::push::FCM_PAYLOAD_LIMIT;
 use pushq_model::{Envelope, InvalidPush, Push, Target, TooLarge};
@@ -13,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::transport::{Outgoing, Transport};
+use crate::transport::{Fate, Outgoing, Transport};
 
 /// Most entries SQS takes in one `SendMessageBatch`.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -29,11 +30,13 @@ pub struct Enqueued {
     pub id: String,
 }
 
-/// A push handed to the producer; resolves once SQS has every part of it.
+/// A push handed to the producer; resolves once SQS has every part of it, or at its deadline.
 #[must_use = "a ticket does nothing unless awaited"]
 pub struct Ticket {
     id: String,
-    parts: Vec<oneshot::Receiver<Result<()>>>,
+    parts: Vec<(oneshot::Receiver<Result<()>>, Arc<Fate>)>,
+    deadline: Instant,
+    timeout: Duration,
 }
 
 impl Ticket {
@@ -42,13 +45,29 @@ impl Ticket {
         &self.id
     }
 
-    /// Waits until SQS accepted the push (every part of a split push) or refused it.
+    /// Waits until SQS accepted the push (every part of a split push) or refused it. At the
+    /// push's deadline, parts still waiting in the client are given up (they will not be sent)
+    /// and the push is refused; a part already in a request is waited for, and the transport
+    /// ends that request by the same deadline.
     pub async fn accepted(self) -> Result<Enqueued> {
         let total = self.parts.len();
         let mut sent = 0;
         let mut failure = None;
-        for part in self.parts {
-            match part.await {
+        for (mut part, fate) in self.parts {
+            let answer = tokio::select! {
+                answer = &mut part => answer,
+                _ = tokio::time::sleep_until(self.deadline.into()) => {
+                    if fate.abandon() {
+                        failure = failure.or(Some(Error::queue(format!(
+                            "not enqueued: still waiting for SQS after {} ms (the client's backlog did not drain in time); it will not be sent",
+                            self.timeout.as_millis()
+                        ))));
+                        continue;
+                    }
+                    part.await
+                }
+            };
+            match answer {
                 Ok(Ok(())) => sent += 1,
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(_) => {
@@ -73,10 +92,12 @@ impl Ticket {
     }
 }
 
-/// Sends pushes to one SQS queue. Cheap to share; `close` flushes and stops it.
+/// Sends pushes to one queue. Cheap to share; `close` flushes and stops it.
 pub struct Producer {
     config: ProducerConfig,
     sender: Mutex<Option<mpsc::UnboundedSender<Outgoing>>>,
+    /// Envelope bytes the backlog may still take (one permit a byte).
+    backlog: Arc<Semaphore>,
     finished: watch::Receiver<bool>,
 }
 
@@ -95,6 +116,7 @@ impl Producer {
             let _ = done.send(true);
         });
         Producer {
+            backlog: Arc::new(Semaphore::new(config.max_backlog_bytes)),
             config,
             sender: Mutex::new(Some(sender)),
             finished,
@@ -121,10 +143,7 @@ impl Producer {
             .enumerate()
             .map(|(i, push)| self.prepare(push, Some(i)))
             .collect::<Result<Vec<_>>>()?;
-        envelopes
-            .into_iter()
-            .map(|prepared| self.submit(prepared))
-            .collect()
+        self.submit_all(envelopes)
     }
 
     /// Hands a validated push to the queue. `index` locates it in a list for error messages.
@@ -206,25 +225,57 @@ impl Producer {
     }
 
     fn submit(&self, prepared: Prepared) -> Result<Ticket> {
+        Ok(self.submit_all(vec![prepared])?.remove(0))
+    }
+
+    /// Hands prepared pushes to the dispatcher, all or none: their bytes are reserved in the
+    /// backlog first, and a backlog too full to take them all refuses them all, at once.
+    fn submit_all(&self, prepared: Vec<Prepared>) -> Result<Vec<Ticket>> {
         let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
         let sender = guard.as_ref().ok_or(Error::Closed)?;
-        let mut parts = Vec::with_capacity(prepared.messages.len());
-        for (body, group_id, dedup_id) in prepared.messages {
-            let (reply, answer) = oneshot::channel();
-            let outgoing = Outgoing {
-                body,
-                group_id,
-                dedup_id,
-                delay_seconds: prepared.delay_seconds,
-                reply,
-            };
-            sender.send(outgoing).map_err(|_| Error::Closed)?;
-            parts.push(answer);
+        let bytes: usize = prepared
+            .iter()
+            .flat_map(|p| p.messages.iter().map(|(body, _, _)| body.len().max(1)))
+            .sum();
+        let mut reserved = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.backlog.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| {
+                Error::queue(format!(
+                    "not enqueued: the client's backlog is full ({} bytes of pushes are waiting for SQS; maxBacklogBytes is {})",
+                    self.config.max_backlog_bytes - self.backlog.available_permits(),
+                    self.config.max_backlog_bytes
+                ))
+            })?;
+        let timeout = self.config.push_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut tickets = Vec::with_capacity(prepared.len());
+        for push in prepared {
+            let mut parts = Vec::with_capacity(push.messages.len());
+            for (body, group_id, dedup_id) in push.messages {
+                let (reply, answer) = oneshot::channel();
+                let fate = Arc::new(Fate::default());
+                let outgoing = Outgoing {
+                    _backlog: reserved.split(body.len().max(1)).expect("reserved above"),
+                    body,
+                    group_id,
+                    dedup_id,
+                    delay_seconds: push.delay_seconds,
+                    deadline,
+                    fate: fate.clone(),
+                    reply,
+                };
+                sender.send(outgoing).map_err(|_| Error::Closed)?;
+                parts.push((answer, fate));
+            }
+            tickets.push(Ticket {
+                id: push.id,
+                parts,
+                deadline,
+                timeout,
+            });
         }
-        Ok(Ticket {
-            id: prepared.id,
-            parts,
-        })
+        Ok(tickets)
     }
 
     /// Stops taking pushes and waits until every push already handed over has been answered by SQS.
@@ -264,6 +315,7 @@ async fn dispatch(mut receiver: mpsc::UnboundedReceiver<Outgoing>, queue: Arc<dy
                 None => break,
             },
         };
+        let Some(first) = admit(first) else { continue };
         let mut bytes = first.body.len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_ENTRIES {
@@ -272,6 +324,7 @@ async fn dispatch(mut receiver: mpsc::UnboundedReceiver<Outgoing>, queue: Arc<dy
                 carried = Some(next);
                 break;
             }
+            let Some(next) = admit(next) else { continue };
             bytes += next.body.len();
             batch.push(next);
         }
@@ -283,4 +336,19 @@ async fn dispatch(mut receiver: mpsc::UnboundedReceiver<Outgoing>, queue: Arc<dy
     }
     // Wait for the batches still out: every slot back means every request answered.
     let _ = slots.acquire_many(MAX_IN_FLIGHT_BATCHES as u32).await;
+}
+
+/// Takes a message into a batch, unless its ticket gave up on it (it is dropped) or its
+/// deadline has passed (it is refused): nothing is sent after its push's deadline.
+fn admit(o: Outgoing) -> Option<Outgoing> {
+    if !o.fate.take() {
+        return None;
+    }
+    if Instant::now() >= o.deadline {
+        o.refuse(Error::queue(
+            "not enqueued: the push's deadline passed while it waited for SQS; it will not be sent",
+        ));
+        return None;
+    }
+    Some(o)
 }

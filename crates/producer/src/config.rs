@@ -1,7 +1,17 @@
 //! Producer configuration: documented defaults, overridden by the environment, then by options.
 //! Parsed once when a client is built; a bad setting is a [`Error::Config`], never a fallback.
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
+
+/// Default bound of a client's backlog, in envelope bytes: 16 MiB, about 16,000 typical pushes
+/// (a push with a notification and a few data keys is well under 1 KiB as an envelope).
+pub const DEFAULT_MAX_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
+/// Smallest backlog a client may be given: one envelope of the largest size pushq writes.
+pub const MIN_BACKLOG_BYTES: usize = pushq_model::envelope::MAX_ENVELOPE_BYTES;
+/// Default time a push may spend in the client before SQS has it: 30 s.
+pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where pushes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +34,11 @@ pub struct ProducerOptions {
     pub endpoint_url: Option<String>,
     /// `"sqs"` or `"local"` [`PUSHQ_MODE`, default `"sqs"`].
     pub mode: Option<String>,
+    /// Most envelope bytes waiting in the client [default [`DEFAULT_MAX_BACKLOG_BYTES`]].
+    pub max_backlog_bytes: Option<u64>,
+    /// Most time, in milliseconds, a push may spend in the client before SQS has it
+    /// [default 30,000].
+    pub push_timeout_ms: Option<u64>,
 }
 
 /// The resolved producer configuration.
@@ -37,6 +52,10 @@ pub struct ProducerConfig {
     pub region: Option<String>,
     /// Explicit endpoint, if given as an option (the AWS SDK reads the `AWS_ENDPOINT_URL*` variables itself).
     pub endpoint_url: Option<String>,
+    /// Most envelope bytes waiting in the client; a push past it is refused at once.
+    pub max_backlog_bytes: usize,
+    /// Most time a push spends in the client; past it the push is refused and never sent.
+    pub push_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -78,11 +97,31 @@ impl ProducerConfig {
         if let Some(url) = &endpoint_url {
             check_url(url, "endpointUrl")?;
         }
+        let max_backlog_bytes = match options.max_backlog_bytes {
+            None => DEFAULT_MAX_BACKLOG_BYTES,
+            Some(n) if n as usize >= MIN_BACKLOG_BYTES => n as usize,
+            Some(n) => {
+                return Err(Error::Config(format!(
+                    "maxBacklogBytes: must be at least {MIN_BACKLOG_BYTES} (one queue message; got {n})"
+                )))
+            }
+        };
+        let push_timeout = match options.push_timeout_ms {
+            None => DEFAULT_PUSH_TIMEOUT,
+            Some(ms) if (1..=3_600_000).contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(Error::Config(format!(
+                    "pushTimeoutMs: must be 1 to 3600000 (got {ms})"
+                )))
+            }
+        };
         Ok(ProducerConfig {
             mode,
             queue_url,
             region: pick(options.region, "AWS_REGION"),
             endpoint_url,
+            max_backlog_bytes,
+            push_timeout,
         })
     }
 

@@ -3,7 +3,7 @@
 //! producer, `pushq worker` and `pushq dlq redrive` alike.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -119,9 +119,28 @@ impl SqsTransport {
         };
         let queue_url = self.config.queue_url.as_deref().unwrap_or_default();
         for round in 0..=ENTRY_RETRIES {
-            if round > 0 {
-                tokio::time::sleep(backoff(round)).await;
-            }
+            // Every request ends by the earliest deadline in the batch, so that each caller
+            // hears back by its push's deadline and nothing is sent after it.
+            let deadline = batch
+                .iter()
+                .map(|o| o.deadline)
+                .min()
+                .unwrap_or_else(Instant::now);
+            let wait = if round > 0 {
+                backoff(round)
+            } else {
+                Duration::ZERO
+            };
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now() + wait)
+                .filter(|d| !d.is_zero())
+            else {
+                let error = Error::queue(
+                    "not enqueued: the push's deadline came before SQS took it; it will not be sent",
+                );
+                return batch.into_iter().for_each(|o| o.refuse(error.clone()));
+            };
+            tokio::time::sleep(wait).await;
             let entries = batch.iter().enumerate().map(|(i, o)| {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
@@ -136,12 +155,21 @@ impl SqsTransport {
                 .send_message_batch()
                 .queue_url(queue_url)
                 .set_entries(Some(entries.collect()))
+                .customize()
+                .config_override(within(left))
                 .send()
                 .await;
             let output = match result {
                 Ok(output) => output,
+                Err(SdkError::TimeoutError(_)) => {
+                    let error = Error::queue(format!(
+                        "SQS did not answer within the push's deadline ({} ms left when the request went out): the push is not known to be enqueued and will not be sent again",
+                        left.as_millis()
+                    ));
+                    return batch.into_iter().for_each(|o| o.refuse(error.clone()));
+                }
                 Err(e) => {
-                    let error = queue_error(&e);
+                    let error = queue_error(e);
                     return batch.into_iter().for_each(|o| o.refuse(error.clone()));
                 }
             };
@@ -189,21 +217,39 @@ impl SqsTransport {
     }
 }
 
+/// Timeouts that end a request (its retries included) within `left`.
+fn within(left: Duration) -> aws_sdk_sqs::config::Builder {
+    use aws_config::timeout::TimeoutConfig;
+    let defaults = SqsSettings::default();
+    aws_sdk_sqs::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3).min(left))
+            .operation_attempt_timeout(defaults.attempt_timeout.min(left))
+            .operation_timeout(defaults.operation_timeout.min(left))
+            .build(),
+    )
+}
+
 impl Transport for SqsTransport {
     fn send(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, ()> {
         Box::pin(self.send_batch(batch))
     }
 }
 
-fn queue_error<E, R>(e: &SdkError<E, R>) -> Error
+/// The producer's error for a failed request, keeping the SDK's error as its cause.
+fn queue_error<E, R>(e: SdkError<E, R>) -> Error
 where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
+    let message = format!("{}", DisplayErrorContext(&e));
     match e {
         // Requests that could not even be built: no credentials, a bad endpoint.
-        SdkError::ConstructionFailure(_) => Error::Config(format!("{}", DisplayErrorContext(e))),
-        _ => Error::queue(format!("{}", DisplayErrorContext(e))),
+        SdkError::ConstructionFailure(_) => Error::Config(message),
+        e => Error::Queue {
+            message,
+            cause: Some(Arc::new(e)),
+        },
     }
 }
 

@@ -3,13 +3,42 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::error::{Error, Result};
 
 /// A future a transport returns, boxed so that transports can be chosen at run time.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a queue message is between the caller and the queue. Shared by the message and its
+/// push's ticket, so that exactly one of them decides: the dispatcher takes it into a batch, or
+/// the ticket gives up on it at the push's deadline.
+#[derive(Debug, Default)]
+pub(crate) struct Fate(AtomicU8);
+
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Fate {
+    /// The dispatcher takes the message into a batch; false if the ticket already gave up.
+    pub(crate) fn take(&self) -> bool {
+        self.0
+            .compare_exchange(WAITING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The ticket gives up on the message; false if it is already in a batch.
+    pub(crate) fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
 
 /// One queue message on its way out. Answering it (accept or refuse) settles its push's part.
 pub struct Outgoing {
@@ -21,6 +50,12 @@ pub struct Outgoing {
     pub dedup_id: Option<String>,
     /// SQS `DelaySeconds`, when the push asked for one.
     pub delay_seconds: Option<i32>,
+    /// The push's deadline: a transport sends nothing after it, and a request it makes for the
+    /// message ends by it (answered or given up), so the caller hears back in time.
+    pub deadline: Instant,
+    pub(crate) fate: Arc<Fate>,
+    /// The message's share of the client's backlog, given back once it is answered.
+    pub(crate) _backlog: OwnedSemaphorePermit,
     pub(crate) reply: oneshot::Sender<Result<()>>,
 }
 
@@ -37,7 +72,7 @@ impl Outgoing {
 }
 
 /// Takes a batch of messages (at most 10, at most [`crate::MAX_BATCH_BYTES`]) and answers every
-/// message in it, each exactly once.
+/// message in it, each exactly once, by the earliest deadline among them.
 pub trait Transport: Send + Sync + 'static {
     /// Sends one batch; resolves when every message of it has been answered.
     fn send(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, ()>;

@@ -222,10 +222,7 @@ impl Sink for FcmClient {
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         Box::pin(async move {
-            let body = match token {
-                Some(token) => push.fcm_request_for_token(token, self.dry_run),
-                None => push.fcm_request(self.dry_run).unwrap_or_default(),
-            };
+            let body = crate::sink::request_body(push, token, self.dry_run);
             self.send_with_retries(&body, deadline).await
         })
     }

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// Applying the schema failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database's schema is older than this build needs (or absent); nothing was changed.
+    #[error("the database schema is {0}: run `pushq migrate` (or pass migrate: true) to apply it")]
+    SchemaOutdated(String),
 }
 
 /// `Result` with [`StoreError`].
@@ -205,11 +208,53 @@ impl Store {
     /// Applies the schema (migrations are embedded in the binary).
     pub async fn migrate(&self) -> StoreResult<()> {
         match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
-            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
-            Pool::MySql(p) => sqlx::migrate!("./migrations/mysql").run(p).await?,
+            Pool::Sqlite(p) => self.migrator().run(p).await?,
+            Pool::Postgres(p) => self.migrator().run(p).await?,
+            Pool::MySql(p) => self.migrator().run(p).await?,
         }
         Ok(())
+    }
+
+    /// The embedded migrations of this store's dialect.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+            Dialect::MySql => sqlx::migrate!("./migrations/mysql"),
+        }
+    }
+
+    /// Checks, without changing anything, that every migration this build carries has been
+    /// applied; fails with [`StoreError::SchemaOutdated`] naming the first one missing.
+    pub async fn check_schema(&self) -> StoreResult<()> {
+        self.count();
+        let applied: Result<Vec<(i64,)>, sqlx::Error> = with_pool!(self, pool, {
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .persistent(false)
+                .fetch_all(pool)
+                .await
+        });
+        let applied: Vec<i64> = match applied {
+            Ok(rows) => rows.into_iter().map(|(v,)| v).collect(),
+            // No migrations table: no pushq schema at all.
+            Err(sqlx::Error::Database(_)) => {
+                return Err(StoreError::SchemaOutdated(
+                    "not there (no pushq tables)".into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match self
+            .migrator()
+            .iter()
+            .find(|m| !applied.contains(&m.version))
+        {
+            Some(missing) => Err(StoreError::SchemaOutdated(format!(
+                "older than this pushq needs (migration {} {:?} is not applied)",
+                missing.version, missing.description
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Closes the pool.
