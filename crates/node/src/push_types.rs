@@ -5,28 +5,12 @@
 
 use napi_derive::napi;
 
-/// A push: firebase-admin's `Message` (`token` | `topic` | `condition`, `notification`, `data`,
-/// `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
-/// Exactly one target field (`token`, `topic`, `condition`, `tokens`, `userId`, `userIds`) must be set.
-/// Any other top-level field is `PUSHQ_INVALID_PUSH` naming it. Targets, user ids and `category`
-/// are recorded in the delivery log: they may not contain the NUL character.
+// `Push` itself is a union with one member per target field, each extending this struct. napi-rs
+// derives no union of interfaces, so it lives in `crates/node/dts-header.d.ts`, which
+// `napi build` puts at the head of `index.d.ts` (package.json `napi.dtsHeaderFile`).
+/// What every {@link Push} carries besides its one target field: the message and pushq's options.
 #[napi(object, object_from_js = false, object_to_js = false)]
-pub struct Push {
-    /// One FCM registration token (at most 512 characters).
-    pub token: Option<String>,
-    /// An FCM topic name (letters, digits, `-_.~%`), optionally prefixed `/topics/` (at most 500
-    /// characters).
-    pub topic: Option<String>,
-    /// An FCM condition, e.g. `"'sports' in topics && 'news' in topics"` (at most 500 characters).
-    pub condition: Option<String>,
-    /// Several registration tokens (as firebase-admin's `MulticastMessage.tokens`), 1 to 10,000,
-    /// each at most 512 characters.
-    /// Large lists are split into several queue messages; the push keeps one id.
-    pub tokens: Option<Vec<String>>,
-    /// A user id, resolved to the user's live device tokens at delivery (at most 255 characters).
-    pub user_id: Option<String>,
-    /// Several user ids (1 to 10,000), each resolved to that user's live device tokens.
-    pub user_ids: Option<Vec<String>>,
+pub struct PushBase {
     /// Pushes with the same key are delivered once per device (1–128 printable ASCII
     /// characters, no spaces). On a FIFO queue it is also the SQS deduplication id.
     pub idempotency_key: Option<String>,

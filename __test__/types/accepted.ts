@@ -1,0 +1,80 @@
+// Pushes TypeScript must accept, imported as a user imports them. Type-checked by
+// `npx tsc --noEmit -p .`, never run; rejected.ts holds what it must refuse.
+import { PushClient, enqueuePush } from 'pushq'
+import type { Push, PushBase, TokenPush, UsersPush } from 'pushq'
+
+declare const client: PushClient
+
+// One of each target.
+const eachTarget: Push[] = [
+  { token: 'device-1' },
+  { topic: 'gym-berlin' },
+  { topic: '/topics/gym-berlin' },
+  { condition: "'sports' in topics && 'news' in topics" },
+  { tokens: ['device-1', 'device-2'] },
+  { userId: 'user-42' },
+  { userIds: ['user-42', 'user-43'] },
+]
+void client.enqueuePushes(eachTarget)
+
+// Every common field at once, on the module-level function and on a client.
+const everything = {
+  token: 'device-1',
+  idempotencyKey: 'reminder-981-user-42',
+  delaySeconds: 900,
+  category: 'class-reminder',
+  data: { classId: '981' },
+  notification: { title: 'Spin 45', body: 'Studio 2', imageUrl: 'https://example.com/a.png' },
+  android: {
+    collapseKey: 'class-981',
+    priority: 'high',
+    ttl: 900_000,
+    restrictedPackageName: 'com.example.gym',
+    data: { deepLink: 'gym://class/981' },
+    notification: {
+      channelId: 'reminders',
+      eventTimestamp: new Date(),
+      priority: 'max',
+      visibility: 'public',
+      lightSettings: { color: '#ff0000', lightOnDurationMillis: 200, lightOffDurationMillis: 800 },
+      vibrateTimingsMillis: [0, 200],
+      proxy: 'deny',
+    },
+    fcmOptions: { analyticsLabel: 'reminder' },
+    directBootOk: true,
+  },
+  apns: {
+    headers: { 'apns-priority': '10' },
+    payload: {
+      aps: { alert: { title: 'Spin 45', locKey: 'REMINDER', locArgs: ['Alex'] }, badge: 1, sound: { name: 'bell.caf', critical: true, volume: 0.5 } },
+      classId: 981,
+    },
+    fcmOptions: { imageUrl: 'https://example.com/a.png' },
+  },
+  webpush: { headers: { Urgency: 'high' }, notification: { title: 'Spin 45', requireInteraction: true }, fcmOptions: { link: 'https://example.com' } },
+  fcmOptions: { analyticsLabel: 'reminder' },
+} satisfies TokenPush
+void enqueuePush(everything)
+void client.enqueuePush({ ...everything, android: { notification: { eventTimestamp: '2025-01-01T00:00:00Z' } } })
+
+// The common part built once, the target added per call.
+const reminder: PushBase = { notification: { title: 'Your class starts soon' }, category: 'class-reminder' }
+void client.enqueuePush({ ...reminder, userId: 'user-42' })
+const promo: UsersPush = { ...reminder, userIds: ['user-42'], category: 'promo' }
+void client.enqueuePushes([promo, { ...reminder, topic: 'gym-berlin' }])
+
+// A target chosen at run time is still one target.
+declare const byTopic: boolean
+void client.enqueuePush(byTopic ? { topic: 'gym-berlin' } : { tokens: ['device-1'] })
+void client.enqueuePush({ ...(byTopic ? { topic: 'gym-berlin' } : { userId: 'user-42' }), data: { k: 'v' } })
+
+// A target field set to undefined is no target (JSON drops it), so this push has one.
+void client.enqueuePush({ token: 'device-1', userId: undefined })
+
+// What the promises resolve to.
+async function ids(): Promise<string[]> {
+  const { id } = await client.enqueuePush({ token: 'device-1' })
+  const many = await client.enqueuePushes([{ token: 'device-1' }, { userId: 'user-42' }])
+  return [id, ...many.map((e) => e.id)]
+}
+void ids
