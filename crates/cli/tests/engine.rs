@@ -122,7 +122,7 @@ async fn transient_faults_are_retried_and_final_ones_recorded() {
     let fcm = Fcm::start();
     let engine = engine(&db, &fcm).await;
     fcm.faults(json!({"rules": [
-        {"token": "tok-429", "error": "QUOTA_EXCEEDED", "times": 1, "retryAfter": 1},
+        {"token": "tok-429", "error": "QUOTA_EXCEEDED", "times": 1, "retryAfter": 3},
         {"token": "tok-503", "error": "UNAVAILABLE", "times": 2},
         {"token": "tok-500", "error": "INTERNAL", "times": 1},
         {"token": "tok-bad", "error": "INVALID_ARGUMENT"},
@@ -134,8 +134,14 @@ async fn transient_faults_are_retried_and_final_ones_recorded() {
     )];
     let started = Instant::now();
     let outcome = engine.process(&batch, soon()).await.unwrap();
-    // Retry-After: 1 was honoured.
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    // Retry-After: 3 was honoured. Without it, backoff alone waits at most 1.2 s in this batch
+    // (sends run concurrently; the longest chain is tok-503's two waits of at most 400 and
+    // 800 ms, see fcm::backoff), so 3 s cannot be reached by chance.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "the batch took {elapsed:?}: Retry-After: 3 was not waited for"
+    );
     assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
     assert_eq!(
         (
