@@ -2,25 +2,40 @@
 // counting proxy forwards requests unchanged and counts them per action and per queue, and the
 // helpers in support/sqs.ts create, drain and measure queues.
 import {
+  CreateQueueCommand,
   GetQueueAttributesCommand,
+  GetQueueUrlCommand,
   SendMessageBatchCommand,
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs'
+import { randomUUID } from 'crypto'
 import { drainQueue, freshQueue, proxyCounts, queueDepth, resetProxyCounts, sqs } from './support/sqs'
 
 const viaProxy = new SQSClient({ endpoint: process.env.PUSHQ_TEST_SQS_PROXY, region: 'us-east-1' })
 
 afterAll(() => viaProxy.destroy())
 
-test('the environment points at local moto_server and the proxy, with test credentials', () => {
-  expect(process.env.PUSHQ_TEST_SQS_ENDPOINT).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-  expect(process.env.PUSHQ_TEST_SQS_PROXY).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-  expect(process.env.PUSHQ_TEST_SQS_PROXY).not.toBe(process.env.PUSHQ_TEST_SQS_ENDPOINT)
-  expect(process.env.AWS_ACCESS_KEY_ID).toBe('testing')
-  expect(process.env.AWS_SECRET_ACCESS_KEY).toBe('testing')
-  expect(process.env.AWS_REGION).toBe('us-east-1')
-  expect(process.env.AWS_PROFILE).toBeUndefined()
+// Asked of the servers themselves, not of the variables global-setup wrote.
+test('the SQS endpoint is a moto_server, and the proxy is another server that forwards to it', async () => {
+  const endpoint = process.env.PUSHQ_TEST_SQS_ENDPOINT!
+  const proxy = process.env.PUSHQ_TEST_SQS_PROXY!
+  // A queue made through the proxy is one the endpoint has ...
+  const QueueName = `pushq-infra-${randomUUID()}`
+  const made = await viaProxy.send(new CreateQueueCommand({ QueueName }))
+  const found = await sqs.send(new GetQueueUrlCommand({ QueueName }))
+  expect(found.QueueUrl).toBe(made.QueueUrl)
+  // ... and the endpoint is moto: moto's own API lists that queue in its SQS state.
+  const state = await fetch(`${endpoint}/moto-api/data.json`)
+  expect(state.status).toBe(200)
+  expect(JSON.stringify((await state.json()).sqs)).toContain(QueueName)
+  // The proxy's counters answer at the proxy and not at the endpoint: they are two servers.
+  const counts = await fetch(`${proxy}/__counts`)
+  expect(counts.status).toBe(200)
+  await counts.arrayBuffer()
+  const notProxy = await fetch(`${endpoint}/__counts`)
+  expect(notProxy.status).toBe(404)
+  await notProxy.arrayBuffer()
 })
 
 test('25 messages sent through the proxy all reach moto, and the proxy counts 25 SendMessage', async () => {

@@ -1,9 +1,12 @@
-// Every benchmark, one command, writing docs/benchmarks.md (tables) and docs/benchmarks/*.svg
-// (charts). Real local parts: a PostgreSQL started for the run (pg_stat_statements), the FCM
-// emulator, sqs-lite (moto would be the bottleneck at ~100 messages/s) and pushq's own binaries.
+// Every benchmark, one command, writing docs/benchmarks.md (tables), docs/benchmarks/*.svg
+// (charts) and docs/benchmarks/results.json (the numbers both are made from). Real local parts: a
+// PostgreSQL started for the run (pg_stat_statements), the FCM emulator, sqs-lite (moto would be
+// the bottleneck, see bench/README.md) and pushq's own binaries.
 //
 //   node bench/run.js            # the full run (a few minutes)
 //   node bench/run.js --smoke    # a few seconds' worth of each, written to /tmp, not docs/
+//   node bench/run.js --report [results.json]   # rewrites the report and charts from saved
+//                                # numbers (default docs/benchmarks/results.json), runs nothing
 //   (--no-build skips the release builds it otherwise starts with)
 'use strict'
 const { execFileSync } = require('child_process')
@@ -16,6 +19,14 @@ const { runDelivery } = require('./delivery')
 const enqueue = require('./enqueue')
 
 const smoke = process.argv.includes('--smoke')
+// --report [file]: the saved numbers to rewrite the report from (nothing is measured).
+const reportArg = process.argv.indexOf('--report')
+const reportFrom =
+  reportArg < 0
+    ? undefined
+    : process.argv[reportArg + 1] && !process.argv[reportArg + 1].startsWith('--')
+      ? path.resolve(process.argv[reportArg + 1])
+      : path.join(root, 'docs', 'benchmarks', 'results.json')
 // The producer (pushq's addon, in this process) talks to sqs-lite with dummy credentials.
 process.env.AWS_ACCESS_KEY_ID ||= 'bench'
 process.env.AWS_SECRET_ACCESS_KEY ||= 'bench'
@@ -73,8 +84,12 @@ async function limits(pg, fcm) {
 
 const f = (v, digits = 1) => (Number.isFinite(v) ? v.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : 'n/a')
 
-function report({ m, pg, cells, enq, del, lim, seconds }) {
+/** Writes the charts, the report and the numbers they come from; returns the report's path. */
+function report(results) {
+  const { cells, enq, del } = results
+  const sizes = results.sizes
   fs.mkdirSync(chartDir, { recursive: true })
+  fs.writeFileSync(path.join(chartDir, 'results.json'), JSON.stringify(results, null, 2) + '\n')
   const label = (c) => `batch ${c.batch}, window ${c.window} s`
   const groups = cells.map(label)
   fs.writeFileSync(
@@ -88,7 +103,7 @@ function report({ m, pg, cells, enq, del, lim, seconds }) {
   fs.writeFileSync(
     path.join(chartDir, 'latency-paced.svg'),
     barChart({
-      title: `Enqueue-to-send latency, ${SIZES.rate} pushes/s`,
+      title: `Enqueue-to-send latency, ${sizes.rate} pushes/s`,
       unit: 'ms',
       groups,
       series: ['p50', 'p95', 'p99'].map((p) => ({ name: p, values: cells.map((c) => c.paced[p]) })),
@@ -96,7 +111,7 @@ function report({ m, pg, cells, enq, del, lim, seconds }) {
   )
   fs.writeFileSync(
     path.join(chartDir, 'throughput.svg'),
-    barChart({ title: `Throughput, burst of ${SIZES.pushes} pushes (3 devices each)`, unit: 'pushes / s', groups, series: [{ name: 'pushes per second', values: cells.map((c) => c.pushesPerSecond) }] }),
+    barChart({ title: `Throughput, burst of ${sizes.pushes} pushes (3 devices each)`, unit: 'pushes / s', groups, series: [{ name: 'pushes per second', values: cells.map((c) => c.pushesPerSecond) }] }),
   )
   const enqRows = enq.filter((r) => r.pattern === '100 concurrent callers')
   fs.writeFileSync(
@@ -118,13 +133,74 @@ function report({ m, pg, cells, enq, del, lim, seconds }) {
       log: true,
     }),
   )
+  const file = path.join(outDir, 'benchmarks.md')
+  fs.writeFileSync(file, markdown(results))
+  return file
+}
+
+const met = (ok) => (ok ? 'met' : '**not met**')
+
+/** The report (docs/benchmarks.md) for one run's numbers: every figure and verdict in it comes from them. */
+function markdown({ m, pg, cells, enq, del, lim, seconds, sizes }) {
+  const enqRows = enq.filter((r) => r.pattern === '100 concurrent callers')
   const [dq, dn] = del
   const b10 = cells.find((c) => c.batch === 10 && c.window === 0)
   const b100 = cells.find((c) => c.batch === 100)
   const pq = enqRows.find((r) => r.client.startsWith('pushq'))
   const direct = enqRows.find((r) => r.client.startsWith('firebase'))
   const sdk = enqRows.find((r) => r.client.startsWith('aws-sdk'))
-  const md = `# Benchmarks
+  // The already-delivered lookup at batch 10, per call (the statement the plan-cache note is about).
+  const lookup = b10.topStatements.find((t) => t.query.startsWith('SELECT push_id, target'))
+  const filled = cells
+    .filter((c) => c.batch > 1)
+    .map((c) => `${f(c.meanBatch, 1)} at batch ${c.batch} with window ${c.window} s (${f((100 * c.meanBatch) / c.batch, 0)}% full)`)
+    .join(', ')
+  const targets = [
+    {
+      target: 'DB statements per push at batch 10',
+      goal: '≤ 0.5, flat from 10 to 100',
+      run: `${f(b10.statementsPerPush, 3)} at 10, ${f(b100.statementsPerPush, 3)} at 100 (statements per batch: ${f(b10.statementsPerBatch, 2)} and ${f(b100.statementsPerBatch, 2)}, over mean batches of ${f(b10.meanBatch, 1)} and ${f(b100.meanBatch, 1)})`,
+      verdict: met(b10.statementsPerPush <= 0.5 && b100.statementsPerBatch <= b10.statementsPerBatch + 0.005),
+    },
+    {
+      target: 'window 0 s: p99 enqueue-to-send at batch 10',
+      goal: '< 1 s',
+      run: `${f(b10.paced.p99, 0)} ms at ${sizes.rate} pushes/s; ${f(b10.burst.p99, 0)} ms for the last of a ${sizes.pushes.toLocaleString('en')}-push burst`,
+      verdict: `${met(b10.paced.p99 < 1000)} at ${sizes.rate} pushes/s; ${met(b10.burst.p99 < 1000)} for the burst`,
+    },
+    {
+      target: 'enqueue: server wait per push vs a direct FCM send',
+      goal: '≤ 1/20',
+      run: `${f(pq.waitMeanMs, 2)} ms vs ${f(direct.waitMeanMs, 2)} ms (1/${f(direct.waitMeanMs / pq.waitMeanMs, 0)}) with 100 concurrent callers; the SDK: ${f(sdk.waitMeanMs, 2)} ms. The emulator answers on loopback; real FCM is a network round trip away (tens of ms), which this run does not add`,
+      verdict: met(pq.waitMeanMs * 20 <= direct.waitMeanMs),
+    },
+    {
+      target: 'delivery throughput vs the Node.js handler',
+      goal: '≥ 10×',
+      run: `${f(dq.pushesPerSecond, 0)} vs ${f(dn.pushesPerSecond, 0)} pushes/s (${f(dq.pushesPerSecond / dn.pushesPerSecond, 1)}×)`,
+      verdict: met(dq.pushesPerSecond >= 10 * dn.pushesPerSecond),
+    },
+    {
+      target: 'delivery CPU per push',
+      goal: '≤ 1/10',
+      run: `${f(dq.cpuUsPerPush, 1)} vs ${f(dn.cpuUsPerPush, 1)} µs (1/${f(dn.cpuUsPerPush / dq.cpuUsPerPush, 1)})`,
+      verdict: met(dq.cpuUsPerPush * 10 <= dn.cpuUsPerPush),
+    },
+    {
+      target: 'peak RSS at batch 10',
+      goal: '≤ 30 MiB',
+      run: `${f(dq.peakRssMiB, 1)} MiB (Node: ${f(dn.peakRssMiB, 1)} MiB)`,
+      verdict: met(dq.peakRssMiB <= 30),
+    },
+    {
+      target: 'cold start',
+      goal: "≤ 1/5 of Node's",
+      run: `${f(dq.coldStartMs, 1)} vs ${f(dn.coldStartMs, 1)} ms (1/${f(dn.coldStartMs / dq.coldStartMs, 1)})`,
+      verdict: met(dq.coldStartMs * 5 <= dn.coldStartMs),
+    },
+  ]
+  const unmet = targets.filter((t) => t.verdict.includes('not met'))
+  return `# Benchmarks
 
 Measured by \`node bench/run.js\` (${seconds.toFixed(0)} s) on ${m.date}. Nothing here is a test:
 these are one run's numbers on one machine. Rerun the command to reproduce them.
@@ -134,16 +210,16 @@ PostgreSQL ${pg.version} (a cluster started for the run, default settings plus
 \`pg_stat_statements\`). Everything ran on the machine at once: the database, the FCM emulator,
 sqs-lite, the worker and the Node producer share the ${m.cores} cores.
 
-**Parts:** \`pushq worker\` (release build) with \`--concurrency ${SIZES.concurrency}\` and
-\`PUSHQ_DB_POOL_SIZE=${SIZES.concurrency}\`, the FCM emulator (\`pushq fcm-emulator\`, HTTP/1.1),
+**Parts:** \`pushq worker\` (release build) with \`--concurrency ${sizes.concurrency}\` and
+\`PUSHQ_DB_POOL_SIZE=${sizes.concurrency}\`, the FCM emulator (\`pushq fcm-emulator\`, HTTP/1.1),
 and \`sqs-lite\` (\`crates/bench\`), an in-memory SQS speaking the SDKs' JSON protocol: moto, the
-tests' SQS, hands out about 44 messages/s and would measure itself. Pushes are enqueued through
-pushq's Node addon, as a server would.
+tests' SQS, is far slower than these rates (\`bench/README.md\`) and would measure itself. Pushes
+are enqueued through pushq's Node addon, as a server would.
 
 ## 1. Batch size × batching window
 
-${SIZES.pushes.toLocaleString('en')} pushes to users with 3 devices each (${(SIZES.pushes * 3).toLocaleString('en')} FCM sends and delivery rows per cell), enqueued at once (a
-mass send); then ${SIZES.paced.toLocaleString('en')} more at a steady ${SIZES.rate} pushes/s. Statements and DB time are
+${sizes.pushes.toLocaleString('en')} pushes to users with 3 devices each (${(sizes.pushes * 3).toLocaleString('en')} FCM sends and delivery rows per cell), enqueued at once (a
+mass send); then ${sizes.paced.toLocaleString('en')} more at a steady ${sizes.rate} pushes/s. Statements and DB time are
 \`pg_stat_statements\` for the worker's database role during the burst; latency is
 \`sent_at − enqueued_at\` of the delivery rows (per device). Batch size 100 with window 0 is not
 a cell: AWS (and \`pushq worker\`) require a window of at least 1 s above 10.
@@ -181,20 +257,18 @@ so it is noisier than the statement counts, which are exact.
 
 An earlier run of this benchmark found PostgreSQL's plan cache at work: a prepared statement
 planned while \`pushq_deliveries\` was empty kept its sequential-scan plan as the table grew, and
-the already-delivered lookup at batch 10 took 3.9 ms per call (1,945 ms for 500 calls) where it now
-takes about 0.15 ms. pushq now runs its statements unprepared, planned with their values each
+the already-delivered lookup at batch 10 took 3.9 ms per call (1,945 ms for 500 calls)${lookup ? `; in this run it took ${f(lookup.ms / lookup.calls, 2)} ms per call (${f(lookup.ms, 1)} ms for ${lookup.calls} calls)` : ''}. pushq now runs its statements unprepared, planned with their values each
 time (\`crates/delivery/src/store/\`).
 
 Reading it: a batch costs the same few statements whatever its size (the *statements / batch*
 column), so batch size 1 pays them for every push and batch 10 pays a tenth. *Mean batch formed*
-is what the worker's receives actually gathered: with several loops sharing the queue, a batch
-of 100 is rarely full. A batching window only adds latency when traffic is
+is what the worker's receives actually gathered: ${filled}. A batching window only adds latency when traffic is
 too thin to fill a batch: in the paced stream, window 1 s at batch 100 waits for the batch to fill.
 Burst latency is mostly queueing: the last push of a mass send waits for all before it.
 
 ## 2. Against the status quo: the app server's side
 
-${SIZES.enqueuePushes.toLocaleString('en')} pushes from one Node process, each measurement in a fresh child process after a
+${sizes.enqueuePushes.toLocaleString('en')} pushes from one Node process, each measurement in a fresh child process after a
 20-push warm-up. pushq and the SDK send to \`bench/sqs-sink.js\` (an SQS endpoint that counts
 requests); firebase-admin's \`messaging().send()\` goes straight to the FCM emulator (FCM's host
 routed to it; an access token from its token endpoint), which is what each server did before
@@ -213,7 +287,7 @@ ${enq
 
 ## 3. Against the status quo: the delivery side
 
-The same ${SIZES.deliveryPushes.toLocaleString('en')} pushes (users with 3 devices each, 10 SQS records per event) fed through a Lambda
+The same ${sizes.deliveryPushes.toLocaleString('en')} pushes (users with 3 devices each, 10 SQS records per event) fed through a Lambda
 Runtime API served by the benchmark to pushq's \`bootstrap\` (the x86_64 build of
 \`scripts/build-lambda.sh\`) and to a Node.js handler written the way the servers sent pushes
 (\`bench/node-lambda\`: one \`pg\` query per message for the tokens, then per device
@@ -243,21 +317,19 @@ ceiling measured alone (both share the same cores).
 
 ## Targets
 
-| target | goal | this run |
-|---|---|---|
-| DB statements per push at batch 10 | ≤ 0.5, flat from 10 to 100 | ${f(b10.statementsPerPush, 3)} at 10, ${f(b100.statementsPerPush, 3)} at 100 (statements per batch: ${f(b10.statementsPerBatch, 2)} and ${f(b100.statementsPerBatch, 2)}, over mean batches of ${f(b10.meanBatch, 1)} and ${f(b100.meanBatch, 1)}) |
-| window 0 s: p99 enqueue-to-send at batch 10 | < 1 s | ${f(b10.paced.p99, 0)} ms at ${SIZES.rate} pushes/s; ${f(b10.burst.p99, 0)} ms for the last of a ${SIZES.pushes.toLocaleString('en')}-push burst |
-| enqueue: server wait per push vs a direct FCM send | ≤ 1/20 | ${f(pq.waitMeanMs, 2)} ms vs ${f(direct.waitMeanMs, 2)} ms (1/${f(direct.waitMeanMs / pq.waitMeanMs, 0)}) with 100 concurrent callers; the SDK: ${f(sdk.waitMeanMs, 2)} ms. The emulator answers on loopback in well under a millisecond; real FCM is a network round trip away (tens of ms), which this run does not add |
-| delivery throughput vs the Node.js handler | ≥ 10× | ${f(dq.pushesPerSecond, 0)} vs ${f(dn.pushesPerSecond, 0)} pushes/s (${f(dq.pushesPerSecond / dn.pushesPerSecond, 1)}×) |
-| delivery CPU per push | ≤ 1/10 | ${f(dq.cpuUsPerPush, 1)} vs ${f(dn.cpuUsPerPush, 1)} µs (1/${f(dn.cpuUsPerPush / dq.cpuUsPerPush, 1)}) |
-| peak RSS at batch 10 | ≤ 30 MiB | ${f(dq.peakRssMiB, 1)} MiB (Node: ${f(dn.peakRssMiB, 1)} MiB) |
-| cold start | ≤ 1/5 of Node's | ${f(dq.coldStartMs, 1)} vs ${f(dn.coldStartMs, 1)} ms (1/${f(dn.coldStartMs / dq.coldStartMs, 1)}) |
+Met in full: ${targets.length - unmet.length} of ${targets.length} goals.${unmet.length ? ` Not met, in part or at all: ${unmet.map((t) => t.target).join('; ')}.` : ''}
+
+| target | goal | this run | verdict |
+|---|---|---|---|
+${targets.map((t) => `| ${t.target} | ${t.goal} | ${t.run} | ${t.verdict} |`).join('\n')}
 `
-  fs.writeFileSync(path.join(outDir, 'benchmarks.md'), md)
-  return path.join(outDir, 'benchmarks.md')
 }
 
 async function main() {
+  if (reportFrom) {
+    process.stderr.write(`wrote ${report(JSON.parse(fs.readFileSync(reportFrom, 'utf8')))} from ${reportFrom}\n`)
+    return
+  }
   const t0 = Date.now()
   process.stderr.write(`pushq benchmarks${smoke ? ' (smoke)' : ''}: building release binaries\n`)
   if (!process.argv.includes('--no-build')) build()
@@ -277,7 +349,7 @@ async function main() {
     const del = await runDelivery({ pg, fcm, pushes: SIZES.deliveryPushes })
     process.stderr.write('4/4 limits\n')
     const lim = await limits(pg, fcm)
-    const file = report({ m, pg, cells, enq, del, lim, seconds: (Date.now() - t0) / 1000 })
+    const file = report({ m, pg: { version: pg.version }, sizes: SIZES, cells, enq, del, lim, seconds: (Date.now() - t0) / 1000 })
     process.stderr.write(`wrote ${file}\n`)
   } finally {
     sqs.child.kill()

@@ -8,7 +8,7 @@
 #
 # Writes dist/lambda/<arch>/bootstrap (the folder the SAM template's CodeUri points at) and
 # dist/lambda/pushq-lambda-<arch>.zip, and prints each zip's size and glibc floor.
-# Needs `pip install cargo-lambda` (brings zig) and binutils' objdump.
+# Needs `pip install cargo-lambda` (brings zig) and binutils' objdump (its failure fails the build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pushq/target}"
@@ -20,9 +20,17 @@ command -v cargo-lambda >/dev/null 2>&1 || {
   exit 1
 }
 
-# The highest GLIBC_x.y version a binary needs, e.g. 2.30 ("none" for a static binary).
+# The highest GLIBC_x.y version a binary needs, e.g. 2.30 (empty for a static binary: no
+# version references). `objdump -p` reads the ELF's version references and, unlike `-T`, also
+# succeeds on a static binary, so any failure of it (a missing objdump, a file it cannot read)
+# stops the build rather than passing for "needs no glibc".
 glibc_floor() {
-  objdump -T "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n -u | tail -1 || true
+  local headers
+  headers="$(objdump -p "$1")" || {
+    echo "objdump -p $1 failed: cannot check which glibc the bootstrap needs" >&2
+    return 1
+  }
+  printf '%s\n' "$headers" | { grep -o 'GLIBC_[0-9][0-9.]*' || true; } | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n -u | tail -1
 }
 
 for arch in "$@"; do
@@ -34,7 +42,7 @@ for arch in "$@"; do
   out="dist/lambda/$arch"
   rm -rf "$out" "dist/lambda/pushq-lambda-$arch.zip"
   cargo lambda build --release "$flag" -p pushq-lambda --lambda-dir "$out" --flatten pushq-lambda
-  floor="$(glibc_floor "$out/bootstrap")"
+  floor="$(glibc_floor "$out/bootstrap")" || exit 1
   (cd "$out" && rm -f ../"pushq-lambda-$arch.zip" && zip -q -X "../pushq-lambda-$arch.zip" bootstrap)
   size=$(stat -c %s "dist/lambda/pushq-lambda-$arch.zip")
   printf '%s: dist/lambda/pushq-lambda-%s.zip %s bytes (%.1f MiB), bootstrap %s bytes, highest glibc symbol %s\n' \

@@ -58,20 +58,7 @@ async fn end_to_end(db: Db) {
         .await;
 
     // Enqueue the way a Node server does (the binding is a thin layer over this producer).
-    for (k, v) in sqs.env() {
-        std::env::set_var(k, v);
-    }
-    let config = ProducerConfig::resolve(ProducerOptions {
-        queue_url: Some(queue.clone()),
-        endpoint_url: Some(sqs.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..Default::default()
-    })
-    .unwrap();
-    let transport = SqsTransport::new(config.clone());
-    let producer = Producer::start(config, transport, &tokio::runtime::Handle::current());
-    let mut ids = BTreeMap::new();
-    for (name, push) in [
+    let pushes = [
         (
             "user",
             json!({"userId": "u1", "notification": {"title": "Spin 45"}, "category": "reminder"}),
@@ -96,11 +83,9 @@ async fn end_to_end(db: Db) {
             "key-2",
             json!({"userId": "u1", "idempotencyKey": "welcome-u1"}),
         ),
-    ] {
-        let ticket = producer.enqueue_json(&push.to_string()).unwrap();
-        ids.insert(name, ticket.accepted().await.unwrap().id);
-    }
-    producer.close().await;
+    ];
+    let enqueued = enqueue_in_child(&sqs, &queue, pushes.iter().map(|(_, p)| p));
+    let ids: BTreeMap<&str, String> = pushes.iter().map(|(name, _)| *name).zip(enqueued).collect();
     // A foreign producer: raw envelope JSON without id or enqueuedAt; and a body that is not one.
     let client = sqs.client().await;
     let foreign = client
@@ -223,6 +208,69 @@ async fn end_to_end(db: Db) {
     assert_eq!(list.trim(), "tok-u2-dead\tandroid\tinvalidated");
     assert_eq!(sqs.depth(&queue).await, (0, 0));
     db.drop_it().await;
+}
+
+/// The environment variable that hands `producer_in_a_child_process` its work.
+const ENQUEUE_JOB: &str = "PUSHQ_TEST_ENQUEUE_JOB";
+
+/// Enqueues the pushes with pushq-core's producer in a child process: this test binary, running
+/// only `producer_in_a_child_process`, with the AWS settings (credentials included, which the
+/// producer reads from the environment only) passed to it with `Command::envs`. Setting them in
+/// this process instead would race with the tests that spawn processes meanwhile. Returns each
+/// push's id, in order.
+fn enqueue_in_child<'a>(
+    sqs: &Sqs,
+    queue: &str,
+    pushes: impl Iterator<Item = &'a serde_json::Value>,
+) -> Vec<String> {
+    let pushes: Vec<&serde_json::Value> = pushes.collect();
+    let job = json!({"queue": queue, "endpoint": sqs.endpoint, "pushes": pushes});
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["producer_in_a_child_process", "--exact", "--ignored"])
+        .args(["--nocapture", "--test-threads", "1"])
+        .envs(sqs.env())
+        .env(ENQUEUE_JOB, job.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the producer's child process: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = stdout
+        .lines()
+        // libtest's "test … ... " may precede the first line.
+        .filter_map(|l| l.split_once("enqueued ").map(|(_, id)| id))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), pushes.len(), "{stdout}");
+    ids
+}
+
+/// Not a test by itself: `enqueue_in_child` runs it in a child process, with the environment
+/// and the pushes (`PUSHQ_TEST_ENQUEUE_JOB`) it needs. Prints `enqueued <id>` per push.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "run by end_to_end in a child process"]
+async fn producer_in_a_child_process() {
+    let job: serde_json::Value = serde_json::from_str(
+        &std::env::var(ENQUEUE_JOB).expect("run by end_to_end, which sets PUSHQ_TEST_ENQUEUE_JOB"),
+    )
+    .unwrap();
+    let config = ProducerConfig::resolve(ProducerOptions {
+        queue_url: job["queue"].as_str().map(str::to_owned),
+        endpoint_url: job["endpoint"].as_str().map(str::to_owned),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let transport = SqsTransport::new(config.clone());
+    let producer = Producer::start(config, transport, &tokio::runtime::Handle::current());
+    for push in job["pushes"].as_array().unwrap() {
+        let ticket = producer.enqueue_json(&push.to_string()).unwrap();
+        println!("enqueued {}", ticket.accepted().await.unwrap().id);
+    }
+    producer.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

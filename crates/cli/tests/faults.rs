@@ -1,7 +1,7 @@
 //! Faults injected end to end, through real parts: moto SQS → `pushq worker` → the FCM emulator
 //! → PostgreSQL. What must hold whatever breaks: every (push, target) ends with exactly one
 //! final row, every live device got its push, dead tokens are invalidated, and duplicates at
-//! FCM stay within what was in flight when something died.
+//! FCM stay within what was in flight when something died. Each fault is checked to have hit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -39,6 +39,17 @@ fn worker(queue: &str, args: &[&str], env: &[(String, String)], log: &std::path:
     )
 }
 
+/// The sum of one field over the "batch done" lines of a worker log.
+fn done_sum(log: &std::path::Path, field: &str) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "batch done")
+        .filter_map(|v| v["fields"][field].as_u64())
+        .sum()
+}
+
 /// Counts of the worker log lines with this message.
 fn count_lines(log: &std::path::Path, message: &str) -> usize {
     std::fs::read_to_string(log)
@@ -48,6 +59,72 @@ fn count_lines(log: &std::path::Path, message: &str) -> usize {
         .filter(|v| v["fields"]["message"] == message)
         .count()
 }
+
+/// A trigger the test adds to `pushq_deliveries`: while `pushq_test_hold` has a row, a
+/// delivery-log insert waits inside its statement (at most 60 s), where the test can kill its
+/// backend or the worker.
+const HOLD: [&str; 3] = [
+    "CREATE TABLE pushq_test_hold (held boolean)",
+    "CREATE FUNCTION pushq_test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       FOR i IN 1..1200 LOOP
+         EXIT WHEN NOT EXISTS (SELECT 1 FROM pushq_test_hold);
+         PERFORM pg_sleep(0.05);
+       END LOOP;
+       RETURN NULL;
+     END $$",
+    "CREATE TRIGGER pushq_test_hold BEFORE INSERT ON pushq_deliveries \
+     FOR EACH STATEMENT EXECUTE FUNCTION pushq_test_hold()",
+];
+
+/// Holds the next delivery-log inserts inside their statement; returns the backends (pids)
+/// caught there, once there is at least one.
+async fn hold_inserts(admin: &mut sqlx::PgConnection, log: &std::path::Path) -> Vec<i32> {
+    sqlx::query("INSERT INTO pushq_test_hold VALUES (true)")
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let held: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'active' AND wait_event = 'PgSleep' \
+             AND query LIKE 'INSERT INTO pushq_deliveries%'",
+        )
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap();
+        if !held.is_empty() {
+            return held;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery-log insert reached the hold\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn release_inserts(admin: &mut sqlx::PgConnection) {
+    sqlx::query("DELETE FROM pushq_test_hold")
+        .execute(admin)
+        .await
+        .unwrap();
+}
+
+/// The `error` of every "batch failed" line in a worker log.
+fn batch_failures(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == BATCH_FAILED)
+        .map(|v| v["fields"]["error"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+const BATCH_FAILED: &str = "batch failed; every message will be redelivered";
 
 async fn row_count(url: &str) -> i64 {
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
@@ -68,6 +145,12 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
     env.extend(fcm.env());
     let store = Store::connect(&db.url, 1).await.unwrap();
     store.migrate().await.unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    for sql in HOLD {
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    }
     let mut dead = BTreeSet::new();
     for u in 0..USERS {
         for d in 0..DEVICES_PER_USER {
@@ -118,7 +201,9 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
         move || rt.block_on(row_count(&url)) >= n
     };
 
-    // A third of the way in, every connection the worker holds is killed.
+    // A third of the way in, a batch's delivery-log insert is held inside its statement and
+    // every connection the worker holds is killed, the held one among them: that batch fails on
+    // the database mid-statement, after its sends.
     tokio::task::block_in_place(|| {
         wait_until_or(
             "500 rows",
@@ -127,19 +212,37 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
             rows_at_least(500),
         )
     });
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+    let held = hold_inserts(&mut admin, &log_a).await;
+    let killed: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     .fetch_all(&mut admin)
     .await
     .unwrap();
-    assert!(!killed.is_empty(), "the worker held no connection to kill");
+    release_inserts(&mut admin).await;
+    for pid in &held {
+        assert!(
+            killed.contains(&(*pid, true)),
+            "the held backend {pid} was not killed: {killed:?}"
+        );
+    }
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "a batch to fail on its killed connection",
+            Duration::from_secs(60),
+            || read(&log_a),
+            || {
+                batch_failures(&log_a)
+                    .iter()
+                    .any(|e| e.contains("terminating connection due to administrator command"))
+            },
+        )
+    });
 
-    // Two thirds in, the worker is SIGKILLed with batches in flight, and a new one starts.
+    // Two thirds in, a batch is held inside its delivery-log insert (its sends made, its rows
+    // not written) and the worker is SIGKILLed; the orphaned backend is killed too, so that
+    // write never lands. Then a new worker starts.
     tokio::task::block_in_place(|| {
         wait_until_or(
             "1000 rows",
@@ -148,10 +251,27 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
             rows_at_least(1000),
         )
     });
+    let held_at_kill = hold_inserts(&mut admin, &log_a).await;
     first.0.kill().unwrap();
     first.0.wait().unwrap();
-    let in_flight_at_kill =
-        count_lines(&log_a, "batch received") - count_lines(&log_a, "batch done");
+    let orphans: Vec<bool> =
+        sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid")
+            .bind(&held_at_kill)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert!(orphans.iter().all(|k| *k), "{held_at_kill:?}: {orphans:?}");
+    release_inserts(&mut admin).await;
+    // In flight: received, neither done nor failed (a failed batch logs no "batch done").
+    let in_flight_at_kill = count_lines(&log_a, "batch received")
+        - count_lines(&log_a, "batch done")
+        - count_lines(&log_a, BATCH_FAILED);
+    assert!(
+        in_flight_at_kill >= held_at_kill.len().max(1),
+        "{in_flight_at_kill} batches in flight at SIGKILL, {} held in their insert\n{}",
+        held_at_kill.len(),
+        read(&log_a)
+    );
     let _second = worker(&queue, &args, &env, &log_b);
     let total = (USERS * DEVICES_PER_USER) as i64;
     tokio::task::block_in_place(|| {
@@ -198,14 +318,17 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
         .collect();
     assert_eq!(per_token.keys().cloned().collect::<BTreeSet<_>>(), live);
     let duplicates: usize = per_token.values().map(|n| n - 1).sum();
-    let failed_batches = count_lines(&log_a, "batch failed; every message will be redelivered")
-        + count_lines(&log_b, "batch failed; every message will be redelivered");
+    let failed_batches = count_lines(&log_a, BATCH_FAILED) + count_lines(&log_b, BATCH_FAILED);
     // A batch is at most 10 pushes of 3 devices: what a dead batch can have sent already.
     let bound = (failed_batches + in_flight_at_kill) * 10 * DEVICES_PER_USER;
     assert!(
         duplicates <= bound,
         "{duplicates} duplicate sends, more than the {bound} in flight in {failed_batches} failed and {in_flight_at_kill} killed batches"
     );
+
+    // The transient FCM faults hit: sends were retried.
+    let retried = done_sum(&log_a, "retried") + done_sum(&log_b, "retried");
+    assert!(retried > 0, "no send was retried");
 
     // Dead tokens are invalidated, nothing was rejected, the queue is empty.
     let store = Store::connect(&db.url, 1).await.unwrap();
@@ -228,11 +351,14 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
     let injected = received.len(); // accepted sends; the faults are counted by the log lines
     eprintln!(
         "faults: {USERS} pushes, {} targets, {} dead tokens, {} sends accepted by FCM, {duplicates} duplicates (bound {bound}), \
-         {} connections killed, {failed_batches} failed batches, {in_flight_at_kill} batches in flight at SIGKILL, rows lost 0",
+         {retried} sends retried, {} connections killed ({} mid-insert), {failed_batches} failed batches, \
+         {in_flight_at_kill} batches in flight at SIGKILL ({} mid-insert), rows lost 0",
         expected.len(),
         dead.len(),
         injected,
-        killed.len()
+        killed.len(),
+        held.len(),
+        held_at_kill.len()
     );
     drop(store);
     db.drop_it().await;

@@ -42,9 +42,293 @@ fn soon() -> Instant {
     Instant::now() + Duration::from_secs(20)
 }
 
-async fn statements_per_batch(db: Db) -> Vec<(usize, u64)> {
+/// Counts the statements one database executes, where the database sees them: PostgreSQL's
+/// `pg_stat_statements` (on a cluster of the test's own: see [`PgCluster`]), MariaDB's general log
+/// (for a user of the test's own), and on SQLite a trace hook on every connection this process
+/// opens. Not the store's own count (`Store::statements`), which misses any statement the store
+/// forgets to count.
+enum ServerCount {
+    Sqlite(std::path::PathBuf),
+    Postgres {
+        admin: sqlx::PgConnection,
+        database: String,
+    },
+    MySql(GeneralLog),
+}
+
+impl ServerCount {
+    /// Starts counting for `db`; returns the counter and the URL the engine must use (on MariaDB,
+    /// the counted user's).
+    async fn start(db: &Db) -> (ServerCount, String) {
+        use sqlx::Connection;
+        match db.dialect {
+            "sqlite" => {
+                sqlite_trace::install();
+                let file = db.url.trim_start_matches("sqlite://").into();
+                (ServerCount::Sqlite(file), db.url.clone())
+            }
+            "postgres" => {
+                let mut admin = sqlx::PgConnection::connect(db.admin_url().unwrap())
+                    .await
+                    .unwrap();
+                sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                    .execute(&mut admin)
+                    .await
+                    .expect("pg_stat_statements (the server must preload it: use a PgCluster)");
+                let database = db.url.rsplit('/').next().unwrap().to_owned();
+                (ServerCount::Postgres { admin, database }, db.url.clone())
+            }
+            _ => {
+                let (log, url) = GeneralLog::start(db).await;
+                (ServerCount::MySql(log), url)
+            }
+        }
+    }
+
+    /// Statements executed so far on the database.
+    async fn count(&mut self) -> u64 {
+        match self {
+            ServerCount::Sqlite(file) => sqlite_trace::statements(file),
+            ServerCount::Postgres { admin, database } => {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(s.calls), 0)::bigint FROM pg_stat_statements s \
+                     JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
+                )
+                .bind(&*database)
+                .fetch_one(admin)
+                .await
+                .unwrap();
+                n as u64
+            }
+            ServerCount::MySql(log) => log.count().await,
+        }
+    }
+
+    async fn finish(self) {
+        if let ServerCount::MySql(log) = self {
+            log.finish().await;
+        }
+    }
+}
+
+/// MariaDB's general log, switched on (to the `mysql.general_log` table) for as long as the count
+/// runs and restored after, under a named lock so that two test runs sharing the server do not
+/// switch it off under each other. Counted: the `Query` and `Execute` commands of a user created
+/// for the test, that only the engine connects as.
+struct GeneralLog {
+    admin: sqlx::MySqlConnection,
+    user: String,
+    general_log: i64,
+    log_output: String,
+    was_empty: bool,
+}
+
+impl GeneralLog {
+    const LOCK: &str = "pushq_test_general_log";
+
+    async fn start(db: &Db) -> (GeneralLog, String) {
+        use sqlx::Connection;
+        let mut admin = sqlx::MySqlConnection::connect(db.admin_url().unwrap())
+            .await
+            .unwrap();
+        let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 300)")
+            .bind(Self::LOCK)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(locked, Some(1), "the general log lock");
+        let database = db.url.rsplit('/').next().unwrap().to_owned();
+        let user = database.clone();
+        for sql in [
+            format!("CREATE USER '{user}'@'%'"),
+            format!("GRANT ALL ON `{database}`.* TO '{user}'@'%'"),
+        ] {
+            sqlx::query(&sql).execute(&mut admin).await.unwrap();
+        }
+        let (general_log, log_output): (i64, String) = sqlx::query_as(
+            "SELECT @@global.general_log + 0, CONVERT(@@global.log_output USING utf8mb4)",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.general_log")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        // Add TABLE to where logs go (NONE would win over it, so it is replaced).
+        let outputs: Vec<&str> = log_output.split(',').collect();
+        let output = if outputs.contains(&"TABLE") {
+            log_output.clone()
+        } else if outputs.contains(&"NONE") {
+            "TABLE".to_owned()
+        } else {
+            format!("{log_output},TABLE")
+        };
+        sqlx::query(&format!("SET GLOBAL log_output = '{output}'"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query("SET GLOBAL general_log = 1")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut url = reqwest::Url::parse(&db.url).unwrap();
+        url.set_username(&user).unwrap();
+        url.set_password(None).unwrap();
+        let log = GeneralLog {
+            admin,
+            user,
+            general_log,
+            log_output,
+            was_empty: rows == 0,
+        };
+        (log, url.to_string())
+    }
+
+    async fn count(&mut self) -> u64 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM mysql.general_log \
+             WHERE user_host LIKE CONCAT(?, '[%') AND command_type IN ('Query', 'Execute')",
+        )
+        .bind(&self.user)
+        .fetch_one(&mut self.admin)
+        .await
+        .unwrap();
+        n as u64
+    }
+
+    /// Puts the server's log settings back, drops the user and, if the log table was empty
+    /// before, empties it again.
+    async fn finish(mut self) {
+        for sql in [
+            format!("SET GLOBAL general_log = {}", self.general_log),
+            format!("SET GLOBAL log_output = '{}'", self.log_output),
+            format!("DROP USER '{}'@'%'", self.user),
+        ] {
+            sqlx::query(&sql).execute(&mut self.admin).await.unwrap();
+        }
+        if self.was_empty && self.general_log == 0 {
+            sqlx::query("TRUNCATE TABLE mysql.general_log")
+                .execute(&mut self.admin)
+                .await
+                .unwrap();
+        }
+        sqlx::query("SELECT RELEASE_LOCK(?)")
+            .bind(Self::LOCK)
+            .execute(&mut self.admin)
+            .await
+            .unwrap();
+    }
+}
+
+/// A statement counter on every SQLite connection the process opens from now on (an SQLite
+/// auto-extension installs a `SQLITE_TRACE_STMT` callback), per database file. The engine opens
+/// its own connections inside pushq-core; this hook is how a test sees what they run. FFI, so
+/// `unsafe` is allowed here and nowhere else.
+#[allow(unsafe_code)]
+mod sqlite_trace {
+    use std::collections::BTreeMap;
+    use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, Once};
+
+    use libsqlite3_sys as ffi;
+
+    static STATEMENTS: Mutex<BTreeMap<PathBuf, u64>> = Mutex::new(BTreeMap::new());
+
+    pub fn install() {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            // SAFETY: `on_open` has the signature SQLite's auto-extension entry point expects.
+            let rc = unsafe { ffi::sqlite3_auto_extension(Some(on_open)) };
+            assert_eq!(rc, ffi::SQLITE_OK, "sqlite3_auto_extension");
+        });
+    }
+
+    /// Statements begun on connections to this file since `install`.
+    pub fn statements(file: &Path) -> u64 {
+        let file = std::fs::canonicalize(file).unwrap();
+        STATEMENTS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(f, _)| std::fs::canonicalize(f).is_ok_and(|f| f == file))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    unsafe extern "C" fn on_open(
+        db: *mut ffi::sqlite3,
+        _error: *mut *mut c_char,
+        _api: *const ffi::sqlite3_api_routines,
+    ) -> c_int {
+        // SAFETY: `db` is the connection SQLite is opening; the callback has trace_v2's signature.
+        unsafe {
+            ffi::sqlite3_trace_v2(
+                db,
+                ffi::SQLITE_TRACE_STMT as c_uint,
+                Some(on_statement),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    unsafe extern "C" fn on_statement(
+        _event: c_uint,
+        _context: *mut c_void,
+        statement: *mut c_void,
+        sql: *mut c_void,
+    ) -> c_int {
+        // SAFETY: for SQLITE_TRACE_STMT, SQLite passes the statement and its SQL text (a
+        // NUL-terminated string); a trigger's subprogram comes as a "-- " comment, not a statement.
+        let (file, trigger) = unsafe {
+            let sql = CStr::from_ptr(sql as *const c_char);
+            let db = ffi::sqlite3_db_handle(statement as *mut ffi::sqlite3_stmt);
+            let name = ffi::sqlite3_db_filename(db, c"main".as_ptr());
+            let file =
+                (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned());
+            (file, sql.to_bytes().starts_with(b"--"))
+        };
+        if let (Some(file), false) = (file, trigger) {
+            *STATEMENTS.lock().unwrap().entry(file.into()).or_default() += 1;
+        }
+        0
+    }
+}
+
+/// Statements per batch at sizes 1, 10 and 100, and for one batch with every kind of work.
+async fn statements_per_batch(db: Db) -> (Vec<(usize, u64)>, u64) {
+    use futures::FutureExt;
     let fcm = Fcm::start();
-    let engine = engine(&db, &fcm).await;
+    let (mut server, url) = ServerCount::start(&db).await;
+    let counted = std::panic::AssertUnwindSafe(count_per_batch(&url, &fcm, &mut server))
+        .catch_unwind()
+        .await;
+    // Even after a failed assertion: MariaDB's log settings go back to what they were.
+    server.finish().await;
+    db.drop_it().await;
+    counted.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+async fn count_per_batch(
+    url: &str,
+    fcm: &Fcm,
+    server: &mut ServerCount,
+) -> (Vec<(usize, u64)>, u64) {
+    // One connection: a second one opening mid-batch would add its own setup statements.
+    let env: Vec<(String, String)> = fcm
+        .env()
+        .into_iter()
+        .chain([
+            ("DATABASE_URL".to_string(), url.to_owned()),
+            ("PUSHQ_DB_POOL_SIZE".to_string(), "1".to_string()),
+        ])
+        .collect();
+    let config = DeliveryConfig::from_env_with(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let engine = Engine::connect(&config, None, false, true).await.unwrap();
     let store = engine.store();
     let mut out = Vec::new();
     for size in [1usize, 10, 100] {
@@ -59,14 +343,14 @@ async fn statements_per_batch(db: Db) -> Vec<(usize, u64)> {
                 json!({"userId": user, "notification": {"title": "x"}}),
             ));
         }
-        let before = store.statements();
+        let before = server.count().await;
         let outcome = engine.process(&batch, soon()).await.unwrap();
         assert_eq!(outcome.counts.sent, size);
         assert!(outcome.failed_message_ids.is_empty());
-        out.push((size, store.statements() - before));
+        out.push((size, server.count().await - before));
     }
-    // Every kind of work in one batch still costs one statement each: users, log lookup, log
-    // write, token invalidation, rejected messages.
+    // A batch with every kind of work: users, log lookup, log write, token invalidation,
+    // rejected messages.
     store
         .register_device("dead-user", "tok-dead", "ios")
         .await
@@ -83,7 +367,7 @@ async fn statements_per_batch(db: Db) -> Vec<(usize, u64)> {
             sent_at_ms: 0,
         },
     ];
-    let before = store.statements();
+    let before = server.count().await;
     let outcome = engine.process(&mixed, soon()).await.unwrap();
     assert_eq!(
         (
@@ -93,21 +377,27 @@ async fn statements_per_batch(db: Db) -> Vec<(usize, u64)> {
         ),
         (1, 1, 1)
     );
-    assert_eq!(store.statements() - before, 5);
-    db.drop_it().await;
-    out
+    let mixed_statements = server.count().await - before;
+    store.close().await;
+    (out, mixed_statements)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn db_statements_per_batch_do_not_grow_with_the_batch() {
+    // PostgreSQL counts with pg_stat_statements, which only a cluster of the test's own preloads.
+    let cluster = PgCluster::start();
+    let mut measured = Vec::new();
     for db in [
         Db::sqlite().await,
-        Db::postgres().await,
+        Db::postgres_at(cluster.admin.clone()).await,
         Db::mariadb().await,
     ] {
         let dialect = db.dialect;
-        let counts = statements_per_batch(db).await;
-        println!("{dialect}: statements per batch (size, statements): {counts:?}");
+        let (counts, mixed) = statements_per_batch(db).await;
+        println!("{dialect}: statements per batch (size, statements): {counts:?}; mixed: {mixed}");
+        measured.push((dialect, counts, mixed));
+    }
+    for (dialect, counts, mixed) in measured {
         assert!(
             counts.iter().all(|(_, n)| *n == counts[0].1),
             "{dialect}: {counts:?}"
@@ -116,6 +406,7 @@ async fn db_statements_per_batch_do_not_grow_with_the_batch() {
             counts[0].1, 3,
             "{dialect}: resolve users, find delivered, write log"
         );
+        assert_eq!(mixed, 5, "{dialect}: one statement for each kind of work");
     }
 }
 
@@ -125,7 +416,7 @@ async fn transient_faults_are_retried_and_final_ones_recorded() {
     let fcm = Fcm::start();
     let engine = engine(&db, &fcm).await;
     fcm.faults(json!({"rules": [
-        {"token": "tok-429", "error": "QUOTA_EXCEEDED", "times": 1, "retryAfter": 1},
+        {"token": "tok-429", "error": "QUOTA_EXCEEDED", "times": 1, "retryAfter": 3},
         {"token": "tok-503", "error": "UNAVAILABLE", "times": 2},
         {"token": "tok-500", "error": "INTERNAL", "times": 1},
         {"token": "tok-bad", "error": "INVALID_ARGUMENT"},
@@ -137,8 +428,14 @@ async fn transient_faults_are_retried_and_final_ones_recorded() {
     )];
     let started = Instant::now();
     let outcome = engine.process(&batch, soon()).await.unwrap();
-    // Retry-After: 1 was honoured.
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    // Retry-After: 3 was honoured. Without it, backoff alone waits at most 1.2 s in this batch
+    // (sends run concurrently; the longest chain is tok-503's two waits of at most 400 and
+    // 800 ms, see fcm::backoff), so 3 s cannot be reached by chance.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "the batch took {elapsed:?}: Retry-After: 3 was not waited for"
+    );
     assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
     assert_eq!(
         (

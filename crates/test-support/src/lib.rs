@@ -290,6 +290,11 @@ impl Db {
     pub async fn postgres() -> Db {
         let admin = std::env::var("PUSHQ_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        Db::postgres_at(admin).await
+    }
+
+    /// A fresh database on the PostgreSQL server this admin URL reaches.
+    pub async fn postgres_at(admin: String) -> Db {
         let name = format!("pushq_{}", uuid::Uuid::now_v7().simple());
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
             .await
@@ -323,6 +328,11 @@ impl Db {
             dialect: "mysql",
             admin: Some((admin, name)),
         }
+    }
+
+    /// The admin URL the database was created with (server databases).
+    pub fn admin_url(&self) -> Option<&str> {
+        self.admin.as_ref().map(|(url, _)| url.as_str())
     }
 
     pub async fn drop_it(self) {
@@ -404,5 +414,126 @@ impl Db {
                 sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
             }
         }
+    }
+}
+
+/// A PostgreSQL cluster of the test's own with `pg_stat_statements` preloaded, for counting the
+/// statements the server executes: the shared server on 127.0.0.1:5432 does not preload it, and
+/// preloading needs a restart. initdb in a temp dir, started on a free loopback port (as
+/// `bench/lib.js` does), stopped and removed on drop. Needs the PostgreSQL server binaries
+/// (`/usr/lib/postgresql/<version>/bin`, else `pg_config --bindir`); as root it runs them as the
+/// `postgres` user, since initdb refuses to run as root.
+pub struct PgCluster {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`, trust authentication.
+    pub admin: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                let mut bins: Vec<PathBuf> = versions
+                    .filter_map(|v| Some(v.ok()?.path().join("bin")))
+                    .filter(|b| b.join("initdb").exists())
+                    .collect();
+                bins.sort_by_key(|b| {
+                    let version = b.parent().and_then(|v| v.file_name());
+                    version.and_then(|v| v.to_str()?.parse::<u32>().ok())
+                });
+                bins.pop()
+            })
+            .or_else(|| {
+                let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+                Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+            })
+            .expect("the PostgreSQL server binaries (initdb, pg_ctl) for a private cluster");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let dir = temp_dir();
+        let mut cluster = PgCluster {
+            admin: String::new(),
+            dir,
+            bin,
+            as_postgres: root,
+        };
+        if root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cluster.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let data = cluster.dir.join("data");
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top",
+            cluster.dir.display()
+        );
+        // `pg_ctl -w` returns once the server accepts connections.
+        cluster.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                cluster.dir.join("log").to_str().unwrap(),
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+        cluster.admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        cluster
+    }
+
+    /// A command running one of the server binaries (as `postgres` when we are root).
+    fn command(&self, tool: &str) -> Command {
+        let tool = self.bin.join(tool);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(tool);
+            command
+        } else {
+            Command::new(tool)
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self.command(tool).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if !self.admin.is_empty() {
+            let data = self.dir.join("data");
+            let _ = self
+                .command("pg_ctl")
+                .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
