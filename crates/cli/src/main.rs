@@ -7,7 +7,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use pushq_delivery::store::Store;
 use pushq_delivery::{DeliveryConfig, Engine, WithoutCredentials};
 use pushq_fcm_emulator as emulator;
@@ -24,23 +24,7 @@ enum Command {
     /// Applies the schema to DATABASE_URL.
     Migrate,
     /// Long-polls SQS and delivers batches (Lambda event-source semantics).
-    Worker {
-        /// The queue to poll.
-        #[arg(long, env = "PUSHQ_QUEUE_URL")]
-        queue_url: String,
-        /// Messages per batch; above 10 needs --batching-window >= 1.
-        #[arg(long, default_value_t = 10)]
-        batch_size: usize,
-        /// Seconds to keep gathering a batch until it is full (0: each receive is a batch).
-        #[arg(long, default_value_t = 0.0)]
-        batching_window: f64,
-        /// Batches processed at once.
-        #[arg(long, default_value_t = 1)]
-        concurrency: usize,
-        /// Visibility timeout (seconds) for received messages; also the batch's time budget.
-        #[arg(long, default_value_t = 30)]
-        visibility_timeout: u64,
-    },
+    Worker(WorkerArgs),
     /// A local FCM HTTP v1 stand-in with an OAuth token endpoint, for tests.
     FcmEmulator {
         /// Port on 127.0.0.1 (0: any free port; the address is printed).
@@ -60,6 +44,26 @@ enum Command {
         #[command(subcommand)]
         action: DevicesAction,
     },
+}
+
+/// The flags of `pushq worker`.
+#[derive(Args)]
+struct WorkerArgs {
+    /// The queue to poll.
+    #[arg(long, env = "PUSHQ_QUEUE_URL")]
+    queue_url: String,
+    /// Messages per batch; above 10 needs --batching-window >= 1.
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    /// Seconds to keep gathering a batch until it is full (0: each receive is a batch).
+    #[arg(long, default_value_t = 0.0)]
+    batching_window: f64,
+    /// Batches processed at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Visibility timeout (seconds) for received messages; also the batch's time budget.
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -148,92 +152,107 @@ async fn main() {
             Ok(moved) => println!("moved {moved} message(s)"),
             Err(e) => fail(e),
         },
-        Command::Migrate => {
-            let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
-            let store = store_from_env(&config).await;
-            store.migrate().await.unwrap_or_else(|e| fail(e));
-            println!("schema applied ({:?})", store.dialect());
-        }
-        Command::Devices { action } => {
-            let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
-            let store = store_from_env(&config).await;
-            match action {
-                DevicesAction::Register {
-                    user_id,
-                    token,
-                    platform,
-                } => {
-                    Store::check_device(&user_id, &token, &platform).unwrap_or_else(|e| fail(e));
-                    store
-                        .register_device(&user_id, &token, &platform)
-                        .await
-                        .unwrap_or_else(|e| fail(e))
-                }
-                DevicesAction::Unregister { token } => {
-                    if !store
-                        .unregister_device(&token)
-                        .await
-                        .unwrap_or_else(|e| fail(e))
-                    {
-                        fail("no such device")
-                    }
-                }
-                DevicesAction::List { user_id } => {
-                    for d in store.devices(&user_id).await.unwrap_or_else(|e| fail(e)) {
-                        println!(
-                            "{}\t{}\t{}",
-                            d.token,
-                            d.platform,
-                            if d.live { "live" } else { "invalidated" }
-                        );
-                    }
-                }
-            }
-        }
-        Command::Worker {
-            queue_url,
-            batch_size,
-            batching_window,
-            concurrency,
-            visibility_timeout,
+        Command::Migrate => migrate().await,
+        Command::Devices { action } => devices(action).await,
+        Command::Worker(args) => worker(args).await,
+    }
+}
+
+/// `pushq migrate`.
+async fn migrate() {
+    let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+    let store = store_from_env(&config).await;
+    store.migrate().await.unwrap_or_else(|e| fail(e));
+    println!("schema applied ({:?})", store.dialect());
+}
+
+/// `pushq devices register|unregister|list`.
+async fn devices(action: DevicesAction) {
+    let config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+    let store = store_from_env(&config).await;
+    match action {
+        DevicesAction::Register {
+            user_id,
+            token,
+            platform,
         } => {
-            if batch_size == 0 || batch_size > 10_000 {
-                fail("--batch-size: must be 1 to 10000");
-            }
-            if batch_size > 10 && batching_window < 1.0 {
-                fail("--batch-size above 10 needs --batching-window of at least 1 second (as on AWS)");
-            }
-            let mut config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
-            // The worker extends visibility while a batch runs: an FCM attempt in flight at the
-            // batch's deadline may finish.
-            config.cut_sends_at_deadline = false;
-            let metrics_namespace = config.metrics_namespace.clone();
-            let engine = Engine::connect(&config, WithoutCredentials::Refuse)
+            Store::check_device(&user_id, &token, &platform).unwrap_or_else(|e| fail(e));
+            store
+                .register_device(&user_id, &token, &platform)
                 .await
-                .unwrap_or_else(|e| fail(e));
-            let (stop, shutdown) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-                tracing::info!("shutting down: finishing the batch in flight");
-                let _ = stop.send(true);
-            });
-            let config = worker::WorkerConfig {
-                queue_url,
-                batch_size,
-                batching_window: Duration::from_secs_f64(batching_window.max(0.0)),
-                concurrency,
-                visibility_timeout: Duration::from_secs(visibility_timeout.max(1)),
-                metrics_namespace,
-            };
-            if let Err(e) = worker::run(config, Arc::new(engine), shutdown).await {
-                fail(e)
+                .unwrap_or_else(|e| fail(e))
+        }
+        DevicesAction::Unregister { token } => {
+            if !store
+                .unregister_device(&token)
+                .await
+                .unwrap_or_else(|e| fail(e))
+            {
+                fail("no such device")
+            }
+        }
+        DevicesAction::List { user_id } => {
+            for d in store.devices(&user_id).await.unwrap_or_else(|e| fail(e)) {
+                println!(
+                    "{}\t{}\t{}",
+                    d.token,
+                    d.platform,
+                    if d.live { "live" } else { "invalidated" }
+                );
             }
         }
     }
+}
+
+/// `pushq worker`: checks the flags, connects the engine, and polls until SIGTERM or Ctrl-C.
+async fn worker(args: WorkerArgs) {
+    let WorkerArgs {
+        queue_url,
+        batch_size,
+        batching_window,
+        concurrency,
+        visibility_timeout,
+    } = args;
+    if batch_size == 0 || batch_size > 10_000 {
+        fail("--batch-size: must be 1 to 10000");
+    }
+    if batch_size > 10 && batching_window < 1.0 {
+        fail("--batch-size above 10 needs --batching-window of at least 1 second (as on AWS)");
+    }
+    let mut config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+    // The worker extends visibility while a batch runs: an FCM attempt in flight at the
+    // batch's deadline may finish.
+    config.cut_sends_at_deadline = false;
+    let metrics_namespace = config.metrics_namespace.clone();
+    let engine = Engine::connect(&config, WithoutCredentials::Refuse)
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let shutdown = shutdown_signal();
+    let config = worker::WorkerConfig {
+        queue_url,
+        batch_size,
+        batching_window: Duration::from_secs_f64(batching_window.max(0.0)),
+        concurrency,
+        visibility_timeout: Duration::from_secs(visibility_timeout.max(1)),
+        metrics_namespace,
+    };
+    if let Err(e) = worker::run(config, Arc::new(engine), shutdown).await {
+        fail(e)
+    }
+}
+
+/// Turns true on SIGTERM or Ctrl-C, so that the worker finishes the batches in flight and stops.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: finishing the batch in flight");
+        let _ = stop.send(true);
+    });
+    shutdown
 }

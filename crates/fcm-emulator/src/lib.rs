@@ -9,10 +9,13 @@
 //! matches every send; `times` absent = always; `percent` answers that share of the matching
 //! sends; `status`/`body` answer raw instead of with an FCM error).
 
+mod checks;
+mod faults;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,38 +26,12 @@ use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use checks::check_body;
+pub use checks::check_send_body;
+use faults::{Faults, Rule};
+
 /// The project id the emulator's credentials name.
 pub const PROJECT_ID: &str = "pushq-emulator";
-
-#[derive(Default, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
-struct Rule {
-    token: Option<String>,
-    #[serde(default)]
-    error: String,
-    times: Option<u32>,
-    retry_after: Option<u64>,
-    #[serde(default)]
-    delay_ms: u64,
-    /// The rule answers this share (0–100) of the sends it matches, spread evenly and
-    /// deterministically (20: the 5th, 10th, 15th, …); the others fall through to later rules.
-    percent: Option<u32>,
-    /// Answer with this HTTP status and raw body instead of an FCM error (e.g. a proxy's HTML
-    /// page, an empty body).
-    status: Option<u16>,
-    body: Option<String>,
-    #[serde(skip)]
-    seen: u64,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Faults {
-    #[serde(default)]
-    rules: Vec<Rule>,
-    #[serde(default)]
-    expire_tokens: bool,
-}
 
 #[derive(Default)]
 struct Inner {
@@ -222,7 +199,9 @@ async fn token(State(emu): State<Arc<Emulator>>, Form(req): Form<TokenRequest>) 
         .into_response()
 }
 
-fn fcm_error(status: StatusCode, code: &str, message: &str) -> Response {
+/// An FCM v1 error response: `status`, the gRPC status name FCM gives with it, and `code` as
+/// the `FcmError` detail pushq classifies by.
+pub(crate) fn fcm_error(status: StatusCode, code: &str, message: &str) -> Response {
     let grpc_status = match status.as_u16() {
         400 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",
@@ -237,98 +216,34 @@ fn fcm_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn error_status(code: &str) -> StatusCode {
-    match code {
-        "UNREGISTERED" => StatusCode::NOT_FOUND,
-        "SENDER_ID_MISMATCH" => StatusCode::FORBIDDEN,
-        "QUOTA_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
-        "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
-        "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    }
-}
-
-/// The FCM v1 `Message` fields a request may carry (proto3 JSON: snake_case or lowerCamelCase).
-const MESSAGE_FIELDS: [&str; 10] = [
-    "token",
-    "topic",
-    "condition",
-    "data",
-    "notification",
-    "android",
-    "apns",
-    "webpush",
-    "fcm_options",
-    "fcmOptions",
-];
-
-/// The emulator's verdict on a send request's body: `Err` holds the `INVALID_ARGUMENT` message
-/// it would answer with (for property tests of pushq's own bodies).
-pub fn check_send_body(body: &Value) -> Result<(), String> {
-    check_body(body).map(|_| ())
-}
-
-/// Shape checks FCM makes before it accepts a message.
-fn check_body(body: &Value) -> Result<&serde_json::Map<String, Value>, String> {
-    let top = body.as_object().ok_or("body must be a JSON object")?;
-    if let Some(key) = top
-        .keys()
-        .find(|k| !["message", "validate_only"].contains(&k.as_str()))
-    {
-        return Err(format!(
-            "Invalid JSON payload received. Unknown name \"{key}\""
-        ));
-    }
-    let message = top
-        .get("message")
-        .and_then(Value::as_object)
-        .ok_or("message is required")?;
-    if let Some(key) = message
-        .keys()
-        .find(|k| !MESSAGE_FIELDS.contains(&k.as_str()))
-    {
-        return Err(format!(
-            "Invalid JSON payload received. Unknown name \"{key}\" at 'message'"
-        ));
-    }
-    let targets = ["token", "topic", "condition"]
-        .iter()
-        .filter(|t| {
-            message
-                .get(**t)
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-        })
-        .count();
-    if targets != 1 {
-        return Err("exactly one of token, topic, condition is required".into());
-    }
-    if let Some(data) = message.get("data") {
-        if !data
-            .as_object()
-            .is_some_and(|m| m.values().all(Value::is_string))
-        {
-            return Err("message.data must map strings to strings".into());
-        }
-    }
-    if let Some(ttl) = message.get("android").and_then(|a| a.get("ttl")) {
-        let ok = ttl
-            .as_str()
-            .and_then(|s| s.strip_suffix('s'))
-            .is_some_and(|n| n.parse::<f64>().is_ok());
-        if !ok {
-            return Err("message.android.ttl must be a duration like \"3.5s\"".into());
-        }
-    }
-    Ok(message)
-}
-
+/// FCM's `messages:send`, in FCM's order: authorise, check the body; then a fault rule that
+/// matches answers instead, or the send is recorded and accepted.
 async fn send(
     State(emu): State<Arc<Emulator>>,
     Path(project): Path<String>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    if let Some(refusal) = unauthorised(&emu, &headers, &project) {
+        return refusal;
+    }
+    let value = match checked_body(&body) {
+        Ok(value) => value,
+        Err(why) => return fcm_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &why),
+    };
+    let token = value["message"]["token"].as_str();
+    let fault = faults::take_fault(&mut emu.inner.lock().expect("emulator state").rules, token);
+    if let Some(rule) = fault {
+        if let Some(response) = faults::answer(&rule).await {
+            return response;
+        }
+    }
+    record(&emu, &project, value)
+}
+
+/// The refusal of a send without a bearer token the emulator issued (401), then of one to
+/// another project than [`PROJECT_ID`] (404); `None` when the send may go on.
+fn unauthorised(emu: &Emulator, headers: &HeaderMap, project: &str) -> Option<Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -336,81 +251,34 @@ async fn send(
     let authorized =
         bearer.is_some_and(|t| emu.inner.lock().expect("emulator state").tokens.contains(t));
     if !authorized {
-        return fcm_error(
+        return Some(fcm_error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             "Request had invalid authentication credentials.",
-        );
+        ));
     }
     if project != PROJECT_ID {
-        return fcm_error(
+        return Some(fcm_error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             "Requested entity was not found.",
-        );
+        ));
     }
-    let Ok(value) = serde_json::from_str::<Value>(&body) else {
-        return fcm_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "Invalid JSON payload received.",
-        );
+    None
+}
+
+/// The send request's body, once it is JSON and passes [`check_body`]; else the message of
+/// FCM's `INVALID_ARGUMENT` answer.
+fn checked_body(body: &str) -> Result<Value, String> {
+    let Ok(value) = serde_json::from_str::<Value>(body) else {
+        return Err("Invalid JSON payload received.".to_owned());
     };
-    let message = match check_body(&value) {
-        Ok(m) => m,
-        Err(why) => return fcm_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &why),
-    };
-    let token = message
-        .get("token")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let fault = {
-        let mut inner = emu.inner.lock().expect("emulator state");
-        let index = inner.rules.iter_mut().position(|r| {
-            if r.token.is_some() && r.token != token {
-                return false;
-            }
-            let Some(percent) = r.percent else {
-                return true;
-            };
-            r.seen += 1;
-            let share = |n: u64| n * u64::from(percent.min(100)) / 100;
-            share(r.seen) > share(r.seen - 1)
-        });
-        index.map(|i| {
-            let rule = inner.rules[i].clone();
-            if let Some(times) = inner.rules[i].times.as_mut() {
-                *times -= 1;
-                if *times == 0 {
-                    inner.rules.remove(i);
-                }
-            }
-            rule
-        })
-    };
-    if let Some(rule) = &fault {
-        if rule.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
-        }
-        if let Some(status) = rule.status {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let body = rule.body.clone().unwrap_or_default();
-            return (status, [("content-type", "text/html")], body).into_response();
-        }
-        if !rule.error.is_empty() {
-            let mut response = fcm_error(
-                error_status(&rule.error),
-                &rule.error,
-                "injected by the emulator",
-            );
-            if let Some(secs) = rule.retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", secs.to_string().parse().expect("digits"));
-            }
-            return response;
-        }
-    }
+    check_body(&value)?;
+    Ok(value)
+}
+
+/// Accepts a send: records it for `/__received` and answers with the new message's name.
+fn record(emu: &Emulator, project: &str, value: Value) -> Response {
     let name = format!(
         "projects/{project}/messages/{}",
         uuid::Uuid::now_v7().simple()

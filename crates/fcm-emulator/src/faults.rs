@@ -1,0 +1,113 @@
+//! Fault injection: the rules a test posts to `/__faults`, which send each rule answers, and the
+//! answer (a delay, a raw HTTP response, or an FCM error) that stands in for accepting the send.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::fcm_error;
+
+/// One fault rule, as posted to `/__faults`.
+#[derive(Default, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Rule {
+    token: Option<String>,
+    #[serde(default)]
+    error: String,
+    times: Option<u32>,
+    retry_after: Option<u64>,
+    #[serde(default)]
+    delay_ms: u64,
+    /// The rule answers this share (0–100) of the sends it matches, spread evenly and
+    /// deterministically (20: the 5th, 10th, 15th, …); the others fall through to later rules.
+    percent: Option<u32>,
+    /// Answer with this HTTP status and raw body instead of an FCM error (e.g. a proxy's HTML
+    /// page, an empty body).
+    status: Option<u16>,
+    body: Option<String>,
+    #[serde(skip)]
+    seen: u64,
+}
+
+/// The body of `POST /__faults`: the rules replace any set before.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Faults {
+    /// Tried in order for every send; the first that answers it wins.
+    #[serde(default)]
+    pub(crate) rules: Vec<Rule>,
+    /// Forget every access token issued so far, so that sends get 401 until a new one is fetched.
+    #[serde(default)]
+    pub(crate) expire_tokens: bool,
+}
+
+impl Rule {
+    /// Whether this rule answers a send to `token`. Counts the send towards `percent`, so a rule
+    /// with a share must be asked once per matching send.
+    fn answers(&mut self, token: Option<&str>) -> bool {
+        if self.token.is_some() && self.token.as_deref() != token {
+            return false;
+        }
+        let Some(percent) = self.percent else {
+            return true;
+        };
+        self.seen += 1;
+        let share = |n: u64| n * u64::from(percent.min(100)) / 100;
+        share(self.seen) > share(self.seen - 1)
+    }
+}
+
+/// Takes the first rule that answers a send to `token`, using up one of its `times` (the rule
+/// leaves the list with its last one).
+pub(crate) fn take_fault(rules: &mut Vec<Rule>, token: Option<&str>) -> Option<Rule> {
+    let i = rules.iter_mut().position(|r| r.answers(token))?;
+    let rule = rules[i].clone();
+    if let Some(times) = rules[i].times.as_mut() {
+        *times -= 1;
+        if *times == 0 {
+            rules.remove(i);
+        }
+    }
+    Some(rule)
+}
+
+/// Waits out the rule's delay, then gives the response it answers with: a raw one, an FCM error,
+/// or `None` when the rule only delays and the send goes on.
+pub(crate) async fn answer(rule: &Rule) -> Option<Response> {
+    if rule.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+    }
+    if let Some(status) = rule.status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body = rule.body.clone().unwrap_or_default();
+        return Some((status, [("content-type", "text/html")], body).into_response());
+    }
+    if rule.error.is_empty() {
+        return None;
+    }
+    let mut response = fcm_error(
+        error_status(&rule.error),
+        &rule.error,
+        "injected by the emulator",
+    );
+    if let Some(secs) = rule.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", secs.to_string().parse().expect("digits"));
+    }
+    Some(response)
+}
+
+/// The HTTP status FCM answers an error code with.
+fn error_status(code: &str) -> StatusCode {
+    match code {
+        "UNREGISTERED" => StatusCode::NOT_FOUND,
+        "SENDER_ID_MISMATCH" => StatusCode::FORBIDDEN,
+        "QUOTA_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
+        "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
+        "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
