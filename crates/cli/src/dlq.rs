@@ -41,8 +41,15 @@ pub async fn redrive(from: &str, to: &str) -> Result<u64, String> {
         // Only what the target accepted leaves the DLQ; the rest comes back after the visibility timeout.
         let accepted = accepted(&sent, &received);
         if !accepted.is_empty() {
-            delete(&sqs, from, &accepted).await?;
-            moved += accepted.len() as u64;
+            // Moved means deleted from the DLQ: an entry whose delete failed is in both queues
+            // (the delivery log makes the second copy harmless) and is not counted.
+            let deleted = delete(&sqs, from, &accepted).await?;
+            for (code, why) in deleted.failed {
+                bar.println(format!(
+                    "copied but not deleted from the DLQ ({code}): {why}"
+                ));
+            }
+            moved += deleted.succeeded;
             show_progress(&bar, moved);
         }
     }
@@ -138,7 +145,13 @@ fn accepted<'a>(sent: &SendMessageBatchOutput, received: &'a [Message]) -> Vec<&
 }
 
 /// Deletes `messages` from the DLQ in one batch.
-async fn delete(sqs: &Client, from: &str, messages: &[&Message]) -> Result<(), String> {
+/// What a delete batch did: how many left the DLQ, and why the others did not.
+struct Deleted {
+    succeeded: u64,
+    failed: Vec<(String, String)>,
+}
+
+async fn delete(sqs: &Client, from: &str, messages: &[&Message]) -> Result<Deleted, String> {
     let entries = messages
         .iter()
         .enumerate()
@@ -150,13 +163,21 @@ async fn delete(sqs: &Client, from: &str, messages: &[&Message]) -> Result<(), S
                 .expect("id and handle")
         })
         .collect();
-    sqs.delete_message_batch()
+    let out = sqs
+        .delete_message_batch()
         .queue_url(from)
         .set_entries(Some(entries))
         .send()
         .await
         .map_err(failed("deleting from the DLQ"))?;
-    Ok(())
+    Ok(Deleted {
+        succeeded: out.successful().len() as u64,
+        failed: out
+            .failed()
+            .iter()
+            .map(|f| (f.code().to_owned(), f.message().unwrap_or("").to_owned()))
+            .collect(),
+    })
 }
 
 /// Shows `moved` on the bar, stretching it when more moved than the DLQ's first depth said.

@@ -328,7 +328,13 @@ async fn count_per_batch(
         env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     })
     .unwrap();
-    let engine = Engine::connect(&config, None, false, true).await.unwrap();
+    let config = DeliveryConfig {
+        migrate: true,
+        ..config
+    };
+    let engine = Engine::connect(&config, WithoutCredentials::Refuse)
+        .await
+        .unwrap();
     let store = engine.store();
     let mut out = Vec::new();
     for size in [1usize, 10, 100] {

@@ -65,7 +65,8 @@ pub(crate) fn take_fault(rules: &mut Vec<Rule>, token: Option<&str>) -> Option<R
     let i = rules.iter_mut().position(|r| r.answers(token))?;
     let rule = rules[i].clone();
     if let Some(times) = rules[i].times.as_mut() {
-        *times -= 1;
+        // `times: 0` answers nothing more than `times: 1` would: the rule is used up at once.
+        *times = times.saturating_sub(1);
         if *times == 0 {
             rules.remove(i);
         }
