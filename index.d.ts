@@ -97,7 +97,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** Reads the delivery log: what happened to a push, per device. */
 export declare class DeliveryLog {
-  /** Opens the log; the database is connected on first use. */
+  /**
+   * Opens the log; the database is connected on first use (see {@link DatabaseOptions}).
+   * A failed connection is tried again on the next call.
+   */
   constructor(options?: DatabaseOptions | undefined | null)
   /** The rows recorded for one push id (as `enqueuePush` returned it), by target. */
   forPush(pushId: string): Promise<Array<DeliveryRecord>>
@@ -108,7 +111,10 @@ export declare class DeliveryLog {
  * Errors: `PUSHQ_INVALID_DEVICE` (names the field), `PUSHQ_DATABASE`.
  */
 export declare class DeviceRegistry {
-  /** Opens the registry; the database is connected (and its schema applied) on first use. */
+  /**
+   * Opens the registry; the database is connected on first use (and its schema applied, with
+   * `migrate: true`). A failed connection is tried again on the next call.
+   */
   constructor(options?: DatabaseOptions | undefined | null)
   /** Registers a device, or moves an existing token to this user and marks it live again. */
   register(device: Device): Promise<void>
@@ -318,6 +324,13 @@ export interface DatabaseOptions {
    * @default 'sqlite://pushq-dev.db'
    */
   databaseUrl?: string
+  /**
+   * Apply pushq's schema on first use. Off by default: a server never runs DDL unless asked;
+   * without it, a database whose schema is missing or older than this pushq needs is a
+   * `PUSHQ_DATABASE` error that says to run `pushq migrate`.
+   * @default false
+   */
+  migrate?: boolean
 }
 
 /** One row of the delivery log. */
@@ -443,6 +456,19 @@ export interface PushClientOptions {
    * @default 'sqlite://pushq-dev.db'
    */
   databaseUrl?: string
+  /**
+   * Most bytes of pushes (as queue messages) waiting in the client for SQS. A push that would
+   * pass it is refused at once with `PUSHQ_QUEUE` ("backlog is full") and never sent, so a
+   * slow or unreachable SQS cannot grow the server's memory. At least 65536.
+   * @default 16777216
+   */
+  maxBacklogBytes?: number
+  /**
+   * Most milliseconds a push may spend in the client before SQS has it. At this deadline its
+   * promise rejects with `PUSHQ_QUEUE` and the push is not sent later.
+   * @default 30000
+   */
+  pushTimeoutMs?: number
 }
 
 /** A registered device. */

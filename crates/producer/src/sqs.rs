@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use tokio::sync::OnceCell;
 
@@ -115,106 +116,115 @@ impl SqsTransport {
     async fn send_batch(&self, mut batch: Vec<Outgoing>) {
         let client = match self.client().await {
             Ok(c) => c,
-            Err(e) => return batch.into_iter().for_each(|o| o.refuse(e.clone())),
+            Err(e) => return refuse_all(batch, e),
         };
-        let queue_url = self.config.queue_url.as_deref().unwrap_or_default();
         for round in 0..=ENTRY_RETRIES {
-            // Every request ends by the earliest deadline in the batch, so that each caller
-            // hears back by its push's deadline and nothing is sent after it.
-            let deadline = batch
-                .iter()
-                .map(|o| o.deadline)
-                .min()
-                .unwrap_or_else(Instant::now);
             let wait = if round > 0 {
                 backoff(round)
             } else {
                 Duration::ZERO
             };
-            let Some(left) = deadline
-                .checked_duration_since(Instant::now() + wait)
-                .filter(|d| !d.is_zero())
-            else {
+            let Some(left) = time_left(&batch, wait) else {
                 let error = Error::queue(
                     "not enqueued: the push's deadline came before SQS took it; it will not be sent",
                 );
-                return batch.into_iter().for_each(|o| o.refuse(error.clone()));
+                return refuse_all(batch, error);
             };
             tokio::time::sleep(wait).await;
-            let entries = batch.iter().enumerate().map(|(i, o)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(&o.body)
-                    .set_delay_seconds(o.delay_seconds)
-                    .set_message_group_id(o.group_id.clone())
-                    .set_message_deduplication_id(o.dedup_id.clone())
-                    .build()
-                    .expect("id and body are set")
-            });
-            let result = client
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries.collect()))
-                .customize()
-                .config_override(within(left))
-                .send()
-                .await;
-            let output = match result {
+            let output = match self.request(client, &batch, left).await {
                 Ok(output) => output,
-                Err(SdkError::TimeoutError(_)) => {
-                    let error = Error::queue(format!(
-                        "SQS did not answer within the push's deadline ({} ms left when the request went out): the push is not known to be enqueued and will not be sent again",
-                        left.as_millis()
-                    ));
-                    return batch.into_iter().for_each(|o| o.refuse(error.clone()));
-                }
-                Err(e) => {
-                    let error = queue_error(e);
-                    return batch.into_iter().for_each(|o| o.refuse(error.clone()));
-                }
+                Err(error) => return refuse_all(batch, error),
             };
-            let mut slots: Vec<Option<Outgoing>> = batch.into_iter().map(Some).collect();
-            for ok in output.successful() {
-                if let Some(o) = ok
-                    .id()
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| slots.get_mut(i)?.take())
-                {
-                    o.accept();
-                }
-            }
-            let mut retry = Vec::new();
-            for failed in output.failed() {
-                let Some(o) = failed
-                    .id()
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| slots.get_mut(i)?.take())
-                else {
-                    continue;
-                };
-                if failed.sender_fault() || round == ENTRY_RETRIES {
-                    let why = format!(
-                        "SQS refused the message: {} {}",
-                        failed.code(),
-                        failed.message().unwrap_or("")
-                    );
-                    o.refuse(Error::queue(why.trim_end()));
-                } else {
-                    retry.push(o);
-                }
-            }
-            // An entry SQS neither accepted nor failed is not known to be in the queue.
-            for o in slots.into_iter().flatten() {
-                o.refuse(Error::queue("SQS did not report on the message"));
-            }
-            if retry.is_empty() {
+            batch = answer(output, batch, round == ENTRY_RETRIES);
+            if batch.is_empty() {
                 return;
             }
-            batch = retry;
         }
     }
+
+    /// One `SendMessageBatch` of `batch`, given `left` to finish, retries included.
+    async fn request(
+        &self,
+        client: &aws_sdk_sqs::Client,
+        batch: &[Outgoing],
+        left: Duration,
+    ) -> Result<SendMessageBatchOutput> {
+        let entries = batch.iter().enumerate().map(|(i, o)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&o.body)
+                .set_delay_seconds(o.delay_seconds)
+                .set_message_group_id(o.group_id.clone())
+                .set_message_deduplication_id(o.dedup_id.clone())
+                .build()
+                .expect("id and body are set")
+        });
+        let result = client
+            .send_message_batch()
+            .queue_url(self.config.queue_url.as_deref().unwrap_or_default())
+            .set_entries(Some(entries.collect()))
+            .customize()
+            .config_override(within(left))
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(output),
+            Err(SdkError::TimeoutError(_)) => Err(Error::queue(format!(
+                "SQS did not answer within the push's deadline ({} ms left when the request went out): the push is not known to be enqueued and will not be sent again",
+                left.as_millis()
+            ))),
+            Err(e) => Err(queue_error(e)),
+        }
+    }
+}
+
+/// The time from now plus `wait` to the earliest deadline in the batch, if any is left. Every
+/// request ends by it, so that each caller hears back by its push's deadline and nothing is
+/// sent after it.
+fn time_left(batch: &[Outgoing], wait: Duration) -> Option<Duration> {
+    let deadline = batch.iter().map(|o| o.deadline).min()?;
+    deadline
+        .checked_duration_since(Instant::now() + wait)
+        .filter(|d| !d.is_zero())
+}
+
+fn refuse_all(batch: Vec<Outgoing>, error: Error) {
+    batch.into_iter().for_each(|o| o.refuse(error.clone()))
+}
+
+/// Answers every entry SQS accepted or refused for good; returns those to try again (failed on
+/// SQS's side, unless this was the `last` round).
+fn answer(output: SendMessageBatchOutput, batch: Vec<Outgoing>, last: bool) -> Vec<Outgoing> {
+    let mut slots: Vec<Option<Outgoing>> = batch.into_iter().map(Some).collect();
+    let mut take = |id: &str| {
+        id.parse::<usize>()
+            .ok()
+            .and_then(|i| slots.get_mut(i)?.take())
+    };
+    for ok in output.successful() {
+        if let Some(o) = take(ok.id()) {
+            o.accept();
+        }
+    }
+    let mut retry = Vec::new();
+    for failed in output.failed() {
+        let Some(o) = take(failed.id()) else { continue };
+        if failed.sender_fault() || last {
+            let why = format!(
+                "SQS refused the message: {} {}",
+                failed.code(),
+                failed.message().unwrap_or("")
+            );
+            o.refuse(Error::queue(why.trim_end()));
+        } else {
+            retry.push(o);
+        }
+    }
+    // An entry SQS neither accepted nor failed is not known to be in the queue.
+    for o in slots.into_iter().flatten() {
+        o.refuse(Error::queue("SQS did not report on the message"));
+    }
+    retry
 }
 
 /// Timeouts that end a request (its retries included) within `left`.
