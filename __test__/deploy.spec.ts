@@ -77,7 +77,7 @@ test('secrets reach the function only as Secrets Manager ARNs, read with a polic
     },
   ])
   // Every variable the template sets is one the code reads.
-  const sources = ['crates/lambda/src/main.rs', 'crates/delivery/src/config.rs'].map((f) => fs.readFileSync(path.join(root, f), 'utf8')).join('\n')
+  const sources = ['crates/lambda/src/main.rs', 'crates/delivery/src/config.rs', 'crates/delivery/src/logging.rs'].map((f) => fs.readFileSync(path.join(root, f), 'utf8')).join('\n')
   for (const name of Object.keys(vars)) expect(sources).toContain(`"${name}"`)
 })
 

@@ -13,16 +13,16 @@ const endpointUrl = process.env.PUSHQ_TEST_SQS_ENDPOINT!
 const root = path.resolve(__dirname, '..')
 
 /**
- * An SQS endpoint that, while `held`, accepts every request and never answers it (a stalled SQS
- * or network), and otherwise forwards to moto. Held requests are dropped, never forwarded.
+ * An SQS endpoint that holds the first `hold` requests — accepts them and never answers (a
+ * stalled SQS or network) — and forwards every later one to moto. Held requests are dropped,
+ * never forwarded: whatever reaches the queue was sent after the stall.
  */
-async function holdingProxy(upstream: string) {
+async function holdingProxy(upstream: string, hold: number) {
   const target = new URL(upstream)
   const held = new Set<net.Socket>()
-  let holding = true
   let heldRequests = 0
   const server = http.createServer((req, res) => {
-    if (holding) {
+    if (heldRequests < hold) {
       heldRequests++
       held.add(req.socket)
       return
@@ -45,72 +45,96 @@ async function holdingProxy(upstream: string) {
   return {
     url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     heldRequests: () => heldRequests,
-    release() {
-      holding = false
+    close: () => {
       for (const s of held) s.destroy()
+      return new Promise<void>((resolve) => server.close(() => resolve()))
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
 }
 
 type Settled = { ok: boolean; code?: string; message?: string; at: number }
 
+/** Enqueues `n` pushes of about 600 bytes (as envelopes) at once; when and how each settled. */
+async function enqueueAll(client: PushClient, n: number): Promise<Settled[]> {
+  const started = Date.now()
+  const pad = 'x'.repeat(500)
+  return Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      client.enqueuePush({ token: `device-${i}`, data: { pad } }).then(
+        () => ({ ok: true, at: Date.now() - started }),
+        (e) => ({ ok: false, code: e.code, message: e.message, at: Date.now() - started }),
+      ),
+    ),
+  )
+}
+
+// The slack above a deadline: far below the SDK's own timeouts and retries (30 s and more), which
+// is what a push waited for before it had a deadline; wide for a loaded 2-core machine.
+const SLACK_MS = 5000
+
 describe('a stalled SQS', () => {
-  test('past the backlog pushes are refused at once, the rest at their deadline; none is sent later, and the client recovers', async () => {
+  test('each of 200 queued pushes is refused at its deadline, none is sent later, and the client recovers', async () => {
     const queueUrl = await freshQueue()
-    const proxy = await holdingProxy(endpointUrl)
+    // The client has 8 requests out at once: holding 8 stalls it; anything sent after is forwarded.
+    const proxy = await holdingProxy(endpointUrl, 8)
     const timeoutMs = 3000
-    const client = new PushClient({ queueUrl, endpointUrl: proxy.url, pushTimeoutMs: timeoutMs, maxBacklogBytes: 65536 })
+    const client = new PushClient({ queueUrl, endpointUrl: proxy.url, pushTimeoutMs: timeoutMs })
     try {
-      const started = Date.now()
-      // 200 pushes of about 600 bytes each as envelopes: about 100 fit the 64 KiB backlog.
-      const pad = 'x'.repeat(500)
-      const settled: Settled[] = await Promise.all(
-        Array.from({ length: 200 }, (_, i) =>
-          client.enqueuePush({ token: `device-${i}`, data: { pad } }).then(
-            () => ({ ok: true, at: Date.now() - started }),
-            (e) => ({ ok: false, code: e.code, message: e.message, at: Date.now() - started }),
-          ),
-        ),
-      )
+      const settled = await enqueueAll(client, 200)
       expect(settled.filter((s) => s.ok)).toEqual([])
       expect(new Set(settled.map((s) => s.code))).toEqual(new Set(['PUSHQ_QUEUE']))
-      const full = settled.filter((s) => /backlog is full/.test(s.message!))
-      const timedOut = settled.filter((s) => !/backlog is full/.test(s.message!))
-      // Both bounds were hit: some pushes found the backlog full, the others waited for SQS.
-      expect(full.length).toBeGreaterThan(0)
-      expect(timedOut.length).toBeGreaterThan(0)
-      expect(proxy.heldRequests()).toBeGreaterThan(0)
-      // Refused at once: before any push could have reached its deadline.
-      expect(Math.max(...full.map((s) => s.at))).toBeLessThan(timeoutMs)
-      // The others at their deadline, the last of them too (not after the SDK's own timeouts and
-      // retries, which would take 30 s and more).
-      expect(Math.min(...timedOut.map((s) => s.at))).toBeGreaterThanOrEqual(timeoutMs - 50)
-      expect(Math.max(...timedOut.map((s) => s.at))).toBeLessThan(timeoutMs + 2000)
-      for (const s of timedOut) expect(s.message).toMatch(/not (be sent|known to be enqueued)|will not be sent/)
+      expect(proxy.heldRequests()).toBe(8)
+      for (const s of settled) expect(s.message).toMatch(/will not be sent|not known to be enqueued/)
+      // Every one at its deadline, the last of the 200 too.
+      expect(Math.min(...settled.map((s) => s.at))).toBeGreaterThanOrEqual(timeoutMs - 50)
+      expect(Math.max(...settled.map((s) => s.at))).toBeLessThan(timeoutMs + SLACK_MS)
 
-      // SQS answers again: the same client works, and nothing refused was sent behind the caller's back.
-      proxy.release()
-      const { id } = await client.enqueuePush({ token: 'after', data: { pad } })
+      // SQS answers again: the same client works, and none of the 200 was sent behind the
+      // caller's back once the stalled requests had given up.
+      const { id } = await client.enqueuePush({ token: 'after' })
       const messages = await drainQueue(queueUrl, 1)
       expect(messages.map((m) => JSON.parse(m.Body!).id)).toEqual([id])
     } finally {
-      proxy.release()
+      await client.close()
+      await proxy.close()
+    }
+  })
+
+  test('past the backlog, pushes are refused at once; the others wait for their deadline', async () => {
+    const queueUrl = await freshQueue()
+    const proxy = await holdingProxy(endpointUrl, Number.MAX_SAFE_INTEGER)
+    const timeoutMs = 3000
+    // 64 KiB: about 100 of the 200 pushes fit.
+    const client = new PushClient({ queueUrl, endpointUrl: proxy.url, pushTimeoutMs: timeoutMs, maxBacklogBytes: 65536 })
+    try {
+      const settled = await enqueueAll(client, 200)
+      expect(settled.filter((s) => s.ok)).toEqual([])
+      const full = settled.filter((s) => /backlog is full/.test(s.message!))
+      const waited = settled.filter((s) => !/backlog is full/.test(s.message!))
+      expect(full.length).toBeGreaterThan(50)
+      expect(waited.length).toBeGreaterThan(50)
+      expect(new Set(full.map((s) => s.code))).toEqual(new Set(['PUSHQ_QUEUE']))
+      // At once: before any push could have reached its deadline.
+      expect(Math.max(...full.map((s) => s.at))).toBeLessThan(timeoutMs)
+      expect(Math.min(...waited.map((s) => s.at))).toBeGreaterThanOrEqual(timeoutMs - 50)
+      expect(Math.max(...waited.map((s) => s.at))).toBeLessThan(timeoutMs + SLACK_MS)
+    } finally {
       await client.close()
       await proxy.close()
     }
   })
 
   test('the options are checked', () => {
-    expect(() => new PushClient({ queueUrl: 'http://127.0.0.1/1/q', maxBacklogBytes: 1000 })).toThrow(
-      expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('maxBacklogBytes') }),
-    )
-    expect(() => new PushClient({ queueUrl: 'http://127.0.0.1/1/q', pushTimeoutMs: 0 })).toThrow(
-      expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('pushTimeoutMs') }),
-    )
-    expect(() => new PushClient({ queueUrl: 'http://127.0.0.1/1/q', pushTimeoutMs: '5' as any })).toThrow(
-      expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('pushTimeoutMs') }),
-    )
+    for (const [options, name] of [
+      [{ maxBacklogBytes: 1000 }, 'maxBacklogBytes'],
+      [{ maxBacklogBytes: 2 ** 40 }, 'maxBacklogBytes'],
+      [{ pushTimeoutMs: 0 }, 'pushTimeoutMs'],
+      [{ pushTimeoutMs: '5' }, 'pushTimeoutMs'],
+    ] as const) {
+      expect(() => new PushClient({ queueUrl: 'http://127.0.0.1/1/q', ...(options as any) })).toThrow(
+        expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining(name) }),
+      )
+    }
   })
 })
 

@@ -89,6 +89,9 @@ describe('enqueuePush', () => {
       field: 'pushes[2].android.ttl',
     })
     expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
+    // A list entry that is not a push object is named by its place in the list.
+    await expect(client.enqueuePushes([good, 5 as any])).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field: 'pushes[1]' })
+    expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
 
     const result = await client.enqueuePushes([good, { ...good, token: 'device-3' }])
     const messages = await drainQueue(queueUrl, 2)

@@ -223,6 +223,8 @@ async fn worker(args: WorkerArgs) {
     // The worker extends visibility while a batch runs: an FCM attempt in flight at the
     // batch's deadline may finish.
     config.cut_sends_at_deadline = false;
+    // The worker runs no DDL, whatever PUSHQ_MIGRATE says: `pushq migrate` applies the schema.
+    config.migrate = false;
     let metrics_namespace = config.metrics_namespace.clone();
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)
         .await

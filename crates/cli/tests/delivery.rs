@@ -213,7 +213,7 @@ async fn end_to_end(db: Db) {
 /// The environment variable that hands `producer_in_a_child_process` its work.
 const ENQUEUE_JOB: &str = "PUSHQ_TEST_ENQUEUE_JOB";
 
-/// Enqueues the pushes with pushq-core's producer in a child process: this test binary, running
+/// Enqueues the pushes with pushq-producer in a child process: this test binary, running
 /// only `producer_in_a_child_process`, with the AWS settings (credentials included, which the
 /// producer reads from the environment only) passed to it with `Command::envs`. Setting them in
 /// this process instead would race with the tests that spawn processes meanwhile. Returns each

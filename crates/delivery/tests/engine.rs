@@ -223,7 +223,7 @@ impl GeneralLog {
 
 /// A statement counter on every SQLite connection the process opens from now on (an SQLite
 /// auto-extension installs a `SQLITE_TRACE_STMT` callback), per database file. The engine opens
-/// its own connections inside pushq-core; this hook is how a test sees what they run. FFI, so
+/// its own connections inside pushq-delivery; this hook is how a test sees what they run. FFI, so
 /// `unsafe` is allowed here and nowhere else.
 #[allow(unsafe_code)]
 mod sqlite_trace {

@@ -13,6 +13,15 @@ use tokio::sync::OnceCell;
 /// The database of local mode when neither the option nor `DATABASE_URL` names one.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://pushq-dev.db";
 
+/// The database of local mode and of the binding's `DeviceRegistry`/`DeliveryLog`: the option,
+/// else `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
+pub fn database_url(option: Option<String>) -> String {
+    option
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
 /// Times a batch is tried before local mode gives up on what still fails transiently.
 const ATTEMPTS: u32 = 5;
 
@@ -27,10 +36,7 @@ impl LocalDelivery {
     /// database is `database_url`, else `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
     pub fn new(database_url: Option<String>) -> Result<Arc<LocalDelivery>> {
         let mut config = DeliveryConfig::from_env().map_err(|e| Error::Config(e.to_string()))?;
-        config.database_url = database_url
-            .filter(|u| !u.is_empty())
-            .or(config.database_url)
-            .or_else(|| Some(DEFAULT_DATABASE_URL.to_owned()));
+        config.database_url = Some(self::database_url(database_url));
         // Development convenience: the schema is applied on first use.
         config.migrate = true;
         Ok(Arc::new(LocalDelivery {

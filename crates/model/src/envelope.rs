@@ -6,6 +6,7 @@
 //! those two bounds allow. All parts share the push id, so the delivery log (unique on push id and
 //! target) records the push once per device whatever the split.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -118,7 +119,7 @@ impl Envelope {
             problem: problem.to_owned(),
         };
         let value: Value =
-            serde_json::from_str(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+            serde_json::from_str(body).map_err(|e| EnvelopeError::NotJson(Arc::new(e)))?;
         let Value::Object(mut map) = value else {
             return Err(EnvelopeError::NotAnObject);
         };

@@ -2,6 +2,7 @@
 //! for one queue message, and a queue message body that is not an envelope.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A push that failed validation: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +84,12 @@ impl TooLarge {
 }
 
 /// A queue message body that is not a pushq envelope this build can read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
-    /// The body is not JSON text.
+    /// The body is not JSON text (the parser's error, kept whole).
     #[error("body is not JSON ({0})")]
-    NotJson(String),
+    NotJson(Arc<serde_json::Error>),
     /// The body is JSON but not an object.
     #[error("body must be a JSON object")]
     NotAnObject,

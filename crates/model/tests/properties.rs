@@ -3,7 +3,7 @@
 //! an envelope reads back as what was written. The shape checks are the top level only: known
 //! top-level and `message` fields, one target, string `data` values, an `android.ttl` duration
 //! string. Field by field, bodies are compared with firebase-admin's on its corpus
-//! (`engine.rs`, `crates/core/tests/fcm_corpus.rs`), not here.
+//! (`engine.rs`, `crates/model/tests/fcm_corpus.rs`), not here.
 
 use proptest::prelude::*;
 use pushq_fcm_emulator::check_send_body;

@@ -2,6 +2,9 @@
 //! Errors are real `Error` objects with a string `code` (and `field` where a field is at fault).
 
 use napi::bindgen_prelude::*;
+use std::sync::Arc;
+
+use pushq_delivery::store::StoreError;
 use pushq_producer::Error as ProducerError;
 
 /// Everything the binding can reject with: producer errors, and the database side's.
@@ -9,8 +12,8 @@ use pushq_producer::Error as ProducerError;
 pub enum BindingError {
     /// From the producer: invalid push, too large, configuration, queue, closed.
     Producer(ProducerError),
-    /// The database could not be reached or used (the message never holds its password).
-    Database(String),
+    /// The database could not be reached or used (its message never holds the password).
+    Database(Arc<StoreError>),
     /// A device does not fit the schema: the field and what is wrong.
     InvalidDevice {
         /// The device field (`userId`, `token`, `platform`).
@@ -60,9 +63,8 @@ impl BindingError {
     fn message(&self) -> String {
         match self {
             BindingError::Producer(e) => e.to_string(),
-            BindingError::Database(message) | BindingError::InvalidDevice { message, .. } => {
-                message.clone()
-            }
+            BindingError::Database(e) => e.to_string(),
+            BindingError::InvalidDevice { message, .. } => message.clone(),
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct PushClientOptions {
     pub database_url: Option<String>,
     /// Most bytes of pushes (as queue messages) waiting in the client for SQS. A push that would
     /// pass it is refused at once with `PUSHQ_QUEUE` ("backlog is full") and never sent, so a
-    /// slow or unreachable SQS cannot grow the server's memory. At least 65536.
+    /// slow or unreachable SQS cannot grow the server's memory. 65536 to 1073741824.
     /// @default 16777216
     pub max_backlog_bytes: Option<f64>,
     /// Most milliseconds a push may spend in the client before SQS has it. At this deadline its

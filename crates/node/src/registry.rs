@@ -6,7 +6,6 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::Store;
-use pushq_local::DEFAULT_DATABASE_URL;
 use tokio::sync::OnceCell;
 
 use crate::error::BindingError;
@@ -77,11 +76,7 @@ struct LazyStore {
 impl LazyStore {
     fn new(options: Option<DatabaseOptions>) -> LazyStore {
         let migrate = options.as_ref().and_then(|o| o.migrate).unwrap_or(false);
-        let url = options
-            .and_then(|o| o.database_url)
-            .or_else(|| std::env::var("DATABASE_URL").ok())
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let url = pushq_local::database_url(options.and_then(|o| o.database_url));
         LazyStore {
             url,
             migrate,
@@ -132,7 +127,7 @@ impl LazyStore {
 
 /// A database failure as the binding reports it (the store's messages never hold a password).
 fn database(e: pushq_delivery::store::StoreError) -> BindingError {
-    BindingError::Database(e.to_string())
+    BindingError::Database(std::sync::Arc::new(e))
 }
 
 /// The devices of each user: what `userId` / `userIds` pushes resolve to.

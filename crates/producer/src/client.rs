@@ -22,6 +22,10 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Most `SendMessageBatch` requests one producer has out at once.
 pub const MAX_IN_FLIGHT_BATCHES: usize = 8;
+/// A push is sent only with at least this much of its time left (a quarter of its timeout when
+/// that is shorter); closer to its deadline it is refused rather than sent into a request that
+/// would likely end unanswered.
+pub const MIN_TIME_TO_SEND: Duration = Duration::from_secs(1);
 
 /// A push the queue has accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +253,7 @@ impl Producer {
             })?;
         let timeout = self.config.push_timeout;
         let deadline = Instant::now() + timeout;
+        let min_time_to_send = (timeout / 4).min(MIN_TIME_TO_SEND);
         let mut tickets = Vec::with_capacity(prepared.len());
         for push in prepared {
             let mut parts = Vec::with_capacity(push.messages.len());
@@ -262,6 +267,7 @@ impl Producer {
                     dedup_id,
                     delay_seconds: push.delay_seconds,
                     deadline,
+                    min_time_to_send,
                     fate: fate.clone(),
                     reply,
                 };
@@ -344,9 +350,9 @@ fn admit(o: Outgoing) -> Option<Outgoing> {
     if !o.fate.take() {
         return None;
     }
-    if Instant::now() >= o.deadline {
+    if Instant::now() + o.min_time_to_send >= o.deadline {
         o.refuse(Error::queue(
-            "not enqueued: the push's deadline passed while it waited for SQS; it will not be sent",
+            "not enqueued: the push waited for SQS until too close to its deadline to send; it will not be sent",
         ));
         return None;
     }

@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 pub const DEFAULT_MAX_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 /// Smallest backlog a client may be given: one envelope of the largest size pushq writes.
 pub const MIN_BACKLOG_BYTES: usize = pushq_model::envelope::MAX_ENVELOPE_BYTES;
+/// Largest backlog a client may be given: 1 GiB.
+pub const MAX_BACKLOG_BYTES: usize = 1 << 30;
 /// Default time a push may spend in the client before SQS has it: 30 s.
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -99,10 +101,12 @@ impl ProducerConfig {
         }
         let max_backlog_bytes = match options.max_backlog_bytes {
             None => DEFAULT_MAX_BACKLOG_BYTES,
-            Some(n) if n as usize >= MIN_BACKLOG_BYTES => n as usize,
+            Some(n) if (MIN_BACKLOG_BYTES as u64..=MAX_BACKLOG_BYTES as u64).contains(&n) => {
+                n as usize
+            }
             Some(n) => {
                 return Err(Error::Config(format!(
-                    "maxBacklogBytes: must be at least {MIN_BACKLOG_BYTES} (one queue message; got {n})"
+                    "maxBacklogBytes: must be {MIN_BACKLOG_BYTES} (one queue message) to {MAX_BACKLOG_BYTES} (got {n})"
                 )))
             }
         };

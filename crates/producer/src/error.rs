@@ -16,7 +16,7 @@ pub enum Error {
     /// was enqueued.
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
-    /// The client is misconfigured (missing queue URL, bad mode, no region or credentials).
+    /// The client is misconfigured (missing queue URL, bad option, no region).
     #[error("configuration: {0}")]
     Config(String),
     /// SQS refused the push or could not be reached after retries; the push was not enqueued.

@@ -183,9 +183,10 @@ impl SqsTransport {
 /// sent after it.
 fn time_left(batch: &[Outgoing], wait: Duration) -> Option<Duration> {
     let deadline = batch.iter().map(|o| o.deadline).min()?;
+    let least = batch.iter().map(|o| o.min_time_to_send).max()?;
     deadline
         .checked_duration_since(Instant::now() + wait)
-        .filter(|d| !d.is_zero())
+        .filter(|left| !left.is_zero() && *left >= least)
 }
 
 fn refuse_all(batch: Vec<Outgoing>, error: Error) {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
@@ -53,6 +53,9 @@ pub struct Outgoing {
     /// The push's deadline: a transport sends nothing after it, and a request it makes for the
     /// message ends by it (answered or given up), so the caller hears back in time.
     pub deadline: Instant,
+    /// Least time before the deadline worth starting a request in: one started closer would
+    /// likely end unanswered, leaving the caller not knowing whether the push got in.
+    pub min_time_to_send: Duration,
     pub(crate) fate: Arc<Fate>,
     /// The message's share of the client's backlog, given back once it is answered.
     pub(crate) _backlog: OwnedSemaphorePermit,

@@ -13,7 +13,8 @@ pub enum DeliveryStatus {
     Sent,
     /// FCM refused the message for good (its own error, not the deployment's).
     Failed,
-    /// The token is dead (`UNREGISTERED`, or `INVALID_ARGUMENT` naming it); it is invalidated.
+    /// FCM said the token is dead (`UNREGISTERED`, `SENDER_ID_MISMATCH`; see `fcm::classify`);
+    /// the device is invalidated.
     InvalidToken,
     /// A user id with no live device (`target` is `user:<id>`).
     NoDevices,

@@ -236,8 +236,9 @@ impl Store {
         });
         let applied: Vec<i64> = match applied {
             Ok(rows) => rows.into_iter().map(|(v,)| v).collect(),
-            // No migrations table: no pushq schema at all.
-            Err(sqlx::Error::Database(_)) => {
+            // No migrations table: no pushq schema at all. (Any other error, e.g. a user
+            // without SELECT on `_sqlx_migrations`, is reported as it is.)
+            Err(sqlx::Error::Database(e)) if is_missing_table(e.as_ref()) => {
                 return Err(StoreError::SchemaOutdated(
                     "not there (no pushq tables)".into(),
                 ))
@@ -261,6 +262,16 @@ impl Store {
     pub async fn close(&self) {
         with_pool!(self, pool, { pool.close().await })
     }
+}
+
+/// Whether a database error says a table does not exist, in each dialect's words.
+fn is_missing_table(e: &dyn sqlx::error::DatabaseError) -> bool {
+    // PostgreSQL 42P01 undefined_table; MySQL/MariaDB 42S02 (ER_NO_SUCH_TABLE); SQLite has
+    // no specific code, only its message.
+    matches!(
+        e.code().as_deref(),
+        Some("42P01") | Some("42S02") | Some("1146")
+    ) || e.message().contains("no such table")
 }
 
 /// Removes a URL's password from a text that may quote it.
