@@ -8,7 +8,11 @@
 #   PostgreSQL, MariaDB           started if installed and down (the tests need both on 127.0.0.1)
 set -euo pipefail
 
-pip_install() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
+# A Python that refuses system-wide installs (PEP 668, e.g. Debian 12's) gets them in the user's site.
+pip_install() {
+  python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages "$@"
+}
 
 command -v moto_server >/dev/null 2>&1 || pip_install 'moto[server]'
 command -v cargo-lambda >/dev/null 2>&1 || pip_install cargo-lambda
@@ -27,3 +31,13 @@ if command -v mysqladmin >/dev/null 2>&1 && ! mysqladmin --protocol=tcp -h 127.0
     sleep 1
   done
 fi
+
+# The tests need both servers: say so now rather than with a connection error later.
+pg_isready -q -h 127.0.0.1 2>/dev/null ||
+  { echo "setup: PostgreSQL is not answering on 127.0.0.1:5432 (the tests need it: install and start it, trust auth, database test)" >&2; exit 1; }
+mysqladmin --protocol=tcp -h 127.0.0.1 -uroot ping >/dev/null 2>&1 ||
+  { echo "setup: MariaDB/MySQL is not answering on 127.0.0.1:3306 (the tests need it: root without a password, database test)" >&2; exit 1; }
+for tool in initdb pg_ctl; do
+  [ -x "/usr/lib/postgresql/$(ls /etc/postgresql 2>/dev/null | head -1)/bin/$tool" ] || command -v "$tool" >/dev/null 2>&1 ||
+    { echo "setup: PostgreSQL's $tool is missing (the statement-count test starts a cluster of its own)" >&2; exit 1; }
+done
