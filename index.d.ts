@@ -459,7 +459,7 @@ export interface PushClientOptions {
   /**
    * Most bytes of pushes (as queue messages) waiting in the client for SQS. A push that would
    * pass it is refused at once with `PUSHQ_QUEUE` ("backlog is full") and never sent, so a
-   * slow or unreachable SQS cannot grow the server's memory. At least 65536.
+   * slow or unreachable SQS cannot grow the server's memory. 65536 to 1073741824.
    * @default 16777216
    */
   maxBacklogBytes?: number
