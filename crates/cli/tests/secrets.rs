@@ -10,6 +10,8 @@ use pushq_test_support::*;
 use serde_json::{json, Value};
 
 const PUSHQ: &str = env!("CARGO_BIN_EXE_pushq");
+/// A queue for workers that must stop at start-up: settings are read before the first poll.
+const NO_QUEUE: &str = "http://127.0.0.1:9/000000000000/none";
 
 /// `pushq worker` with `env` only (no inherited FCM or database settings), its stdout and stderr
 /// in files.
@@ -129,9 +131,8 @@ async fn worker_credentials_in_any_shape_work_or_name_their_variable_and_never_e
             );
             output
         } else {
-            let output = tokio::task::block_in_place(|| {
-                Worker::start("http://127.0.0.1:9/000000000000/none", &env).failed_start()
-            });
+            let output =
+                tokio::task::block_in_place(|| Worker::start(NO_QUEUE, &env).failed_start());
             assert!(
                 output.contains(shape.variable),
                 "{}: the error does not name {}; output:\n{}",
@@ -148,5 +149,36 @@ async fn worker_credentials_in_any_shape_work_or_name_their_variable_and_never_e
             );
         }
         assert!(!output.contains("PRIVATE KEY"), "{}", shape.name);
+    }
+}
+
+/// A `DATABASE_URL` that is not a URL stops the worker with an error naming DATABASE_URL and no
+/// part of the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_names_a_database_url_without_a_scheme_and_never_prints_it() {
+    let fcm = Fcm::start();
+    let secrets = Secrets::new()
+        .add("the password", "s3cret-pw")
+        .add("the user", "pushq_owner");
+    let env = |url: &str| {
+        let mut env = fcm.env();
+        env.push(("DATABASE_URL".to_owned(), url.to_owned()));
+        env
+    };
+    for url in [
+        "pushq_owner:s3cret-pw@db.internal:5432/pushq",
+        "s3cret-pw@db.internal/pushq",
+        "s3cret-pw",
+    ] {
+        let output =
+            tokio::task::block_in_place(|| Worker::start(NO_QUEUE, &env(url)).failed_start());
+        assert!(
+            output.contains("DATABASE_URL"),
+            "the error does not name DATABASE_URL:\n{}",
+            secrets.mask(&output)
+        );
+        if let Some(found) = secrets.find_in(&output) {
+            panic!("the worker printed {found} of a DATABASE_URL without a scheme");
+        }
     }
 }

@@ -786,3 +786,42 @@ async fn secrets_manager(endpoint: &str) -> aws_sdk_secretsmanager::Client {
         .await;
     aws_sdk_secretsmanager::Client::new(&conf)
 }
+
+/// A `DATABASE_URL` that is not a URL (an env file's `user:password@host/db`, the password
+/// alone) stops init with an error naming DATABASE_URL and printing no part of the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_url_without_a_scheme_is_named_never_printed() {
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let (addr, _api, _responses) = serve_runtime_api().await;
+    let secrets = leaks::Secrets::new()
+        .add("the password", "s3cret-pw")
+        .add("the user", "pushq_owner");
+    let env = |url: String| {
+        [
+            ("DATABASE_URL", url),
+            ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+            ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+        ]
+    };
+    for url in [
+        "pushq_owner:s3cret-pw@db.internal:5432/pushq",
+        "s3cret-pw@db.internal/pushq",
+        "s3cret-pw",
+    ] {
+        let output = Watched::start(addr, &env(url.to_owned()))
+            .failed_init()
+            .await;
+        assert!(
+            output.contains("DATABASE_URL"),
+            "the error does not name DATABASE_URL:\n{}",
+            secrets.mask(&output)
+        );
+        if let Some(found) = secrets.find_in(&output) {
+            panic!("init printed {found} of a DATABASE_URL without a scheme");
+        }
+    }
+}

@@ -129,17 +129,28 @@ pub struct Store {
 
 impl Store {
     /// Connects to `url` (`sqlite:`, `postgres:`/`postgresql:`, `mysql:`/`mariadb:`) with at most
-    /// `pool_size` connections. SQLite files are created if missing.
+    /// `pool_size` connections. SQLite files are created if missing. What env files wrap around
+    /// a value (a byte-order mark, quotes) is removed first. A URL without one of these schemes
+    /// is refused without quoting it: a `user:password@host` value would start with the password.
     pub async fn connect(url: &str, pool_size: u32) -> StoreResult<Store> {
-        let scheme = url.split(':').next().unwrap_or_default();
+        let url = crate::config::unwrap_value(url);
+        let scheme = Scheme::of(&url).ok_or_else(|| {
+            StoreError::Url(
+                "expected a URL starting with sqlite:, postgres:, postgresql:, mysql: or \
+                 mariadb:; the value starts with none of these (it is not printed: it may hold \
+                 a password)"
+                    .into(),
+            )
+        })?;
         let bad = |e: sqlx::Error| {
             StoreError::Url(format!(
-                "cannot parse the {scheme}: URL ({})",
-                redact(&e.to_string(), url)
+                "cannot parse the {} URL ({})",
+                scheme.name(),
+                redact(&e.to_string(), &url)
             ))
         };
         let pool = match scheme {
-            "sqlite" => {
+            Scheme::Sqlite => {
                 let options: SqliteConnectOptions = url.parse().map_err(bad)?;
                 let options = options
                     .create_if_missing(true)
@@ -151,7 +162,7 @@ impl Store {
                         .await?,
                 )
             }
-            "postgres" | "postgresql" => {
+            Scheme::Postgres => {
                 let options: PgConnectOptions = url.parse().map_err(bad)?;
                 Pool::Postgres(
                     PgPoolOptions::new()
@@ -160,7 +171,7 @@ impl Store {
                         .await?,
                 )
             }
-            "mysql" | "mariadb" => {
+            Scheme::MySql => {
                 let url = url.replacen("mariadb:", "mysql:", 1);
                 let options: MySqlConnectOptions = url.parse().map_err(bad)?;
                 Pool::MySql(
@@ -169,11 +180,6 @@ impl Store {
                         .connect_with(options)
                         .await?,
                 )
-            }
-            _ => {
-                return Err(StoreError::Url(format!(
-                    "must start with sqlite:, postgres: or mysql: (got {scheme:?})"
-                )))
             }
         };
         let dialect = match pool {
@@ -218,6 +224,34 @@ impl Store {
     }
 }
 
+/// A database URL's scheme, by dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Scheme {
+    /// The scheme `url` starts with, if it is one pushq connects to.
+    fn of(url: &str) -> Option<Scheme> {
+        match url.split_once(':')?.0 {
+            "sqlite" => Some(Scheme::Sqlite),
+            "postgres" | "postgresql" => Some(Scheme::Postgres),
+            "mysql" | "mariadb" => Some(Scheme::MySql),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scheme::Sqlite => "sqlite:",
+            Scheme::Postgres => "postgres:",
+            Scheme::MySql => "mysql:",
+        }
+    }
+}
+
 /// Removes a URL's password from a text that may quote it.
 fn redact(text: &str, url: &str) -> String {
     match url::Url::parse(url)
@@ -226,5 +260,39 @@ fn redact(text: &str, url: &str) -> String {
     {
         Some(password) if !password.is_empty() => text.replace(&password, "***"),
         _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_url_without_a_known_scheme_is_refused_without_quoting_it() {
+        for url in [
+            "pushq_owner:s3cret-pw@db.internal:5432/pushq",
+            "s3cret-pw@db.internal/pushq",
+            "s3cret-pw",
+            "postgress://pushq_owner:s3cret-pw@db.internal/pushq",
+        ] {
+            let e = Store::connect(url, 1).await.unwrap_err().to_string();
+            assert!(e.starts_with("DATABASE_URL: expected a URL"), "{e}");
+            assert!(
+                !e.contains("s3cret") && !e.contains("pushq_owner"),
+                "the error quotes the URL"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_url_in_quotes_or_after_a_bom_connects() {
+        for url in [
+            "'sqlite::memory:'",
+            "\"sqlite::memory:\"",
+            "\u{feff}sqlite::memory:",
+        ] {
+            let store = Store::connect(url, 1).await.unwrap();
+            assert_eq!(store.dialect(), Dialect::Sqlite);
+        }
     }
 }
