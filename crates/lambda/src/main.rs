@@ -20,6 +20,7 @@ async fn main() -> Result<(), Error> {
     read_secrets(&mut config)
         .await
         .map_err(|e| format!("pushq-lambda init: {e}"))?;
+    pushq_delivery::store::warn_if_unverified(config.database_url.as_deref());
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)
         .await
         .map_err(|e| format!("pushq-lambda init: {e}"))?;

@@ -825,3 +825,44 @@ async fn a_database_url_without_a_scheme_is_named_never_printed() {
         }
     }
 }
+
+/// A PostgreSQL URL to a host that is not loopback, without certificate verification, gets one
+/// warning line at init that names the host, never the URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn unverified_tls_to_a_remote_database_is_warned_about_once_naming_the_host() {
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let (addr, _api, _responses) = serve_runtime_api().await;
+    let server = leaks::NonLoopbackServer::start();
+    let url = format!(
+        "postgres://pushq_owner:s3cret-pw@{}:{}/pushq?sslmode=require",
+        server.host, server.port
+    );
+    let env = [
+        ("DATABASE_URL", url),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    // The server closes the connection: init fails after the warning.
+    let output = Watched::start(addr, &env).failed_init().await;
+    let secrets = leaks::Secrets::new()
+        .add("the password", "s3cret-pw")
+        .add("the user", "pushq_owner");
+    let warnings: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("does not verify the server's certificate"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning about the unverified certificate:\n{}",
+        secrets.mask(&output)
+    );
+    assert!(warnings[0].contains(&server.host), "{}", warnings[0]);
+    if let Some(found) = secrets.find_in(&output) {
+        panic!("init printed {found} of the DATABASE_URL");
+    }
+}

@@ -160,6 +160,63 @@ pub fn service_account_shapes(json: &str, missing_path: &str) -> Vec<Shape> {
     ]
 }
 
+/// A TCP server on this machine's non-loopback address that closes every connection it accepts:
+/// a database host that is not loopback, which a client fails to talk to at once. Where the
+/// machine has no route off itself, the host is 0.0.0.0 (not a loopback address; Linux connects
+/// it to this machine). Stopped when dropped.
+pub struct NonLoopbackServer {
+    /// The address to name in a URL.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NonLoopbackServer {
+    /// Binds a free port and serves on a thread of its own.
+    pub fn start() -> NonLoopbackServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // Connecting a UDP socket sends nothing; it only picks the address a packet would leave
+        // from (203.0.113.1 is a documentation address, never answered).
+        let host = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("203.0.113.1:9").and_then(|()| s.local_addr()))
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+            .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
+        let listener = std::net::TcpListener::bind((host.as_str(), 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+        });
+        NonLoopbackServer {
+            host,
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NonLoopbackServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // One more connection wakes the accept loop, which then sees the flag.
+        let _ = std::net::TcpStream::connect((self.host.as_str(), self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Undoes the escapes a JSON log line or a Rust `Debug` string puts into quoted text.
 fn unescape(text: &str) -> String {
     text.replace("\\\\", "\u{0}")

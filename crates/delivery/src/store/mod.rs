@@ -114,10 +114,12 @@ macro_rules! with_pool {
 mod deliveries;
 mod devices;
 mod rejected;
+mod tls;
 
 pub use deliveries::{AlreadyDone, Delivery, DeliveryRecord, DeliveryStatus};
 pub use devices::{Device, InvalidDevice};
 pub use rejected::Rejected;
+pub use tls::{tls_warning, warn_if_unverified};
 
 /// A connection pool to the pushq database, counting the statements it runs.
 #[derive(Debug, Clone)]
