@@ -144,6 +144,7 @@ impl Store {
                     .into(),
             )
         })?;
+        tls::install_crypto_provider();
         let bad = |e: sqlx::Error| {
             StoreError::Url(format!(
                 "cannot parse the {} URL ({})",

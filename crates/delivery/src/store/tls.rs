@@ -67,6 +67,18 @@ pub fn warn_if_unverified(url: Option<&str>) {
     }
 }
 
+/// Makes aws-lc-rs (sqlx's own) the process's default rustls crypto provider, once. sqlx's
+/// `verify-ca`/`VERIFY_CA` path asks rustls for that default, and rustls cannot pick one when
+/// both aws-lc-rs and ring are compiled in (they are: sqlx and reqwest bring one each), so
+/// without this those modes panic at connect.
+pub(super) fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means the program installed a default of its own, which is as good.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
