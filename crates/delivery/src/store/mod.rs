@@ -135,55 +135,30 @@ impl Store {
     /// a value (a byte-order mark, quotes) is removed first. A URL without one of these schemes
     /// is refused without quoting it: a `user:password@host` value would start with the password.
     pub async fn connect(url: &str, pool_size: u32) -> StoreResult<Store> {
-        let url = crate::config::unwrap_value(url);
-        let scheme = Scheme::of(&url).ok_or_else(|| {
-            StoreError::Url(
-                "expected a URL starting with sqlite:, postgres:, postgresql:, mysql: or \
-                 mariadb:; the value starts with none of these (it is not printed: it may hold \
-                 a password)"
-                    .into(),
-            )
-        })?;
         tls::install_crypto_provider();
-        let bad = |e: sqlx::Error| {
-            StoreError::Url(format!(
-                "cannot parse the {} URL ({})",
-                scheme.name(),
-                redact(&e.to_string(), &url)
-            ))
-        };
-        let pool = match scheme {
-            Scheme::Sqlite => {
-                let options: SqliteConnectOptions = url.parse().map_err(bad)?;
-                let options = options
-                    .create_if_missing(true)
-                    .busy_timeout(std::time::Duration::from_secs(10));
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(pool_size)
-                        .connect_with(options)
-                        .await?,
-                )
-            }
-            Scheme::Postgres => {
-                let options: PgConnectOptions = url.parse().map_err(bad)?;
-                Pool::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(pool_size)
-                        .connect_with(options)
-                        .await?,
-                )
-            }
-            Scheme::MySql => {
-                let url = url.replacen("mariadb:", "mysql:", 1);
-                let options: MySqlConnectOptions = url.parse().map_err(bad)?;
-                Pool::MySql(
-                    MySqlPoolOptions::new()
-                        .max_connections(pool_size)
-                        .connect_with(options)
-                        .await?,
-                )
-            }
+        let pool = match ConnectOptions::parse(url)? {
+            ConnectOptions::Sqlite(options) => Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(pool_size)
+                    .connect_with(
+                        options
+                            .create_if_missing(true)
+                            .busy_timeout(std::time::Duration::from_secs(10)),
+                    )
+                    .await?,
+            ),
+            ConnectOptions::Postgres(options) => Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(pool_size)
+                    .connect_with(options)
+                    .await?,
+            ),
+            ConnectOptions::MySql(options) => Pool::MySql(
+                MySqlPoolOptions::new()
+                    .max_connections(pool_size)
+                    .connect_with(options)
+                    .await?,
+            ),
         };
         let dialect = match pool {
             Pool::Sqlite(_) => Dialect::Sqlite,
@@ -227,30 +202,45 @@ impl Store {
     }
 }
 
-/// A database URL's scheme, by dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scheme {
-    Sqlite,
-    Postgres,
-    MySql,
+/// A database URL parsed into its dialect's connect options (what [`Store::connect`] connects
+/// with and [`tls_warning`] judges).
+pub(crate) enum ConnectOptions {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+    MySql(MySqlConnectOptions),
 }
 
-impl Scheme {
-    /// The scheme `url` starts with, if it is one pushq connects to.
-    fn of(url: &str) -> Option<Scheme> {
-        match url.split_once(':')?.0 {
-            "sqlite" => Some(Scheme::Sqlite),
-            "postgres" | "postgresql" => Some(Scheme::Postgres),
-            "mysql" | "mariadb" => Some(Scheme::MySql),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Scheme::Sqlite => "sqlite:",
-            Scheme::Postgres => "postgres:",
-            Scheme::MySql => "mysql:",
+impl ConnectOptions {
+    /// Parses `url` once what env files wrap around a value is removed
+    /// ([`crate::config::unwrap_value`]). A URL without a known scheme is refused without being
+    /// quoted; a parse error has the password removed.
+    pub(crate) fn parse(url: &str) -> StoreResult<ConnectOptions> {
+        let url = crate::config::unwrap_value(url);
+        let bad = |scheme: &'static str| {
+            let url = &url;
+            move |e: sqlx::Error| {
+                StoreError::Url(format!(
+                    "cannot parse the {scheme} URL ({})",
+                    redact(&e.to_string(), url)
+                ))
+            }
+        };
+        match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Ok(ConnectOptions::Sqlite(url.parse().map_err(bad("sqlite:"))?)),
+            Some("postgres" | "postgresql") => Ok(ConnectOptions::Postgres(
+                url.parse().map_err(bad("postgres:"))?,
+            )),
+            Some("mysql" | "mariadb") => Ok(ConnectOptions::MySql(
+                url.replacen("mariadb:", "mysql:", 1)
+                    .parse()
+                    .map_err(bad("mysql:"))?,
+            )),
+            _ => Err(StoreError::Url(
+                "expected a URL starting with sqlite:, postgres:, postgresql:, mysql: or \
+                 mariadb:; the value starts with none of these (it is not printed: it may hold \
+                 a password)"
+                    .into(),
+            )),
         }
     }
 }

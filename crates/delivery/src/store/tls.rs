@@ -3,10 +3,10 @@
 
 use std::net::IpAddr;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
-use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sqlx::mysql::MySqlSslMode;
+use sqlx::postgres::PgSslMode;
 
-use super::Scheme;
+use super::ConnectOptions;
 
 /// A warning, naming the host and never the URL, when a connection to `url` would not verify the
 /// server's certificate (PostgreSQL without `sslmode=verify-full`/`verify-ca`, MySQL without
@@ -15,11 +15,9 @@ use super::Scheme;
 /// not parse (connecting reports that). The modes are read as sqlx reads them, so `PGSSLMODE`
 /// counts where the URL says nothing.
 pub fn tls_warning(url: &str) -> Option<String> {
-    let url = crate::config::unwrap_value(url);
-    let (host, mode, fix) = match Scheme::of(&url)? {
-        Scheme::Sqlite => return None,
-        Scheme::Postgres => {
-            let options: PgConnectOptions = url.parse().ok()?;
+    let (host, mode, fix) = match ConnectOptions::parse(url).ok()? {
+        ConnectOptions::Sqlite(_) => return None,
+        ConnectOptions::Postgres(options) => {
             let mode = match options.get_ssl_mode() {
                 PgSslMode::VerifyFull | PgSslMode::VerifyCa => return None,
                 PgSslMode::Disable => "sslmode=disable",
@@ -33,9 +31,7 @@ pub fn tls_warning(url: &str) -> Option<String> {
             let fix = "sslmode=verify-full&sslrootcert=<CA bundle>";
             (options.get_host().to_owned(), mode, fix)
         }
-        Scheme::MySql => {
-            let options: MySqlConnectOptions =
-                url.replacen("mariadb:", "mysql:", 1).parse().ok()?;
+        ConnectOptions::MySql(options) => {
             let mode = match options.get_ssl_mode() {
                 MySqlSslMode::VerifyIdentity | MySqlSslMode::VerifyCa => return None,
                 MySqlSslMode::Disabled => "ssl-mode=DISABLED",
