@@ -2,7 +2,8 @@
 //! each secret is looked for, and a finding names the secret and the piece's offset, never text.
 //! Std only, so that the Lambda's tests can include this file without linking test support.
 
-/// The length of the pieces looked for: shorter than any secret, longer than any chance match.
+/// The length of the pieces looked for: long enough that no chance match is one (a secret
+/// shorter than this is looked for whole).
 pub const WINDOW: usize = 16;
 
 /// Secrets to look for, each with a name that a finding may print.
