@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use pushq_delivery::config::CredentialsSetting;
 use pushq_delivery::fcm::{FcmClient, FcmConfig, ServiceAccount};
 use serde_json::json;
 
@@ -26,7 +27,11 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let account = ServiceAccount::load(&args.credentials).expect("credentials");
+    let account = ServiceAccount::load(&CredentialsSetting {
+        variable: "--credentials",
+        value: args.credentials.clone(),
+    })
+    .expect("credentials");
     let config = FcmConfig {
         endpoint: args.endpoint.clone(),
         ..FcmConfig::default()

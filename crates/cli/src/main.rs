@@ -220,6 +220,7 @@ async fn worker(args: WorkerArgs) {
         fail("--batch-size above 10 needs --batching-window of at least 1 second (as on AWS)");
     }
     let mut config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
+    pushq_delivery::store::warn_if_unverified(config.database_url.as_deref());
     // The worker extends visibility while a batch runs: an FCM attempt in flight at the
     // batch's deadline may finish.
     config.cut_sends_at_deadline = false;

@@ -17,7 +17,7 @@ pub struct DeliveryConfig {
     /// and functions do not run DDL unless asked (`pushq migrate` is the usual way).
     pub migrate: bool,
     /// `PUSHQ_FCM_CREDENTIALS` (path or inline JSON), else `GOOGLE_APPLICATION_CREDENTIALS`.
-    pub credentials: Option<String>,
+    pub credentials: Option<CredentialsSetting>,
     /// `PUSHQ_FCM_ENDPOINT`, default `https://fcm.googleapis.com`.
     pub fcm_endpoint: String,
     /// `PUSHQ_FCM_DRY_RUN=1`: send with `validate_only`.
@@ -32,6 +32,49 @@ pub struct DeliveryConfig {
     pub cut_sends_at_deadline: bool,
 }
 
+/// The FCM service-account setting as given: the value (the key's JSON, or the path of a file
+/// holding it) and the variable it came from, which errors about it name instead of the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CredentialsSetting {
+    /// `PUSHQ_FCM_CREDENTIALS`, `GOOGLE_APPLICATION_CREDENTIALS`, or in the Lambda
+    /// `PUSHQ_FCM_CREDENTIALS_SECRET_ARN`.
+    pub variable: &'static str,
+    /// The value, as given. Never printed: it may be the key itself.
+    pub value: String,
+}
+
+impl std::fmt::Debug for CredentialsSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsSetting")
+            .field("variable", &self.variable)
+            .field("value", &"<set>")
+            .finish()
+    }
+}
+
+/// A value as it reached the process, without what env files, consoles and editors wrap around
+/// it: surrounding whitespace, a UTF-8 byte-order mark, and one pair of surrounding quotes
+/// (single, or double; a double-quoted JSON string literal is unescaped). Nothing else changes.
+pub fn unwrap_value(raw: &str) -> std::borrow::Cow<'_, str> {
+    fn bare(v: &str) -> &str {
+        v.trim().trim_start_matches('\u{feff}').trim()
+    }
+    let value = bare(raw);
+    let unquoted = |quote: char| {
+        (value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote))
+            .then(|| bare(&value[1..value.len() - 1]))
+    };
+    if let Some(inner) = unquoted('"') {
+        // `"{\"type\": …}"` is a JSON string holding the key; `"{"type": …}"` is the key in
+        // the quotes an env file kept.
+        return match serde_json::from_str::<String>(value) {
+            Ok(unescaped) => std::borrow::Cow::Owned(bare(&unescaped).to_owned()),
+            Err(_) => std::borrow::Cow::Borrowed(inner),
+        };
+    }
+    std::borrow::Cow::Borrowed(unquoted('\'').unwrap_or(value))
+}
+
 impl std::fmt::Debug for DeliveryConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password and the credentials may be an inline key: neither is printed.
@@ -39,7 +82,7 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
             .field("pool_size", &self.pool_size)
             .field("migrate", &self.migrate)
-            .field("credentials", &self.credentials.as_ref().map(|_| "<set>"))
+            .field("credentials", &self.credentials)
             .field("fcm_endpoint", &self.fcm_endpoint)
             .field("dry_run", &self.dry_run)
             .field("send_concurrency", &self.send_concurrency)
@@ -81,8 +124,11 @@ impl DeliveryConfig {
             database_url: env("DATABASE_URL"),
             pool_size: number("PUSHQ_DB_POOL_SIZE", 2, 1)? as u32,
             migrate: flag("PUSHQ_MIGRATE")?,
-            credentials: env("PUSHQ_FCM_CREDENTIALS")
-                .or_else(|| env("GOOGLE_APPLICATION_CREDENTIALS")),
+            credentials: ["PUSHQ_FCM_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS"]
+                .into_iter()
+                .find_map(|variable| {
+                    env(variable).map(|value| CredentialsSetting { variable, value })
+                }),
             fcm_endpoint: env("PUSHQ_FCM_ENDPOINT")
                 .unwrap_or_else(|| crate::fcm::DEFAULT_ENDPOINT.to_owned()),
             dry_run: flag("PUSHQ_FCM_DRY_RUN")?,
@@ -119,6 +165,45 @@ mod tests {
         .unwrap();
         assert_eq!((c.migrate, c.send_concurrency), (true, 8));
         assert_eq!(c.metrics_namespace, "gym");
+    }
+
+    #[test]
+    fn credentials_remember_their_variable_and_do_not_print_their_value() {
+        let c = read(&[("GOOGLE_APPLICATION_CREDENTIALS", "/k.json")]).unwrap();
+        assert_eq!(
+            c.credentials.as_ref().map(|c| c.variable),
+            Some("GOOGLE_APPLICATION_CREDENTIALS")
+        );
+        let c = read(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", "/k.json"),
+            ("PUSHQ_FCM_CREDENTIALS", "{\"private_key\": \"secret\"}"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.credentials.as_ref().map(|c| c.variable),
+            Some("PUSHQ_FCM_CREDENTIALS")
+        );
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+    }
+
+    #[test]
+    fn unwrap_value_removes_what_env_files_leave_around_a_value() {
+        for (raw, value) in [
+            ("{\"a\":1}", "{\"a\":1}"),
+            ("\u{feff}{\"a\":1}", "{\"a\":1}"),
+            ("  \u{feff} {\"a\":1}\n", "{\"a\":1}"),
+            ("'{\"a\":1}'", "{\"a\":1}"),
+            ("\"{\"a\":1}\"", "{\"a\":1}"),
+            ("\"{\\\"a\\\":1}\"", "{\"a\":1}"),
+            ("\"/etc/pushq/sa.json\"", "/etc/pushq/sa.json"),
+            ("'postgres://u:p@h/db'", "postgres://u:p@h/db"),
+            ("'", "'"),
+            ("\"", "\""),
+            ("'x\"", "'x\""),
+            ("it's", "it's"),
+        ] {
+            assert_eq!(unwrap_value(raw), value, "{raw:?}");
+        }
     }
 
     #[test]

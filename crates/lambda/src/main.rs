@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use pushq_delivery::config::CredentialsSetting;
 use pushq_delivery::logging::{self, Target};
 use pushq_delivery::{metrics, DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
 
@@ -19,6 +20,7 @@ async fn main() -> Result<(), Error> {
     read_secrets(&mut config)
         .await
         .map_err(|e| format!("pushq-lambda init: {e}"))?;
+    pushq_delivery::store::warn_if_unverified(config.database_url.as_deref());
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)
         .await
         .map_err(|e| format!("pushq-lambda init: {e}"))?;
@@ -35,7 +37,7 @@ async fn main() -> Result<(), Error> {
 /// are read from Secrets Manager once, at init, so they never sit in plaintext environment values.
 /// A secret set this way wins over the plain variable. Errors name the variable, never the value.
 async fn read_secrets(config: &mut DeliveryConfig) -> Result<(), String> {
-    let arns: Vec<(&str, String)> = [
+    let arns: Vec<(&'static str, String)> = [
         "PUSHQ_FCM_CREDENTIALS_SECRET_ARN",
         "PUSHQ_DATABASE_URL_SECRET_ARN",
     ]
@@ -67,7 +69,12 @@ async fn read_secrets(config: &mut DeliveryConfig) -> Result<(), String> {
             .secret_string
             .ok_or_else(|| format!("{name}: the secret has no string value"))?;
         match name {
-            "PUSHQ_FCM_CREDENTIALS_SECRET_ARN" => config.credentials = Some(secret),
+            "PUSHQ_FCM_CREDENTIALS_SECRET_ARN" => {
+                config.credentials = Some(CredentialsSetting {
+                    variable: name,
+                    value: secret,
+                })
+            }
             _ => config.database_url = Some(secret),
         }
     }

@@ -14,6 +14,10 @@ use pushq_delivery::store::Store;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
+#[allow(dead_code)]
+#[path = "../../test-support/src/leaks.rs"]
+mod leaks;
+
 struct RuntimeApi {
     events: Mutex<VecDeque<(String, Value, u64)>>,
     ready: Notify,
@@ -133,6 +137,7 @@ fn bootstrap(
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
         .env_remove("DATABASE_URL")
         .env_remove("PUSHQ_FCM_CREDENTIALS")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(stdout)
         .stderr(stderr)
@@ -294,15 +299,7 @@ async fn credentials_and_database_url_come_from_secrets_manager_at_init() {
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
     ];
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    let sm = secrets_manager(&endpoint).await;
     let secret = |name: &'static str, value: String| {
         let sm = sm.clone();
         async move {
@@ -568,4 +565,304 @@ async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         .execute(&mut admin)
         .await;
+}
+
+/// A bootstrap started with `env`, its stdout and stderr in files; the output read back as one text.
+struct Watched {
+    child: Kill,
+    stdout: std::path::PathBuf,
+    stderr: std::path::PathBuf,
+}
+
+impl Watched {
+    fn start(runtime_api: std::net::SocketAddr, env: &[(&str, String)]) -> Watched {
+        let dir =
+            std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (stdout, stderr) = (dir.join("stdout.log"), dir.join("stderr.log"));
+        let child = Kill(bootstrap(
+            runtime_api,
+            env,
+            std::fs::File::create(&stdout).unwrap().into(),
+            std::fs::File::create(&stderr).unwrap().into(),
+        ));
+        Watched {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn output(&self) -> String {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!("{}\n{}", read(&self.stdout), read(&self.stderr))
+    }
+
+    /// Waits (polling, within 30 s) for the process to end, which a failing init does.
+    async fn failed_init(mut self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "init did not fail within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!status.success(), "init failed with a success status");
+        self.output()
+    }
+
+    /// Sends one invocation and waits for its answer, or for the process to end (a failed
+    /// init); returns the answer (None if the process ended) and the output so far.
+    async fn invoke(
+        &mut self,
+        api: &RuntimeApi,
+        responses: &mut mpsc::UnboundedReceiver<(String, Value)>,
+        id: &str,
+        event: Value,
+    ) -> (Option<Value>, String) {
+        api.invoke(id, event, 30);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                answer = responses.recv() => {
+                    let (answered, answer) = answer.unwrap();
+                    assert_eq!(answered, id);
+                    return (Some(answer), self.output());
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if self.child.0.try_wait().unwrap().is_some() {
+                        return (None, self.output());
+                    }
+                    assert!(std::time::Instant::now() < deadline, "no answer within 60 s");
+                }
+            }
+        }
+    }
+}
+
+/// The emulator's key with a realistic `private_key_id`, as JSON text, and its parts that must
+/// never be printed.
+fn key_and_secrets(fcm: &pushq_fcm_emulator::Running) -> (String, leaks::Secrets) {
+    let mut key = fcm.credentials.clone();
+    key["private_key_id"] = json!("8f14e45fceea167a5a36dedd4bea2543bb1c2e7d");
+    let part = |name: &str| key[name].as_str().unwrap().to_owned();
+    let secrets = leaks::Secrets::new().service_account(
+        &part("private_key"),
+        &part("private_key_id"),
+        &part("client_email"),
+    );
+    (key.to_string(), secrets)
+}
+
+/// A service-account value in the shapes operators end up with, given to the real bootstrap:
+/// BOM-prefixed and quoted JSON work (in an environment variable and as a Secrets Manager
+/// secret); base64, truncated JSON and a path to nothing stop init with an error that names
+/// the variable. Whatever happens, nothing the bootstrap prints holds a piece of the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_any_shape_work_or_name_their_variable_and_never_echo_the_key() {
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let (key, secrets) = key_and_secrets(&fcm);
+    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    Store::connect(&database_url, 1)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let base = [
+        ("DATABASE_URL", database_url.clone()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    let missing = dir.join("no-such-service-account.json");
+    let mut shapes = leaks::service_account_shapes(&key, &missing.display().to_string());
+
+    // The same shapes as Secrets Manager secret strings, one that works and one that does not.
+    let (_moto, endpoint) = moto();
+    let sm = secrets_manager(&endpoint).await;
+    let aws = [
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.clone()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ];
+    let as_secret: Vec<leaks::Shape> = shapes
+        .iter()
+        .filter(|s| s.name == "BOM-prefixed JSON" || s.name == "base64 of the JSON")
+        .map(|s| leaks::Shape {
+            name: s.name,
+            variable: "PUSHQ_FCM_CREDENTIALS_SECRET_ARN",
+            value: s.value.clone(),
+            works: s.works,
+        })
+        .collect();
+    let mut secret_arns = Vec::new();
+    for (n, shape) in as_secret.iter().enumerate() {
+        let arn = sm
+            .create_secret()
+            .name(format!("pushq/fcm-{n}"))
+            .secret_string(&shape.value)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap();
+        secret_arns.push(arn);
+    }
+
+    let cases = shapes
+        .drain(..)
+        .map(|s| {
+            let value = s.value.clone();
+            (s, value, false)
+        })
+        .chain(
+            as_secret
+                .into_iter()
+                .zip(secret_arns)
+                .map(|(s, arn)| (s, arn, true)),
+        );
+    for (n, (shape, value, from_secret)) in cases.enumerate() {
+        let label = if from_secret {
+            format!("{} (Secrets Manager)", shape.name)
+        } else {
+            shape.name.to_owned()
+        };
+        let mut env = base.to_vec();
+        env.push((shape.variable, value));
+        if from_secret {
+            env.extend(aws.iter().cloned());
+        }
+        // A Runtime API of its own: a killed bootstrap's pending `next` could take the event.
+        let (addr, api, mut responses) = serve_runtime_api().await;
+        let mut lambda = Watched::start(addr, &env);
+        let output = if shape.works {
+            let record = format!(r#"{{"v":1,"id":"p-{n}","push":{{"token":"tok-{n}"}}}}"#);
+            let event = json!({"Records": [sqs_record(&format!("m-{n}"), &record)]});
+            let (answer, output) = lambda
+                .invoke(&api, &mut responses, &format!("req-{n}"), event)
+                .await;
+            assert_eq!(
+                answer,
+                Some(json!({"batchItemFailures": []})),
+                "{label}: not delivered; output:\n{}",
+                shape.secrets(secrets.clone()).mask(&output)
+            );
+            output
+        } else {
+            let output = lambda.failed_init().await;
+            assert!(
+                output.contains(shape.variable),
+                "{label}: the error does not name {}; output:\n{}",
+                shape.variable,
+                shape.secrets(secrets.clone()).mask(&output)
+            );
+            output
+        };
+        if let Some(found) = shape.secrets(secrets.clone()).find_in(&output) {
+            panic!("{label}: the bootstrap printed a piece of a secret: {found}");
+        }
+        assert!(
+            !output.contains("PRIVATE KEY"),
+            "{label}: printed PRIVATE KEY"
+        );
+    }
+}
+
+/// A Secrets Manager client for moto at `endpoint`.
+async fn secrets_manager(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::new(&conf)
+}
+
+/// A `DATABASE_URL` that is not a URL (an env file's `user:password@host/db`, the password
+/// alone) stops init with an error naming DATABASE_URL and printing no part of the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_url_without_a_scheme_is_named_never_printed() {
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let (addr, _api, _responses) = serve_runtime_api().await;
+    let secrets = leaks::Secrets::new()
+        .add("the password", "s3cret-pw")
+        .add("the user", "pushq_owner");
+    let env = |url: String| {
+        [
+            ("DATABASE_URL", url),
+            ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+            ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+        ]
+    };
+    for url in [
+        "pushq_owner:s3cret-pw@db.internal:5432/pushq",
+        "s3cret-pw@db.internal/pushq",
+        "s3cret-pw",
+    ] {
+        let output = Watched::start(addr, &env(url.to_owned()))
+            .failed_init()
+            .await;
+        assert!(
+            output.contains("DATABASE_URL"),
+            "the error does not name DATABASE_URL:\n{}",
+            secrets.mask(&output)
+        );
+        if let Some(found) = secrets.find_in(&output) {
+            panic!("init printed {found} of a DATABASE_URL without a scheme");
+        }
+    }
+}
+
+/// A PostgreSQL URL to a host that is not loopback, without certificate verification, gets one
+/// warning line at init that names the host, never the URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn unverified_tls_to_a_remote_database_is_warned_about_once_naming_the_host() {
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let (addr, _api, _responses) = serve_runtime_api().await;
+    let server = leaks::NonLoopbackServer::start();
+    let url = format!(
+        "postgres://pushq_owner:s3cret-pw@{}:{}/pushq?sslmode=require",
+        server.host, server.port
+    );
+    let env = [
+        ("DATABASE_URL", url),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    // The server closes the connection: init fails after the warning.
+    let output = Watched::start(addr, &env).failed_init().await;
+    let secrets = leaks::Secrets::new()
+        .add("the password", "s3cret-pw")
+        .add("the user", "pushq_owner");
+    let warnings: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("does not verify the server's certificate"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning about the unverified certificate:\n{}",
+        secrets.mask(&output)
+    );
+    assert!(warnings[0].contains(&server.host), "{}", warnings[0]);
+    if let Some(found) = secrets.find_in(&output) {
+        panic!("init printed {found} of the DATABASE_URL");
+    }
 }

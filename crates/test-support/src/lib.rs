@@ -3,6 +3,8 @@
 //! PostgreSQL and MariaDB. Each is stopped when dropped.
 #![allow(missing_docs)]
 
+pub mod leaks;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -6,63 +6,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::key::ServiceAccount;
 use super::FcmError;
 
 /// The OAuth scope FCM sends need.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// A token is refreshed this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-
-/// The fields of a Google service-account key file that pushq uses.
-#[derive(Clone, Deserialize)]
-pub struct ServiceAccount {
-    /// The Firebase project.
-    pub project_id: String,
-    /// The signing key's id (`kid`).
-    #[serde(default)]
-    pub private_key_id: String,
-    /// PEM-encoded RSA private key. Never logged.
-    pub private_key: String,
-    /// The service account's email (`iss`).
-    pub client_email: String,
-    /// Where tokens come from (`aud`).
-    #[serde(default = "default_token_uri")]
-    pub token_uri: String,
-}
-
-fn default_token_uri() -> String {
-    "https://oauth2.googleapis.com/token".to_owned()
-}
-
-impl std::fmt::Debug for ServiceAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceAccount")
-            .field("project_id", &self.project_id)
-            .field("client_email", &self.client_email)
-            .field("token_uri", &self.token_uri)
-            .field("private_key", &"<redacted>")
-            .finish()
-    }
-}
-
-impl ServiceAccount {
-    /// Parses a key given inline (JSON text) or as a file path.
-    pub fn load(path_or_json: &str) -> Result<ServiceAccount, FcmError> {
-        let text = if path_or_json.trim_start().starts_with('{') {
-            path_or_json.to_owned()
-        } else {
-            std::fs::read_to_string(path_or_json)
-                .map_err(|e| FcmError::Credentials(format!("cannot read {path_or_json}: {e}")))?
-        };
-        // serde's messages quote no values for these missing/typed fields, so no key material leaks.
-        serde_json::from_str(&text).map_err(|e| {
-            FcmError::Credentials(format!(
-                "not a service-account key ({})",
-                e.to_string().split(" at line").next().unwrap_or("")
-            ))
-        })
-    }
-}
 
 #[derive(Deserialize)]
 struct TokenResponse {

@@ -2,6 +2,7 @@
 //! FCM's error bodies classified final or retryable, and retries with backoff within a deadline.
 
 pub mod auth;
+pub mod key;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use serde_json::Value;
 
 use crate::sink::{Attempted, Sink};
 
-pub use auth::{ServiceAccount, TokenSource};
+pub use auth::TokenSource;
+pub use key::ServiceAccount;
 
 /// The FCM endpoint when `PUSHQ_FCM_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";

@@ -117,10 +117,12 @@ macro_rules! with_pool {
 mod deliveries;
 mod devices;
 mod rejected;
+mod tls;
 
 pub use deliveries::{AlreadyDone, Delivery, DeliveryRecord, DeliveryStatus};
 pub use devices::{Device, InvalidDevice};
 pub use rejected::Rejected;
+pub use tls::{tls_warning, warn_if_unverified};
 
 /// A connection pool to the pushq database, counting the statements it runs.
 #[derive(Debug, Clone)]
@@ -132,52 +134,34 @@ pub struct Store {
 
 impl Store {
     /// Connects to `url` (`sqlite:`, `postgres:`/`postgresql:`, `mysql:`/`mariadb:`) with at most
-    /// `pool_size` connections. SQLite files are created if missing.
+    /// `pool_size` connections. SQLite files are created if missing. What env files wrap around
+    /// a value (a byte-order mark, quotes) is removed first. A URL without one of these schemes
+    /// is refused without quoting it: a `user:password@host` value would start with the password.
     pub async fn connect(url: &str, pool_size: u32) -> StoreResult<Store> {
-        let scheme = url.split(':').next().unwrap_or_default();
-        let bad = |e: sqlx::Error| {
-            StoreError::Url(format!(
-                "cannot parse the {scheme}: URL ({})",
-                redact(&e.to_string(), url)
-            ))
-        };
-        let pool = match scheme {
-            "sqlite" => {
-                let options: SqliteConnectOptions = url.parse().map_err(bad)?;
-                let options = options
-                    .create_if_missing(true)
-                    .busy_timeout(std::time::Duration::from_secs(10));
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(pool_size)
-                        .connect_with(options)
-                        .await?,
-                )
-            }
-            "postgres" | "postgresql" => {
-                let options: PgConnectOptions = url.parse().map_err(bad)?;
-                Pool::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(pool_size)
-                        .connect_with(options)
-                        .await?,
-                )
-            }
-            "mysql" | "mariadb" => {
-                let url = url.replacen("mariadb:", "mysql:", 1);
-                let options: MySqlConnectOptions = url.parse().map_err(bad)?;
-                Pool::MySql(
-                    MySqlPoolOptions::new()
-                        .max_connections(pool_size)
-                        .connect_with(options)
-                        .await?,
-                )
-            }
-            _ => {
-                return Err(StoreError::Url(format!(
-                    "must start with sqlite:, postgres: or mysql: (got {scheme:?})"
-                )))
-            }
+        tls::install_crypto_provider();
+        let pool = match ConnectOptions::parse(url)? {
+            ConnectOptions::Sqlite(options) => Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(pool_size)
+                    .connect_with(
+                        options
+                            .create_if_missing(true)
+                            .busy_timeout(std::time::Duration::from_secs(10)),
+                    )
+                    .await?,
+            ),
+            ConnectOptions::Postgres(options) => Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(pool_size)
+                    .connect_with(options)
+                    .await?,
+            ),
+            ConnectOptions::MySql(options) => Pool::MySql(
+                MySqlPoolOptions::new()
+                    .max_connections(pool_size)
+                    .connect_with(options)
+                    .await?,
+            ),
         };
         let dialect = match pool {
             Pool::Sqlite(_) => Dialect::Sqlite,
@@ -274,6 +258,49 @@ fn is_missing_table(e: &dyn sqlx::error::DatabaseError) -> bool {
     ) || e.message().contains("no such table")
 }
 
+/// A database URL parsed into its dialect's connect options (what [`Store::connect`] connects
+/// with and [`tls_warning`] judges).
+pub(crate) enum ConnectOptions {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+    MySql(MySqlConnectOptions),
+}
+
+impl ConnectOptions {
+    /// Parses `url` once what env files wrap around a value is removed
+    /// ([`crate::config::unwrap_value`]). A URL without a known scheme is refused without being
+    /// quoted; a parse error has the password removed.
+    pub(crate) fn parse(url: &str) -> StoreResult<ConnectOptions> {
+        let url = crate::config::unwrap_value(url);
+        let bad = |scheme: &'static str| {
+            let url = &url;
+            move |e: sqlx::Error| {
+                StoreError::Url(format!(
+                    "cannot parse the {scheme} URL ({})",
+                    redact(&e.to_string(), url)
+                ))
+            }
+        };
+        match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Ok(ConnectOptions::Sqlite(url.parse().map_err(bad("sqlite:"))?)),
+            Some("postgres" | "postgresql") => Ok(ConnectOptions::Postgres(
+                url.parse().map_err(bad("postgres:"))?,
+            )),
+            Some("mysql" | "mariadb") => Ok(ConnectOptions::MySql(
+                url.replacen("mariadb:", "mysql:", 1)
+                    .parse()
+                    .map_err(bad("mysql:"))?,
+            )),
+            _ => Err(StoreError::Url(
+                "expected a URL starting with sqlite:, postgres:, postgresql:, mysql: or \
+                 mariadb:; the value starts with none of these (it is not printed: it may hold \
+                 a password)"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// Removes a URL's password from a text that may quote it.
 fn redact(text: &str, url: &str) -> String {
     match url::Url::parse(url)
@@ -282,5 +309,39 @@ fn redact(text: &str, url: &str) -> String {
     {
         Some(password) if !password.is_empty() => text.replace(&password, "***"),
         _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_url_without_a_known_scheme_is_refused_without_quoting_it() {
+        for url in [
+            "pushq_owner:s3cret-pw@db.internal:5432/pushq",
+            "s3cret-pw@db.internal/pushq",
+            "s3cret-pw",
+            "postgress://pushq_owner:s3cret-pw@db.internal/pushq",
+        ] {
+            let e = Store::connect(url, 1).await.unwrap_err().to_string();
+            assert!(e.starts_with("DATABASE_URL: expected a URL"), "{e}");
+            assert!(
+                !e.contains("s3cret") && !e.contains("pushq_owner"),
+                "the error quotes the URL"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_url_in_quotes_or_after_a_bom_connects() {
+        for url in [
+            "'sqlite::memory:'",
+            "\"sqlite::memory:\"",
+            "\u{feff}sqlite::memory:",
+        ] {
+            let store = Store::connect(url, 1).await.unwrap();
+            assert_eq!(store.dialect(), Dialect::Sqlite);
+        }
     }
 }

@@ -1,0 +1,240 @@
+//! The service-account key: read from a setting (its JSON, or a file), checked field by field,
+//! with errors that name the setting's variable and never quote the value.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::FcmError;
+use crate::config::{unwrap_value, CredentialsSetting};
+
+/// The fields of a Google service-account key file that pushq uses.
+#[derive(Clone, Deserialize)]
+pub struct ServiceAccount {
+    /// The Firebase project.
+    pub project_id: String,
+    /// The signing key's id (`kid`).
+    #[serde(default)]
+    pub private_key_id: String,
+    /// PEM-encoded RSA private key. Never logged.
+    pub private_key: String,
+    /// The service account's email (`iss`).
+    pub client_email: String,
+    /// Where tokens come from (`aud`).
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+}
+
+fn default_token_uri() -> String {
+    "https://oauth2.googleapis.com/token".to_owned()
+}
+
+impl std::fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("project_id", &self.project_id)
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .field("private_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ServiceAccount {
+    /// Reads the key a setting gives: its JSON, or the path of a file holding it. What env files
+    /// and editors wrap around a value (a byte-order mark, quotes) is removed first
+    /// ([`unwrap_value`]). Errors name the setting's variable and say what was expected; they
+    /// never quote the value or any part of it, which may be the key itself or a mangled copy.
+    pub fn load(setting: &CredentialsSetting) -> Result<ServiceAccount, FcmError> {
+        let fail =
+            |problem: String| FcmError::Credentials(format!("{}: {problem}", setting.variable));
+        let value = unwrap_value(&setting.value);
+        if value.starts_with(['{', '[']) {
+            return parse_key(&value).map_err(fail);
+        }
+        let path = std::path::Path::new(value.as_ref());
+        if path.is_file() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| fail(format!("cannot read the file it names ({})", e.kind())))?;
+            return parse_key(&unwrap_value(&text))
+                .map_err(|problem| fail(format!("the file it names: {problem}")));
+        }
+        let hint = if path.is_dir() {
+            " (it names a directory)"
+        } else if looks_like_base64_json(&value) {
+            " (it looks like base64: decode it first)"
+        } else {
+            ""
+        };
+        Err(fail(format!(
+            "expected a service-account key as JSON, or the path of a file holding one; the \
+             value is neither{hint}. It is not printed: it may be the key"
+        )))
+    }
+}
+
+/// A service-account key from JSON text; the problem, in words that quote none of the text.
+fn parse_key(text: &str) -> Result<ServiceAccount, String> {
+    let json: Value = serde_json::from_str(text).map_err(|e| {
+        let ends_early = matches!(e.classify(), serde_json::error::Category::Eof);
+        format!(
+            "not valid JSON ({}at line {} column {})",
+            if ends_early { "it ends early, " } else { "" },
+            e.line(),
+            e.column()
+        )
+    })?;
+    let Value::Object(fields) = &json else {
+        return Err("not a service-account key (JSON, but not an object)".into());
+    };
+    if fields
+        .get("type")
+        .is_some_and(|t| t.as_str() != Some("service_account"))
+    {
+        return Err("not a service-account key (its `type` is not `service_account`)".into());
+    }
+    for (field, required) in [
+        ("project_id", true),
+        ("private_key", true),
+        ("client_email", true),
+        ("private_key_id", false),
+        ("token_uri", false),
+    ] {
+        match fields.get(field) {
+            Some(Value::String(_)) => {}
+            None if !required => {}
+            None => return Err(format!("not a service-account key (no `{field}`)")),
+            Some(_) => {
+                return Err(format!(
+                    "not a service-account key (`{field}` is not a string)"
+                ))
+            }
+        }
+    }
+    // The fields were checked above; serde's own messages could quote a value, so none is kept.
+    serde_json::from_value(json).map_err(|_| "not a service-account key".to_owned())
+}
+
+/// Whether a value is base64 text that decodes to a JSON object (`{` encodes as `ey…`/`ew…`).
+fn looks_like_base64_json(value: &str) -> bool {
+    (value.starts_with("ey") || value.starts_with("ew"))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=-_\r\n".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use pushq_test_support::leaks::{base64, Secrets};
+
+    use super::*;
+
+    const SECRET: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
+
+    fn key_json() -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": "gym-app",
+            "private_key_id": "8f14e45fceea167a5a36dedd4bea2543bb1c2e7d",
+            "private_key": format!("-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n"),
+            "client_email": "pushq@gym-app.iam.gserviceaccount.com",
+        })
+        .to_string()
+    }
+
+    fn load(variable: &'static str, value: &str) -> Result<ServiceAccount, String> {
+        ServiceAccount::load(&CredentialsSetting {
+            variable,
+            value: value.to_owned(),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// The error, checked to name the variable and to hold no 16-character piece of `value`.
+    fn refused(variable: &'static str, value: &str) -> String {
+        let e = load(variable, value).expect_err("refused");
+        assert!(e.contains(variable), "{e}");
+        if let Some(found) = Secrets::new().add("the value", value).find_in(&e) {
+            panic!("the error quotes {found}");
+        }
+        e
+    }
+
+    #[test]
+    fn what_env_files_wrap_around_a_key_is_removed() {
+        let json = key_json();
+        let literal = serde_json::to_string(&json).unwrap();
+        for value in [
+            json.clone(),
+            format!("\u{feff}{json}"),
+            format!("'{json}'"),
+            format!("\"{json}\""),
+            format!("  {json}\n"),
+            literal,
+        ] {
+            let account = load("PUSHQ_FCM_CREDENTIALS", &value).unwrap();
+            assert_eq!(account.project_id, "gym-app");
+            assert!(account.private_key.contains(SECRET));
+        }
+    }
+
+    #[test]
+    fn a_key_file_may_start_with_a_bom_and_its_path_may_be_quoted() {
+        let dir = std::env::temp_dir().join(format!("pushq-auth-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sa.json");
+        std::fs::write(&path, format!("\u{feff}{}\n", key_json())).unwrap();
+        let account = load(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            &format!("'{}'", path.display()),
+        );
+        assert_eq!(account.unwrap().project_id, "gym-app");
+
+        std::fs::write(&path, &key_json()[..100]).unwrap();
+        let e = refused(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            &path.display().to_string(),
+        );
+        assert!(e.contains("the file it names: not valid JSON"), "{e}");
+        let e = refused("GOOGLE_APPLICATION_CREDENTIALS", &dir.display().to_string());
+        assert!(e.contains("directory"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn truncated_json_says_where_it_ends_without_quoting_it() {
+        let json = key_json();
+        let e = refused("PUSHQ_FCM_CREDENTIALS", &json[..json.len() / 2]);
+        assert!(
+            e.contains("not valid JSON (it ends early, at line 1 column"),
+            "{e}"
+        );
+        let e = refused("PUSHQ_FCM_CREDENTIALS", &json.replacen(':', "", 1));
+        assert!(e.contains("not valid JSON (at line 1 column"), "{e}");
+    }
+
+    #[test]
+    fn base64_a_missing_path_and_other_json_are_named_not_echoed() {
+        let json = key_json();
+        let b64 = base64(json.as_bytes());
+        let e = refused("PUSHQ_FCM_CREDENTIALS", &b64);
+        assert!(e.contains("base64"), "{e}");
+        let e = refused(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "/etc/pushq/missing-sa.json",
+        );
+        assert!(e.contains("neither"), "{e}");
+        let e = refused(
+            "PUSHQ_FCM_CREDENTIALS",
+            &json.replace("client_email", "email"),
+        );
+        assert!(e.contains("no `client_email`"), "{e}");
+        let user = r#"{"type": "authorized_user", "client_secret": "d-FL95Q19q7MQmFpd7hHD0Ty"}"#;
+        let e = refused("PUSHQ_FCM_CREDENTIALS", user);
+        assert!(e.contains("`type`"), "{e}");
+        let e = refused("PUSHQ_FCM_CREDENTIALS", &format!("[{json}]"));
+        assert!(e.contains("not an object"), "{e}");
+        let wrong = json.replace("\"gym-app\"", "[\"a-project-id-as-list\"]");
+        let e = refused("PUSHQ_FCM_CREDENTIALS", &wrong);
+        assert!(e.contains("`project_id` is not a string"), "{e}");
+    }
+}
