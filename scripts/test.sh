@@ -7,27 +7,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pushq/target}"
 
-echo "== set-up: tools and databases the tests need"
+# Each section's heading says how long the run has taken so far (seconds), so a slow part shows.
+section() { echo "== [${SECONDS}s] $*"; }
+
+section "set-up: tools and databases the tests need"
 bash scripts/setup.sh
 
-echo "== cargo fmt / clippy"
+section "cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== supply chain: crate licenses, bans and sources (offline); npm advisories for what users install"
+section "supply chain: crate licenses, bans and sources (offline); npm advisories for what users install"
 cargo deny check licenses bans sources
 npm audit --omit=dev
 
-echo "== Rust tests (core, CLI and Lambda; moto_server, PostgreSQL and MariaDB on 127.0.0.1)"
+section "Rust tests (core, CLI and Lambda; moto_server, PostgreSQL and MariaDB on 127.0.0.1)"
 # pushq-node is a cdylib that links against Node at load time: it is tested through jest below.
 cargo test --workspace --exclude pushq-node
 # The jest suite drives this build of the CLI (worker, fcm-emulator).
 export PUSHQ_BIN="$CARGO_TARGET_DIR/debug/pushq"
 
-echo "== the Lambda bootstrap for x86_64: built with cargo lambda, glibc floor <= 2.34 (Amazon Linux 2023)"
+section "the Lambda bootstrap for x86_64: built with cargo lambda, glibc floor <= 2.34 (Amazon Linux 2023)"
 bash scripts/build-lambda.sh x86_64
 
-echo "== build the addon as it is packaged (on Linux x64: glibc 2.28 via zig) and check the generated files are committed as napi wrote them"
+section "build the addon as it is packaged (on Linux x64: glibc 2.28 via zig) and check the generated files are committed as napi wrote them"
 npm run build:dist --silent
 if git rev-parse --git-dir >/dev/null 2>&1; then
   git diff --exit-code -- index.js index.d.ts || {
@@ -36,8 +39,8 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   }
 fi
 
-echo "== TypeScript: the tests type-check against index.d.ts"
+section "TypeScript: the tests type-check against index.d.ts"
 npx tsc --noEmit -p .
 
-echo "== jest (moto_server SQS, the pushq CLI, the databases)"
+section "jest (moto_server SQS, the pushq CLI, the databases)"
 npx jest --ci
