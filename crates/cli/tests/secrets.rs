@@ -190,30 +190,8 @@ async fn worker_warns_once_about_unverified_tls_to_a_remote_database_naming_the_
     let fcm = Fcm::start();
     let server = NonLoopbackServer::start();
     let mut env = fcm.env();
-    env.push((
-        "DATABASE_URL".to_owned(),
-        format!(
-            "postgres://pushq_owner:s3cret-pw@{}:{}/pushq?sslmode=require",
-            server.host, server.port
-        ),
-    ));
+    env.push(("DATABASE_URL".to_owned(), server.unverified_database_url()));
     // The server closes the connection: the worker stops after the warning.
     let output = tokio::task::block_in_place(|| Worker::start(NO_QUEUE, &env).failed_start());
-    let secrets = Secrets::new()
-        .add("the password", "s3cret-pw")
-        .add("the user", "pushq_owner");
-    let warnings: Vec<&str> = output
-        .lines()
-        .filter(|l| l.contains("does not verify the server's certificate"))
-        .collect();
-    assert_eq!(
-        warnings.len(),
-        1,
-        "one warning about the unverified certificate:\n{}",
-        secrets.mask(&output)
-    );
-    assert!(warnings[0].contains(&server.host), "{}", warnings[0]);
-    if let Some(found) = secrets.find_in(&output) {
-        panic!("the worker printed {found} of the DATABASE_URL");
-    }
+    server.assert_warned_once(&output, "the worker");
 }

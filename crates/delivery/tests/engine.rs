@@ -9,10 +9,16 @@ use pushq_test_support::*;
 use serde_json::{json, Value};
 
 async fn engine(db: &Db, fcm: &Fcm) -> Engine {
+    engine_with(&db.url, fcm, &[]).await
+}
+
+/// An engine on `url` sending to `fcm`, its schema applied, with `extra` settings on top.
+async fn engine_with(url: &str, fcm: &Fcm, extra: &[(&str, &str)]) -> Engine {
     let env: Vec<(String, String)> = fcm
         .env()
         .into_iter()
-        .chain([("DATABASE_URL".to_string(), db.url.clone())])
+        .chain([("DATABASE_URL".to_string(), url.to_owned())])
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
     let config = DeliveryConfig::from_env_with(|name| {
         env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
@@ -316,25 +322,7 @@ async fn count_per_batch(
     server: &mut ServerCount,
 ) -> (Vec<(usize, u64)>, u64) {
     // One connection: a second one opening mid-batch would add its own setup statements.
-    let env: Vec<(String, String)> = fcm
-        .env()
-        .into_iter()
-        .chain([
-            ("DATABASE_URL".to_string(), url.to_owned()),
-            ("PUSHQ_DB_POOL_SIZE".to_string(), "1".to_string()),
-        ])
-        .collect();
-    let config = DeliveryConfig::from_env_with(|name| {
-        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let config = DeliveryConfig {
-        migrate: true,
-        ..config
-    };
-    let engine = Engine::connect(&config, WithoutCredentials::Refuse)
-        .await
-        .unwrap();
+    let engine = engine_with(url, fcm, &[("PUSHQ_DB_POOL_SIZE", "1")]).await;
     let store = engine.store();
     let mut out = Vec::new();
     for size in [1usize, 10, 100] {
@@ -604,25 +592,7 @@ async fn fcm_bodies_equal_firebase_admin_for_every_valid_corpus_push() {
 async fn dry_run_sends_validate_only() {
     let db = Db::sqlite().await;
     let fcm = Fcm::start();
-    let env: Vec<(String, String)> = fcm
-        .env()
-        .into_iter()
-        .chain([
-            ("DATABASE_URL".to_string(), db.url.clone()),
-            ("PUSHQ_FCM_DRY_RUN".to_string(), "1".to_string()),
-        ])
-        .collect();
-    let config = DeliveryConfig::from_env_with(|name| {
-        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let config = DeliveryConfig {
-        migrate: true,
-        ..config
-    };
-    let engine = Engine::connect(&config, WithoutCredentials::Refuse)
-        .await
-        .unwrap();
+    let engine = engine_with(&db.url, &fcm, &[("PUSHQ_FCM_DRY_RUN", "1")]).await;
     engine
         .process(
             &[message(

@@ -837,32 +837,12 @@ async fn unverified_tls_to_a_remote_database_is_warned_about_once_naming_the_hos
     std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
     let (addr, _api, _responses) = serve_runtime_api().await;
     let server = leaks::NonLoopbackServer::start();
-    let url = format!(
-        "postgres://pushq_owner:s3cret-pw@{}:{}/pushq?sslmode=require",
-        server.host, server.port
-    );
     let env = [
-        ("DATABASE_URL", url),
+        ("DATABASE_URL", server.unverified_database_url()),
         ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
         ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
     ];
     // The server closes the connection: init fails after the warning.
     let output = Watched::start(addr, &env).failed_init().await;
-    let secrets = leaks::Secrets::new()
-        .add("the password", "s3cret-pw")
-        .add("the user", "pushq_owner");
-    let warnings: Vec<&str> = output
-        .lines()
-        .filter(|l| l.contains("does not verify the server's certificate"))
-        .collect();
-    assert_eq!(
-        warnings.len(),
-        1,
-        "one warning about the unverified certificate:\n{}",
-        secrets.mask(&output)
-    );
-    assert!(warnings[0].contains(&server.host), "{}", warnings[0]);
-    if let Some(found) = secrets.find_in(&output) {
-        panic!("init printed {found} of the DATABASE_URL");
-    }
+    server.assert_warned_once(&output, "init");
 }

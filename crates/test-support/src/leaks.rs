@@ -207,6 +207,40 @@ impl NonLoopbackServer {
     }
 }
 
+impl NonLoopbackServer {
+    /// A PostgreSQL URL to this server that asks for TLS without verifying the certificate,
+    /// with a user and a password that must never be printed.
+    pub fn unverified_database_url(&self) -> String {
+        format!(
+            "postgres://pushq_owner:s3cret-pw@{}:{}/pushq?sslmode=require",
+            self.host, self.port
+        )
+    }
+
+    /// Checks the output of `program` started with [`Self::unverified_database_url`]: exactly one
+    /// warning that the certificate is not verified, naming this host, and neither the user nor
+    /// the password anywhere.
+    pub fn assert_warned_once(&self, output: &str, program: &str) {
+        let secrets = Secrets::new()
+            .add("the password", "s3cret-pw")
+            .add("the user", "pushq_owner");
+        let warnings: Vec<&str> = output
+            .lines()
+            .filter(|l| l.contains("does not verify the server's certificate"))
+            .collect();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "one warning about the unverified certificate:\n{}",
+            secrets.mask(output)
+        );
+        assert!(warnings[0].contains(&self.host), "{}", warnings[0]);
+        if let Some(found) = secrets.find_in(output) {
+            panic!("{program} printed {found} of the DATABASE_URL");
+        }
+    }
+}
+
 impl Drop for NonLoopbackServer {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
