@@ -11,12 +11,9 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use pushq_delivery::store::Store;
+use pushq_test_support::{leaks, temp_dir};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
-
-#[allow(dead_code)]
-#[path = "../../test-support/src/leaks.rs"]
-mod leaks;
 
 struct RuntimeApi {
     events: Mutex<VecDeque<(String, Value, u64)>>,
@@ -156,8 +153,7 @@ fn sqs_record(message_id: &str, body: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice() {
-    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
     let credentials = dir.join("sa.json");
     std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
@@ -281,8 +277,7 @@ fn moto() -> (Kill, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_and_database_url_come_from_secrets_manager_at_init() {
-    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
     let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
     Store::connect(&database_url, 1)
@@ -387,8 +382,7 @@ async fn postgres_with_password(password: &str) -> (String, String) {
 /// database, no line holds the private key, an OAuth token or the database password.
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
-    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
     let credentials = dir.join("sa.json");
     std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
@@ -576,9 +570,7 @@ struct Watched {
 
 impl Watched {
     fn start(runtime_api: std::net::SocketAddr, env: &[(&str, String)]) -> Watched {
-        let dir =
-            std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir();
         let (stdout, stderr) = (dir.join("stdout.log"), dir.join("stderr.log"));
         let child = Kill(bootstrap(
             runtime_api,
@@ -664,8 +656,7 @@ fn key_and_secrets(fcm: &pushq_fcm_emulator::Running) -> (String, leaks::Secrets
 /// the variable. Whatever happens, nothing the bootstrap prints holds a piece of the key.
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_in_any_shape_work_or_name_their_variable_and_never_echo_the_key() {
-    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
     let (key, secrets) = key_and_secrets(&fcm);
     let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
@@ -792,8 +783,7 @@ async fn secrets_manager(endpoint: &str) -> aws_sdk_secretsmanager::Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_url_without_a_scheme_is_named_never_printed() {
     let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let credentials = dir.join("sa.json");
     std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
     let (addr, _api, _responses) = serve_runtime_api().await;
@@ -831,8 +821,7 @@ async fn a_database_url_without_a_scheme_is_named_never_printed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unverified_tls_to_a_remote_database_is_warned_about_once_naming_the_host() {
     let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("pushq-lambda-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let credentials = dir.join("sa.json");
     std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
     let (addr, _api, _responses) = serve_runtime_api().await;
