@@ -87,6 +87,34 @@ export interface UsersPush extends PushBase {
   userIds: Array<string>
 }
 
+/** The `code` of every error pushq raises (see the README's error table). */
+export type PushqErrorCode =
+  | 'PUSHQ_INVALID_PUSH'
+  | 'PUSHQ_TOO_LARGE'
+  | 'PUSHQ_CONFIG'
+  | 'PUSHQ_QUEUE'
+  | 'PUSHQ_CLOSED'
+  | 'PUSHQ_DATABASE'
+  | 'PUSHQ_DELIVERY'
+  | 'PUSHQ_INVALID_DEVICE'
+  | 'PUSHQ_INVALID_ARGUMENT'
+  | 'PUSHQ_TIMEOUT'
+
+/** An error pushq raised; {@link isPushqError} narrows a caught `unknown` to it. */
+export interface PushqError extends Error {
+  /** What went wrong, stable across versions. */
+  code: PushqErrorCode
+  /**
+   * The field at fault: the push's (`android.ttl`, `pushes[2].token`) for `PUSHQ_INVALID_PUSH`,
+   * the device's for `PUSHQ_INVALID_DEVICE`, the largest field for `PUSHQ_TOO_LARGE`.
+   */
+  field?: string
+  /** SQS's error code (`AWS.SimpleQueueService.NonExistentQueue`, …) on `PUSHQ_QUEUE`. */
+  awsCode?: string
+  /** The full detail of the AWS SDK's error underneath, on `PUSHQ_QUEUE`. */
+  cause?: Error
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -101,9 +129,20 @@ export declare class DeliveryLog {
    * Opens the log; the database is connected on first use (see {@link DatabaseOptions}).
    * A failed connection is tried again on the next call.
    */
-  constructor(options?: DatabaseOptions | undefined | null)
-  /** The rows recorded for one push id (as `enqueuePush` returned it), by target. */
-  forPush(pushId: string): Promise<Array<DeliveryRecord>>
+  constructor(options?: DatabaseOptions)
+  /**
+   * What the log knows of one push (see {@link PushDeliveries}): its rows once delivered,
+   * and otherwise whether it is pending, rejected or not a pushq push id.
+   */
+  forPush(pushId: string): Promise<PushDeliveries>
+  /**
+   * Waits until the log has the push's targets, each with its final status, and resolves
+   * with them (`delivered`), or with `rejected` when its message was not a valid envelope.
+   * Rejects with `PUSHQ_TIMEOUT` after `timeoutMs` (default 30,000), and at once with
+   * `PUSHQ_INVALID_ARGUMENT` for an id pushq never gives out (state `unknown`). The log is
+   * read every 20 ms at first, then less often, up to every second.
+   */
+  waitFor(pushId: string, options?: WaitForOptions): Promise<PushDeliveries>
 }
 
 /**
@@ -115,7 +154,7 @@ export declare class DeviceRegistry {
    * Opens the registry; the database is connected on first use (and its schema applied, with
    * `migrate: true`). A failed connection is tried again on the next call.
    */
-  constructor(options?: DatabaseOptions | undefined | null)
+  constructor(options?: DatabaseOptions)
   /** Registers a device, or moves an existing token to this user and marks it live again. */
   register(device: Device): Promise<void>
   /** Removes a device; resolves `true` if it was registered. */
@@ -135,9 +174,13 @@ export declare class PushClient {
   /**
    * Puts one push on the queue. Resolves once SQS has accepted it; rejects with
    * `PUSHQ_INVALID_PUSH` (the error's `field` names the field), `PUSHQ_TOO_LARGE`, `PUSHQ_CONFIG`,
-   * `PUSHQ_QUEUE` or `PUSHQ_CLOSED`. A rejected push was not enqueued.
+   * `PUSHQ_QUEUE` or `PUSHQ_CLOSED` (and, in local mode, `PUSHQ_DATABASE`). A rejected push
+   * was not enqueued.
+   *
+   * `dryRun`, as in firebase-admin's `send(message, dryRun)`: FCM validates the push for each
+   * target (`validate_only`) and delivers it to no one; the log records `dry_run`.
    */
-  enqueuePush(push: Push): Promise<Enqueued>
+  enqueuePush(push: Push, dryRun?: boolean): Promise<Enqueued>
   /**
    * Puts several pushes on the queue. All are validated first: if any is invalid the promise
    * rejects (`field` is `pushes[i].…`) and none is enqueued. Resolves, in order, once SQS has
@@ -145,8 +188,17 @@ export declare class PushClient {
    */
   enqueuePushes(pushes: Array<Push>): Promise<Array<Enqueued>>
   /**
+   * Resolves once every push handed over so far has been answered by SQS, without closing
+   * the client. In local mode it also waits for their deliveries, and rejects with
+   * `PUSHQ_DELIVERY` naming the pushes that could not be delivered since the last
+   * `flush()`/`close()`.
+   */
+  flush(): Promise<void>
+  /**
    * Stops accepting pushes and resolves once every push already handed over has been
-   * answered by SQS. Later calls reject with `PUSHQ_CLOSED`. Safe to call more than once.
+   * answered by SQS (in local mode: delivered, else the promise rejects with
+   * `PUSHQ_DELIVERY`, as `flush()` does). Later pushes reject with `PUSHQ_CLOSED`. Safe to
+   * call more than once.
    */
   close(): Promise<void>
 }
@@ -259,8 +311,11 @@ export interface ApnsFcmOptions {
 
 /** The APNs payload. */
 export interface ApnsPayload {
-  /** The `aps` dictionary. */
-  aps: Aps
+  /**
+   * The `aps` dictionary, with any other keys APNs takes (`'interruption-level'`,
+   * `'relevance-score'`, Live Activity fields), as firebase-admin's `Aps` allows.
+   */
+  aps: Aps & Record<string, unknown>
 }
 
 /** The `aps` dictionary (keys are hyphenated for APNs by pushq, as firebase-admin does). */
@@ -307,6 +362,12 @@ export interface ApsAlert {
   launchImage?: string
 }
 
+/**
+ * {@link PushClient.close} for the default client. A later module-level `enqueuePush` starts
+ * a new default client, so a script may end with `await close()` and a test may run again.
+ */
+export declare function close(): Promise<void>
+
 /** A critical-alert sound. */
 export interface CriticalSound {
   /** Mark the sound critical. */
@@ -317,7 +378,10 @@ export interface CriticalSound {
   volume?: number
 }
 
-/** Options of {@link DeviceRegistry} and {@link DeliveryLog}. */
+/**
+ * Options of {@link DeviceRegistry} and {@link DeliveryLog}. An unknown option is a
+ * `PUSHQ_CONFIG` error, as for {@link PushClient}.
+ */
 export interface DatabaseOptions {
   /**
    * Database URL (`sqlite:`, `postgres:` or `mysql:`). Falls back to `DATABASE_URL`.
@@ -339,15 +403,21 @@ export interface DeliveryRecord {
   target: string
   /** The user, when the push named users. */
   userId?: string
-  /** `sent`, `failed`, `invalid_token` or `no_devices`. */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices'
+  /**
+   * `sent`, `failed`, `invalid_token`, `no_devices`, or `dry_run` (FCM validated a dry run
+   * and delivered nothing).
+   */
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** FCM requests made for this target. */
   attempts: number
 }
 
-/** A device to register. */
+/**
+ * A device to register. A missing or wrong field is a `PUSHQ_INVALID_DEVICE` error whose
+ * `field` names it.
+ */
 export interface Device {
   /** The user the device belongs to (at most 255 characters). */
   userId: string
@@ -364,17 +434,26 @@ export interface Enqueued {
 }
 
 /**
- * Puts one push on the queue with a client configured from the environment
- * (`PUSHQ_QUEUE_URL`, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, `PUSHQ_MODE`), created on first use.
- * Same results and errors as {@link PushClient.enqueuePush}.
+ * Puts one push on the queue with the default client, configured from the environment
+ * (`PUSHQ_QUEUE_URL`, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, `PUSHQ_MODE`) and created on first
+ * use. Same arguments, results and errors as {@link PushClient.enqueuePush}.
  */
-export declare function enqueuePush(push: Push): Promise<Enqueued>
+export declare function enqueuePush(push: Push, dryRun?: boolean): Promise<Enqueued>
 
 /** Options for all platforms. */
 export interface FcmOptions {
   /** Label for the message's analytics data. */
   analyticsLabel?: string
 }
+
+/** {@link PushClient.flush} for the default client (resolves at once if it was never used). */
+export declare function flush(): Promise<void>
+
+/**
+ * True when `value` is an error pushq raised: an `Error` whose `code` starts with `PUSHQ_`.
+ * In TypeScript it narrows a caught `unknown` to {@link PushqError}.
+ */
+export declare function isPushqError(value: unknown): value is PushqError
 
 /** LED settings of an Android notification. */
 export interface LightSettings {
@@ -471,6 +550,25 @@ export interface PushClientOptions {
   pushTimeoutMs?: number
 }
 
+/** What the delivery log knows of one push. */
+export interface PushDeliveries {
+  /** The push id asked about. */
+  id: string
+  /**
+   * `delivered`: the log has the push's targets (`deliveries`, each with its final status).
+   * `rejected`: its queue message was not a valid envelope (`rejectedReason` says why); it
+   * will not be delivered. `pending`: nothing recorded yet: a push pushq made (a UUIDv7) that
+   * is still on the queue, being retried, or in the dead-letter queue; the log cannot tell
+   * those apart, nor from a push that was never enqueued. `unknown`: not an id pushq gives
+   * out (not a UUIDv7, or one from the future), and nothing recorded for it.
+   */
+  state: 'delivered' | 'rejected' | 'pending' | 'unknown'
+  /** The rows, by target (empty unless `delivered`). */
+  deliveries: Array<DeliveryRecord>
+  /** Why the push's queue message was rejected, when `rejected`. */
+  rejectedReason?: string
+}
+
 /** A registered device. */
 export interface RegisteredDevice {
   /** The user. */
@@ -483,14 +581,26 @@ export interface RegisteredDevice {
   live: boolean
 }
 
+/** Options of {@link DeliveryLog.waitFor}. */
+export interface WaitForOptions {
+  /**
+   * Longest wait, in milliseconds; then the promise rejects with `PUSHQ_TIMEOUT`.
+   * @default 30000
+   */
+  timeoutMs?: number
+}
+
 /** Web push options (firebase-admin's `WebpushConfig`). */
 export interface WebpushConfig {
   /** Web push headers, e.g. `TTL`, `Urgency`. Values must be strings. */
   headers?: Record<string, string>
   /** Web push data. Values must be strings. */
   data?: Record<string, string>
-  /** A Web Notification (`title`, `body`, `icon`, `actions`, …; any field of the Notification API). */
-  notification?: Record<string, unknown>
+  /**
+   * A Web Notification (firebase-admin's `WebpushNotification`: any other field of the
+   * Notification API is allowed too).
+   */
+  notification?: WebpushNotification & Record<string, unknown>
   /** Web options of the FCM SDK. */
   fcmOptions?: WebpushFcmOptions
 }
@@ -499,4 +609,48 @@ export interface WebpushConfig {
 export interface WebpushFcmOptions {
   /** HTTPS link opened when the notification is clicked. */
   link?: string
+}
+
+/** A Web Notification (firebase-admin's `WebpushNotification`). */
+export interface WebpushNotification {
+  /** Title. */
+  title?: string
+  /** Body text. */
+  body?: string
+  /** Icon URL. */
+  icon?: string
+  /** Buttons shown with the notification. */
+  actions?: Array<WebpushNotificationAction>
+  /** Badge URL (a small monochrome image). */
+  badge?: string
+  /** Any data for the service worker. */
+  data?: any
+  /** Text direction. */
+  dir?: 'auto' | 'ltr' | 'rtl'
+  /** Image URL shown in the notification. */
+  image?: string
+  /** Language tag (BCP 47). */
+  lang?: string
+  /** Alert again when a notification with the same tag replaces this one. */
+  renotify?: boolean
+  /** Stay until the user acts on it. */
+  requireInteraction?: boolean
+  /** No sound or vibration. */
+  silent?: boolean
+  /** Replaces an existing notification with the same tag. */
+  tag?: string
+  /** Time of the notification, in milliseconds since the Unix epoch. */
+  timestamp?: number
+  /** Vibration pattern. */
+  vibrate?: number | Array<number>
+}
+
+/** A button of a Web Notification. */
+export interface WebpushNotificationAction {
+  /** The action's id, given back to the service worker. */
+  action: string
+  /** Button icon URL. */
+  icon?: string
+  /** Button text. */
+  title: string
 }

@@ -20,13 +20,29 @@ const expected = {
   'closure to a topic': ['topic:gym-berlin sent'],
 }
 
-test('the example server delivers and records through the log sink without credentials', async () => {
-  const { code, stdout, stderr } = await runExample({ DATABASE_URL: freshDatabase('sqlite'), PUSHQ_FCM_CREDENTIALS: '', GOOGLE_APPLICATION_CREDENTIALS: '' })
+test('the example server delivers and records through the log sink without credentials; PUSHQ_LOG sets how much it prints', async () => {
+  const withoutFcm = { PUSHQ_FCM_CREDENTIALS: '', GOOGLE_APPLICATION_CREDENTIALS: '' }
+  const { code, stdout, stderr } = await runExample({ DATABASE_URL: freshDatabase('sqlite'), ...withoutFcm })
   expect(code).toBe(0)
   expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual(expected)
-  // The log sink prints what FCM would have received, one line per device.
-  expect(stderr.match(/would send/g)?.length).toBe(4)
-  expect(stderr).toContain('"token":"token-ana-phone"')
+  // At info (the default): one line per push, saying what became of its targets.
+  expect(stderr.match(/^pushq local mode: push \S+: .*$/gm)).toEqual([
+    expect.stringMatching(/: sent 2$/),
+    expect.stringMatching(/: no_devices 1, sent 1$/),
+    expect.stringMatching(/: sent 1$/),
+  ])
+  expect(stderr).not.toContain('would send')
+
+  // At debug: also what FCM would have received, one line per device.
+  const debug = await runExample({ DATABASE_URL: freshDatabase('sqlite'), ...withoutFcm, PUSHQ_LOG: 'debug' })
+  expect(debug.code).toBe(0)
+  expect(debug.stderr.match(/would send/g)?.length).toBe(4)
+  expect(debug.stderr).toContain('"token":"token-ana-phone"')
+
+  // At warn: nothing, when nothing went wrong.
+  const quiet = await runExample({ DATABASE_URL: freshDatabase('sqlite'), ...withoutFcm, PUSHQ_LOG: 'warn' })
+  expect(quiet.code).toBe(0)
+  expect(quiet.stderr).toBe('')
 })
 
 test('with FCM credentials, local mode sends to FCM (the emulator) and records the same', async () => {
@@ -37,7 +53,8 @@ test('with FCM credentials, local mode sends to FCM (the emulator) and records t
       PUSHQ_FCM_CREDENTIALS: fcm.credentials,
       PUSHQ_FCM_ENDPOINT: fcm.endpoint,
     })
-    expect(stderr).toBe('')
+    // Only the one line per push (PUSHQ_LOG's default, info): nothing failed.
+    expect(stderr.trim().split('\n')).toEqual(Array(3).fill(expect.stringMatching(/^pushq local mode: push \S+: sent \d$/)))
     expect(code).toBe(0)
     expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual(expected)
     const targets = (await fcm.received()).map((m) => m.body.message.token ?? `topic:${m.body.message.topic}`).sort()

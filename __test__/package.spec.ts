@@ -102,7 +102,7 @@ import { PushClient, enqueuePush, DeliveryLog } from 'pushq'
 const pushq = new PushClient({ mode: 'local' })
 const { id } = await pushq.enqueuePush({ topic: 'gym-berlin', notification: { title: 'Closed on Sunday' } })
 await pushq.close()
-const rows = await new DeliveryLog().forPush(id)
+const rows = (await new DeliveryLog().forPush(id)).deliveries
 // One binding behind both module systems: what import gives is what require gives.
 const required = createRequire(import.meta.url)('pushq')
 console.log(JSON.stringify({

@@ -54,7 +54,7 @@ describe.each(['sqlite', 'postgres', 'mysql'] as const)('%s', (kind) => {
     let log = ''
     worker.stderr!.on('data', (d) => (log += d))
     const deliveries = new DeliveryLog({ databaseUrl })
-    const rowsFor = async () => Promise.all(ids.map((id) => deliveries.forPush(id)))
+    const rowsFor = async () => Promise.all(ids.map(async (id) => (await deliveries.forPush(id)).deliveries))
     try {
       await waitFor('the delivery log', 60_000, async () => (await rowsFor()).every((rows) => rows.length > 0))
     } catch (e) {

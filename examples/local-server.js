@@ -40,7 +40,7 @@ async function main() {
   const log = new DeliveryLog({ databaseUrl })
   const summary = {}
   for (const [name, id] of Object.entries(ids)) {
-    const rows = await log.forPush(id)
+    const rows = (await log.forPush(id)).deliveries
     summary[name] = rows.map((r) => `${r.target} ${r.status}`)
     console.log(`${name} (push ${id}):`)
     for (const r of rows) console.log(`  ${r.target.padEnd(20)} ${r.status}${r.errorCode ? ` (${r.errorCode})` : ''}`)

@@ -1,7 +1,7 @@
 // Pushes TypeScript must accept, imported as a user imports them. Type-checked by
 // `npx tsc --noEmit -p .`, never run; rejected.ts holds what it must refuse.
-import { PushClient, enqueuePush } from 'pushq'
-import type { Push, PushBase, TokenPush, UsersPush } from 'pushq'
+import { DeliveryLog, PushClient, close, enqueuePush, flush, isPushqError } from 'pushq'
+import type { Push, PushBase, PushDeliveries, PushqErrorCode, TokenPush, UsersPush } from 'pushq'
 
 declare const client: PushClient
 
@@ -78,3 +78,49 @@ async function ids(): Promise<string[]> {
   return [id, ...many.map((e) => e.id)]
 }
 void ids
+
+// firebase-admin habits: `aps` takes custom keys (as firebase-admin's `Aps` does), and
+// `webpush.notification` is a typed WebpushNotification that also allows any other field.
+void client.enqueuePush({
+  token: 'device-1',
+  apns: { payload: { aps: { alert: 'Spin 45', 'interruption-level': 'time-sensitive', 'relevance-score': 0.8 } } },
+  webpush: {
+    notification: {
+      title: 'Spin 45',
+      dir: 'ltr',
+      actions: [{ action: 'book', title: 'Book' }],
+      vibrate: [100, 50, 100],
+      timestamp: Date.now(),
+      customField: { any: 'thing' },
+    },
+  },
+})
+
+// The dry-run flag, as firebase-admin's send(message, dryRun).
+void client.enqueuePush({ token: 'device-1' }, true)
+void enqueuePush({ token: 'device-1' }, false)
+
+// A caught error narrows to PushqError: code, field and awsCode are typed.
+async function handled(): Promise<string | undefined> {
+  try {
+    await client.flush()
+    await flush()
+    await close()
+  } catch (e) {
+    if (isPushqError(e)) {
+      const code: PushqErrorCode = e.code
+      const detail: string | undefined = e.field ?? e.awsCode ?? e.cause?.message
+      return `${code} ${detail}`
+    }
+  }
+  return undefined
+}
+void handled
+
+// The delivery log: one push's state, and waiting for it.
+async function states(log: DeliveryLog): Promise<string[]> {
+  const now = await log.forPush('id')
+  const later: PushDeliveries = await log.waitFor('id', { timeoutMs: 5_000 })
+  return [now.state, ...later.deliveries.map((d) => d.status)]
+}
+void states

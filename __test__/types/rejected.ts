@@ -59,3 +59,22 @@ void client.enqueuePush({ userId: 'u', dryRun: true })
 void enqueuePush({ token: 'a', delaySeconds: '10' })
 // @ts-expect-error android.priority is 'high' or 'normal'
 void client.enqueuePush({ token: 'a', android: { priority: 'urgent' } })
+
+// firebase-admin's types where pushq has them.
+// @ts-expect-error webpush.notification.dir is 'auto', 'ltr' or 'rtl'
+void client.enqueuePush({ token: 'a', webpush: { notification: { dir: 'up' } } })
+// @ts-expect-error a web notification action needs a title
+void client.enqueuePush({ token: 'a', webpush: { notification: { actions: [{ action: 'book' }] } } })
+// @ts-expect-error dryRun is a boolean
+void enqueuePush({ token: 'a' }, 'yes')
+
+// A caught error is not a PushqError until narrowed.
+async function unnarrowed() {
+  try {
+    await client.flush()
+  } catch (e) {
+    // @ts-expect-error e is unknown until isPushqError(e)
+    return e.code
+  }
+}
+void unnarrowed

@@ -86,3 +86,31 @@ export interface UsersPush extends PushBase {
   /** Several user ids (1 to 10,000), each resolved to that user's live device tokens. */
   userIds: Array<string>
 }
+
+/** The `code` of every error pushq raises (see the README's error table). */
+export type PushqErrorCode =
+  | 'PUSHQ_INVALID_PUSH'
+  | 'PUSHQ_TOO_LARGE'
+  | 'PUSHQ_CONFIG'
+  | 'PUSHQ_QUEUE'
+  | 'PUSHQ_CLOSED'
+  | 'PUSHQ_DATABASE'
+  | 'PUSHQ_DELIVERY'
+  | 'PUSHQ_INVALID_DEVICE'
+  | 'PUSHQ_INVALID_ARGUMENT'
+  | 'PUSHQ_TIMEOUT'
+
+/** An error pushq raised; {@link isPushqError} narrows a caught `unknown` to it. */
+export interface PushqError extends Error {
+  /** What went wrong, stable across versions. */
+  code: PushqErrorCode
+  /**
+   * The field at fault: the push's (`android.ttl`, `pushes[2].token`) for `PUSHQ_INVALID_PUSH`,
+   * the device's for `PUSHQ_INVALID_DEVICE`, the largest field for `PUSHQ_TOO_LARGE`.
+   */
+  field?: string
+  /** SQS's error code (`AWS.SimpleQueueService.NonExistentQueue`, …) on `PUSHQ_QUEUE`. */
+  awsCode?: string
+  /** The full detail of the AWS SDK's error underneath, on `PUSHQ_QUEUE`. */
+  cause?: Error
+}

@@ -267,7 +267,7 @@ async fn producer_in_a_child_process() {
     let transport = SqsTransport::new(config.clone());
     let producer = Producer::start(config, transport, &tokio::runtime::Handle::current());
     for push in job["pushes"].as_array().unwrap() {
-        let ticket = producer.enqueue_json(&push.to_string()).unwrap();
+        let ticket = producer.enqueue_json(&push.to_string(), false).unwrap();
         println!("enqueued {}", ticket.accepted().await.unwrap().id);
     }
     producer.close().await;

@@ -22,6 +22,8 @@ pub struct BatchCounts {
     pub transient: usize,
     /// Messages that were not valid envelopes.
     pub rejected: usize,
+    /// Targets of dry runs that FCM validated (nothing delivered).
+    pub dry_runs: usize,
 }
 
 /// What the engine made of a batch.
@@ -51,6 +53,7 @@ impl BatchOutcome {
             skipped = c.skipped,
             retried = c.retried,
             rejected = c.rejected,
+            dry_runs = c.dry_runs,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),

@@ -21,11 +21,13 @@ pub struct Attempted {
 /// Sends one push to one target.
 pub trait Sink: Send + Sync {
     /// Sends `push` to `token` (or to the push's own topic/condition when `None`), retrying
-    /// what is transient until `deadline`.
+    /// what is transient until `deadline`; with `validate_only` (a dry run) FCM checks the
+    /// message and delivers nothing.
     fn send<'a>(
         &'a self,
         push: &'a Push,
         token: Option<&'a str>,
+        validate_only: bool,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted>;
 }
@@ -43,19 +45,26 @@ pub(crate) fn request_body(
     }
 }
 
-/// Prints each request FCM would have received, on stderr, and reports it sent.
+/// Reports each send done without sending it, printing the request FCM would have received on
+/// stderr when asked to (`PUSHQ_LOG=debug` in local mode).
 #[derive(Debug, Default)]
-pub struct LogSink;
+pub struct LogSink {
+    /// Print each request.
+    pub print_requests: bool,
+}
 
 impl Sink for LogSink {
     fn send<'a>(
         &'a self,
         push: &'a Push,
         token: Option<&'a str>,
+        validate_only: bool,
         _deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
-        let body = request_body(push, token, false);
-        eprintln!("pushq local mode (no FCM credentials): would send {body}");
+        if self.print_requests {
+            let body = request_body(push, token, validate_only);
+            eprintln!("pushq local mode (no FCM credentials): would send {body}");
+        }
         Box::pin(std::future::ready(Attempted {
             result: Ok(Sent {
                 name: format!("local/{}", uuid::Uuid::now_v7()),

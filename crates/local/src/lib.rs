@@ -2,12 +2,12 @@
 //! without AWS. Pushes go through the same envelope and the same engine as in production, on
 //! SQLite by default; the producer sees only a [`Transport`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pushq_delivery::config::DeliveryConfig;
 use pushq_delivery::engine::{Engine, QueueMessage, WithoutCredentials};
-use pushq_producer::{BoxFuture, Error, Outgoing, Result, Transport};
+use pushq_producer::{BoxFuture, Error, Outgoing, Pending, PendingGuard, Result, Transport};
 use tokio::sync::OnceCell;
 
 /// The database of local mode when neither the option nor `DATABASE_URL` names one.
@@ -25,10 +25,46 @@ pub fn database_url(option: Option<String>) -> String {
 /// Times a batch is tried before local mode gives up on what still fails transiently.
 const ATTEMPTS: u32 = 5;
 
+/// How much local mode prints on stderr, from `PUSHQ_LOG` (as the Lambda and the CLI read it):
+/// `info` (the default) one line per push, `debug` or `trace` also each request FCM would get,
+/// `warn`, `error` or `off` only failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Failures only.
+    Quiet,
+    /// One line per push.
+    PerPush,
+    /// One line per push and one per device.
+    PerDevice,
+}
+
+impl Verbosity {
+    /// From `PUSHQ_LOG` (its first directive's level; unset or unknown: `info`).
+    pub fn from_env() -> Verbosity {
+        let value = std::env::var("PUSHQ_LOG").unwrap_or_default().to_ascii_lowercase();
+        if value.contains("trace") || value.contains("debug") {
+            Verbosity::PerDevice
+        } else if ["off", "error", "warn"].iter().any(|l| value.contains(l)) {
+            Verbosity::Quiet
+        } else {
+            Verbosity::PerPush
+        }
+    }
+}
+
 /// Delivers envelopes in-process: a producer [`Transport`] over the delivery engine.
+///
+/// Deliveries run after the producer has its answer, so the binding asks [`LocalDelivery::idle`]
+/// when they are done (to keep Node alive meanwhile) and [`LocalDelivery::take_failures`] what
+/// went wrong (to report it from `flush()`/`close()`).
 pub struct LocalDelivery {
     config: DeliveryConfig,
     engine: OnceCell<Engine>,
+    verbosity: Verbosity,
+    /// Batches taken and not yet delivered or given up.
+    delivering: Arc<Pending>,
+    /// What failed since the last [`LocalDelivery::take_failures`].
+    failures: Mutex<Vec<String>>,
 }
 
 impl LocalDelivery {
@@ -42,29 +78,69 @@ impl LocalDelivery {
         Ok(Arc::new(LocalDelivery {
             config,
             engine: OnceCell::new(),
+            verbosity: Verbosity::from_env(),
+            delivering: Arc::default(),
+            failures: Mutex::default(),
         }))
     }
 
+    /// Resolves once no delivery is under way.
+    pub async fn idle(&self) {
+        self.delivering.idle().await
+    }
+
+    /// True while a delivery is under way.
+    pub fn is_busy(&self) -> bool {
+        self.delivering.count() > 0
+    }
+
+    /// What failed since the last call, as one error: pushes that were accepted but could not
+    /// be delivered (`Error::Delivery`). `None` when nothing failed.
+    pub fn take_failures(&self) -> Option<Error> {
+        let failures = std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        (!failures.is_empty()).then(|| Error::Delivery(failures.join("; ")))
+    }
+
+    fn fail(&self, what: String) {
+        eprintln!("pushq local mode: {what}");
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what);
+    }
+
     /// The engine, connected on first use; a failure is reported and tried again next time.
-    async fn engine(&self) -> std::result::Result<&Engine, String> {
+    async fn engine(&self) -> Result<&Engine> {
         self.engine
-            .get_or_try_init(|| Engine::connect(&self.config, WithoutCredentials::LogSink))
+            .get_or_try_init(|| {
+                let print_requests = self.verbosity >= Verbosity::PerDevice;
+                Engine::connect(&self.config, WithoutCredentials::LogSink { print_requests })
+            })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| Error::Database(format!("local mode cannot open its database: {e}")))
+    }
+
+    /// Takes a batch: once the engine is ready the messages are accepted (the in-process queue
+    /// has them) and delivered; if the database cannot be opened they are refused, so that
+    /// each push's promise says so.
+    async fn take(&self, batch: Vec<Outgoing>, _delivering: PendingGuard) {
+        let engine = match self.engine().await {
+            Ok(engine) => engine,
+            Err(e) => return batch.into_iter().for_each(|o| o.refuse(e.clone())),
+        };
+        let bodies = batch
+            .into_iter()
+            .map(|o| {
+                let body = o.body.clone();
+                o.accept();
+                body
+            })
+            .collect();
+        self.deliver(engine, bodies).await;
     }
 
     /// Delivers a batch of envelope bodies, retrying transient failures a few times.
-    pub async fn deliver(&self, bodies: Vec<String>) {
-        let engine = match self.engine().await {
-            Ok(engine) => engine,
-            Err(e) => {
-                eprintln!(
-                    "pushq local mode: cannot deliver {} push(es): {e}",
-                    bodies.len()
-                );
-                return;
-            }
-        };
+    async fn deliver(&self, engine: &Engine, bodies: Vec<String>) {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -76,33 +152,65 @@ impl LocalDelivery {
                 sent_at_ms: now_ms,
             })
             .collect();
+        let mut last_error = String::new();
         for attempt in 1..=ATTEMPTS {
             let deadline = Instant::now() + Duration::from_secs(30);
             match engine.process(&batch, deadline).await {
-                Ok(outcome) if outcome.failed_message_ids.is_empty() => return,
-                Ok(outcome) => batch.retain(|m| outcome.failed_message_ids.contains(&m.message_id)),
-                Err(e) => eprintln!("pushq local mode: delivery attempt {attempt} failed: {e}"),
+                Ok(outcome) => {
+                    self.summarise(engine, &outcome.push_ids).await;
+                    if outcome.failed_message_ids.is_empty() {
+                        return;
+                    }
+                    last_error = format!(
+                        "{} target(s) failed transiently (FCM or the network)",
+                        outcome.counts.transient
+                    );
+                    batch.retain(|m| outcome.failed_message_ids.contains(&m.message_id));
+                }
+                Err(e) => last_error = e.to_string(),
             }
-            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
         }
-        eprintln!(
-            "pushq local mode: {} push(es) still failing after {ATTEMPTS} attempts; giving up",
-            batch.len()
-        );
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|m| {
+                pushq_model::Envelope::parse(&m.body, &m.message_id, m.sent_at_ms)
+                    .map_or_else(|_| m.message_id.clone(), |e| e.id)
+            })
+            .collect();
+        self.fail(format!(
+            "{} push(es) not delivered after {ATTEMPTS} attempts ({}): {last_error}",
+            ids.len(),
+            ids.join(", ")
+        ));
+    }
+
+    /// One line per push at `info`: what the log recorded for it.
+    async fn summarise(&self, engine: &Engine, push_ids: &[String]) {
+        if self.verbosity < Verbosity::PerPush {
+            return;
+        }
+        for id in push_ids {
+            let Ok(rows) = engine.store().deliveries_for_push(id).await else {
+                continue;
+            };
+            let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
+            for row in &rows {
+                *by_status.entry(row.status.as_str()).or_default() += 1;
+            }
+            let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            eprintln!("pushq local mode: push {id}: {}", counts.join(", "));
+        }
     }
 }
 
 impl Transport for LocalDelivery {
     fn send(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, ()> {
-        let bodies = batch
-            .into_iter()
-            .map(|o| {
-                let body = o.body.clone();
-                // Accepted: in local mode the in-process queue is the queue.
-                o.accept();
-                body
-            })
-            .collect();
-        Box::pin(self.deliver(bodies))
+        // Counted before the producer hears back, so that the producer's unanswered messages
+        // and these deliveries are never both zero while a push is on its way.
+        let delivering = self.delivering.enter();
+        Box::pin(self.take(batch, delivering))
     }
 }

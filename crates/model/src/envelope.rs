@@ -34,6 +34,9 @@ pub struct Envelope {
     pub enqueued_at: i64,
     /// The push itself.
     pub push: Push,
+    /// A dry run (firebase-admin's `send(message, true)`): FCM validates each send
+    /// (`validate_only`) and delivers nothing; the log records the targets as `dry_run`.
+    pub dry_run: bool,
 }
 
 #[derive(Serialize)]
@@ -42,6 +45,8 @@ struct Wire<'a> {
     id: &'a str,
     #[serde(rename = "enqueuedAt")]
     enqueued_at: i64,
+    #[serde(rename = "dryRun", skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
     push: &'a Map<String, Value>,
 }
 
@@ -55,7 +60,13 @@ impl Envelope {
             id: uuid::Uuid::now_v7().to_string(),
             enqueued_at,
             push,
+            dry_run: false,
         }
+    }
+
+    /// The same envelope as a dry run (see [`Envelope::dry_run`]).
+    pub fn into_dry_run(self, dry_run: bool) -> Envelope {
+        Envelope { dry_run, ..self }
     }
 
     /// The envelope as a queue message body.
@@ -64,6 +75,7 @@ impl Envelope {
             v: ENVELOPE_VERSION,
             id: &self.id,
             enqueued_at: self.enqueued_at,
+            dry_run: self.dry_run,
             push: self.push.raw(),
         };
         serde_json::to_string(&wire).expect("a JSON map always serializes")
@@ -108,6 +120,7 @@ impl Envelope {
             id: self.id.clone(),
             enqueued_at: self.enqueued_at,
             push: self.push.with_list(list),
+            dry_run: self.dry_run,
         }
     }
 
@@ -151,12 +164,18 @@ impl Envelope {
                 .filter(|ms| *ms >= 0)
                 .ok_or_else(|| bad("enqueuedAt", "must be milliseconds since the Unix epoch"))?,
         };
+        let dry_run = match map.get("dryRun") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("dryRun", "must be a boolean")),
+        };
         let push = map.remove("push").ok_or_else(|| bad("push", "missing"))?;
         let push = Push::from_value(push)?;
         Ok(Envelope {
             id,
             enqueued_at,
             push,
+            dry_run,
         })
     }
 }
@@ -169,6 +188,8 @@ fn within_limit(body: String) -> Result<String, TooLarge> {
             size: body.len(),
             limit: MAX_ENVELOPE_BYTES,
             hint: " (a single target or list entry is too long)",
+            largest_field: None,
+            largest_size: 0,
         });
     }
     Ok(body)
@@ -198,6 +219,17 @@ mod tests {
                 .get_version_num(),
             7
         );
+    }
+
+    #[test]
+    fn a_dry_run_says_so_and_only_then() {
+        let env = Envelope::new(push(json!({"token": "t"})));
+        assert!(!env.to_json().contains("dryRun"));
+        let dry = env.into_dry_run(true);
+        let body = dry.to_json();
+        assert!(body.contains(r#""dryRun":true"#), "{body}");
+        assert!(Envelope::parse(&body, "m", 0).unwrap().dry_run);
+        assert!(Envelope::parse(r#"{"v":1,"dryRun":"yes","push":{"token":"t"}}"#, "m", 0).is_err());
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl std::error::Error for InvalidPush {}
 /// A valid push that is too large: its FCM payload is over FCM's limit, or one of its queue
 /// messages is over the envelope's bound.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{subject}: {what} is {size} bytes, over the limit of {limit} bytes{hint}")]
+#[error("{subject}: {what} is {size} bytes, over the limit of {limit} bytes{hint}{}", largest(largest_field.as_deref(), *largest_size))]
 pub struct TooLarge {
     /// `push` or `pushes[i]`.
     pub subject: String,
@@ -73,6 +73,16 @@ pub struct TooLarge {
     pub limit: usize,
     /// Extra explanation (the limit's source, what to do).
     pub hint: &'static str,
+    /// The push's largest field (`data.report`), where it is the payload that is too large.
+    pub largest_field: Option<String>,
+    /// That field's size as JSON, in bytes.
+    pub largest_size: usize,
+}
+
+fn largest(field: Option<&str>, size: usize) -> String {
+    field.map_or_else(String::new, |f| {
+        format!("; the largest field is {f} ({size} bytes)")
+    })
 }
 
 impl TooLarge {

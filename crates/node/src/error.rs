@@ -2,9 +2,7 @@
 //! Errors are real `Error` objects with a string `code` (and `field` where a field is at fault).
 
 use napi::bindgen_prelude::*;
-use std::sync::Arc;
 
-use pushq_delivery::store::StoreError;
 use pushq_producer::Error as ProducerError;
 
 /// Everything the binding can reject with: producer errors, and the database side's.
@@ -13,7 +11,11 @@ pub enum BindingError {
     /// From the producer: invalid push, too large, configuration, queue, closed.
     Producer(ProducerError),
     /// The database could not be reached or used (its message never holds the password).
-    Database(Arc<StoreError>),
+    Database(String),
+    /// An argument that is not what the function takes (not a push: those are `InvalidPush`).
+    InvalidArgument(String),
+    /// A wait ran out of time.
+    Timeout(String),
     /// A device does not fit the schema: the field and what is wrong.
     InvalidDevice {
         /// The device field (`userId`, `token`, `platform`).
@@ -44,9 +46,13 @@ impl BindingError {
                 ProducerError::TooLarge(_) => "PUSHQ_TOO_LARGE",
                 ProducerError::Config(_) => "PUSHQ_CONFIG",
                 ProducerError::Closed => "PUSHQ_CLOSED",
+                ProducerError::Database(_) => "PUSHQ_DATABASE",
+                ProducerError::Delivery(_) => "PUSHQ_DELIVERY",
                 _ => "PUSHQ_QUEUE",
             },
             BindingError::Database(_) => "PUSHQ_DATABASE",
+            BindingError::InvalidArgument(_) => "PUSHQ_INVALID_ARGUMENT",
+            BindingError::Timeout(_) => "PUSHQ_TIMEOUT",
             BindingError::InvalidDevice { .. } => "PUSHQ_INVALID_DEVICE",
         }
     }
@@ -56,6 +62,27 @@ impl BindingError {
         match self {
             BindingError::Producer(ProducerError::InvalidPush(invalid)) => Some(invalid.path()),
             BindingError::InvalidDevice { field, .. } => Some(field.clone()),
+            BindingError::Producer(ProducerError::TooLarge(too_large)) => {
+                too_large.largest_field.clone()
+            }
+            _ => None,
+        }
+    }
+
+    /// SQS's error code, when SQS answered with one.
+    fn aws_code(&self) -> Option<&str> {
+        match self {
+            BindingError::Producer(ProducerError::Queue { aws_code, .. }) => aws_code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The full detail of the error underneath (the AWS SDK's), for `err.cause`.
+    fn cause(&self) -> Option<String> {
+        match self {
+            BindingError::Producer(ProducerError::Queue {
+                cause: Some(cause), ..
+            }) => Some(format!("{cause:?}")),
             _ => None,
         }
     }
@@ -63,7 +90,9 @@ impl BindingError {
     fn message(&self) -> String {
         match self {
             BindingError::Producer(e) => e.to_string(),
-            BindingError::Database(e) => e.to_string(),
+            BindingError::Database(message)
+            | BindingError::InvalidArgument(message)
+            | BindingError::Timeout(message) => message.clone(),
             BindingError::InvalidDevice { message, .. } => message.clone(),
         }
     }
@@ -78,7 +107,29 @@ pub fn to_js(env: &Env, error: &BindingError) -> napi::Error {
         if let Some(field) = error.field() {
             object.set_named_property("field", field)?;
         }
+        if let Some(code) = error.aws_code() {
+            object.set_named_property("awsCode", code)?;
+        }
+        if let Some(detail) = error.cause() {
+            let cause = env.create_error(napi::Error::new(Status::GenericFailure, detail))?;
+            object.set_named_property("cause", cause)?;
+        }
         Ok(napi::Error::from(object.to_unknown()))
     };
     build().unwrap_or_else(|e| e)
+}
+
+/// True when `value` is an error pushq raised: an `Error` whose `code` starts with `PUSHQ_`.
+/// In TypeScript it narrows a caught `unknown` to {@link PushqError}.
+#[napi_derive::napi(ts_args_type = "value: unknown", ts_return_type = "value is PushqError")]
+pub fn is_pushq_error(value: Unknown) -> Result<bool> {
+    if value.get_type()? != ValueType::Object || !value.is_error()? {
+        return Ok(false);
+    }
+    let object = Object::from_unknown(value)?;
+    let code: Unknown = object.get_named_property("code")?;
+    if code.get_type()? != ValueType::String {
+        return Ok(false);
+    }
+    Ok(String::from_unknown(code)?.starts_with("PUSHQ_"))
 }

@@ -15,6 +15,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_model::InvalidPush;
 use pushq_producer::sqs::SqsTransport;
+use pushq_local::LocalDelivery;
 use pushq_producer::{Mode, Producer, ProducerConfig, Ticket, Transport};
 use tokio::sync::Notify;
 
@@ -33,8 +34,57 @@ pub struct Enqueued {
 /// A client that puts pushes on the queue. Create one per process and share it.
 #[napi]
 pub struct PushClient {
-    producer: Arc<Producer>,
+    client: Arc<Client>,
+}
+
+/// What `PushClient` and the module-level functions share: the producer, local mode's
+/// in-process delivery, and the promises not yet settled in JS.
+struct Client {
+    producer: Producer,
+    /// Local mode's delivery, whose work goes on after a push's promise resolved.
+    local: Option<Arc<LocalDelivery>>,
     in_flight: Arc<InFlight>,
+}
+
+impl Client {
+    /// Waits until every push handed over so far has been answered (and, in local mode,
+    /// delivered or given up), then reports what local mode failed to deliver meanwhile.
+    async fn flushed(&self) -> BindingResult<()> {
+        self.producer.flush().await;
+        self.settled().await
+    }
+
+    async fn closed(&self) -> BindingResult<()> {
+        self.producer.close().await;
+        self.settled().await
+    }
+
+    async fn settled(&self) -> BindingResult<()> {
+        if let Some(local) = &self.local {
+            local.idle().await;
+        }
+        self.in_flight.idle().await;
+        match self.local.as_ref().and_then(|l| l.take_failures()) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// In local mode, keeps Node alive until the deliveries under way are done, as a pending
+    /// `fetch` would: a promise that settles then, which no one awaits. Idle, nothing is held.
+    fn keep_alive_while_delivering(&self, env: &Env) {
+        if let Some(local) = &self.local {
+            let local = local.clone();
+            let unanswered = self.producer.unanswered();
+            // The producer's unanswered messages, then the deliveries they became: local mode
+            // counts a delivery before it answers the producer, so no push slips between.
+            let _ = env.spawn_future(async move {
+                unanswered.idle().await;
+                local.idle().await;
+                Ok(())
+            });
+        }
+    }
 }
 
 /// The client's promises not yet settled in JS. `close()` resolves only after all of them, so
@@ -81,24 +131,26 @@ impl PushClient {
     #[napi(constructor, ts_args_type = "options?: PushClientOptions")]
     pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
         let options = options.map(|o| stringify(&env, o)).transpose()?.flatten();
-        start_producer(options.as_deref())
-            .map(|producer| PushClient {
-                producer,
-                in_flight: Arc::default(),
-            })
+        start_client(options.as_deref())
+            .map(|client| PushClient { client })
             .map_err(|e| error::to_js(&env, &e))
     }
 
     /// Puts one push on the queue. Resolves once SQS has accepted it; rejects with
     /// `PUSHQ_INVALID_PUSH` (the error's `field` names the field), `PUSHQ_TOO_LARGE`, `PUSHQ_CONFIG`,
-    /// `PUSHQ_QUEUE` or `PUSHQ_CLOSED`. A rejected push was not enqueued.
-    #[napi(ts_args_type = "push: Push")]
+    /// `PUSHQ_QUEUE` or `PUSHQ_CLOSED` (and, in local mode, `PUSHQ_DATABASE`). A rejected push
+    /// was not enqueued.
+    ///
+    /// `dryRun`, as in firebase-admin's `send(message, dryRun)`: FCM validates the push for each
+    /// target (`validate_only`) and delivers it to no one; the log records `dry_run`.
+    #[napi(ts_args_type = "push: Push, dryRun?: boolean")]
     pub fn enqueue_push<'env>(
         &self,
         env: &'env Env,
         push: Unknown,
+        dry_run: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, Enqueued>> {
-        enqueue_one(env, &self.producer, push, Some(self.in_flight.track()))
+        enqueue_one(env, &self.client, push, dry_run)
     }
 
     /// Puts several pushes on the queue. All are validated first: if any is invalid the promise
@@ -113,69 +165,122 @@ impl PushClient {
         env: &'env Env,
         pushes: Unknown,
     ) -> Result<PromiseRaw<'env, Vec<Enqueued>>> {
+        let client = &self.client;
         let tickets = stringify(env, pushes).and_then(|json| {
             let json = json.ok_or_else(|| error::to_js(env, &not_a_list()))?;
-            self.producer
+            client
+                .producer
                 .enqueue_json_many(&json)
                 .map_err(|e| error::to_js(env, &e.into()))
         });
-        let settling = self.in_flight.track();
+        let settling = client.in_flight.track();
         match tickets {
-            Ok(tickets) => settle(env, accept_all(tickets), move |ids| {
-                drop(settling);
-                ids.into_iter().map(|id| Enqueued { id }).collect()
-            }),
+            Ok(tickets) => {
+                client.keep_alive_while_delivering(env);
+                settle(env, accept_all(tickets), move |ids| {
+                    drop(settling);
+                    ids.into_iter().map(|id| Enqueued { id }).collect()
+                })
+            }
             Err(e) => rejected(env, e, Some(settling)),
         }
     }
 
+    /// Resolves once every push handed over so far has been answered by SQS, without closing
+    /// the client. In local mode it also waits for their deliveries, and rejects with
+    /// `PUSHQ_DELIVERY` naming the pushes that could not be delivered since the last
+    /// `flush()`/`close()`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let client = self.client.clone();
+        settle(env, async move { client.flushed().await }, |()| ())
+    }
+
     /// Stops accepting pushes and resolves once every push already handed over has been
-    /// answered by SQS. Later calls reject with `PUSHQ_CLOSED`. Safe to call more than once.
+    /// answered by SQS (in local mode: delivered, else the promise rejects with
+    /// `PUSHQ_DELIVERY`, as `flush()` does). Later pushes reject with `PUSHQ_CLOSED`. Safe to
+    /// call more than once.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-        let (producer, in_flight) = (self.producer.clone(), self.in_flight.clone());
-        settle(
-            env,
-            async move {
-                producer.close().await;
-                in_flight.idle().await;
-                Ok(())
-            },
-            |()| (),
-        )
+        let client = self.client.clone();
+        settle(env, async move { client.closed().await }, |()| ())
     }
 }
 
-/// Puts one push on the queue with a client configured from the environment
-/// (`PUSHQ_QUEUE_URL`, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, `PUSHQ_MODE`), created on first use.
-/// Same results and errors as {@link PushClient.enqueuePush}.
-#[napi(ts_args_type = "push: Push")]
-pub fn enqueue_push<'env>(env: &'env Env, push: Unknown) -> Result<PromiseRaw<'env, Enqueued>> {
-    match default_producer() {
-        Ok(producer) => enqueue_one(env, &producer, push, None),
+/// Puts one push on the queue with the default client, configured from the environment
+/// (`PUSHQ_QUEUE_URL`, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, `PUSHQ_MODE`) and created on first
+/// use. Same arguments, results and errors as {@link PushClient.enqueuePush}.
+#[napi(ts_args_type = "push: Push, dryRun?: boolean")]
+pub fn enqueue_push<'env>(
+    env: &'env Env,
+    push: Unknown,
+    dry_run: Option<Unknown>,
+) -> Result<PromiseRaw<'env, Enqueued>> {
+    match default_client(true) {
+        Ok(Some(client)) => enqueue_one(env, &client, push, dry_run),
+        Ok(None) => unreachable!("the default client is created when asked"),
         Err(e) => rejected(env, error::to_js(env, &e), None),
     }
 }
 
-/// The module-level client, created from the environment on first success. A configuration
-/// error is reported to that call and not kept: a later call with a fixed environment works.
-fn default_producer() -> BindingResult<Arc<Producer>> {
-    static DEFAULT: Mutex<Option<Arc<Producer>>> = Mutex::new(None);
-    let mut slot = DEFAULT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(producer) = slot.as_ref() {
-        return Ok(producer.clone());
-    }
-    let producer = start_producer(None)?;
-    *slot = Some(producer.clone());
-    Ok(producer)
+/// {@link PushClient.flush} for the default client (resolves at once if it was never used).
+#[napi(ts_return_type = "Promise<void>")]
+pub fn flush(env: &Env) -> Result<PromiseRaw<'_, ()>> {
+    let client = default_client(false).map_err(|e| error::to_js(env, &e))?;
+    settle(
+        env,
+        async move {
+            match client {
+                Some(client) => client.flushed().await,
+                None => Ok(()),
+            }
+        },
+        |()| (),
+    )
 }
 
-fn start_producer(options_json: Option<&str>) -> BindingResult<Arc<Producer>> {
+/// {@link PushClient.close} for the default client. A later module-level `enqueuePush` starts
+/// a new default client, so a script may end with `await close()` and a test may run again.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn close(env: &Env) -> Result<PromiseRaw<'_, ()>> {
+    let client = DEFAULT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    settle(
+        env,
+        async move {
+            match client {
+                Some(client) => client.closed().await,
+                None => Ok(()),
+            }
+        },
+        |()| (),
+    )
+}
+
+/// The module-level client, created from the environment on first success. A configuration
+/// error is reported to that call and not kept: a later call with a fixed environment works.
+static DEFAULT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
+
+/// The default client; created if `create` and there is none yet.
+fn default_client(create: bool) -> BindingResult<Option<Arc<Client>>> {
+    let mut slot = DEFAULT.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() && create {
+        *slot = Some(start_client(None)?);
+    }
+    Ok(slot.clone())
+}
+
+fn start_client(options_json: Option<&str>) -> BindingResult<Arc<Client>> {
     let options = options::from_json(options_json)?;
     let config = ProducerConfig::resolve(options.producer)?;
-    let transport: Arc<dyn Transport> = match config.mode {
-        Mode::Sqs => SqsTransport::new(config.clone()),
-        Mode::Local => pushq_local::LocalDelivery::new(options.database_url)?,
+    let (transport, local): (Arc<dyn Transport>, _) = match config.mode {
+        Mode::Sqs => (SqsTransport::new(config.clone()), None),
+        Mode::Local => {
+            let local = LocalDelivery::new(options.database_url)?;
+            (local.clone(), Some(local))
+        }
     };
     let runtime =
         within_runtime_if_available(tokio::runtime::Handle::try_current).map_err(|_| {
@@ -183,31 +288,57 @@ fn start_producer(options_json: Option<&str>) -> BindingResult<Arc<Producer>> {
                 "no async runtime is available in this Node environment".into(),
             )
         })?;
-    Ok(Arc::new(Producer::start(config, transport, &runtime)))
+    Ok(Arc::new(Client {
+        producer: Producer::start(config, transport, &runtime),
+        local,
+        in_flight: Arc::default(),
+    }))
 }
 
 fn enqueue_one<'env>(
     env: &'env Env,
-    producer: &Producer,
+    client: &Client,
     push: Unknown,
-    settling: Option<Settling>,
+    dry_run: Option<Unknown>,
 ) -> Result<PromiseRaw<'env, Enqueued>> {
-    let ticket = stringify(env, push).and_then(|json| {
-        let json = json.ok_or_else(|| error::to_js(env, &not_an_object()))?;
-        producer
-            .enqueue_json(&json)
+    let settling = client.in_flight.track();
+    let ticket = dry_run_flag(env, dry_run).and_then(|dry_run| {
+        let json = stringify(env, push)?.ok_or_else(|| error::to_js(env, &not_an_object()))?;
+        client
+            .producer
+            .enqueue_json(&json, dry_run)
             .map_err(|e| error::to_js(env, &e.into()))
     });
     match ticket {
-        Ok(ticket) => settle(
+        Ok(ticket) => {
+            client.keep_alive_while_delivering(env);
+            settle(
+                env,
+                async move { Ok(ticket.accepted().await?.id) },
+                move |id| {
+                    drop(settling);
+                    Enqueued { id }
+                },
+            )
+        }
+        Err(e) => rejected(env, e, Some(settling)),
+    }
+}
+
+/// The `dryRun` argument: a boolean, or nothing (a real push).
+fn dry_run_flag(env: &Env, value: Option<Unknown>) -> Result<bool> {
+    let Some(value) = value else { return Ok(false) };
+    match value.get_type()? {
+        ValueType::Undefined | ValueType::Null => Ok(false),
+        ValueType::Boolean => value.coerce_to_bool(),
+        other => Err(error::to_js(
             env,
-            async move { Ok(ticket.accepted().await?.id) },
-            move |id| {
-                drop(settling);
-                Enqueued { id }
-            },
-        ),
-        Err(e) => rejected(env, e, settling),
+            &InvalidPush::new(
+                "dryRun",
+                format!("must be a boolean, as in firebase-admin's send(message, dryRun) (got a {other:?})"),
+            )
+            .into(),
+        )),
     }
 }
 

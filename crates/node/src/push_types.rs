@@ -176,7 +176,9 @@ pub struct ApnsConfig {
 /// The APNs payload.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct ApnsPayload {
-    /// The `aps` dictionary.
+    /// The `aps` dictionary, with any other keys APNs takes (`'interruption-level'`,
+    /// `'relevance-score'`, Live Activity fields), as firebase-admin's `Aps` allows.
+    #[napi(ts_type = "Aps & Record<string, unknown>")]
     pub aps: Aps,
 }
 
@@ -257,11 +259,61 @@ pub struct WebpushConfig {
     /// Web push data. Values must be strings.
     #[napi(ts_type = "Record<string, string>")]
     pub data: Option<String>,
-    /// A Web Notification (`title`, `body`, `icon`, `actions`, …; any field of the Notification API).
-    #[napi(ts_type = "Record<string, unknown>")]
-    pub notification: Option<String>,
+    /// A Web Notification (firebase-admin's `WebpushNotification`: any other field of the
+    /// Notification API is allowed too).
+    #[napi(ts_type = "WebpushNotification & Record<string, unknown>")]
+    pub notification: Option<WebpushNotification>,
     /// Web options of the FCM SDK.
     pub fcm_options: Option<WebpushFcmOptions>,
+}
+
+/// A Web Notification (firebase-admin's `WebpushNotification`).
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct WebpushNotification {
+    /// Title.
+    pub title: Option<String>,
+    /// Body text.
+    pub body: Option<String>,
+    /// Icon URL.
+    pub icon: Option<String>,
+    /// Buttons shown with the notification.
+    pub actions: Option<Vec<WebpushNotificationAction>>,
+    /// Badge URL (a small monochrome image).
+    pub badge: Option<String>,
+    /// Any data for the service worker.
+    #[napi(ts_type = "any")]
+    pub data: Option<String>,
+    /// Text direction.
+    #[napi(ts_type = "'auto' | 'ltr' | 'rtl'")]
+    pub dir: Option<String>,
+    /// Image URL shown in the notification.
+    pub image: Option<String>,
+    /// Language tag (BCP 47).
+    pub lang: Option<String>,
+    /// Alert again when a notification with the same tag replaces this one.
+    pub renotify: Option<bool>,
+    /// Stay until the user acts on it.
+    pub require_interaction: Option<bool>,
+    /// No sound or vibration.
+    pub silent: Option<bool>,
+    /// Replaces an existing notification with the same tag.
+    pub tag: Option<String>,
+    /// Time of the notification, in milliseconds since the Unix epoch.
+    pub timestamp: Option<f64>,
+    /// Vibration pattern.
+    #[napi(ts_type = "number | Array<number>")]
+    pub vibrate: Option<String>,
+}
+
+/// A button of a Web Notification.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct WebpushNotificationAction {
+    /// The action's id, given back to the service worker.
+    pub action: String,
+    /// Button icon URL.
+    pub icon: Option<String>,
+    /// Button text.
+    pub title: String,
 }
 
 /// Web options of the FCM SDK.

@@ -2,17 +2,25 @@
 //! out of the box and local mode's results can be read back. Thin: the SQL lives in pushq-delivery.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use pushq_delivery::store::Store;
+use pushq_delivery::store::{Store, StoreError};
+use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use crate::error::BindingError;
+use crate::error::{self, BindingError};
 use crate::settle;
 
-/// Options of {@link DeviceRegistry} and {@link DeliveryLog}.
-#[napi(object)]
+/// A database failure inside a query (the URL's source is named at connect time).
+fn db(e: StoreError) -> BindingError {
+    BindingError::Database(e.to_string())
+}
+
+/// Options of {@link DeviceRegistry} and {@link DeliveryLog}. An unknown option is a
+/// `PUSHQ_CONFIG` error, as for {@link PushClient}.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct DatabaseOptions {
     /// Database URL (`sqlite:`, `postgres:` or `mysql:`). Falls back to `DATABASE_URL`.
     /// @default 'sqlite://pushq-dev.db'
@@ -24,8 +32,9 @@ pub struct DatabaseOptions {
     pub migrate: Option<bool>,
 }
 
-/// A device to register.
-#[napi(object)]
+/// A device to register. A missing or wrong field is a `PUSHQ_INVALID_DEVICE` error whose
+/// `field` names it.
+#[napi(object, object_from_js = false)]
 pub struct Device {
     /// The user the device belongs to (at most 255 characters).
     pub user_id: String,
@@ -55,8 +64,9 @@ pub struct DeliveryRecord {
     pub target: String,
     /// The user, when the push named users.
     pub user_id: Option<String>,
-    /// `sent`, `failed`, `invalid_token` or `no_devices`.
-    #[napi(ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices'")]
+    /// `sent`, `failed`, `invalid_token`, `no_devices`, or `dry_run` (FCM validated a dry run
+    /// and delivered nothing).
+    #[napi(ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run'")]
     pub status: String,
     /// FCM's error code, when not sent.
     pub error_code: Option<String>,
@@ -64,44 +74,119 @@ pub struct DeliveryRecord {
     pub attempts: u32,
 }
 
+/// What the delivery log knows of one push.
+#[napi(object)]
+pub struct PushDeliveries {
+    /// The push id asked about.
+    pub id: String,
+    /// `delivered`: the log has the push's targets (`deliveries`, each with its final status).
+    /// `rejected`: its queue message was not a valid envelope (`rejectedReason` says why); it
+    /// will not be delivered. `pending`: nothing recorded yet: a push pushq made (a UUIDv7) that
+    /// is still on the queue, being retried, or in the dead-letter queue; the log cannot tell
+    /// those apart, nor from a push that was never enqueued. `unknown`: not an id pushq gives
+    /// out (not a UUIDv7, or one from the future), and nothing recorded for it.
+    #[napi(ts_type = "'delivered' | 'rejected' | 'pending' | 'unknown'")]
+    pub state: String,
+    /// The rows, by target (empty unless `delivered`).
+    pub deliveries: Vec<DeliveryRecord>,
+    /// Why the push's queue message was rejected, when `rejected`.
+    pub rejected_reason: Option<String>,
+}
+
+/// Options of {@link DeliveryLog.waitFor}.
+#[napi(object)]
+pub struct WaitForOptions {
+    /// Longest wait, in milliseconds; then the promise rejects with `PUSHQ_TIMEOUT`.
+    /// @default 30000
+    pub timeout_ms: Option<u32>,
+}
+
+/// How long connecting to the database may take before `PUSHQ_DATABASE` says it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The option names of {@link DatabaseOptions}.
+const KNOWN: [&str; 2] = ["databaseUrl", "migrate"];
+
 /// A lazily connected store (connecting is I/O: it happens on first use, off the event loop).
 /// A failed connection is not kept: the next call tries again.
 #[derive(Clone)]
 struct LazyStore {
     url: String,
+    /// Where the URL came from, as errors name it: `databaseUrl`, `DATABASE_URL` or the default.
+    source: &'static str,
     migrate: bool,
     store: Arc<OnceCell<Store>>,
 }
 
 impl LazyStore {
-    fn new(options: Option<DatabaseOptions>) -> LazyStore {
-        let migrate = options.as_ref().and_then(|o| o.migrate).unwrap_or(false);
-        let url = pushq_local::database_url(options.and_then(|o| o.database_url));
-        LazyStore {
-            url,
+    /// From the options as JSON text (`None`: none given).
+    fn new(json: Option<&str>) -> std::result::Result<LazyStore, BindingError> {
+        let bad = |why: String| BindingError::from(pushq_producer::Error::Config(why));
+        let map = match json.map(serde_json::from_str::<Value>) {
+            None | Some(Ok(Value::Null)) => Map::new(),
+            Some(Ok(Value::Object(map))) => map,
+            _ => return Err(bad("options: must be an object".to_owned())),
+        };
+        let (mut option, mut migrate) = (None, false);
+        for (key, value) in map {
+            match (key.as_str(), value) {
+                (_, Value::Null) => {}
+                ("databaseUrl", Value::String(url)) => option = Some(url).filter(|u| !u.is_empty()),
+                ("migrate", Value::Bool(b)) => migrate = b,
+                ("databaseUrl", other) => {
+                    return Err(bad(format!("options.databaseUrl: must be a string (got {other})")))
+                }
+                ("migrate", other) => {
+                    return Err(bad(format!("options.migrate: must be a boolean (got {other})")))
+                }
+                (key, _) => {
+                    return Err(bad(format!(
+                        "options.{key}: unknown option (known: {})",
+                        KNOWN.join(", ")
+                    )))
+                }
+            }
+        }
+        let from_env = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+        let source = match (&option, &from_env) {
+            (Some(_), _) => "options.databaseUrl",
+            (None, Some(_)) => "DATABASE_URL",
+            (None, None) => "the default database (sqlite://pushq-dev.db)",
+        };
+        Ok(LazyStore {
+            url: pushq_local::database_url(option),
+            source,
             migrate,
             store: Arc::new(OnceCell::new()),
-        }
+        })
     }
 
     async fn get(&self) -> std::result::Result<Store, BindingError> {
         self.store
             .get_or_try_init(|| async {
-                let store = Store::connect(&self.url, 2).await?;
+                let store = Store::connect_within(&self.url, 2, CONNECT_TIMEOUT).await?;
                 if self.migrate {
                     store.migrate().await?;
                 } else {
                     store.check_schema().await?;
                 }
-                Ok::<_, pushq_delivery::store::StoreError>(store)
+                Ok::<_, StoreError>(store)
             })
             .await
             .cloned()
-            .map_err(database)
+            .map_err(|e| self.database(e))
     }
-}
 
-impl LazyStore {
+    /// A database failure as the binding reports it, naming where the URL came from (the
+    /// store's messages never hold a password).
+    fn database(&self, e: StoreError) -> BindingError {
+        let message = match e {
+            StoreError::Url(why) => format!("{}: {why}", self.source),
+            e => format!("{e} (database from {})", self.source),
+        };
+        BindingError::Database(message)
+    }
+
     /// A promise of `query` run on the store (connected first if need be), its result mapped
     /// to JS by `map`.
     fn call<'env, T, V, Fut>(
@@ -111,23 +196,107 @@ impl LazyStore {
         map: impl FnOnce(T) -> V + 'static,
     ) -> napi::Result<PromiseRaw<'env, V>>
     where
-        Fut: std::future::Future<Output = std::result::Result<T, pushq_delivery::store::StoreError>>
-            + Send,
+        Fut: std::future::Future<Output = std::result::Result<T, BindingError>> + Send,
         T: Send + 'static,
         V: ToNapiValue,
     {
         let lazy = self.clone();
-        settle(
-            env,
-            async move { query(lazy.get().await?).await.map_err(database) },
-            map,
-        )
+        settle(env, async move { query(lazy.get().await?).await }, map)
+    }
+
+    /// What the log knows of one push.
+    async fn push_deliveries(
+        &self,
+        store: &Store,
+        id: &str,
+    ) -> std::result::Result<PushDeliveries, BindingError> {
+        let rows = store
+            .deliveries_for_push(id)
+            .await
+            .map_err(|e| self.database(e))?;
+        let mut answer = PushDeliveries {
+            id: id.to_owned(),
+            state: "delivered".to_owned(),
+            deliveries: rows.into_iter().map(record).collect(),
+            rejected_reason: None,
+        };
+        if answer.deliveries.is_empty() {
+            answer.rejected_reason = store
+                .rejected_reason(id)
+                .await
+                .map_err(|e| self.database(e))?;
+            answer.state = match (&answer.rejected_reason, is_pushq_id(id)) {
+                (Some(_), _) => "rejected",
+                (None, true) => "pending",
+                (None, false) => "unknown",
+            }
+            .to_owned();
+        }
+        Ok(answer)
     }
 }
 
-/// A database failure as the binding reports it (the store's messages never hold a password).
-fn database(e: pushq_delivery::store::StoreError) -> BindingError {
-    BindingError::Database(std::sync::Arc::new(e))
+/// A push id pushq gives out: a UUIDv7 whose time is not in the future.
+fn is_pushq_id(id: &str) -> bool {
+    let Ok(uuid) = uuid::Uuid::parse_str(id) else {
+        return false;
+    };
+    let Some((seconds, _)) = uuid.get_timestamp().map(|t| t.to_unix()) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    uuid.get_version_num() == 7 && seconds <= now + 60
+}
+
+fn record(r: pushq_delivery::store::DeliveryRecord) -> DeliveryRecord {
+    DeliveryRecord {
+        target: r.target,
+        user_id: r.user_id,
+        status: r.status,
+        error_code: r.error_code,
+        attempts: r.attempts,
+    }
+}
+
+/// Reads a device given from JS, as `PUSHQ_INVALID_DEVICE` naming the field when it is not one.
+fn device_from_json(json: Option<&str>) -> std::result::Result<Device, BindingError> {
+    let invalid = |field: &str, problem: &str| BindingError::InvalidDevice {
+        field: field.to_owned(),
+        message: format!("device.{field}: {problem}"),
+    };
+    let Some(Value::Object(mut map)) = json.and_then(|j| serde_json::from_str(j).ok()) else {
+        return Err(BindingError::InvalidDevice {
+            field: "device".to_owned(),
+            message: "device: must be an object { userId, token, platform }".to_owned(),
+        });
+    };
+    let mut take = |field: &str| match map.remove(field) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(invalid(field, "missing (a string is required)")),
+        Some(other) => Err(invalid(field, &format!("must be a string (got {other})"))),
+    };
+    let device = Device {
+        user_id: take("userId")?,
+        token: take("token")?,
+        platform: take("platform")?,
+    };
+    if let Some(key) = map.keys().next() {
+        return Err(invalid(key, "unknown field (known: userId, token, platform)"));
+    }
+    Store::check_device(&device.user_id, &device.token, &device.platform).map_err(|e| {
+        BindingError::InvalidDevice {
+            field: e.field.to_owned(),
+            message: format!("device.{e}"),
+        }
+    })?;
+    Ok(device)
+}
+
+/// Options given from JS, as JSON text.
+fn options_json(env: &Env, options: Option<Unknown>) -> napi::Result<Option<String>> {
+    options.map(|o| crate::stringify(env, o)).transpose().map(Option::flatten)
 }
 
 /// The devices of each user: what `userId` / `userIds` pushes resolve to.
@@ -141,34 +310,31 @@ pub struct DeviceRegistry {
 impl DeviceRegistry {
     /// Opens the registry; the database is connected on first use (and its schema applied, with
     /// `migrate: true`). A failed connection is tried again on the next call.
-    #[napi(constructor)]
-    pub fn new(options: Option<DatabaseOptions>) -> Self {
-        DeviceRegistry {
-            store: LazyStore::new(options),
-        }
+    #[napi(constructor, ts_args_type = "options?: DatabaseOptions")]
+    pub fn new(env: Env, options: Option<Unknown>) -> napi::Result<Self> {
+        let json = options_json(&env, options)?;
+        let store = LazyStore::new(json.as_deref()).map_err(|e| error::to_js(&env, &e))?;
+        Ok(DeviceRegistry { store })
     }
 
     /// Registers a device, or moves an existing token to this user and marks it live again.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(ts_args_type = "device: Device", ts_return_type = "Promise<void>")]
     pub fn register<'env>(
         &self,
         env: &'env Env,
-        device: Device,
+        device: Unknown,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let json = crate::stringify(env, device)?;
+        let device = device_from_json(json.as_deref());
         let store = self.store.clone();
         settle(
             env,
             async move {
-                Store::check_device(&device.user_id, &device.token, &device.platform).map_err(
-                    |e| BindingError::InvalidDevice {
-                        field: e.field.to_owned(),
-                        message: format!("device.{e}"),
-                    },
-                )?;
+                let device = device?;
                 let s = store.get().await?;
                 s.register_device(&device.user_id, &device.token, &device.platform)
                     .await
-                    .map_err(database)
+                    .map_err(|e| store.database(e))
             },
             |()| (),
         )
@@ -183,7 +349,7 @@ impl DeviceRegistry {
     ) -> napi::Result<PromiseRaw<'env, bool>> {
         self.store.call(
             env,
-            move |s| async move { s.unregister_device(&token).await },
+            move |s| async move { s.unregister_device(&token).await.map_err(db) },
             |removed| removed,
         )
     }
@@ -197,7 +363,7 @@ impl DeviceRegistry {
     ) -> napi::Result<PromiseRaw<'env, Vec<RegisteredDevice>>> {
         self.store.call(
             env,
-            move |s| async move { s.devices(&user_id).await },
+            move |s| async move { s.devices(&user_id).await.map_err(db) },
             |devices| {
                 devices
                     .into_iter()
@@ -223,34 +389,75 @@ pub struct DeliveryLog {
 impl DeliveryLog {
     /// Opens the log; the database is connected on first use (see {@link DatabaseOptions}).
     /// A failed connection is tried again on the next call.
-    #[napi(constructor)]
-    pub fn new(options: Option<DatabaseOptions>) -> Self {
-        DeliveryLog {
-            store: LazyStore::new(options),
-        }
+    #[napi(constructor, ts_args_type = "options?: DatabaseOptions")]
+    pub fn new(env: Env, options: Option<Unknown>) -> napi::Result<Self> {
+        let json = options_json(&env, options)?;
+        let store = LazyStore::new(json.as_deref()).map_err(|e| error::to_js(&env, &e))?;
+        Ok(DeliveryLog { store })
     }
 
-    /// The rows recorded for one push id (as `enqueuePush` returned it), by target.
-    #[napi(ts_return_type = "Promise<Array<DeliveryRecord>>")]
+    /// What the log knows of one push (see {@link PushDeliveries}): its rows once delivered,
+    /// and otherwise whether it is pending, rejected or not a pushq push id.
+    #[napi(ts_return_type = "Promise<PushDeliveries>")]
     pub fn for_push<'env>(
         &self,
         env: &'env Env,
         push_id: String,
-    ) -> napi::Result<PromiseRaw<'env, Vec<DeliveryRecord>>> {
+    ) -> napi::Result<PromiseRaw<'env, PushDeliveries>> {
+        let lazy = self.store.clone();
         self.store.call(
             env,
-            move |s| async move { s.deliveries_for_push(&push_id).await },
-            |rows| {
-                rows.into_iter()
-                    .map(|r| DeliveryRecord {
-                        target: r.target,
-                        user_id: r.user_id,
-                        status: r.status,
-                        error_code: r.error_code,
-                        attempts: r.attempts,
-                    })
-                    .collect()
+            move |s| async move { lazy.push_deliveries(&s, &push_id).await },
+            |answer| answer,
+        )
+    }
+
+    /// Waits until the log has the push's targets, each with its final status, and resolves
+    /// with them (`delivered`), or with `rejected` when its message was not a valid envelope.
+    /// Rejects with `PUSHQ_TIMEOUT` after `timeoutMs` (default 30,000), and at once with
+    /// `PUSHQ_INVALID_ARGUMENT` for an id pushq never gives out (state `unknown`). The log is
+    /// read every 20 ms at first, then less often, up to every second.
+    #[napi(
+        ts_args_type = "pushId: string, options?: WaitForOptions",
+        ts_return_type = "Promise<PushDeliveries>"
+    )]
+    pub fn wait_for<'env>(
+        &self,
+        env: &'env Env,
+        push_id: String,
+        options: Option<WaitForOptions>,
+    ) -> napi::Result<PromiseRaw<'env, PushDeliveries>> {
+        let timeout = Duration::from_millis(
+            options.and_then(|o| o.timeout_ms).unwrap_or(30_000).into(),
+        );
+        let lazy = self.store.clone();
+        self.store.call(
+            env,
+            move |s| async move {
+                let deadline = tokio::time::Instant::now() + timeout;
+                let mut pause = Duration::from_millis(20);
+                loop {
+                    let answer = lazy.push_deliveries(&s, &push_id).await?;
+                    match answer.state.as_str() {
+                        "delivered" | "rejected" => return Ok(answer),
+                        "unknown" => {
+                            return Err(BindingError::InvalidArgument(format!(
+                                "pushId: {push_id:?} is not a push id pushq gives out (a UUIDv7, as enqueuePush resolves it in {{ id }})"
+                            )))
+                        }
+                        _ => {}
+                    }
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(BindingError::Timeout(format!(
+                            "push {push_id} has no final delivery after {} ms: it is still on the queue, being retried, or in the dead-letter queue",
+                            timeout.as_millis()
+                        )));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
             },
+            |answer| answer,
         )
     }
 }

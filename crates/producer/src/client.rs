@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::transport::{Fate, Outgoing, Transport};
+use crate::transport::{Fate, Outgoing, Pending, Transport};
 
 /// Most entries SQS takes in one `SendMessageBatch`.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -84,11 +84,16 @@ impl Ticket {
         match failure {
             None => Ok(Enqueued { id: self.id }),
             // A split push whose other parts got in: say so, since SQS cannot take them back.
-            Some(Error::Queue { message, cause }) if sent > 0 => Err(Error::Queue {
+            Some(Error::Queue {
+                message,
+                aws_code,
+                cause,
+            }) if sent > 0 => Err(Error::Queue {
                 message: format!(
                     "{message} ({sent} of {total} parts of push {} were enqueued and will be delivered)",
                     self.id
                 ),
+                aws_code,
                 cause,
             }),
             Some(e) => Err(e),
@@ -102,6 +107,8 @@ pub struct Producer {
     sender: Mutex<Option<mpsc::UnboundedSender<Outgoing>>>,
     /// Envelope bytes the backlog may still take (one permit a byte).
     backlog: Arc<Semaphore>,
+    /// Messages handed over and not yet answered by the queue.
+    unanswered: Arc<Pending>,
     finished: watch::Receiver<bool>,
 }
 
@@ -121,16 +128,19 @@ impl Producer {
         });
         Producer {
             backlog: Arc::new(Semaphore::new(config.max_backlog_bytes)),
+            unanswered: Arc::default(),
             config,
             sender: Mutex::new(Some(sender)),
             finished,
         }
     }
 
-    /// Validates a push given as JSON text and hands it to the queue.
-    pub fn enqueue_json(&self, json: &str) -> Result<Ticket> {
+    /// Validates a push given as JSON text and hands it to the queue; a `dry_run` push is
+    /// validated by FCM and delivered to no one (firebase-admin's `send(message, true)`).
+    pub fn enqueue_json(&self, json: &str, dry_run: bool) -> Result<Ticket> {
         let push = Push::from_json(json)?;
-        self.enqueue(push, None)
+        let prepared = self.prepare(push, None, dry_run)?;
+        self.submit(prepared)
     }
 
     /// Validates several pushes given as one JSON array; if any is invalid, none is enqueued.
@@ -145,19 +155,19 @@ impl Producer {
         let envelopes = pushes
             .into_iter()
             .enumerate()
-            .map(|(i, push)| self.prepare(push, Some(i)))
+            .map(|(i, push)| self.prepare(push, Some(i), false))
             .collect::<Result<Vec<_>>>()?;
         self.submit_all(envelopes)
     }
 
     /// Hands a validated push to the queue. `index` locates it in a list for error messages.
     pub fn enqueue(&self, push: Push, index: Option<usize>) -> Result<Ticket> {
-        let prepared = self.prepare(push, index)?;
+        let prepared = self.prepare(push, index, false)?;
         self.submit(prepared)
     }
 
     /// Checks what the queue needs of a push and builds its messages, sending nothing.
-    fn prepare(&self, push: Push, index: Option<usize>) -> Result<Prepared> {
+    fn prepare(&self, push: Push, index: Option<usize>, dry_run: bool) -> Result<Prepared> {
         let locate = |e: InvalidPush| match index {
             Some(i) => e.at_index(i),
             None => e,
@@ -170,12 +180,15 @@ impl Producer {
             } else {
                 " (FCM's limit)"
             };
+            let (largest_field, largest_size) = push.largest_field().unzip();
             return Err(TooLarge {
                 subject: subject(),
                 what: "FCM payload",
                 size,
                 limit,
                 hint,
+                largest_field,
+                largest_size: largest_size.unwrap_or(0),
             }
             .into());
         }
@@ -194,7 +207,7 @@ impl Producer {
         });
         let delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
         let dedup_key = push.idempotency_key().map(str::to_owned);
-        let envelope = Envelope::new(push);
+        let envelope = Envelope::new(push).into_dry_run(dry_run);
         let bodies = envelope.to_bodies().map_err(|e| e.about(subject()))?;
         let id = envelope.id;
         let parts = bodies.len();
@@ -203,7 +216,8 @@ impl Producer {
             .enumerate()
             .map(|(i, body)| {
                 let dedup_id = fifo.then(|| {
-                    let key = dedup_key.as_deref().unwrap_or(&id);
+                    // A dry run never takes a real push's deduplication slot.
+                    let key = dedup_key.as_deref().filter(|_| !dry_run).unwrap_or(&id);
                     if parts == 1 {
                         key.to_owned()
                     } else {
@@ -269,6 +283,7 @@ impl Producer {
                     deadline,
                     min_time_to_send,
                     fate: fate.clone(),
+                    _unanswered: self.unanswered.enter(),
                     reply,
                 };
                 sender.send(outgoing).map_err(|_| Error::Closed)?;
@@ -289,6 +304,18 @@ impl Producer {
         drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
         let mut finished = self.finished.clone();
         let _ = finished.wait_for(|done| *done).await;
+    }
+
+    /// Waits until every push handed over so far has been answered by the queue (accepted or
+    /// refused), without closing: pushes handed over meanwhile are waited for too.
+    pub async fn flush(&self) {
+        self.unanswered.idle().await
+    }
+
+    /// The count of messages handed over and not yet answered, to wait on without borrowing
+    /// the producer.
+    pub fn unanswered(&self) -> Arc<Pending> {
+        self.unanswered.clone()
     }
 
     /// True once `close` has been called.

@@ -32,7 +32,8 @@ pub struct ProducerOptions {
     pub queue_url: Option<String>,
     /// AWS region [`AWS_REGION`, the AWS profile, then the queue URL's host].
     pub region: Option<String>,
-    /// SQS endpoint override [`AWS_ENDPOINT_URL_SQS`, then `AWS_ENDPOINT_URL`].
+    /// SQS endpoint override [`AWS_ENDPOINT_URL_SQS`, then `AWS_ENDPOINT_URL`, then the queue
+    /// URL's own origin when its host is not an AWS one (LocalStack, moto, ElasticMQ)].
     pub endpoint_url: Option<String>,
     /// `"sqs"` or `"local"` [`PUSHQ_MODE`, default `"sqs"`].
     pub mode: Option<String>,
@@ -52,7 +53,8 @@ pub struct ProducerConfig {
     pub queue_url: Option<String>,
     /// Explicit region, if any (else the AWS chain, then the queue URL).
     pub region: Option<String>,
-    /// Explicit endpoint, if given as an option (the AWS SDK reads the `AWS_ENDPOINT_URL*` variables itself).
+    /// The endpoint: the option, else `AWS_ENDPOINT_URL_SQS`, else `AWS_ENDPOINT_URL`, else the
+    /// queue URL's origin when its host is not an AWS one; `None`: the region's AWS endpoint.
     pub endpoint_url: Option<String>,
     /// Most envelope bytes waiting in the client; a push past it is refused at once.
     pub max_backlog_bytes: usize,
@@ -95,10 +97,15 @@ impl ProducerConfig {
             };
             check_url(url, "queueUrl")?;
         }
-        let endpoint_url = options.endpoint_url.filter(|v| !v.is_empty());
-        if let Some(url) = &endpoint_url {
-            check_url(url, "endpointUrl")?;
-        }
+        let endpoint_url = match options.endpoint_url.filter(|v| !v.is_empty()) {
+            Some(url) => {
+                check_url(&url, "endpointUrl")?;
+                Some(url)
+            }
+            None => env("AWS_ENDPOINT_URL_SQS")
+                .or_else(|| env("AWS_ENDPOINT_URL"))
+                .or_else(|| queue_url.as_deref().and_then(non_aws_origin)),
+        };
         let max_backlog_bytes = match options.max_backlog_bytes {
             None => DEFAULT_MAX_BACKLOG_BYTES,
             Some(n) if (MIN_BACKLOG_BYTES as u64..=MAX_BACKLOG_BYTES as u64).contains(&n) => {
@@ -144,6 +151,17 @@ fn check_url(value: &str, field: &str) -> Result<()> {
             "{field}: must be an http(s) URL (got {value:?})"
         ))),
     }
+}
+
+/// The origin (`scheme://host:port`) of a queue URL whose host is not an AWS one: a queue on
+/// LocalStack, moto or ElasticMQ is reached at its own host, as the AWS SDK for JavaScript does.
+fn non_aws_origin(queue_url: &str) -> Option<String> {
+    let url = url::Url::parse(queue_url).ok()?;
+    let host = url.host_str()?;
+    let aws = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
+        .iter()
+        .any(|suffix| host.ends_with(suffix));
+    (!aws).then(|| url.origin().ascii_serialization())
 }
 
 /// The region in an SQS queue URL's host (`sqs.<region>.amazonaws.com` or
@@ -209,6 +227,37 @@ mod tests {
             &[]
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_queue_url_off_aws_is_its_own_endpoint() {
+        let queue = |url: &str| ProducerOptions {
+            queue_url: Some(url.into()),
+            ..Default::default()
+        };
+        let localstack = resolve(queue("http://localhost:4566/000000000000/q"), &[]).unwrap();
+        assert_eq!(
+            localstack.endpoint_url.as_deref(),
+            Some("http://localhost:4566")
+        );
+        let aws = resolve(queue("https://sqs.eu-west-1.amazonaws.com/1/q"), &[]).unwrap();
+        assert_eq!(aws.endpoint_url, None);
+        // An endpoint named explicitly wins, as option or variable.
+        let env = resolve(
+            queue("http://localhost:4566/000000000000/q"),
+            &[("AWS_ENDPOINT_URL_SQS", "http://elsewhere:9324")],
+        )
+        .unwrap();
+        assert_eq!(env.endpoint_url.as_deref(), Some("http://elsewhere:9324"));
+        let option = resolve(
+            ProducerOptions {
+                endpoint_url: Some("http://proxy:1".into()),
+                ..queue("http://localhost:4566/000000000000/q")
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(option.endpoint_url.as_deref(), Some("http://proxy:1"));
     }
 
     #[test]

@@ -22,8 +22,11 @@ pub enum Error {
     /// SQS refused the push or could not be reached after retries; the push was not enqueued.
     #[error("queue: {message}")]
     Queue {
-        /// What happened, naming the queue.
+        /// What happened, in one line naming the queue and the endpoint.
         message: String,
+        /// SQS's error code (`AWS.SimpleQueueService.NonExistentQueue`, `AccessDenied`, …), when
+        /// SQS answered with one.
+        aws_code: Option<String>,
         /// The error underneath (the SDK's), kept whole for callers that want the detail.
         #[source]
         cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -31,6 +34,12 @@ pub enum Error {
     /// The client was closed before the push was handed over.
     #[error("client is closed: no pushes are accepted after close()")]
     Closed,
+    /// Local mode: the database of the in-process delivery could not be opened or used.
+    #[error("database: {0}")]
+    Database(String),
+    /// Local mode: pushes that the in-process delivery accepted could not be delivered.
+    #[error("delivery: {0}")]
+    Delivery(String),
 }
 
 impl Error {
@@ -38,6 +47,7 @@ impl Error {
     pub fn queue(message: impl Into<String>) -> Error {
         Error::Queue {
             message: message.into(),
+            aws_code: None,
             cause: None,
         }
     }

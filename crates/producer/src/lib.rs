@@ -13,4 +13,4 @@ pub mod transport;
 pub use client::{Enqueued, Producer, Ticket, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 pub use config::{Mode, ProducerConfig, ProducerOptions};
 pub use error::{Error, Result};
-pub use transport::{BoxFuture, Outgoing, Transport};
+pub use transport::{BoxFuture, Outgoing, Pending, PendingGuard, Transport};

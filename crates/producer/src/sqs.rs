@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use tokio::sync::OnceCell;
@@ -48,9 +48,16 @@ impl Default for SqsSettings {
     }
 }
 
-/// Builds an SQS client from `settings`. Fails with [`Error::Config`] when no region can be found.
+/// Builds an SQS client from `settings`. Fails with [`Error::Config`] when no region can be
+/// found or the AWS credential chain yields no credentials.
 pub async fn client(settings: &SqsSettings) -> Result<aws_sdk_sqs::Client> {
+    Ok(client_and_endpoint(settings).await?.0)
+}
+
+/// [`client`], and the endpoint it sends to, for error messages.
+pub async fn client_and_endpoint(settings: &SqsSettings) -> Result<(aws_sdk_sqs::Client, String)> {
     use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
+    use aws_sdk_sqs::config::ProvideCredentials;
 
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
@@ -80,14 +87,41 @@ pub async fn client(settings: &SqsSettings) -> Result<aws_sdk_sqs::Client> {
         };
         shared = shared.into_builder().region(Region::new(region)).build();
     }
-    Ok(aws_sdk_sqs::Client::new(&shared))
+    // Credentials are checked here, once, so that a machine without any is told so as a
+    // configuration error rather than as a failed request to the queue.
+    if let Some(credentials) = shared.credentials_provider() {
+        credentials.provide_credentials().await.map_err(|e| {
+            Error::Config(format!(
+                "AWS credentials: none usable for SQS (the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, a container or instance role): {}",
+                root_cause(&e)
+            ))
+        })?;
+    }
+    let endpoint = match shared.endpoint_url() {
+        Some(url) => url.to_owned(),
+        None => format!(
+            "https://sqs.{}.amazonaws.com",
+            shared.region().map_or("?", |r| r.as_ref())
+        ),
+    };
+    Ok((aws_sdk_sqs::Client::new(&shared), endpoint))
+}
+
+/// The innermost error of a chain, on one line: what actually went wrong.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string().replace(['\n', '\r'], " ")
 }
 
 /// Sends batches to one SQS queue. The client is built on first use; a failure to build it is
 /// reported to that batch and tried again for the next.
 pub struct SqsTransport {
     config: ProducerConfig,
-    client: OnceCell<aws_sdk_sqs::Client>,
+    /// The client, and the endpoint it sends to.
+    client: OnceCell<(aws_sdk_sqs::Client, String)>,
 }
 
 impl SqsTransport {
@@ -99,7 +133,7 @@ impl SqsTransport {
         })
     }
 
-    async fn client(&self) -> Result<&aws_sdk_sqs::Client> {
+    async fn client(&self) -> Result<&(aws_sdk_sqs::Client, String)> {
         self.client
             .get_or_try_init(|| async {
                 let settings = SqsSettings {
@@ -108,13 +142,13 @@ impl SqsTransport {
                     queue_url: self.config.queue_url.clone(),
                     ..SqsSettings::default()
                 };
-                client(&settings).await
+                client_and_endpoint(&settings).await
             })
             .await
     }
     /// Sends one batch, retrying entries SQS failed on its side, and answers every entry.
     async fn send_batch(&self, mut batch: Vec<Outgoing>) {
-        let client = match self.client().await {
+        let (client, endpoint) = match self.client().await {
             Ok(c) => c,
             Err(e) => return refuse_all(batch, e),
         };
@@ -131,7 +165,7 @@ impl SqsTransport {
                 return refuse_all(batch, error);
             };
             tokio::time::sleep(wait).await;
-            let output = match self.request(client, &batch, left).await {
+            let output = match self.request(client, endpoint, &batch, left).await {
                 Ok(output) => output,
                 Err(error) => return refuse_all(batch, error),
             };
@@ -146,9 +180,11 @@ impl SqsTransport {
     async fn request(
         &self,
         client: &aws_sdk_sqs::Client,
+        endpoint: &str,
         batch: &[Outgoing],
         left: Duration,
     ) -> Result<SendMessageBatchOutput> {
+        let queue_url = self.config.queue_url.as_deref().unwrap_or_default();
         let entries = batch.iter().enumerate().map(|(i, o)| {
             SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
@@ -161,7 +197,7 @@ impl SqsTransport {
         });
         let result = client
             .send_message_batch()
-            .queue_url(self.config.queue_url.as_deref().unwrap_or_default())
+            .queue_url(queue_url)
             .set_entries(Some(entries.collect()))
             .customize()
             .config_override(within(left))
@@ -170,10 +206,10 @@ impl SqsTransport {
         match result {
             Ok(output) => Ok(output),
             Err(SdkError::TimeoutError(_)) => Err(Error::queue(format!(
-                "SQS did not answer within the push's deadline ({} ms left when the request went out): the push is not known to be enqueued and will not be sent again",
+                "SendMessageBatch to {queue_url} at {endpoint}: SQS did not answer within the push's deadline ({} ms left when the request went out): the push is not known to be enqueued and will not be sent again",
                 left.as_millis()
             ))),
-            Err(e) => Err(queue_error(e)),
+            Err(e) => Err(queue_error(e, queue_url, endpoint)),
         }
     }
 }
@@ -247,18 +283,32 @@ impl Transport for SqsTransport {
     }
 }
 
-/// The producer's error for a failed request, keeping the SDK's error as its cause.
-fn queue_error<E, R>(e: SdkError<E, R>) -> Error
+/// The producer's error for a failed request: one line naming the queue and the endpoint, with
+/// SQS's error code when it gave one, and the SDK's error kept whole as the cause.
+fn queue_error<E, R>(e: SdkError<E, R>, queue_url: &str, endpoint: &str) -> Error
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let message = format!("{}", DisplayErrorContext(&e));
+    let aws_code = e.code().map(str::to_owned);
+    let what = match &e {
+        SdkError::ServiceError(_) => format!(
+            "SQS refused it: {}{}",
+            aws_code.as_deref().unwrap_or("an error without a code"),
+            e.message().map(|m| format!(" ({m})")).unwrap_or_default()
+        ),
+        SdkError::DispatchFailure(_) => format!("SQS could not be reached: {}", root_cause(&e)),
+        SdkError::ResponseError(_) => format!("SQS's answer could not be read: {}", root_cause(&e)),
+        _ => root_cause(&e),
+    };
+    let message = format!("SendMessageBatch to {queue_url} at {endpoint} failed: {what}")
+        .replace(['\n', '\r'], " ");
     match e {
-        // Requests that could not even be built: no credentials, a bad endpoint.
+        // Requests that could not even be built: a bad endpoint, no credentials.
         SdkError::ConstructionFailure(_) => Error::Config(message),
         e => Error::Queue {
             message,
+            aws_code,
             cause: Some(Arc::new(e)),
         },
     }

@@ -3,11 +3,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
 use crate::error::{Error, Result};
 
@@ -40,6 +40,49 @@ impl Fate {
     }
 }
 
+/// A count of work under way, and a way to wait until there is none.
+#[derive(Debug, Default)]
+pub struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One piece of work under way; dropping it ends it.
+#[derive(Debug)]
+pub struct PendingGuard(Arc<Pending>);
+
+impl Pending {
+    /// Starts one piece of work.
+    pub fn enter(self: &Arc<Self>) -> PendingGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        PendingGuard(self.clone())
+    }
+
+    /// How many pieces of work are under way.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no work is under way (at once if none is).
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 /// One queue message on its way out. Answering it (accept or refuse) settles its push's part.
 pub struct Outgoing {
     /// The envelope, as the queue message body.
@@ -59,6 +102,8 @@ pub struct Outgoing {
     pub(crate) fate: Arc<Fate>,
     /// The message's share of the client's backlog, given back once it is answered.
     pub(crate) _backlog: OwnedSemaphorePermit,
+    /// Counts the message as unanswered until it is dropped (see `Producer::flush`).
+    pub(crate) _unanswered: PendingGuard,
     pub(crate) reply: oneshot::Sender<Result<()>>,
 }
 

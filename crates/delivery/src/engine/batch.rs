@@ -209,6 +209,10 @@ impl<'m> Batch<'m> {
                 )
             };
             match Verdict::from(attempted.result) {
+                Verdict::Sent(_) if e.dry_run => {
+                    self.counts.dry_runs += 1;
+                    self.rows.push(r(DeliveryStatus::DryRun, None));
+                }
                 Verdict::Sent(sent) => {
                     self.counts.sent += 1;
                     let mut d = r(DeliveryStatus::Sent, None);

@@ -61,8 +61,12 @@ impl QueueMessage {
 pub enum WithoutCredentials {
     /// Fail: the Lambda and `pushq worker` must send for real.
     Refuse,
-    /// Print each request instead of sending it (local mode, for development).
-    LogSink,
+    /// Send nothing and record each target sent (local mode, for development), printing each
+    /// request FCM would have received when `print_requests`.
+    LogSink {
+        /// Print each request on stderr.
+        print_requests: bool,
+    },
 }
 
 /// Delivers batches of queue messages.
@@ -136,8 +140,13 @@ impl Engine {
         stream::iter(0..batch.jobs.len())
             .map(|n| {
                 let job = &batch.jobs[n];
-                let push = &batch.envelopes[job.envelope].1.push;
-                let send = sink.send(push, job.token.as_deref(), deadline);
+                let envelope = &batch.envelopes[job.envelope].1;
+                let send = sink.send(
+                    &envelope.push,
+                    job.token.as_deref(),
+                    envelope.dry_run,
+                    deadline,
+                );
                 async move { (n, send.await) }
             })
             .buffer_unordered(self.send_concurrency)
@@ -203,7 +212,9 @@ impl Engine {
                 };
                 Arc::new(FcmClient::new(account, &fcm)?)
             }
-            (None, WithoutCredentials::LogSink) => Arc::new(LogSink),
+            (None, WithoutCredentials::LogSink { print_requests }) => {
+                Arc::new(LogSink { print_requests })
+            }
             (None, WithoutCredentials::Refuse) => {
                 return Err(SetupError::Config(
                     "FCM credentials: set PUSHQ_FCM_CREDENTIALS (path or JSON) or GOOGLE_APPLICATION_CREDENTIALS".into(),

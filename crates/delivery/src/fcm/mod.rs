@@ -215,16 +215,18 @@ impl FcmClient {
 }
 
 impl Sink for FcmClient {
-    /// Builds the request body for this target (with `validate_only` when the client is dry-run)
+    /// Builds the request body for this target (with `validate_only` when the client is dry-run
+    /// or the push is)
     /// and sends it with retries.
     fn send<'a>(
         &'a self,
         push: &'a Push,
         token: Option<&'a str>,
+        validate_only: bool,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         Box::pin(async move {
-            let body = crate::sink::request_body(push, token, self.dry_run);
+            let body = crate::sink::request_body(push, token, self.dry_run || validate_only);
             self.send_with_retries(&body, deadline).await
         })
     }

@@ -18,6 +18,8 @@ pub enum DeliveryStatus {
     InvalidToken,
     /// A user id with no live device (`target` is `user:<id>`).
     NoDevices,
+    /// A dry run that FCM validated (`validate_only`): nothing was delivered.
+    DryRun,
 }
 
 impl DeliveryStatus {
@@ -28,6 +30,7 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::InvalidToken => "invalid_token",
             DeliveryStatus::NoDevices => "no_devices",
+            DeliveryStatus::DryRun => "dry_run",
         }
     }
 }

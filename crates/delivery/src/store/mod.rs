@@ -31,6 +31,17 @@ pub enum StoreError {
     /// Applying the schema failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database server could not be reached in time (`what` is `PostgreSQL at host:port`, or
+    /// MySQL's; never the password).
+    #[error("{what} could not be reached within {seconds} s: {detail}")]
+    Unreachable {
+        /// The database and where it was looked for.
+        what: String,
+        /// How long was waited.
+        seconds: u64,
+        /// The driver's last error.
+        detail: String,
+    },
     /// The database's schema is older than this build needs (or absent); nothing was changed.
     #[error("the database schema is {0}: run `pushq migrate` (or pass migrate: true) to apply it")]
     SchemaOutdated(String),
@@ -138,8 +149,29 @@ impl Store {
     /// a value (a byte-order mark, quotes) is removed first. A URL without one of these schemes
     /// is refused without quoting it: a `user:password@host` value would start with the password.
     pub async fn connect(url: &str, pool_size: u32) -> StoreResult<Store> {
+        Self::connect_within(url, pool_size, std::time::Duration::from_secs(30)).await
+    }
+
+    /// [`Store::connect`], giving up on a server that has not answered within `timeout` with
+    /// [`StoreError::Unreachable`] naming its host and port.
+    pub async fn connect_within(
+        url: &str,
+        pool_size: u32,
+        timeout: std::time::Duration,
+    ) -> StoreResult<Store> {
         tls::install_crypto_provider();
-        let pool = match ConnectOptions::parse(url)? {
+        let options = ConnectOptions::parse(url)?;
+        let unreachable = |what: String| {
+            move |e: sqlx::Error| match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => StoreError::Unreachable {
+                    what,
+                    seconds: timeout.as_secs(),
+                    detail: e.to_string(),
+                },
+                e => StoreError::Database(e),
+            }
+        };
+        let pool = match options {
             ConnectOptions::Sqlite(options) => Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(pool_size)
@@ -150,18 +182,28 @@ impl Store {
                     )
                     .await?,
             ),
-            ConnectOptions::Postgres(options) => Pool::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(pool_size)
-                    .connect_with(options)
-                    .await?,
-            ),
-            ConnectOptions::MySql(options) => Pool::MySql(
-                MySqlPoolOptions::new()
-                    .max_connections(pool_size)
-                    .connect_with(options)
-                    .await?,
-            ),
+            ConnectOptions::Postgres(options) => {
+                let what = format!("PostgreSQL at {}:{}", options.get_host(), options.get_port());
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(pool_size)
+                        .acquire_timeout(timeout)
+                        .connect_with(options)
+                        .await
+                        .map_err(unreachable(what))?,
+                )
+            }
+            ConnectOptions::MySql(options) => {
+                let what = format!("MySQL at {}:{}", options.get_host(), options.get_port());
+                Pool::MySql(
+                    MySqlPoolOptions::new()
+                        .max_connections(pool_size)
+                        .acquire_timeout(timeout)
+                        .connect_with(options)
+                        .await
+                        .map_err(unreachable(what))?,
+                )
+            }
         };
         let dialect = match pool {
             Pool::Sqlite(_) => Dialect::Sqlite,

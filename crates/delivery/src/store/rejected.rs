@@ -38,4 +38,26 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Why the envelope of push `push_id` was rejected, if it was (its body is searched for
+    /// `"id":"<push_id>"`; an id holding `%`, `_`, a backslash or a quote is not searched for).
+    pub async fn rejected_reason(&self, push_id: &str) -> StoreResult<Option<String>> {
+        if push_id.contains(['%', '_', '\\', '"']) {
+            return Ok(None);
+        }
+        self.count();
+        let reason: Option<(String,)> = with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(format!(
+                "SELECT {} FROM pushq_rejected WHERE body LIKE ",
+                self.dialect.text("reason")
+            ));
+            q.push_bind(format!("%\"id\":\"{push_id}\"%"));
+            q.push(" LIMIT 1");
+            q.build_query_as()
+                .persistent(false)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(reason.map(|(r,)| r))
+    }
 }

@@ -215,6 +215,21 @@ impl Push {
             .unwrap_or(usize::MAX)
     }
 
+    /// The largest field of the FCM payload and its size as JSON: the top-level field, or,
+    /// when that is an object, its largest member (`data.report`, `android.notification`).
+    pub fn largest_field(&self) -> Option<(String, usize)> {
+        fn biggest(map: &Map<String, Value>) -> Option<(&String, &Value, usize)> {
+            map.iter()
+                .map(|(k, v)| (k, v, serde_json::to_vec(v).map_or(0, |b| b.len())))
+                .max_by_key(|(_, _, size)| *size)
+        }
+        let (key, value, size) = biggest(&self.wire)?;
+        match value.as_object().and_then(biggest) {
+            Some((inner, _, inner_size)) => Some((format!("{key}.{inner}"), inner_size)),
+            None => Some((key.clone(), size)),
+        }
+    }
+
     /// FCM's payload limit for this push's target.
     pub fn payload_limit(&self) -> usize {
         match self.target {

@@ -1,0 +1,275 @@
+// A Node developer's first hour with pushq, written the way they write it: scripts that end
+// without close(), firebase-admin's dryRun flag, a LocalStack-style queue URL, errors caught as
+// `unknown`, and the delivery log read while a push is on its way.
+import { DeliveryLog, DeviceRegistry, PushClient, isPushqError } from '..'
+import { execFile, execFileSync } from 'child_process'
+import * as fs from 'fs'
+import * as path from 'path'
+import { drainQueue, freshQueue } from './support/sqs'
+import { dropDatabases, freshDatabase, startEmulator, tempDir } from './support/pushq-bin'
+
+const root = path.resolve(__dirname, '..')
+const mainModule = JSON.stringify(root)
+
+afterAll(dropDatabases)
+
+/** Runs a user's script with node; resolves when the process exits on its own. */
+function runScript(source: string, env: Record<string, string>) {
+  const file = path.join(tempDir(), 'script.js')
+  fs.writeFileSync(file, source.replaceAll("require('pushq')", `require(${mainModule})`))
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [file], { env: { ...process.env, PUSHQ_FCM_CREDENTIALS: '', GOOGLE_APPLICATION_CREDENTIALS: '', ...env } }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as any).code ?? 1) : 0, stdout, stderr }),
+    )
+  })
+}
+
+describe('local mode keeps what it was given', () => {
+  test('a script that enqueues and ends without close() still delivers every push, then exits', async () => {
+    const databaseUrl = freshDatabase('sqlite')
+    const { code, stdout, stderr } = await runScript(
+      `const { enqueuePush, PushClient } = require('pushq')
+const client = new PushClient({ mode: 'local' })
+;(async () => {
+  const ids = []
+  for (let i = 0; i < 4; i++) ids.push((await client.enqueuePush({ token: 'device-' + i, notification: { title: 'hi' } })).id)
+  ids.push((await enqueuePush({ topic: 'news' })).id)
+  console.log(JSON.stringify(ids))
+})()`,
+      { DATABASE_URL: databaseUrl, PUSHQ_MODE: 'local' },
+    )
+    expect(stderr).not.toContain('Error')
+    expect(code).toBe(0)
+    const ids: string[] = JSON.parse(stdout)
+    const log = new DeliveryLog({ databaseUrl })
+    const states = await Promise.all(ids.map((id) => log.forPush(id)))
+    expect(states.map((s) => [s.state, s.deliveries.map((d) => d.status)])).toEqual(Array(5).fill(['delivered', ['sent']]))
+  })
+
+  test('a database that cannot be opened rejects the push with PUSHQ_DATABASE instead of resolving', async () => {
+    const client = new PushClient({ mode: 'local', databaseUrl: `sqlite://${tempDir()}/no/such/dir/pushq.db` })
+    await expect(client.enqueuePush({ token: 'device-1' })).rejects.toMatchObject({
+      code: 'PUSHQ_DATABASE',
+      message: expect.stringContaining('local mode cannot open its database'),
+    })
+    await client.close()
+  })
+
+  test('a delivery that fails after its push was accepted makes flush() reject with PUSHQ_DELIVERY naming the push', async () => {
+    const databaseUrl = freshDatabase('postgres')
+    const client = new PushClient({ mode: 'local', databaseUrl })
+    await client.enqueuePush({ token: 'device-1' })
+    await client.flush()
+    // The database loses the log table under the running engine: every later batch fails.
+    execFileSync('psql', [databaseUrl, '-qc', 'DROP TABLE pushq_deliveries'])
+    const { id } = await client.enqueuePush({ token: 'device-2' })
+    const err = await client.flush().then(() => null, (e: unknown) => e)
+    expect(isPushqError(err)).toBe(true)
+    expect(err).toMatchObject({ code: 'PUSHQ_DELIVERY', message: expect.stringContaining(id) })
+    expect((err as Error).message).toContain('pushq_deliveries')
+    // Reported once: a later flush has nothing new to report.
+    await expect(client.flush()).resolves.toBeUndefined()
+    await client.close()
+  })
+
+  test('module-level flush() and close() work on the default client', async () => {
+    const databaseUrl = freshDatabase('sqlite')
+    const { code, stdout } = await runScript(
+      `const { enqueuePush, flush, close, DeliveryLog } = require('pushq')
+;(async () => {
+  const { id } = await enqueuePush({ token: 'device-1' })
+  await flush()
+  const afterFlush = (await new DeliveryLog().forPush(id)).state
+  const second = await enqueuePush({ token: 'device-2' })
+  await close()
+  const afterClose = (await new DeliveryLog().forPush(second.id)).state
+  // After close(), the next module-level push starts a new default client.
+  const third = await enqueuePush({ token: 'device-3' })
+  await close()
+  console.log(JSON.stringify([afterFlush, afterClose, (await new DeliveryLog().forPush(third.id)).state]))
+})()`,
+      { DATABASE_URL: databaseUrl, PUSHQ_MODE: 'local' },
+    )
+    expect(code).toBe(0)
+    expect(JSON.parse(stdout)).toEqual(['delivered', 'delivered', 'delivered'])
+  })
+})
+
+describe("firebase-admin's dryRun flag", () => {
+  test('enqueuePush(push, true) is sent with validate_only and logged as a dry run, not delivered', async () => {
+    const fcm = await startEmulator()
+    const prior = { credentials: process.env.PUSHQ_FCM_CREDENTIALS, endpoint: process.env.PUSHQ_FCM_ENDPOINT }
+    process.env.PUSHQ_FCM_CREDENTIALS = fcm.credentials
+    process.env.PUSHQ_FCM_ENDPOINT = fcm.endpoint
+    try {
+      const databaseUrl = freshDatabase('sqlite')
+      const client = new PushClient({ mode: 'local', databaseUrl })
+      const dry = await client.enqueuePush({ token: 'device-1', notification: { title: 'check me' } }, true)
+      const real = await client.enqueuePush({ token: 'device-2', notification: { title: 'for real' } }, false)
+      await client.close()
+      const received = await fcm.received()
+      expect(received.map((m) => [m.body.message.token, m.validateOnly])).toEqual([
+        ['device-1', true],
+        ['device-2', false],
+      ])
+      const log = new DeliveryLog({ databaseUrl })
+      expect((await log.forPush(dry.id)).deliveries).toMatchObject([{ target: 'device-1', status: 'dry_run' }])
+      expect((await log.forPush(real.id)).deliveries).toMatchObject([{ target: 'device-2', status: 'sent' }])
+    } finally {
+      fcm.stop()
+      process.env.PUSHQ_FCM_CREDENTIALS = prior.credentials ?? ''
+      process.env.PUSHQ_FCM_ENDPOINT = prior.endpoint ?? ''
+    }
+  })
+
+  test('the queue message of a dry run says so; a dryRun that is not a boolean is refused', async () => {
+    const queueUrl = await freshQueue()
+    const client = new PushClient({ queueUrl })
+    await client.enqueuePush({ token: 'device-1' }, true)
+    await client.enqueuePush({ token: 'device-2' })
+    const bodies = (await drainQueue(queueUrl, 2)).map((m) => JSON.parse(m.Body!))
+    expect(bodies.map((b) => [b.push.token, b.dryRun])).toEqual([
+      ['device-1', true],
+      ['device-2', undefined],
+    ])
+    await expect(client.enqueuePush({ token: 'device-1' }, 'yes' as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field: 'dryRun' })
+    await client.close()
+  })
+})
+
+describe('SQS as a developer meets it', () => {
+  test('a LocalStack-style queue URL is its own endpoint: no endpointUrl needed', async () => {
+    // moto's queue URLs carry its host, as LocalStack's do.
+    const queueUrl = await freshQueue()
+    expect(new URL(queueUrl).host).toBe(new URL(process.env.PUSHQ_TEST_SQS_ENDPOINT!).host)
+    const client = new PushClient({ queueUrl })
+    const { id } = await client.enqueuePush({ token: 'device-1' })
+    await client.close()
+    expect((await drainQueue(queueUrl, 1)).map((m) => JSON.parse(m.Body!).id)).toEqual([id])
+  })
+
+  test('an SQS error is one line naming the queue and the endpoint, with awsCode and the detail as cause', async () => {
+    const queueUrl = (await freshQueue()) + '-missing'
+    const client = new PushClient({ queueUrl })
+    let caught: unknown
+    try {
+      await client.enqueuePush({ token: 'device-1' })
+    } catch (e) {
+      caught = e
+    }
+    await client.close()
+    if (!isPushqError(caught)) throw new Error(`not a pushq error: ${String(caught)}`)
+    // Narrowed: code, awsCode and cause are typed.
+    expect(caught.code).toBe('PUSHQ_QUEUE')
+    expect(caught.message).not.toContain('\n')
+    expect(caught.message).toContain(queueUrl)
+    expect(caught.message).toContain(`at ${new URL(queueUrl).origin}`)
+    expect(caught.awsCode).toMatch(/NonExistentQueue|QueueDoesNotExist/)
+    expect(caught.cause).toBeInstanceOf(Error)
+    expect(caught.message.length).toBeLessThan(400)
+  })
+
+  test('no usable AWS credentials is PUSHQ_CONFIG, saying where credentials come from', async () => {
+    const queueUrl = await freshQueue()
+    const { code, stdout } = await runScript(
+      `const { PushClient } = require('pushq')
+new PushClient({ queueUrl: ${JSON.stringify(queueUrl)} }).enqueuePush({ token: 'device-1' })
+  .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`,
+      {
+        AWS_ACCESS_KEY_ID: '',
+        AWS_SECRET_ACCESS_KEY: '',
+        AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_CONFIG_FILE: '/nonexistent',
+        AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+      },
+    )
+    expect(code).toBe(0)
+    const answer = JSON.parse(stdout)
+    expect(answer.code).toBe('PUSHQ_CONFIG')
+    expect(answer.message).toContain('AWS credentials')
+    expect(answer.message).not.toContain('IMDS')
+  })
+})
+
+describe('DeliveryLog tells pending from unknown, and waits', () => {
+  test('forPush: unknown id, pending push, delivered push; waitFor resolves once delivered', async () => {
+    const databaseUrl = freshDatabase('sqlite')
+    const log = new DeliveryLog({ databaseUrl, migrate: true })
+    expect(await log.forPush('not-a-push-id')).toEqual({ id: 'not-a-push-id', state: 'unknown', deliveries: [] })
+    // A push id pushq could have given out, with nothing recorded: pending.
+    const client = new PushClient({ mode: 'local', databaseUrl })
+    const { id } = await client.enqueuePush({ userId: 'ana', notification: { title: 'hi' } })
+    const answer = await log.waitFor(id, { timeoutMs: 10_000 })
+    expect(answer).toMatchObject({ id, state: 'delivered', deliveries: [{ target: 'user:ana', status: 'no_devices' }] })
+    expect(await log.forPush(id)).toEqual(answer)
+    await client.close()
+
+    const neverEnqueued = '019abcde-0000-7000-8000-000000000000'
+    expect((await log.forPush(neverEnqueued)).state).toBe('pending')
+    await expect(log.waitFor(neverEnqueued, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'PUSHQ_TIMEOUT', message: expect.stringContaining(neverEnqueued) })
+    await expect(log.waitFor('not-a-push-id')).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT' })
+  })
+})
+
+describe('DeviceRegistry and DeliveryLog check what they are given, as PushClient does', () => {
+  test('an unknown option is PUSHQ_CONFIG naming it, not a silent default database', () => {
+    for (const make of [(o: any) => new DeviceRegistry(o), (o: any) => new DeliveryLog(o)]) {
+      let err: unknown
+      try {
+        make({ databseUrl: 'sqlite://elsewhere.db' })
+      } catch (e) {
+        err = e
+      }
+      expect(err).toMatchObject({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('options.databseUrl: unknown option') })
+    }
+  })
+
+  test('a missing or mistyped device field is PUSHQ_INVALID_DEVICE with field', async () => {
+    const registry = new DeviceRegistry({ databaseUrl: freshDatabase('sqlite'), migrate: true })
+    await expect(registry.register({ userId: 'u1', token: 't1' } as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_DEVICE', field: 'platform' })
+    await expect(registry.register({ userId: 7, token: 't1', platform: 'ios' } as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_DEVICE', field: 'userId' })
+    await expect(registry.register({ userId: 'u1', token: 't1', platform: 'ios', plaform: 'x' } as any)).rejects.toMatchObject({
+      code: 'PUSHQ_INVALID_DEVICE',
+      field: 'plaform',
+    })
+  })
+
+  test('errors name the option or variable the database came from', async () => {
+    await expect(new DeviceRegistry({ databaseUrl: 'redis://127.0.0.1' }).devices('u1')).rejects.toMatchObject({
+      code: 'PUSHQ_DATABASE',
+      message: expect.stringMatching(/^options\.databaseUrl: /),
+    })
+    const prior = process.env.DATABASE_URL
+    process.env.DATABASE_URL = 'redis://127.0.0.1'
+    try {
+      await expect(new DeliveryLog().forPush('x')).rejects.toMatchObject({ code: 'PUSHQ_DATABASE', message: expect.stringMatching(/^DATABASE_URL: /) })
+    } finally {
+      if (prior === undefined) delete process.env.DATABASE_URL
+      else process.env.DATABASE_URL = prior
+    }
+  })
+
+  test('an unreachable PostgreSQL fails within seconds, naming host and port but not the password', async () => {
+    const registry = new DeviceRegistry({ databaseUrl: 'postgres://pushq:s3cret-pw@127.0.0.1:1/test' })
+    const err = await registry.devices('u1').then(() => null, (e: unknown) => e)
+    expect(err).toMatchObject({ code: 'PUSHQ_DATABASE', message: expect.stringContaining('PostgreSQL at 127.0.0.1:1 could not be reached within 5 s') })
+    expect((err as Error).message).not.toContain('s3cret-pw')
+  }, 15_000)
+})
+
+describe('types and messages a developer relies on', () => {
+  test('PUSHQ_TOO_LARGE names the largest field', async () => {
+    const client = new PushClient({ queueUrl: await freshQueue() })
+    const err = await client.enqueuePush({ token: 't', data: { small: 'x', report: 'r'.repeat(5000) } }).then(() => null, (e: unknown) => e)
+    expect(err).toMatchObject({ code: 'PUSHQ_TOO_LARGE', field: 'data.report', message: expect.stringContaining('the largest field is data.report') })
+    await client.close()
+  })
+
+  test('isPushqError tells pushq errors from others', () => {
+    expect(isPushqError(Object.assign(new Error('x'), { code: 'PUSHQ_QUEUE' }))).toBe(true)
+    expect(isPushqError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBe(false)
+    expect(isPushqError({ code: 'PUSHQ_QUEUE' })).toBe(false)
+    expect(isPushqError('PUSHQ_QUEUE')).toBe(false)
+    expect(isPushqError(undefined)).toBe(false)
+  })
+})
