@@ -41,7 +41,9 @@ pub enum Verbosity {
 impl Verbosity {
     /// From `PUSHQ_LOG` (its first directive's level; unset or unknown: `info`).
     pub fn from_env() -> Verbosity {
-        let value = std::env::var("PUSHQ_LOG").unwrap_or_default().to_ascii_lowercase();
+        let value = std::env::var("PUSHQ_LOG")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if value.contains("trace") || value.contains("debug") {
             Verbosity::PerDevice
         } else if ["off", "error", "warn"].iter().any(|l| value.contains(l)) {
@@ -97,7 +99,8 @@ impl LocalDelivery {
     /// What failed since the last call, as one error: pushes that were accepted but could not
     /// be delivered (`Error::Delivery`). `None` when nothing failed.
     pub fn take_failures(&self) -> Option<Error> {
-        let failures = std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        let failures =
+            std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
         (!failures.is_empty()).then(|| Error::Delivery(failures.join("; ")))
     }
 

@@ -121,7 +121,10 @@ pub fn to_js(env: &Env, error: &BindingError) -> napi::Error {
 
 /// True when `value` is an error pushq raised: an `Error` whose `code` starts with `PUSHQ_`.
 /// In TypeScript it narrows a caught `unknown` to {@link PushqError}.
-#[napi_derive::napi(ts_args_type = "value: unknown", ts_return_type = "value is PushqError")]
+#[napi_derive::napi(
+    ts_args_type = "value: unknown",
+    ts_return_type = "value is PushqError"
+)]
 pub fn is_pushq_error(value: Unknown) -> Result<bool> {
     if value.get_type()? != ValueType::Object || !value.is_error()? {
         return Ok(false);

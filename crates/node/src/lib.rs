@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use pushq_local::LocalDelivery;
 use pushq_model::InvalidPush;
 use pushq_producer::sqs::SqsTransport;
-use pushq_local::LocalDelivery;
 use pushq_producer::{Mode, Producer, ProducerConfig, Ticket, Transport};
 use tokio::sync::Notify;
 
 use crate::error::BindingError;
+pub use error::is_pushq_error;
 pub use options::PushClientOptions;
 
 type BindingResult<T> = std::result::Result<T, BindingError>;
@@ -243,10 +244,7 @@ pub fn flush(env: &Env) -> Result<PromiseRaw<'_, ()>> {
 /// a new default client, so a script may end with `await close()` and a test may run again.
 #[napi(ts_return_type = "Promise<void>")]
 pub fn close(env: &Env) -> Result<PromiseRaw<'_, ()>> {
-    let client = DEFAULT
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let client = DEFAULT.lock().unwrap_or_else(|p| p.into_inner()).take();
     settle(
         env,
         async move {

@@ -134,10 +134,14 @@ impl LazyStore {
                 ("databaseUrl", Value::String(url)) => option = Some(url).filter(|u| !u.is_empty()),
                 ("migrate", Value::Bool(b)) => migrate = b,
                 ("databaseUrl", other) => {
-                    return Err(bad(format!("options.databaseUrl: must be a string (got {other})")))
+                    return Err(bad(format!(
+                        "options.databaseUrl: must be a string (got {other})"
+                    )))
                 }
                 ("migrate", other) => {
-                    return Err(bad(format!("options.migrate: must be a boolean (got {other})")))
+                    return Err(bad(format!(
+                        "options.migrate: must be a boolean (got {other})"
+                    )))
                 }
                 (key, _) => {
                     return Err(bad(format!(
@@ -283,7 +287,10 @@ fn device_from_json(json: Option<&str>) -> std::result::Result<Device, BindingEr
         platform: take("platform")?,
     };
     if let Some(key) = map.keys().next() {
-        return Err(invalid(key, "unknown field (known: userId, token, platform)"));
+        return Err(invalid(
+            key,
+            "unknown field (known: userId, token, platform)",
+        ));
     }
     Store::check_device(&device.user_id, &device.token, &device.platform).map_err(|e| {
         BindingError::InvalidDevice {
@@ -296,7 +303,10 @@ fn device_from_json(json: Option<&str>) -> std::result::Result<Device, BindingEr
 
 /// Options given from JS, as JSON text.
 fn options_json(env: &Env, options: Option<Unknown>) -> napi::Result<Option<String>> {
-    options.map(|o| crate::stringify(env, o)).transpose().map(Option::flatten)
+    options
+        .map(|o| crate::stringify(env, o))
+        .transpose()
+        .map(Option::flatten)
 }
 
 /// The devices of each user: what `userId` / `userIds` pushes resolve to.
@@ -427,9 +437,8 @@ impl DeliveryLog {
         push_id: String,
         options: Option<WaitForOptions>,
     ) -> napi::Result<PromiseRaw<'env, PushDeliveries>> {
-        let timeout = Duration::from_millis(
-            options.and_then(|o| o.timeout_ms).unwrap_or(30_000).into(),
-        );
+        let timeout =
+            Duration::from_millis(options.and_then(|o| o.timeout_ms).unwrap_or(30_000).into());
         let lazy = self.store.clone();
         self.store.call(
             env,

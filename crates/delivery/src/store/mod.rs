@@ -183,7 +183,11 @@ impl Store {
                     .await?,
             ),
             ConnectOptions::Postgres(options) => {
-                let what = format!("PostgreSQL at {}:{}", options.get_host(), options.get_port());
+                let what = format!(
+                    "PostgreSQL at {}:{}",
+                    options.get_host(),
+                    options.get_port()
+                );
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(pool_size)
