@@ -139,7 +139,7 @@ export declare class DeliveryLog {
    * Waits until the log has the push's targets, each with its final status, and resolves
    * with them (`delivered`), or with `rejected` when its message was not a valid envelope.
    * Rejects with `PUSHQ_TIMEOUT` after `timeoutMs` (default 30,000), and at once with
-   * `PUSHQ_INVALID_ARGUMENT` for an id pushq never gives out (state `unknown`). The log is
+   * `PUSHQ_INVALID_ARGUMENT` for an id no push can have (state `unknown`). The log is
    * read every 20 ms at first, then less often, up to every second.
    */
   waitFor(pushId: string, options?: WaitForOptions): Promise<PushDeliveries>
@@ -185,8 +185,10 @@ export declare class PushClient {
    * Puts several pushes on the queue. All are validated first: if any is invalid the promise
    * rejects (`field` is `pushes[i].…`) and none is enqueued. Resolves, in order, once SQS has
    * accepted every one; on `PUSHQ_QUEUE` the others may have been enqueued.
+   *
+   * `dryRun` applies to every push, as in firebase-admin's `sendEach(messages, dryRun)`.
    */
-  enqueuePushes(pushes: Array<Push>): Promise<Array<Enqueued>>
+  enqueuePushes(pushes: Array<Push>, dryRun?: boolean): Promise<Array<Enqueued>>
   /**
    * Resolves once every push handed over so far has been answered by SQS, without closing
    * the client. In local mode it also waits for their deliveries, and rejects with
@@ -557,10 +559,10 @@ export interface PushDeliveries {
   /**
    * `delivered`: the log has the push's targets (`deliveries`, each with its final status).
    * `rejected`: its queue message was not a valid envelope (`rejectedReason` says why); it
-   * will not be delivered. `pending`: nothing recorded yet: a push pushq made (a UUIDv7) that
-   * is still on the queue, being retried, or in the dead-letter queue; the log cannot tell
-   * those apart, nor from a push that was never enqueued. `unknown`: not an id pushq gives
-   * out (not a UUIDv7, or one from the future), and nothing recorded for it.
+   * will not be delivered. `pending`: nothing recorded yet: the push is still on the queue,
+   * being retried, or in the dead-letter queue; the log cannot tell those apart, nor from a
+   * push that was never enqueued. `unknown`: no push can have this id (empty, over 64
+   * characters, or a pushq UUIDv7 from the future).
    */
   state: 'delivered' | 'rejected' | 'pending' | 'unknown'
   /** The rows, by target (empty unless `delivered`). */

@@ -138,6 +138,9 @@ describe("firebase-admin's dryRun flag", () => {
       ['device-2', undefined],
     ])
     await expect(client.enqueuePush({ token: 'device-1' }, 'yes' as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field: 'dryRun' })
+    // enqueuePushes takes it too, as firebase-admin's sendEach(messages, dryRun) does.
+    await client.enqueuePushes([{ token: 'device-3' }, { topic: 'news' }], true)
+    expect((await drainQueue(queueUrl, 2)).map((m) => JSON.parse(m.Body!).dryRun)).toEqual([true, true])
     await client.close()
   })
 })
@@ -201,8 +204,9 @@ describe('DeliveryLog tells pending from unknown, and waits', () => {
   test('forPush: unknown id, pending push, delivered push; waitFor resolves once delivered', async () => {
     const databaseUrl = freshDatabase('sqlite')
     const log = new DeliveryLog({ databaseUrl, migrate: true })
-    expect(await log.forPush('not-a-push-id')).toEqual({ id: 'not-a-push-id', state: 'unknown', deliveries: [] })
-    // A push id pushq could have given out, with nothing recorded: pending.
+    // No push can have this id (a push id is 1 to 64 characters).
+    const impossible = 'x'.repeat(65)
+    expect(await log.forPush(impossible)).toEqual({ id: impossible, state: 'unknown', deliveries: [] })
     const client = new PushClient({ mode: 'local', databaseUrl })
     const { id } = await client.enqueuePush({ userId: 'ana', notification: { title: 'hi' } })
     const answer = await log.waitFor(id, { timeoutMs: 10_000 })
@@ -210,10 +214,14 @@ describe('DeliveryLog tells pending from unknown, and waits', () => {
     expect(await log.forPush(id)).toEqual(answer)
     await client.close()
 
+    // An id a push could have, with nothing recorded: pending (a database cannot tell a push
+    // still on the queue from one never enqueued).
     const neverEnqueued = '019abcde-0000-7000-8000-000000000000'
     expect((await log.forPush(neverEnqueued)).state).toBe('pending')
+    // A pushq id from the future was never given out.
+    expect((await log.forPush('7fffffff-0000-7000-8000-000000000000')).state).toBe('unknown')
     await expect(log.waitFor(neverEnqueued, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'PUSHQ_TIMEOUT', message: expect.stringContaining(neverEnqueued) })
-    await expect(log.waitFor('not-a-push-id')).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT' })
+    await expect(log.waitFor(impossible)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT' })
   })
 })
 

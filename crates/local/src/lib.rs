@@ -39,17 +39,43 @@ pub enum Verbosity {
 }
 
 impl Verbosity {
-    /// From `PUSHQ_LOG` (its first directive's level; unset or unknown: `info`).
+    /// From `PUSHQ_LOG`, read as the Lambda and the CLI read it: its default level is the last
+    /// directive without a target (`debug` in `debug,sqlx=warn`); unset or none: `info`.
     pub fn from_env() -> Verbosity {
-        let value = std::env::var("PUSHQ_LOG")
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if value.contains("trace") || value.contains("debug") {
-            Verbosity::PerDevice
-        } else if ["off", "error", "warn"].iter().any(|l| value.contains(l)) {
-            Verbosity::Quiet
-        } else {
-            Verbosity::PerPush
+        Self::from_filter(&std::env::var("PUSHQ_LOG").unwrap_or_default())
+    }
+
+    fn from_filter(filter: &str) -> Verbosity {
+        let level = filter
+            .split(',')
+            .map(|d| d.trim().to_ascii_lowercase())
+            .filter(|d| !d.is_empty() && !d.contains('='))
+            .last();
+        match level.as_deref() {
+            Some("trace" | "debug") => Verbosity::PerDevice,
+            Some("off" | "error" | "warn") => Verbosity::Quiet,
+            _ => Verbosity::PerPush,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Verbosity;
+
+    #[test]
+    fn pushq_log_sets_the_default_level_as_tracing_filters_do() {
+        for (filter, expected) in [
+            ("", Verbosity::PerPush),
+            ("info", Verbosity::PerPush),
+            ("debug", Verbosity::PerDevice),
+            ("info,sqlx=warn", Verbosity::PerPush),
+            ("sqlx=debug,warn", Verbosity::Quiet),
+            ("pushq=debug", Verbosity::PerPush),
+            ("TRACE", Verbosity::PerDevice),
+            ("off", Verbosity::Quiet),
+        ] {
+            assert_eq!(Verbosity::from_filter(filter), expected, "{filter:?}");
         }
     }
 }

@@ -8,7 +8,7 @@ pub mod push_types;
 pub mod registry;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
@@ -44,6 +44,8 @@ struct Client {
     producer: Producer,
     /// Local mode's delivery, whose work goes on after a push's promise resolved.
     local: Option<Arc<LocalDelivery>>,
+    /// Whether a keep-alive promise is out (local mode).
+    keeping_alive: Arc<AtomicBool>,
     in_flight: Arc<InFlight>,
 }
 
@@ -72,19 +74,32 @@ impl Client {
     }
 
     /// In local mode, keeps Node alive until the deliveries under way are done, as a pending
-    /// `fetch` would: a promise that settles then, which no one awaits. Idle, nothing is held.
+    /// `fetch` would: a promise that settles then, which no one awaits. One such promise at a
+    /// time; idle, nothing is held.
     fn keep_alive_while_delivering(&self, env: &Env) {
-        if let Some(local) = &self.local {
-            let local = local.clone();
-            let unanswered = self.producer.unanswered();
-            // The producer's unanswered messages, then the deliveries they became: local mode
-            // counts a delivery before it answers the producer, so no push slips between.
-            let _ = env.spawn_future(async move {
+        let Some(local) = &self.local else { return };
+        if self.keeping_alive.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (local, keeping_alive) = (local.clone(), self.keeping_alive.clone());
+        let unanswered = self.producer.unanswered();
+        let _ = env.spawn_future(async move {
+            loop {
+                // The producer's unanswered messages, then the deliveries they became: local
+                // mode counts a delivery before it answers the producer, so no push slips between.
                 unanswered.idle().await;
                 local.idle().await;
-                Ok(())
-            });
-        }
+                keeping_alive.store(false, Ordering::SeqCst);
+                // A push handed over just now saw the flag still set and started no waiter of
+                // its own: it is counted already, so look again before letting go.
+                if unanswered.count() == 0 && !local.is_busy() {
+                    return Ok(());
+                }
+                if keeping_alive.swap(true, Ordering::SeqCst) {
+                    return Ok(());
+                }
+            }
+        });
     }
 }
 
@@ -157,21 +172,24 @@ impl PushClient {
     /// Puts several pushes on the queue. All are validated first: if any is invalid the promise
     /// rejects (`field` is `pushes[i].…`) and none is enqueued. Resolves, in order, once SQS has
     /// accepted every one; on `PUSHQ_QUEUE` the others may have been enqueued.
+    ///
+    /// `dryRun` applies to every push, as in firebase-admin's `sendEach(messages, dryRun)`.
     #[napi(
-        ts_args_type = "pushes: Array<Push>",
+        ts_args_type = "pushes: Array<Push>, dryRun?: boolean",
         ts_return_type = "Promise<Array<Enqueued>>"
     )]
     pub fn enqueue_pushes<'env>(
         &self,
         env: &'env Env,
         pushes: Unknown,
+        dry_run: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, Vec<Enqueued>>> {
         let client = &self.client;
-        let tickets = stringify(env, pushes).and_then(|json| {
-            let json = json.ok_or_else(|| error::to_js(env, &not_a_list()))?;
+        let tickets = dry_run_flag(env, dry_run).and_then(|dry_run| {
+            let json = stringify(env, pushes)?.ok_or_else(|| error::to_js(env, &not_a_list()))?;
             client
                 .producer
-                .enqueue_json_many(&json)
+                .enqueue_json_many(&json, dry_run)
                 .map_err(|e| error::to_js(env, &e.into()))
         });
         let settling = client.in_flight.track();
@@ -289,6 +307,7 @@ fn start_client(options_json: Option<&str>) -> BindingResult<Arc<Client>> {
     Ok(Arc::new(Client {
         producer: Producer::start(config, transport, &runtime),
         local,
+        keeping_alive: Arc::default(),
         in_flight: Arc::default(),
     }))
 }

@@ -81,10 +81,10 @@ pub struct PushDeliveries {
     pub id: String,
     /// `delivered`: the log has the push's targets (`deliveries`, each with its final status).
     /// `rejected`: its queue message was not a valid envelope (`rejectedReason` says why); it
-    /// will not be delivered. `pending`: nothing recorded yet: a push pushq made (a UUIDv7) that
-    /// is still on the queue, being retried, or in the dead-letter queue; the log cannot tell
-    /// those apart, nor from a push that was never enqueued. `unknown`: not an id pushq gives
-    /// out (not a UUIDv7, or one from the future), and nothing recorded for it.
+    /// will not be delivered. `pending`: nothing recorded yet: the push is still on the queue,
+    /// being retried, or in the dead-letter queue; the log cannot tell those apart, nor from a
+    /// push that was never enqueued. `unknown`: no push can have this id (empty, over 64
+    /// characters, or a pushq UUIDv7 from the future).
     #[napi(ts_type = "'delivered' | 'rejected' | 'pending' | 'unknown'")]
     pub state: String,
     /// The rows, by target (empty unless `delivered`).
@@ -229,7 +229,7 @@ impl LazyStore {
                 .rejected_reason(id)
                 .await
                 .map_err(|e| self.database(e))?;
-            answer.state = match (&answer.rejected_reason, is_pushq_id(id)) {
+            answer.state = match (&answer.rejected_reason, could_be_push_id(id)) {
                 (Some(_), _) => "rejected",
                 (None, true) => "pending",
                 (None, false) => "unknown",
@@ -240,18 +240,23 @@ impl LazyStore {
     }
 }
 
-/// A push id pushq gives out: a UUIDv7 whose time is not in the future.
-fn is_pushq_id(id: &str) -> bool {
+/// An id some push could have: what an envelope may carry (1 to 64 characters, no NUL; other
+/// producers may use any such id, or SQS's message id), except a UUIDv7 from the future, which
+/// pushq never gives out.
+fn could_be_push_id(id: &str) -> bool {
+    if id.is_empty() || id.chars().count() > 64 || id.contains('\0') {
+        return false;
+    }
     let Ok(uuid) = uuid::Uuid::parse_str(id) else {
-        return false;
-    };
-    let Some((seconds, _)) = uuid.get_timestamp().map(|t| t.to_unix()) else {
-        return false;
+        return true;
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    uuid.get_version_num() == 7 && seconds <= now + 60
+    match uuid.get_timestamp().map(|t| t.to_unix().0) {
+        Some(seconds) if uuid.get_version_num() == 7 => seconds <= now + 60,
+        _ => true,
+    }
 }
 
 fn record(r: pushq_delivery::store::DeliveryRecord) -> DeliveryRecord {
@@ -425,7 +430,7 @@ impl DeliveryLog {
     /// Waits until the log has the push's targets, each with its final status, and resolves
     /// with them (`delivered`), or with `rejected` when its message was not a valid envelope.
     /// Rejects with `PUSHQ_TIMEOUT` after `timeoutMs` (default 30,000), and at once with
-    /// `PUSHQ_INVALID_ARGUMENT` for an id pushq never gives out (state `unknown`). The log is
+    /// `PUSHQ_INVALID_ARGUMENT` for an id no push can have (state `unknown`). The log is
     /// read every 20 ms at first, then less often, up to every second.
     #[napi(
         ts_args_type = "pushId: string, options?: WaitForOptions",
@@ -451,7 +456,7 @@ impl DeliveryLog {
                         "delivered" | "rejected" => return Ok(answer),
                         "unknown" => {
                             return Err(BindingError::InvalidArgument(format!(
-                                "pushId: {push_id:?} is not a push id pushq gives out (a UUIDv7, as enqueuePush resolves it in {{ id }})"
+                                "pushId: {push_id:?} cannot be a push id (enqueuePush resolves with {{ id }}, a UUIDv7; ids are 1 to 64 characters)"
                             )))
                         }
                         _ => {}

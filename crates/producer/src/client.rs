@@ -144,7 +144,8 @@ impl Producer {
     }
 
     /// Validates several pushes given as one JSON array; if any is invalid, none is enqueued.
-    pub fn enqueue_json_many(&self, json: &str) -> Result<Vec<Ticket>> {
+    /// `dry_run` applies to every one (firebase-admin's `sendEach(messages, true)`).
+    pub fn enqueue_json_many(&self, json: &str, dry_run: bool) -> Result<Vec<Ticket>> {
         let values: Vec<serde_json::Value> = serde_json::from_str(json)
             .map_err(|_| InvalidPush::new("push", "pushes must be an array of push objects"))?;
         let pushes = values
@@ -155,7 +156,7 @@ impl Producer {
         let envelopes = pushes
             .into_iter()
             .enumerate()
-            .map(|(i, push)| self.prepare(push, Some(i), false))
+            .map(|(i, push)| self.prepare(push, Some(i), dry_run))
             .collect::<Result<Vec<_>>>()?;
         self.submit_all(envelopes)
     }

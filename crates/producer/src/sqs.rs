@@ -90,11 +90,20 @@ pub async fn client_and_endpoint(settings: &SqsSettings) -> Result<(aws_sdk_sqs:
     // Credentials are checked here, once, so that a machine without any is told so as a
     // configuration error rather than as a failed request to the queue.
     if let Some(credentials) = shared.credentials_provider() {
-        credentials.provide_credentials().await.map_err(|e| {
-            Error::Config(format!(
-                "AWS credentials: none usable for SQS (the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, a container or instance role): {}",
+        use aws_credential_types::provider::error::CredentialsError;
+        credentials.provide_credentials().await.map_err(|e| match e {
+            // Nothing configured, or configured wrongly: the deployment must change.
+            CredentialsError::CredentialsNotLoaded(_) | CredentialsError::InvalidConfiguration(_) => {
+                Error::Config(format!(
+                    "AWS credentials: none usable for SQS (the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, a container or instance role): {}",
+                    root_cause(&e)
+                ))
+            }
+            // A provider that timed out or failed may answer next time.
+            e => Error::queue(format!(
+                "AWS credentials could not be loaded for SQS just now: {}",
                 root_cause(&e)
-            ))
+            )),
         })?;
     }
     let endpoint = match shared.endpoint_url() {
@@ -148,6 +157,7 @@ impl SqsTransport {
     }
     /// Sends one batch, retrying entries SQS failed on its side, and answers every entry.
     async fn send_batch(&self, mut batch: Vec<Outgoing>) {
+        let queue_url = self.config.queue_url.as_deref().unwrap_or_default();
         let (client, endpoint) = match self.client().await {
             Ok(c) => c,
             Err(e) => return refuse_all(batch, e),
@@ -169,7 +179,8 @@ impl SqsTransport {
                 Ok(output) => output,
                 Err(error) => return refuse_all(batch, error),
             };
-            batch = answer(output, batch, round == ENTRY_RETRIES);
+            let last = round == ENTRY_RETRIES;
+            batch = answer(output, batch, last, &format!("{queue_url} at {endpoint}"));
             if batch.is_empty() {
                 return;
             }
@@ -231,7 +242,12 @@ fn refuse_all(batch: Vec<Outgoing>, error: Error) {
 
 /// Answers every entry SQS accepted or refused for good; returns those to try again (failed on
 /// SQS's side, unless this was the `last` round).
-fn answer(output: SendMessageBatchOutput, batch: Vec<Outgoing>, last: bool) -> Vec<Outgoing> {
+fn answer(
+    output: SendMessageBatchOutput,
+    batch: Vec<Outgoing>,
+    last: bool,
+    queue: &str,
+) -> Vec<Outgoing> {
     let mut slots: Vec<Option<Outgoing>> = batch.into_iter().map(Some).collect();
     let mut take = |id: &str| {
         id.parse::<usize>()
@@ -248,18 +264,27 @@ fn answer(output: SendMessageBatchOutput, batch: Vec<Outgoing>, last: bool) -> V
         let Some(o) = take(failed.id()) else { continue };
         if failed.sender_fault() || last {
             let why = format!(
-                "SQS refused the message: {} {}",
+                "SendMessageBatch to {queue} failed: SQS refused the message: {}{}",
                 failed.code(),
-                failed.message().unwrap_or("")
+                failed
+                    .message()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
             );
-            o.refuse(Error::queue(why.trim_end()));
+            o.refuse(Error::Queue {
+                message: why.replace(['\n', '\r'], " "),
+                aws_code: Some(failed.code().to_owned()),
+                cause: None,
+            });
         } else {
             retry.push(o);
         }
     }
     // An entry SQS neither accepted nor failed is not known to be in the queue.
     for o in slots.into_iter().flatten() {
-        o.refuse(Error::queue("SQS did not report on the message"));
+        o.refuse(Error::queue(format!(
+            "SendMessageBatch to {queue}: SQS did not report on the message"
+        )));
     }
     retry
 }
@@ -303,9 +328,24 @@ where
     };
     let message = format!("SendMessageBatch to {queue_url} at {endpoint} failed: {what}")
         .replace(['\n', '\r'], " ");
+    // Codes that say the credentials themselves are unusable: the deployment must change.
+    const CREDENTIALS: [&str; 6] = [
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+    ];
     match e {
         // Requests that could not even be built: a bad endpoint, no credentials.
         SdkError::ConstructionFailure(_) => Error::Config(message),
+        _ if aws_code
+            .as_deref()
+            .is_some_and(|c| CREDENTIALS.contains(&c)) =>
+        {
+            Error::Config(format!("AWS credentials: unusable for SQS: {message}"))
+        }
         e => Error::Queue {
             message,
             aws_code,

@@ -177,7 +177,8 @@ impl<'m> Batch<'m> {
             if done.by_push.contains(&(e.id.clone(), j.target.clone())) {
                 return false;
             }
-            if let Some(key) = e.push.idempotency_key() {
+            // A dry run delivers nothing: it neither takes nor yields to a key's one delivery.
+            if let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) {
                 let pair = (key.to_owned(), j.target.clone());
                 if done.by_key.contains(&pair) || !seen_keys.insert(pair) {
                     return false;
