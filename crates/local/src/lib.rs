@@ -50,7 +50,7 @@ impl Verbosity {
             .split(',')
             .map(|d| d.trim().to_ascii_lowercase())
             .filter(|d| !d.is_empty() && !d.contains('='))
-            .last();
+            .next_back();
         match level.as_deref() {
             Some("trace" | "debug") => Verbosity::PerDevice,
             Some("off" | "error" | "warn") => Verbosity::Quiet,
