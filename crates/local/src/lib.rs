@@ -49,8 +49,7 @@ impl Verbosity {
         let level = filter
             .split(',')
             .map(|d| d.trim().to_ascii_lowercase())
-            .filter(|d| !d.is_empty() && !d.contains('='))
-            .next_back();
+            .rfind(|d| !d.is_empty() && !d.contains('='));
         match level.as_deref() {
             Some("trace" | "debug") => Verbosity::PerDevice,
             Some("off" | "error" | "warn") => Verbosity::Quiet,
