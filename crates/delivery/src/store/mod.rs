@@ -163,7 +163,8 @@ impl Store {
         let options = ConnectOptions::parse(url)?;
         let unreachable = |what: String| {
             move |e: sqlx::Error| match e {
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => StoreError::Unreachable {
+                // A server that is down or unroutable; a refused certificate or login is not that.
+                sqlx::Error::PoolTimedOut => StoreError::Unreachable {
                     what,
                     seconds: timeout.as_secs(),
                     detail: e.to_string(),
