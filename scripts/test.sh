@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test pushq has: `npm test` runs this, after `npm ci`. Needs Rust, Node, Python and
 # binutils' objdump; scripts/setup.sh installs the rest when missing (moto_server, cargo-lambda,
-# cargo-zigbuild + zig, cargo-deny, cfn-lint) and starts PostgreSQL and MariaDB if they are down.
+# cargo-zigbuild + zig, cargo-deny, cfn-lint, actionlint) and starts PostgreSQL and MariaDB if they are down.
 # The jest suite starts its own moto_server on a free loopback port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,9 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
     exit 1
   }
 fi
+
+section "the release workflow (.github/workflows/release.yml): actionlint"
+actionlint
 
 section "TypeScript: the tests type-check against index.d.ts"
 npx tsc --noEmit -p .
