@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Every test pushq has: `npm test` runs this, after `npm ci`. Needs Rust, Node, Python and
-# binutils' objdump; scripts/setup.sh installs the rest when missing (moto_server, cargo-lambda,
-# cargo-zigbuild + zig, cargo-deny, cfn-lint) and starts PostgreSQL and MariaDB if they are down.
-# The jest suite starts its own moto_server on a free loopback port.
+# binutils (objdump, readelf); scripts/setup.sh installs the rest when missing (moto_server,
+# cargo-lambda, cargo-zigbuild + zig, cargo-deny, cfn-lint, actionlint, the arm64 and musl Rust
+# targets, qemu-user, an arm64 Node and a musl Node) and starts PostgreSQL and MariaDB if they are
+# down. The jest suite starts its own moto_server on a free loopback port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pushq/target}"
 
 # Each section's heading says how long the run has taken so far (seconds), so a slow part shows.
 section() { echo "== [${SECONDS}s] $*"; }
+
+# Where setup puts the arm64 and the musl Node the package test runs the other Linux addons on.
+export PUSHQ_ARM64_ROOT="${PUSHQ_ARM64_ROOT:-$HOME/.cache/pushq/arm64-node}"
+export PUSHQ_MUSL_ROOT="${PUSHQ_MUSL_ROOT:-$HOME/.cache/pushq/musl-node}"
 
 section "set-up: tools and databases the tests need"
 bash scripts/setup.sh
@@ -38,6 +43,14 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
     exit 1
   }
 fi
+
+section "the addon's other Linux platforms, cross-built with zig: linux-arm64-gnu (glibc <= 2.28, objdump -T) and linux-x64-musl (musl only, readelf -d)"
+bash scripts/build-addon.sh linux-arm64-gnu linux-x64-musl
+# The package test installs and runs these too: arm64 under qemu, musl on musl's Node.
+export PUSHQ_CROSS_PLATFORMS="linux-arm64-gnu linux-x64-musl"
+
+section "the release workflow (.github/workflows/release.yml): actionlint"
+actionlint
 
 section "TypeScript: the tests type-check against index.d.ts"
 npx tsc --noEmit -p .
