@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pushq_delivery::store::PushLogState;
 use pushq_delivery::{DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
 use pushq_test_support::*;
 use serde_json::{json, Value};
@@ -481,14 +482,20 @@ async fn an_expired_oauth_token_is_replaced() {
     assert_eq!(state["messages"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_redelivered_message_sends_only_what_failed() {
-    let db = Db::sqlite().await;
+/// A target FCM fails transiently is recorded `retrying` and its message handed back; the
+/// redelivery sends only that target and its final row replaces `retrying` (attempts added up);
+/// a final row is never replaced. The push's log is in progress until then.
+async fn a_redelivered_message_sends_only_what_failed(db: Db) {
     let fcm = Fcm::start();
     let engine = engine(&db, &fcm).await;
+    let store = engine.store();
     fcm.faults(json!({"rules": [{"token": "tok-down", "error": "UNAVAILABLE"}]}))
         .await;
     let msg = message(json!({"tokens": ["tok-up", "tok-down"]}));
+    let push_id = serde_json::from_str::<Value>(&msg.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // FCM stays down for one token past the deadline: the message is a batch item failure.
     let outcome = engine
         .process(
@@ -498,7 +505,26 @@ async fn a_redelivered_message_sends_only_what_failed() {
         .await
         .unwrap();
     assert_eq!(outcome.failed_message_ids, vec![msg.message_id.clone()]);
-    assert_eq!(db.deliveries().await.len(), 1);
+    let statuses = |rows: Vec<(String, String, String, Option<String>, Option<String>)>| {
+        rows.into_iter()
+            .map(|r| (r.1, r.2, r.3))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        statuses(db.deliveries().await),
+        [
+            (
+                "tok-down".into(),
+                "retrying".into(),
+                Some("UNAVAILABLE".into())
+            ),
+            ("tok-up".into(), "sent".into(), None)
+        ]
+    );
+    assert_eq!(
+        store.push_log(&push_id).await.unwrap().state,
+        PushLogState::InProgress
+    );
 
     fcm.faults(json!({"rules": []})).await;
     let outcome = engine
@@ -520,15 +546,98 @@ async fn a_redelivered_message_sends_only_what_failed() {
         .iter()
         .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
         .collect();
+    // The emulator records what it accepted: each token once.
     assert_eq!(tokens, ["tok-up", "tok-down"]);
     assert_eq!(
-        db.deliveries()
-            .await
-            .iter()
-            .filter(|r| r.2 == "sent")
-            .count(),
-        2
+        statuses(db.deliveries().await),
+        [
+            ("tok-down".into(), "sent".into(), None),
+            ("tok-up".into(), "sent".into(), None)
+        ]
     );
+    let log = store.push_log(&push_id).await.unwrap();
+    assert_eq!(log.state, PushLogState::Final);
+    // Every request the target took, across both deliveries.
+    let down = log
+        .deliveries
+        .iter()
+        .find(|d| d.target == "tok-down")
+        .unwrap();
+    assert!(down.attempts >= 2, "{down:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_message_sends_only_what_failed_sqlite() {
+    a_redelivered_message_sends_only_what_failed(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_message_sends_only_what_failed_postgres() {
+    a_redelivered_message_sends_only_what_failed(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_message_sends_only_what_failed_mariadb() {
+    a_redelivered_message_sends_only_what_failed(Db::mariadb().await).await;
+}
+
+/// A push split into parts is final once every part is recorded; a push whose targets an
+/// earlier push with the same idempotency key already got is recorded `duplicate`, so its log
+/// is complete too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_is_final_when_every_part_and_target_is_recorded() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let tokens: Vec<String> = (0..600).map(|i| format!("tok-{i:04}")).collect();
+    let envelope = pushq_model::Envelope::new(
+        pushq_model::Push::from_value(json!({"tokens": tokens, "idempotencyKey": "k"})).unwrap(),
+    );
+    let parts: Vec<QueueMessage> = envelope
+        .to_bodies()
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| QueueMessage {
+            message_id: format!("part-{i}"),
+            body,
+            sent_at_ms: 0,
+        })
+        .collect();
+    assert_eq!(parts.len(), 2);
+    engine.process(&parts[..1], soon()).await.unwrap();
+    let log = store.push_log(&envelope.id).await.unwrap();
+    assert_eq!(
+        (log.state, log.deliveries.len()),
+        (PushLogState::InProgress, 500)
+    );
+    engine.process(&parts[1..], soon()).await.unwrap();
+    let log = store.push_log(&envelope.id).await.unwrap();
+    assert_eq!(
+        (log.state, log.deliveries.len()),
+        (PushLogState::Final, 600)
+    );
+
+    // Another push with the same key, to one of those tokens and a new one.
+    let again = message(json!({"tokens": ["tok-0001", "tok-new"], "idempotencyKey": "k"}));
+    let again_id = serde_json::from_str::<Value>(&again.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    engine
+        .process(std::slice::from_ref(&again), soon())
+        .await
+        .unwrap();
+    let log = store.push_log(&again_id).await.unwrap();
+    assert_eq!(log.state, PushLogState::Final);
+    let statuses: Vec<(&str, &str)> = log
+        .deliveries
+        .iter()
+        .map(|d| (d.target.as_str(), d.status.as_str()))
+        .collect();
+    assert_eq!(statuses, [("tok-0001", "duplicate"), ("tok-new", "sent")]);
+    assert_eq!(fcm.received().await.len(), 601);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -666,8 +775,15 @@ async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
         status("tok-unknown"),
         Some(("failed".into(), Some("SOMETHING_NEW".into())))
     );
-    for transient in ["tok-html-502", "tok-empty-500", "tok-slow"] {
-        assert_eq!(status(transient), None, "{transient} has no final row");
+    // No final row for what failed transiently: `retrying`, with what answered.
+    assert_eq!(
+        status("tok-html-502"),
+        Some(("retrying".into(), Some("HTTP_502".into())))
+    );
+    for transient in ["tok-empty-500", "tok-slow"] {
+        let (state, code) = status(transient).unwrap();
+        assert_eq!(state, "retrying", "{transient}");
+        assert!(code.is_some(), "{transient}");
     }
 }
 

@@ -37,7 +37,13 @@ pub struct Envelope {
     /// A dry run (firebase-admin's `send(message, true)`): FCM validates each send
     /// (`validate_only`) and delivers nothing; the log records the targets as `dry_run`.
     pub dry_run: bool,
+    /// Which part of a push split into several queue messages this is, and how many there are
+    /// (`(index, count)`, index from 0); `None` for a push in one message.
+    pub part: Option<(u32, u32)>,
 }
+
+/// Most parts a push may be split into (10,000 list entries of 512 characters, 64 KiB a part).
+pub const MAX_PARTS: u32 = 10_000;
 
 #[derive(Serialize)]
 struct Wire<'a> {
@@ -47,6 +53,10 @@ struct Wire<'a> {
     enqueued_at: i64,
     #[serde(rename = "dryRun", skip_serializing_if = "std::ops::Not::not")]
     dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts: Option<u32>,
     push: &'a Map<String, Value>,
 }
 
@@ -61,6 +71,7 @@ impl Envelope {
             enqueued_at,
             push,
             dry_run: false,
+            part: None,
         }
     }
 
@@ -76,6 +87,8 @@ impl Envelope {
             id: &self.id,
             enqueued_at: self.enqueued_at,
             dry_run: self.dry_run,
+            part: self.part.map(|(i, _)| i),
+            parts: self.part.map(|(_, n)| n),
             push: self.push.raw(),
         };
         serde_json::to_string(&wire).expect("a JSON map always serializes")
@@ -93,8 +106,9 @@ impl Envelope {
         if list.len() <= MAX_TARGETS_PER_ENVELOPE && whole.len() <= MAX_ENVELOPE_BYTES {
             return Ok(vec![whole]);
         }
-        let base = self.part(&[]).to_json().len();
-        let mut bodies = Vec::new();
+        // The part fields of the largest split (`"part":9999,"parts":10000,`) are counted in.
+        let base = self.part(&[], (MAX_PARTS - 1, MAX_PARTS)).to_json().len();
+        let mut slices = Vec::new();
         let mut start = 0;
         while start < list.len() {
             let mut size = base;
@@ -109,18 +123,26 @@ impl Envelope {
                 size += entry;
                 end += 1;
             }
-            bodies.push(within_limit(self.part(&list[start..end]).to_json())?);
+            slices.push(start..end);
             start = end;
         }
-        Ok(bodies)
+        // Each part says which it is and how many there are, so the log can tell when every
+        // part of the push is recorded.
+        let parts = slices.len() as u32;
+        slices
+            .into_iter()
+            .enumerate()
+            .map(|(i, range)| within_limit(self.part(&list[range], (i as u32, parts)).to_json()))
+            .collect()
     }
 
-    fn part(&self, list: &[String]) -> Envelope {
+    fn part(&self, list: &[String], part: (u32, u32)) -> Envelope {
         Envelope {
             id: self.id.clone(),
             enqueued_at: self.enqueued_at,
             push: self.push.with_list(list),
             dry_run: self.dry_run,
+            part: Some(part),
         }
     }
 
@@ -169,6 +191,24 @@ impl Envelope {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(bad("dryRun", "must be a boolean")),
         };
+        let count = |field| match map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n < u64::from(MAX_PARTS) + u64::from(field == "parts"))
+                .map(|n| Some(n as u32))
+                .ok_or_else(|| {
+                    bad(
+                        field,
+                        "must be a whole number below 10000 (part) or up to 10000 (parts)",
+                    )
+                }),
+        };
+        let part = match (count("part")?, count("parts")?) {
+            (None, None) => None,
+            (Some(i), Some(n)) if i < n => Some((i, n)),
+            _ => return Err(bad("part", "part and parts go together, with part < parts")),
+        };
         let push = map.remove("push").ok_or_else(|| bad("push", "missing"))?;
         let push = Push::from_value(push)?;
         Ok(Envelope {
@@ -176,6 +216,7 @@ impl Envelope {
             enqueued_at,
             push,
             dry_run,
+            part,
         })
     }
 }
@@ -265,10 +306,12 @@ mod tests {
         ));
         let bodies = env.to_bodies().unwrap();
         let mut seen = Vec::new();
-        for body in &bodies {
+        for (i, body) in bodies.iter().enumerate() {
             assert!(body.len() <= MAX_ENVELOPE_BYTES);
             let part = Envelope::parse(body, "m", 0).unwrap();
             assert_eq!(part.id, env.id);
+            // Each part knows which it is, so the log can tell when all are recorded.
+            assert_eq!(part.part, Some((i as u32, bodies.len() as u32)));
             let Target::Tokens(list) = part.push.target() else {
                 panic!("not tokens")
             };
@@ -284,6 +327,14 @@ mod tests {
     fn small_lists_stay_whole() {
         let env = Envelope::new(push(json!({"userIds": ["a", "b"]})));
         assert_eq!(env.to_bodies().unwrap(), vec![env.to_json()]);
+        assert!(!env.to_json().contains("part"));
+        for bad in [
+            r#"{"v":1,"part":0,"push":{"token":"t"}}"#,
+            r#"{"v":1,"part":2,"parts":2,"push":{"token":"t"}}"#,
+            r#"{"v":1,"part":0,"parts":10001,"push":{"token":"t"}}"#,
+        ] {
+            assert!(Envelope::parse(bad, "m", 0).is_err(), "{bad}");
+        }
     }
 
     #[test]

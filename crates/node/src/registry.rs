@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use pushq_delivery::store::{Store, StoreError};
+use pushq_delivery::store::{PushLogState, Store, StoreError};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
@@ -64,9 +64,13 @@ pub struct DeliveryRecord {
     pub target: String,
     /// The user, when the push named users.
     pub user_id: Option<String>,
-    /// `sent`, `failed`, `invalid_token`, `no_devices`, or `dry_run` (FCM validated a dry run
-    /// and delivered nothing).
-    #[napi(ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run'")]
+    /// Final: `sent`, `failed`, `invalid_token`, `no_devices`, `dry_run` (FCM validated a dry
+    /// run and delivered nothing) or `duplicate` (an earlier push with the same idempotency key
+    /// was sent to this target). Not final: `retrying` (the send failed transiently and the
+    /// message was handed back for redelivery).
+    #[napi(
+        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying'"
+    )]
     pub status: String,
     /// FCM's error code, when not sent.
     pub error_code: Option<String>,
@@ -79,15 +83,16 @@ pub struct DeliveryRecord {
 pub struct PushDeliveries {
     /// The push id asked about.
     pub id: String,
-    /// `delivered`: the log has the push's targets (`deliveries`, each with its final status).
+    /// `delivered`: every target of the push has its final row (`deliveries`).
     /// `rejected`: its queue message was not a valid envelope (`rejectedReason` says why); it
-    /// will not be delivered. `pending`: nothing recorded yet: the push is still on the queue,
+    /// will not be delivered. `pending`: not every target is final: some are `retrying`, or a
+    /// part of a split push is not recorded yet, or nothing is (the push is still on the queue,
     /// being retried, or in the dead-letter queue; the log cannot tell those apart, nor from a
-    /// push that was never enqueued. `unknown`: no push can have this id (empty, over 64
+    /// push that was never enqueued). `unknown`: no push can have this id (empty, over 64
     /// characters, or a pushq UUIDv7 from the future).
     #[napi(ts_type = "'delivered' | 'rejected' | 'pending' | 'unknown'")]
     pub state: String,
-    /// The rows, by target (empty unless `delivered`).
+    /// The rows recorded so far, by target.
     pub deliveries: Vec<DeliveryRecord>,
     /// Why the push's queue message was rejected, when `rejected`.
     pub rejected_reason: Option<String>,
@@ -214,29 +219,20 @@ impl LazyStore {
         store: &Store,
         id: &str,
     ) -> std::result::Result<PushDeliveries, BindingError> {
-        let rows = store
-            .deliveries_for_push(id)
-            .await
-            .map_err(|e| self.database(e))?;
-        let mut answer = PushDeliveries {
-            id: id.to_owned(),
-            state: "delivered".to_owned(),
-            deliveries: rows.into_iter().map(record).collect(),
-            rejected_reason: None,
+        let log = store.push_log(id).await.map_err(|e| self.database(e))?;
+        let (state, rejected_reason) = match log.state {
+            PushLogState::Final => ("delivered", None),
+            PushLogState::InProgress => ("pending", None),
+            PushLogState::Rejected(reason) => ("rejected", Some(reason)),
+            PushLogState::NothingRecorded if could_be_push_id(id) => ("pending", None),
+            PushLogState::NothingRecorded => ("unknown", None),
         };
-        if answer.deliveries.is_empty() {
-            answer.rejected_reason = store
-                .rejected_reason(id)
-                .await
-                .map_err(|e| self.database(e))?;
-            answer.state = match (&answer.rejected_reason, could_be_push_id(id)) {
-                (Some(_), _) => "rejected",
-                (None, true) => "pending",
-                (None, false) => "unknown",
-            }
-            .to_owned();
-        }
-        Ok(answer)
+        Ok(PushDeliveries {
+            id: id.to_owned(),
+            state: state.to_owned(),
+            deliveries: log.deliveries.into_iter().map(record).collect(),
+            rejected_reason,
+        })
     }
 }
 
@@ -427,8 +423,8 @@ impl DeliveryLog {
         )
     }
 
-    /// Waits until the log has the push's targets, each with its final status, and resolves
-    /// with them (`delivered`), or with `rejected` when its message was not a valid envelope.
+    /// Waits until every target of the push has its final row, and resolves with them
+    /// (`delivered`), or with `rejected` when its message was not a valid envelope.
     /// Rejects with `PUSHQ_TIMEOUT` after `timeoutMs` (default 30,000), and at once with
     /// `PUSHQ_INVALID_ARGUMENT` for an id no push can have (state `unknown`). The log is
     /// read every 20 ms at first, then less often, up to every second.

@@ -171,6 +171,7 @@ impl<'m> Batch<'m> {
         });
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut seen_keys: HashSet<(String, String)> = HashSet::new();
+        let mut duplicates = Vec::new();
         let envelopes = &self.envelopes;
         self.jobs.retain(|j| {
             let e = &envelopes[j.envelope].1;
@@ -181,6 +182,16 @@ impl<'m> Batch<'m> {
             if let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) {
                 let pair = (key.to_owned(), j.target.clone());
                 if done.by_key.contains(&pair) || !seen_keys.insert(pair) {
+                    // Recorded, so that the push's log is complete and says why.
+                    let row = row(
+                        e,
+                        j.target.clone(),
+                        j.user_id.clone(),
+                        DeliveryStatus::Duplicate,
+                        None,
+                        0,
+                    );
+                    duplicates.push(row);
                     return false;
                 }
             }
@@ -188,6 +199,7 @@ impl<'m> Batch<'m> {
         });
         self.counts.skipped = before - self.jobs.len() - self.rows.len();
         self.counts.no_devices = self.rows.len();
+        self.rows.extend(duplicates);
     }
 
     /// Phase 6: each send's answer becomes a delivery row, a dead token, or a message handed
@@ -233,8 +245,11 @@ impl<'m> Batch<'m> {
                     self.rows.push(r(DeliveryStatus::Failed, Some(code)));
                 }
                 // Transient, or credentials that do not work: not final, the message comes back.
+                // A `retrying` row says so in the log until the final row replaces it.
                 Verdict::HandBack(error) => {
                     self.counts.transient += 1;
+                    self.rows
+                        .push(r(DeliveryStatus::Retrying, Some(error.code().to_owned())));
                     tracing::warn!(push_id = %e.id, code = error.code(), "send failed, will retry on redelivery");
                     self.handed_back.insert(job.message);
                 }
@@ -291,6 +306,7 @@ fn row(
             .single()
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
         sent_at: None,
+        part: e.part,
     }
 }
 

@@ -130,7 +130,9 @@ mod devices;
 mod rejected;
 mod tls;
 
-pub use deliveries::{AlreadyDone, Delivery, DeliveryRecord, DeliveryStatus};
+pub use deliveries::{
+    AlreadyDone, Delivery, DeliveryRecord, DeliveryStatus, PushLog, PushLogState,
+};
 pub use devices::{Device, InvalidDevice};
 pub use rejected::Rejected;
 pub use tls::{tls_warning, warn_if_unverified};
