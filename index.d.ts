@@ -136,8 +136,8 @@ export declare class DeliveryLog {
    */
   forPush(pushId: string): Promise<PushDeliveries>
   /**
-   * Waits until the log has the push's targets, each with its final status, and resolves
-   * with them (`delivered`), or with `rejected` when its message was not a valid envelope.
+   * Waits until every target of the push has its final row, and resolves with them
+   * (`delivered`), or with `rejected` when its message was not a valid envelope.
    * Rejects with `PUSHQ_TIMEOUT` after `timeoutMs` (default 30,000), and at once with
    * `PUSHQ_INVALID_ARGUMENT` for an id no push can have (state `unknown`). The log is
    * read every 20 ms at first, then less often, up to every second.
@@ -406,10 +406,12 @@ export interface DeliveryRecord {
   /** The user, when the push named users. */
   userId?: string
   /**
-   * `sent`, `failed`, `invalid_token`, `no_devices`, or `dry_run` (FCM validated a dry run
-   * and delivered nothing).
+   * Final: `sent`, `failed`, `invalid_token`, `no_devices`, `dry_run` (FCM validated a dry
+   * run and delivered nothing) or `duplicate` (an earlier push with the same idempotency key
+   * was sent to this target). Not final: `retrying` (the send failed transiently and the
+   * message was handed back for redelivery).
    */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run'
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** FCM requests made for this target. */
@@ -557,15 +559,16 @@ export interface PushDeliveries {
   /** The push id asked about. */
   id: string
   /**
-   * `delivered`: the log has the push's targets (`deliveries`, each with its final status).
+   * `delivered`: every target of the push has its final row (`deliveries`).
    * `rejected`: its queue message was not a valid envelope (`rejectedReason` says why); it
-   * will not be delivered. `pending`: nothing recorded yet: the push is still on the queue,
+   * will not be delivered. `pending`: not every target is final: some are `retrying`, or a
+   * part of a split push is not recorded yet, or nothing is (the push is still on the queue,
    * being retried, or in the dead-letter queue; the log cannot tell those apart, nor from a
-   * push that was never enqueued. `unknown`: no push can have this id (empty, over 64
+   * push that was never enqueued). `unknown`: no push can have this id (empty, over 64
    * characters, or a pushq UUIDv7 from the future).
    */
   state: 'delivered' | 'rejected' | 'pending' | 'unknown'
-  /** The rows, by target (empty unless `delivered`). */
+  /** The rows recorded so far, by target. */
   deliveries: Array<DeliveryRecord>
   /** Why the push's queue message was rejected, when `rejected`. */
   rejectedReason?: string
