@@ -58,27 +58,6 @@ impl Verbosity {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Verbosity;
-
-    #[test]
-    fn pushq_log_sets_the_default_level_as_tracing_filters_do() {
-        for (filter, expected) in [
-            ("", Verbosity::PerPush),
-            ("info", Verbosity::PerPush),
-            ("debug", Verbosity::PerDevice),
-            ("info,sqlx=warn", Verbosity::PerPush),
-            ("sqlx=debug,warn", Verbosity::Quiet),
-            ("pushq=debug", Verbosity::PerPush),
-            ("TRACE", Verbosity::PerDevice),
-            ("off", Verbosity::Quiet),
-        ] {
-            assert_eq!(Verbosity::from_filter(filter), expected, "{filter:?}");
-        }
-    }
-}
-
 /// Delivers envelopes in-process: a producer [`Transport`] over the delivery engine.
 ///
 /// Deliveries run after the producer has its answer, so the binding asks [`LocalDelivery::idle`]
@@ -240,5 +219,26 @@ impl Transport for LocalDelivery {
         // and these deliveries are never both zero while a push is on its way.
         let delivering = self.delivering.enter();
         Box::pin(self.take(batch, delivering))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Verbosity;
+
+    #[test]
+    fn pushq_log_sets_the_default_level_as_tracing_filters_do() {
+        for (filter, expected) in [
+            ("", Verbosity::PerPush),
+            ("info", Verbosity::PerPush),
+            ("debug", Verbosity::PerDevice),
+            ("info,sqlx=warn", Verbosity::PerPush),
+            ("sqlx=debug,warn", Verbosity::Quiet),
+            ("pushq=debug", Verbosity::PerPush),
+            ("TRACE", Verbosity::PerDevice),
+            ("off", Verbosity::Quiet),
+        ] {
+            assert_eq!(Verbosity::from_filter(filter), expected, "{filter:?}");
+        }
     }
 }
