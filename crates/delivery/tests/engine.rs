@@ -505,7 +505,8 @@ async fn a_redelivered_message_sends_only_what_failed(db: Db) {
         .await
         .unwrap();
     assert_eq!(outcome.failed_message_ids, vec![msg.message_id.clone()]);
-    let statuses = |rows: Vec<(String, String, String, Option<String>, Option<String>)>| {
+    type Row = (String, String, String, Option<String>, Option<String>);
+    let statuses = |rows: Vec<Row>| {
         rows.into_iter()
             .map(|r| (r.1, r.2, r.3))
             .collect::<Vec<_>>()
