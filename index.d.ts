@@ -367,6 +367,7 @@ export interface ApsAlert {
 /**
  * {@link PushClient.close} for the default client. A later module-level `enqueuePush` starts
  * a new default client, so a script may end with `await close()` and a test may run again.
+ * Called again before the first has finished, it waits for the same client.
  */
 export declare function close(): Promise<void>
 
@@ -450,7 +451,10 @@ export interface FcmOptions {
   analyticsLabel?: string
 }
 
-/** {@link PushClient.flush} for the default client (resolves at once if it was never used). */
+/**
+ * {@link PushClient.flush} for the default client (resolves at once if it was never used).
+ * While a module-level `close()` is under way, it waits for that client.
+ */
 export declare function flush(): Promise<void>
 
 /**
@@ -586,10 +590,11 @@ export interface RegisteredDevice {
   live: boolean
 }
 
-/** Options of {@link DeliveryLog.waitFor}. */
+/** Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`. */
 export interface WaitForOptions {
   /**
-   * Longest wait, in milliseconds; then the promise rejects with `PUSHQ_TIMEOUT`.
+   * Longest wait, in milliseconds (1 to 3,600,000); then the promise rejects with
+   * `PUSHQ_TIMEOUT`.
    * @default 30000
    */
   timeoutMs?: number

@@ -72,10 +72,18 @@ const client = new PushClient({ mode: 'local' })
     await client.close()
   })
 
-  test('module-level flush() and close() work on the default client', async () => {
+  test('module-level flush() and close() work on the default client; a second close() waits as the first', async () => {
     const databaseUrl = freshDatabase('sqlite')
-    const { code, stdout } = await runScript(
-      `const { enqueuePush, flush, close, DeliveryLog } = require('pushq')
+    const fcm = await startEmulator()
+    try {
+      // The last push's send takes a while, so that a close() returning early would show.
+      await fetch(`${fcm.endpoint}/__faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ rules: [{ token: 'device-3', delayMs: 1500 }] }),
+      })
+      const { code, stdout, stderr } = await runScript(
+        `const { enqueuePush, flush, close, DeliveryLog } = require('pushq')
 ;(async () => {
   const { id } = await enqueuePush({ token: 'device-1' })
   await flush()
@@ -85,13 +93,21 @@ const client = new PushClient({ mode: 'local' })
   const afterClose = (await new DeliveryLog().forPush(second.id)).state
   // After close(), the next module-level push starts a new default client.
   const third = await enqueuePush({ token: 'device-3' })
+  // A second close() while the first is under way waits for the same deliveries.
+  const first = close()
   await close()
-  console.log(JSON.stringify([afterFlush, afterClose, (await new DeliveryLog().forPush(third.id)).state]))
+  const afterSecondClose = (await new DeliveryLog().forPush(third.id)).state
+  await first
+  console.log(JSON.stringify([afterFlush, afterClose, afterSecondClose]))
 })()`,
-      { DATABASE_URL: databaseUrl, PUSHQ_MODE: 'local' },
-    )
-    expect(code).toBe(0)
-    expect(JSON.parse(stdout)).toEqual(['delivered', 'delivered', 'delivered'])
+        { DATABASE_URL: databaseUrl, PUSHQ_MODE: 'local', PUSHQ_FCM_CREDENTIALS: fcm.credentials, PUSHQ_FCM_ENDPOINT: fcm.endpoint },
+      )
+      expect(stderr).not.toContain('Error')
+      expect(code).toBe(0)
+      expect(JSON.parse(stdout)).toEqual(['delivered', 'delivered', 'delivered'])
+    } finally {
+      fcm.stop()
+    }
   })
 })
 
@@ -223,6 +239,8 @@ describe('DeliveryLog tells pending from unknown, and waits', () => {
     expect((await log.forPush('7fffffff-0000-7000-8000-000000000000')).state).toBe('unknown')
     await expect(log.waitFor(neverEnqueued, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'PUSHQ_TIMEOUT', message: expect.stringContaining(neverEnqueued) })
     await expect(log.waitFor(impossible)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT' })
+    // A misspelt option is refused, not a silent 30 s wait.
+    await expect(log.waitFor(id, { timeout: 5 } as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', message: expect.stringContaining('options.timeout') })
   })
 })
 

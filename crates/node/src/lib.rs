@@ -243,9 +243,12 @@ pub fn enqueue_push<'env>(
 }
 
 /// {@link PushClient.flush} for the default client (resolves at once if it was never used).
+/// While a module-level `close()` is under way, it waits for that client.
 #[napi(ts_return_type = "Promise<void>")]
 pub fn flush(env: &Env) -> Result<PromiseRaw<'_, ()>> {
-    let client = default_client(false).map_err(|e| error::to_js(env, &e))?;
+    let client = default_client(false)
+        .map_err(|e| error::to_js(env, &e))?
+        .or_else(last_closed);
     settle(
         env,
         async move {
@@ -260,9 +263,14 @@ pub fn flush(env: &Env) -> Result<PromiseRaw<'_, ()>> {
 
 /// {@link PushClient.close} for the default client. A later module-level `enqueuePush` starts
 /// a new default client, so a script may end with `await close()` and a test may run again.
+/// Called again before the first has finished, it waits for the same client.
 #[napi(ts_return_type = "Promise<void>")]
 pub fn close(env: &Env) -> Result<PromiseRaw<'_, ()>> {
-    let client = DEFAULT.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let taken = DEFAULT.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(client) = &taken {
+        *LAST_CLOSED.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
+    }
+    let client = taken.or_else(last_closed);
     settle(
         env,
         async move {
@@ -278,6 +286,17 @@ pub fn close(env: &Env) -> Result<PromiseRaw<'_, ()>> {
 /// The module-level client, created from the environment on first success. A configuration
 /// error is reported to that call and not kept: a later call with a fixed environment works.
 static DEFAULT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
+
+/// The default client most recently closed by the module-level `close()`, so that a second
+/// `close()` or a `flush()` meanwhile waits for its deliveries too.
+static LAST_CLOSED: Mutex<Option<Arc<Client>>> = Mutex::new(None);
+
+fn last_closed() -> Option<Arc<Client>> {
+    LAST_CLOSED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
 
 /// The default client; created if `create` and there is none yet.
 fn default_client(create: bool) -> BindingResult<Option<Arc<Client>>> {

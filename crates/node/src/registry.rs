@@ -98,10 +98,11 @@ pub struct PushDeliveries {
     pub rejected_reason: Option<String>,
 }
 
-/// Options of {@link DeliveryLog.waitFor}.
-#[napi(object)]
+/// Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct WaitForOptions {
-    /// Longest wait, in milliseconds; then the promise rejects with `PUSHQ_TIMEOUT`.
+    /// Longest wait, in milliseconds (1 to 3,600,000); then the promise rejects with
+    /// `PUSHQ_TIMEOUT`.
     /// @default 30000
     pub timeout_ms: Option<u32>,
 }
@@ -302,6 +303,37 @@ fn device_from_json(json: Option<&str>) -> std::result::Result<Device, BindingEr
     Ok(device)
 }
 
+/// The `timeoutMs` of {@link WaitForOptions}; an unknown option or a wrong value is
+/// `PUSHQ_INVALID_ARGUMENT` naming it.
+fn wait_timeout(json: Option<&str>) -> std::result::Result<Duration, BindingError> {
+    let bad = |why: String| BindingError::InvalidArgument(why);
+    let map = match json.map(serde_json::from_str::<Value>) {
+        None | Some(Ok(Value::Null)) => Map::new(),
+        Some(Ok(Value::Object(map))) => map,
+        _ => return Err(bad("options: must be an object { timeoutMs }".to_owned())),
+    };
+    let mut ms = 30_000;
+    for (key, value) in map {
+        match (key.as_str(), &value) {
+            ("timeoutMs", Value::Null) => {}
+            ("timeoutMs", v) => {
+                ms = v
+                    .as_u64()
+                    .filter(|n| (1..=3_600_000).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!("options.timeoutMs: must be 1 to 3600000 (got {v})"))
+                    })?
+            }
+            (key, _) => {
+                return Err(bad(format!(
+                    "options.{key}: unknown option (known: timeoutMs)"
+                )))
+            }
+        }
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 /// Options given from JS, as JSON text.
 fn options_json(env: &Env, options: Option<Unknown>) -> napi::Result<Option<String>> {
     options
@@ -436,14 +468,16 @@ impl DeliveryLog {
         &self,
         env: &'env Env,
         push_id: String,
-        options: Option<WaitForOptions>,
+        options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, PushDeliveries>> {
-        let timeout =
-            Duration::from_millis(options.and_then(|o| o.timeout_ms).unwrap_or(30_000).into());
+        let json = options_json(env, options)?;
+        // A bad option rejects the promise, as every other failure here does.
+        let timeout = wait_timeout(json.as_deref());
         let lazy = self.store.clone();
         self.store.call(
             env,
             move |s| async move {
+                let timeout = timeout?;
                 let deadline = tokio::time::Instant::now() + timeout;
                 let mut pause = Duration::from_millis(20);
                 loop {
