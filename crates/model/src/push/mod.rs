@@ -215,19 +215,33 @@ impl Push {
             .unwrap_or(usize::MAX)
     }
 
-    /// The largest field of the FCM payload and its size as JSON: the top-level field, or,
-    /// when that is an object, its largest member (`data.report`, `android.notification`).
+    /// The largest field of the FCM payload and its size as JSON, named as the caller wrote it:
+    /// the top-level field, or, when that is an object, its largest member (`data.report`,
+    /// `android.notification`).
     pub fn largest_field(&self) -> Option<(String, usize)> {
-        fn biggest(map: &Map<String, Value>) -> Option<(&String, &Value, usize)> {
-            map.iter()
-                .map(|(k, v)| (k, v, serde_json::to_vec(v).map_or(0, |b| b.len())))
-                .max_by_key(|(_, _, size)| *size)
+        const PAYLOAD: [&str; 6] = [
+            "notification",
+            "data",
+            "android",
+            "apns",
+            "webpush",
+            "fcmOptions",
+        ];
+        fn size(v: &Value) -> usize {
+            serde_json::to_vec(v).map_or(0, |b| b.len())
         }
-        let (key, value, size) = biggest(&self.wire)?;
-        match value.as_object().and_then(biggest) {
-            Some((inner, _, inner_size)) => Some((format!("{key}.{inner}"), inner_size)),
-            None => Some((key.clone(), size)),
-        }
+        let (key, value) = self
+            .raw
+            .iter()
+            .filter(|(k, _)| PAYLOAD.contains(&k.as_str()))
+            .max_by_key(|(_, v)| size(v))?;
+        let inner = value
+            .as_object()
+            .and_then(|map| map.iter().max_by_key(|(_, v)| size(v)));
+        Some(match inner {
+            Some((member, v)) => (format!("{key}.{member}"), size(v)),
+            None => (key.clone(), size(value)),
+        })
     }
 
     /// FCM's payload limit for this push's target.
@@ -300,6 +314,20 @@ pub(crate) fn describe(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_largest_field_is_named_as_the_caller_wrote_it() {
+        let image = format!("https://example.com/{}", "a".repeat(3000));
+        let push = Push::from_value(json!({
+            "token": "t",
+            "data": {"k": "v"},
+            "apns": {"fcmOptions": {"imageUrl": image}, "headers": {"apns-priority": "10"}}
+        }))
+        .unwrap();
+        let (field, size) = push.largest_field().unwrap();
+        assert_eq!(field, "apns.fcmOptions");
+        assert!(size > 3000, "{size}");
+    }
 
     fn field_of(v: Value) -> String {
         Push::from_value(v).unwrap_err().field
