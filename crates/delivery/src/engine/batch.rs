@@ -75,6 +75,9 @@ pub(super) struct Batch<'m> {
     pub dead_tokens: Vec<String>,
     /// Messages to hand back for redelivery.
     handed_back: BTreeSet<usize>,
+    /// Per envelope: its FCM payload's size and limit when it is over the limit (measured once,
+    /// not per target).
+    oversized: Vec<Option<(usize, usize)>>,
     pub counts: BatchCounts,
     send_latency_ms: Vec<u64>,
 }
@@ -108,8 +111,16 @@ impl<'m> Batch<'m> {
             newer: handed_back.len(),
             ..Default::default()
         };
+        let oversized = envelopes
+            .iter()
+            .map(|(_, e)| {
+                let (size, limit) = (e.push.payload_size(), e.push.payload_limit());
+                (size > limit).then_some((size, limit))
+            })
+            .collect();
         Batch {
             messages,
+            oversized,
             envelopes,
             rejected,
             jobs: Vec::new(),
@@ -125,9 +136,8 @@ impl<'m> Batch<'m> {
     /// producer that is not pushq's may have enqueued it. It is recorded `failed` with
     /// `PAYLOAD_TOO_LARGE` and never sent.
     pub fn over_payload_limit(&self, job: &Job) -> Option<FcmError> {
-        let push = &self.envelopes[job.envelope].1.push;
-        let (size, limit) = (push.payload_size(), push.payload_limit());
-        (size > limit).then(|| FcmError::Rejected {
+        let (size, limit) = self.oversized[job.envelope]?;
+        Some(FcmError::Rejected {
             code: "PAYLOAD_TOO_LARGE".into(),
             detail: format!("the FCM payload is {size} bytes, over FCM's limit of {limit}"),
         })
