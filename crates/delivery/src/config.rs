@@ -6,6 +6,10 @@
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// `PUSHQ_DB_STATEMENT_TIMEOUT_MS` when not set: the Lambda keeps 3 s of each invocation for
+/// writing the log and answering, and a batch's writes are one or two statements.
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 2000;
+
 /// Delivery-side settings, from the environment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeliveryConfig {
@@ -24,6 +28,10 @@ pub struct DeliveryConfig {
     pub dry_run: bool,
     /// `PUSHQ_SEND_CONCURRENCY`, default 64: FCM requests in flight per batch.
     pub send_concurrency: usize,
+    /// `PUSHQ_DB_STATEMENT_TIMEOUT_MS`, default 2000: the longest one database statement of a
+    /// batch may take (lookups before the sends are also cut at the batch's deadline). Past it
+    /// the batch fails like on any database error, and every message is redelivered.
+    pub statement_timeout: std::time::Duration,
     /// `PUSHQ_METRICS_NAMESPACE`, default `pushq`: the CloudWatch namespace of the EMF metrics.
     pub metrics_namespace: String,
     /// Whether an FCM attempt still in flight at the batch's deadline is cut short (the Lambda,
@@ -86,6 +94,7 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("fcm_endpoint", &self.fcm_endpoint)
             .field("dry_run", &self.dry_run)
             .field("send_concurrency", &self.send_concurrency)
+            .field("statement_timeout", &self.statement_timeout)
             .field("metrics_namespace", &self.metrics_namespace)
             .field("cut_sends_at_deadline", &self.cut_sends_at_deadline)
             .finish()
@@ -133,6 +142,11 @@ impl DeliveryConfig {
                 .unwrap_or_else(|| crate::fcm::DEFAULT_ENDPOINT.to_owned()),
             dry_run: flag("PUSHQ_FCM_DRY_RUN")?,
             send_concurrency: number("PUSHQ_SEND_CONCURRENCY", 64, 1)? as usize,
+            statement_timeout: std::time::Duration::from_millis(number(
+                "PUSHQ_DB_STATEMENT_TIMEOUT_MS",
+                DEFAULT_STATEMENT_TIMEOUT_MS,
+                1,
+            )?),
             metrics_namespace: env("PUSHQ_METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned()),
             cut_sends_at_deadline: true,
@@ -156,6 +170,7 @@ mod tests {
     fn defaults_then_environment() {
         let c = read(&[]).unwrap();
         assert_eq!((c.pool_size, c.migrate, c.send_concurrency), (2, false, 64));
+        assert_eq!(c.statement_timeout, std::time::Duration::from_secs(2));
         assert_eq!(c.metrics_namespace, "pushq");
         let c = read(&[
             ("PUSHQ_MIGRATE", "1"),

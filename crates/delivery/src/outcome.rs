@@ -22,6 +22,9 @@ pub struct BatchCounts {
     pub transient: usize,
     /// Messages that were not valid envelopes.
     pub rejected: usize,
+    /// Messages from a newer producer (an envelope version or push field this build does not
+    /// know), handed back for redelivery.
+    pub newer: usize,
     /// Targets of dry runs that FCM validated (nothing delivered).
     pub dry_runs: usize,
 }
@@ -53,6 +56,7 @@ impl BatchOutcome {
             skipped = c.skipped,
             retried = c.retried,
             rejected = c.rejected,
+            newer = c.newer,
             dry_runs = c.dry_runs,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,

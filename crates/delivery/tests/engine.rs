@@ -720,8 +720,8 @@ async fn dry_run_sends_validate_only() {
 
 /// What FCM (or a proxy in front of it) may answer besides its own errors: an HTML error page,
 /// an empty body, an unknown error code, an answer that never comes. Each is classified (5xx and
-/// no answer: retried and handed back; other 4xx: final) and none holds the batch past its
-/// deadline.
+/// no answer: retried and handed back; a 4xx that is not FCM's JSON: handed back; FCM's own
+/// unknown code: final) and none holds the batch past its deadline.
 #[tokio::test(flavor = "multi_thread")]
 async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
     let db = Db::sqlite().await;
@@ -759,8 +759,11 @@ async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
         outcome.failed_message_ids,
         vec![batch[0].message_id.clone()]
     );
-    assert_eq!((outcome.counts.sent, outcome.counts.failed), (1, 2));
-    assert_eq!(outcome.counts.transient, 3, "502, 500 and the slow one");
+    assert_eq!((outcome.counts.sent, outcome.counts.failed), (1, 1));
+    assert_eq!(
+        outcome.counts.transient, 4,
+        "502, 500, the slow one and the HTML 400"
+    );
     let rows = db.deliveries().await;
     let status = |t: &str| {
         rows.iter()
@@ -768,9 +771,10 @@ async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
             .map(|r| (r.2.clone(), r.3.clone()))
     };
     assert_eq!(status("tok-ok"), Some(("sent".into(), None)));
+    // A page that is not FCM's answer is not about the message: never final.
     assert_eq!(
         status("tok-html-400"),
-        Some(("failed".into(), Some("HTTP_400".into())))
+        Some(("retrying".into(), Some("HTTP_400".into())))
     );
     assert_eq!(
         status("tok-unknown"),
@@ -789,7 +793,7 @@ async fn odd_fcm_answers_are_classified_and_bounded_by_the_deadline() {
 }
 
 /// Messages a hostile or broken producer may put on the queue are recorded in `pushq_rejected`
-/// and the rest of the batch is delivered; strings reach SQL only as bound parameters; an FCM
+/// (a newer producer's are handed back instead) and the rest of the batch is delivered; strings reach SQL only as bound parameters; an FCM
 /// answer with an oversized error code still fits its column.
 async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
     let fcm = Fcm::start();
@@ -814,7 +818,16 @@ async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
             json!({"userId": injection, "category": "c' OR '1'='1", "idempotencyKey": "k';--"}),
         ),
         raw("m-truncated", r#"{"v":1,"push":{"token":"t""#.into()),
+        // A newer producer's: handed back, not rejected.
         raw("m-v2", r#"{"v":2,"push":{"token":"t"}}"#.into()),
+        raw(
+            "m-new-field",
+            r#"{"v":1,"push":{"token":"t","laterField":{"x":1}}}"#.into(),
+        ),
+        raw(
+            "m-year-10000",
+            r#"{"v":1,"enqueuedAt":253402300800000,"push":{"token":"t"}}"#.into(),
+        ),
         raw(
             "m-long-id",
             json!({"v": 1, "id": "i".repeat(1000), "push": {"token": "t"}}).to_string(),
@@ -831,11 +844,13 @@ async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
         raw("m-mib-text", "z".repeat(mib)),
         raw(
             "m-mib-json",
-            json!({"v": 1, "push": {"token": "t", "junk": "j".repeat(mib)}}).to_string(),
+            json!({"v": 1, "push": {"token": "t", "category": "j".repeat(mib)}}).to_string(),
         ),
     ];
     let outcome = engine.process(&batch, soon()).await.unwrap();
-    assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
+    let mut handed_back = outcome.failed_message_ids.clone();
+    handed_back.sort();
+    assert_eq!(handed_back, ["m-new-field", "m-v2"], "{outcome:?}");
     assert_eq!(outcome.counts.rejected, 8);
     assert_eq!(
         (
@@ -857,7 +872,7 @@ async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
             "m-nul-user",
             "m-proto",
             "m-truncated",
-            "m-v2"
+            "m-year-10000"
         ]
     );
     let rows = db.deliveries().await;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::fcm_error;
+use crate::{fcm_error, google_error};
 
 /// One fault rule, as posted to `/__faults`.
 #[derive(Default, Deserialize, Clone)]
@@ -27,6 +27,8 @@ pub(crate) struct Rule {
     /// page, an empty body).
     status: Option<u16>,
     body: Option<String>,
+    /// The error's message (default: "injected by the emulator").
+    message: Option<String>,
     #[serde(skip)]
     seen: u64,
 }
@@ -88,11 +90,14 @@ pub(crate) async fn answer(rule: &Rule) -> Option<Response> {
     if rule.error.is_empty() {
         return None;
     }
-    let mut response = fcm_error(
-        error_status(&rule.error),
-        &rule.error,
-        "injected by the emulator",
-    );
+    let message = rule
+        .message
+        .as_deref()
+        .unwrap_or("injected by the emulator");
+    let mut response = match google_status(&rule.error) {
+        Some(status) => google_error(status, message),
+        None => fcm_error(error_status(&rule.error), &rule.error, message),
+    };
     if let Some(secs) = rule.retry_after {
         response
             .headers_mut()
@@ -101,11 +106,22 @@ pub(crate) async fn answer(rule: &Rule) -> Option<Response> {
     Some(response)
 }
 
+/// Google's statuses that its front end answers without an FCM error code, and their HTTP status.
+fn google_status(error: &str) -> Option<StatusCode> {
+    match error {
+        "PERMISSION_DENIED" => Some(StatusCode::FORBIDDEN),
+        "NOT_FOUND" => Some(StatusCode::NOT_FOUND),
+        "UNAUTHENTICATED" => Some(StatusCode::UNAUTHORIZED),
+        _ => None,
+    }
+}
+
 /// The HTTP status FCM answers an error code with.
 fn error_status(code: &str) -> StatusCode {
     match code {
         "UNREGISTERED" => StatusCode::NOT_FOUND,
         "SENDER_ID_MISMATCH" => StatusCode::FORBIDDEN,
+        "THIRD_PARTY_AUTH_ERROR" => StatusCode::UNAUTHORIZED,
         "QUOTA_EXCEEDED" => StatusCode::TOO_MANY_REQUESTS,
         "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,

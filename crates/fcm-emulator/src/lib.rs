@@ -5,9 +5,12 @@
 //!
 //! Control endpoints (for tests): `GET /__received`, `POST /__reset`, `POST /__faults` with
 //! `{"rules":[{"token":"t","error":"UNREGISTERED","times":1,"retryAfter":2,"delayMs":0,
-//! "percent":20,"status":502,"body":"<html>"}],"expireTokens":false}` (a rule without `token`
-//! matches every send; `times` absent = always; `percent` answers that share of the matching
-//! sends; `status`/`body` answer raw instead of with an FCM error).
+//! "percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}` (a rule
+//! without `token` matches every send; `times` absent = always; `percent` answers that share of
+//! the matching sends; `status`/`body` answer raw instead of with an FCM error; `error` is an FCM
+//! error code, answered with FCM's HTTP status, or one of Google's statuses without an FCM code:
+//! `PERMISSION_DENIED` (403), `NOT_FOUND` (404), `UNAUTHENTICATED` (401); `message` replaces
+//! the error's message, e.g. an `INVALID_ARGUMENT` that names the registration token).
 
 mod checks;
 mod faults;
@@ -202,7 +205,22 @@ async fn token(State(emu): State<Arc<Emulator>>, Form(req): Form<TokenRequest>) 
 /// An FCM v1 error response: `status`, the gRPC status name FCM gives with it, and `code` as
 /// the `FcmError` detail pushq classifies by.
 pub(crate) fn fcm_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let grpc_status = match status.as_u16() {
+    let body = json!({"error": {"code": status.as_u16(), "message": message, "status": grpc_status(status),
+        "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}]}});
+    (status, Json(body)).into_response()
+}
+
+/// Google's own error response, without an FCM error code: what its front end answers for a bad
+/// access token (401 `UNAUTHENTICATED`), a key without the send permission (403
+/// `PERMISSION_DENIED`) or an unknown project (404 `NOT_FOUND`).
+pub(crate) fn google_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({"error": {"code": status.as_u16(), "message": message, "status": grpc_status(status)}});
+    (status, Json(body)).into_response()
+}
+
+/// The gRPC status name Google gives with an HTTP status.
+fn grpc_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
         400 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
@@ -210,10 +228,7 @@ pub(crate) fn fcm_error(status: StatusCode, code: &str, message: &str) -> Respon
         429 => "RESOURCE_EXHAUSTED",
         503 => "UNAVAILABLE",
         _ => "INTERNAL",
-    };
-    let body = json!({"error": {"code": status.as_u16(), "message": message, "status": grpc_status,
-        "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}]}});
-    (status, Json(body)).into_response()
+    }
 }
 
 /// FCM's `messages:send`, in FCM's order: authorise, check the body; then a fault rule that
@@ -251,16 +266,14 @@ fn unauthorised(emu: &Emulator, headers: &HeaderMap, project: &str) -> Option<Re
     let authorized =
         bearer.is_some_and(|t| emu.inner.lock().expect("emulator state").tokens.contains(t));
     if !authorized {
-        return Some(fcm_error(
+        return Some(google_error(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials.",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
         ));
     }
     if project != PROJECT_ID {
-        return Some(fcm_error(
+        return Some(google_error(
             StatusCode::NOT_FOUND,
-            "NOT_FOUND",
             "Requested entity was not found.",
         ));
     }

@@ -158,9 +158,12 @@ impl Envelope {
         let Value::Object(mut map) = value else {
             return Err(EnvelopeError::NotAnObject);
         };
-        match map.get("v") {
-            Some(v) if v.as_u64() == Some(ENVELOPE_VERSION) => {}
-            Some(v) => return Err(EnvelopeError::UnknownVersion(v.to_string())),
+        match map.get("v").map(|v| (v, v.as_u64())) {
+            Some((_, Some(ENVELOPE_VERSION))) => {}
+            Some((_, Some(newer))) if newer > ENVELOPE_VERSION => {
+                return Err(EnvelopeError::UnknownVersion(newer))
+            }
+            Some((v, _)) => return Err(EnvelopeError::BadVersion(crate::push::describe(v))),
             None => return Err(EnvelopeError::MissingVersion),
         }
         let id = match map.get("id") {
@@ -181,10 +184,17 @@ impl Envelope {
         };
         let enqueued_at = match map.get("enqueuedAt") {
             None | Some(Value::Null) => sent_at_ms,
+            // Years 1970 to 9999: what every database's timestamp column holds (MySQL's
+            // DATETIME stops at 9999; a later one would fail the batch's insert every time).
             Some(v) => v
                 .as_i64()
-                .filter(|ms| *ms >= 0)
-                .ok_or_else(|| bad("enqueuedAt", "must be milliseconds since the Unix epoch"))?,
+                .filter(|ms| (0..=MAX_ENQUEUED_AT_MS).contains(ms))
+                .ok_or_else(|| {
+                    bad(
+                        "enqueuedAt",
+                        "must be milliseconds since the Unix epoch, in the years 1970 to 9999",
+                    )
+                })?,
         };
         let dry_run = match map.get("dryRun") {
             None | Some(Value::Null) => false,
@@ -210,7 +220,7 @@ impl Envelope {
             _ => return Err(bad("part", "part and parts go together, with part < parts")),
         };
         let push = map.remove("push").ok_or_else(|| bad("push", "missing"))?;
-        let push = Push::from_value(push)?;
+        let push = parse_push(push)?;
         Ok(Envelope {
             id,
             enqueued_at,
@@ -219,6 +229,56 @@ impl Envelope {
             part,
         })
     }
+}
+
+/// The last millisecond of the year 9999 (9999-12-31T23:59:59.999Z).
+const MAX_ENQUEUED_AT_MS: i64 = 253_402_300_799_999;
+
+/// The push of an envelope. A push with fields this build does not know is
+/// [`EnvelopeError::UnknownPushField`] (a newer producer's, to wait for) when the fields it does
+/// know are valid, or when all it lacks is a target (the unknown field may be a new kind);
+/// a known field with a wrong value is invalid whatever else the push holds.
+fn parse_push(push: Value) -> Result<Push, EnvelopeError> {
+    let Value::Object(mut fields) = push else {
+        return Ok(Push::from_value(push)?);
+    };
+    let unknown: Vec<String> = fields
+        .keys()
+        .filter(|k| !crate::push::is_push_field(k))
+        .cloned()
+        .collect();
+    let Some(first) = unknown.first().cloned() else {
+        return Ok(Push::from_value(Value::Object(fields))?);
+    };
+    // A later version adds fields named as firebase-admin's are; `__proto__`, `""` or `a b`
+    // no version will accept.
+    if let Some(odd) = unknown.iter().find(|k| !could_be_a_field(k)) {
+        let name = if odd.is_empty() { "\"\"" } else { odd.as_str() };
+        return Err(crate::error::InvalidPush::new(
+            name,
+            "is not a field of a push, in this or any later version",
+        )
+        .into());
+    }
+    let has_target = fields
+        .iter()
+        .any(|(k, v)| crate::push::is_target_field(k) && !v.is_null());
+    for k in &unknown {
+        fields.remove(k);
+    }
+    match Push::from_value(Value::Object(fields)) {
+        Err(e) if e.field != "target" || has_target => Err(e.into()),
+        _ => Err(EnvelopeError::UnknownPushField(first)),
+    }
+}
+
+/// Whether a later version could name a push field so: a letter, then letters, digits and
+/// underscores, at most 64 characters.
+fn could_be_a_field(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
 }
 
 fn within_limit(body: String) -> Result<String, TooLarge> {
@@ -284,8 +344,24 @@ mod tests {
         for (body, why) in [
             ("{", "not JSON"),
             ("[]", "JSON object"),
-            (r#"{"v":2,"push":{"token":"t"}}"#, "version 2"),
             (r#"{"push":{"token":"t"}}"#, "v: missing"),
+            (r#"{"v":0,"push":{"token":"t"}}"#, "v: must be"),
+            (r#"{"v":"1","push":{"token":"t"}}"#, "v: must be"),
+            (r#"{"v":1.5,"push":{"token":"t"}}"#, "v: must be"),
+            (r#"{"v":-2,"push":{"token":"t"}}"#, "v: must be"),
+            (
+                r#"{"v":1,"enqueuedAt":253402300800000,"push":{"token":"t"}}"#,
+                "enqueuedAt",
+            ),
+            (
+                r#"{"v":1,"enqueuedAt":-1,"push":{"token":"t"}}"#,
+                "enqueuedAt",
+            ),
+            // An unknown field does not save a known one with a wrong value.
+            (
+                r#"{"v":1,"push":{"token":"t","newThing":1,"android":{"ttl":-5}}}"#,
+                "push.android.ttl",
+            ),
             (r#"{"v":1}"#, "push: missing"),
             (
                 r#"{"v":1,"push":{"token":"t","android":{"ttl":-5}}}"#,
@@ -296,6 +372,34 @@ mod tests {
             let err = Envelope::parse(body, "m", 0).unwrap_err().to_string();
             assert!(err.contains(why), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn a_newer_producer_is_told_apart_from_a_broken_one() {
+        for body in [
+            r#"{"v":2,"push":{"token":"t"}}"#,
+            r#"{"v":7,"whatever":"v7 looks like"}"#,
+            r#"{"v":1,"push":{"token":"t","priorityHint":"high"}}"#,
+            // A new kind of target: the push names none this build knows.
+            r#"{"v":1,"push":{"fid":"f-1","notification":{"title":"x"}}}"#,
+        ] {
+            let err = Envelope::parse(body, "m", 0).unwrap_err();
+            assert!(err.is_from_newer_producer(), "{body}: {err}");
+        }
+        for body in [
+            "{",
+            "[]",
+            r#"{"v":0,"push":{"token":"t"}}"#,
+            r#"{"v":1}"#,
+            r#"{"v":1,"push":{"token":"t","__proto__":{"x":1}}}"#,
+            r#"{"v":1,"push":{"token":"t","":1}}"#,
+        ] {
+            let err = Envelope::parse(body, "m", 0).unwrap_err();
+            assert!(!err.is_from_newer_producer(), "{body}: {err}");
+        }
+        // The last millisecond of 9999 is a time; the next is not.
+        let last = r#"{"v":1,"enqueuedAt":253402300799999,"push":{"token":"t"}}"#;
+        assert!(Envelope::parse(last, "m", 0).is_ok());
     }
 
     #[test]

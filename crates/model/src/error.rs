@@ -106,9 +106,18 @@ pub enum EnvelopeError {
     /// The envelope has no `v`.
     #[error("v: missing (expected {expected})", expected = crate::envelope::ENVELOPE_VERSION)]
     MissingVersion,
-    /// `v` names a version this build does not read.
-    #[error("v: unsupported envelope version {0} (this build reads {expected})", expected = crate::envelope::ENVELOPE_VERSION)]
-    UnknownVersion(String),
+    /// `v` is a later version than this build reads: written by a newer producer. Not the
+    /// producer's mistake: the message waits for a consumer that reads it.
+    #[error("v: envelope version {0} is newer than this build reads ({expected})", expected = crate::envelope::ENVELOPE_VERSION)]
+    UnknownVersion(u64),
+    /// `v` is not a version any build could read (not a whole number ≥ 1).
+    #[error("v: must be a whole number >= 1 (got {0})")]
+    BadVersion(String),
+    /// The push has a field this build does not know, and is otherwise valid (or only lacks a
+    /// target, which the field may be): written by a newer producer. Waits like
+    /// [`EnvelopeError::UnknownVersion`].
+    #[error("push.{0}: not a field this build knows (written by a newer producer?)")]
+    UnknownPushField(String),
     /// A field of the envelope itself (`id`, `enqueuedAt`, `push`) is missing or malformed.
     #[error("{field}: {problem}")]
     Field {
@@ -120,4 +129,16 @@ pub enum EnvelopeError {
     /// The push it carries is not valid.
     #[error(transparent)]
     InvalidPush(#[from] InvalidPush),
+}
+
+impl EnvelopeError {
+    /// Whether a newer producer may have written the body correctly (an envelope version or a
+    /// push field this build does not know): the consumer hands it back for redelivery instead
+    /// of rejecting it, so it waits (in the DLQ at worst) for an upgraded consumer.
+    pub fn is_from_newer_producer(&self) -> bool {
+        matches!(
+            self,
+            EnvelopeError::UnknownVersion(_) | EnvelopeError::UnknownPushField(_)
+        )
+    }
 }

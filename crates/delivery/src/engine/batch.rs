@@ -35,7 +35,10 @@ enum Verdict {
     InvalidToken(String),
     /// FCM refused the message for good: a final row.
     Failed(String),
-    /// Not final: nothing is recorded and the message comes back.
+    /// `SENDER_ID_MISMATCH`: final (`failed`, nothing invalidated) for a lone target; when it
+    /// is most of the batch's answers, the key is the wrong one and it is handed back.
+    SenderMismatch(FcmError),
+    /// Not final: a `retrying` row, and the message comes back.
     HandBack(FcmError),
 }
 
@@ -45,8 +48,19 @@ impl From<Result<Sent, FcmError>> for Verdict {
             Ok(sent) => Verdict::Sent(sent),
             Err(FcmError::InvalidToken { code, .. }) => Verdict::InvalidToken(code),
             Err(FcmError::Rejected { code, .. }) => Verdict::Failed(code),
+            Err(e @ FcmError::SenderMismatch { .. }) => Verdict::SenderMismatch(e),
+            // Transient trouble, the deployment's (403/404 without an FCM code, not FCM's
+            // answer, THIRD_PARTY_AUTH_ERROR), credentials: never final.
             Err(other) => Verdict::HandBack(other),
         }
+    }
+}
+
+impl Verdict {
+    /// Whether FCM answered about the target or the message (not about the deployment or
+    /// its own state): what a batch's share of `SENDER_ID_MISMATCH` is measured against.
+    fn about_the_send(&self) -> bool {
+        !matches!(self, Verdict::HandBack(_))
     }
 }
 
@@ -61,6 +75,9 @@ pub(super) struct Batch<'m> {
     pub dead_tokens: Vec<String>,
     /// Messages to hand back for redelivery.
     handed_back: BTreeSet<usize>,
+    /// Per envelope: its FCM payload's size and limit when it is over the limit (measured once,
+    /// not per target).
+    oversized: Vec<Option<(usize, usize)>>,
     pub counts: BatchCounts,
     send_latency_ms: Vec<u64>,
 }
@@ -70,9 +87,15 @@ impl<'m> Batch<'m> {
     pub fn parse(messages: &'m [QueueMessage]) -> Batch<'m> {
         let mut envelopes = Vec::new();
         let mut rejected = Vec::new();
+        let mut handed_back = BTreeSet::new();
         for (i, m) in messages.iter().enumerate() {
             match Envelope::parse(&m.body, &m.message_id, m.sent_at_ms) {
                 Ok(e) => envelopes.push((i, e)),
+                // A newer producer's: it waits (in the DLQ at worst) for an upgraded consumer.
+                Err(e) if e.is_from_newer_producer() => {
+                    tracing::warn!(message_id = %m.message_id, reason = %e, "message from a newer producer, handed back for redelivery");
+                    handed_back.insert(i);
+                }
                 // Stored as text whatever it holds: U+0000 (which PostgreSQL refuses) becomes
                 // U+FFFD, so one hostile message cannot fail its batch forever.
                 Err(e) => rejected.push(Rejected {
@@ -85,19 +108,39 @@ impl<'m> Batch<'m> {
         let counts = BatchCounts {
             messages: messages.len(),
             rejected: rejected.len(),
+            newer: handed_back.len(),
             ..Default::default()
         };
+        let oversized = envelopes
+            .iter()
+            .map(|(_, e)| {
+                let (size, limit) = (e.push.payload_size(), e.push.payload_limit());
+                (size > limit).then_some((size, limit))
+            })
+            .collect();
         Batch {
             messages,
+            oversized,
             envelopes,
             rejected,
             jobs: Vec::new(),
             rows: Vec::new(),
             dead_tokens: Vec::new(),
-            handed_back: BTreeSet::new(),
+            handed_back,
             counts,
             send_latency_ms: Vec::new(),
         }
+    }
+
+    /// Whether a job's push is over FCM's payload limit (4096 bytes, 2048 for a topic): a
+    /// producer that is not pushq's may have enqueued it. It is recorded `failed` with
+    /// `PAYLOAD_TOO_LARGE` and never sent.
+    pub fn over_payload_limit(&self, job: &Job) -> Option<FcmError> {
+        let (size, limit) = self.oversized[job.envelope]?;
+        Some(FcmError::Rejected {
+            code: "PAYLOAD_TOO_LARGE".into(),
+            detail: format!("the FCM payload is {size} bytes, over FCM's limit of {limit}"),
+        })
     }
 
     /// Every user id the batch's pushes name, once each.
@@ -206,10 +249,35 @@ impl<'m> Batch<'m> {
     /// back. `results` pairs a job's index with its send.
     pub fn classify(&mut self, results: Vec<(usize, Attempted)>) {
         let now = Utc::now();
-        for (n, attempted) in results {
+        let verdicts: Vec<(usize, u32, Verdict)> = results
+            .into_iter()
+            .map(|(n, a)| (n, a.attempts, Verdict::from(a.result)))
+            .collect();
+        // A key of another Firebase project gets SENDER_ID_MISMATCH for every token: when that
+        // is the answer to most sends, it is the key that is wrong, not the tokens.
+        let answered = verdicts.iter().filter(|v| v.2.about_the_send()).count();
+        let mismatched = verdicts
+            .iter()
+            .filter(|v| matches!(v.2, Verdict::SenderMismatch(_)))
+            .count();
+        let wrong_key = mismatched > 0 && mismatched * 2 > answered;
+        if wrong_key {
+            tracing::error!(
+                mismatched,
+                answered,
+                "most sends answered SENDER_ID_MISMATCH: the FCM key belongs to another project; nothing is invalidated, the messages will be redelivered"
+            );
+        }
+        for (n, attempts, verdict) in verdicts {
             let job = &self.jobs[n];
             let e = &self.envelopes[job.envelope].1;
-            let attempts = attempted.attempts;
+            let verdict = match verdict {
+                Verdict::SenderMismatch(error) if wrong_key => Verdict::HandBack(error),
+                Verdict::SenderMismatch(error) => Verdict::Failed(error.code().to_owned()),
+                // A topic or condition has no token to invalidate: the message failed.
+                Verdict::InvalidToken(code) if job.token.is_none() => Verdict::Failed(code),
+                other => other,
+            };
             self.counts.retried += attempts.saturating_sub(1) as usize;
             let r = |status, error: Option<String>| {
                 row(
@@ -221,7 +289,7 @@ impl<'m> Batch<'m> {
                     attempts,
                 )
             };
-            match Verdict::from(attempted.result) {
+            match verdict {
                 Verdict::Sent(_) if e.dry_run => {
                     self.counts.dry_runs += 1;
                     self.rows.push(r(DeliveryStatus::DryRun, None));
@@ -244,7 +312,8 @@ impl<'m> Batch<'m> {
                     self.counts.failed += 1;
                     self.rows.push(r(DeliveryStatus::Failed, Some(code)));
                 }
-                // Transient, or credentials that do not work: not final, the message comes back.
+                Verdict::SenderMismatch(_) => unreachable!("decided above"),
+                // Transient, or the deployment's fault: not final, the message comes back.
                 // A `retrying` row says so in the log until the final row replaces it.
                 Verdict::HandBack(error) => {
                     self.counts.transient += 1;

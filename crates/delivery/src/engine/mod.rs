@@ -18,7 +18,7 @@ mod batch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
@@ -74,6 +74,7 @@ pub struct Engine {
     store: Store,
     sink: Arc<dyn Sink>,
     send_concurrency: usize,
+    statement_timeout: Duration,
 }
 
 impl Engine {
@@ -83,7 +84,37 @@ impl Engine {
             store,
             sink,
             send_concurrency: send_concurrency.max(1),
+            statement_timeout: Duration::from_millis(crate::config::DEFAULT_STATEMENT_TIMEOUT_MS),
         }
+    }
+
+    /// The same engine, giving each database statement of a batch at most `timeout`.
+    pub fn with_statement_timeout(self, timeout: Duration) -> Engine {
+        Engine {
+            statement_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// Runs one store call of a batch within the statement timeout and, when `cut_at` is given,
+    /// not past it. Past either, pushq stops waiting ([`StoreError::TimedOut`]); the dropped
+    /// call closes its connection, so the batch fails like on any database error.
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        cut_at: Option<Instant>,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut limit = self.statement_timeout;
+        if let Some(cut_at) = cut_at {
+            limit = limit.min(cut_at.saturating_duration_since(Instant::now()));
+        }
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(StoreError::TimedOut {
+                what,
+                limit_ms: limit.as_millis() as u64,
+            })
+        })
     }
 
     /// The engine's store.
@@ -101,9 +132,9 @@ impl Engine {
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
         let mut batch = Batch::parse(messages);
-        let tokens = self.resolve_users(&batch).await?;
+        let tokens = self.resolve_users(&batch, deadline).await?;
         batch.plan(&tokens);
-        self.skip_done(&mut batch).await?;
+        self.skip_done(&mut batch, deadline).await?;
         let results = self.send(&batch, deadline).await;
         batch.classify(results);
         self.record(&batch).await?;
@@ -114,21 +145,33 @@ impl Engine {
     async fn resolve_users(
         &self,
         batch: &Batch<'_>,
+        deadline: Instant,
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
         let users = batch.user_ids();
         if users.is_empty() {
             return Ok(HashMap::new());
         }
-        self.store.live_tokens(&users).await
+        self.timed(
+            "resolving user ids",
+            Some(deadline),
+            self.store.live_tokens(&users),
+        )
+        .await
     }
 
     /// Phase 4: one query, what the log already has for these pushes and idempotency keys.
-    async fn skip_done(&self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+    async fn skip_done(&self, batch: &mut Batch<'_>, deadline: Instant) -> Result<(), StoreError> {
         if batch.envelopes.is_empty() {
             return Ok(());
         }
         let (push_ids, keys) = batch.push_ids_and_keys();
-        let done = self.store.already_done(&push_ids, &keys).await?;
+        let done = self
+            .timed(
+                "reading the delivery log",
+                Some(deadline),
+                self.store.already_done(&push_ids, &keys),
+            )
+            .await?;
         batch.skip(&done);
         Ok(())
     }
@@ -141,12 +184,20 @@ impl Engine {
             .map(|n| {
                 let job = &batch.jobs[n];
                 let envelope = &batch.envelopes[job.envelope].1;
-                let send = sink.send(
-                    &envelope.push,
-                    job.token.as_deref(),
-                    envelope.dry_run,
-                    deadline,
-                );
+                // The request body is built inside the send, as it starts: at most
+                // `send_concurrency` bodies exist at once, whatever the payload × targets.
+                let send = match batch.over_payload_limit(job) {
+                    Some(too_large) => Box::pin(std::future::ready(Attempted {
+                        result: Err(too_large),
+                        attempts: 0,
+                    })),
+                    None => sink.send(
+                        &envelope.push,
+                        job.token.as_deref(),
+                        envelope.dry_run,
+                        deadline,
+                    ),
+                };
                 async move { (n, send.await) }
             })
             .buffer_unordered(self.send_concurrency)
@@ -157,14 +208,31 @@ impl Engine {
     /// Phase 7: the delivery rows first (once written, a later failure and the redelivery it
     /// causes do not send these targets again), then rejected messages, then dead tokens.
     async fn record(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        // After the sends the writes get the statement timeout, not the deadline: what was
+        // sent must be recorded if at all possible (the Lambda keeps time for this).
         if !batch.rows.is_empty() {
-            self.store.record_deliveries(&batch.rows).await?;
+            self.timed(
+                "writing the delivery log",
+                None,
+                self.store.record_deliveries(&batch.rows),
+            )
+            .await?;
         }
         if !batch.rejected.is_empty() {
-            self.store.record_rejected(&batch.rejected).await?;
+            self.timed(
+                "recording rejected messages",
+                None,
+                self.store.record_rejected(&batch.rejected),
+            )
+            .await?;
         }
         if !batch.dead_tokens.is_empty() {
-            self.store.invalidate_tokens(&batch.dead_tokens).await?;
+            self.timed(
+                "invalidating dead tokens",
+                None,
+                self.store.invalidate_tokens(&batch.dead_tokens),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -221,6 +289,7 @@ impl Engine {
                 ))
             }
         };
-        Ok(Engine::new(store, sink, config.send_concurrency))
+        Ok(Engine::new(store, sink, config.send_concurrency)
+            .with_statement_timeout(config.statement_timeout))
     }
 }

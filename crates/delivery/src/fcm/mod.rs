@@ -22,7 +22,8 @@ pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FcmError {
-    /// The token is dead (`UNREGISTERED`, `SENDER_ID_MISMATCH`): final; the device is invalidated.
+    /// The token is dead (`UNREGISTERED`, or `INVALID_ARGUMENT` naming the registration token):
+    /// final; the device is invalidated.
     #[error("{code}: {detail}")]
     InvalidToken {
         /// FCM's error code.
@@ -51,6 +52,25 @@ pub enum FcmError {
     /// The service-account key is missing or unusable. Never contains key material.
     #[error("FCM credentials: {0}")]
     Credentials(String),
+    /// FCM (or what answers in its place) refused the deployment, not the message: 401/403/404
+    /// without an FCM error code, an answer that is not FCM's JSON, `THIRD_PARTY_AUTH_ERROR`.
+    /// Not retried within the batch (it does not fix itself in seconds); handed back for
+    /// redelivery, never final.
+    #[error("{code}: {detail}")]
+    Deployment {
+        /// FCM's error code, Google's status (`PERMISSION_DENIED`) or `HTTP_<status>`.
+        code: String,
+        /// What answered.
+        detail: String,
+    },
+    /// `SENDER_ID_MISMATCH`: the token belongs to another sender (Firebase project) than the
+    /// key. Final for a lone target among ones that worked; when most of a batch's sends answer
+    /// it, the key is the wrong one and the batch hands them back (see `engine::batch`).
+    #[error("SENDER_ID_MISMATCH: {detail}")]
+    SenderMismatch {
+        /// FCM's message.
+        detail: String,
+    },
 }
 
 impl FcmError {
@@ -59,8 +79,10 @@ impl FcmError {
         match self {
             FcmError::InvalidToken { code, .. }
             | FcmError::Rejected { code, .. }
-            | FcmError::Transient { code, .. } => code,
+            | FcmError::Transient { code, .. }
+            | FcmError::Deployment { code, .. } => code,
             FcmError::Credentials(_) => "CREDENTIALS",
+            FcmError::SenderMismatch { .. } => "SENDER_ID_MISMATCH",
         }
     }
 }
@@ -169,11 +191,14 @@ impl FcmClient {
                 .unwrap_or_default();
             return Ok(Sent { name });
         }
-        if status.as_u16() == 401 {
-            // The token expired or was revoked early: drop it so the retry fetches a new one.
+        let error = classify(status.as_u16(), &text, retry_after);
+        if access_token_refused(status.as_u16(), &error) {
+            // Google says the access token itself is bad (expired or revoked early): drop it so
+            // the retry fetches a new one. Not for THIRD_PARTY_AUTH_ERROR (a 401 about the APNs
+            // or web push credentials), which a new token does not cure.
             self.tokens.invalidate(&token).await;
         }
-        Err(classify(status.as_u16(), &text, retry_after))
+        Err(error)
     }
 
     /// Sends with retries: transient failures back off (honouring `Retry-After`) until
@@ -240,39 +265,93 @@ fn deadline_passed() -> FcmError {
     }
 }
 
-/// FCM's error body → final or retryable. `details[].errorCode` wins over `error.status`.
+/// Whether an answer says the access token itself is not valid: a 401 without an FCM error code
+/// (Google's `UNAUTHENTICATED`), which [`classify`] makes transient.
+fn access_token_refused(http_status: u16, error: &FcmError) -> bool {
+    http_status == 401 && matches!(error, FcmError::Transient { .. })
+}
+
+/// FCM's answer → whose fault it is and whether it is final (the rule table in
+/// `docs/operations.md`, "Which FCM answers are final"). `details[].errorCode` (FCM's own code)
+/// wins over `error.status` (Google's).
 pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> FcmError {
+    let retryable = matches!(http_status, 429 | 500 | 502 | 503 | 504);
     let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let error = parsed.as_ref().and_then(|v| v.get("error"));
-    let detail_code = error
-        .and_then(|e| e.get("details"))
-        .and_then(Value::as_array)
-        .and_then(|d| {
-            d.iter()
-                .find_map(|d| d.get("errorCode").and_then(Value::as_str))
-        });
-    let status_code = error.and_then(|e| e.get("status")).and_then(Value::as_str);
-    let code = detail_code
+    let Some(error) = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .filter(|e| e.is_object())
+    else {
+        // Not FCM's JSON: a proxy's page, a wrong PUSHQ_FCM_ENDPOINT. Never about the message.
+        let code = format!("HTTP_{http_status}");
+        let detail = format!(
+            "the answer is not FCM's ({})",
+            body.chars().take(200).collect::<String>()
+        );
+        return if retryable {
+            FcmError::Transient {
+                code,
+                detail,
+                retry_after,
+            }
+        } else {
+            FcmError::Deployment { code, detail }
+        };
+    };
+    let details = error.get("details").and_then(Value::as_array);
+    let fcm_code = details.and_then(|d| {
+        d.iter()
+            .find_map(|d| d.get("errorCode").and_then(Value::as_str))
+    });
+    let status_code = error.get("status").and_then(Value::as_str);
+    let code = fcm_code
         .or(status_code)
         .map_or_else(|| format!("HTTP_{http_status}"), str::to_owned);
     let detail = error
-        .and_then(|e| e.get("message"))
+        .get("message")
         .and_then(Value::as_str)
         .map_or_else(|| body.chars().take(200).collect::<String>(), str::to_owned);
-    match code.as_str() {
-        "UNREGISTERED" | "SENDER_ID_MISMATCH" => FcmError::InvalidToken { code, detail },
-        "QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL" | "UNAUTHENTICATED" => FcmError::Transient {
+    match fcm_code {
+        Some("UNREGISTERED") => FcmError::InvalidToken { code, detail },
+        Some("SENDER_ID_MISMATCH") => FcmError::SenderMismatch { detail },
+        Some("INVALID_ARGUMENT") if names_the_token(&detail, details) => {
+            FcmError::InvalidToken { code, detail }
+        }
+        Some("THIRD_PARTY_AUTH_ERROR") => FcmError::Deployment { code, detail },
+        Some("QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL") => FcmError::Transient {
             code,
             detail,
             retry_after,
         },
-        _ if matches!(http_status, 401 | 429 | 500 | 502 | 503 | 504) => FcmError::Transient {
+        Some(_) if retryable => FcmError::Transient {
             code,
             detail,
             retry_after,
         },
-        _ => FcmError::Rejected { code, detail },
+        // FCM's own code for the message (INVALID_ARGUMENT, UNSPECIFIED_ERROR, one added later).
+        Some(_) => FcmError::Rejected { code, detail },
+        // Google's answer without FCM's: about the access token, the key's rights, the project.
+        None if http_status == 401 || retryable => FcmError::Transient {
+            code,
+            detail,
+            retry_after,
+        },
+        None if matches!(http_status, 403 | 404) => FcmError::Deployment { code, detail },
+        None => FcmError::Rejected { code, detail },
     }
+}
+
+/// Whether an `INVALID_ARGUMENT` is about the registration token rather than the message: its
+/// message says so ("The registration token is not a valid FCM registration token"), or a
+/// `google.rpc.BadRequest` names the field `message.token`.
+fn names_the_token(message: &str, details: Option<&Vec<Value>>) -> bool {
+    let field_is_token = details.is_some_and(|d| {
+        d.iter()
+            .filter_map(|d| d.get("fieldViolations").and_then(Value::as_array))
+            .flatten()
+            .any(|v| v.get("field").and_then(Value::as_str) == Some("message.token"))
+    });
+    field_is_token || message.to_ascii_lowercase().contains("registration token")
 }
 
 /// Exponential backoff with full jitter: up to 200 ms, 400 ms, … capped at 10 s.
@@ -313,11 +392,73 @@ mod tests {
                 retry_after: Some(Duration::from_secs(3))
             }
         );
-        // Not JSON at all (an HTML error page from a proxy): classified by HTTP status.
+        // Not JSON at all (an HTML error page from a proxy): 5xx is retried, anything else is
+        // the deployment's (a wrong endpoint), never final.
         assert!(matches!(
             classify(503, "<html>busy</html>", None),
             FcmError::Transient { .. }
         ));
+        assert!(matches!(
+            classify(404, "<html>Not Found</html>", None),
+            FcmError::Deployment { .. }
+        ));
         assert_eq!(classify(418, "", None).code(), "HTTP_418");
+    }
+
+    #[test]
+    fn only_a_targets_own_error_is_final() {
+        let google = |http: u16, status: &str| {
+            format!(r#"{{"error":{{"code":{http},"message":"m","status":"{status}"}}}}"#)
+        };
+        let fcm = |http: u16, code: &str, message: &str| {
+            format!(
+                r#"{{"error":{{"code":{http},"message":"{message}","status":"X","details":[{{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"{code}"}}]}}}}"#
+            )
+        };
+        // The key lacks the permission, the project is wrong: the deployment's, not final.
+        let e = classify(403, &google(403, "PERMISSION_DENIED"), None);
+        assert!(matches!(&e, FcmError::Deployment { code, .. } if code == "PERMISSION_DENIED"));
+        assert!(matches!(
+            classify(404, &google(404, "NOT_FOUND"), None),
+            FcmError::Deployment { .. }
+        ));
+        // The access token is bad: retried with a new one (and only then is it dropped).
+        let e = classify(401, &google(401, "UNAUTHENTICATED"), None);
+        assert!(access_token_refused(401, &e), "{e:?}");
+        // APNs/web push credentials: the deployment's; the OAuth token stays.
+        let e = classify(401, &fcm(401, "THIRD_PARTY_AUTH_ERROR", "m"), None);
+        assert!(matches!(e, FcmError::Deployment { .. }));
+        assert!(!access_token_refused(401, &e));
+        assert!(matches!(
+            classify(403, &fcm(403, "SENDER_ID_MISMATCH", "m"), None),
+            FcmError::SenderMismatch { .. }
+        ));
+        // INVALID_ARGUMENT: the token's when it names the token, else the message's.
+        let bad_token = fcm(
+            400,
+            "INVALID_ARGUMENT",
+            "The registration token is not a valid FCM registration token",
+        );
+        assert!(matches!(
+            classify(400, &bad_token, None),
+            FcmError::InvalidToken { .. }
+        ));
+        let by_field = r#"{"error":{"code":400,"message":"Invalid value","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"},{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.token","description":"bad"}]}]}}"#;
+        assert!(matches!(
+            classify(400, by_field, None),
+            FcmError::InvalidToken { .. }
+        ));
+        assert!(matches!(
+            classify(
+                400,
+                &fcm(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "Invalid value at 'message.data[0].value'"
+                ),
+                None
+            ),
+            FcmError::Rejected { .. }
+        ));
     }
 }

@@ -42,6 +42,15 @@ pub enum StoreError {
         /// The driver's last error.
         detail: String,
     },
+    /// A statement of a batch did not finish in time (`PUSHQ_DB_STATEMENT_TIMEOUT_MS`, or the
+    /// batch's deadline for the lookups before its sends); pushq stopped waiting for it.
+    #[error("database: {what} did not finish within {limit_ms} ms (PUSHQ_DB_STATEMENT_TIMEOUT_MS, or the batch's deadline)")]
+    TimedOut {
+        /// Which statement (`resolve users`, `record deliveries`, …).
+        what: &'static str,
+        /// How long was waited, in milliseconds.
+        limit_ms: u64,
+    },
     /// The database's schema is older than this build needs (or absent); nothing was changed.
     #[error("the database schema is {0}: run `pushq migrate` (or pass migrate: true) to apply it")]
     SchemaOutdated(String),

@@ -108,11 +108,16 @@ fn string_list(value: &Value, field: &str, max_chars: usize) -> Result<Vec<Strin
             ),
         ));
     }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| stored_string(item, &format!("{field}[{i}]"), max_chars))
-        .collect()
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut list = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let entry = stored_string(item, &format!("{field}[{i}]"), max_chars)?;
+        // A device or user named twice gets the push once; the first place counts.
+        if seen.insert(entry.clone()) {
+            list.push(entry);
+        }
+    }
+    Ok(list)
 }
 
 /// `idempotencyKey`: a non-empty string of printable ASCII without spaces, at most
@@ -222,6 +227,20 @@ mod tests {
             field_of(json!({"userIds": ["a", "x".repeat(256)]})),
             "userIds[1]"
         );
+    }
+
+    #[test]
+    fn a_list_names_each_entry_once() {
+        let push = Push::from_value(json!({"tokens": ["b", "a", "b", "c", "a"]})).unwrap();
+        assert_eq!(
+            push.target(),
+            &Target::Tokens(vec!["b".into(), "a".into(), "c".into()])
+        );
+        // What travels in the envelope is the list without repeats too.
+        assert_eq!(push.raw()["tokens"], json!(["b", "a", "c"]));
+        let push = Push::from_value(json!({"userIds": ["u", "u"]})).unwrap();
+        assert_eq!(push.target(), &Target::Users(vec!["u".into()]));
+        assert_eq!(push.raw()["userIds"], json!(["u"]));
     }
 
     #[test]

@@ -100,6 +100,17 @@ const FANOUT_FIELDS: [&str; 6] = [
     "fcmOptions",
 ];
 
+/// Whether `name` is a top-level field of a push this build knows (a target, a field of
+/// firebase-admin's `Message`, or pushq's own).
+pub fn is_push_field(name: &str) -> bool {
+    TARGET_FIELDS.contains(&name) || PUSHQ_FIELDS.contains(&name) || MESSAGE_FIELDS.contains(&name)
+}
+
+/// Whether `name` is one of the fields that name a push's target.
+pub fn is_target_field(name: &str) -> bool {
+    TARGET_FIELDS.contains(&name)
+}
+
 /// A validated push.
 ///
 /// Holds the push exactly as the producer wrote it (that is what travels in the queue envelope),
@@ -144,19 +155,22 @@ impl Push {
                 format!("must be an object (got {})", describe(&value)),
             ));
         };
-        if let Some(key) = raw.keys().find(|k| {
-            let k = k.as_str();
-            !TARGET_FIELDS.contains(&k)
-                && !PUSHQ_FIELDS.contains(&k)
-                && !MESSAGE_FIELDS.contains(&k)
-        }) {
+        if let Some(key) = raw.keys().find(|k| !is_push_field(k)) {
             let name = if key.is_empty() { "\"\"" } else { key.as_str() };
             return Err(InvalidPush::new(
                 name,
                 "is not a field of a push (firebase-admin's Message fields, a target, or pushq's idempotencyKey, delaySeconds, category)".to_owned(),
             ));
         }
+        let mut raw = raw;
         let target = parse_target(&raw)?;
+        if let Target::Tokens(list) | Target::Users(list) = &target {
+            // Repeats were removed: the envelope carries the list as delivered.
+            if raw[target.field()].as_array().map(Vec::len) != Some(list.len()) {
+                let list = list.iter().cloned().map(Value::String).collect();
+                raw.insert(target.field().to_owned(), Value::Array(list));
+            }
+        }
         let idempotency_key = parse_idempotency_key(raw.get("idempotencyKey"))?;
         let delay_seconds = parse_delay(raw.get("delaySeconds"))?;
         let category = parse_category(raw.get("category"))?;

@@ -1,0 +1,421 @@
+//! What is final and what waits, through the real `pushq-lambda` binary against a Runtime API,
+//! the FCM emulator and real databases: only a target's own FCM error is final (a refused
+//! account, a wrong key, APNs credentials and a proxy's page come back for redelivery); a newer
+//! producer's messages wait instead of being rejected; hostile or oversized bodies and a
+//! database that hangs cannot poison a batch.
+
+use std::time::{Duration, Instant};
+
+use pushq_delivery::store::Store;
+use pushq_test_support::lambda::{failed_items, sqs_event, Lambda};
+use pushq_test_support::{Db, Fcm};
+use serde_json::{json, Value};
+
+const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_pushq-lambda");
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A fresh database with the schema and these (user, token) devices, and a bootstrap on it.
+async fn setup(db: &Db, fcm: &Fcm, devices: &[(&str, &str)], extra: &[(&str, &str)]) -> Lambda {
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    for (user, token) in devices {
+        store.register_device(user, token, "android").await.unwrap();
+    }
+    store.close().await;
+    let mut env = fcm.env();
+    env.push(("DATABASE_URL".into(), db.url.clone()));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Lambda::start(BOOTSTRAP, &env).await
+}
+
+fn envelope(id: &str, push: Value) -> String {
+    json!({"v": 1, "id": id, "enqueuedAt": 1_795_000_000_000i64, "push": push}).to_string()
+}
+
+/// (push id, target, status, error code) of every delivery row, sorted.
+async fn rows(db: &Db) -> Vec<(String, String, String, Option<String>)> {
+    db.deliveries()
+        .await
+        .into_iter()
+        .map(|(p, t, s, e, _)| (p, t, s, e))
+        .collect()
+}
+
+fn row(
+    push: &str,
+    target: &str,
+    status: &str,
+    code: Option<&str>,
+) -> (String, String, String, Option<String>) {
+    (
+        push.into(),
+        target.into(),
+        status.into(),
+        code.map(str::to_owned),
+    )
+}
+
+/// The targets FCM accepted (tokens, or `topic:<name>`), sorted, repeats kept.
+async fn received(fcm: &Fcm) -> Vec<String> {
+    let mut targets: Vec<String> = fcm
+        .received()
+        .await
+        .iter()
+        .map(|m| {
+            let message = &m["body"]["message"];
+            match message["token"].as_str() {
+                Some(token) => token.to_owned(),
+                None => format!("topic:{}", message["topic"].as_str().unwrap()),
+            }
+        })
+        .collect();
+    targets.sort();
+    targets
+}
+
+/// Whether each of these tokens is still live (not invalidated) for its user.
+async fn live(db: &Db, devices: &[(&str, &str)]) -> Vec<bool> {
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    let mut out = Vec::new();
+    for (user, token) in devices {
+        let found = store.devices(user).await.unwrap();
+        out.push(found.iter().any(|d| d.token == *token && d.live));
+    }
+    store.close().await;
+    out
+}
+
+async fn token_requests(fcm: &Fcm) -> u64 {
+    fcm.call("GET", "/__received", None).await["tokenRequests"]
+        .as_u64()
+        .unwrap()
+}
+
+/// During a key rotation the new service account lacks the send permission: FCM answers every
+/// send `403 PERMISSION_DENIED` without an FCM error code. Nothing is recorded final, nothing is
+/// invalidated, every message comes back; once the key is fixed, the redelivery gives every
+/// device its push exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_account_then_fixed_delivers_every_device_exactly_once() {
+    let fcm = Fcm::start();
+    let db = Db::postgres().await;
+    let devices = [("u1", "tok-a"), ("u1", "tok-b"), ("u2", "tok-c")];
+    let mut lambda = setup(&db, &fcm, &devices, &[]).await;
+    let event = sqs_event(&[
+        (
+            "m-users",
+            envelope(
+                "p-users",
+                json!({"userIds": ["u1", "u2"], "notification": {"title": "hi"}}),
+            ),
+        ),
+        ("m-token", envelope("p-token", json!({"token": "tok-d"}))),
+        ("m-topic", envelope("p-topic", json!({"topic": "news"}))),
+    ]);
+
+    fcm.faults(json!({"rules": [{"error": "PERMISSION_DENIED"}]}))
+        .await;
+    let answer = lambda.invoke("req-1", event.clone(), 30, WAIT).await;
+    assert_eq!(failed_items(&answer), ["m-token", "m-topic", "m-users"]);
+    assert!(received(&fcm).await.is_empty());
+    let denied = Some("PERMISSION_DENIED");
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-token", "tok-d", "retrying", denied),
+            row("p-topic", "topic:news", "retrying", denied),
+            row("p-users", "tok-a", "retrying", denied),
+            row("p-users", "tok-b", "retrying", denied),
+            row("p-users", "tok-c", "retrying", denied),
+        ]
+    );
+    assert_eq!(live(&db, &devices).await, [true, true, true]);
+
+    // The key is fixed; SQS (or a DLQ redrive) brings the messages back.
+    fcm.faults(json!({"rules": []})).await;
+    let answer = lambda.invoke("req-2", event.clone(), 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    // And once more, as SQS may deliver twice: nothing is sent again.
+    let answer = lambda.invoke("req-3", event, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(
+        received(&fcm).await,
+        ["tok-a", "tok-b", "tok-c", "tok-d", "topic:news"]
+    );
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-token", "tok-d", "sent", None),
+            row("p-topic", "topic:news", "sent", None),
+            row("p-users", "tok-a", "sent", None),
+            row("p-users", "tok-b", "sent", None),
+            row("p-users", "tok-c", "sent", None),
+        ]
+    );
+    db.drop_it().await;
+}
+
+/// Each FCM answer by whose fault it is. The target's own: a token FCM calls invalid
+/// (`INVALID_ARGUMENT` naming the registration token: invalidated), a message FCM refuses
+/// (`failed`), one token of another project among working ones (`failed`, not invalidated).
+/// The deployment's, handed back and never final: `THIRD_PARTY_AUTH_ERROR` (which does not make
+/// pushq fetch a new OAuth token per send) and a proxy's HTML 404. Then a staging key in
+/// production (every send `SENDER_ID_MISMATCH`): nothing is invalidated, the messages wait, and
+/// with the right key every device gets its push.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_targets_own_error_is_final() {
+    let fcm = Fcm::start();
+    let db = Db::mariadb().await;
+    let devices = [
+        ("u-a", "tok-garbage"),
+        ("u-a", "tok-ok1"),
+        ("u-a", "tok-ok2"),
+        ("u-b", "tok-other-project"),
+        ("u-b", "tok-ok3"),
+        ("u-b", "tok-ok4"),
+        ("u-f1", "tok-f1"),
+        ("u-f1", "tok-f2"),
+        ("u-f2", "tok-f3"),
+    ];
+    let mut lambda = setup(&db, &fcm, &devices, &[]).await;
+    fcm.faults(json!({"rules": [
+        {"token": "tok-garbage", "error": "INVALID_ARGUMENT",
+         "message": "The registration token is not a valid FCM registration token"},
+        {"token": "tok-msg", "error": "INVALID_ARGUMENT",
+         "message": "Invalid value at 'message.android.notification.color'"},
+        {"token": "tok-other-project", "error": "SENDER_ID_MISMATCH"},
+        {"token": "tok-ios", "error": "THIRD_PARTY_AUTH_ERROR"},
+        {"token": "tok-proxy", "status": 404, "body": "<html><body>Not Found</body></html>"},
+    ]}))
+    .await;
+    let event = sqs_event(&[
+        ("m-a", envelope("p-a", json!({"userId": "u-a"}))),
+        ("m-b", envelope("p-b", json!({"userId": "u-b"}))),
+        ("m-msg", envelope("p-msg", json!({"token": "tok-msg"}))),
+        ("m-ios", envelope("p-ios", json!({"token": "tok-ios"}))),
+        (
+            "m-proxy",
+            envelope("p-proxy", json!({"token": "tok-proxy"})),
+        ),
+    ]);
+    let started = Instant::now();
+    let answer = lambda.invoke("req-1", event, 60, WAIT).await;
+    assert_eq!(failed_items(&answer), ["m-ios", "m-proxy"]);
+    // Neither is retried within the invocation: it does not fix itself in seconds.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        token_requests(&fcm).await,
+        1,
+        "THIRD_PARTY_AUTH_ERROR dropped the OAuth token"
+    );
+    assert_eq!(
+        rows(&db).await,
+        [
+            row(
+                "p-a",
+                "tok-garbage",
+                "invalid_token",
+                Some("INVALID_ARGUMENT")
+            ),
+            row("p-a", "tok-ok1", "sent", None),
+            row("p-a", "tok-ok2", "sent", None),
+            row("p-b", "tok-ok3", "sent", None),
+            row("p-b", "tok-ok4", "sent", None),
+            row(
+                "p-b",
+                "tok-other-project",
+                "failed",
+                Some("SENDER_ID_MISMATCH")
+            ),
+            row(
+                "p-ios",
+                "tok-ios",
+                "retrying",
+                Some("THIRD_PARTY_AUTH_ERROR")
+            ),
+            row("p-msg", "tok-msg", "failed", Some("INVALID_ARGUMENT")),
+            row("p-proxy", "tok-proxy", "retrying", Some("HTTP_404")),
+        ]
+    );
+    assert_eq!(
+        live(&db, &devices[..4]).await,
+        [false, true, true, true],
+        "only the token FCM called invalid is invalidated"
+    );
+
+    // The staging key in production: every send answers SENDER_ID_MISMATCH.
+    fcm.faults(json!({"rules": [{"error": "SENDER_ID_MISMATCH"}]}))
+        .await;
+    let wrong_key = sqs_event(&[("m-f", envelope("p-f", json!({"userIds": ["u-f1", "u-f2"]})))]);
+    let answer = lambda.invoke("req-2", wrong_key.clone(), 30, WAIT).await;
+    assert_eq!(failed_items(&answer), ["m-f"]);
+    assert_eq!(live(&db, &devices[6..]).await, [true, true, true]);
+    fcm.faults(json!({"rules": []})).await;
+    let answer = lambda.invoke("req-3", wrong_key, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    let sent = received(&fcm).await;
+    for token in ["tok-f1", "tok-f2", "tok-f3"] {
+        assert_eq!(sent.iter().filter(|t| *t == token).count(), 1, "{token}");
+    }
+    db.drop_it().await;
+}
+
+/// The Node addon is upgraded before the Lambda: an envelope version or a push field this
+/// consumer does not know is handed back (it waits in the DLQ for the upgrade), every time it
+/// comes; only bodies no version could accept are rejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_producers_messages_wait_and_broken_ones_are_rejected() {
+    let fcm = Fcm::start();
+    let db = Db::postgres().await;
+    let mut lambda = setup(&db, &fcm, &[], &[]).await;
+    let event = sqs_event(&[
+        (
+            "m-v2",
+            json!({"v": 2, "id": "p-v2", "push": {"token": "t-v2"}}).to_string(),
+        ),
+        (
+            "m-field",
+            envelope(
+                "p-field",
+                json!({"token": "t-field", "priorityHint": "high"}),
+            ),
+        ),
+        ("m-fid", envelope("p-fid", json!({"fid": "f-1"}))),
+        ("m-v0", json!({"v": 0, "push": {"token": "t"}}).to_string()),
+        (
+            "m-vtext",
+            json!({"v": "1", "push": {"token": "t"}}).to_string(),
+        ),
+        (
+            "m-known-wrong",
+            envelope(
+                "p-kw",
+                json!({"token": "t", "newThing": 1, "android": {"ttl": -5}}),
+            ),
+        ),
+        ("m-array", "[1, 2]".to_owned()),
+        ("m-ok", envelope("p-ok", json!({"token": "t-ok"}))),
+    ]);
+    for request in ["req-1", "req-2"] {
+        let answer = lambda.invoke(request, event.clone(), 30, WAIT).await;
+        assert_eq!(
+            failed_items(&answer),
+            ["m-fid", "m-field", "m-v2"],
+            "{request}"
+        );
+    }
+    let rejected: Vec<String> = db.rejected().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(rejected, ["m-array", "m-known-wrong", "m-v0", "m-vtext"]);
+    assert_eq!(received(&fcm).await, ["t-ok"]);
+    assert!(
+        lambda.output().contains("newer producer"),
+        "the hand-back is not logged:\n{}",
+        lambda.output()
+    );
+    db.drop_it().await;
+}
+
+/// Bodies a foreign or hostile producer may write cannot fail the rest of the batch: an
+/// `enqueuedAt` past the year 9999 (MariaDB's DATETIME refuses it, which failed the whole
+/// batch's insert on every receive) is rejected; a device named several times gets one push; a
+/// push over FCM's payload limit (4096 bytes, 2048 to a topic) is recorded `failed` with
+/// `PAYLOAD_TOO_LARGE` without being sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_or_oversized_bodies_cannot_poison_a_batch() {
+    let fcm = Fcm::start();
+    let db = Db::mariadb().await;
+    let mut lambda = setup(&db, &fcm, &[], &[]).await;
+    let event = sqs_event(&[
+        (
+            "m-year",
+            json!({"v": 1, "id": "p-year", "enqueuedAt": 253_402_300_800_000i64,
+                   "push": {"token": "t-year"}})
+            .to_string(),
+        ),
+        (
+            "m-dups",
+            envelope(
+                "p-dups",
+                json!({"tokens": ["t-d1", "t-d2", "t-d1", "t-d2", "t-d1"]}),
+            ),
+        ),
+        (
+            "m-big",
+            envelope(
+                "p-big",
+                json!({"tokens": ["t-b1", "t-b2"], "data": {"blob": "x".repeat(5000)}}),
+            ),
+        ),
+        (
+            "m-topic",
+            envelope(
+                "p-topic",
+                json!({"topic": "news", "data": {"blob": "y".repeat(3000)}}),
+            ),
+        ),
+        ("m-ok", envelope("p-ok", json!({"token": "t-ok"}))),
+    ]);
+    let answer = lambda.invoke("req-1", event, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(received(&fcm).await, ["t-d1", "t-d2", "t-ok"]);
+    let too_large = Some("PAYLOAD_TOO_LARGE");
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-big", "t-b1", "failed", too_large),
+            row("p-big", "t-b2", "failed", too_large),
+            row("p-dups", "t-d1", "sent", None),
+            row("p-dups", "t-d2", "sent", None),
+            row("p-ok", "t-ok", "sent", None),
+            row("p-topic", "topic:news", "failed", too_large),
+        ]
+    );
+    let rejected = db.rejected().await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].0, "m-year");
+    assert!(rejected[0].1.contains("enqueuedAt"), "{rejected:?}");
+    db.drop_it().await;
+}
+
+/// A database that stops answering (here: the delivery log locked by another session) does not
+/// hold the invocation until Lambda kills it: the statement is given up after
+/// `PUSHQ_DB_STATEMENT_TIMEOUT_MS`, the batch is handed back, and once the lock is gone the
+/// redelivery sends it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_statement_hands_the_batch_back_within_the_invocation() {
+    use sqlx::Connection;
+    let fcm = Fcm::start();
+    let db = Db::postgres().await;
+    let mut lambda = setup(&db, &fcm, &[], &[("PUSHQ_DB_STATEMENT_TIMEOUT_MS", "1000")]).await;
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE pushq_deliveries IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let event = sqs_event(&[("m-1", envelope("p-1", json!({"token": "t-1"})))]);
+    let started = Instant::now();
+    // A 120 s invocation; the answer must come long before it ends.
+    let answer = lambda
+        .invoke("req-1", event.clone(), 120, Duration::from_secs(30))
+        .await;
+    assert_eq!(failed_items(&answer), ["m-1"]);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(received(&fcm).await.is_empty());
+    assert!(
+        lambda.output().contains("did not finish within 1000 ms"),
+        "{}",
+        lambda.output()
+    );
+
+    lock.rollback().await.unwrap();
+    let answer = lambda.invoke("req-2", event, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(received(&fcm).await, ["t-1"]);
+    drop(locker);
+    db.drop_it().await;
+}
