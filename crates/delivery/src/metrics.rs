@@ -31,6 +31,7 @@ fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'
             outcome.failed_message_ids.len() as u64,
         ),
         ("Rejected", "Count", c.rejected as u64),
+        ("Throttled", "Count", c.throttled as u64),
         ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
     ]
 }

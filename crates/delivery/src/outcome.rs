@@ -27,6 +27,9 @@ pub struct BatchCounts {
     pub newer: usize,
     /// Targets of dry runs that FCM validated (nothing delivered).
     pub dry_runs: usize,
+    /// Targets not sent because the FCM project's quota throttle outlasted the batch (their
+    /// messages are handed back).
+    pub throttled: usize,
 }
 
 /// What the engine made of a batch.
@@ -58,6 +61,7 @@ impl BatchOutcome {
             rejected = c.rejected,
             newer = c.newer,
             dry_runs = c.dry_runs,
+            throttled = c.throttled,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),

@@ -30,6 +30,13 @@ pub trait Sink: Send + Sync {
         validate_only: bool,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted>;
+
+    /// Until when sends are held back by the FCM project's quota throttle, if they are now:
+    /// a caller that polls for work (`pushq worker`) waits rather than taking batches it would
+    /// hand back unsent.
+    fn throttled_until(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// The FCM request body for `push` sent to `token` (or to its own topic/condition), with

@@ -912,3 +912,71 @@ async fn hostile_messages_postgres() {
 async fn hostile_messages_mariadb() {
     hostile_messages_are_recorded_and_the_batch_goes_on(Db::mariadb().await).await;
 }
+
+/// A project-level `429 QUOTA_EXCEEDED` without `Retry-After` holds back every send of the
+/// process for at least a minute: the sends still waiting are not made, their message is handed
+/// back at once, and a later batch sends nothing either (no request per target, no retry storm).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_quota_429_holds_back_every_send_of_the_process() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine_with(&db.url, &fcm, &[("PUSHQ_SEND_CONCURRENCY", "2")]).await;
+    fcm.faults(json!({"rules": [{"error": "QUOTA_EXCEEDED"}]}))
+        .await;
+    let tokens: Vec<String> = (0..20).map(|i| format!("tok-{i}")).collect();
+    let first = message(json!({ "tokens": tokens }));
+    let outcome = engine
+        .process(
+            std::slice::from_ref(&first),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.failed_message_ids, vec![first.message_id.clone()]);
+    // Only the sends already in flight when the first 429 came back were made.
+    let requests = fcm.send_requests().await;
+    assert!(requests <= 2, "{requests} requests for 20 targets");
+    assert!(outcome.counts.throttled >= 18, "{:?}", outcome.counts);
+    let until = engine.throttled_until().expect("throttled");
+    assert!(
+        until >= Instant::now() + Duration::from_secs(50),
+        "at least a minute"
+    );
+    // Nothing is final: every target is retrying.
+    assert!(db.deliveries().await.iter().all(|r| r.2 == "retrying"));
+
+    // The next batch of the process sends nothing while the throttle lasts.
+    let second = message(json!({"token": "tok-later"}));
+    let outcome = engine
+        .process(std::slice::from_ref(&second), soon())
+        .await
+        .unwrap();
+    assert_eq!(outcome.failed_message_ids, vec![second.message_id.clone()]);
+    assert_eq!(outcome.counts.throttled, 1);
+    assert_eq!(fcm.send_requests().await, requests);
+}
+
+/// A 429 whose `QuotaFailure` names one device's rate throttles nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_quota_429_throttles_only_that_device() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let body = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Device message rate exceeded.", "details": [
+        {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "QUOTA_EXCEEDED"},
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"subject": "device", "description": "Device message rate exceeded"}]}
+    ]}});
+    fcm.faults(json!({"rules": [{"token": "tok-hot", "status": 429, "body": body.to_string()}]}))
+        .await;
+    let msg = message(json!({"tokens": ["tok-hot", "tok-a", "tok-b"]}));
+    let outcome = engine
+        .process(
+            std::slice::from_ref(&msg),
+            Instant::now() + Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.counts.sent, 2);
+    assert_eq!(outcome.counts.throttled, 0);
+    assert_eq!(engine.throttled_until(), None);
+}

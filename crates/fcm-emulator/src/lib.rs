@@ -3,7 +3,8 @@
 //! Verifies JWT assertions against the service account's public key and bearer tokens on every
 //! send, checks request bodies, records what it received, and injects faults on request.
 //!
-//! Control endpoints (for tests): `GET /__received`, `POST /__reset`, `POST /__faults` with
+//! Control endpoints (for tests): `GET /__received` (accepted sends, `sendRequests`: every send
+//! request, faulted ones too, `tokenRequests`), `POST /__reset`, `POST /__faults` with
 //! `{"rules":[{"token":"t","error":"UNREGISTERED","times":1,"retryAfter":2,"delayMs":0,
 //! "percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}` (a rule
 //! without `token` matches every send; `times` absent = always; `percent` answers that share of
@@ -42,6 +43,8 @@ struct Inner {
     received: Vec<Value>,
     rules: Vec<Rule>,
     token_requests: u64,
+    /// Every send request that reached the handler, answered or faulted.
+    send_requests: u64,
     /// Every access token issued, for tests that look for it where it must not be.
     issued: Vec<String>,
 }
@@ -247,7 +250,11 @@ async fn send(
         Err(why) => return fcm_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &why),
     };
     let token = value["message"]["token"].as_str();
-    let fault = faults::take_fault(&mut emu.inner.lock().expect("emulator state").rules, token);
+    let fault = {
+        let mut inner = emu.inner.lock().expect("emulator state");
+        inner.send_requests += 1;
+        faults::take_fault(&mut inner.rules, token)
+    };
     if let Some(rule) = fault {
         if let Some(response) = faults::answer(&rule).await {
             return response;
@@ -313,6 +320,7 @@ async fn received(State(emu): State<Arc<Emulator>>) -> Json<Value> {
     Json(json!({
         "messages": inner.received,
         "tokenRequests": inner.token_requests,
+        "sendRequests": inner.send_requests,
         "accessTokens": inner.issued,
     }))
 }

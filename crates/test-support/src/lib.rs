@@ -232,6 +232,13 @@ impl Fcm {
             .unwrap_or_default()
     }
 
+    /// Every send request the emulator got, faulted ones too.
+    pub async fn send_requests(&self) -> u64 {
+        self.call("GET", "/__received", None).await["sendRequests"]
+            .as_u64()
+            .unwrap_or_default()
+    }
+
     /// Sets the emulator's fault rules; a rule set it refuses fails the test.
     pub async fn faults(&self, faults: Value) {
         let res = reqwest_client()

@@ -317,6 +317,9 @@ impl<'m> Batch<'m> {
                 // A `retrying` row says so in the log until the final row replaces it.
                 Verdict::HandBack(error) => {
                     self.counts.transient += 1;
+                    if error.code() == crate::fcm::THROTTLED {
+                        self.counts.throttled += 1;
+                    }
                     self.rows
                         .push(r(DeliveryStatus::Retrying, Some(error.code().to_owned())));
                     tracing::warn!(push_id = %e.id, code = error.code(), "send failed, will retry on redelivery");

@@ -122,6 +122,11 @@ impl Engine {
         &self.store
     }
 
+    /// Until when sends are held back by the FCM project's quota throttle, if they are now.
+    pub fn throttled_until(&self) -> Option<Instant> {
+        self.sink.throttled_until()
+    }
+
     /// Delivers one batch; `deadline` bounds retries. A database error fails the whole batch
     /// (every message is redelivered); targets whose row was written are not sent again on
     /// redelivery. Sends whose row was not written (the write failed, the process died) are

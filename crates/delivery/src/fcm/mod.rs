@@ -126,7 +126,17 @@ pub struct FcmClient {
     send_url: String,
     dry_run: bool,
     cut_at_deadline: bool,
+    /// Until when the project's quota is exhausted: no send to the project starts before then.
+    /// One per client, i.e. per FCM project, shared by every batch of the process.
+    throttled_until: std::sync::Mutex<Option<Instant>>,
 }
+
+/// The least pause after a project-level `429 QUOTA_EXCEEDED` without `Retry-After`: FCM asks
+/// for at least a minute (https://firebase.google.com/docs/cloud-messaging/scale-fcm#handling-retries).
+pub const QUOTA_PAUSE: Duration = Duration::from_secs(60);
+
+/// The code of a send not made because the project's quota throttle outlasts the batch.
+pub const THROTTLED: &str = "THROTTLED";
 
 impl FcmClient {
     /// A client for the service account `account`.
@@ -149,7 +159,29 @@ impl FcmClient {
             send_url,
             dry_run: config.dry_run,
             cut_at_deadline: config.cut_at_deadline,
+            throttled_until: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Until when sends to this project are held back, if they are now.
+    pub fn throttled_until(&self) -> Option<Instant> {
+        let until = *self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.filter(|t| *t > Instant::now())
+    }
+
+    /// Holds back every send to the project for `pause` (or longer, if already held).
+    fn throttle(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut slot = self
+            .throttled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if slot.is_none_or(|t| t < until) {
+            *slot = Some(until);
+        }
     }
 
     /// Whether sends are `validate_only`.
@@ -192,6 +224,10 @@ impl FcmClient {
             return Ok(Sent { name });
         }
         let error = classify(status.as_u16(), &text, retry_after);
+        if status.as_u16() == 429 && project_quota(&text) {
+            // The project's quota: every send of the process waits, not only this one.
+            self.throttle(retry_after.unwrap_or(QUOTA_PAUSE));
+        }
         if access_token_refused(status.as_u16(), &error) {
             // Google says the access token itself is bad (expired or revoked early): drop it so
             // the retry fetches a new one. Not for THIRD_PARTY_AUTH_ERROR (a 401 about the APNs
@@ -210,6 +246,23 @@ impl FcmClient {
         let cut = self.cut_at_deadline;
         let mut attempts = 0;
         loop {
+            // The project's quota throttle: waited out when it ends within the batch's time;
+            // otherwise the send is not made and its message comes back later.
+            if let Some(until) = self.throttled_until() {
+                if until >= deadline {
+                    return Attempted {
+                        result: Err(FcmError::Transient {
+                            code: THROTTLED.into(),
+                            detail:
+                                "the project's FCM quota is exhausted: sends wait until it passes"
+                                    .into(),
+                            retry_after: Some(until - Instant::now()),
+                        }),
+                        attempts,
+                    };
+                }
+                tokio::time::sleep_until(until.into()).await;
+            }
             let Some(left) = deadline
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
@@ -230,6 +283,10 @@ impl FcmClient {
             let Err(FcmError::Transient { retry_after, .. }) = &result else {
                 return Attempted { result, attempts };
             };
+            if self.throttled_until().is_some() {
+                // The throttle decides when (and whether) the next attempt goes.
+                continue;
+            }
             let wait = retry_after.unwrap_or_else(|| backoff(attempts));
             if Instant::now() + wait >= deadline {
                 return Attempted { result, attempts };
@@ -255,6 +312,36 @@ impl Sink for FcmClient {
             self.send_with_retries(&body, deadline).await
         })
     }
+
+    fn throttled_until(&self) -> Option<Instant> {
+        FcmClient::throttled_until(self)
+    }
+}
+
+/// Whether a 429's body says the project's quota ran out, rather than one device's or topic's
+/// (FCM's `QuotaFailure` details name the violated quota; without details it is taken to be
+/// the project's, the one FCM asks every client to back off from).
+fn project_quota(body: &str) -> bool {
+    let Ok(value) = serde_json::from_str::<Value>(body) else {
+        return true;
+    };
+    let details = value["error"]["details"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let violations: Vec<String> = details
+        .iter()
+        .filter(|d| {
+            d["@type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("google.rpc.QuotaFailure"))
+        })
+        .flat_map(|d| d["violations"].as_array().cloned().unwrap_or_default())
+        .map(|v| format!("{} {}", v["subject"], v["description"]).to_ascii_lowercase())
+        .collect();
+    !violations
+        .iter()
+        .any(|v| v.contains("device") || v.contains("topic"))
 }
 
 fn deadline_passed() -> FcmError {
