@@ -193,7 +193,8 @@ export declare class PushClient {
    * Resolves once every push handed over so far has been answered by SQS, without closing
    * the client. In local mode it also waits for their deliveries, and rejects with
    * `PUSHQ_DELIVERY` naming the pushes that could not be delivered since the last
-   * `flush()`/`close()`.
+   * `flush()`/`close()`. It waits until the client has nothing unanswered, so pushes handed
+   * over while it waits are waited for too.
    */
   flush(): Promise<void>
   /**
