@@ -5,6 +5,7 @@
 pub mod config;
 pub mod engine;
 pub mod fcm;
+pub mod fifo;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;

@@ -69,3 +69,52 @@ impl BatchOutcome {
         );
     }
 }
+
+impl BatchCounts {
+    /// Adds `other`'s counts to these. Every field is named, so that a new counter cannot be
+    /// forgotten here.
+    pub fn add(&mut self, other: &BatchCounts) {
+        let BatchCounts {
+            messages,
+            sent,
+            failed,
+            invalid_tokens,
+            no_devices,
+            skipped,
+            retried,
+            transient,
+            rejected,
+            newer,
+            dry_runs,
+            throttled,
+        } = other;
+        self.messages += messages;
+        self.sent += sent;
+        self.failed += failed;
+        self.invalid_tokens += invalid_tokens;
+        self.no_devices += no_devices;
+        self.skipped += skipped;
+        self.retried += retried;
+        self.transient += transient;
+        self.rejected += rejected;
+        self.newer += newer;
+        self.dry_runs += dry_runs;
+        self.throttled += throttled;
+    }
+}
+
+impl BatchOutcome {
+    /// Adds the outcome of another part of the same batch (a round of a FIFO batch) to this one.
+    pub fn absorb(&mut self, part: BatchOutcome) {
+        let BatchOutcome {
+            failed_message_ids,
+            counts,
+            send_latency_ms,
+            push_ids,
+        } = part;
+        self.failed_message_ids.extend(failed_message_ids);
+        self.counts.add(&counts);
+        self.send_latency_ms.extend(send_latency_ms);
+        self.push_ids.extend(push_ids);
+    }
+}

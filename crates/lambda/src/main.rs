@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use pushq_delivery::config::CredentialsSetting;
 use pushq_delivery::logging::{self, Target};
@@ -81,7 +81,8 @@ async fn read_secrets(config: &mut DeliveryConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// One SQS batch: every record the engine could not finish is a batch item failure.
+/// One SQS batch: every record the engine could not finish is a batch item failure; on a FIFO
+/// queue, so is every later record of its message group, unsent.
 async fn handle(
     engine: &Engine,
     namespace: &str,
@@ -100,8 +101,12 @@ async fn handle(
             )
         })
         .collect();
+    let groups: Vec<Option<&str>> = event.payload.records.iter().map(message_group).collect();
     let deadline = deadline(event.context.deadline);
-    let failed = match engine.process(&messages, deadline).await {
+    let failed = match engine
+        .process_in_group_order(&messages, &groups, deadline)
+        .await
+    {
         Ok(outcome) => {
             let elapsed = started.elapsed();
             outcome.log(elapsed);
@@ -124,6 +129,23 @@ async fn handle(
         })
         .collect();
     Ok(response)
+}
+
+/// A record's FIFO message group: its `MessageGroupId`; a record from a `.fifo` queue without
+/// one (SQS always sets it) shares one group with its like, which keeps them in order. `None` on
+/// a standard queue.
+fn message_group(record: &SqsMessage) -> Option<&str> {
+    record
+        .attributes
+        .get("MessageGroupId")
+        .map(String::as_str)
+        .or_else(|| {
+            record
+                .event_source_arn
+                .as_deref()
+                .is_some_and(|arn| arn.ends_with(".fifo"))
+                .then_some("")
+        })
 }
 
 /// The invocation deadline (epoch milliseconds) as an `Instant`, less the reserve.

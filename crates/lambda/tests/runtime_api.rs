@@ -251,6 +251,108 @@ async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice()
     assert_eq!(rejected, vec![("m-junk".to_owned(),)]);
 }
 
+/// A record of a FIFO queue's event: its event source ARN ends in `.fifo` and it names its group.
+fn fifo_record(message_id: &str, group: &str, body: &str) -> Value {
+    let mut record = sqs_record(message_id, body);
+    record["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:123456789012:pushq.fifo");
+    record["attributes"]["MessageGroupId"] = json!(group);
+    record["attributes"]["MessageDeduplicationId"] = json!(message_id);
+    record
+}
+
+/// The tokens the emulator received, in order.
+async fn received_tokens(base: &str) -> Vec<String> {
+    let received: Value = reqwest::get(format!("{base}/__received"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    received["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// On a FIFO queue, a message that fails holds back the later messages of its group in the
+/// batch, unsent (AWS's guidance for partial batch responses on FIFO queues); other groups go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_fifo_queue_a_failure_hands_back_the_rest_of_its_group_unsent() {
+    let dir = temp_dir();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    Store::connect(&database_url, 1)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let (addr, api, mut responses) = serve_runtime_api().await;
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    let _bootstrap = Kill(bootstrap(addr, &env, Stdio::null(), Stdio::null()));
+    let http = reqwest::Client::new();
+    http.post(format!("{}/__faults", fcm.base))
+        .json(&json!({"rules": [{"token": "tok-a1", "error": "UNAVAILABLE"}]}))
+        .send()
+        .await
+        .unwrap();
+    let push = |id: &str, token: &str| {
+        json!({"v": 1, "id": id, "enqueuedAt": 1795000000000u64, "push": {"token": token}}).to_string()
+    };
+    let event = json!({"Records": [
+        fifo_record("m-a1", "user:a", &push("p-a1", "tok-a1")),
+        fifo_record("m-b1", "user:b", &push("p-b1", "tok-b1")),
+        fifo_record("m-a2", "user:a", &push("p-a2", "tok-a2")),
+        fifo_record("m-b2", "user:b", &push("p-b2", "tok-b2")),
+        fifo_record("m-a3", "user:a", &push("p-a3", "tok-a3")),
+    ]});
+    // FCM fails a's first push until the deadline (5 s less the 3 s reserve).
+    api.invoke("req-1", event.clone(), 5);
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [
+            {"itemIdentifier": "m-a1"}, {"itemIdentifier": "m-a2"}, {"itemIdentifier": "m-a3"}
+        ]})
+    );
+    // b's pushes went, in order; none of a's later pushes overtook its first.
+    let sent = received_tokens(&fcm.base).await;
+    assert_eq!(sent, ["tok-b1", "tok-b2"]);
+
+    // SQS hands a's messages back, in order; FCM is back.
+    http.post(format!("{}/__faults", fcm.base))
+        .json(&json!({"rules": []}))
+        .send()
+        .await
+        .unwrap();
+    let again = json!({"Records": [
+        fifo_record("m-a1", "user:a", &push("p-a1", "tok-a1")),
+        fifo_record("m-a2", "user:a", &push("p-a2", "tok-a2")),
+        fifo_record("m-a3", "user:a", &push("p-a3", "tok-a3")),
+    ]});
+    api.invoke("req-2", again, 30);
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!(
+        received_tokens(&fcm.base).await,
+        ["tok-b1", "tok-b2", "tok-a1", "tok-a2", "tok-a3"]
+    );
+}
+
 /// moto_server on a free port, killed on drop.
 fn moto() -> (Kill, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
