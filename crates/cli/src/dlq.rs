@@ -32,11 +32,14 @@ pub async fn redrive(from: &str, to: &str) -> Result<u64, String> {
         empty_in_a_row = 0;
         let sent = send(&sqs, to, &received, to_fifo).await?;
         for failed in sent.failed() {
-            bar.println(format!(
-                "not moved ({}): {}",
-                failed.code(),
-                failed.message().unwrap_or("")
-            ));
+            say(
+                &bar,
+                format!(
+                    "not moved ({}): {}",
+                    failed.code(),
+                    failed.message().unwrap_or("")
+                ),
+            );
         }
         // Only what the target accepted leaves the DLQ; the rest comes back after the visibility timeout.
         let accepted = accepted(&sent, &received);
@@ -45,9 +48,10 @@ pub async fn redrive(from: &str, to: &str) -> Result<u64, String> {
             // (the delivery log makes the second copy harmless) and is not counted.
             let deleted = delete(&sqs, from, &accepted).await?;
             for (code, why) in deleted.failed {
-                bar.println(format!(
-                    "copied but not deleted from the DLQ ({code}): {why}"
-                ));
+                say(
+                    &bar,
+                    format!("copied but not deleted from the DLQ ({code}): {why}"),
+                );
             }
             moved += deleted.succeeded;
             show_progress(&bar, moved);
@@ -144,13 +148,13 @@ fn accepted<'a>(sent: &SendMessageBatchOutput, received: &'a [Message]) -> Vec<&
         .collect()
 }
 
-/// Deletes `messages` from the DLQ in one batch.
 /// What a delete batch did: how many left the DLQ, and why the others did not.
 struct Deleted {
     succeeded: u64,
     failed: Vec<(String, String)>,
 }
 
+/// Deletes `messages` from the DLQ in one batch.
 async fn delete(sqs: &Client, from: &str, messages: &[&Message]) -> Result<Deleted, String> {
     let entries = messages
         .iter()
@@ -178,6 +182,12 @@ async fn delete(sqs: &Client, from: &str, messages: &[&Message]) -> Result<Delet
             .map(|f| (f.code().to_owned(), f.message().unwrap_or("").to_owned()))
             .collect(),
     })
+}
+
+/// Prints a line on stderr above the bar; also when stderr is not a terminal, where the bar is
+/// hidden and its own `println` prints nothing.
+fn say(bar: &ProgressBar, line: String) {
+    bar.suspend(|| eprintln!("{line}"));
 }
 
 /// Shows `moved` on the bar, stretching it when more moved than the DLQ's first depth said.
