@@ -219,6 +219,15 @@ async fn worker(args: WorkerArgs) {
     if batch_size > 10 && batching_window < 1.0 {
         fail("--batch-size above 10 needs --batching-window of at least 1 second (as on AWS)");
     }
+    let worker_config = worker::WorkerConfig {
+        queue_url,
+        batch_size,
+        batching_window: Duration::from_secs_f64(batching_window.max(0.0)),
+        concurrency,
+        visibility_timeout: Duration::from_secs(visibility_timeout.max(1)),
+        metrics_namespace: String::new(),
+    };
+    worker_config.check().unwrap_or_else(|e| fail(e));
     let mut config = DeliveryConfig::from_env().unwrap_or_else(|e| fail(e));
     pushq_delivery::store::warn_if_unverified(config.database_url.as_deref());
     // The worker extends visibility while a batch runs: an FCM attempt in flight at the
@@ -226,18 +235,13 @@ async fn worker(args: WorkerArgs) {
     config.cut_sends_at_deadline = false;
     // The worker runs no DDL, whatever PUSHQ_MIGRATE says: `pushq migrate` applies the schema.
     config.migrate = false;
-    let metrics_namespace = config.metrics_namespace.clone();
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)
         .await
         .unwrap_or_else(|e| fail(e));
     let shutdown = shutdown_signal();
     let config = worker::WorkerConfig {
-        queue_url,
-        batch_size,
-        batching_window: Duration::from_secs_f64(batching_window.max(0.0)),
-        concurrency,
-        visibility_timeout: Duration::from_secs(visibility_timeout.max(1)),
-        metrics_namespace,
+        metrics_namespace: config.metrics_namespace.clone(),
+        ..worker_config
     };
     if let Err(e) = worker::run(config, Arc::new(engine), shutdown).await {
         fail(e)
@@ -254,7 +258,7 @@ fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        tracing::info!("shutting down: finishing the batch in flight");
+        tracing::info!("shutting down: finishing the batches in flight");
         let _ = stop.send(true);
     });
     shutdown

@@ -46,6 +46,18 @@ pub fn emf_lines(
     service: &str,
     timestamp_ms: i64,
 ) -> Vec<String> {
+    emf_lines_with(outcome, duration, namespace, service, timestamp_ms, &[])
+}
+
+/// [`emf_lines`] with the caller's own counters (`pushq worker`'s deletes) on the first line.
+pub fn emf_lines_with(
+    outcome: &BatchOutcome,
+    duration: Duration,
+    namespace: &str,
+    service: &str,
+    timestamp_ms: i64,
+    extra: &[(&'static str, u64)],
+) -> Vec<String> {
     let latency: &[u64] = &outcome.send_latency_ms;
     let mut chunks: Vec<&[u64]> = latency.chunks(MAX_VALUES).collect();
     if chunks.is_empty() {
@@ -59,7 +71,8 @@ pub fn emf_lines(
             let mut line = Map::new();
             line.insert("Service".into(), json!(service));
             if i == 0 {
-                for (name, unit, value) in counters(outcome, duration) {
+                let extra = extra.iter().map(|&(name, value)| (name, "Count", value));
+                for (name, unit, value) in counters(outcome, duration).into_iter().chain(extra) {
                     declared.push(json!({ "Name": name, "Unit": unit }));
                     line.insert(name.into(), json!(value));
                 }
@@ -87,8 +100,19 @@ pub fn emf_lines(
 /// Prints the batch's EMF lines on stdout, in CloudWatch namespace `namespace`
 /// ([`crate::DeliveryConfig::metrics_namespace`]) with dimension `Service` = `service`.
 pub fn print_emf(outcome: &BatchOutcome, duration: Duration, namespace: &str, service: &str) {
+    print_emf_with(outcome, duration, namespace, service, &[]);
+}
+
+/// [`print_emf`] with the caller's own counters on the first line.
+pub fn print_emf_with(
+    outcome: &BatchOutcome,
+    duration: Duration,
+    namespace: &str,
+    service: &str,
+    extra: &[(&'static str, u64)],
+) {
     let now = chrono::Utc::now().timestamp_millis();
-    for line in emf_lines(outcome, duration, namespace, service, now) {
+    for line in emf_lines_with(outcome, duration, namespace, service, now, extra) {
         println!("{line}");
     }
 }
