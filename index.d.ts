@@ -488,7 +488,8 @@ export interface Notification {
 export interface PushBase {
   /**
    * Pushes with the same key are delivered once per device (1–128 printable ASCII
-   * characters, no spaces). On a FIFO queue it is also the SQS deduplication id.
+   * characters, no spaces); a later push with the same key is recorded `duplicate` for the
+   * devices it already reached. Not the SQS deduplication id, which is the push id.
    */
   idempotencyKey?: string
   /**

@@ -12,7 +12,8 @@ use napi_derive::napi;
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct PushBase {
     /// Pushes with the same key are delivered once per device (1–128 printable ASCII
-    /// characters, no spaces). On a FIFO queue it is also the SQS deduplication id.
+    /// characters, no spaces); a later push with the same key is recorded `duplicate` for the
+    /// devices it already reached. Not the SQS deduplication id, which is the push id.
     pub idempotency_key: Option<String>,
     /// Seconds SQS holds the push before delivery (0–900; standard queues only).
     /// @default 0

@@ -207,7 +207,6 @@ impl Producer {
             _ => String::new(),
         });
         let delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
-        let dedup_key = push.idempotency_key().map(str::to_owned);
         let envelope = Envelope::new(push).into_dry_run(dry_run);
         let bodies = envelope.to_bodies().map_err(|e| e.about(subject()))?;
         let id = envelope.id;
@@ -216,15 +215,18 @@ impl Producer {
             .into_iter()
             .enumerate()
             .map(|(i, body)| {
+                // The push id, never the idempotencyKey: SQS drops a message whose
+                // deduplication id it saw in the last five minutes, and a key reused for another
+                // user, target or payload must still reach the consumer, which delivers a key once
+                // per device and records the rest as duplicates. SQS then only merges the
+                // producer's own retries of one message.
                 let dedup_id = fifo.then(|| {
-                    // A dry run never takes a real push's deduplication slot.
-                    let key = dedup_key.as_deref().filter(|_| !dry_run).unwrap_or(&id);
                     if parts == 1 {
-                        key.to_owned()
+                        id.clone()
                     } else {
                         uuid::Uuid::new_v5(
                             &uuid::Uuid::NAMESPACE_OID,
-                            format!("{key}\n{i}").as_bytes(),
+                            format!("{id}\n{i}").as_bytes(),
                         )
                         .to_string()
                     }
