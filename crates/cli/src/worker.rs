@@ -201,9 +201,8 @@ async fn receive(
             let attribute = |name| m.attributes().and_then(|a| a.get(&name)).cloned();
             let sent_timestamp = attribute(MessageSystemAttributeName::SentTimestamp);
             // On a FIFO queue a message SQS gave no group shares one with its like.
-            let group = fifo.then(|| {
-                attribute(MessageSystemAttributeName::MessageGroupId).unwrap_or_default()
-            });
+            let group = fifo
+                .then(|| attribute(MessageSystemAttributeName::MessageGroupId).unwrap_or_default());
             Received {
                 message: QueueMessage::from_sqs(
                     m.message_id.as_deref(),
@@ -257,12 +256,7 @@ async fn receive_batch(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig) -> Resu
     })
 }
 
-async fn process(
-    sqs: &aws_sdk_sqs::Client,
-    engine: &Engine,
-    config: &WorkerConfig,
-    batch: Batch,
-) {
+async fn process(sqs: &aws_sdk_sqs::Client, engine: &Engine, config: &WorkerConfig, batch: Batch) {
     let started = Instant::now();
     let Batch {
         messages: batch,
@@ -368,7 +362,10 @@ async fn delete(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig, receipts: &[&s
                 let why = format!(
                     "{}{}",
                     failed.code(),
-                    failed.message().map(|m| format!(" ({m})")).unwrap_or_default()
+                    failed
+                        .message()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
                 );
                 if failed.sender_fault() {
                     refused.push(why);

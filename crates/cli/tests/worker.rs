@@ -213,7 +213,11 @@ impl Worker {
     }
 }
 
-async fn setup(sqs: &Sqs, fcm: &Fcm, sqs_env: Vec<(String, String)>) -> (Db, Vec<(String, String)>) {
+async fn setup(
+    sqs: &Sqs,
+    fcm: &Fcm,
+    sqs_env: Vec<(String, String)>,
+) -> (Db, Vec<(String, String)>) {
     let db = Db::sqlite().await;
     let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
     env.extend(sqs_env);
@@ -223,7 +227,11 @@ async fn setup(sqs: &Sqs, fcm: &Fcm, sqs_env: Vec<(String, String)>) -> (Db, Vec
         .envs(env.iter().cloned())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = sqs;
     (db, env)
 }
@@ -237,7 +245,12 @@ async fn received_tokens(fcm: &Fcm) -> Vec<String> {
     fcm.received()
         .await
         .iter()
-        .map(|m| m["body"]["message"]["token"].as_str().unwrap_or_default().to_owned())
+        .map(|m| {
+            m["body"]["message"]["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -250,12 +263,16 @@ async fn receive_errors_are_retried_and_never_end_the_worker() {
     proxy.with(|f| f.fail_receives = true);
     // One poll loop: today a receive error the SDK could not retry away ends it, and the process.
     let mut worker = Worker::start(&queue, &["--concurrency", "1"], &env);
-    worker.wait_for("two failed receives in a row", Duration::from_secs(60), || {
-        worker
-            .lines("receive failed; retrying")
-            .iter()
-            .any(|l| l["consecutive_failures"] == 2)
-    });
+    worker.wait_for(
+        "two failed receives in a row",
+        Duration::from_secs(60),
+        || {
+            worker
+                .lines("receive failed; retrying")
+                .iter()
+                .any(|l| l["consecutive_failures"] == 2)
+        },
+    );
     assert!(
         worker.proc.0.try_wait().unwrap().is_none(),
         "the worker exited\n{}",
@@ -263,7 +280,10 @@ async fn receive_errors_are_retried_and_never_end_the_worker() {
     );
     let failed = worker.lines("receive failed; retrying");
     assert!(
-        failed[0]["error"].as_str().unwrap().contains("InternalError"),
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("InternalError"),
         "{failed:?}"
     );
     // SQS answers again: the same loop picks up the push.
@@ -308,8 +328,8 @@ async fn delete_entries_sqs_failed_are_retried_and_counted() {
         worker.lines("batch done").len() == 2
     });
     assert_eq!(worker.metric("NotDeleted"), 1);
-    let warned =
-        worker.lines("finished messages could not be deleted; they will be redelivered and skipped");
+    let warned = worker
+        .lines("finished messages could not be deleted; they will be redelivered and skipped");
     assert_eq!(warned.len(), 1, "{}", worker.output());
     assert_eq!(warned[0]["not_deleted"], 1);
     assert_eq!(db.deliveries().await.len(), 2);
@@ -382,9 +402,9 @@ async fn a_batching_window_that_could_outlive_the_visibility_timeout_is_refused(
     });
     assert_eq!(status.unwrap().code(), Some(2));
     assert!(
-        worker.output().contains(
-            "--batching-window 5s could outlive --visibility-timeout 6s"
-        ),
+        worker
+            .output()
+            .contains("--batching-window 5s could outlive --visibility-timeout 6s"),
         "{}",
         worker.output()
     );

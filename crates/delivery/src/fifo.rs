@@ -51,7 +51,8 @@ impl Engine {
             if round.is_empty() {
                 break;
             }
-            let batch: Vec<QueueMessage> = round.iter().map(|&(_, m)| messages[m].clone()).collect();
+            let batch: Vec<QueueMessage> =
+                round.iter().map(|&(_, m)| messages[m].clone()).collect();
             let outcome = self.process(&batch, round_deadline).await?;
             let failed: HashSet<&str> = outcome
                 .failed_message_ids

@@ -305,7 +305,8 @@ async fn on_a_fifo_queue_a_failure_hands_back_the_rest_of_its_group_unsent() {
         .await
         .unwrap();
     let push = |id: &str, token: &str| {
-        json!({"v": 1, "id": id, "enqueuedAt": 1795000000000u64, "push": {"token": token}}).to_string()
+        json!({"v": 1, "id": id, "enqueuedAt": 1795000000000u64, "push": {"token": token}})
+            .to_string()
     };
     let event = json!({"Records": [
         fifo_record("m-a1", "user:a", &push("p-a1", "tok-a1")),
