@@ -122,6 +122,20 @@ async fn poll_loop(
 ) {
     let mut failures = 0u32;
     while !*shutdown.borrow() {
+        // The FCM project's quota throttle: take no batch that would be handed back unsent.
+        if let Some(until) = engine.throttled_until() {
+            tracing::info!(
+                wait_ms = until
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_millis() as u64,
+                "FCM quota exhausted; receiving again when the throttle passes"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = shutdown.changed() => break,
+            }
+            continue;
+        }
         let received = tokio::select! {
             received = receive_batch(sqs, config) => received,
             _ = shutdown.changed() => break,

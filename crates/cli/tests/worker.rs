@@ -519,3 +519,44 @@ async fn dlq_redrive_counts_a_message_as_moved_only_once_deleted() {
     assert_eq!(sqs.depth(&queue).await, (5, 0));
     assert_eq!(sqs.depth(&dlq).await, (0, 1));
 }
+
+/// While the FCM project's quota throttle lasts, the worker takes no batch (it would only hand
+/// it back unsent): the message is received once before the 429 and once after the throttle,
+/// not again and again while it lasts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_throttle_pauses_receiving_until_it_passes() {
+    let (sqs, fcm) = (Sqs::start(), Fcm::start());
+    let proxy = SqsProxy::start(&sqs.endpoint).await;
+    let queue = sqs.fresh_queue().await;
+    let (db, env) = setup(&sqs, &fcm, proxy.env()).await;
+    // The first send meets the project's quota, for 8 s: longer than a batch's time here.
+    fcm.faults(json!({"rules": [{"error": "QUOTA_EXCEEDED", "retryAfter": 8, "times": 1}]}))
+        .await;
+    sqs.send_bodies(&queue, &[envelope(json!({"token": "tok-1"}))])
+        .await;
+    let worker = Worker::start(
+        &queue,
+        &["--concurrency", "1", "--visibility-timeout", "3"],
+        &env,
+    );
+    let rt = tokio::runtime::Handle::current();
+    worker.wait_for(
+        "the push, once the throttle passed",
+        Duration::from_secs(60),
+        || rt.block_on(db.deliveries()).iter().any(|r| r.2 == "sent"),
+    );
+    // Handed out twice: before the 429, and after the throttle (a message invisible for 3 s
+    // would otherwise come back about every 3 s of the 8).
+    let handed_out: Vec<usize> = proxy.with(|f| f.handed_out.values().copied().collect());
+    assert_eq!(handed_out, [2]);
+    assert_eq!(fcm.send_requests().await, 2);
+    assert!(
+        !worker
+            .lines("FCM quota exhausted; receiving again when the throttle passes")
+            .is_empty(),
+        "{}",
+        worker.output()
+    );
+    let status = worker.stop();
+    assert!(status.success(), "{status}");
+}
