@@ -1,88 +1,14 @@
 //! The real `pushq-lambda` binary (what cargo lambda packages as `bootstrap`) driven through a
 //! minimal Lambda Runtime API served by this test, against the FCM emulator and SQLite.
 
-use std::collections::VecDeque;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::Router;
 use pushq_delivery::store::Store;
+use pushq_test_support::lambda::{serve_runtime_api, RuntimeApi};
 use pushq_test_support::{leaks, temp_dir};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify};
-
-struct RuntimeApi {
-    events: Mutex<VecDeque<(String, Value, u64)>>,
-    ready: Notify,
-    responses: mpsc::UnboundedSender<(String, Value)>,
-}
-
-impl RuntimeApi {
-    /// Queues one invocation of `event` whose deadline is `seconds` from now.
-    fn invoke(&self, id: &str, event: Value, seconds: u64) {
-        let deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            + seconds * 1000;
-        self.events
-            .lock()
-            .unwrap()
-            .push_back((id.to_owned(), event, deadline));
-        self.ready.notify_waiters();
-    }
-}
-
-async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
-    loop {
-        let notified = api.ready.notified();
-        if let Some((id, event, deadline_ms)) = api.events.lock().unwrap().pop_front() {
-            let mut headers = HeaderMap::new();
-            headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-            headers.insert(
-                "lambda-runtime-deadline-ms",
-                deadline_ms.to_string().parse().unwrap(),
-            );
-            headers.insert(
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:pushq"
-                    .parse()
-                    .unwrap(),
-            );
-            headers.insert(
-                "lambda-runtime-trace-id",
-                "Root=1-00000000-000000000000000000000000".parse().unwrap(),
-            );
-            return (headers, event.to_string());
-        }
-        notified.await;
-    }
-}
-
-async fn response(
-    State(api): State<Arc<RuntimeApi>>,
-    Path(id): Path<String>,
-    body: String,
-) -> &'static str {
-    let _ = api.responses.send((
-        id,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    ));
-    "ok"
-}
-
-async fn error(
-    State(api): State<Arc<RuntimeApi>>,
-    Path(id): Path<String>,
-    body: String,
-) -> &'static str {
-    let _ = api.responses.send((id, json!({"invocationError": body})));
-    "ok"
-}
+use tokio::sync::mpsc;
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -90,32 +16,6 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Serves the Runtime API on a free port; returns its address, the state and the responses.
-async fn serve_runtime_api() -> (
-    std::net::SocketAddr,
-    Arc<RuntimeApi>,
-    mpsc::UnboundedReceiver<(String, Value)>,
-) {
-    let (tx, responses) = mpsc::unbounded_channel();
-    let api = Arc::new(RuntimeApi {
-        events: Mutex::new(VecDeque::new()),
-        ready: Notify::new(),
-        responses: tx,
-    });
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, api, responses)
 }
 
 /// The real binary, as Lambda starts it.

@@ -16,15 +16,60 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::{temp_dir, Proc};
 
-struct Api {
+/// A minimal Lambda Runtime API: invocations queued by the test, handed to the function's
+/// `next` polls, and its answers passed back.
+pub struct RuntimeApi {
     events: Mutex<VecDeque<(String, Value, u64)>>,
     ready: Notify,
     responses: mpsc::UnboundedSender<(String, Value)>,
 }
 
+impl RuntimeApi {
+    /// Queues one invocation of `event` whose deadline is `seconds` from now.
+    pub fn invoke(&self, id: &str, event: Value, seconds: u64) {
+        let deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + seconds * 1000;
+        self.events
+            .lock()
+            .unwrap()
+            .push_back((id.to_owned(), event, deadline));
+        self.ready.notify_waiters();
+    }
+}
+
+/// Serves the Runtime API on a free loopback port; returns its address, the API (to invoke)
+/// and the function's answers, `(request id, body)`.
+pub async fn serve_runtime_api() -> (
+    std::net::SocketAddr,
+    Arc<RuntimeApi>,
+    mpsc::UnboundedReceiver<(String, Value)>,
+) {
+    let (tx, responses) = mpsc::unbounded_channel();
+    let api = Arc::new(RuntimeApi {
+        events: Mutex::new(VecDeque::new()),
+        ready: Notify::new(),
+        responses: tx,
+    });
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, api, responses)
+}
+
 /// The Runtime API on a free loopback port, with one `bootstrap` process polling it.
 pub struct Lambda {
-    api: Arc<Api>,
+    api: Arc<RuntimeApi>,
     responses: mpsc::UnboundedReceiver<(String, Value)>,
     _bootstrap: Proc,
     /// Where the bootstrap's stdout and stderr go.
@@ -35,23 +80,7 @@ impl Lambda {
     /// Serves the Runtime API and starts `binary` (the test's `CARGO_BIN_EXE_pushq-lambda`) with
     /// `env` on top of a clean environment for pushq's variables.
     pub async fn start(binary: &str, env: &[(String, String)]) -> Lambda {
-        let (tx, responses) = mpsc::unbounded_channel();
-        let api = Arc::new(Api {
-            events: Mutex::new(VecDeque::new()),
-            ready: Notify::new(),
-            responses: tx,
-        });
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(response),
-            )
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .with_state(api.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (addr, api, responses) = serve_runtime_api().await;
         let output = temp_dir().join("bootstrap.log");
         let log = std::fs::File::create(&output).unwrap();
         let child = Command::new(binary)
@@ -80,17 +109,7 @@ impl Lambda {
     /// Invokes the function with `event` and an invocation deadline `seconds` from now; waits
     /// up to `wait` for its answer (the function's output is shown if none comes).
     pub async fn invoke(&mut self, id: &str, event: Value, seconds: u64, wait: Duration) -> Value {
-        let deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            + seconds * 1000;
-        self.api
-            .events
-            .lock()
-            .unwrap()
-            .push_back((id.to_owned(), event, deadline));
-        self.api.ready.notify_waiters();
+        self.api.invoke(id, event, seconds);
         let answer = tokio::time::timeout(wait, self.responses.recv()).await;
         let Ok(Some((answered, answer))) = answer else {
             panic!(
@@ -137,7 +156,7 @@ pub fn sqs_event(records: &[(&str, String)]) -> Value {
     json!({ "Records": records })
 }
 
-async fn next(State(api): State<Arc<Api>>) -> (HeaderMap, String) {
+async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
     loop {
         let notified = api.ready.notified();
         if let Some((id, event, deadline_ms)) = api.events.lock().unwrap().pop_front() {
@@ -164,7 +183,7 @@ async fn next(State(api): State<Arc<Api>>) -> (HeaderMap, String) {
 }
 
 async fn response(
-    State(api): State<Arc<Api>>,
+    State(api): State<Arc<RuntimeApi>>,
     Path(id): Path<String>,
     body: String,
 ) -> &'static str {
@@ -175,7 +194,11 @@ async fn response(
     "ok"
 }
 
-async fn error(State(api): State<Arc<Api>>, Path(id): Path<String>, body: String) -> &'static str {
+async fn error(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(id): Path<String>,
+    body: String,
+) -> &'static str {
     let _ = api.responses.send((id, json!({"invocationError": body})));
     "ok"
 }
