@@ -25,6 +25,11 @@ pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 /// Longest id accepted from a foreign producer.
 const MAX_FOREIGN_ID_CHARS: usize = 64;
 
+/// Whether `id` may be an envelope's push id: 1 to 64 characters, without NUL.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_FOREIGN_ID_CHARS && !id.contains('\0')
+}
+
 /// A push on its way through the queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -168,9 +173,7 @@ impl Envelope {
         }
         let id = match map.get("id") {
             None | Some(Value::Null) => message_id.to_owned(),
-            Some(Value::String(s))
-                if !s.is_empty() && s.chars().count() <= MAX_FOREIGN_ID_CHARS && !s.contains('\0') =>
-            {
+            Some(Value::String(s)) if is_valid_id(s) => {
                 s.clone()
             }
             Some(_) => {

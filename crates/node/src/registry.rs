@@ -241,7 +241,7 @@ impl LazyStore {
 /// producers may use any such id, or SQS's message id), except a UUIDv7 from the future, which
 /// pushq never gives out.
 fn could_be_push_id(id: &str) -> bool {
-    if id.is_empty() || id.chars().count() > 64 || id.contains('\0') {
+    if !pushq_model::envelope::is_valid_id(id) {
         return false;
     }
     let Ok(uuid) = uuid::Uuid::parse_str(id) else {
