@@ -8,7 +8,7 @@ pub mod push_types;
 pub mod registry;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
@@ -16,8 +16,7 @@ use napi_derive::napi;
 use pushq_local::LocalDelivery;
 use pushq_model::InvalidPush;
 use pushq_producer::sqs::SqsTransport;
-use pushq_producer::{Mode, Producer, ProducerConfig, Ticket, Transport};
-use tokio::sync::Notify;
+use pushq_producer::{Mode, Pending, PendingGuard, Producer, ProducerConfig, Ticket, Transport};
 
 use crate::error::BindingError;
 pub use error::is_pushq_error;
@@ -46,7 +45,10 @@ struct Client {
     local: Option<Arc<LocalDelivery>>,
     /// Whether a keep-alive promise is out (local mode).
     keeping_alive: Arc<AtomicBool>,
-    in_flight: Arc<InFlight>,
+    /// The client's promises not yet settled in JS (one guard each, dropped on the JS thread
+    /// once its promise is settled). `close()` resolves only after all of them, so that code
+    /// after `await client.close()` sees every earlier push settled.
+    in_flight: Arc<Pending>,
 }
 
 impl Client {
@@ -103,42 +105,6 @@ impl Client {
     }
 }
 
-/// The client's promises not yet settled in JS. `close()` resolves only after all of them, so
-/// that code after `await client.close()` sees every earlier push settled.
-#[derive(Default)]
-struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// One unsettled promise; dropped on the JS thread once the promise is settled.
-struct Settling(Arc<InFlight>);
-
-impl InFlight {
-    fn track(self: &Arc<Self>) -> Settling {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        Settling(self.clone())
-    }
-
-    async fn idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for Settling {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 #[napi]
 impl PushClient {
     /// Creates a client. Options fall back to environment variables (see {@link PushClientOptions}).
@@ -192,7 +158,7 @@ impl PushClient {
                 .enqueue_json_many(&json, dry_run)
                 .map_err(|e| error::to_js(env, &e.into()))
         });
-        let settling = client.in_flight.track();
+        let settling = client.in_flight.enter();
         match tickets {
             Ok(tickets) => {
                 client.keep_alive_while_delivering(env);
@@ -338,7 +304,7 @@ fn enqueue_one<'env>(
     push: Unknown,
     dry_run: Option<Unknown>,
 ) -> Result<PromiseRaw<'env, Enqueued>> {
-    let settling = client.in_flight.track();
+    let settling = client.in_flight.enter();
     let ticket = dry_run_flag(env, dry_run).and_then(|dry_run| {
         let json = stringify(env, push)?.ok_or_else(|| error::to_js(env, &not_an_object()))?;
         client
@@ -416,7 +382,7 @@ where
 fn rejected<'env, V: ToNapiValue + 'static>(
     env: &'env Env,
     error: napi::Error,
-    settling: Option<Settling>,
+    settling: Option<PendingGuard>,
 ) -> Result<PromiseRaw<'env, V>> {
     env.spawn_future_with_callback(async move { Ok(error) }, move |_, error| {
         drop(settling);
