@@ -5,8 +5,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pushq_delivery::store::Store;
-use pushq_test_support::lambda::{serve_runtime_api, RuntimeApi};
-use pushq_test_support::{leaks, temp_dir};
+use pushq_test_support::lambda::{
+    bootstrap_command, serve_runtime_api, sqs_record, Lambda, RuntimeApi,
+};
+use pushq_test_support::{leaks, temp_dir, Db, Fcm};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -25,30 +27,12 @@ fn bootstrap(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pushq-lambda"))
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-        .env_remove("DATABASE_URL")
-        .env_remove("PUSHQ_FCM_CREDENTIALS")
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+    bootstrap_command(env!("CARGO_BIN_EXE_pushq-lambda"), runtime_api)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .unwrap()
-}
-
-fn sqs_record(message_id: &str, body: &str) -> Value {
-    json!({
-        "messageId": message_id, "receiptHandle": "rh", "body": body,
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000", "SenderId": "x", "ApproximateFirstReceiveTimestamp": "1795000000001"},
-        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:pushq", "awsRegion": "us-east-1"
-    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,16 +145,9 @@ fn fifo_record(message_id: &str, group: &str, body: &str) -> Value {
 }
 
 /// The tokens the emulator received, in order.
-async fn received_tokens(base: &str) -> Vec<String> {
-    let received: Value = reqwest::get(format!("{base}/__received"))
+async fn received_tokens(fcm: &Fcm) -> Vec<String> {
+    fcm.received()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    received["messages"]
-        .as_array()
-        .unwrap()
         .iter()
         .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
         .collect()
@@ -180,30 +157,18 @@ async fn received_tokens(base: &str) -> Vec<String> {
 /// batch, unsent (AWS's guidance for partial batch responses on FIFO queues); other groups go on.
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_fifo_queue_a_failure_hands_back_the_rest_of_its_group_unsent() {
-    let dir = temp_dir();
-    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
-    let credentials = dir.join("sa.json");
-    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
-    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
-    Store::connect(&database_url, 1)
+    let (db, fcm) = (Db::sqlite().await, Fcm::start());
+    Store::connect(&db.url, 1)
         .await
         .unwrap()
         .migrate()
         .await
         .unwrap();
-    let (addr, api, mut responses) = serve_runtime_api().await;
-    let env = [
-        ("DATABASE_URL", database_url.clone()),
-        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
-        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
-    ];
-    let _bootstrap = Kill(bootstrap(addr, &env, Stdio::null(), Stdio::null()));
-    let http = reqwest::Client::new();
-    http.post(format!("{}/__faults", fcm.base))
-        .json(&json!({"rules": [{"token": "tok-a1", "error": "UNAVAILABLE"}]}))
-        .send()
-        .await
-        .unwrap();
+    let mut env = fcm.env();
+    env.push(("DATABASE_URL".into(), db.url.clone()));
+    let mut lambda = Lambda::start(env!("CARGO_BIN_EXE_pushq-lambda"), &env).await;
+    fcm.faults(json!({"rules": [{"token": "tok-a1", "error": "UNAVAILABLE"}]}))
+        .await;
     let push = |id: &str, token: &str| {
         json!({"v": 1, "id": id, "enqueuedAt": 1795000000000u64, "push": {"token": token}})
             .to_string()
@@ -216,11 +181,9 @@ async fn on_a_fifo_queue_a_failure_hands_back_the_rest_of_its_group_unsent() {
         fifo_record("m-a3", "user:a", &push("p-a3", "tok-a3")),
     ]});
     // FCM fails a's first push until the deadline (5 s less the 3 s reserve).
-    api.invoke("req-1", event.clone(), 5);
-    let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = lambda
+        .invoke("req-1", event, 5, Duration::from_secs(60))
+        .await;
     assert_eq!(
         answer,
         json!({"batchItemFailures": [
@@ -228,28 +191,21 @@ async fn on_a_fifo_queue_a_failure_hands_back_the_rest_of_its_group_unsent() {
         ]})
     );
     // b's pushes went, in order; none of a's later pushes overtook its first.
-    let sent = received_tokens(&fcm.base).await;
-    assert_eq!(sent, ["tok-b1", "tok-b2"]);
+    assert_eq!(received_tokens(&fcm).await, ["tok-b1", "tok-b2"]);
 
     // SQS hands a's messages back, in order; FCM is back.
-    http.post(format!("{}/__faults", fcm.base))
-        .json(&json!({"rules": []}))
-        .send()
-        .await
-        .unwrap();
+    fcm.faults(json!({"rules": []})).await;
     let again = json!({"Records": [
         fifo_record("m-a1", "user:a", &push("p-a1", "tok-a1")),
         fifo_record("m-a2", "user:a", &push("p-a2", "tok-a2")),
         fifo_record("m-a3", "user:a", &push("p-a3", "tok-a3")),
     ]});
-    api.invoke("req-2", again, 30);
-    let (_, answer) = tokio::time::timeout(Duration::from_secs(60), responses.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = lambda
+        .invoke("req-2", again, 30, Duration::from_secs(60))
+        .await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
     assert_eq!(
-        received_tokens(&fcm.base).await,
+        received_tokens(&fcm).await,
         ["tok-b1", "tok-b2", "tok-a1", "tok-a2", "tok-a3"]
     );
 }

@@ -40,6 +40,24 @@ impl RuntimeApi {
     }
 }
 
+/// `binary` (the test's `CARGO_BIN_EXE_pushq-lambda`) as Lambda starts `bootstrap`: pointed at
+/// the Runtime API at `runtime_api`, with the function's variables and none of pushq's own from
+/// the test's environment.
+pub fn bootstrap_command(binary: &str, runtime_api: std::net::SocketAddr) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        .env_remove("DATABASE_URL")
+        .env_remove("PUSHQ_FCM_CREDENTIALS")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+    command
+}
+
 /// Serves the Runtime API on a free loopback port; returns its address, the API (to invoke)
 /// and the function's answers, `(request id, body)`.
 pub async fn serve_runtime_api() -> (
@@ -83,16 +101,7 @@ impl Lambda {
         let (addr, api, responses) = serve_runtime_api().await;
         let output = temp_dir().join("bootstrap.log");
         let log = std::fs::File::create(&output).unwrap();
-        let child = Command::new(binary)
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "pushq")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-            .env_remove("DATABASE_URL")
-            .env_remove("PUSHQ_FCM_CREDENTIALS")
-            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        let child = bootstrap_command(binary, addr)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -143,17 +152,20 @@ pub fn failed_items(answer: &Value) -> Vec<String> {
 pub fn sqs_event(records: &[(&str, String)]) -> Value {
     let records: Vec<Value> = records
         .iter()
-        .map(|(id, body)| {
-            json!({
-                "messageId": id, "receiptHandle": "rh", "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000",
-                    "SenderId": "x", "ApproximateFirstReceiveTimestamp": "1795000000001"},
-                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:pushq", "awsRegion": "us-east-1"
-            })
-        })
+        .map(|(id, body)| sqs_record(id, body))
         .collect();
     json!({ "Records": records })
+}
+
+/// One record of an SQS event, as Lambda's event source mapping sends it.
+pub fn sqs_record(message_id: &str, body: &str) -> Value {
+    json!({
+        "messageId": message_id, "receiptHandle": "rh", "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000",
+            "SenderId": "x", "ApproximateFirstReceiveTimestamp": "1795000000001"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:pushq", "awsRegion": "us-east-1"
+    })
 }
 
 async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
