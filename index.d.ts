@@ -409,11 +409,12 @@ export interface DeliveryRecord {
   userId?: string
   /**
    * Final: `sent`, `failed`, `invalid_token`, `no_devices`, `dry_run` (FCM validated a dry
-   * run and delivered nothing) or `duplicate` (an earlier push with the same idempotency key
-   * was sent to this target). Not final: `retrying` (the send failed transiently and the
-   * message was handed back for redelivery).
+   * run and delivered nothing) or `duplicate` (another push with the same idempotency key
+   * owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED` when its payload differed).
+   * Not final: `retrying` (the send failed transiently and the message was handed back for
+   * redelivery) or `sending` (a consumer has claimed it and is sending it).
    */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying'
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** FCM requests made for this target. */

@@ -56,7 +56,8 @@ describe.each(['sqlite', 'postgres', 'mysql'] as const)('%s', (kind) => {
     const deliveries = new DeliveryLog({ databaseUrl })
     const rowsFor = async () => Promise.all(ids.map(async (id) => (await deliveries.forPush(id)).deliveries))
     try {
-      await waitFor('the delivery log', 60_000, async () => (await rowsFor()).every((rows) => rows.length > 0))
+      const states = async () => Promise.all(ids.map(async (id) => (await deliveries.forPush(id)).state))
+      await waitFor('the delivery log', 60_000, async () => (await states()).every((state) => state === 'delivered'))
     } catch (e) {
       throw new Error(`${e}\nworker log:\n${log}`)
     }

@@ -127,7 +127,7 @@ async fn end_to_end(db: Db) {
     tokio::task::block_in_place(|| {
         wait_until_or("the delivery log", Duration::from_secs(60), log, || {
             rt.block_on(async {
-                url_db.deliveries().await.len() >= expected_rows
+                url_db.final_deliveries().await >= expected_rows
                     && url_db.rejected().await.len() == 1
             })
         })
@@ -376,7 +376,7 @@ async fn batches_above_ten_are_gathered_within_the_batching_window() {
             "40 rows",
             Duration::from_secs(60),
             || std::fs::read_to_string(&log).unwrap_or_default(),
-            || rt.block_on(db.deliveries()).len() == 40,
+            || rt.block_on(db.final_deliveries()) == 40,
         )
     });
     Command::new("kill")

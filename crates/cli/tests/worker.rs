@@ -292,7 +292,7 @@ async fn receive_errors_are_retried_and_never_end_the_worker() {
         .await;
     let rt = tokio::runtime::Handle::current();
     worker.wait_for("the push", Duration::from_secs(60), || {
-        rt.block_on(db.deliveries()).len() == 1
+        rt.block_on(db.final_deliveries()) == 1
     });
     assert!(proxy.with(|f| f.failed_receives) >= 2);
     assert_eq!(received_tokens(&fcm).await, ["tok-after"]);

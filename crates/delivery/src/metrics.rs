@@ -32,6 +32,9 @@ fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'
         ),
         ("Rejected", "Count", c.rejected as u64),
         ("Throttled", "Count", c.throttled as u64),
+        ("ClaimedElsewhere", "Count", c.busy as u64),
+        ("ClaimsTakenOver", "Count", c.taken_over as u64),
+        ("KeyReused", "Count", c.key_reused as u64),
         ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
     ]
 }

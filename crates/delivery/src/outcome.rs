@@ -14,7 +14,8 @@ pub struct BatchCounts {
     pub invalid_tokens: usize,
     /// Users without a live device.
     pub no_devices: usize,
-    /// Targets skipped because the log already had them (redelivery, idempotency key).
+    /// Targets skipped because the log already had them final (redelivery), the batch repeated
+    /// them, or another push owns their idempotency key (`duplicate` rows).
     pub skipped: usize,
     /// Extra FCM attempts made by retries.
     pub retried: usize,
@@ -30,6 +31,14 @@ pub struct BatchCounts {
     /// Targets not sent because the FCM project's quota throttle outlasted the batch (their
     /// messages are handed back).
     pub throttled: usize,
+    /// Targets not sent because another consumer's claim held them (their messages are handed
+    /// back).
+    pub busy: usize,
+    /// Targets whose previous claim had lapsed (its consumer died or overran) and were taken
+    /// over: each may have been sent already, so each may be a duplicate.
+    pub taken_over: usize,
+    /// `duplicate` rows whose push reused an idempotency key with a different payload.
+    pub key_reused: usize,
 }
 
 /// What the engine made of a batch.
@@ -62,6 +71,9 @@ impl BatchOutcome {
             newer = c.newer,
             dry_runs = c.dry_runs,
             throttled = c.throttled,
+            claimed_elsewhere = c.busy,
+            claims_taken_over = c.taken_over,
+            key_reused = c.key_reused,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),
@@ -87,6 +99,9 @@ impl BatchCounts {
             newer,
             dry_runs,
             throttled,
+            busy,
+            taken_over,
+            key_reused,
         } = other;
         self.messages += messages;
         self.sent += sent;
@@ -100,6 +115,9 @@ impl BatchCounts {
         self.newer += newer;
         self.dry_runs += dry_runs;
         self.throttled += throttled;
+        self.busy += busy;
+        self.taken_over += taken_over;
+        self.key_reused += key_reused;
     }
 }
 

@@ -2,7 +2,7 @@
 //! to FCM (or an emulator); [`LogSink`] prints what would be sent (local mode without
 //! credentials). Each builds the request body itself, as it sends.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use pushq_model::Push;
@@ -36,6 +36,12 @@ pub trait Sink: Send + Sync {
     /// hand back unsent.
     fn throttled_until(&self) -> Option<Instant> {
         None
+    }
+
+    /// How long an attempt in flight at the deadline may go on past it (none when attempts are
+    /// cut at the deadline): the engine's claims last this much longer.
+    fn overrun(&self) -> Duration {
+        Duration::ZERO
     }
 }
 

@@ -344,8 +344,8 @@ async fn count_per_batch(
         assert!(outcome.failed_message_ids.is_empty());
         out.push((size, server.count().await - before));
     }
-    // A batch with every kind of work: users, log lookup, log write, token invalidation,
-    // rejected messages.
+    // A batch with every kind of work: users, claims, idempotency keys, log write, token
+    // invalidation, rejected messages.
     store
         .register_device("dead-user", "tok-dead", "ios")
         .await
@@ -355,7 +355,7 @@ async fn count_per_batch(
     let mixed = vec![
         message(json!({"userId": "dead-user"})),
         message(json!({"userIds": ["user-10-1", "nobody"]})),
-        message(json!({"topic": "news"})),
+        message(json!({"topic": "news", "idempotencyKey": "news-1"})),
         QueueMessage {
             message_id: "garbage".into(),
             body: "nope".into(),
@@ -397,11 +397,18 @@ async fn db_statements_per_batch_do_not_grow_with_the_batch() {
             counts.iter().all(|(_, n)| *n == counts[0].1),
             "{dialect}: {counts:?}"
         );
+        // MySQL cannot return rows from an insert: each claim is read back by a SELECT.
+        let claim = if dialect == "mysql" { 2 } else { 1 };
         assert_eq!(
-            counts[0].1, 3,
-            "{dialect}: resolve users, find delivered, write log"
+            counts[0].1,
+            2 + claim,
+            "{dialect}: resolve users, claim targets, write log"
         );
-        assert_eq!(mixed, 5, "{dialect}: one statement for each kind of work");
+        assert_eq!(
+            mixed,
+            4 + 2 * claim,
+            "{dialect}: one statement for each kind of work"
+        );
     }
 }
 
@@ -979,4 +986,217 @@ async fn a_device_quota_429_throttles_only_that_device() {
     assert_eq!(outcome.counts.sent, 2);
     assert_eq!(outcome.counts.throttled, 0);
     assert_eq!(engine.throttled_until(), None);
+}
+
+/// The push id of a message made by [`message`].
+fn push_id(m: &QueueMessage) -> String {
+    serde_json::from_str::<Value>(&m.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The tokens FCM accepted, sorted, repeats kept.
+async fn tokens_received(fcm: &Fcm) -> Vec<String> {
+    let mut tokens: Vec<String> = fcm
+        .received()
+        .await
+        .iter()
+        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
+        .collect();
+    tokens.sort();
+    tokens
+}
+
+/// A `sending` row for `push_id` and `target`, as a consumer claims it.
+fn claim_row(push_id: &str, target: &str) -> pushq_delivery::store::Delivery {
+    pushq_delivery::store::Delivery {
+        push_id: push_id.into(),
+        target: target.into(),
+        user_id: None,
+        status: pushq_delivery::store::DeliveryStatus::Sending,
+        fcm_message_id: None,
+        error_code: None,
+        attempts: 0,
+        category: None,
+        idempotency_key: None,
+        enqueued_at: chrono::Utc::now(),
+        sent_at: None,
+        part: None,
+    }
+}
+
+/// A (push, target) another consumer has claimed is not sent: its message comes back, and once
+/// that consumer has written its row, the redelivery has nothing left to send. A claim that
+/// lapsed (its consumer died mid-batch) is taken over and sent, and the batch says so: the one
+/// case where a device may get a push twice.
+async fn a_target_claimed_by_another_consumer_is_not_sent(db: Db) {
+    use pushq_delivery::store::{Claim, Claimed, DeliveryStatus};
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let msg = message(json!({"tokens": ["tok-a", "tok-b"]}));
+    let id = push_id(&msg);
+
+    // Another consumer holds tok-a, for a minute.
+    let other = Claim::new(Duration::from_secs(60));
+    let got = store
+        .claim(&[claim_row(&id, "tok-a")], &other)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.get(&(id.clone(), "tok-a".to_owned())),
+        Some(&Claimed::Won { taken_over: false })
+    );
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert_eq!(outcome.failed_message_ids, vec![msg.message_id.clone()]);
+    assert_eq!((outcome.counts.sent, outcome.counts.busy), (1, 1));
+    assert_eq!(tokens_received(&fcm).await, ["tok-b"]);
+    assert_eq!(
+        store.push_log(&id).await.unwrap().state,
+        PushLogState::InProgress
+    );
+
+    // The other consumer sends and records tok-a; the redelivery sends nothing.
+    let mut sent = claim_row(&id, "tok-a");
+    sent.status = DeliveryStatus::Sent;
+    sent.attempts = 1;
+    store.record_deliveries(&[sent], &other).await.unwrap();
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert!(outcome.failed_message_ids.is_empty());
+    assert_eq!((outcome.counts.sent, outcome.counts.skipped), (0, 2));
+    assert_eq!(tokens_received(&fcm).await, ["tok-b"]);
+    assert_eq!(
+        store.push_log(&id).await.unwrap().state,
+        PushLogState::Final
+    );
+
+    // A consumer claimed tok-c and died: its claim lapsed a moment ago. It is taken over.
+    let msg = message(json!({"token": "tok-c"}));
+    let dead = Claim {
+        until: chrono::Utc::now() - chrono::Duration::milliseconds(1),
+        ..Claim::new(Duration::ZERO)
+    };
+    store
+        .claim(&[claim_row(&push_id(&msg), "tok-c")], &dead)
+        .await
+        .unwrap();
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert!(outcome.failed_message_ids.is_empty());
+    assert_eq!((outcome.counts.sent, outcome.counts.taken_over), (1, 1));
+    assert_eq!(tokens_received(&fcm).await, ["tok-b", "tok-c"]);
+    let rows = db.deliveries().await;
+    assert!(
+        rows.iter().all(|(_, _, status, ..)| status == "sent"),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_claimed_by_another_consumer_is_not_sent_sqlite() {
+    a_target_claimed_by_another_consumer_is_not_sent(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_claimed_by_another_consumer_is_not_sent_postgres() {
+    a_target_claimed_by_another_consumer_is_not_sent(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_claimed_by_another_consumer_is_not_sent_mariadb() {
+    a_target_claimed_by_another_consumer_is_not_sent(Db::mariadb().await).await;
+}
+
+/// Delivers `messages` as SQS would: what a batch hands back, or all of it when the batch
+/// fails on the database, comes back, until nothing does (at most 20 rounds).
+async fn deliver(engine: &Engine, messages: Vec<QueueMessage>) {
+    let mut left = messages;
+    for _ in 0..20 {
+        if left.is_empty() {
+            return;
+        }
+        match engine.process(&left, soon()).await {
+            Ok(outcome) => left.retain(|m| outcome.failed_message_ids.contains(&m.message_id)),
+            Err(e) => eprintln!("batch failed, redelivered: {e}"),
+        }
+    }
+    panic!("still handed back after 20 deliveries");
+}
+
+/// Two pushes with one idempotency key, taken by two consumers at the same moment while FCM is
+/// slow: each target gets one push, and the log says which push delivered it and which was the
+/// duplicate. A third push reusing the key with other content is recorded as such, not sent.
+async fn an_idempotency_key_is_delivered_once_per_target(db: Db) {
+    let fcm = Fcm::start();
+    let (first, second) = (engine(&db, &fcm).await, engine(&db, &fcm).await);
+    // FCM answers after 300 ms: both batches have read the log before either writes to it.
+    fcm.faults(json!({"rules": [{"delayMs": 300}]})).await;
+    let spin = json!({"title": "Spin 45", "body": "starts at 18:00"});
+    let m1 =
+        message(json!({"tokens": ["t1", "t2"], "idempotencyKey": "class-7", "notification": spin}));
+    let m2 =
+        message(json!({"tokens": ["t2", "t3"], "idempotencyKey": "class-7", "notification": spin}));
+    tokio::join!(
+        deliver(&first, vec![m1.clone()]),
+        deliver(&second, vec![m2.clone()])
+    );
+    assert_eq!(tokens_received(&fcm).await, ["t1", "t2", "t3"]);
+    let t2: Vec<(String, String, Option<String>)> = db
+        .deliveries()
+        .await
+        .into_iter()
+        .filter(|r| r.1 == "t2")
+        .map(|(p, _, status, code, _)| (p, status, code))
+        .collect();
+    let mut statuses: Vec<(&str, Option<&str>)> = t2
+        .iter()
+        .map(|(_, s, c)| (s.as_str(), c.as_deref()))
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [("duplicate", None), ("sent", None)], "{t2:?}");
+
+    // The key again, other content, to t1: not sent, recorded as a reused key.
+    fcm.faults(json!({"rules": []})).await;
+    let m3 = message(json!({"token": "t1", "idempotencyKey": "class-7",
+        "notification": {"title": "Yoga", "body": "cancelled"}}));
+    let outcome = first
+        .process(std::slice::from_ref(&m3), soon())
+        .await
+        .unwrap();
+    assert!(outcome.failed_message_ids.is_empty());
+    assert_eq!((outcome.counts.sent, outcome.counts.key_reused), (0, 1));
+    let log = first.store().push_log(&push_id(&m3)).await.unwrap();
+    assert_eq!(log.state, PushLogState::Final);
+    assert_eq!(
+        (
+            log.deliveries[0].status.as_str(),
+            log.deliveries[0].error_code.as_deref()
+        ),
+        ("duplicate", Some("IDEMPOTENCY_KEY_REUSED"))
+    );
+    assert_eq!(tokens_received(&fcm).await, ["t1", "t2", "t3"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_is_delivered_once_per_target_sqlite() {
+    an_idempotency_key_is_delivered_once_per_target(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_is_delivered_once_per_target_postgres() {
+    an_idempotency_key_is_delivered_once_per_target(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_is_delivered_once_per_target_mariadb() {
+    an_idempotency_key_is_delivered_once_per_target(Db::mariadb().await).await;
 }

@@ -65,11 +65,12 @@ pub struct DeliveryRecord {
     /// The user, when the push named users.
     pub user_id: Option<String>,
     /// Final: `sent`, `failed`, `invalid_token`, `no_devices`, `dry_run` (FCM validated a dry
-    /// run and delivered nothing) or `duplicate` (an earlier push with the same idempotency key
-    /// was sent to this target). Not final: `retrying` (the send failed transiently and the
-    /// message was handed back for redelivery).
+    /// run and delivered nothing) or `duplicate` (another push with the same idempotency key
+    /// owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED` when its payload differed).
+    /// Not final: `retrying` (the send failed transiently and the message was handed back for
+    /// redelivery) or `sending` (a consumer has claimed it and is sending it).
     #[napi(
-        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying'"
+        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'"
     )]
     pub status: String,
     /// FCM's error code, when not sent.

@@ -22,6 +22,8 @@ pub struct RuntimeApi {
     events: Mutex<VecDeque<(String, Value, u64)>>,
     ready: Notify,
     responses: mpsc::UnboundedSender<(String, Value)>,
+    /// Whether the function has asked for an invocation yet (it is initialised and waiting).
+    polled: tokio::sync::watch::Sender<bool>,
 }
 
 impl RuntimeApi {
@@ -37,6 +39,13 @@ impl RuntimeApi {
             .unwrap()
             .push_back((id.to_owned(), event, deadline));
         self.ready.notify_waiters();
+    }
+
+    /// Waits until the function has asked for its first invocation: its initialisation is
+    /// over, and an invocation queued now reaches it at once.
+    pub async fn polled(&self) {
+        let mut polled = self.polled.subscribe();
+        polled.wait_for(|p| *p).await.unwrap();
     }
 }
 
@@ -70,6 +79,7 @@ pub async fn serve_runtime_api() -> (
         events: Mutex::new(VecDeque::new()),
         ready: Notify::new(),
         responses: tx,
+        polled: tokio::sync::watch::channel(false).0,
     });
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -119,6 +129,22 @@ impl Lambda {
     /// up to `wait` for its answer (the function's output is shown if none comes).
     pub async fn invoke(&mut self, id: &str, event: Value, seconds: u64, wait: Duration) -> Value {
         self.api.invoke(id, event, seconds);
+        self.answer(id, wait).await
+    }
+
+    /// Waits until the bootstrap has initialised and asks for an invocation.
+    pub async fn ready(&self) {
+        self.api.polled().await
+    }
+
+    /// Queues an invocation without waiting for its answer ([`Lambda::answer`] waits).
+    pub fn start_invocation(&self, id: &str, event: Value, seconds: u64) {
+        self.api.invoke(id, event, seconds);
+    }
+
+    /// Waits up to `wait` for the answer to invocation `id` (the function's output is shown if
+    /// none comes).
+    pub async fn answer(&mut self, id: &str, wait: Duration) -> Value {
         let answer = tokio::time::timeout(wait, self.responses.recv()).await;
         let Ok(Some((answered, answer))) = answer else {
             panic!(
@@ -169,6 +195,7 @@ pub fn sqs_record(message_id: &str, body: &str) -> Value {
 }
 
 async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
+    api.polled.send_replace(true);
     loop {
         let notified = api.ready.notified();
         if let Some((id, event, deadline_ms)) = api.events.lock().unwrap().pop_front() {

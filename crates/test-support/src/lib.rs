@@ -366,6 +366,15 @@ impl Db {
         }
     }
 
+    /// How many rows of the delivery log are final (not `sending` under a claim, not `retrying`).
+    pub async fn final_deliveries(&self) -> usize {
+        self.deliveries()
+            .await
+            .iter()
+            .filter(|r| r.2 != "sending" && r.2 != "retrying")
+            .count()
+    }
+
     /// Rows of the delivery log as (push_id, target, status, error_code, user_id).
     pub async fn deliveries(
         &self,

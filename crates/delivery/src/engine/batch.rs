@@ -11,7 +11,7 @@ use super::QueueMessage;
 use crate::fcm::{FcmError, Sent};
 use crate::outcome::{BatchCounts, BatchOutcome};
 use crate::sink::Attempted;
-use crate::store::{AlreadyDone, Delivery, DeliveryStatus, Rejected};
+use crate::store::{Claimed, Delivery, DeliveryStatus, KeyClaim, KeyOwner, Rejected};
 
 /// One (push, target) to send.
 pub(super) struct Job {
@@ -71,6 +71,8 @@ pub(super) struct Batch<'m> {
     pub envelopes: Vec<(usize, Envelope)>,
     pub rejected: Vec<Rejected>,
     pub jobs: Vec<Job>,
+    /// Rows that need no send (`no_devices`), with the index of their message, until claimed.
+    unsent: Vec<(usize, Delivery)>,
     pub rows: Vec<Delivery>,
     pub dead_tokens: Vec<String>,
     /// Messages to hand back for redelivery.
@@ -124,6 +126,7 @@ impl<'m> Batch<'m> {
             envelopes,
             rejected,
             jobs: Vec::new(),
+            unsent: Vec::new(),
             rows: Vec::new(),
             dead_tokens: Vec::new(),
             handed_back,
@@ -163,8 +166,9 @@ impl<'m> Batch<'m> {
         (ids, keys)
     }
 
-    /// Phase 3: one job per (push, target); a user without live devices becomes a
-    /// `no_devices` row. `tokens` maps each user to their live tokens.
+    /// Phase 3: one job per (push, target), the first when the batch repeats one; a user
+    /// without live devices becomes a `no_devices` row. `tokens` maps each user to their live
+    /// tokens.
     pub fn plan(&mut self, tokens: &HashMap<String, Vec<String>>) {
         for (k, (i, e)) in self.envelopes.iter().enumerate() {
             let job = |target: String, token: Option<String>, user_id: Option<String>| Job {
@@ -188,13 +192,16 @@ impl<'m> Batch<'m> {
                                 ts.iter()
                                     .map(|t| job(t.clone(), Some(t.clone()), Some(u.clone()))),
                             ),
-                            None => self.rows.push(row(
-                                e,
-                                format!("user:{u}"),
-                                Some(u.clone()),
-                                DeliveryStatus::NoDevices,
-                                None,
-                                0,
+                            None => self.unsent.push((
+                                *i,
+                                row(
+                                    e,
+                                    format!("user:{u}"),
+                                    Some(u.clone()),
+                                    DeliveryStatus::NoDevices,
+                                    None,
+                                    0,
+                                ),
                             )),
                         }
                     }
@@ -203,46 +210,146 @@ impl<'m> Batch<'m> {
         }
     }
 
-    /// Phase 4 (after the log was read): drops the rows and jobs the log already has, and jobs
-    /// that repeat a (push, target) or an (idempotency key, target) within the batch.
-    pub fn skip(&mut self, done: &AlreadyDone) {
-        let before = self.jobs.len() + self.rows.len();
-        self.rows.retain(|r| {
-            !done
-                .by_push
-                .contains(&(r.push_id.clone(), r.target.clone()))
-        });
+    /// Phase 4, first half: a `sending` row for every (push, target) the batch would write, to
+    /// claim them with. A (push, target) the batch repeats (the same message delivered twice)
+    /// is planned once.
+    pub fn claims(&mut self) -> Vec<Delivery> {
         let mut seen: HashSet<(String, String)> = HashSet::new();
-        let mut seen_keys: HashSet<(String, String)> = HashSet::new();
-        let mut duplicates = Vec::new();
         let envelopes = &self.envelopes;
-        self.jobs.retain(|j| {
-            let e = &envelopes[j.envelope].1;
-            if done.by_push.contains(&(e.id.clone(), j.target.clone())) {
-                return false;
-            }
-            // A dry run delivers nothing: it neither takes nor yields to a key's one delivery.
-            if let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) {
-                let pair = (key.to_owned(), j.target.clone());
-                if done.by_key.contains(&pair) || !seen_keys.insert(pair) {
-                    // Recorded, so that the push's log is complete and says why.
-                    let row = row(
-                        e,
-                        j.target.clone(),
-                        j.user_id.clone(),
-                        DeliveryStatus::Duplicate,
-                        None,
-                        0,
-                    );
-                    duplicates.push(row);
-                    return false;
+        let before = self.jobs.len();
+        self.jobs
+            .retain(|j| seen.insert((envelopes[j.envelope].1.id.clone(), j.target.clone())));
+        self.counts.skipped += before - self.jobs.len();
+        let jobs = self.jobs.iter().map(|j| {
+            row(
+                &envelopes[j.envelope].1,
+                j.target.clone(),
+                j.user_id.clone(),
+                DeliveryStatus::Sending,
+                None,
+                0,
+            )
+        });
+        let unsent = self.unsent.iter().map(|(_, r)| Delivery {
+            status: DeliveryStatus::Sending,
+            ..r.clone()
+        });
+        jobs.chain(unsent).collect()
+    }
+
+    /// Phase 4, second half: keeps the jobs and rows this batch won. One that is final already
+    /// is skipped; one that another consumer holds is not sent, and its message comes back.
+    pub fn keep_claimed(&mut self, claimed: &HashMap<(String, String), Claimed>) {
+        let mut handed_back = Vec::new();
+        let mut counts = (0, 0, 0);
+        let mut keep = |message: usize, push_id: &str, target: &str| {
+            match claimed.get(&(push_id.to_owned(), target.to_owned())) {
+                Some(Claimed::Won { taken_over }) => {
+                    counts.2 += usize::from(*taken_over);
+                    true
+                }
+                Some(Claimed::Final) => {
+                    counts.0 += 1;
+                    false
+                }
+                // Held by another consumer (or, should the database not answer for it, unknown):
+                // not sent here; the message comes back.
+                Some(Claimed::Busy) | None => {
+                    counts.1 += 1;
+                    handed_back.push(message);
+                    false
                 }
             }
-            seen.insert((e.id.clone(), j.target.clone()))
+        };
+        let envelopes = &self.envelopes;
+        self.jobs
+            .retain(|j| keep(j.message, &envelopes[j.envelope].1.id, &j.target));
+        let unsent = std::mem::take(&mut self.unsent);
+        for (message, r) in unsent {
+            if keep(message, &r.push_id, &r.target) {
+                self.counts.no_devices += 1;
+                self.rows.push(r);
+            }
+        }
+        let (skipped, busy, taken_over) = counts;
+        self.counts.skipped += skipped;
+        self.counts.busy += busy;
+        self.counts.taken_over += taken_over;
+        if busy > 0 {
+            tracing::info!(
+                targets = busy,
+                "targets claimed by another consumer; their messages will be redelivered"
+            );
+        }
+        self.handed_back.extend(handed_back);
+    }
+
+    /// Phase 4b, first half: the (idempotency key, target) of each job whose push has a key,
+    /// once each (the first job names it); dry runs neither take nor yield to a key.
+    pub fn key_claims(&self) -> Vec<KeyClaim> {
+        let mut seen = HashSet::new();
+        let mut hashes: HashMap<usize, String> = HashMap::new();
+        let mut claims = Vec::new();
+        for j in &self.jobs {
+            let e = &self.envelopes[j.envelope].1;
+            let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) else {
+                continue;
+            };
+            if seen.insert((key, j.target.as_str())) {
+                let hash = hashes
+                    .entry(j.envelope)
+                    .or_insert_with(|| payload_hash(e))
+                    .clone();
+                claims.push(KeyClaim {
+                    key: key.to_owned(),
+                    target: j.target.clone(),
+                    push_id: e.id.clone(),
+                    payload_hash: hash,
+                });
+            }
+        }
+        claims
+    }
+
+    /// Phase 4b, second half: a job whose (key, target) another push owns is not sent; its row
+    /// says `duplicate`, with `IDEMPOTENCY_KEY_REUSED` when that push's payload differed.
+    pub fn keep_key_owners(&mut self, owners: &HashMap<(String, String), KeyOwner>) {
+        let mut duplicates = Vec::new();
+        let mut handed_back = Vec::new();
+        let envelopes = &self.envelopes;
+        let mut hashes: HashMap<usize, String> = HashMap::new();
+        self.jobs.retain(|j| {
+            let e = &envelopes[j.envelope].1;
+            let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) else {
+                return true;
+            };
+            let Some(owner) = owners.get(&(key.to_owned(), j.target.clone())) else {
+                handed_back.push(j.message);
+                return false;
+            };
+            if owner.push_id == e.id {
+                return true;
+            }
+            let own = hashes.entry(j.envelope).or_insert_with(|| payload_hash(e));
+            let reused = owner.payload_hash.as_ref().is_some_and(|h| h != own);
+            if reused {
+                tracing::warn!(push_id = %e.id, owner = %owner.push_id, idempotency_key = key,
+                    "idempotency key reused with a different payload; not sent (recorded as a duplicate)");
+            }
+            duplicates.push(row(
+                e,
+                j.target.clone(),
+                j.user_id.clone(),
+                DeliveryStatus::Duplicate,
+                reused.then(|| KEY_REUSED.to_owned()),
+                0,
+            ));
+            false
         });
-        self.counts.skipped = before - self.jobs.len() - self.rows.len();
-        self.counts.no_devices = self.rows.len();
+        self.counts.skipped += duplicates.len();
+        self.counts.key_reused += duplicates.iter().filter(|d| d.error_code.is_some()).count();
         self.rows.extend(duplicates);
+        self.handed_back.extend(handed_back);
     }
 
     /// Phase 6: each send's answer becomes a delivery row, a dead token, or a message handed
@@ -343,6 +450,49 @@ impl<'m> Batch<'m> {
             push_ids,
         }
     }
+}
+
+/// The error code of a `duplicate` row whose push reused another push's idempotency key with a
+/// different payload.
+pub(super) const KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+
+/// A hash of the FCM payload a push sends (its target aside), with object keys in sorted
+/// order: two pushes with the same content hash the same however their producers ordered it.
+fn payload_hash(e: &Envelope) -> String {
+    use serde_json::{Map, Value};
+    use sha2::{Digest, Sha256};
+    fn object(hasher: &mut Sha256, map: &Map<String, Value>) {
+        let mut entries: Vec<_> = map.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        hasher.update(b"{");
+        for (k, v) in entries {
+            hasher.update(Value::from(k.as_str()).to_string().as_bytes());
+            hasher.update(b":");
+            value(hasher, v);
+            hasher.update(b",");
+        }
+        hasher.update(b"}");
+    }
+    fn value(hasher: &mut Sha256, v: &Value) {
+        match v {
+            Value::Object(map) => object(hasher, map),
+            Value::Array(items) => {
+                hasher.update(b"[");
+                for item in items {
+                    value(hasher, item);
+                    hasher.update(b",");
+                }
+                hasher.update(b"]");
+            }
+            scalar => hasher.update(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut hasher = Sha256::new();
+    object(&mut hasher, e.push.fcm_payload());
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The user ids a push names (none for other targets).

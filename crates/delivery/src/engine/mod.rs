@@ -6,8 +6,9 @@
 //!    its live tokens;
 //! 3. **plan** ([`Batch::plan`]): one job per (push, target); a user without live devices becomes
 //!    a `no_devices` row;
-//! 4. **skip what is done** ([`Engine::skip_done`]): one query finds what the log already has
-//!    (redelivery, idempotency keys);
+//! 4. **claim** ([`Engine::claim`]): one statement claims every (push, target) for this batch
+//!    (what is final already is skipped; what another consumer holds is handed back), and one
+//!    more the (idempotency key, target)s of keyed pushes (another push's are `duplicate`);
 //! 5. **send** ([`Engine::send`]): the jobs go to the [`Sink`], concurrently, within the deadline;
 //! 6. **classify** ([`Batch::classify`]): each answer becomes a row, a dead token, or a message
 //!    handed back for redelivery;
@@ -27,7 +28,7 @@ use crate::config::DeliveryConfig;
 use crate::fcm::{FcmClient, FcmConfig, FcmError, ServiceAccount};
 use crate::outcome::BatchOutcome;
 use crate::sink::{Attempted, LogSink, Sink};
-use crate::store::{Store, StoreError};
+use crate::store::{Claim, Store, StoreError};
 
 /// One message of a batch, as SQS delivered it.
 #[derive(Debug, Clone)]
@@ -129,8 +130,10 @@ impl Engine {
 
     /// Delivers one batch; `deadline` bounds retries. A database error fails the whole batch
     /// (every message is redelivered); targets whose row was written are not sent again on
-    /// redelivery. Sends whose row was not written (the write failed, the process died) are
-    /// repeated: delivery is at least once.
+    /// redelivery. A target is sent only under this batch's claim, which lapses at the deadline
+    /// (with the time the log write may take): sends whose row was not written (the write
+    /// failed, the process died) are repeated once the claim lapses, so delivery is at least
+    /// once there and only there.
     pub async fn process(
         &self,
         messages: &[QueueMessage],
@@ -139,10 +142,35 @@ impl Engine {
         let mut batch = Batch::parse(messages);
         let tokens = self.resolve_users(&batch, deadline).await?;
         batch.plan(&tokens);
-        self.skip_done(&mut batch, deadline).await?;
-        let results = self.send(&batch, deadline).await;
-        batch.classify(results);
-        self.record(&batch).await?;
+        let claim = Claim::new(
+            deadline.saturating_duration_since(Instant::now())
+                + self.sink.overrun()
+                + self.statement_timeout,
+        );
+        let claimed_and_recorded = async {
+            self.claim(&mut batch, &claim, deadline).await?;
+            let results = self.send(&batch, deadline).await;
+            batch.classify(results);
+            self.record(&batch, &claim).await
+        };
+        if let Err(e) = claimed_and_recorded.await {
+            // Best effort: a database that just failed may fail this too, and then the claims
+            // lapse at their time instead.
+            // Each released target may have been sent: its redelivery may send it again.
+            match self
+                .timed("releasing claims", None, self.store.release(&claim))
+                .await
+            {
+                Ok(released) => tracing::warn!(
+                    released,
+                    "batch failed; its claims were released for the redelivery"
+                ),
+                Err(release) => {
+                    tracing::warn!(error = %release, "could not release the batch's claims; they lapse at the batch's deadline")
+                }
+            }
+            return Err(e);
+        }
         Ok(batch.outcome())
     }
 
@@ -164,20 +192,37 @@ impl Engine {
         .await
     }
 
-    /// Phase 4: one query, what the log already has for these pushes and idempotency keys.
-    async fn skip_done(&self, batch: &mut Batch<'_>, deadline: Instant) -> Result<(), StoreError> {
-        if batch.envelopes.is_empty() {
+    /// Phase 4: one statement claims the batch's (push, target)s; one more, when its pushes have
+    /// idempotency keys, their (key, target)s.
+    async fn claim(
+        &self,
+        batch: &mut Batch<'_>,
+        claim: &Claim,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let rows = batch.claims();
+        if rows.is_empty() {
             return Ok(());
         }
-        let (push_ids, keys) = batch.push_ids_and_keys();
-        let done = self
+        let claimed = self
             .timed(
-                "reading the delivery log",
+                "claiming targets",
                 Some(deadline),
-                self.store.already_done(&push_ids, &keys),
+                self.store.claim(&rows, claim),
             )
             .await?;
-        batch.skip(&done);
+        batch.keep_claimed(&claimed);
+        let keys = batch.key_claims();
+        if !keys.is_empty() {
+            let owners = self
+                .timed(
+                    "claiming idempotency keys",
+                    Some(deadline),
+                    self.store.claim_keys(&keys),
+                )
+                .await?;
+            batch.keep_key_owners(&owners);
+        }
         Ok(())
     }
 
@@ -212,14 +257,14 @@ impl Engine {
 
     /// Phase 7: the delivery rows first (once written, a later failure and the redelivery it
     /// causes do not send these targets again), then rejected messages, then dead tokens.
-    async fn record(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+    async fn record(&self, batch: &Batch<'_>, claim: &Claim) -> Result<(), StoreError> {
         // After the sends the writes get the statement timeout, not the deadline: what was
         // sent must be recorded if at all possible (the Lambda keeps time for this).
         if !batch.rows.is_empty() {
             self.timed(
                 "writing the delivery log",
                 None,
-                self.store.record_deliveries(&batch.rows),
+                self.store.record_deliveries(&batch.rows, claim),
             )
             .await?;
         }

@@ -126,6 +126,9 @@ pub struct FcmClient {
     send_url: String,
     dry_run: bool,
     cut_at_deadline: bool,
+    /// How long an attempt may outlive the deadline: none when attempts are cut at it, the
+    /// request timeout otherwise.
+    overrun: Duration,
     /// Until when the project's quota is exhausted: no send to the project starts before then.
     /// One per client, i.e. per FCM project, shared by every batch of the process.
     throttled_until: std::sync::Mutex<Option<Instant>>,
@@ -159,6 +162,11 @@ impl FcmClient {
             send_url,
             dry_run: config.dry_run,
             cut_at_deadline: config.cut_at_deadline,
+            overrun: if config.cut_at_deadline {
+                Duration::ZERO
+            } else {
+                config.request_timeout
+            },
             throttled_until: std::sync::Mutex::new(None),
         })
     }
@@ -315,6 +323,10 @@ impl Sink for FcmClient {
 
     fn throttled_until(&self) -> Option<Instant> {
         FcmClient::throttled_until(self)
+    }
+
+    fn overrun(&self) -> Duration {
+        self.overrun
     }
 }
 

@@ -1,5 +1,5 @@
-//! The delivery log: what the log already holds for a batch, the one-statement write of a
-//! batch's rows, and the rows of one push read back.
+//! The delivery log: a batch's claims on its (push, target)s and (idempotency key, target)s, the
+//! one-statement write of its rows, and the rows of one push read back.
 
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
@@ -20,8 +20,14 @@ pub enum DeliveryStatus {
     NoDevices,
     /// A dry run that FCM validated (`validate_only`): nothing was delivered.
     DryRun,
-    /// Not sent: an earlier push with the same idempotency key was already sent to this target.
+    /// Not sent: another push with the same idempotency key owns this target (it claimed the
+    /// (key, target) first). `error_code` is `IDEMPOTENCY_KEY_REUSED` when that push's payload
+    /// differed.
     Duplicate,
+    /// Not final: claimed by a consumer that is sending it; its final row replaces this one.
+    /// A claim lapses at `claimed_until` (the claiming batch's deadline), when another consumer
+    /// may take it over.
+    Sending,
     /// Not final: the send failed transiently and the message was handed back for redelivery.
     /// The final row replaces it.
     Retrying,
@@ -38,6 +44,7 @@ impl DeliveryStatus {
             DeliveryStatus::DryRun => "dry_run",
             DeliveryStatus::Retrying => "retrying",
             DeliveryStatus::Duplicate => "duplicate",
+            DeliveryStatus::Sending => "sending",
         }
     }
 }
@@ -71,6 +78,9 @@ pub struct Delivery {
     pub part: Option<(u32, u32)>,
 }
 
+/// (push id, target, status, claim id, error code) of a claimed row, as read back.
+type ClaimRow = (String, String, String, Option<String>, Option<String>);
+
 /// (target, user_id, status, error_code, attempts, part, parts) as selected.
 type DeliveryRow = (
     String,
@@ -99,79 +109,330 @@ pub struct DeliveryRecord {
     pub part: Option<(u32, u32)>,
 }
 
-/// What was already delivered, as the delivery log knows it.
-#[derive(Debug, Clone, Default)]
-pub struct AlreadyDone {
-    /// (push id, target) pairs with a final row.
-    pub by_push: std::collections::HashSet<(String, String)>,
-    /// (idempotency key, target) pairs that were sent.
-    pub by_key: std::collections::HashSet<(String, String)>,
+/// A batch's claim: its id, when its claims lapse, and the time it claims at (all as the
+/// consumer's clock says; the lapse time is compared as epoch milliseconds in every dialect).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// A random id of the claiming batch.
+    pub id: String,
+    /// When the claims lapse: the batch's deadline, with the time its log write may take.
+    pub until: DateTime<Utc>,
+    /// Now: claims that lapsed before it may be taken over.
+    pub now: DateTime<Utc>,
 }
 
-impl Store {
-    /// What the log already holds for these pushes (final rows) and idempotency keys (sent rows).
-    pub async fn already_done(
-        &self,
-        push_ids: &[String],
-        keys: &[String],
-    ) -> StoreResult<AlreadyDone> {
-        let mut done = AlreadyDone::default();
-        if push_ids.is_empty() && keys.is_empty() {
-            return Ok(done);
+impl Claim {
+    /// A new claim, lapsing `lasts` from now.
+    pub fn new(lasts: std::time::Duration) -> Claim {
+        let now = Utc::now();
+        Claim {
+            id: uuid::Uuid::now_v7().to_string(),
+            until: now + chrono::Duration::from_std(lasts).unwrap_or(chrono::Duration::MAX),
+            now,
         }
-        self.count();
-        let rows: Vec<(String, String, Option<String>, String)> = with_pool!(self, pool, {
+    }
+}
+
+/// What a claim got for one (push, target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This batch holds it and sends it. `taken_over` when it was another consumer's claim that
+    /// had lapsed (that consumer died or overran: the target may have been sent already).
+    Won {
+        /// The previous holder's claim had lapsed.
+        taken_over: bool,
+    },
+    /// It has a final row: nothing to do.
+    Final,
+    /// Another consumer's claim holds it: not sent, the message comes back later.
+    Busy,
+}
+
+/// Who owns an (idempotency key, target): the first push that claimed it, and its payload's
+/// hash (none for keys used before claims existed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    /// The owning push.
+    pub push_id: String,
+    /// [`crate::engine`]'s hash of the owning push's FCM payload.
+    pub payload_hash: Option<String>,
+}
+
+/// One (idempotency key, target) a push claims, with its payload's hash.
+#[derive(Debug, Clone)]
+pub struct KeyClaim {
+    /// The push's idempotency key.
+    pub key: String,
+    /// The target.
+    pub target: String,
+    /// The claiming push.
+    pub push_id: String,
+    /// The hash of the push's FCM payload.
+    pub payload_hash: String,
+}
+
+/// The error code a `sending` row carries while a consumer holds a claim it took over from one
+/// that lapsed.
+const TAKEN_OVER: &str = "CLAIM_LAPSED";
+
+impl Store {
+    /// Claims each (push, target) of `rows` for this batch, in one statement (two on MySQL,
+    /// which cannot return rows from an insert: a SELECT reads the claims back). A row is
+    /// written as `sending` with the claim's id and lapse time when the log has none; an
+    /// existing row is taken when it is `retrying`, or `sending` under a lapsed claim; any
+    /// other row is left as it is. Rows are claimed in (push, target) order, so that two
+    /// batches claiming overlapping targets lock them in the same order.
+    pub async fn claim(
+        &self,
+        rows: &[Delivery],
+        claim: &Claim,
+    ) -> StoreResult<std::collections::HashMap<(String, String), Claimed>> {
+        const COLUMNS: usize = 12;
+        let mut rows: Vec<&Delivery> = rows.iter().collect();
+        rows.sort_by(|a, b| (&a.push_id, &a.target).cmp(&(&b.push_id, &b.target)));
+        rows.dedup_by(|a, b| a.push_id == b.push_id && a.target == b.target);
+        let until = claim.until.timestamp_millis();
+        let now = claim.now.timestamp_millis();
+        let (retrying, sending) = (
+            DeliveryStatus::Retrying.as_str(),
+            DeliveryStatus::Sending.as_str(),
+        );
+        let mut states: Vec<ClaimRow> = Vec::new();
+        for chunk in rows.chunks(self.dialect.max_binds() / COLUMNS - 1) {
+            self.count();
             let d = self.dialect;
+            with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO pushq_deliveries (push_id, target, user_id, status, attempts, category, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.push_id.as_str())
+                        .push_bind(r.target.as_str())
+                        .push_bind(r.user_id.as_deref())
+                        .push_bind(sending)
+                        .push_bind(0i32)
+                        .push_bind(r.category.as_deref())
+                        .push_bind(r.idempotency_key.as_deref())
+                        .push_bind(r.enqueued_at)
+                        .push_bind(r.part.map(|(i, _)| i as i32))
+                        .push_bind(r.part.map(|(_, n)| n as i32))
+                        .push_bind(claim.id.as_str())
+                        .push_bind(until);
+                });
+                match d {
+                    // Assignments run in order and see the values already set: the claim id
+                    // decides first, the others follow it.
+                    Dialect::MySql => {
+                        q.push(format!(
+                            " ON DUPLICATE KEY UPDATE claim_id = IF(status = '{retrying}' OR (status = '{sending}' AND claimed_until < "
+                        ));
+                        q.push_bind(now);
+                        q.push(format!(
+                            "), VALUES(claim_id), claim_id), \
+                             error_code = IF(claim_id = VALUES(claim_id) AND status = '{sending}', '{TAKEN_OVER}', error_code), \
+                             claimed_until = IF(claim_id = VALUES(claim_id), VALUES(claimed_until), claimed_until), \
+                             status = IF(claim_id = VALUES(claim_id), '{sending}', status)"
+                        ));
+                        q.build().persistent(false).execute(pool).await?;
+                    }
+                    Dialect::Sqlite | Dialect::Postgres => {
+                        let lapsed = |q: &mut QueryBuilder<DB>| {
+                            q.push(format!(
+                                "(pushq_deliveries.status = '{retrying}' OR (pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
+                            ));
+                            q.push_bind(now);
+                            q.push("))");
+                        };
+                        q.push(
+                            " ON CONFLICT (push_id, target) DO UPDATE SET claim_id = CASE WHEN ",
+                        );
+                        lapsed(&mut q);
+                        q.push(" THEN excluded.claim_id ELSE pushq_deliveries.claim_id END, claimed_until = CASE WHEN ");
+                        lapsed(&mut q);
+                        q.push(format!(
+                            " THEN excluded.claimed_until ELSE pushq_deliveries.claimed_until END, \
+                             error_code = CASE WHEN pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
+                        ));
+                        q.push_bind(now);
+                        q.push(format!(
+                            " THEN '{TAKEN_OVER}' ELSE pushq_deliveries.error_code END, status = CASE WHEN "
+                        ));
+                        lapsed(&mut q);
+                        q.push(format!(
+                            " THEN '{sending}' ELSE pushq_deliveries.status END \
+                             RETURNING push_id, target, status, claim_id, error_code"
+                        ));
+                        let got: Vec<ClaimRow> =
+                            q.build_query_as().persistent(false).fetch_all(pool).await?;
+                        states.extend(got);
+                    }
+                }
+            });
+        }
+        if self.dialect == Dialect::MySql && !rows.is_empty() {
+            states = self.claims_of(&rows).await?;
+        }
+        let wanted: std::collections::HashSet<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.push_id.as_str(), r.target.as_str()))
+            .collect();
+        Ok(states
+            .into_iter()
+            .filter(|(p, t, ..)| wanted.contains(&(p.as_str(), t.as_str())))
+            .map(|(push_id, target, status, claim_id, error_code)| {
+                let state = if claim_id.as_deref() == Some(claim.id.as_str()) && status == sending {
+                    Claimed::Won {
+                        taken_over: error_code.as_deref() == Some(TAKEN_OVER),
+                    }
+                } else if status == sending || status == retrying {
+                    Claimed::Busy
+                } else {
+                    Claimed::Final
+                };
+                ((push_id, target), state)
+            })
+            .collect())
+    }
+
+    /// Gives up a batch's claims that are still `sending` (the batch failed before writing
+    /// them): they become `retrying`, for the redelivery to take at once instead of waiting for
+    /// them to lapse. Returns how many it released.
+    pub async fn release(&self, claim: &Claim) -> StoreResult<u64> {
+        self.count();
+        with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
-                "SELECT {}, {}, {}, {} FROM pushq_deliveries WHERE push_id IN (",
+                "UPDATE pushq_deliveries SET status = '{}' WHERE status = '{}' AND claim_id = ",
+                DeliveryStatus::Retrying.as_str(),
+                DeliveryStatus::Sending.as_str()
+            ));
+            q.push_bind(claim.id.as_str());
+            Ok(q.build()
+                .persistent(false)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+
+    /// (push id, target, status, claim id, error code) of the log's rows for these pushes.
+    async fn claims_of(&self, rows: &[&Delivery]) -> StoreResult<Vec<ClaimRow>> {
+        let push_ids: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.push_id.as_str()).collect();
+        self.count();
+        let d = self.dialect;
+        Ok(with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(format!(
+                "SELECT {}, {}, {}, {}, {} FROM pushq_deliveries WHERE push_id IN (",
                 d.text("push_id"),
                 d.text("target"),
-                d.text("idempotency_key"),
                 d.text("status"),
+                d.text("claim_id"),
+                d.text("error_code"),
             ));
             let mut list = q.separated(", ");
             for id in push_ids {
-                list.push_bind(id.as_str());
-            }
-            if push_ids.is_empty() {
-                list.push("NULL");
+                list.push_bind(id);
             }
             q.push(")");
-            if !keys.is_empty() {
-                q.push(" OR idempotency_key IN (");
-                let mut list = q.separated(", ");
-                for key in keys {
-                    list.push_bind(key.as_str());
-                }
-                q.push(")");
-            }
             q.build_query_as().persistent(false).fetch_all(pool).await?
-        });
-        for (push_id, target, key, status) in rows {
-            if status == DeliveryStatus::Retrying.as_str() {
-                continue;
-            }
-            if let Some(key) = key.filter(|_| status == DeliveryStatus::Sent.as_str()) {
-                done.by_key.insert((key, target.clone()));
-            }
-            done.by_push.insert((push_id, target));
-        }
-        Ok(done)
+        }))
     }
 
-    /// Writes delivery rows. A row already present (same push and target) stays as it is,
-    /// unless it is `retrying`: then the new row replaces it, its attempts added to the old.
-    /// One statement per chunk of rows, as before (the same (push, target) twice in `rows` is
-    /// written once, the first).
-    pub async fn record_deliveries(&self, rows: &[Delivery]) -> StoreResult<()> {
+    /// Claims (idempotency key, target) pairs for their pushes, in one statement (two on MySQL),
+    /// and says who owns each: the push that claimed it first, ever. A pair owned by another push
+    /// is that push's to deliver; `claims` must name each pair once.
+    pub async fn claim_keys(
+        &self,
+        claims: &[KeyClaim],
+    ) -> StoreResult<std::collections::HashMap<(String, String), KeyOwner>> {
+        const COLUMNS: usize = 4;
+        let mut claims: Vec<&KeyClaim> = claims.iter().collect();
+        claims.sort_by(|a, b| (&a.key, &a.target).cmp(&(&b.key, &b.target)));
+        let mut owners: Vec<(String, String, String, Option<String>)> = Vec::new();
+        for chunk in claims.chunks(self.dialect.max_binds() / COLUMNS) {
+            self.count();
+            let d = self.dialect;
+            with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO pushq_key_claims (idempotency_key, target, push_id, payload_hash) ",
+                );
+                q.push_values(chunk, |mut b, c| {
+                    b.push_bind(c.key.as_str())
+                        .push_bind(c.target.as_str())
+                        .push_bind(c.push_id.as_str())
+                        .push_bind(c.payload_hash.as_str());
+                });
+                match d {
+                    Dialect::MySql => {
+                        q.push(" ON DUPLICATE KEY UPDATE push_id = push_id");
+                        q.build().persistent(false).execute(pool).await?;
+                    }
+                    // A no-op update, so that RETURNING gives the owner of every pair.
+                    Dialect::Sqlite | Dialect::Postgres => {
+                        q.push(
+                            " ON CONFLICT (idempotency_key, target) DO UPDATE SET push_id = pushq_key_claims.push_id \
+                             RETURNING idempotency_key, target, push_id, payload_hash",
+                        );
+                        let got: Vec<(String, String, String, Option<String>)> =
+                            q.build_query_as().persistent(false).fetch_all(pool).await?;
+                        owners.extend(got);
+                    }
+                }
+            });
+        }
+        if self.dialect == Dialect::MySql && !claims.is_empty() {
+            let keys: std::collections::BTreeSet<&str> =
+                claims.iter().map(|c| c.key.as_str()).collect();
+            self.count();
+            let d = self.dialect;
+            owners = with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(format!(
+                    "SELECT {}, {}, {}, {} FROM pushq_key_claims WHERE idempotency_key IN (",
+                    d.text("idempotency_key"),
+                    d.text("target"),
+                    d.text("push_id"),
+                    d.text("payload_hash"),
+                ));
+                let mut list = q.separated(", ");
+                for key in keys {
+                    list.push_bind(key);
+                }
+                q.push(")");
+                q.build_query_as().persistent(false).fetch_all(pool).await?
+            });
+        }
+        Ok(owners
+            .into_iter()
+            .map(|(key, target, push_id, payload_hash)| {
+                (
+                    (key, target),
+                    KeyOwner {
+                        push_id,
+                        payload_hash,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Writes a batch's delivery rows, one statement per chunk of rows. A row already present
+    /// (same push and target) is replaced when it is `retrying`, or `sending` under this batch's
+    /// claim or a lapsed one; its attempts are added to the new row's. Any other row stays as it
+    /// is: the first final row is the one kept. The same (push, target) twice in `rows` is
+    /// written once, the first.
+    pub async fn record_deliveries(&self, rows: &[Delivery], claim: &Claim) -> StoreResult<()> {
         const COLUMNS: usize = 13;
         let mut seen = std::collections::HashSet::new();
         let rows: Vec<&Delivery> = rows
             .iter()
             .filter(|d| seen.insert((d.push_id.as_str(), d.target.as_str())))
             .collect();
-        let retrying = DeliveryStatus::Retrying.as_str();
-        for chunk in rows.chunks(self.dialect.max_binds() / COLUMNS) {
+        let (retrying, sending) = (
+            DeliveryStatus::Retrying.as_str(),
+            DeliveryStatus::Sending.as_str(),
+        );
+        let now = claim.now.max(Utc::now()).timestamp_millis();
+        for chunk in rows.chunks(self.dialect.max_binds() / COLUMNS - 1) {
             self.count();
             with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(
@@ -192,25 +453,48 @@ impl Store {
                         .push_bind(d.part.map(|(i, _)| i as i32))
                         .push_bind(d.part.map(|(_, n)| n as i32));
                 });
-                q.push(match self.dialect {
-                    // Assignments run in order and see the updated values: status goes last.
-                    Dialect::MySql => format!(
-                        " ON DUPLICATE KEY UPDATE \
-                         fcm_message_id = IF(status = '{retrying}', VALUES(fcm_message_id), fcm_message_id), \
-                         error_code = IF(status = '{retrying}', VALUES(error_code), error_code), \
-                         attempts = IF(status = '{retrying}', attempts + VALUES(attempts), attempts), \
-                         sent_at = IF(status = '{retrying}', VALUES(sent_at), sent_at), \
-                         status = IF(status = '{retrying}', VALUES(status), status)"
-                    ),
-                    Dialect::Sqlite | Dialect::Postgres => format!(
-                        " ON CONFLICT (push_id, target) DO UPDATE SET \
-                         status = excluded.status, fcm_message_id = excluded.fcm_message_id, \
-                         error_code = excluded.error_code, \
-                         attempts = pushq_deliveries.attempts + excluded.attempts, \
-                         sent_at = excluded.sent_at \
-                         WHERE pushq_deliveries.status = '{retrying}'"
-                    ),
-                });
+                // Which existing rows this batch may replace.
+                let replaceable = |q: &mut QueryBuilder<DB>, table: &str| {
+                    q.push(format!(
+                        "({table}status = '{retrying}' OR ({table}status = '{sending}' AND ({table}claim_id = "
+                    ));
+                    q.push_bind(claim.id.clone());
+                    q.push(format!(" OR {table}claimed_until < "));
+                    q.push_bind(now);
+                    q.push(")))");
+                };
+                match self.dialect {
+                    // Assignments run in order and see the values already set: status, which
+                    // the condition reads, goes last. (The claim columns are left as they are:
+                    // they mean something only while a row is `sending`.)
+                    Dialect::MySql => {
+                        q.push(" ON DUPLICATE KEY UPDATE ");
+                        for (column, value) in [
+                            ("fcm_message_id", "VALUES(fcm_message_id)"),
+                            ("error_code", "VALUES(error_code)"),
+                            ("attempts", "attempts + VALUES(attempts)"),
+                            ("sent_at", "VALUES(sent_at)"),
+                            ("status", "VALUES(status)"),
+                        ] {
+                            q.push(format!("{column} = IF("));
+                            replaceable(&mut q, "");
+                            q.push(format!(", {value}, {column})"));
+                            if column != "status" {
+                                q.push(", ");
+                            }
+                        }
+                    }
+                    Dialect::Sqlite | Dialect::Postgres => {
+                        q.push(
+                            " ON CONFLICT (push_id, target) DO UPDATE SET \
+                             status = excluded.status, fcm_message_id = excluded.fcm_message_id, \
+                             error_code = excluded.error_code, \
+                             attempts = pushq_deliveries.attempts + excluded.attempts, \
+                             sent_at = excluded.sent_at WHERE ",
+                        );
+                        replaceable(&mut q, "pushq_deliveries.");
+                    }
+                }
                 q.build().persistent(false).execute(pool).await?;
             });
         }
@@ -261,9 +545,10 @@ impl Store {
             };
             return Ok(PushLog { state, deliveries });
         }
-        let retrying = deliveries
-            .iter()
-            .any(|d| d.status == DeliveryStatus::Retrying.as_str());
+        let retrying = deliveries.iter().any(|d| {
+            d.status == DeliveryStatus::Retrying.as_str()
+                || d.status == DeliveryStatus::Sending.as_str()
+        });
         let parts = deliveries
             .iter()
             .filter_map(|d| d.part)
@@ -298,7 +583,8 @@ pub struct PushLog {
 pub enum PushLogState {
     /// Every target has its final row.
     Final,
-    /// Some targets are recorded; others are `retrying`, or a part of a split push is missing.
+    /// Some targets are recorded; others are `retrying` or `sending`, or a part of a split push
+    /// is missing.
     InProgress,
     /// Its queue message was not a valid envelope (the reason); it will not be delivered.
     Rejected(String),

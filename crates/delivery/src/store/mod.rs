@@ -140,7 +140,8 @@ mod rejected;
 mod tls;
 
 pub use deliveries::{
-    AlreadyDone, Delivery, DeliveryRecord, DeliveryStatus, PushLog, PushLogState,
+    Claim, Claimed, Delivery, DeliveryRecord, DeliveryStatus, KeyClaim, KeyOwner, PushLog,
+    PushLogState,
 };
 pub use devices::{Device, InvalidDevice};
 pub use rejected::Rejected;

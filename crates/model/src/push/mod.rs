@@ -207,6 +207,11 @@ impl Push {
         &self.raw
     }
 
+    /// The FCM v1 `message` this push becomes, without its target: what every target receives.
+    pub fn fcm_payload(&self) -> &Map<String, Value> {
+        &self.wire
+    }
+
     /// `idempotencyKey`: pushes with the same key are delivered once per device.
     pub fn idempotency_key(&self) -> Option<&str> {
         self.idempotency_key.as_deref()
