@@ -3,6 +3,7 @@
 //! PostgreSQL and MariaDB. Each is stopped when dropped.
 #![allow(missing_docs)]
 
+pub mod certs;
 pub mod lambda;
 pub mod leaks;
 
