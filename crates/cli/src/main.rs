@@ -257,6 +257,8 @@ async fn worker(args: WorkerArgs) {
     // The worker extends visibility while a batch runs: an FCM attempt in flight at the
     // batch's deadline may finish.
     config.cut_sends_at_deadline = false;
+    // Its batches share the FCM connections: enough of them for all their sends.
+    config.batches_at_once = worker_config.concurrency.max(1);
     // The worker runs no DDL, whatever PUSHQ_MIGRATE says: `pushq migrate` applies the schema.
     config.migrate = false;
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)
