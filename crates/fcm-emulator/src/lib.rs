@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -42,6 +42,7 @@ use checks::check_body;
 pub use checks::check_send_body;
 use faults::{Faults, Rule};
 use serve::{Connections, RequestInfo};
+pub use serve::{Options, TlsFiles, FCM_MAX_STREAMS};
 
 /// The project id the emulator's credentials name.
 pub const PROJECT_ID: &str = "pushq-emulator";
@@ -64,44 +65,6 @@ struct Emulator {
     token_uri: String,
     inner: Mutex<Inner>,
     connections: Arc<Connections>,
-}
-
-/// How the emulator serves.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Port on 127.0.0.1 (0: any free port).
-    pub port: u16,
-    /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate, else plain HTTP/1.1.
-    pub tls: Option<TlsFiles>,
-    /// SETTINGS_MAX_CONCURRENT_STREAMS: HTTP/2 streams a client may have open at once on one
-    /// connection. Default [`FCM_MAX_STREAMS`].
-    pub max_streams: u32,
-    /// How long every answer of FCM's endpoints (token and send; not the control endpoints)
-    /// waits, like a round trip to Google. Default none.
-    pub latency: Duration,
-}
-
-/// The concurrent streams FCM allows on one HTTP/2 connection.
-pub const FCM_MAX_STREAMS: u32 = 100;
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            port: 0,
-            tls: None,
-            max_streams: FCM_MAX_STREAMS,
-            latency: Duration::ZERO,
-        }
-    }
-}
-
-/// The server's certificate and key, PEM files.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// The certificate chain (the server's certificate first); it must name 127.0.0.1.
-    pub cert: PathBuf,
-    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
 }
 
 /// A running emulator.

@@ -3,7 +3,7 @@
 //! allows 100). Every connection gets an id; its protocol and requests in flight are recorded.
 
 use std::convert::Infallible;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -24,6 +24,44 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::EmulatorError;
+
+/// How the emulator serves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Port on 127.0.0.1 (0: any free port).
+    pub port: u16,
+    /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate, else plain HTTP/1.1.
+    pub tls: Option<TlsFiles>,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: HTTP/2 streams a client may have open at once on one
+    /// connection. Default [`FCM_MAX_STREAMS`].
+    pub max_streams: u32,
+    /// How long every answer of FCM's endpoints (token and send; not the control endpoints)
+    /// waits, like a round trip to Google. Default none.
+    pub latency: Duration,
+}
+
+/// The concurrent streams FCM allows on one HTTP/2 connection.
+pub const FCM_MAX_STREAMS: u32 = 100;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: 0,
+            tls: None,
+            max_streams: FCM_MAX_STREAMS,
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// The server's certificate and key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (the server's certificate first); it must name 127.0.0.1.
+    pub cert: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
 
 /// Which connection a request came on and over which protocol: an extension on every request.
 #[derive(Clone, Copy, Debug)]
