@@ -200,11 +200,6 @@ impl FcmClient {
         self.dry_run
     }
 
-    /// How many connections to FCM the client keeps (one HTTP/2 connection per client of its pool).
-    pub fn connections(&self) -> usize {
-        self.http.len()
-    }
-
     /// One attempt: POSTs the request body (already holding `validate_only` when dry-run).
     pub async fn send_once(&self, body: &Value) -> Result<Sent, FcmError> {
         let token = self.tokens.token().await?;

@@ -87,11 +87,6 @@ impl Pool {
         &self.lanes[0].http
     }
 
-    /// How many connections the pool keeps.
-    pub(super) fn len(&self) -> usize {
-        self.lanes.len()
-    }
-
     /// The lane with the fewest sends in flight, counted in flight until the value is dropped.
     pub(super) fn borrow(&self) -> Borrowed<'_> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
