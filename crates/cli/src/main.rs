@@ -26,14 +26,7 @@ enum Command {
     /// Long-polls SQS and delivers batches (Lambda event-source semantics).
     Worker(WorkerArgs),
     /// A local FCM HTTP v1 stand-in with an OAuth token endpoint, for tests.
-    FcmEmulator {
-        /// Port on 127.0.0.1 (0: any free port; the address is printed).
-        #[arg(long, default_value_t = 8790)]
-        port: u16,
-        /// Write a matching service-account key here.
-        #[arg(long)]
-        write_credentials: Option<std::path::PathBuf>,
-    },
+    FcmEmulator(EmulatorArgs),
     /// Dead-letter queue tools.
     Dlq {
         #[command(subcommand)]
@@ -64,6 +57,31 @@ struct WorkerArgs {
     /// Visibility timeout (seconds) for received messages; also the batch's time budget.
     #[arg(long, default_value_t = 30)]
     visibility_timeout: u64,
+}
+
+/// The flags of `pushq fcm-emulator`.
+#[derive(Args)]
+struct EmulatorArgs {
+    /// Port on 127.0.0.1 (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8790)]
+    port: u16,
+    /// Write a matching service-account key here.
+    #[arg(long)]
+    write_credentials: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this PEM certificate (chain): HTTP/2 or HTTP/1.1 by ALPN, as FCM does.
+    /// It must name 127.0.0.1; pushq trusts its CA through PUSHQ_FCM_CA_FILE. Needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PATH")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PATH")]
+    tls_key: Option<std::path::PathBuf>,
+    /// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, default_value_t = emulator::FCM_MAX_STREAMS, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams: u32,
+    /// Answer the token and send endpoints after this many milliseconds, like a round trip.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    latency_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -138,11 +156,17 @@ async fn main() {
     let cli = Cli::parse();
     pushq_delivery::logging::init(pushq_delivery::logging::Target::Stderr);
     match cli.command {
-        Command::FcmEmulator {
-            port,
-            write_credentials,
-        } => {
-            if let Err(e) = emulator::run(port, write_credentials).await {
+        Command::FcmEmulator(args) => {
+            let options = emulator::Options {
+                port: args.port,
+                tls: args
+                    .tls_cert
+                    .zip(args.tls_key)
+                    .map(|(cert, key)| emulator::TlsFiles { cert, key }),
+                max_streams: args.max_streams,
+                latency: Duration::from_millis(args.latency_ms),
+            };
+            if let Err(e) = emulator::run(&options, args.write_credentials).await {
                 fail(e)
             }
         }
@@ -233,6 +257,8 @@ async fn worker(args: WorkerArgs) {
     // The worker extends visibility while a batch runs: an FCM attempt in flight at the
     // batch's deadline may finish.
     config.cut_sends_at_deadline = false;
+    // Its batches share the FCM connections: enough of them for all their sends.
+    config.batches_at_once = worker_config.concurrency.max(1);
     // The worker runs no DDL, whatever PUSHQ_MIGRATE says: `pushq migrate` applies the schema.
     config.migrate = false;
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)

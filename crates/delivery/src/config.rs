@@ -26,8 +26,17 @@ pub struct DeliveryConfig {
     pub fcm_endpoint: String,
     /// `PUSHQ_FCM_DRY_RUN=1`: send with `validate_only`.
     pub dry_run: bool,
+    /// `PUSHQ_FCM_CA_FILE`: a PEM file of CA certificates to trust for FCM and its OAuth
+    /// endpoint besides the built-in web roots (an FCM stand-in, a TLS-inspecting proxy).
+    pub fcm_ca_file: Option<std::path::PathBuf>,
+    /// `PUSHQ_FCM_STREAMS_PER_CONNECTION`, default 100 (FCM's limit): concurrent sends one
+    /// HTTP/2 connection to FCM carries; see [`DeliveryConfig::fcm_connections`].
+    pub fcm_streams_per_connection: usize,
     /// `PUSHQ_SEND_CONCURRENCY`, default 64: FCM requests in flight per batch.
     pub send_concurrency: usize,
+    /// Batches the process runs at once, sharing its FCM connections: 1 (the Lambda, local
+    /// mode); `pushq worker --concurrency`. Set by the program, not the environment.
+    pub batches_at_once: usize,
     /// `PUSHQ_DB_STATEMENT_TIMEOUT_MS`, default 2000: the longest one database statement of a
     /// batch may take (lookups before the sends are also cut at the batch's deadline). Past it
     /// the batch fails like on any database error, and every message is redelivered.
@@ -93,7 +102,13 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("credentials", &self.credentials)
             .field("fcm_endpoint", &self.fcm_endpoint)
             .field("dry_run", &self.dry_run)
+            .field("fcm_ca_file", &self.fcm_ca_file)
+            .field(
+                "fcm_streams_per_connection",
+                &self.fcm_streams_per_connection,
+            )
             .field("send_concurrency", &self.send_concurrency)
+            .field("batches_at_once", &self.batches_at_once)
             .field("statement_timeout", &self.statement_timeout)
             .field("metrics_namespace", &self.metrics_namespace)
             .field("cut_sends_at_deadline", &self.cut_sends_at_deadline)
@@ -141,7 +156,14 @@ impl DeliveryConfig {
             fcm_endpoint: env("PUSHQ_FCM_ENDPOINT")
                 .unwrap_or_else(|| crate::fcm::DEFAULT_ENDPOINT.to_owned()),
             dry_run: flag("PUSHQ_FCM_DRY_RUN")?,
+            fcm_ca_file: env("PUSHQ_FCM_CA_FILE").map(Into::into),
+            fcm_streams_per_connection: number(
+                "PUSHQ_FCM_STREAMS_PER_CONNECTION",
+                crate::fcm::FCM_STREAMS_PER_CONNECTION as u64,
+                1,
+            )? as usize,
             send_concurrency: number("PUSHQ_SEND_CONCURRENCY", 64, 1)? as usize,
+            batches_at_once: 1,
             statement_timeout: std::time::Duration::from_millis(number(
                 "PUSHQ_DB_STATEMENT_TIMEOUT_MS",
                 DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -151,6 +173,18 @@ impl DeliveryConfig {
                 .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned()),
             cut_sends_at_deadline: true,
         })
+    }
+
+    /// The HTTP/2 connections the process keeps to FCM: enough for every send it may have in
+    /// flight (`send_concurrency` × `batches_at_once`) at `fcm_streams_per_connection` each,
+    /// i.e. that product divided by the streams per connection, rounded up. One reqwest client
+    /// never opens a second connection when the first one's streams run out.
+    pub fn fcm_connections(&self) -> usize {
+        crate::fcm::connections_for(
+            self.send_concurrency
+                .saturating_mul(self.batches_at_once.max(1)),
+            self.fcm_streams_per_connection,
+        )
     }
 }
 
@@ -172,6 +206,11 @@ mod tests {
         assert_eq!((c.pool_size, c.migrate, c.send_concurrency), (2, false, 64));
         assert_eq!(c.statement_timeout, std::time::Duration::from_secs(2));
         assert_eq!(c.metrics_namespace, "pushq");
+        assert_eq!(
+            (c.fcm_streams_per_connection, c.fcm_connections()),
+            (100, 1)
+        );
+        assert_eq!(c.fcm_ca_file, None);
         let c = read(&[
             ("PUSHQ_MIGRATE", "1"),
             ("PUSHQ_METRICS_NAMESPACE", "gym"),
@@ -180,6 +219,22 @@ mod tests {
         .unwrap();
         assert_eq!((c.migrate, c.send_concurrency), (true, 8));
         assert_eq!(c.metrics_namespace, "gym");
+        let c = read(&[
+            ("PUSHQ_SEND_CONCURRENCY", "250"),
+            ("PUSHQ_FCM_CA_FILE", "/etc/pushq/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(c.fcm_connections(), 3);
+        assert_eq!(c.fcm_ca_file.as_deref(), Some("/etc/pushq/ca.pem".as_ref()));
+        let c = DeliveryConfig {
+            batches_at_once: 4,
+            ..read(&[
+                ("PUSHQ_SEND_CONCURRENCY", "8"),
+                ("PUSHQ_FCM_STREAMS_PER_CONNECTION", "4"),
+            ])
+            .unwrap()
+        };
+        assert_eq!(c.fcm_connections(), 8);
     }
 
     #[test]

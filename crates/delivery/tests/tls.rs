@@ -10,24 +10,28 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pushq_delivery::store::{Store, StoreError};
+use pushq_test_support::certs;
 
 /// `program` (a path or a name on PATH) to run as the `postgres` user when this test runs as
 /// root, as PostgreSQL refuses to run as root; as the current user otherwise.
 fn postgres_user(program: impl AsRef<Path>) -> Command {
-    static ROOT: OnceLock<bool> = OnceLock::new();
-    let root = *ROOT.get_or_init(|| {
-        Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-    });
-    if root {
+    if running_as_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(program.as_ref());
         command
     } else {
         Command::new(program.as_ref())
     }
+}
+
+fn running_as_root() -> bool {
+    static ROOT: OnceLock<bool> = OnceLock::new();
+    *ROOT.get_or_init(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    })
 }
 
 /// Runs `program` with `args` as [`postgres_user`] says; it must succeed.
@@ -56,73 +60,17 @@ fn pg_bin(program: &str) -> PathBuf {
     versions.pop().unwrap().join("bin").join(program)
 }
 
-/// A test CA, a second unrelated CA, and a server certificate for `localhost` and 127.0.0.1
-/// signed by the first, made with the openssl CLI in `dir` (owned by whoever runs PostgreSQL,
-/// as its key file must be).
+/// The test CAs and a server certificate for `localhost` and 127.0.0.1 ([`certs::make`]) in
+/// `dir`, the key handed to whoever runs PostgreSQL (it refuses a key file it cannot own).
 fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| as_postgres("openssl", args);
-    let path = |name: &str| dir.join(name).display().to_string();
-    for ca in ["ca", "other-ca"] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &path(&format!("{ca}.key")),
-            "-out",
-            &path(&format!("{ca}.pem")),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=pushq test {ca}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
+    let key = certs::make(dir).server_key.display().to_string();
+    if running_as_root() {
+        let out = Command::new("chown")
+            .args(["postgres", &key])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chown postgres {key}");
     }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        &path("server.key"),
-        "-out",
-        &path("server.csr"),
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("server.csr"),
-        "-CA",
-        &path("ca.pem"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &path("server.pem"),
-        "-days",
-        "2",
-        "-extfile",
-        &path("server.ext"),
-    ]);
-    as_postgres("chmod", &["600", &path("server.key")]);
 }
 
 /// A private PostgreSQL cluster with `ssl=on` that takes TLS connections only, listening on

@@ -3,8 +3,14 @@
 //! Verifies JWT assertions against the service account's public key and bearer tokens on every
 //! send, checks request bodies, records what it received, and injects faults on request.
 //!
-//! Control endpoints (for tests): `GET /__received` (accepted sends, `sendRequests`: every send
-//! request, faulted ones too, `tokenRequests`), `POST /__reset`, `POST /__faults` with
+//! It serves plain HTTP (HTTP/1.1) or, given a certificate, TLS with HTTP/2 by ALPN, allowing
+//! [`Options::max_streams`] concurrent streams per connection as FCM does (100), and can answer
+//! after a round trip's [`Options::latency`].
+//!
+//! Control endpoints (for tests): `GET /__received` (accepted sends, each with the `protocol` and
+//! `connection` it came on; `sendRequests`: every send request, faulted ones too,
+//! `tokenRequests`; `connections`: each connection's protocol, requests and peak of requests in
+//! flight), `POST /__reset`, `POST /__faults` with
 //! `{"rules":[{"token":"t","error":"UNREGISTERED","times":1,"retryAfter":2,"delayMs":0,
 //! "percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}` (a rule
 //! without `token` matches every send; `times` absent = always; `percent` answers that share of
@@ -15,9 +21,11 @@
 
 mod checks;
 mod faults;
+mod serve;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,7 +33,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Extension, Form, Json, Router};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,6 +41,8 @@ use serde_json::{json, Value};
 use checks::check_body;
 pub use checks::check_send_body;
 use faults::{Faults, Rule};
+use serve::{Connections, RequestInfo};
+pub use serve::{Options, TlsFiles, FCM_MAX_STREAMS};
 
 /// The project id the emulator's credentials name.
 pub const PROJECT_ID: &str = "pushq-emulator";
@@ -54,6 +64,7 @@ struct Emulator {
     client_email: String,
     token_uri: String,
     inner: Mutex<Inner>,
+    connections: Arc<Connections>,
 }
 
 /// A running emulator.
@@ -66,10 +77,25 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the emulator on 127.0.0.1:`port` (0 = any free port) with a fresh RSA key.
+/// Starts the emulator on 127.0.0.1:`port` (0 = any free port), plain HTTP, with a fresh RSA key.
 pub async fn spawn(port: u16) -> Result<Running, EmulatorError> {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-    let base = format!("http://{}", listener.local_addr()?);
+    spawn_with(&Options {
+        port,
+        ..Options::default()
+    })
+    .await
+}
+
+/// Starts the emulator as `options` say, with a fresh RSA key.
+pub async fn spawn_with(options: &Options) -> Result<Running, EmulatorError> {
+    let tls = match &options.tls {
+        Some(files) => Some(serve::tls_acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{}", listener.local_addr()?);
     let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
         .map_err(|e| EmulatorError::Key(e.to_string()))?;
     let private_pem = key
@@ -95,7 +121,9 @@ pub async fn spawn(port: u16) -> Result<Running, EmulatorError> {
         client_email,
         token_uri,
         inner: Mutex::new(Inner::default()),
+        connections: Arc::default(),
     });
+    let connections = state.connections.clone();
     let app = Router::new()
         .route("/token", post(token))
         .route("/v1/projects/{project}/messages:send", post(send))
@@ -103,11 +131,12 @@ pub async fn spawn(port: u16) -> Result<Running, EmulatorError> {
         .route("/__reset", post(reset))
         .route("/__faults", post(faults))
         .with_state(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "emulator stopped");
-        }
-    });
+    let listener_options = serve::Listener {
+        tls,
+        max_streams: options.max_streams.max(1),
+        latency: options.latency,
+    };
+    let task = tokio::spawn(serve::serve(listener, listener_options, app, connections));
     Ok(Running {
         base,
         credentials,
@@ -116,12 +145,9 @@ pub async fn spawn(port: u16) -> Result<Running, EmulatorError> {
 }
 
 /// Runs the emulator until it fails, writing its service-account key to `credentials_out`.
-/// Prints `listening on http://127.0.0.1:PORT` once it accepts requests.
-pub async fn run(
-    port: u16,
-    credentials_out: Option<std::path::PathBuf>,
-) -> Result<(), EmulatorError> {
-    let running = spawn(port).await?;
+/// Prints `listening on http://127.0.0.1:PORT` (`https://` with TLS) once it accepts requests.
+pub async fn run(options: &Options, credentials_out: Option<PathBuf>) -> Result<(), EmulatorError> {
+    let running = spawn_with(options).await?;
     if let Some(path) = credentials_out {
         let key = serde_json::to_vec_pretty(&running.credentials).expect("a JSON value serializes");
         std::fs::write(&path, key)?;
@@ -143,6 +169,9 @@ pub enum EmulatorError {
     /// Making the RSA key failed.
     #[error("emulator key: {0}")]
     Key(String),
+    /// The TLS certificate or key could not be read or used (names the file).
+    #[error("emulator TLS: {0}")]
+    Tls(String),
     /// The server task ended abnormally.
     #[error("emulator stopped: {0}")]
     Stopped(String),
@@ -239,6 +268,7 @@ fn grpc_status(status: StatusCode) -> &'static str {
 async fn send(
     State(emu): State<Arc<Emulator>>,
     Path(project): Path<String>,
+    Extension(info): Extension<RequestInfo>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
@@ -260,7 +290,7 @@ async fn send(
             return response;
         }
     }
-    record(&emu, &project, value)
+    record(&emu, &project, value, info)
 }
 
 /// The refusal of a send without a bearer token the emulator issued (401), then of one to
@@ -297,8 +327,9 @@ fn checked_body(body: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Accepts a send: records it for `/__received` and answers with the new message's name.
-fn record(emu: &Emulator, project: &str, value: Value) -> Response {
+/// Accepts a send: records it for `/__received` (with the connection and protocol it came on)
+/// and answers with the new message's name.
+fn record(emu: &Emulator, project: &str, value: Value, info: RequestInfo) -> Response {
     let name = format!(
         "projects/{project}/messages/{}",
         uuid::Uuid::now_v7().simple()
@@ -307,11 +338,10 @@ fn record(emu: &Emulator, project: &str, value: Value) -> Response {
         .get("validate_only")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    emu.inner
-        .lock()
-        .expect("emulator state")
-        .received
-        .push(json!({"name": name, "body": value, "validateOnly": validate_only}));
+    emu.inner.lock().expect("emulator state").received.push(
+        json!({"name": name, "body": value, "validateOnly": validate_only,
+            "protocol": info.protocol, "connection": info.connection}),
+    );
     Json(json!({"name": name})).into_response()
 }
 
@@ -322,6 +352,7 @@ async fn received(State(emu): State<Arc<Emulator>>) -> Json<Value> {
         "tokenRequests": inner.token_requests,
         "sendRequests": inner.send_requests,
         "accessTokens": inner.issued,
+        "connections": emu.connections.report(),
     }))
 }
 

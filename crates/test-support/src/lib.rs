@@ -3,6 +3,7 @@
 //! PostgreSQL and MariaDB. Each is stopped when dropped.
 #![allow(missing_docs)]
 
+pub mod certs;
 pub mod lambda;
 pub mod leaks;
 
@@ -170,18 +171,59 @@ impl Sqs {
     }
 }
 
+/// How a test's FCM emulator serves.
+#[derive(Debug, Clone)]
+pub struct FcmOptions {
+    /// HTTPS (HTTP/2 by ALPN) with a certificate from a test CA made for it ([`certs::make`]),
+    /// which [`Fcm::env`] tells pushq to trust; else plain HTTP/1.1.
+    pub tls: bool,
+    /// Concurrent HTTP/2 streams per connection (FCM's 100 by default).
+    pub max_streams: u32,
+    /// How long each token and send answer waits.
+    pub latency: Duration,
+}
+
+impl Default for FcmOptions {
+    fn default() -> Self {
+        FcmOptions {
+            tls: false,
+            max_streams: pushq_fcm_emulator::FCM_MAX_STREAMS,
+            latency: Duration::ZERO,
+        }
+    }
+}
+
 /// The FCM emulator with its own key, served on a thread of its own (so that tests which block
 /// their own thread do not stall it); stopped when dropped.
 pub struct Fcm {
     pub endpoint: String,
     pub credentials: PathBuf,
+    /// With TLS: the emulator's certificates (`ca` is the CA pushq must trust).
+    pub certs: Option<certs::Certs>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Fcm {
+    /// Plain HTTP/1.1, no latency.
     pub fn start() -> Fcm {
-        let credentials = temp_dir().join("service-account.json");
+        Fcm::start_with(FcmOptions::default())
+    }
+
+    /// As `options` say; with TLS, the certificates are made in a temp dir of the emulator's own.
+    pub fn start_with(options: FcmOptions) -> Fcm {
+        let dir = temp_dir();
+        let credentials = dir.join("service-account.json");
+        let certs = options.tls.then(|| certs::make(&dir));
+        let emulator = pushq_fcm_emulator::Options {
+            port: 0,
+            tls: certs.as_ref().map(|c| pushq_fcm_emulator::TlsFiles {
+                cert: c.server_cert.clone(),
+                key: c.server_key.clone(),
+            }),
+            max_streams: options.max_streams,
+            latency: options.latency,
+        };
         let (ready, started) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -190,7 +232,9 @@ impl Fcm {
                 .build()
                 .expect("emulator runtime");
             runtime.block_on(async move {
-                let running = pushq_fcm_emulator::spawn(0).await.expect("emulator starts");
+                let running = pushq_fcm_emulator::spawn_with(&emulator)
+                    .await
+                    .expect("emulator starts");
                 ready
                     .send((running.base.clone(), running.credentials.clone()))
                     .expect("test waits");
@@ -203,13 +247,24 @@ impl Fcm {
         Fcm {
             endpoint,
             credentials,
+            certs,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 
+    /// A client for the control endpoints (trusting the emulator's CA, with TLS).
+    fn http(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder();
+        if let Some(certs) = &self.certs {
+            let pem = std::fs::read(&certs.ca).unwrap();
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        builder.build().unwrap()
+    }
+
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let http = reqwest_client();
+        let http = self.http();
         let url = format!("{}{path}", self.endpoint);
         let req = if method == "GET" {
             http.get(url)
@@ -239,9 +294,18 @@ impl Fcm {
             .unwrap_or_default()
     }
 
+    /// Every connection the emulator accepted: `{"id", "protocol", "requests", "peakInFlight"}`.
+    pub async fn connections(&self) -> Vec<Value> {
+        self.call("GET", "/__received", None).await["connections"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Sets the emulator's fault rules; a rule set it refuses fails the test.
     pub async fn faults(&self, faults: Value) {
-        let res = reqwest_client()
+        let res = self
+            .http()
             .post(format!("{}/__faults", self.endpoint))
             .json(&faults)
             .send()
@@ -254,14 +318,19 @@ impl Fcm {
         );
     }
 
+    /// Environment for pushq to send to this emulator (with TLS: trusting its CA).
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "PUSHQ_FCM_CREDENTIALS".into(),
                 self.credentials.display().to_string(),
             ),
             ("PUSHQ_FCM_ENDPOINT".into(), self.endpoint.clone()),
-        ]
+        ];
+        if let Some(certs) = &self.certs {
+            env.push(("PUSHQ_FCM_CA_FILE".into(), certs.ca.display().to_string()));
+        }
+        env
     }
 }
 
@@ -274,10 +343,6 @@ impl Drop for Fcm {
             let _ = thread.join();
         }
     }
-}
-
-fn reqwest_client() -> reqwest::Client {
-    reqwest::Client::new()
 }
 
 /// A fresh, empty database of one dialect; dropped with the value (server databases).

@@ -326,6 +326,8 @@ impl Engine {
                     endpoint: config.fcm_endpoint.clone(),
                     dry_run: config.dry_run,
                     cut_at_deadline: config.cut_sends_at_deadline,
+                    ca_file: config.fcm_ca_file.clone(),
+                    connections: config.fcm_connections(),
                     ..FcmConfig::default()
                 };
                 Arc::new(FcmClient::new(account, &fcm)?)

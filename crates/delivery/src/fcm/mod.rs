@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod key;
+mod pool;
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use crate::sink::{Attempted, Sink};
 
 pub use auth::TokenSource;
 pub use key::ServiceAccount;
+pub use pool::{connections_for, FCM_STREAMS_PER_CONNECTION};
 
 /// The FCM endpoint when `PUSHQ_FCM_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
@@ -63,6 +65,10 @@ pub enum FcmError {
         /// What answered.
         detail: String,
     },
+    /// The HTTP client cannot be set up (e.g. `PUSHQ_FCM_CA_FILE` is unreadable): a
+    /// configuration error at start, never a send's result.
+    #[error("FCM client: {0}")]
+    Setup(String),
     /// `SENDER_ID_MISMATCH`: the token belongs to another sender (Firebase project) than the
     /// key. Final for a lone target among ones that worked; when most of a batch's sends answer
     /// it, the key is the wrong one and the batch hands them back (see `engine::batch`).
@@ -82,6 +88,7 @@ impl FcmError {
             | FcmError::Transient { code, .. }
             | FcmError::Deployment { code, .. } => code,
             FcmError::Credentials(_) => "CREDENTIALS",
+            FcmError::Setup(_) => "SETUP",
             FcmError::SenderMismatch { .. } => "SENDER_ID_MISMATCH",
         }
     }
@@ -99,6 +106,13 @@ pub struct FcmConfig {
     /// Cut an attempt still waiting for FCM at the batch's deadline (the Lambda, whose
     /// invocation ends there), or let it finish (`pushq worker`, which extends visibility).
     pub cut_at_deadline: bool,
+    /// A PEM file of CA certificates to trust besides the built-in web roots
+    /// (`PUSHQ_FCM_CA_FILE`): for an FCM stand-in or a TLS-inspecting proxy. Certificates are
+    /// always verified.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// HTTP/2 connections to keep to FCM, each a client of its own, sends going to the one with
+    /// the fewest in flight (see [`connections_for`]). Default 1.
+    pub connections: usize,
 }
 
 impl Default for FcmConfig {
@@ -108,6 +122,8 @@ impl Default for FcmConfig {
             dry_run: false,
             request_timeout: Duration::from_secs(10),
             cut_at_deadline: true,
+            ca_file: None,
+            connections: 1,
         }
     }
 }
@@ -121,7 +137,7 @@ pub struct Sent {
 
 /// Sends FCM v1 requests for one project. Build once; share.
 pub struct FcmClient {
-    http: reqwest::Client,
+    http: pool::Pool,
     tokens: TokenSource,
     send_url: String,
     dry_run: bool,
@@ -144,18 +160,13 @@ pub const THROTTLED: &str = "THROTTLED";
 impl FcmClient {
     /// A client for the service account `account`.
     pub fn new(account: ServiceAccount, config: &FcmConfig) -> Result<FcmClient, FcmError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| FcmError::Credentials(format!("cannot build the HTTP client: {e}")))?;
+        let http = pool::Pool::new(config)?;
         let send_url = format!(
             "{}/v1/projects/{}/messages:send",
             config.endpoint.trim_end_matches('/'),
             account.project_id
         );
-        let tokens = TokenSource::new(account, http.clone())?;
+        let tokens = TokenSource::new(account, http.first().clone())?;
         Ok(FcmClient {
             http,
             tokens,
@@ -200,8 +211,10 @@ impl FcmClient {
     /// One attempt: POSTs the request body (already holding `validate_only` when dry-run).
     pub async fn send_once(&self, body: &Value) -> Result<Sent, FcmError> {
         let token = self.tokens.token().await?;
-        let response = self
-            .http
+        // Counted in flight on its connection until the answer is read.
+        let lane = self.http.borrow();
+        let response = lane
+            .http()
             .post(&self.send_url)
             .bearer_auth(&token)
             .json(body)

@@ -1,0 +1,152 @@
+//! The HTTP/2 connections to FCM: a small pool of clients, each holding one connection, so that
+//! more sends can be in flight than one connection's stream limit allows; and the roots of trust.
+//!
+//! One reqwest client keeps one HTTP/2 connection per host and never opens a second when that
+//! connection's streams run out: sends beyond FCM's 100 concurrent streams queue behind it. So
+//! the pool holds `connections` clients and gives each send the one with the fewest in flight.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{FcmConfig, FcmError};
+
+/// The concurrent streams FCM allows on one HTTP/2 connection (its SETTINGS_MAX_CONCURRENT_STREAMS).
+pub const FCM_STREAMS_PER_CONNECTION: usize = 100;
+
+/// How many connections `in_flight` concurrent sends need when one connection carries at most
+/// `streams_per_connection` of them: `in_flight / streams_per_connection`, rounded up, at least 1.
+pub fn connections_for(in_flight: usize, streams_per_connection: usize) -> usize {
+    in_flight.div_ceil(streams_per_connection.max(1)).max(1)
+}
+
+/// Clients to FCM's host, each with its own connection, chosen by the fewest sends in flight.
+pub(super) struct Pool {
+    lanes: Vec<Lane>,
+    /// Where the search for the least busy lane starts, turning, so ties are spread.
+    next: AtomicUsize,
+}
+
+struct Lane {
+    http: reqwest::Client,
+    in_flight: AtomicUsize,
+}
+
+/// A send's use of one lane of the pool, counted in flight until dropped.
+pub(super) struct Borrowed<'a> {
+    lane: &'a Lane,
+}
+
+impl Borrowed<'_> {
+    /// The client to send with.
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.lane.http
+    }
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        self.lane.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Pool {
+    /// `config.connections` clients (at least one), each trusting the built-in web roots and
+    /// the certificates of `config.ca_file`.
+    pub(super) fn new(config: &FcmConfig) -> Result<Pool, FcmError> {
+        let extra_roots = match &config.ca_file {
+            Some(path) => extra_roots(path)?,
+            None => Vec::new(),
+        };
+        let lanes = (0..config.connections.max(1))
+            .map(|_| {
+                let mut builder = reqwest::Client::builder()
+                    .timeout(config.request_timeout)
+                    .connect_timeout(Duration::from_secs(5))
+                    .pool_max_idle_per_host(64);
+                for root in &extra_roots {
+                    builder = builder.add_root_certificate(root.clone());
+                }
+                let http = builder
+                    .build()
+                    .map_err(|e| FcmError::Setup(format!("cannot build the HTTP client: {e}")))?;
+                Ok(Lane {
+                    http,
+                    in_flight: AtomicUsize::new(0),
+                })
+            })
+            .collect::<Result<Vec<_>, FcmError>>()?;
+        Ok(Pool {
+            lanes,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The first client, for requests that are not sends (the OAuth token's).
+    pub(super) fn first(&self) -> &reqwest::Client {
+        &self.lanes[0].http
+    }
+
+    /// The lane with the fewest sends in flight, counted in flight until the value is dropped.
+    pub(super) fn borrow(&self) -> Borrowed<'_> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.lanes.len();
+        let lane = (0..n)
+            .map(|i| &self.lanes[(start + i) % n])
+            .min_by_key(|lane| lane.in_flight.load(Ordering::Acquire))
+            .expect("a pool has at least one lane");
+        lane.in_flight.fetch_add(1, Ordering::AcqRel);
+        Borrowed { lane }
+    }
+}
+
+/// The certificates of a PEM file to trust besides the built-in roots (`PUSHQ_FCM_CA_FILE`):
+/// an error names the variable and the file, and a file without a certificate is one.
+fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, FcmError> {
+    let refuse =
+        |why: String| FcmError::Setup(format!("PUSHQ_FCM_CA_FILE: {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| refuse(e.to_string()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| refuse(format!("not a PEM certificate bundle ({e})")))?;
+    if roots.is_empty() {
+        return Err(refuse("no PEM certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_connection_per_stream_limit_of_sends() {
+        assert_eq!(connections_for(64, 100), 1);
+        assert_eq!(connections_for(100, 100), 1);
+        assert_eq!(connections_for(101, 100), 2);
+        assert_eq!(connections_for(250, 100), 3);
+        assert_eq!(connections_for(12, 4), 3);
+        assert_eq!(connections_for(0, 100), 1);
+        assert_eq!(connections_for(5, 0), 5);
+    }
+
+    #[test]
+    fn sends_go_to_the_least_busy_connection() {
+        let pool = Pool::new(&FcmConfig {
+            connections: 3,
+            ..FcmConfig::default()
+        })
+        .unwrap();
+        let held: Vec<_> = (0..6).map(|_| pool.borrow()).collect();
+        let per_lane: Vec<usize> = pool
+            .lanes
+            .iter()
+            .map(|l| l.in_flight.load(Ordering::Acquire))
+            .collect();
+        assert_eq!(per_lane, [2, 2, 2]);
+        drop(held);
+        assert!(pool
+            .lanes
+            .iter()
+            .all(|l| l.in_flight.load(Ordering::Acquire) == 0));
+    }
+}
