@@ -474,12 +474,7 @@ async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
     });
     let rows = db.deliveries().await;
     assert!(rows.iter().all(|r| r.2 == "sent"), "{rows:?}");
-    let mut tokens: Vec<String> = fcm
-        .received()
-        .await
-        .iter()
-        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
-        .collect();
+    let mut tokens = fcm.received_tokens().await;
     tokens.sort();
     let mut want: Vec<String> = (0..n).map(|i| format!("tok-{i}")).collect();
     want.sort();

@@ -240,20 +240,6 @@ fn envelope(push: Value) -> String {
     json!({"v": 1, "push": push}).to_string()
 }
 
-/// The tokens FCM received, in the order it received them.
-async fn received_tokens(fcm: &Fcm) -> Vec<String> {
-    fcm.received()
-        .await
-        .iter()
-        .map(|m| {
-            m["body"]["message"]["token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn receive_errors_are_retried_and_never_end_the_worker() {
     let (sqs, fcm) = (Sqs::start(), Fcm::start());
@@ -295,7 +281,7 @@ async fn receive_errors_are_retried_and_never_end_the_worker() {
         rt.block_on(db.final_deliveries()) == 1
     });
     assert!(proxy.with(|f| f.failed_receives) >= 2);
-    assert_eq!(received_tokens(&fcm).await, ["tok-after"]);
+    assert_eq!(fcm.received_tokens().await, ["tok-after"]);
     let status = worker.stop();
     assert!(status.success(), "{status}");
 }
@@ -372,7 +358,7 @@ async fn visibility_runs_from_the_receive_while_a_batch_is_gathered() {
         "SQS handed the message out again while its batch ran\n{}",
         worker.output()
     );
-    assert_eq!(received_tokens(&fcm).await, ["tok-slow"]);
+    assert_eq!(fcm.received_tokens().await, ["tok-slow"]);
     assert_eq!(db.deliveries().await.len(), 1);
     assert!(worker.stop().success());
 }
@@ -470,7 +456,7 @@ async fn on_a_fifo_queue_a_failed_message_holds_back_the_rest_of_its_group() {
     assert_eq!(first["batch_size"], 3, "{}", worker.output());
     assert_eq!(first["redelivered"], 2, "{}", worker.output());
     // u1's second push waits for its first; u2's is not held up.
-    assert_eq!(received_tokens(&fcm).await, ["tok-other"]);
+    assert_eq!(fcm.received_tokens().await, ["tok-other"]);
 
     // FCM is back: both of u1's pushes come back and each is sent once. (Their order now is
     // moto's: it hands out a group whose visibility ran out from its second message. The
@@ -481,7 +467,7 @@ async fn on_a_fifo_queue_a_failed_message_holds_back_the_rest_of_its_group() {
         let rows = rt.block_on(db.deliveries());
         rows.iter().filter(|r| r.2 == "sent").count() == 3
     });
-    let mut tokens = received_tokens(&fcm).await;
+    let mut tokens = fcm.received_tokens().await;
     tokens.sort();
     assert_eq!(tokens, ["tok-first", "tok-other", "tok-second"]);
     assert_eq!(db.deliveries().await.len(), 3);

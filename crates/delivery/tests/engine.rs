@@ -998,12 +998,7 @@ fn push_id(m: &QueueMessage) -> String {
 
 /// The tokens FCM accepted, sorted, repeats kept.
 async fn tokens_received(fcm: &Fcm) -> Vec<String> {
-    let mut tokens: Vec<String> = fcm
-        .received()
-        .await
-        .iter()
-        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
-        .collect();
+    let mut tokens = fcm.received_tokens().await;
     tokens.sort();
     tokens
 }

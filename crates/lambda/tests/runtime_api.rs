@@ -144,15 +144,6 @@ fn fifo_record(message_id: &str, group: &str, body: &str) -> Value {
     record
 }
 
-/// The tokens the emulator received, in order.
-async fn received_tokens(fcm: &Fcm) -> Vec<String> {
-    fcm.received()
-        .await
-        .iter()
-        .map(|m| m["body"]["message"]["token"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// On a FIFO queue, a message that fails holds back the later messages of its group in the
 /// batch, unsent (AWS's guidance for partial batch responses on FIFO queues); other groups go on.
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +182,7 @@ async fn on_a_fifo_queue_a_failure_hands_back_the_rest_of_its_group_unsent() {
         ]})
     );
     // b's pushes went, in order; none of a's later pushes overtook its first.
-    assert_eq!(received_tokens(&fcm).await, ["tok-b1", "tok-b2"]);
+    assert_eq!(fcm.received_tokens().await, ["tok-b1", "tok-b2"]);
 
     // SQS hands a's messages back, in order; FCM is back.
     fcm.faults(json!({"rules": []})).await;
@@ -205,7 +196,7 @@ async fn on_a_fifo_queue_a_failure_hands_back_the_rest_of_its_group_unsent() {
         .await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
     assert_eq!(
-        received_tokens(&fcm).await,
+        fcm.received_tokens().await,
         ["tok-b1", "tok-b2", "tok-a1", "tok-a2", "tok-a3"]
     );
 }

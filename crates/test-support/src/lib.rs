@@ -287,6 +287,21 @@ impl Fcm {
             .unwrap_or_default()
     }
 
+    /// The device token of every send the emulator accepted, in the order it received them
+    /// (empty for a topic or condition send).
+    pub async fn received_tokens(&self) -> Vec<String> {
+        self.received()
+            .await
+            .iter()
+            .map(|m| {
+                m["body"]["message"]["token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
     /// Every send request the emulator got, faulted ones too.
     pub async fn send_requests(&self) -> u64 {
         self.call("GET", "/__received", None).await["sendRequests"]
