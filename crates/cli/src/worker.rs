@@ -248,15 +248,16 @@ async fn receive_batch(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig) -> Resu
     }
     let window_closes = Instant::now() + config.batching_window;
     while messages.len() < config.batch_size {
-        // SQS waits whole seconds: the window closes at the last whole second in it, never after.
-        let wait = window_closes
-            .saturating_duration_since(Instant::now())
-            .as_secs()
-            .min(20);
-        if wait == 0 {
+        let left = window_closes.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             break;
         }
+        // SQS waits whole seconds: a long poll for the whole seconds left, so the window is never
+        // overrun; under a second, short polls take what is there until one comes back empty
+        // (a 1 s window would otherwise never gather past the first receive).
+        let wait = left.as_secs().min(20);
         match receive(sqs, config, config.batch_size - messages.len(), wait as i32).await {
+            Ok(more) if wait == 0 && more.is_empty() => break,
             Ok(more) => messages.extend(more),
             Err(e) => {
                 tracing::warn!(error = %e, batch_size = messages.len(), "receive failed while gathering a batch; the batch goes on with what it has");
