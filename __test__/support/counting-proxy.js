@@ -8,6 +8,11 @@
 //   POST /__fail?queue=URL&entries=N[&senderFault=1]  makes the next N SendMessageBatch entries for
 //        that queue fail (answered as SQS answers a failed entry; they never reach SQS)
 //
+// A request the client stops waiting for (it closes the connection before the answer: its attempt
+// timed out) still reaches SQS, which keeps its messages; the SDK then sends the request again.
+// Those are counted as "Abandoned", and their messages as "AbandonedEntries", so a test can tell
+// such copies from a client that sent a push twice.
+//
 // The action is the X-Amz-Target header (JSON protocol), else Action= of a query-protocol form
 // body or query string. The queue is QueueUrl of the JSON body (or of the form).
 //
@@ -131,6 +136,12 @@ const server = http.createServer((req, res) => {
       queue = form.get('QueueUrl') || url.searchParams.get('QueueUrl') || undefined
     }
     count(action, queue)
+    const forwarded = Array.isArray(input?.Entries) ? input.Entries.length : typeof input?.MessageBody === 'string' ? 1 : 0
+    res.on('close', () => {
+      if (res.writableFinished) return
+      count('Abandoned', queue)
+      for (let i = 0; i < forwarded; i++) count('AbandonedEntries', queue)
+    })
     if (injected.length > 0 && !body.length) {
       // Every entry failed: answer as SQS would, without asking it.
       const text = JSON.stringify({ Successful: [], Failed: injected })
