@@ -13,7 +13,10 @@ use pushq_delivery::{metrics, DeliveryConfig, Engine, QueueMessage, WithoutCrede
 /// Time kept back from the invocation deadline for writing the log and answering.
 const RESERVE: Duration = Duration::from_secs(3);
 
-#[tokio::main]
+/// One thread: a Lambda runs one invocation at a time on a fraction of a vCPU (256 MB is about a
+/// seventh of one), so worker threads add only hand-offs between them. The sends of a batch still
+/// run concurrently, as tasks of this thread (`docs/benchmarks.md`, the profile).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init(Target::StdoutForLambda);
     let mut config = DeliveryConfig::from_env().map_err(|e| format!("pushq-lambda init: {e}"))?;

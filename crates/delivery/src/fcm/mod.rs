@@ -139,7 +139,8 @@ pub struct Sent {
 pub struct FcmClient {
     http: pool::Pool,
     tokens: TokenSource,
-    send_url: String,
+    /// Parsed once: every send posts to it.
+    send_url: reqwest::Url,
     dry_run: bool,
     cut_at_deadline: bool,
     /// How long an attempt may outlive the deadline: none when attempts are cut at it, the
@@ -166,6 +167,9 @@ impl FcmClient {
             config.endpoint.trim_end_matches('/'),
             account.project_id
         );
+        let send_url = reqwest::Url::parse(&send_url).map_err(|e| {
+            FcmError::Setup(format!("PUSHQ_FCM_ENDPOINT: not a URL to send to ({e})"))
+        })?;
         let tokens = TokenSource::new(account, http.first().clone())?;
         Ok(FcmClient {
             http,
@@ -215,7 +219,7 @@ impl FcmClient {
         let lane = self.http.borrow();
         let response = lane
             .http()
-            .post(&self.send_url)
+            .post(self.send_url.clone())
             .bearer_auth(&token)
             .json(body)
             .send()
