@@ -1,17 +1,27 @@
 // The delivery side against the status quo: pushq's Lambda `bootstrap` (the x86_64 build
 // scripts/build-lambda.sh writes) and a Node.js handler written the way the servers sent pushes
-// (bench/node-lambda: firebase-admin and `pg` per message), each started as Lambda starts a
-// function and fed the same SQS events through a Lambda Runtime API served here. Per function:
-// cold start (process start to first poll), pushes per second, CPU per push, DB statements per
-// push (pg_stat_statements, each function under its own role) and peak RSS.
+// (bench/node-lambda: firebase-admin's HTTP/2 `sendEach()` and `pg` per message), each started as
+// Lambda starts a function and fed the same SQS events through a Lambda Runtime API served here,
+// against the FCM emulator over HTTP/2 and TLS (FCM's shape), answering at once and after a round
+// trip's latency. Per function and latency: cold start (process start to first poll), pushes per
+// second, CPU per push, each invocation's duration (event handed out to response received), DB
+// statements per push (pg_stat_statements, each function under its own role), peak RSS, and the
+// protocol and connections the emulator saw its sends arrive on. With `perf` on PATH, one more pass
+// of pushq's bootstrap built with symbols runs under `perf record` for where its CPU goes.
 'use strict'
 const { spawn, execFileSync } = require('child_process')
 const fs = require('fs')
 const http = require('http')
+const https = require('https')
+const os = require('os')
 const path = require('path')
-const { root, bin } = require('./lib')
+const { root, bin, profilingBin, onPath, makeCerts, startListening } = require('./lib')
 
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+/** Devices each user has: every push is this many FCM sends and delivery rows. */
+const DEVICES = 3
+/** SQS records per event (the event source's batch size). */
+const BATCH = 10
 
 function cpuMs(pid) {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
@@ -21,6 +31,13 @@ function cpuMs(pid) {
 function peakRssMiB(pid) {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) / 1024 : NaN
+}
+
+/** The `p`th percentile (0–100) of `values`, nearest rank. */
+function percentile(values, p) {
+  if (!values.length) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
 }
 
 function sqsEvent(pushes, from, to) {
@@ -40,16 +57,42 @@ function sqsEvent(pushes, from, to) {
   }
 }
 
-/** Serves the Runtime API, starts the function, feeds it every event; resolves with measurements. */
-function runFunction({ command, args, env, events }) {
+/**
+ * Serves the Runtime API, starts the function, feeds it every event; resolves with measurements.
+ * `spawned(child)` runs right after the spawn and may return a function, awaited once the last
+ * event is answered and measured, before the function is killed (the profiler's stop).
+ */
+function runFunction({ command, args, env, events, spawned }) {
   return new Promise((resolve, reject) => {
     const queue = events.map((event, i) => ({ id: `req-${i}`, event }))
+    const handedOut = new Map()
+    const batchMs = []
     let answered = 0
     let failures = 0
     let spawnedAt
     let firstPoll
     let cpuAtFirstPoll
     let child
+    let stop
+    const finish = async () => {
+      const done = process.hrtime.bigint()
+      const result = {
+        coldStartMs: Number(firstPoll - spawnedAt) / 1e6,
+        seconds: Number(done - firstPoll) / 1e9,
+        cpuMs: cpuMs(child.pid) - cpuAtFirstPoll,
+        peakRssMiB: peakRssMiB(child.pid),
+        failures,
+        batchP50Ms: percentile(batchMs, 50),
+        batchP99Ms: percentile(batchMs, 99),
+      }
+      try {
+        if (stop) await stop()
+      } finally {
+        child.kill('SIGKILL')
+        server.close()
+      }
+      return result
+    }
     const server = http.createServer((req, res) => {
       if (req.method === 'GET' && req.url.endsWith('/invocation/next')) {
         if (firstPoll === undefined) {
@@ -66,29 +109,20 @@ function runFunction({ command, args, env, events }) {
           'lambda-runtime-trace-id': 'Root=1-00000000-000000000000000000000000',
         })
         res.end(JSON.stringify(next.event))
+        handedOut.set(next.id, process.hrtime.bigint())
         return
       }
       let body = ''
       req.on('data', (d) => (body += d))
       req.on('end', () => {
         res.end('ok')
-        if (/\/invocation\/[^/]+\/(response|error)$/.test(req.url)) {
-          if (req.url.endsWith('/error')) failures += events[0].Records.length
-          else failures += (JSON.parse(body).batchItemFailures || []).length
-          if (++answered === events.length) {
-            const done = process.hrtime.bigint()
-            const result = {
-              coldStartMs: Number(firstPoll - spawnedAt) / 1e6,
-              seconds: Number(done - firstPoll) / 1e9,
-              cpuMs: cpuMs(child.pid) - cpuAtFirstPoll,
-              peakRssMiB: peakRssMiB(child.pid),
-              failures,
-            }
-            child.kill('SIGKILL')
-            server.close()
-            resolve(result)
-          }
-        }
+        const m = /\/invocation\/([^/]+)\/(response|error)$/.exec(req.url)
+        if (!m) return
+        const started = handedOut.get(m[1])
+        if (started !== undefined) batchMs.push(Number(process.hrtime.bigint() - started) / 1e6)
+        if (m[2] === 'error') failures += events[0].Records.length
+        else failures += (JSON.parse(body).batchItemFailures || []).length
+        if (++answered === events.length) finish().then(resolve, reject)
       })
     })
     server.listen(0, '127.0.0.1', () => {
@@ -109,52 +143,198 @@ function runFunction({ command, args, env, events }) {
       child.once('exit', (code) => {
         if (answered < events.length) reject(new Error(`${command} exited (${code}) after ${answered} of ${events.length} events`))
       })
+      if (spawned) stop = spawned(child)
     })
   })
 }
 
-/** Both functions, the same events: `pushes` to users with 3 devices each, 10 per event. */
-async function runDelivery({ pg, fcm, pushes }) {
+/** GET `url` as JSON over HTTPS, trusting the CA in the PEM file `ca` (or plain HTTP). */
+function getJson(url, ca) {
+  return new Promise((resolve, reject) => {
+    const lib = url.startsWith('https:') ? https : http
+    lib
+      .get(url, { ca: ca && fs.readFileSync(ca) }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d) => (body += d))
+        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`GET ${url}: ${res.statusCode} ${body}`))))
+      })
+      .on('error', reject)
+  })
+}
+
+/** What the emulator saw: sends by protocol, the connections they came on, the most streams at once. */
+async function emulatorStats(url, ca) {
+  const r = await getJson(`${url}/__received`, ca)
+  const protocols = {}
+  for (const m of r.messages) protocols[m.protocol] = (protocols[m.protocol] || 0) + 1
+  const sendConnections = new Set(r.messages.map((m) => m.connection))
+  const carrying = r.connections.filter((c) => sendConnections.has(c.id))
+  return {
+    sends: r.messages.length,
+    protocols,
+    sendConnections: sendConnections.size,
+    // Every connection the function opened (token endpoint's included), less this request's own: the last.
+    connectionsOpened: r.connections.length - 1,
+    peakStreamsPerConnection: Math.max(0, ...carrying.map((c) => c.peakInFlight)),
+    tokenRequests: r.tokenRequests,
+  }
+}
+
+/** Starts `perf record -g` on `child` now; returns its stop (SIGINT, then wait for it to write). */
+function perfRecord(child, file) {
+  const perf = spawn('perf', ['record', '-g', '-o', file, '-p', String(child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  perf.stderr.on('data', (d) => (stderr += d))
+  const exited = new Promise((resolve) => perf.once('exit', (code, signal) => resolve({ code, signal })))
+  return async () => {
+    perf.kill('SIGINT')
+    const { code, signal } = await exited
+    // perf record stops on SIGINT, writes its data, and ends by that signal (or exits 0).
+    const stopped = code === 0 || signal === 'SIGINT' || code === 130
+    if (!stopped || !fs.existsSync(file) || fs.statSync(file).size === 0) throw new Error(`perf record ended (${code ?? signal}): ${stderr.trim()}`)
+  }
+}
+
+/**
+ * Reads a perf.data: the share of samples by DSO and grouped (kernel, libc, the pushq binary,
+ * other), and the top symbols by self time.
+ */
+function perfProfile(file, binary) {
+  const report = (sort, extra = []) =>
+    execFileSync('perf', ['report', '-i', file, '--stdio', '--no-children', '-g', 'none', '--sort', sort, ...extra], {
+      encoding: 'utf8',
+      maxBuffer: 256 * 2 ** 20,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+  const byDso = report('dso', ['--show-nr-samples'])
+  const event = (/# Samples: \S+\s+of event '([^']+)'/.exec(byDso) || [])[1] || 'unknown'
+  const dsos = []
+  for (const line of byDso.split('\n')) {
+    const m = /^\s*([\d.]+)%\s+(\d+)\s+(\S.*?)\s*$/.exec(line)
+    if (m) dsos.push({ dso: m[3], percent: Number(m[1]), samples: Number(m[2]) })
+  }
+  const name = path.basename(binary)
+  const group = (dso) => (/kernel/.test(dso) ? 'kernel' : /^(libc[.-]|libm[.-]|libpthread)/.test(dso) ? 'libc' : dso === name ? 'pushq' : 'other')
+  const groups = { kernel: 0, libc: 0, pushq: 0, other: 0 }
+  for (const d of dsos) groups[group(d.dso)] += d.percent
+  const symbols = []
+  for (const line of report('dso,sym').split('\n')) {
+    const m = /^\s*([\d.]+)%\s+(.+?)\s+\[([.kgu])\]\s+(.*?)\s*$/.exec(line)
+    if (m) symbols.push({ percent: Number(m[1]), dso: m[2], symbol: m[4] })
+  }
+  return { samples: dsos.reduce((n, d) => n + d.samples, 0), event, groups, dsos, topSymbols: symbols.slice(0, 15) }
+}
+
+/**
+ * Both functions, the same events: `pushes` to users with 3 devices each, 10 per event, over
+ * HTTP/2 and TLS to a fresh emulator per run (so its record is that run's), at each of
+ * `latencies` (ms); then the profile pass when `perf` is on PATH. Throws if a run failed a push,
+ * missed a delivery row or sent over anything but HTTP/2.
+ */
+async function runDelivery({ pg, pushes, latencies = [0, 40], profile = onPath('perf') }) {
   const lambda = path.join(root, 'dist', 'lambda', 'x86_64', 'bootstrap')
   if (!fs.existsSync(lambda)) execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { stdio: 'inherit' })
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushq-bench-delivery-'))
+  const certs = makeCerts(dir)
   const list = Array.from({ length: pushes }, (_, i) => ({ userId: `u${i}`, notification: { title: 'Spin 45', body: `Studio ${i % 7}` }, category: 'delivery' }))
   const events = []
-  for (let i = 0; i < pushes; i += 10) events.push(sqsEvent(list, i, Math.min(pushes, i + 10)))
-  const functions = [
-    { name: 'pushq bootstrap (Rust)', role: 'pushq_app', command: lambda, args: [] },
-    { name: 'Node.js handler (firebase-admin + pg per message)', role: 'node_app', command: process.execPath, args: [path.join(__dirname, 'node-lambda', 'bootstrap.js')] },
-  ]
+  for (let i = 0; i < pushes; i += BATCH) events.push(sqsEvent(list, i, Math.min(pushes, i + BATCH)))
+  const pushq = { name: 'pushq bootstrap (Rust)', role: 'pushq_app', command: lambda, args: [], env: { PUSHQ_FCM_CA_FILE: certs.ca } }
+  const node = {
+    name: 'Node.js handler (firebase-admin sendEach + pg per message)',
+    role: 'node_app',
+    command: process.execPath,
+    args: [path.join(__dirname, 'node-lambda', 'bootstrap.js')],
+    env: { NODE_EXTRA_CA_CERTS: certs.ca },
+  }
   try {
     pg.psql('postgres', 'CREATE ROLE node_app LOGIN')
   } catch {}
-  const results = []
-  for (const f of functions) {
+  let runs = 0
+
+  /** One function at one latency: its own database and emulator; checked, then measured. */
+  async function measure(f, latencyMs, spawned) {
     const db = `bench_delivery_${f.role}_${Date.now()}`
     pg.psql('postgres', `CREATE DATABASE ${db} OWNER ${f.role}`)
     const url = `postgres://${f.role}@127.0.0.1:${pg.port}/${db}`
     execFileSync(bin('pushq'), ['migrate'], { env: { ...process.env, DATABASE_URL: url }, stdio: 'ignore' })
-    pg.psql(db, `INSERT INTO pushq_devices (user_id, token, platform) SELECT 'u' || u, 'tok-' || u || '-' || d, 'android' FROM generate_series(0, ${pushes - 1}) u, generate_series(0, 2) d`)
-    pg.psql('postgres', 'SELECT pg_stat_statements_reset()')
-    process.stderr.write(`delivery: ${f.name}, ${events.length} events of 10\n`)
-    const r = await runFunction({
-      command: f.command,
-      args: f.args,
-      env: { DATABASE_URL: url, PUSHQ_DB_POOL_SIZE: '2', PUSHQ_FCM_CREDENTIALS: fcm.credentials, PUSHQ_FCM_ENDPOINT: fcm.url, PUSHQ_LOG: 'warn', NODE_NO_WARNINGS: '1' },
-      events,
-    })
-    const calls = Number(
-      pg.psql(
-        'postgres',
-        `SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-         JOIN pg_roles r ON r.oid = s.userid WHERE d.datname = '${db}' AND r.rolname = '${f.role}'`,
-      ),
-    )
-    const rows = Number(pg.psql(db, "SELECT count(*) FROM pushq_deliveries WHERE status = 'sent'"))
-    pg.psql('postgres', `DROP DATABASE ${db} WITH (FORCE)`)
-    await fetch(`${fcm.url}/__reset`, { method: 'POST' })
-    results.push({ name: f.name, pushes, rows, ...r, pushesPerSecond: pushes / r.seconds, cpuUsPerPush: (r.cpuMs * 1000) / pushes, statementsPerPush: calls / pushes })
+    pg.psql(db, `INSERT INTO pushq_devices (user_id, token, platform) SELECT 'u' || u, 'tok-u' || u || '-' || d, 'android' FROM generate_series(0, ${pushes - 1}) u, generate_series(0, ${DEVICES - 1}) d`)
+    const credentials = path.join(dir, `sa-${++runs}.json`)
+    const emu = await startListening(bin('pushq'), [
+      'fcm-emulator', '--port', '0', '--write-credentials', credentials,
+      '--tls-cert', certs.cert, '--tls-key', certs.key, '--latency-ms', String(latencyMs),
+    ])
+    try {
+      pg.psql('postgres', 'SELECT pg_stat_statements_reset()')
+      process.stderr.write(`delivery: ${f.name}, ${latencyMs} ms FCM latency, ${events.length} events of ${BATCH}\n`)
+      const r = await runFunction({
+        command: f.command,
+        args: f.args,
+        env: { DATABASE_URL: url, PUSHQ_DB_POOL_SIZE: '2', PUSHQ_FCM_CREDENTIALS: credentials, PUSHQ_FCM_ENDPOINT: emu.url, PUSHQ_LOG: 'warn', NODE_NO_WARNINGS: '1', ...f.env },
+        events,
+        spawned,
+      })
+      const calls = Number(
+        pg.psql(
+          'postgres',
+          `SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+           JOIN pg_roles r ON r.oid = s.userid WHERE d.datname = '${db}' AND r.rolname = '${f.role}'`,
+        ),
+      )
+      const rows = Number(pg.psql(db, "SELECT count(*) FROM pushq_deliveries WHERE status = 'sent'"))
+      const missing = Number(
+        pg.psql(
+          db,
+          `SELECT count(*) FROM generate_series(0, ${pushes - 1}) u, generate_series(0, ${DEVICES - 1}) d WHERE NOT EXISTS
+           (SELECT 1 FROM pushq_deliveries x WHERE x.push_id = 'p-' || u AND x.target = 'tok-u' || u || '-' || d AND x.status = 'sent')`,
+        ),
+      )
+      const fcm = await emulatorStats(emu.url, certs.ca)
+      const where = `delivery: ${f.name} at ${latencyMs} ms`
+      if (r.failures !== 0) throw new Error(`${where}: ${r.failures} batch item failures (expected 0)`)
+      if (missing !== 0) throw new Error(`${where}: ${missing} of ${pushes * DEVICES} expected 'sent' delivery rows are missing`)
+      if (fcm.sends < pushes * DEVICES || fcm.protocols['HTTP/2'] !== fcm.sends) {
+        throw new Error(`${where}: the emulator received ${fcm.sends} sends (expected ${pushes * DEVICES}), by protocol ${JSON.stringify(fcm.protocols)} (expected all HTTP/2)`)
+      }
+      return {
+        name: f.name,
+        latencyMs,
+        pushes,
+        events: events.length,
+        rows,
+        ...r,
+        pushesPerSecond: pushes / r.seconds,
+        cpuUsPerPush: (r.cpuMs * 1000) / pushes,
+        sendsPerPush: rows / pushes,
+        statementsPerPush: calls / pushes,
+        fcm,
+      }
+    } finally {
+      pg.psql('postgres', `DROP DATABASE ${db} WITH (FORCE)`)
+      emu.child.kill()
+    }
   }
-  return results
+
+  const configs = []
+  for (const latencyMs of latencies) configs.push({ latencyMs, functions: [await measure(pushq, latencyMs), await measure(node, latencyMs)] })
+
+  let prof = { skipped: onPath('perf') ? 'the profile pass was not asked for' : 'perf is not on PATH' }
+  const profiled = profilingBin('pushq-lambda')
+  if (profile && !fs.existsSync(profiled)) prof = { skipped: `${profiled} is not built (cargo build --profile profiling -p pushq-lambda)` }
+  else if (profile) {
+    // A failed profile is reported, not fatal: the comparison above is what the run is for.
+    try {
+      const data = path.join(dir, 'perf.data')
+      const run = await measure({ ...pushq, name: 'pushq bootstrap (profiling build) under perf', command: profiled }, 0, (child) => perfRecord(child, data))
+      prof = { binary: profiled, latencyMs: 0, pushesPerSecond: run.pushesPerSecond, cpuUsPerPush: run.cpuUsPerPush, ...perfProfile(data, profiled) }
+    } catch (e) {
+      process.stderr.write(`delivery: THE PROFILE PASS FAILED: ${e.stack || e}\n`)
+      prof = { error: String(e.message || e) }
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true })
+  return { protocol: 'HTTP/2 over TLS', batch: BATCH, devices: DEVICES, configs, profile: prof }
 }
 
-module.exports = { runDelivery }
+module.exports = { runDelivery, perfProfile }

@@ -12,14 +12,54 @@ const targetDir = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cach
 const bin = (name) => path.join(targetDir, 'release', name)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-/** Builds the release binaries the benchmarks run, and the addon as it is packaged. */
-function build() {
-  execFileSync('cargo', ['build', '--release', '-p', 'pushq-cli', '-p', 'pushq-bench'], {
-    cwd: root,
-    stdio: 'inherit',
-    env: { ...process.env, CARGO_TARGET_DIR: targetDir },
+/** A binary of the `profiling` build (the release build with its symbols, for perf). */
+const profilingBin = (name) => path.join(targetDir, 'profiling', name)
+
+/** Whether `command` is on PATH. */
+function onPath(command) {
+  return (process.env.PATH || '').split(path.delimiter).some((dir) => {
+    try {
+      fs.accessSync(path.join(dir, command), fs.constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
   })
+}
+
+/**
+ * Builds what the benchmarks run: the release binaries, the Lambda's x86_64 `bootstrap` as
+ * scripts/build-lambda.sh packages it (rebuilt every run, so it is this checkout's), the addon as
+ * it is packaged, and, when `perf` is on PATH, the Lambda built with the `profiling` profile.
+ */
+function build() {
+  const cargo = (args) => execFileSync('cargo', ['build', ...args], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
+  cargo(['--release', '-p', 'pushq-cli', '-p', 'pushq-bench'])
+  execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
+  if (onPath('perf')) cargo(['--profile', 'profiling', '-p', 'pushq-lambda'])
   execFileSync('npm', ['run', 'build:dist', '--silent'], { cwd: root, stdio: 'inherit' })
+}
+
+/**
+ * A test CA and a server certificate for localhost and 127.0.0.1 signed by it (P-256, two days),
+ * made with the openssl CLI in `dir` as crates/test-support/src/certs.rs makes them. Returns the
+ * PEM paths: `ca` (what a client trusts), `cert` and `key` (what the server serves).
+ */
+function makeCerts(dir) {
+  const file = (name) => path.join(dir, name)
+  const openssl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  const p256 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  openssl(['req', '-x509', ...p256, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=pushq bench ca',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
+  fs.writeFileSync(
+    file('server.ext'),
+    'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n',
+  )
+  openssl(['req', ...p256, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=localhost'])
+  openssl(['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial',
+    '-out', file('server.pem'), '-days', '2', '-extfile', file('server.ext')])
+  fs.chmodSync(file('server.key'), 0o600)
+  return { ca: file('ca.pem'), cert: file('server.pem'), key: file('server.key') }
 }
 
 /** Starts a process that prints `listening on URL` first; resolves with the URL and the child. */
@@ -163,4 +203,4 @@ function barChart({ title, unit, groups, series, log = false }) {
   return out + '</svg>\n'
 }
 
-module.exports = { root, targetDir, bin, sleep, build, startListening, startPostgres, progress, barChart, freePort }
+module.exports = { root, targetDir, bin, profilingBin, onPath, sleep, build, makeCerts, startListening, startPostgres, progress, barChart, freePort }

@@ -86,7 +86,8 @@ const f = (v, digits = 1) => (Number.isFinite(v) ? v.toLocaleString('en', { maxi
 
 /** Writes the charts, the report and the numbers they come from; returns the report's path. */
 function report(results) {
-  const { cells, enq, del } = results
+  const { cells, enq } = results
+  const configs = deliveryConfigs(results)
   const sizes = results.sizes
   fs.mkdirSync(chartDir, { recursive: true })
   fs.writeFileSync(path.join(chartDir, 'results.json'), JSON.stringify(results, null, 2) + '\n')
@@ -121,15 +122,16 @@ function report(results) {
   fs.writeFileSync(
     path.join(chartDir, 'delivery.svg'),
     barChart({
-      title: 'Delivery: pushq bootstrap vs Node.js handler (ratio Node / pushq)',
+      title: 'Delivery: how many times better pushq is than the Node.js handler',
       unit: 'times',
       groups: ['pushes/s (pushq / Node)', 'CPU per push', 'statements per push', 'peak RSS', 'cold start'],
-      series: [
-        {
-          name: 'how many times better pushq is',
-          values: [del[0].pushesPerSecond / del[1].pushesPerSecond, del[1].cpuUsPerPush / del[0].cpuUsPerPush, del[1].statementsPerPush / del[0].statementsPerPush, del[1].peakRssMiB / del[0].peakRssMiB, del[1].coldStartMs / del[0].coldStartMs],
-        },
-      ],
+      series: configs.map((c) => {
+        const [q, n] = c.functions
+        return {
+          name: configLabel(c),
+          values: [q.pushesPerSecond / n.pushesPerSecond, n.cpuUsPerPush / q.cpuUsPerPush, n.statementsPerPush / q.statementsPerPush, n.peakRssMiB / q.peakRssMiB, n.coldStartMs / q.coldStartMs],
+        }
+      }),
       log: true,
     }),
   )
@@ -140,10 +142,189 @@ function report(results) {
 
 const met = (ok) => (ok ? 'met' : '**not met**')
 
+/**
+ * The delivery comparison's configurations: `delivery.configs` (HTTP/2 over TLS, one per emulator
+ * latency, each [pushq, Node]) or, in results saved before those, `del` (HTTP/1.1, no latency) as
+ * one configuration.
+ */
+function deliveryConfigs(results) {
+  if (results.delivery) return results.delivery.configs
+  if (Array.isArray(results.del)) return [{ latencyMs: 0, legacy: true, functions: results.del }]
+  return []
+}
+const configLabel = (c) => (c.legacy ? 'HTTP/1.1, no latency' : `${c.latencyMs} ms FCM latency`)
+
+// The quota arithmetic's givens: FCM's default project quota, the function's memory, and the
+// memory at which Lambda gives a function one full vCPU.
+const QUOTA_PER_MINUTE = 600000
+const LAMBDA_MB = 256
+const MB_PER_VCPU = 1769
+
+/** The delivery goals, pushq against the Node.js handler in one configuration: figure, detail, met. */
+function deliveryGoals(c) {
+  const [q, n] = c.functions
+  const goal = (target, want, value, figure, detail, ok) => ({
+    target,
+    want,
+    figure: Number.isFinite(value) ? figure : 'not measured',
+    detail,
+    ok: Number.isFinite(value) ? ok : undefined,
+  })
+  const tp = q.pushesPerSecond / n.pushesPerSecond
+  const cpu = n.cpuUsPerPush / q.cpuUsPerPush
+  const rss = n.peakRssMiB / q.peakRssMiB
+  const cold = n.coldStartMs / q.coldStartMs
+  return [
+    goal('delivery throughput vs the Node.js handler', '≥ 10×', tp, `${f(tp, 1)}×`, `${f(q.pushesPerSecond, 0)} vs ${f(n.pushesPerSecond, 0)} pushes/s`, tp >= 10),
+    goal('delivery CPU per push vs the Node.js handler', '≤ 1/10', cpu, `1/${f(cpu, 1)}`, `${f(q.cpuUsPerPush, 1)} vs ${f(n.cpuUsPerPush, 1)} µs`, cpu >= 10),
+    goal('delivery peak RSS vs the Node.js handler', '≤ 1/5', rss, `1/${f(rss, 1)}`, `${f(q.peakRssMiB, 1)} vs ${f(n.peakRssMiB, 1)} MiB`, rss >= 5),
+    goal('cold start vs the Node.js handler', '≤ 1/10', cold, `1/${f(cold, 1)}`, `${f(q.coldStartMs, 1)} vs ${f(n.coldStartMs, 1)} ms`, cold >= 10),
+    goal("delivery DB statements per push at batch 10 (pushq's)", '≤ 0.3', q.statementsPerPush, f(q.statementsPerPush, 2), `Node: ${f(n.statementsPerPush, 2)}`, q.statementsPerPush <= 0.3),
+  ]
+}
+
+/**
+ * Instances one function needs for the project quota (10,000 sends/s): its send rate measured with
+ * FCM's latency (one instance, this machine's full core) and the rate its CPU per send allows at a
+ * 256 MB function's share of a vCPU; the lower of the two is what an instance sends.
+ */
+function quotaInstances(d) {
+  const quota = QUOTA_PER_MINUTE / 60
+  const sendsPerPush = d.sendsPerPush ?? d.rows / d.pushes
+  const sendRate = d.pushesPerSecond * sendsPerPush
+  const cpuUsPerSend = d.cpuUsPerPush / sendsPerPush
+  const cpuRate = ((LAMBDA_MB / MB_PER_VCPU) * 1e6) / cpuUsPerSend
+  const rate = Math.min(sendRate, cpuRate)
+  return { quota, sendsPerPush, sendRate, cpuUsPerSend, cpuRate, rate, bound: sendRate <= cpuRate ? 'latency' : 'CPU', instances: Math.ceil(quota / rate) }
+}
+
+/** The profile pass's part of the report. */
+function profileSection(prof) {
+  if (!prof) return 'Not measured (results saved before the profile pass).'
+  if (prof.error) return `**The profile pass failed:** ${prof.error}`
+  if (prof.skipped) return `Not measured: ${prof.skipped}.`
+  const code = (s) => `\`${s.replace(/\|/g, '\\|').replace(/`/g, "'")}\``
+  return `One more pass of pushq's function, not counted above: the same events at ${prof.latencyMs} ms latency, run by
+the bootstrap built with \`cargo build --profile profiling -p pushq-lambda\` (the release build
+with its symbols) under \`perf record -g -p <pid>\` from its start until the last event was
+answered (${f(prof.pushesPerSecond, 0)} pushes/s, ${f(prof.cpuUsPerPush, 1)} µs CPU per push under perf). ${Number.isFinite(prof.samples) ? prof.samples.toLocaleString('en') : prof.samples} samples of
+\`${prof.event}\`, self time (\`perf report --no-children\`), by where the code lives:
+
+| kernel | libc (malloc, free, memmove, …) | pushq binary | other |
+|---|---|---|---|
+| ${f(prof.groups.kernel, 1)}% | ${f(prof.groups.libc, 1)}% | ${f(prof.groups.pushq, 1)}% | ${f(prof.groups.other, 1)}% |
+
+The ${prof.topSymbols.length} symbols with the most samples:
+
+| share | object | symbol |
+|---|---|---|
+${prof.topSymbols.map((t) => `| ${f(t.percent, 2)}% | ${t.dso} | ${code(t.symbol)} |`).join('\n')}`
+}
+
+/** Section 3 of the report: the delivery comparison, its goals, the quota arithmetic and the profile. */
+function deliverySection(results) {
+  const configs = deliveryConfigs(results)
+  const sizes = results.sizes
+  if (!configs.length) return '## 3. Against the status quo: the delivery side\n\nNot measured.\n'
+  const legacy = configs[0].legacy
+  const n = (v) => v.toLocaleString('en')
+  const protocols = (d) => (d.fcm ? Object.entries(d.fcm.protocols).map(([p, k]) => `${p}: ${n(k)}`).join(', ') : 'not measured')
+  const row = (d) =>
+    `| ${d.name} | ${f(d.coldStartMs, 1)} ms | ${f(d.pushesPerSecond, 0)} | ${f(d.pushesPerSecond * (d.sendsPerPush ?? d.rows / d.pushes), 0)} | ${f(d.cpuUsPerPush, 1)} | ${
+      Number.isFinite(d.batchP50Ms) ? `${f(d.batchP50Ms, 1)} / ${f(d.batchP99Ms, 1)} ms` : 'not measured'
+    } | ${f(d.statementsPerPush, 2)} | ${f(d.peakRssMiB, 1)} MiB | ${n(d.rows)} | ${protocols(d)} | ${d.fcm ? `${n(d.fcm.sendConnections)} (${n(d.fcm.connectionsOpened)})` : 'not measured'} | ${
+      d.fcm ? d.fcm.peakStreamsPerConnection : 'not measured'
+    } |`
+  const tables = configs
+    .map(
+      (c) => `### ${legacy ? 'HTTP/1.1 to the emulator, answering at once' : `HTTP/2 over TLS, the emulator answering ${c.latencyMs ? `after ${c.latencyMs} ms` : 'at once'}`}
+
+| function | cold start | pushes/s | FCM sends/s | CPU µs / push | batch p50 / p99 | statements / push | peak RSS | rows sent | sends by protocol | connections carrying sends (opened) | most streams on one connection |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+${c.functions.map(row).join('\n')}`,
+    )
+    .join('\n\n')
+  const goals = configs.map(deliveryGoals)
+  const goalRows = goals[0]
+    .map((g, i) => `| ${g.target} | ${g.want} | ${goals.map((gs) => `${gs[i].figure} (${gs[i].detail}): ${gs[i].ok === undefined ? 'not measured' : met(gs[i].ok)}`).join(' | ')} |`)
+    .join('\n')
+  const withLatency = configs
+    .filter((c) => !c.legacy && c.latencyMs > 0)
+    .sort((a, b) => a.latencyMs - b.latencyMs)
+    .pop()
+  let quota = "Not measured: these results have no run with FCM's latency."
+  if (withLatency) {
+    const quotaRow = (d) => {
+      const q = quotaInstances(d)
+      return `| ${d.name} | ${f(d.pushesPerSecond, 0)} × ${f(q.sendsPerPush, 1)} = ${f(q.sendRate, 0)} | (${LAMBDA_MB} / ${n(MB_PER_VCPU)}) × 1,000,000 / ${f(q.cpuUsPerSend, 2)} µs = ${f(q.cpuRate, 0)} | ${f(q.rate, 0)} (${q.bound}-bound) | ⌈${n(q.quota)} / ${f(q.rate, 0)}⌉ = **${n(q.instances)}** |`
+    }
+    quota = `FCM's default quota is ${n(QUOTA_PER_MINUTE)} messages a minute per project, ${n(QUOTA_PER_MINUTE / 60)} sends/s. With
+${withLatency.latencyMs} ms FCM latency, one instance's send rate is its measured pushes/s × sends per push
+(measured on this machine, where it could use up to a full core); a ${LAMBDA_MB} MB function gets
+${LAMBDA_MB}/${n(MB_PER_VCPU)} of a vCPU (Lambda gives one full vCPU at ${n(MB_PER_VCPU)} MB), so its CPU allows that share of
+a second of CPU per second, divided by the CPU per send measured. Instances needed are the quota
+over the lower of the two, rounded up:
+
+| function | send rate measured (sends/s) | CPU-bound rate at ${LAMBDA_MB} MB (sends/s) | instance rate | instances for ${n(QUOTA_PER_MINUTE / 60)} sends/s |
+|---|---|---|---|---|
+${withLatency.functions.map(quotaRow).join('\n')}`
+  }
+  const latencies = configs.filter((c) => c.latencyMs > 0).map((c) => `${c.latencyMs} ms`)
+  const intro = legacy
+    ? `These results were measured before the delivery comparison ran over HTTP/2 and TLS: over plain
+HTTP/1.1 to the emulator, answering at once, with the Node.js handler calling firebase-admin's
+\`send()\` once per device. Batch durations, protocols, connections and runs with FCM's latency
+were not measured.`
+    : `Both run against the FCM emulator over HTTP/2 and TLS, as FCM serves (\`pushq fcm-emulator
+--tls-cert\`, with a CA made for the run that pushq trusts through \`PUSHQ_FCM_CA_FILE\` and Node
+through \`NODE_EXTRA_CA_CERTS\`; at most 100 streams per connection, as FCM allows), once
+answering at once and once after ${latencies.join(', ') || 'no delay'} (a round trip to Google); a fresh emulator per
+run, so its record is that run's. The Node.js handler sends each message's devices with one
+firebase-admin \`sendEach()\` (HTTP/2 since firebase-admin 12.3: each call opens a connection of
+its own and closes it when done), then one \`INSERT\` per device. *Batch* is one invocation, from
+the Runtime API handing out the event to receiving its response. Protocols and connections are
+the emulator's record of the sends (connections opened include the token endpoint's).`
+  return `## 3. Against the status quo: the delivery side
+
+The same ${n(sizes.deliveryPushes)} pushes (users with 3 devices each, 10 SQS records per event) fed through a Lambda
+Runtime API served by the benchmark to pushq's \`bootstrap\` (the x86_64 build of
+\`scripts/build-lambda.sh\`) and to a Node.js handler written the way the servers sent pushes
+(\`bench/node-lambda\`: one \`pg\` query per message for the tokens, firebase-admin for the sends,
+one \`INSERT\` per device), each started as Lambda starts a function: one instance, one event at
+a time. *Cold start* is process start to the first poll of the Runtime API; CPU is the process's
+user + system time after that poll; statements are \`pg_stat_statements\` for the function's own
+role. Every run delivered every push (no batch item failures, every expected \`sent\` row
+present; the benchmark stops otherwise).
+
+${intro}
+
+${tables}
+
+![delivery](benchmarks/delivery.svg)
+
+### Goals, pushq against the Node.js handler
+
+| goal | wanted | ${configs.map(configLabel).join(' | ')} |
+|---|---|${configs.map(() => '---|').join('')}
+${goalRows}
+
+### Lambda instances for a project's FCM quota
+
+${quota}
+
+### Where pushq's CPU goes
+
+${profileSection(results.delivery && results.delivery.profile)}
+`
+}
+
+
 /** The report (docs/benchmarks.md) for one run's numbers: every figure and verdict in it comes from them. */
-function markdown({ m, pg, cells, enq, del, lim, seconds, sizes }) {
+function markdown(results) {
+  const { m, pg, cells, enq, lim, seconds, sizes } = results
   const enqRows = enq.filter((r) => r.pattern === '100 concurrent callers')
-  const [dq, dn] = del
+  const configs = deliveryConfigs(results)
+  const goals = configs.map(deliveryGoals)
   const b10 = cells.find((c) => c.batch === 10 && c.window === 0)
   const b100 = cells.find((c) => c.batch === 100)
   const pq = enqRows.find((r) => r.client.startsWith('pushq'))
@@ -174,30 +355,12 @@ function markdown({ m, pg, cells, enq, del, lim, seconds, sizes }) {
       run: `${f(pq.waitMeanMs, 2)} ms vs ${f(direct.waitMeanMs, 2)} ms (1/${f(direct.waitMeanMs / pq.waitMeanMs, 0)}) with 100 concurrent callers; the SDK: ${f(sdk.waitMeanMs, 2)} ms. The emulator answers on loopback; real FCM is a network round trip away (tens of ms), which this run does not add`,
       verdict: met(pq.waitMeanMs * 20 <= direct.waitMeanMs),
     },
-    {
-      target: 'delivery throughput vs the Node.js handler',
-      goal: '≥ 10×',
-      run: `${f(dq.pushesPerSecond, 0)} vs ${f(dn.pushesPerSecond, 0)} pushes/s (${f(dq.pushesPerSecond / dn.pushesPerSecond, 1)}×)`,
-      verdict: met(dq.pushesPerSecond >= 10 * dn.pushesPerSecond),
-    },
-    {
-      target: 'delivery CPU per push',
-      goal: '≤ 1/10',
-      run: `${f(dq.cpuUsPerPush, 1)} vs ${f(dn.cpuUsPerPush, 1)} µs (1/${f(dn.cpuUsPerPush / dq.cpuUsPerPush, 1)})`,
-      verdict: met(dq.cpuUsPerPush * 10 <= dn.cpuUsPerPush),
-    },
-    {
-      target: 'peak RSS at batch 10',
-      goal: '≤ 30 MiB',
-      run: `${f(dq.peakRssMiB, 1)} MiB (Node: ${f(dn.peakRssMiB, 1)} MiB)`,
-      verdict: met(dq.peakRssMiB <= 30),
-    },
-    {
-      target: 'cold start',
-      goal: "≤ 1/5 of Node's",
-      run: `${f(dq.coldStartMs, 1)} vs ${f(dn.coldStartMs, 1)} ms (1/${f(dn.coldStartMs / dq.coldStartMs, 1)})`,
-      verdict: met(dq.coldStartMs * 5 <= dn.coldStartMs),
-    },
+    ...(goals[0] || []).map((g, i) => ({
+      target: g.target,
+      goal: g.want,
+      run: goals.map((gs, k) => `${configLabel(configs[k])}: ${gs[i].figure} (${gs[i].detail})`).join('; '),
+      verdict: goals.map((gs, k) => `${configLabel(configs[k])}: ${gs[i].ok === undefined ? 'not measured' : met(gs[i].ok)}`).join('; '),
+    })),
   ]
   const unmet = targets.filter((t) => t.verdict.includes('not met'))
   return `# Benchmarks
@@ -211,7 +374,7 @@ PostgreSQL ${pg.version} (a cluster started for the run, default settings plus
 sqs-lite, the worker and the Node producer share the ${m.cores} cores.
 
 **Parts:** \`pushq worker\` (release build) with \`--concurrency ${sizes.concurrency}\` and
-\`PUSHQ_DB_POOL_SIZE=${sizes.concurrency}\`, the FCM emulator (\`pushq fcm-emulator\`, HTTP/1.1),
+\`PUSHQ_DB_POOL_SIZE=${sizes.concurrency}\`, the FCM emulator (\`pushq fcm-emulator\`, HTTP/1.1${results.delivery ? '; section 3 runs its own over HTTP/2 and TLS' : ''}),
 and \`sqs-lite\` (\`crates/bench\`), an in-memory SQS speaking the SDKs' JSON protocol: moto, the
 tests' SQS, is far slower than these rates (\`bench/README.md\`) and would measure itself. Pushes
 are enqueued through pushq's Node addon, as a server would.
@@ -285,25 +448,7 @@ ${enq
 
 ![server wait](benchmarks/server-wait.svg)
 
-## 3. Against the status quo: the delivery side
-
-The same ${sizes.deliveryPushes.toLocaleString('en')} pushes (users with 3 devices each, 10 SQS records per event) fed through a Lambda
-Runtime API served by the benchmark to pushq's \`bootstrap\` (the x86_64 build of
-\`scripts/build-lambda.sh\`) and to a Node.js handler written the way the servers sent pushes
-(\`bench/node-lambda\`: one \`pg\` query per message for the tokens, then per device
-firebase-admin's \`send()\` and one \`INSERT\`), each started as Lambda starts a function: one
-instance, one event at a time. *Cold start* is process start to the first poll of the Runtime
-API; CPU is the process's user + system time after that poll; statements are
-\`pg_stat_statements\` for the function's own role.
-
-| function | cold start | pushes/s | CPU µs / push | statements / push | peak RSS | rows sent |
-|---|---|---|---|---|---|---|
-${del
-  .map((d) => `| ${d.name} | ${f(d.coldStartMs, 1)} ms | ${f(d.pushesPerSecond, 0)} | ${f(d.cpuUsPerPush, 1)} | ${f(d.statementsPerPush, 2)} | ${f(d.peakRssMiB, 1)} MiB | ${d.rows.toLocaleString('en')} |`)
-  .join('\n')}
-
-![delivery](benchmarks/delivery.svg)
-
+${deliverySection(results)}
 ## 4. Limits, measured alone
 
 | part | measured |
@@ -346,10 +491,10 @@ async function main() {
     const enq = await enqueue.measure({ pushes: SIZES.enqueuePushes, fcm })
     await fetch(`${fcm.url}/__reset`, { method: 'POST' })
     process.stderr.write('3/4 the delivery side: pushq bootstrap vs a Node.js handler\n')
-    const del = await runDelivery({ pg, fcm, pushes: SIZES.deliveryPushes })
+    const delivery = await runDelivery({ pg, pushes: SIZES.deliveryPushes })
     process.stderr.write('4/4 limits\n')
     const lim = await limits(pg, fcm)
-    const file = report({ m, pg: { version: pg.version }, sizes: SIZES, cells, enq, del, lim, seconds: (Date.now() - t0) / 1000 })
+    const file = report({ m, pg: { version: pg.version }, sizes: SIZES, cells, enq, delivery, lim, seconds: (Date.now() - t0) / 1000 })
     process.stderr.write(`wrote ${file}\n`)
   } finally {
     sqs.child.kill()

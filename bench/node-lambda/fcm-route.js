@@ -1,20 +1,50 @@
-// Points firebase-admin at the FCM emulator: requests to fcm.googleapis.com go to it over HTTP,
-// and the access token comes from its token endpoint through the JWT grant firebase-admin's cert
-// credential makes (signed with the service account's key).
+// Points firebase-admin at the FCM emulator: connections to fcm.googleapis.com go to the
+// emulator's address instead, over what firebase-admin asked for: `https.request` (HTTP/1.1:
+// `send()`) and `http2.connect` (HTTP/2: `sendEach()`, `sendEachForMulticast()`). Over TLS the
+// emulator's certificate is verified as any other (its CA comes from NODE_EXTRA_CA_CERTS); a
+// plain-HTTP emulator gets HTTP/1.1 and HTTP/2 with prior knowledge. The access token comes from
+// the emulator's token endpoint through the JWT grant firebase-admin's cert credential makes
+// (signed with the service account's key).
 'use strict'
 const http = require('http')
 const https = require('https')
+const http2 = require('http2')
 const crypto = require('crypto')
+
+const FCM_HOST = 'fcm.googleapis.com'
 
 function routeFcmTo(endpoint) {
   const target = new URL(endpoint)
-  const agent = new http.Agent({ keepAlive: true })
-  const original = https.request
+  const tls = target.protocol === 'https:'
+  const port = target.port || (tls ? 443 : 80)
+  const agent = tls ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
+  const originalRequest = https.request
   https.request = function (options, cb) {
-    if (options && (options.hostname === 'fcm.googleapis.com' || options.host === 'fcm.googleapis.com')) {
-      return http.request({ ...options, protocol: 'http:', host: target.hostname, hostname: target.hostname, port: target.port, agent }, cb)
+    if (options && (options.hostname === FCM_HOST || options.host === FCM_HOST)) {
+      // servername '': no SNI, and the certificate is checked against the address connected to.
+      const routed = { ...options, protocol: target.protocol, host: target.hostname, hostname: target.hostname, port, agent, servername: '' }
+      return (tls ? originalRequest : http.request).call(this, routed, cb)
     }
-    return original.apply(this, arguments)
+    return originalRequest.apply(this, arguments)
+  }
+  const originalConnect = http2.connect
+  http2.connect = function (authority, options, listener) {
+    const url = typeof authority === 'string' ? new URL(authority) : authority
+    if (url && url.hostname === FCM_HOST) {
+      if (typeof options === 'function') [options, listener] = [{}, options]
+      const session = originalConnect.call(this, target.origin, options, listener)
+      // firebase-admin (13.10) sends the URL's protocol as `:scheme`, colon included ("https:").
+      // FCM takes it; the emulator's HTTP/2 server (hyper's h2), like nghttp2, resets such a
+      // stream as malformed (a scheme has no colon), so the colon goes here and nothing else.
+      const request = session.request
+      session.request = function (headers, ...rest) {
+        const scheme = headers && headers[':scheme']
+        if (typeof scheme === 'string' && scheme.endsWith(':')) headers = { ...headers, ':scheme': scheme.slice(0, -1) }
+        return request.call(this, headers, ...rest)
+      }
+      return session
+    }
+    return originalConnect.apply(this, arguments)
   }
 }
 

@@ -1,7 +1,8 @@
 // The status quo, as a Lambda: the way each app server sent pushes before pushq, moved into an
-// SQS-triggered Node.js handler. Per message: one query for the user's tokens, then per device
-// firebase-admin's messaging().send() and one INSERT of the delivery row. Fed the same envelopes
-// as pushq's bootstrap, against the same emulator and database.
+// SQS-triggered Node.js handler. Per message: one query for the user's tokens, then one
+// firebase-admin `sendEach()` of a message per device (HTTP/2, firebase-admin ≥ 12.3) and one
+// INSERT of the delivery row per device sent. Fed the same envelopes as pushq's bootstrap,
+// against the same emulator and database.
 'use strict'
 const { Pool } = require('pg')
 const { initializeApp } = require('firebase-admin/app')
@@ -20,14 +21,21 @@ exports.handler = async (event) => {
     try {
       const { id, enqueuedAt, push } = JSON.parse(record.body)
       const { rows } = await pool.query('SELECT token FROM pushq_devices WHERE user_id = $1 AND invalidated_at IS NULL', [push.userId])
-      for (const { token } of rows) {
-        const name = await messaging.send({ token, notification: push.notification })
+      if (rows.length === 0) continue
+      const { responses } = await messaging.sendEach(rows.map(({ token }) => ({ token, notification: push.notification })))
+      let failed = false
+      for (const [i, sent] of responses.entries()) {
+        if (!sent.success) {
+          failed = true
+          continue
+        }
         await pool.query(
           `INSERT INTO pushq_deliveries (push_id, target, user_id, status, fcm_message_id, attempts, category, enqueued_at, sent_at)
            VALUES ($1, $2, $3, 'sent', $4, 1, $5, to_timestamp($6 / 1000.0), now()) ON CONFLICT DO NOTHING`,
-          [id, token, push.userId, name, push.category ?? null, enqueuedAt],
+          [id, rows[i].token, push.userId, sent.messageId, push.category ?? null, enqueuedAt],
         )
       }
+      if (failed) batchItemFailures.push({ itemIdentifier: record.messageId })
     } catch (e) {
       batchItemFailures.push({ itemIdentifier: record.messageId })
     }
