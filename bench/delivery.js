@@ -337,4 +337,4 @@ async function runDelivery({ pg, pushes, latencies = [0, 40], profile = onPath('
   return { protocol: 'HTTP/2 over TLS', batch: BATCH, devices: DEVICES, configs, profile: prof }
 }
 
-module.exports = { runDelivery, perfProfile }
+module.exports = { runDelivery }

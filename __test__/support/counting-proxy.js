@@ -103,6 +103,7 @@ const server = http.createServer((req, res) => {
     let action = String(req.headers['x-amz-target'] || '')
     let queue
     let input
+    let forwarded = 0 // messages this request carries on to SQS
     try {
       input = JSON.parse(body.toString('utf8'))
     } catch {}
@@ -127,6 +128,7 @@ const server = http.createServer((req, res) => {
         : typeof input.MessageBody === 'string'
           ? [input.MessageBody]
           : []
+      forwarded = bodies.length
       if (queue && bodies.length) sent.set(queue, (sent.get(queue) || []).concat(bodies))
     } else {
       // Query protocol (older SDKs): Action and QueueUrl are form fields or query parameters.
@@ -136,7 +138,6 @@ const server = http.createServer((req, res) => {
       queue = form.get('QueueUrl') || url.searchParams.get('QueueUrl') || undefined
     }
     count(action, queue)
-    const forwarded = Array.isArray(input?.Entries) ? input.Entries.length : typeof input?.MessageBody === 'string' ? 1 : 0
     res.on('close', () => {
       if (res.writableFinished) return
       count('Abandoned', queue)
