@@ -1,11 +1,13 @@
 //! `pushq fcm-emulator` with a certificate: HTTPS with HTTP/2 by ALPN, at most `--max-streams`
-//! requests in flight per connection, answers after `--latency-ms`.
+//! requests in flight per connection, answers after `--latency-ms`. With several `--project`s:
+//! a key each, and a token good for its own project only. Sends to Firebase Installation IDs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use pushq_test_support::{certs, temp_dir, Proc};
-use serde_json::Value;
+use pushq_delivery::fcm::{ServiceAccount, TokenSource};
+use pushq_test_support::{certs, temp_dir, Fcm, FcmOptions, Proc};
+use serde_json::{json, Value};
 
 const PUSHQ: &str = env!("CARGO_BIN_EXE_pushq");
 
@@ -111,4 +113,151 @@ fn a_certificate_without_its_key_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tls-key"), "{stderr}");
+}
+
+/// An access token for `key`, fetched from its `token_uri` the way pushq fetches one.
+async fn access_token(key: &Value) -> String {
+    let account: ServiceAccount = serde_json::from_value(key.clone()).unwrap();
+    TokenSource::new(account, reqwest::Client::new())
+        .unwrap()
+        .token()
+        .await
+        .unwrap()
+}
+
+/// `POST {base}/v1/projects/{project}/messages:send` with `bearer`: the status and JSON answer.
+async fn send(base: &str, project: &str, bearer: &str, body: Value) -> (u16, Value) {
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/v1/projects/{project}/messages:send"))
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_several_projects_each_has_its_key_and_a_token_sends_to_its_own_project_only() {
+    let credentials = temp_dir().join("keys.json");
+    let (_emulator, base) = tokio::task::block_in_place(|| {
+        emulator(&[
+            "--project",
+            "member",
+            "--project",
+            "trainer",
+            "--write-credentials",
+            credentials.to_str().unwrap(),
+        ])
+    });
+
+    // The credentials file is pushq's map of apps to keys, one key per project.
+    let keys: Value = serde_json::from_slice(&std::fs::read(&credentials).unwrap()).unwrap();
+    let keys = keys.as_object().unwrap();
+    assert_eq!(keys.keys().collect::<Vec<_>>(), ["member", "trainer"]);
+    for (project, key) in keys {
+        assert_eq!(key["project_id"], *project);
+        assert_eq!(
+            key["client_email"],
+            format!("pushq@{project}.iam.gserviceaccount.com")
+        );
+        assert_eq!(key["token_uri"], format!("{base}/token"));
+    }
+    assert_ne!(
+        keys["member"]["private_key_id"],
+        keys["trainer"]["private_key_id"]
+    );
+    assert_ne!(
+        keys["member"]["private_key"],
+        keys["trainer"]["private_key"]
+    );
+
+    let member = access_token(&keys["member"]).await;
+    let trainer = access_token(&keys["trainer"]).await;
+    let message = |token: &str| json!({"message": {"token": token, "data": {"k": "v"}}});
+
+    let (status, answer) = send(&base, "member", &member, message("tok-m")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("projects/member/messages/"),
+        "{answer}"
+    );
+    let (status, answer) = send(&base, "trainer", &trainer, message("tok-t")).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // member's token on trainer's path: Google's refusal, without an FCM error code.
+    let (status, answer) = send(&base, "trainer", &member, message("tok-x")).await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"]["status"], "PERMISSION_DENIED", "{answer}");
+    assert!(answer["error"].get("details").is_none(), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("projects/trainer"),
+        "{answer}"
+    );
+    // A project the emulator does not serve is not found; a token it did not issue is refused.
+    let (status, answer) = send(&base, "pushq-emulator", &member, message("tok-x")).await;
+    assert_eq!(status, 404, "{answer}");
+    let (status, answer) = send(&base, "member", "ya29.forged", message("tok-x")).await;
+    assert_eq!(status, 401, "{answer}");
+
+    let state: Value = reqwest::get(format!("{base}/__received"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let accepted: Vec<(&Value, &Value)> = state["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (&m["project"], &m["body"]["message"]["token"]))
+        .collect();
+    assert_eq!(
+        accepted,
+        [
+            (&json!("member"), &json!("tok-m")),
+            (&json!("trainer"), &json!("tok-t"))
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_to_a_firebase_installation_id_is_accepted_recorded_and_faulted_by_its_id() {
+    let fcm = tokio::task::block_in_place(|| {
+        Fcm::start_projects(&["member", "trainer"], FcmOptions::default())
+    });
+    let written: Value = serde_json::from_slice(&std::fs::read(&fcm.credentials).unwrap()).unwrap();
+    assert_eq!(written, json!(fcm.keys));
+    let trainer = access_token(&fcm.keys["trainer"]).await;
+
+    let fid = |id: &str| json!({"message": {"fid": id, "notification": {"title": "hi"}}});
+    let (status, answer) = send(&fcm.endpoint, "trainer", &trainer, fid("fid-1")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = send(
+        &fcm.endpoint,
+        "trainer",
+        &trainer,
+        json!({"message": {"fid": "fid-2", "token": "tok-2"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "a token and a FID are two targets: {answer}");
+
+    // A fault rule's `token` matches a FID as it matches a registration token.
+    fcm.faults(json!({"rules": [{"token": "fid-gone", "error": "UNREGISTERED"}]}))
+        .await;
+    let (status, answer) = send(&fcm.endpoint, "trainer", &trainer, fid("fid-gone")).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(
+        answer["error"]["details"][0]["errorCode"], "UNREGISTERED",
+        "{answer}"
+    );
+
+    assert_eq!(fcm.received_tokens().await, ["fid:fid-1"]);
+    assert_eq!(fcm.received().await[0]["project"], "trainer");
 }

@@ -4,8 +4,9 @@
 use serde_json::{Map, Value};
 
 /// The FCM v1 `Message` fields a request may carry (proto3 JSON: snake_case or lowerCamelCase).
-const MESSAGE_FIELDS: [&str; 10] = [
+const MESSAGE_FIELDS: [&str; 11] = [
     "token",
+    "fid",
     "topic",
     "condition",
     "data",
@@ -63,8 +64,10 @@ fn known_fields(message: &Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
+/// A message goes to one device (its registration `token` or its Firebase Installation ID,
+/// `fid`), one `topic` or one `condition`.
 fn one_target(message: &Map<String, Value>) -> Result<(), String> {
-    let targets = ["token", "topic", "condition"]
+    let targets = ["token", "fid", "topic", "condition"]
         .iter()
         .filter(|t| {
             message
@@ -74,7 +77,7 @@ fn one_target(message: &Map<String, Value>) -> Result<(), String> {
         })
         .count();
     if targets != 1 {
-        return Err("exactly one of token, topic, condition is required".into());
+        return Err("exactly one of token, fid, topic, condition is required".into());
     }
     Ok(())
 }
@@ -102,4 +105,28 @@ fn android_ttl(message: &Map<String, Value>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::check_send_body;
+
+    #[test]
+    fn a_message_goes_to_exactly_one_of_token_fid_topic_condition() {
+        for target in ["token", "fid", "topic", "condition"] {
+            let body = json!({"message": {target: "x", "data": {"k": "v"}}});
+            assert_eq!(check_send_body(&body), Ok(()), "{body}");
+        }
+        let both = json!({"message": {"token": "t", "fid": "f"}});
+        let none = json!({"message": {"fid": ""}});
+        for body in [both, none] {
+            assert_eq!(
+                check_send_body(&body),
+                Err("exactly one of token, fid, topic, condition is required".to_owned()),
+                "{body}"
+            );
+        }
+    }
 }

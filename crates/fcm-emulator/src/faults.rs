@@ -13,6 +13,7 @@ use crate::{fcm_error, google_error};
 #[derive(Default, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Rule {
+    /// The device the rule answers sends to: a registration token or a FID.
     token: Option<String>,
     #[serde(default)]
     error: String,
@@ -46,10 +47,10 @@ pub(crate) struct Faults {
 }
 
 impl Rule {
-    /// Whether this rule answers a send to `token`. Counts the send towards `percent`, so a rule
-    /// with a share must be asked once per matching send.
-    fn answers(&mut self, token: Option<&str>) -> bool {
-        if self.token.is_some() && self.token.as_deref() != token {
+    /// Whether this rule answers a send to `device` (its token or FID). Counts the send towards
+    /// `percent`, so a rule with a share must be asked once per matching send.
+    fn answers(&mut self, device: Option<&str>) -> bool {
+        if self.token.is_some() && self.token.as_deref() != device {
             return false;
         }
         let Some(percent) = self.percent else {
@@ -61,10 +62,11 @@ impl Rule {
     }
 }
 
-/// Takes the first rule that answers a send to `token`, using up one of its `times` (the rule
-/// leaves the list with its last one).
-pub(crate) fn take_fault(rules: &mut Vec<Rule>, token: Option<&str>) -> Option<Rule> {
-    let i = rules.iter_mut().position(|r| r.answers(token))?;
+/// Takes the first rule that answers a send to `device` (the message's `token` or `fid`; `None`
+/// for a topic or condition), using up one of its `times` (the rule leaves the list with its
+/// last one).
+pub(crate) fn take_fault(rules: &mut Vec<Rule>, device: Option<&str>) -> Option<Rule> {
+    let i = rules.iter_mut().position(|r| r.answers(device))?;
     let rule = rules[i].clone();
     if let Some(times) = rules[i].times.as_mut() {
         // `times: 0` answers nothing more than `times: 1` would: the rule is used up at once.

@@ -1,41 +1,46 @@
 //! pushq-fcm-emulator: a local stand-in for FCM HTTP v1 and its OAuth token endpoint, served by
 //! `pushq fcm-emulator` and started in-process by tests.
-//! Verifies JWT assertions against the service account's public key and bearer tokens on every
-//! send, checks request bodies, records what it received, and injects faults on request.
+//!
+//! It serves one or several Firebase projects ([`Options::projects`]), each with a
+//! service-account key of its own ([`Running::keys`]). The token endpoint verifies a JWT
+//! assertion against the key of the account its `iss` names and issues an access token bound to
+//! that account's project. A send is refused without a token the emulator issued (401), to a
+//! project it does not serve (404), and with another project's token (403 `PERMISSION_DENIED`,
+//! as FCM does). It checks request bodies (one target: `token`, `fid`, `topic` or `condition`),
+//! records what it received, and injects faults on request.
 //!
 //! It serves plain HTTP (HTTP/1.1) or, given a certificate, TLS with HTTP/2 by ALPN, allowing
 //! [`Options::max_streams`] concurrent streams per connection as FCM does (100), and can answer
 //! after a round trip's [`Options::latency`].
 //!
-//! Control endpoints (for tests): `GET /__received` (accepted sends, each with the `protocol` and
-//! `connection` it came on; `sendRequests`: every send request, faulted ones too,
-//! `tokenRequests`; `connections`: each connection's protocol, requests and peak of requests in
-//! flight), `POST /__reset`, `POST /__faults` with
+//! Control endpoints (for tests): `GET /__received` (accepted sends, each with the `project` it
+//! was sent to and the `protocol` and `connection` it came on; `sendRequests`: every send
+//! request, faulted ones too, `tokenRequests`; `connections`: each connection's protocol,
+//! requests and peak of requests in flight), `POST /__reset`, `POST /__faults` with
 //! `{"rules":[{"token":"t","error":"UNREGISTERED","times":1,"retryAfter":2,"delayMs":0,
-//! "percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}` (a rule
-//! without `token` matches every send; `times` absent = always; `percent` answers that share of
-//! the matching sends; `status`/`body` answer raw instead of with an FCM error; `error` is an FCM
-//! error code, answered with FCM's HTTP status, or one of Google's statuses without an FCM code:
-//! `PERMISSION_DENIED` (403), `NOT_FOUND` (404), `UNAUTHENTICATED` (401); `message` replaces
-//! the error's message, e.g. an `INVALID_ARGUMENT` that names the registration token).
+//! "percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}` (a rule's
+//! `token` matches a send to that token or FID, a rule without one every send; `times` absent =
+//! always; `percent` answers that share of the matching sends; `status`/`body` answer raw instead
+//! of with an FCM error; `error` is an FCM error code, answered with FCM's HTTP status, or one of
+//! Google's statuses without an FCM code: `PERMISSION_DENIED` (403), `NOT_FOUND` (404),
+//! `UNAUTHENTICATED` (401); `message` replaces the error's message, e.g. an `INVALID_ARGUMENT`
+//! that names the registration token).
 
 mod checks;
 mod faults;
+mod oauth;
 mod serve;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form, Json, Router};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use serde::Deserialize;
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use checks::check_body;
@@ -44,12 +49,13 @@ use faults::{Faults, Rule};
 use serve::{Connections, RequestInfo};
 pub use serve::{Options, TlsFiles, FCM_MAX_STREAMS};
 
-/// The project id the emulator's credentials name.
+/// The project the emulator serves unless [`Options::projects`] names others.
 pub const PROJECT_ID: &str = "pushq-emulator";
 
 #[derive(Default)]
 struct Inner {
-    tokens: HashSet<String>,
+    /// Every live access token, with the project it may send to.
+    tokens: HashMap<String, String>,
     received: Vec<Value>,
     rules: Vec<Rule>,
     token_requests: u64,
@@ -60,8 +66,10 @@ struct Inner {
 }
 
 struct Emulator {
-    public_key_pem: String,
-    client_email: String,
+    /// The projects served.
+    projects: Vec<String>,
+    /// Their service accounts, by `client_email`.
+    accounts: oauth::Accounts,
     token_uri: String,
     inner: Mutex<Inner>,
     connections: Arc<Connections>,
@@ -71,13 +79,17 @@ struct Emulator {
 pub struct Running {
     /// Base URL, e.g. `http://127.0.0.1:41234` (the FCM endpoint to configure).
     pub base: String,
-    /// A service-account key the emulator accepts (its `token_uri` points at the emulator).
+    /// The service-account key of the first of [`Options::projects`] (its `token_uri` points at
+    /// the emulator).
     pub credentials: Value,
+    /// Every project's service-account key, by project.
+    pub keys: BTreeMap<String, Value>,
     /// The server task.
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the emulator on 127.0.0.1:`port` (0 = any free port), plain HTTP, with a fresh RSA key.
+/// Starts the emulator on 127.0.0.1:`port` (0 = any free port), plain HTTP, serving
+/// [`PROJECT_ID`] with a fresh RSA key.
 pub async fn spawn(port: u16) -> Result<Running, EmulatorError> {
     spawn_with(&Options {
         port,
@@ -86,8 +98,9 @@ pub async fn spawn(port: u16) -> Result<Running, EmulatorError> {
     .await
 }
 
-/// Starts the emulator as `options` say, with a fresh RSA key.
+/// Starts the emulator as `options` say, with a fresh RSA key for each project.
 pub async fn spawn_with(options: &Options) -> Result<Running, EmulatorError> {
+    oauth::check_projects(&options.projects)?;
     let tls = match &options.tls {
         Some(files) => Some(serve::tls_acceptor(&files.cert, &files.key)?),
         None => None,
@@ -96,36 +109,19 @@ pub async fn spawn_with(options: &Options) -> Result<Running, EmulatorError> {
         tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://{}", listener.local_addr()?);
-    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
-        .map_err(|e| EmulatorError::Key(e.to_string()))?;
-    let private_pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| EmulatorError::Key(e.to_string()))?
-        .to_string();
-    let public_key_pem = key
-        .to_public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| EmulatorError::Key(e.to_string()))?;
-    let client_email = format!("pushq@{PROJECT_ID}.iam.gserviceaccount.com");
     let token_uri = format!("{base}/token");
-    let credentials = json!({
-        "type": "service_account",
-        "project_id": PROJECT_ID,
-        "private_key_id": "emulator-key",
-        "private_key": private_pem,
-        "client_email": client_email,
-        "token_uri": token_uri,
-    });
+    let (accounts, keys) = oauth::make_accounts(&options.projects, &token_uri)?;
+    let credentials = keys[&options.projects[0]].clone();
     let state = Arc::new(Emulator {
-        public_key_pem,
-        client_email,
+        projects: options.projects.clone(),
+        accounts,
         token_uri,
         inner: Mutex::new(Inner::default()),
         connections: Arc::default(),
     });
     let connections = state.connections.clone();
     let app = Router::new()
-        .route("/token", post(token))
+        .route("/token", post(oauth::token))
         .route("/v1/projects/{project}/messages:send", post(send))
         .route("/__received", get(received))
         .route("/__reset", post(reset))
@@ -140,17 +136,33 @@ pub async fn spawn_with(options: &Options) -> Result<Running, EmulatorError> {
     Ok(Running {
         base,
         credentials,
+        keys,
         task,
     })
 }
 
-/// Runs the emulator until it fails, writing its service-account key to `credentials_out`.
+impl Running {
+    /// What pushq's `PUSHQ_FCM_CREDENTIALS` takes to send to every project served: the one key
+    /// when there is one project, else a JSON object mapping each project (as an app name) to
+    /// its key.
+    pub fn credentials_setting(&self) -> Value {
+        if self.keys.len() == 1 {
+            self.credentials.clone()
+        } else {
+            json!(self.keys)
+        }
+    }
+}
+
+/// Runs the emulator until it fails, writing [`Running::credentials_setting`] to
+/// `credentials_out`: the service-account key, or with several projects the map of their keys.
 /// Prints `listening on http://127.0.0.1:PORT` (`https://` with TLS) once it accepts requests.
 pub async fn run(options: &Options, credentials_out: Option<PathBuf>) -> Result<(), EmulatorError> {
     let running = spawn_with(options).await?;
     if let Some(path) = credentials_out {
-        let key = serde_json::to_vec_pretty(&running.credentials).expect("a JSON value serializes");
-        std::fs::write(&path, key)?;
+        let setting = serde_json::to_vec_pretty(&running.credentials_setting())
+            .expect("a JSON value serializes");
+        std::fs::write(&path, setting)?;
     }
     println!("listening on {}", running.base);
     running
@@ -166,72 +178,18 @@ pub enum EmulatorError {
     /// Binding the port or writing the credentials file failed.
     #[error("emulator: {0}")]
     Io(#[from] std::io::Error),
-    /// Making the RSA key failed.
+    /// Making an RSA key failed.
     #[error("emulator key: {0}")]
     Key(String),
+    /// The projects to serve are none, or one is named twice or has an unusable name.
+    #[error("emulator projects: {0}")]
+    Projects(String),
     /// The TLS certificate or key could not be read or used (names the file).
     #[error("emulator TLS: {0}")]
     Tls(String),
     /// The server task ended abnormally.
     #[error("emulator stopped: {0}")]
     Stopped(String),
-}
-
-#[derive(Deserialize)]
-struct TokenRequest {
-    grant_type: String,
-    assertion: String,
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    iss: String,
-    scope: String,
-    aud: String,
-    exp: u64,
-    iat: u64,
-}
-
-async fn token(State(emu): State<Arc<Emulator>>, Form(req): Form<TokenRequest>) -> Response {
-    let refuse = |why: &str| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_grant", "error_description": why})),
-        )
-            .into_response()
-    };
-    if req.grant_type != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
-        return refuse("unsupported grant_type");
-    }
-    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(emu.public_key_pem.as_bytes()) else {
-        return refuse("emulator key");
-    };
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[&emu.token_uri]);
-    validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-    let claims = match jsonwebtoken::decode::<Claims>(&req.assertion, &key, &validation) {
-        Ok(data) => data.claims,
-        Err(e) => return refuse(&format!("invalid JWT: {e}")),
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if claims.iss != emu.client_email
-        || !claims.scope.contains("firebase.messaging")
-        || claims.aud != emu.token_uri
-    {
-        return refuse("wrong iss, scope or aud");
-    }
-    if claims.exp <= now || claims.iat > now + 60 || claims.exp - claims.iat > 3600 {
-        return refuse("bad iat/exp");
-    }
-    let access = format!("ya29.emulator-{}", uuid::Uuid::now_v7().simple());
-    let mut inner = emu.inner.lock().expect("emulator state");
-    inner.tokens.insert(access.clone());
-    inner.issued.push(access.clone());
-    inner.token_requests += 1;
-    Json(json!({"access_token": access, "expires_in": 3600, "token_type": "Bearer"}))
-        .into_response()
 }
 
 /// An FCM v1 error response: `status`, the gRPC status name FCM gives with it, and `code` as
@@ -279,11 +237,12 @@ async fn send(
         Ok(value) => value,
         Err(why) => return fcm_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &why),
     };
-    let token = value["message"]["token"].as_str();
+    let message = &value["message"];
+    let device = message["token"].as_str().or(message["fid"].as_str());
     let fault = {
         let mut inner = emu.inner.lock().expect("emulator state");
         inner.send_requests += 1;
-        faults::take_fault(&mut inner.rules, token)
+        faults::take_fault(&mut inner.rules, device)
     };
     if let Some(rule) = fault {
         if let Some(response) = faults::answer(&rule).await {
@@ -293,25 +252,34 @@ async fn send(
     record(&emu, &project, value, info)
 }
 
-/// The refusal of a send without a bearer token the emulator issued (401), then of one to
-/// another project than [`PROJECT_ID`] (404); `None` when the send may go on.
+/// The refusal of a send without a bearer token the emulator issued (401), then of one to a
+/// project it does not serve (404), then of one with another project's token (403); `None` when
+/// the send may go on.
 fn unauthorised(emu: &Emulator, headers: &HeaderMap, project: &str) -> Option<Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let authorized =
-        bearer.is_some_and(|t| emu.inner.lock().expect("emulator state").tokens.contains(t));
-    if !authorized {
+    let granted = bearer.and_then(|t| {
+        let inner = emu.inner.lock().expect("emulator state");
+        inner.tokens.get(t).cloned()
+    });
+    let Some(granted) = granted else {
         return Some(google_error(
             StatusCode::UNAUTHORIZED,
             "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
         ));
-    }
-    if project != PROJECT_ID {
+    };
+    if !emu.projects.iter().any(|p| p == project) {
         return Some(google_error(
             StatusCode::NOT_FOUND,
             "Requested entity was not found.",
+        ));
+    }
+    if granted != project {
+        return Some(google_error(
+            StatusCode::FORBIDDEN,
+            &format!("Permission 'cloudmessaging.messages.create' denied on resource '//cloudresourcemanager.googleapis.com/projects/{project}' (or it may not exist)."),
         ));
     }
     None
@@ -327,8 +295,8 @@ fn checked_body(body: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Accepts a send: records it for `/__received` (with the connection and protocol it came on)
-/// and answers with the new message's name.
+/// Accepts a send: records it for `/__received` (with its project, and the connection and
+/// protocol it came on) and answers with the new message's name.
 fn record(emu: &Emulator, project: &str, value: Value, info: RequestInfo) -> Response {
     let name = format!(
         "projects/{project}/messages/{}",
@@ -339,7 +307,7 @@ fn record(emu: &Emulator, project: &str, value: Value, info: RequestInfo) -> Res
         .and_then(Value::as_bool)
         .unwrap_or(false);
     emu.inner.lock().expect("emulator state").received.push(
-        json!({"name": name, "body": value, "validateOnly": validate_only,
+        json!({"name": name, "project": project, "body": value, "validateOnly": validate_only,
             "protocol": info.protocol, "connection": info.connection}),
     );
     Json(json!({"name": name})).into_response()

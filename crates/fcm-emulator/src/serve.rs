@@ -38,6 +38,10 @@ pub struct Options {
     /// How long every answer of FCM's endpoints (token and send; not the control endpoints)
     /// waits, like a round trip to Google. Default none.
     pub latency: Duration,
+    /// The Firebase projects served, each with a service-account key of its own; the first is
+    /// [`Running::credentials`](crate::Running::credentials). Names are 1–64 characters of
+    /// `[A-Za-z0-9_.-]`, each given once. Default: [`PROJECT_ID`](crate::PROJECT_ID) alone.
+    pub projects: Vec<String>,
 }
 
 /// The concurrent streams FCM allows on one HTTP/2 connection.
@@ -50,6 +54,7 @@ impl Default for Options {
             tls: None,
             max_streams: FCM_MAX_STREAMS,
             latency: Duration::ZERO,
+            projects: vec![crate::PROJECT_ID.to_owned()],
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod lambda;
 pub mod leaks;
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -171,7 +172,8 @@ impl Sqs {
     }
 }
 
-/// How a test's FCM emulator serves.
+/// How a test's FCM emulator serves. (Its projects are [`Fcm::start_projects`]'s argument, not
+/// a field here: tests build this struct with every field named.)
 #[derive(Debug, Clone)]
 pub struct FcmOptions {
     /// HTTPS (HTTP/2 by ALPN) with a certificate from a test CA made for it ([`certs::make`]),
@@ -193,11 +195,15 @@ impl Default for FcmOptions {
     }
 }
 
-/// The FCM emulator with its own key, served on a thread of its own (so that tests which block
-/// their own thread do not stall it); stopped when dropped.
+/// The FCM emulator with its own key for each project it serves, served on a thread of its own
+/// (so that tests which block their own thread do not stall it); stopped when dropped.
 pub struct Fcm {
     pub endpoint: String,
+    /// A file holding what `PUSHQ_FCM_CREDENTIALS` takes to send to every project served: the
+    /// service-account key, or with several projects a JSON object mapping each to its key.
     pub credentials: PathBuf,
+    /// Every project's service-account key, by project.
+    pub keys: BTreeMap<String, Value>,
     /// With TLS: the emulator's certificates (`ca` is the CA pushq must trust).
     pub certs: Option<certs::Certs>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -210,8 +216,15 @@ impl Fcm {
         Fcm::start_with(FcmOptions::default())
     }
 
-    /// As `options` say; with TLS, the certificates are made in a temp dir of the emulator's own.
+    /// As `options` say, serving [`pushq_fcm_emulator::PROJECT_ID`]; with TLS, the certificates
+    /// are made in a temp dir of the emulator's own.
     pub fn start_with(options: FcmOptions) -> Fcm {
+        Fcm::start_projects(&[pushq_fcm_emulator::PROJECT_ID], options)
+    }
+
+    /// As [`Fcm::start_with`], serving these Firebase projects, each with a key of its own (the
+    /// credentials file maps each project, as an app name, to its key when there are several).
+    pub fn start_projects(projects: &[&str], options: FcmOptions) -> Fcm {
         let dir = temp_dir();
         let credentials = dir.join("service-account.json");
         let certs = options.tls.then(|| certs::make(&dir));
@@ -223,6 +236,7 @@ impl Fcm {
             }),
             max_streams: options.max_streams,
             latency: options.latency,
+            projects: projects.iter().map(|p| (*p).to_owned()).collect(),
         };
         let (ready, started) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -235,18 +249,20 @@ impl Fcm {
                 let running = pushq_fcm_emulator::spawn_with(&emulator)
                     .await
                     .expect("emulator starts");
+                let setting = running.credentials_setting();
                 ready
-                    .send((running.base.clone(), running.credentials.clone()))
+                    .send((running.base.clone(), setting, running.keys.clone()))
                     .expect("test waits");
                 let _ = stopped.await;
                 running.task.abort();
             });
         });
-        let (endpoint, key) = started.recv().expect("emulator started");
-        std::fs::write(&credentials, serde_json::to_vec_pretty(&key).unwrap()).unwrap();
+        let (endpoint, setting, keys) = started.recv().expect("emulator started");
+        std::fs::write(&credentials, serde_json::to_vec_pretty(&setting).unwrap()).unwrap();
         Fcm {
             endpoint,
             credentials,
+            keys,
             certs,
             stop: Some(stop),
             thread: Some(thread),
@@ -279,7 +295,7 @@ impl Fcm {
         res.json().await.unwrap_or(Value::Null)
     }
 
-    /// Every send the emulator accepted: `{"name", "body", "validateOnly"}`.
+    /// Every send the emulator accepted: `{"name", "project", "body", "validateOnly", …}`.
     pub async fn received(&self) -> Vec<Value> {
         self.call("GET", "/__received", None).await["messages"]
             .as_array()
@@ -287,17 +303,20 @@ impl Fcm {
             .unwrap_or_default()
     }
 
-    /// The device token of every send the emulator accepted, in the order it received them
-    /// (empty for a topic or condition send).
+    /// The device of every send the emulator accepted, in the order it received them: its
+    /// registration token, or `fid:<id>` for a send to a Firebase Installation ID (as the
+    /// delivery log's `target`), empty for a topic or condition send.
     pub async fn received_tokens(&self) -> Vec<String> {
         self.received()
             .await
             .iter()
             .map(|m| {
-                m["body"]["message"]["token"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
+                let message = &m["body"]["message"];
+                match (message["token"].as_str(), message["fid"].as_str()) {
+                    (Some(token), _) => token.to_owned(),
+                    (None, Some(fid)) => format!("fid:{fid}"),
+                    (None, None) => String::new(),
+                }
             })
             .collect()
     }
@@ -482,6 +501,30 @@ impl Db {
                     .await
                     .unwrap();
                 sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
+            }
+        }
+    }
+
+    /// Runs one SQL statement as the test's own hand on the database (e.g. to age a device).
+    pub async fn execute(&self, sql: &str) {
+        match self.dialect {
+            "postgres" => {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            "mysql" => {
+                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            _ => {
+                let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&mut c).await.unwrap();
             }
         }
     }
