@@ -4,6 +4,8 @@
 'use strict'
 
 const TOKEN = 'fcm-token-' + 'a1B2c3D4e5'.repeat(14)
+// A Firebase installation ID: 22 characters of URL-safe base64.
+const FID = 'cX1dQ7Fk2a0b9Zp-Wq_3rT'
 const IMG = 'https://cdn.example.com/img/class-42.png'
 
 const ok = (name, push) => ({ name, push })
@@ -25,12 +27,38 @@ module.exports = [
   bad('not-an-object', 'push', 'just a string'),
   bad('null-push', 'push', null),
 
+  // --- FIDs (firebase-admin 14's FidMessage / FidMulticastMessage)
+  ok('fid-only', { fid: FID }),
+  ok('fid-notification', { fid: FID, notification: { title: 'Spin 45', body: 'Starts in 15 minutes', imageUrl: IMG } }),
+  ok('fid-data', { fid: FID, data: { classId: '981' } }),
+  ok('fid-android', { fid: FID, android: { priority: 'high', ttl: 60000, collapseKey: 'class-42', notification: { color: '#FF8800', channelId: 'reminders' } } }),
+  ok('fid-apns', { fid: FID, apns: { headers: { 'apns-priority': '10' }, payload: { aps: { alert: { title: 't', locKey: 'LK', locArgs: ['a'] }, contentAvailable: true } } } }),
+  ok('fid-webpush-fcm-options', { fid: FID, webpush: { headers: { TTL: '60' } }, fcmOptions: { analyticsLabel: 'fid' } }),
+  ok('fids', { fids: [FID, FID.replace('c', 'd')], notification: { title: 'Hi' }, data: { a: 'b' } }),
+  ok('fids-android-apns', { fids: [FID], android: { ttl: 1500.5 }, apns: { payload: { aps: { badge: 2 } } }, category: 'promo' }),
+  bad('empty-fid', 'fid', { fid: '' }),
+  bad('fid-number', 'fid', { fid: 42 }),
+  bad('fid-and-token', 'target', { fid: FID, token: TOKEN }),
+  bad('fid-and-topic', 'target', { fid: FID, topic: 'news' }),
+  bad('fid-with-bad-android', 'android.ttl', { fid: FID, android: { ttl: -1 } }),
+  bad('fid-with-bad-data', 'data.n', { fid: FID, data: { n: 1 } }),
+  bad('fids-empty', 'fids', { fids: [] }),
+  bad('fids-empty-entry', 'fids[1]', { fids: [FID, ''] }),
+  bad('fids-string', 'fids', { fids: FID }),
+  bad('fids-and-tokens', 'target', { fids: [FID], tokens: [TOKEN] }),
+  bad('fids-and-user-id', 'target', { fids: [FID], userId: 'u1' }),
+
   // --- data
   ok('data-strings', { token: TOKEN, data: { classId: '981', studio: 'Berlin Mitte', empty: '' } }),
   bad('data-number', 'data.score', { token: TOKEN, data: { score: 42 } }),
   bad('data-not-object', 'data', { token: TOKEN, data: 'score=42' }),
   bad('data-array', 'data', { token: TOKEN, data: ['a'] }),
   bad('data-null', 'data', { token: TOKEN, data: null }),
+  // firebase-admin 14's deepCopy drops __proto__/constructor/prototype keys before validating,
+  // except in an object with its own `constructor` key (to it a class instance, copied whole).
+  ok('data-prototype-key', { token: TOKEN, data: { prototype: 5, a: 'b' } }),
+  ok('data-constructor-key', { token: TOKEN, data: { constructor: 'x', prototype: 'y' } }),
+  ok('apns-payload-prototype-keys', { token: TOKEN, apns: { payload: { aps: {}, ['__proto__']: { x: 1 }, n: { prototype: [1, { prototype: 2, k: 3 }] } } } }),
 
   // --- notification
   ok('notification-image', { token: TOKEN, notification: { title: 't', body: 'b', imageUrl: IMG } }),
@@ -136,6 +164,8 @@ module.exports = [
   bad('webpush-header-number', 'webpush.headers.TTL', { token: TOKEN, webpush: { headers: { TTL: 60 } } }),
   bad('webpush-data-bool', 'webpush.data.a', { token: TOKEN, webpush: { data: { a: true } } }),
   ok('fcm-options', { token: TOKEN, fcmOptions: { analyticsLabel: 'campaign-nov' } }),
+  // firebase-admin 14's sendEachForMulticast copies the whole message, FCM's own spelling too.
+  ok('tokens-fcm-options-snake', { tokens: [TOKEN], fcm_options: { analytics_label: 'snake' } }),
   bad('fcm-options-label-number', 'fcmOptions.analyticsLabel', { token: TOKEN, fcmOptions: { analyticsLabel: 1 } }),
 
   // --- pushq's own fields
@@ -166,4 +196,20 @@ module.exports = [
   bad('tokens-empty-entry', 'tokens[1]', { tokens: ['a', ''] }),
   bad('user-id-and-token', 'target', { userId: 'u1', token: TOKEN }),
   bad('user-id-with-bad-android', 'android.ttl', { userId: 'u1', android: { ttl: -3 } }),
+  // Valid pushes name the default app only: the delivery engine runs this corpus with one key.
+  ok('app', { token: TOKEN, app: 'default', notification: { title: 'x' } }),
+  ok('app-fids', { fids: [FID], app: 'default' }),
+  bad('app-empty', 'app', { token: TOKEN, app: '' }),
+  bad('app-space', 'app', { token: TOKEN, app: 'my app' }),
+  bad('app-slash', 'app', { token: TOKEN, app: 'a/b' }),
+  bad('app-too-long', 'app', { token: TOKEN, app: 'a'.repeat(65) }),
+  bad('app-number', 'app', { token: TOKEN, app: 7 }),
+  // Far ahead: the producer refuses a push whose time has passed, and the engine would not send it.
+  ok('expires-at-date', { token: TOKEN, expiresAt: new Date('2099-11-26T22:00:00.000Z') }),
+  ok('expires-at-offset', { fids: [FID], expiresAt: '2099-11-26T23:00:00+01:00', notification: { title: 'x' } }),
+  ok('expires-at-fid', { fid: FID, expiresAt: '2099-01-01T00:00:00Z', data: { a: 'b' } }),
+  bad('expires-at-words', 'expiresAt', { token: TOKEN, expiresAt: 'tomorrow' }),
+  bad('expires-at-number', 'expiresAt', { token: TOKEN, expiresAt: 1795730400000 }),
+  bad('expires-at-no-zone', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26T22:00:00' }),
+  bad('expires-at-date-only', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26' }),
 ]

@@ -1,7 +1,7 @@
-// firebase-admin as the oracle: its own validateMessage decides what is valid and what FCM body
-// it would POST for one device. pushq's own fields (targets beyond token/topic/condition,
-// idempotencyKey, delaySeconds, category) have no firebase-admin counterpart: their rules are
-// pushq's (README) and are checked here first.
+// firebase-admin (14) as the oracle: its own validateMessage decides what is valid and what FCM
+// body it would POST for one device. pushq's own fields (targets beyond fid/token/topic/condition,
+// app, idempotencyKey, expiresAt, delaySeconds, category) have no firebase-admin counterpart:
+// their rules are pushq's (README) and are checked here first.
 'use strict'
 const path = require('path')
 
@@ -10,12 +10,15 @@ const lib = path.dirname(require.resolve('firebase-admin'))
 const { deepCopy } = require(path.join(lib, 'utils', 'deep-copy'))
 const { validateMessage } = require(path.join(lib, 'messaging', 'messaging-internal'))
 
-const TARGETS = ['token', 'topic', 'condition', 'tokens', 'userId', 'userIds']
-const PUSHQ_FIELDS = ['tokens', 'userId', 'userIds', 'idempotencyKey', 'delaySeconds', 'category']
-const MULTICAST_FIELDS = ['android', 'apns', 'data', 'notification', 'webpush', 'fcmOptions']
+const TARGETS = ['token', 'fid', 'topic', 'condition', 'tokens', 'fids', 'userId', 'userIds']
+const PUSHQ_FIELDS = ['tokens', 'fids', 'userId', 'userIds', 'app', 'idempotencyKey', 'expiresAt', 'delaySeconds', 'category']
+// RFC 3339 with a time zone: what a JS Date becomes in JSON (2026-11-26T22:00:00.000Z).
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
 
 const isNonEmptyString = (v) => typeof v === 'string' && v !== ''
 const chars = (s) => [...s].length
+const isDateTime = (v) =>
+  v instanceof Date ? !Number.isNaN(v.getTime()) : typeof v === 'string' && DATE_TIME.test(v) && !Number.isNaN(Date.parse(v))
 
 function pushqRules(push) {
   const present = TARGETS.filter((t) => push[t] !== undefined && push[t] !== null)
@@ -23,12 +26,15 @@ function pushqRules(push) {
   const list = (v, maxChars) =>
     Array.isArray(v) && v.length >= 1 && v.length <= 10000 && v.every((x) => isNonEmptyString(x) && chars(x) <= maxChars)
   if ('tokens' in push && !list(push.tokens, Infinity)) return 'tokens'
+  if ('fids' in push && !list(push.fids, Infinity)) return 'fids'
   if ('userIds' in push && !list(push.userIds, 255)) return 'userIds'
   if ('userId' in push && !(isNonEmptyString(push.userId) && chars(push.userId) <= 255)) return 'userId'
+  if ('app' in push && !(typeof push.app === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(push.app))) return 'app'
   if ('idempotencyKey' in push) {
     const k = push.idempotencyKey
     if (!(isNonEmptyString(k) && k.length <= 128 && /^[\x21-\x7e]+$/.test(k))) return 'idempotencyKey'
   }
+  if ('expiresAt' in push && !isDateTime(push.expiresAt)) return 'expiresAt'
   if ('delaySeconds' in push) {
     const d = push.delaySeconds
     if (!(Number.isInteger(d) && d >= 0 && d <= 900)) return 'delaySeconds'
@@ -37,23 +43,23 @@ function pushqRules(push) {
   return null
 }
 
-/** `{ valid: true, body }` (firebase-admin's request body for one device) or `{ valid: false, error }`. */
-function oracle(push, deviceToken = 'corpus-device-token') {
+/**
+ * `{ valid: true, body }` (firebase-admin's request body for one device: `deviceFid` for a `fids`
+ * push, `deviceToken` for other pushes that fan out) or `{ valid: false, error }`.
+ */
+function oracle(push, { deviceToken = 'corpus-device-token', deviceFid = 'corpus-device-fid' } = {}) {
   if (push === null || typeof push !== 'object' || Array.isArray(push)) {
     return { valid: false, error: 'push must be an object' }
   }
   const broken = pushqRules(push)
   if (broken) return { valid: false, error: `pushq: ${broken}` }
 
-  let message
-  if (['tokens', 'userId', 'userIds'].some((t) => push[t] !== undefined)) {
-    // As sendEachForMulticast builds each per-device message.
-    message = { token: deviceToken }
-    for (const k of MULTICAST_FIELDS) message[k] = push[k]
-  } else {
-    message = {}
-    for (const [k, v] of Object.entries(push)) if (!PUSHQ_FIELDS.includes(k)) message[k] = v
-  }
+  const message = {}
+  for (const [k, v] of Object.entries(push)) if (!PUSHQ_FIELDS.includes(k)) message[k] = v
+  // As sendEachForMulticast builds each per-device message: `{ ...baseMessage, token }` or
+  // `{ ...baseMessage, fid }`. User ids resolve to devices; the corpus's are tokens.
+  if (push.fids !== undefined) message.fid = deviceFid
+  else if (['tokens', 'userId', 'userIds'].some((t) => push[t] !== undefined)) message.token = deviceToken
   const copy = deepCopy(message)
   try {
     validateMessage(copy)
@@ -63,4 +69,4 @@ function oracle(push, deviceToken = 'corpus-device-token') {
   return { valid: true, body: JSON.parse(JSON.stringify({ message: copy })) }
 }
 
-module.exports = { oracle }
+module.exports = { oracle, validateMessage }

@@ -1,5 +1,5 @@
 //! The queue envelope, version 1: `{"v":1,"id":"<uuid>","enqueuedAt":<ms>,"push":{…}}`.
-//! One push becomes one envelope, or several when its `tokens`/`userIds` list is large.
+//! One push becomes one envelope, or several when its `tokens`/`fids`/`userIds` list is large.
 //!
 //! Split rule: an envelope carries at most [`MAX_TARGETS_PER_ENVELOPE`] list entries and its body
 //! stays within [`MAX_ENVELOPE_BYTES`]; a longer list is cut, in order, into as few envelopes as
@@ -17,7 +17,7 @@ use crate::push::{Push, Target};
 
 /// The envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u64 = 1;
-/// Most `tokens`/`userIds` entries in one envelope.
+/// Most `tokens`/`fids`/`userIds` entries in one envelope.
 pub const MAX_TARGETS_PER_ENVELOPE: usize = 500;
 /// Largest envelope body pushq writes, in bytes: a quarter of SQS's original 256 KiB message
 /// limit, so that four fit one `SendMessageBatch` and every SQS-compatible queue takes them.
@@ -105,7 +105,7 @@ impl Envelope {
     pub fn to_bodies(&self) -> Result<Vec<String>, TooLarge> {
         let whole = self.to_json();
         let list = match self.push.target() {
-            Target::Tokens(list) | Target::Users(list) => list,
+            Target::Tokens(list) | Target::Fids(list) | Target::Users(list) => list,
             _ => return within_limit(whole).map(|b| vec![b]),
         };
         if list.len() <= MAX_TARGETS_PER_ENVELOPE && whole.len() <= MAX_ENVELOPE_BYTES {
@@ -384,7 +384,7 @@ mod tests {
             r#"{"v":7,"whatever":"v7 looks like"}"#,
             r#"{"v":1,"push":{"token":"t","priorityHint":"high"}}"#,
             // A new kind of target: the push names none this build knows.
-            r#"{"v":1,"push":{"fid":"f-1","notification":{"title":"x"}}}"#,
+            r#"{"v":1,"push":{"deviceGroup":"g-1","notification":{"title":"x"}}}"#,
         ] {
             let err = Envelope::parse(body, "m", 0).unwrap_err();
             assert!(err.is_from_newer_producer(), "{body}: {err}");
@@ -396,6 +396,23 @@ mod tests {
             r#"{"v":1}"#,
             r#"{"v":1,"push":{"token":"t","__proto__":{"x":1}}}"#,
             r#"{"v":1,"push":{"token":"t","":1}}"#,
+        ] {
+            let err = Envelope::parse(body, "m", 0).unwrap_err();
+            assert!(!err.is_from_newer_producer(), "{body}: {err}");
+        }
+        // FIDs, app and expiresAt are this build's own: read, not handed back.
+        for body in [
+            r#"{"v":1,"push":{"fid":"f-1","notification":{"title":"x"}}}"#,
+            r#"{"v":1,"push":{"fids":["f-1","f-2"],"app":"trainer"}}"#,
+            r#"{"v":1,"push":{"token":"t","expiresAt":"2026-11-26T22:00:00.000Z"}}"#,
+        ] {
+            assert!(Envelope::parse(body, "m", 0).is_ok(), "{body}");
+        }
+        // A known field with a wrong value is not a newer producer's.
+        for body in [
+            r#"{"v":1,"push":{"fid":"","notification":{"title":"x"}}}"#,
+            r#"{"v":1,"push":{"token":"t","app":"a b","newThing":1}}"#,
+            r#"{"v":1,"push":{"token":"t","expiresAt":"tomorrow","newThing":1}}"#,
         ] {
             let err = Envelope::parse(body, "m", 0).unwrap_err();
             assert!(!err.is_from_newer_producer(), "{body}: {err}");
@@ -428,6 +445,42 @@ mod tests {
         assert_eq!(seen, tokens);
         // 1234 tokens of 163 bytes each: the byte bound, not the count bound, decides.
         assert_eq!(bodies.len(), 4);
+    }
+
+    #[test]
+    fn large_fid_lists_split_like_tokens() {
+        let fids: Vec<String> = (0..1234).map(|i| format!("fid-{i:0>18}")).collect();
+        let env = Envelope::new(push(json!({
+            "fids": fids, "app": "trainer", "expiresAt": "2026-11-26T22:00:00.000Z",
+            "notification": {"title": "x"}
+        })));
+        let bodies = env.to_bodies().unwrap();
+        // 1234 short FIDs: the count bound, not the byte bound, decides.
+        assert_eq!(bodies.len(), 3);
+        let mut seen = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            assert!(body.len() <= MAX_ENVELOPE_BYTES);
+            let part = Envelope::parse(body, "m", 0).unwrap();
+            assert_eq!(part.id, env.id);
+            assert_eq!(part.part, Some((i as u32, 3)));
+            assert_eq!(part.push.app(), "trainer");
+            assert_eq!(part.push.expires_at_ms(), Some(1_795_730_400_000));
+            let Target::Fids(list) = part.push.target() else {
+                panic!("not fids: {body}")
+            };
+            assert!(list.len() <= MAX_TARGETS_PER_ENVELOPE);
+            seen.extend(list.iter().cloned());
+        }
+        assert_eq!(seen, fids);
+    }
+
+    #[test]
+    fn an_expired_push_is_still_read() {
+        // The consumer records it as expired: reading it must not depend on the clock.
+        let body = r#"{"v":1,"push":{"fid":"f","expiresAt":"1999-12-31T23:59:59+01:00"}}"#;
+        let env = Envelope::parse(body, "m", 0).unwrap();
+        assert_eq!(env.push.expires_at_ms(), Some(946_681_199_000));
+        assert_eq!(Envelope::parse(&env.to_json(), "m", 0).unwrap(), env);
     }
 
     #[test]

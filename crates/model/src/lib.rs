@@ -10,4 +10,4 @@ pub mod push;
 
 pub use envelope::Envelope;
 pub use error::{EnvelopeError, InvalidPush, TooLarge};
-pub use push::{Push, Target};
+pub use push::{check_app, Push, Recipient, Target, DEFAULT_APP};

@@ -19,10 +19,13 @@ fn text() -> impl Strategy<Value = String> {
 fn target() -> impl Strategy<Value = (String, Value)> {
     prop_oneof![
         "[A-Za-z0-9:_-]{1,160}".prop_map(|t| ("token".to_owned(), json!(t))),
+        "[A-Za-z0-9_-]{22}".prop_map(|f| ("fid".to_owned(), json!(f))),
         "(/topics/)?[A-Za-z0-9._~%-]{1,60}".prop_map(|t| ("topic".to_owned(), json!(t))),
         "[a-z]{1,10}".prop_map(|t| ("condition".to_owned(), json!(format!("'{t}' in topics")))),
         prop::collection::vec("[A-Za-z0-9:_-]{1,60}", 1..5)
             .prop_map(|t| ("tokens".to_owned(), json!(t))),
+        prop::collection::vec("[A-Za-z0-9_-]{22}", 1..5)
+            .prop_map(|f| ("fids".to_owned(), json!(f))),
         "\\PC{1,60}".prop_map(|u| ("userId".to_owned(), json!(u))),
         prop::collection::vec("\\PC{1,30}", 1..5).prop_map(|u| ("userIds".to_owned(), json!(u))),
     ]
@@ -96,9 +99,12 @@ fn push() -> impl Strategy<Value = Value> {
         proptest::option::of("[a-z]{1,20}"),
         proptest::option::of("[!-~]{1,40}"),
         proptest::option::of(0u32..=900),
+        proptest::option::of("[A-Za-z0-9_.-]{1,64}"),
+        // Up to 9999-12-31T00:00:00Z, so that every offset still writes a four-digit year.
+        proptest::option::of((0i64..253_402_214_400_000, -1439i32..=1439)),
     )
         .prop_map(
-            |((field, value), n, d, a, ap, label, category, key, delay)| {
+            |((field, value), n, d, a, ap, label, category, key, delay, app, expires)| {
                 let mut p = Map::new();
                 p.insert(field, value);
                 let mut put = |k: &str, v: Option<Value>| {
@@ -114,9 +120,23 @@ fn push() -> impl Strategy<Value = Value> {
                 put("category", category.map(Value::from));
                 put("idempotencyKey", key.map(Value::from));
                 put("delaySeconds", delay.map(Value::from));
+                put("app", app.map(Value::from));
+                put(
+                    "expiresAt",
+                    expires.map(|(ms, offset)| json!(rfc3339(ms, offset))),
+                );
                 Value::Object(p)
             },
         )
+}
+
+/// `ms` since the epoch as RFC 3339 text in the zone `offset_minutes` east of UTC.
+fn rfc3339(ms: i64, offset_minutes: i32) -> String {
+    let zone = chrono::FixedOffset::east_opt(offset_minutes * 60).expect("within a day");
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("within chrono's range")
+        .with_timezone(&zone)
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 proptest! {
@@ -162,6 +182,10 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         Just("token".to_owned()),
         Just("topic".to_owned()),
         Just("tokens".to_owned()),
+        Just("fid".to_owned()),
+        Just("fids".to_owned()),
+        Just("app".to_owned()),
+        Just("expiresAt".to_owned()),
         Just("userId".to_owned()),
         Just("notification".to_owned()),
         Just("data".to_owned()),

@@ -2,7 +2,7 @@
 //! FCM v1 wire form (snake_case keys, `"N.NNNs"` durations, hyphenated `aps` keys, …).
 //!
 //! The order of checks and every rename follow `firebase-admin/lib/messaging/messaging-internal.js`
-//! (v13), so that pushq accepts and rejects what `messaging.send()` does and sends the same body.
+//! (v14), so that pushq accepts and rejects what `messaging.send()` does and sends the same body.
 //! Keys firebase-admin does not know pass through untouched, as they do there.
 
 use serde_json::{Map, Value};
@@ -14,6 +14,7 @@ type Result<T = ()> = std::result::Result<T, InvalidPush>;
 
 /// Validates and converts a message (without its target) in place.
 pub(super) fn to_wire(message: &mut Map<String, Value>) -> Result {
+    message.values_mut().for_each(deep_copy);
     string_map(message.get("data"), "data")?;
     if let Some(android) = message.get_mut("android") {
         android_config(android)?;
@@ -40,6 +41,20 @@ pub(super) fn to_wire(message: &mut Map<String, Value>) -> Result {
         rename(notification, &[("imageUrl", "image")]);
     }
     Ok(())
+}
+
+/// What firebase-admin 14's `deepCopy` (run by `send()` before it validates) leaves of a value:
+/// keys named `__proto__` and `prototype` are dropped at any depth, except in an object with a
+/// `constructor` key of its own, which it takes for a class instance and keeps whole.
+fn deep_copy(value: &mut Value) {
+    match value {
+        Value::Object(map) if !map.contains_key("constructor") => {
+            map.retain(|key, _| key != "__proto__" && key != "prototype");
+            map.values_mut().for_each(deep_copy);
+        }
+        Value::Array(items) => items.iter_mut().for_each(deep_copy),
+        _ => {}
+    }
 }
 
 fn android_config(android: &mut Value) -> Result {
@@ -470,6 +485,29 @@ mod tests {
         assert_eq!(d(json!(1)), "0.001000000s");
         assert!(duration(&json!(-1), "x").is_err());
         assert!(duration(&json!("5"), "x").is_err());
+    }
+
+    #[test]
+    fn prototype_keys_are_dropped_as_firebase_admin_copies() {
+        let kept = json!({"constructor": "x", "prototype": "kept: a class instance to it"});
+        let mut message = json!({
+            "data": {"prototype": 5, "a": "b"},
+            "apns": {"payload": {
+                "aps": {},
+                "__proto__": {"x": 1},
+                "n": {"prototype": [1, {"prototype": 2, "k": 3}]}
+            }},
+            "android": {"data": kept}
+        });
+        to_wire(message.as_object_mut().unwrap()).unwrap();
+        assert_eq!(
+            message,
+            json!({
+                "data": {"a": "b"},
+                "apns": {"payload": {"aps": {}, "n": {}}},
+                "android": {"data": kept}
+            })
+        );
     }
 
     #[test]

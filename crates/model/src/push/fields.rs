@@ -1,62 +1,13 @@
-//! The validators of a push's own fields: its target and pushq's `idempotencyKey`,
-//! `delaySeconds` and `category`, each checked against the column or SQS limit it must fit.
+//! The validators of pushq's own fields of a push (`app`, `idempotencyKey`, `expiresAt`,
+//! `delaySeconds`, `category`; its target is `target.rs`'s), each checked against the column or
+//! SQS limit it must fit.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
-    describe, Target, MAX_CATEGORY_CHARS, MAX_DELAY_SECONDS, MAX_IDEMPOTENCY_KEY_CHARS,
-    MAX_LIST_TARGETS, MAX_TOKEN_CHARS, MAX_TOPIC_OR_CONDITION_CHARS, MAX_USER_ID_CHARS,
-    TARGET_FIELDS,
+    describe, MAX_APP_CHARS, MAX_CATEGORY_CHARS, MAX_DELAY_SECONDS, MAX_IDEMPOTENCY_KEY_CHARS,
 };
 use crate::error::InvalidPush;
-
-/// The push's one target, from whichever of the target fields is set (null counts as unset).
-pub(super) fn parse_target(raw: &Map<String, Value>) -> Result<Target, InvalidPush> {
-    let present: Vec<&str> = TARGET_FIELDS
-        .iter()
-        .copied()
-        .filter(|f| raw.get(*f).is_some_and(|v| !v.is_null()))
-        .collect();
-    let [field] = present[..] else {
-        let got = if present.is_empty() {
-            "none".to_owned()
-        } else {
-            present.join(", ")
-        };
-        return Err(InvalidPush::new(
-            "target",
-            format!("exactly one of token, topic, condition, tokens, userId, userIds must be set (got {got})"),
-        ));
-    };
-    let value = &raw[field];
-    Ok(match field {
-        "token" => Target::Token(stored_string(value, "token", MAX_TOKEN_CHARS)?),
-        "condition" => Target::Condition(stored_string(
-            value,
-            "condition",
-            MAX_TOPIC_OR_CONDITION_CHARS,
-        )?),
-        "topic" => {
-            let topic = stored_string(value, "topic", MAX_TOPIC_OR_CONDITION_CHARS)?;
-            let name = topic.strip_prefix("/topics/").unwrap_or(&topic);
-            let legal = |c: char| c.is_ascii_alphanumeric() || "-_.~%".contains(c);
-            if name.is_empty() || !name.chars().all(legal) {
-                return Err(InvalidPush::new(
-                    "topic",
-                    format!(
-                        "must be a topic name of letters, digits and -_.~% (optionally prefixed /topics/) (got {})",
-                        describe(value)
-                    ),
-                ));
-            }
-            Target::Topic(name.to_owned())
-        }
-        "tokens" => Target::Tokens(string_list(value, "tokens", MAX_TOKEN_CHARS)?),
-        "userId" => Target::User(user_id(value, "userId")?),
-        "userIds" => Target::Users(string_list(value, "userIds", MAX_USER_ID_CHARS)?),
-        _ => unreachable!("TARGET_FIELDS and this match list the same fields"),
-    })
-}
 
 fn non_empty_string(value: &Value, field: &str) -> Result<String, InvalidPush> {
     match value {
@@ -70,7 +21,11 @@ fn non_empty_string(value: &Value, field: &str) -> Result<String, InvalidPush> {
 
 /// A string pushq stores in its database: non-empty, at most `max_chars` characters (the
 /// column's size) and without U+0000 (PostgreSQL text cannot hold it).
-fn stored_string(value: &Value, field: &str, max_chars: usize) -> Result<String, InvalidPush> {
+pub(super) fn stored_string(
+    value: &Value,
+    field: &str,
+    max_chars: usize,
+) -> Result<String, InvalidPush> {
     let s = non_empty_string(value, field)?;
     let chars = s.chars().count();
     if chars > max_chars {
@@ -86,38 +41,6 @@ fn stored_string(value: &Value, field: &str, max_chars: usize) -> Result<String,
         ));
     }
     Ok(s)
-}
-
-fn user_id(value: &Value, field: &str) -> Result<String, InvalidPush> {
-    stored_string(value, field, MAX_USER_ID_CHARS)
-}
-
-fn string_list(value: &Value, field: &str, max_chars: usize) -> Result<Vec<String>, InvalidPush> {
-    let Value::Array(items) = value else {
-        return Err(InvalidPush::new(
-            field,
-            format!("must be an array of strings (got {})", describe(value)),
-        ));
-    };
-    if items.is_empty() || items.len() > MAX_LIST_TARGETS {
-        return Err(InvalidPush::new(
-            field,
-            format!(
-                "must have 1 to {MAX_LIST_TARGETS} entries (got {})",
-                items.len()
-            ),
-        ));
-    }
-    let mut seen = std::collections::HashSet::with_capacity(items.len());
-    let mut list = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let entry = stored_string(item, &format!("{field}[{i}]"), max_chars)?;
-        // A device or user named twice gets the push once; the first place counts.
-        if seen.insert(entry.clone()) {
-            list.push(entry);
-        }
-    }
-    Ok(list)
 }
 
 /// `idempotencyKey`: a non-empty string of printable ASCII without spaces, at most
@@ -141,6 +64,57 @@ pub(super) fn parse_idempotency_key(value: Option<&Value>) -> Result<Option<Stri
         "idempotencyKey",
         problem.unwrap_or_else(|| format!("must be a non-empty string (got {})", describe(value))),
     ))
+}
+
+/// Checks an app name: 1 to [`MAX_APP_CHARS`] characters of `A-Z a-z 0-9 _ . -`. The error
+/// names the field `app` (a push's, or the client option of that name).
+pub fn check_app(name: &str) -> Result<(), InvalidPush> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+    if name.is_empty() || name.len() > MAX_APP_CHARS || !name.chars().all(legal) {
+        return Err(InvalidPush::new(
+            "app",
+            format!(
+                "must be 1 to {MAX_APP_CHARS} characters of A-Z a-z 0-9 _ . - (got {})",
+                describe(&Value::String(name.to_owned()))
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `app`: a string that passes [`check_app`].
+pub(super) fn parse_app(value: Option<&Value>) -> Result<Option<String>, InvalidPush> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => check_app(s).map(|()| Some(s.clone())),
+        Some(other) => Err(InvalidPush::new(
+            "app",
+            format!(
+                "must be a string of 1 to {MAX_APP_CHARS} characters of A-Z a-z 0-9 _ . - (got {})",
+                describe(other)
+            ),
+        )),
+    }
+}
+
+/// `expiresAt`: an RFC 3339 date-time with a time zone, what a JS `Date` becomes in JSON
+/// (`2026-11-26T22:00:00.000Z`), as milliseconds since the Unix epoch. Not compared with the
+/// clock: a push read after its time is still valid (and recorded as expired).
+pub(super) fn parse_expires_at(value: Option<&Value>) -> Result<Option<i64>, InvalidPush> {
+    let Some(value) = value else { return Ok(None) };
+    value
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| Some(t.timestamp_millis()))
+        .ok_or_else(|| {
+            InvalidPush::new(
+                "expiresAt",
+                format!(
+                    "must be an ISO-8601 date-time with a time zone, e.g. \"2026-11-26T22:00:00Z\" (got {})",
+                    describe(value)
+                ),
+            )
+        })
 }
 
 /// `delaySeconds`: a whole number from 0 to [`MAX_DELAY_SECONDS`].
@@ -173,24 +147,11 @@ pub(super) fn parse_category(value: Option<&Value>) -> Result<Option<String>, In
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::Push;
+    use crate::push::{Push, MAX_TOKEN_CHARS};
     use serde_json::json;
 
     fn field_of(v: Value) -> String {
         Push::from_value(v).unwrap_err().field
-    }
-
-    #[test]
-    fn exactly_one_target() {
-        assert_eq!(field_of(json!({"notification": {}})), "target");
-        assert_eq!(field_of(json!({"token": "a", "userId": "u"})), "target");
-        // null counts as absent, as in firebase-admin.
-        let push = Push::from_value(json!({"token": "a", "topic": null})).unwrap();
-        assert_eq!(push.target(), &Target::Token("a".into()));
-        assert!(!push.fcm_request(false).unwrap()["message"]
-            .as_object()
-            .unwrap()
-            .contains_key("topic"));
     }
 
     #[test]
@@ -219,28 +180,87 @@ mod tests {
     }
 
     #[test]
-    fn lists_are_bounded_and_entries_named() {
-        assert_eq!(field_of(json!({"tokens": ["a", ""]})), "tokens[1]");
-        let many: Vec<String> = (0..=MAX_LIST_TARGETS).map(|i| i.to_string()).collect();
-        assert_eq!(field_of(json!({ "userIds": many })), "userIds");
+    fn app_names_are_short_and_plain() {
+        for good in [
+            "member",
+            "trainer-app",
+            "a",
+            "App_2.prod",
+            &"x".repeat(MAX_APP_CHARS),
+        ] {
+            assert_eq!(check_app(good), Ok(()), "{good}");
+            let push = Push::from_value(json!({"token": "t", "app": good})).unwrap();
+            assert_eq!(push.app(), good);
+        }
+        for bad in [
+            "",
+            "my app",
+            "app/1",
+            "ä",
+            "a\u{0}",
+            &"x".repeat(MAX_APP_CHARS + 1),
+        ] {
+            let err = check_app(bad).unwrap_err();
+            assert_eq!(err.field, "app", "{bad}");
+            assert!(
+                err.problem.starts_with("must be 1 to 64 characters"),
+                "{err}"
+            );
+            assert_eq!(field_of(json!({"token": "t", "app": bad})), "app", "{bad}");
+        }
+        for bad in [json!(1), json!(null), json!(["member"]), json!({})] {
+            let err = Push::from_value(json!({"token": "t", "app": bad})).unwrap_err();
+            assert_eq!(err.field, "app", "{bad}");
+        }
         assert_eq!(
-            field_of(json!({"userIds": ["a", "x".repeat(256)]})),
-            "userIds[1]"
+            check_app("my app").unwrap_err().to_string(),
+            "push.app: must be 1 to 64 characters of A-Z a-z 0-9 _ . - (got \"my app\")"
         );
     }
 
     #[test]
-    fn a_list_names_each_entry_once() {
-        let push = Push::from_value(json!({"tokens": ["b", "a", "b", "c", "a"]})).unwrap();
+    fn expires_at_is_a_date_time_with_a_zone() {
+        let at = |v: Value| {
+            Push::from_value(json!({"token": "t", "expiresAt": v})).map(|p| p.expires_at_ms())
+        };
+        // 2026-11-26T22:00:00Z
+        const MS: i64 = 1_795_730_400_000;
+        assert_eq!(at(json!("2026-11-26T22:00:00Z")), Ok(Some(MS)));
+        // What JSON.stringify writes for a Date.
+        assert_eq!(at(json!("2026-11-26T22:00:00.000Z")), Ok(Some(MS)));
+        assert_eq!(at(json!("2026-11-26T22:00:00.123Z")), Ok(Some(MS + 123)));
+        assert_eq!(at(json!("2026-11-26T23:00:00+01:00")), Ok(Some(MS)));
+        assert_eq!(at(json!("2026-11-26T17:30:00.5-04:30")), Ok(Some(MS + 500)));
+        // Long past: still a valid push (the consumer records it as expired).
+        assert_eq!(at(json!("2001-01-01T00:00:00Z")), Ok(Some(978_307_200_000)));
         assert_eq!(
-            push.target(),
-            &Target::Tokens(vec!["b".into(), "a".into(), "c".into()])
+            Push::from_value(json!({"token": "t"}))
+                .unwrap()
+                .expires_at_ms(),
+            None
         );
-        // What travels in the envelope is the list without repeats too.
-        assert_eq!(push.raw()["tokens"], json!(["b", "a", "c"]));
-        let push = Push::from_value(json!({"userIds": ["u", "u"]})).unwrap();
-        assert_eq!(push.target(), &Target::Users(vec!["u".into()]));
-        assert_eq!(push.raw()["userIds"], json!(["u"]));
+        for bad in [
+            json!("tomorrow"),
+            json!(1_795_730_400_000_i64),
+            json!("2026-11-26"),
+            json!("2026-11-26T22:00:00"),
+            json!("2026-02-30T22:00:00Z"),
+            json!(""),
+            json!(null),
+        ] {
+            let err = at(bad.clone()).unwrap_err();
+            assert_eq!(err.field, "expiresAt", "{bad}");
+            assert!(
+                err.problem.starts_with(
+                    "must be an ISO-8601 date-time with a time zone, e.g. \"2026-11-26T22:00:00Z\" (got "
+                ),
+                "{err}"
+            );
+        }
+        assert!(at(json!("tomorrow"))
+            .unwrap_err()
+            .problem
+            .ends_with("(got \"tomorrow\")"));
     }
 
     #[test]

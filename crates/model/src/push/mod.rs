@@ -4,16 +4,22 @@
 mod fcm_body;
 mod fields;
 mod json_path;
+mod target;
 mod url_check;
 
 use serde_json::{Map, Value};
 
 use crate::error::InvalidPush;
-use fields::{parse_category, parse_delay, parse_idempotency_key, parse_target};
+pub use fields::check_app;
+use fields::{parse_app, parse_category, parse_delay, parse_expires_at, parse_idempotency_key};
 use json_path::json_path_at;
+pub use target::{is_target_field, Recipient, Target};
+use target::{parse_target, TARGET_FIELDS};
 
-/// Most entries a `tokens` or `userIds` list may have in one push (the client splits them into
-/// several queue messages; see [`crate::envelope`]).
+/// The app of a push that names none (and of a client without an `app` option).
+pub const DEFAULT_APP: &str = "default";
+/// Most entries a `tokens`, `fids` or `userIds` list may have in one push (the client splits
+/// them into several queue messages; see [`crate::envelope`]).
 pub const MAX_LIST_TARGETS: usize = 10_000;
 /// Longest user id, in characters (it is stored in a `VARCHAR(255)` column).
 pub const MAX_USER_ID_CHARS: usize = 255;
@@ -21,9 +27,11 @@ pub const MAX_USER_ID_CHARS: usize = 255;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 /// Longest category, in characters.
 pub const MAX_CATEGORY_CHARS: usize = 100;
-/// Longest device token, in characters (it is stored in a `VARCHAR(512)` column; FCM's are
-/// about 160).
+/// Longest device token or FID, in characters (it is stored in a `VARCHAR(512)` column; FCM's
+/// tokens are about 160, FIDs 22).
 pub const MAX_TOKEN_CHARS: usize = 512;
+/// Longest app name, in characters.
+pub const MAX_APP_CHARS: usize = 64;
 /// Longest topic or condition, in characters (recorded as the target, `VARCHAR(600)`).
 pub const MAX_TOPIC_OR_CONDITION_CHARS: usize = 500;
 /// Largest `delaySeconds` (SQS's `DelaySeconds` limit).
@@ -33,48 +41,15 @@ pub const FCM_PAYLOAD_LIMIT: usize = 4096;
 /// FCM's payload limit for topic messages, in bytes.
 pub const FCM_TOPIC_PAYLOAD_LIMIT: usize = 2048;
 
-/// Who a push goes to. Exactly one per push.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// One FCM registration token.
-    Token(String),
-    /// An FCM topic name, without the `/topics/` prefix.
-    Topic(String),
-    /// An FCM condition expression.
-    Condition(String),
-    /// Several registration tokens (firebase-admin's `MulticastMessage.tokens`).
-    Tokens(Vec<String>),
-    /// One user, resolved to their live device tokens at delivery.
-    User(String),
-    /// Several users, each resolved to their live device tokens at delivery.
-    Users(Vec<String>),
-}
-
-impl Target {
-    /// The field of the push that carries this target.
-    pub fn field(&self) -> &'static str {
-        match self {
-            Target::Token(_) => "token",
-            Target::Topic(_) => "topic",
-            Target::Condition(_) => "condition",
-            Target::Tokens(_) => "tokens",
-            Target::User(_) => "userId",
-            Target::Users(_) => "userIds",
-        }
-    }
-
-    /// True for targets that fan out to one FCM send per device (`tokens`, `userId`, `userIds`).
-    pub fn fans_out(&self) -> bool {
-        matches!(self, Target::Tokens(_) | Target::User(_) | Target::Users(_))
-    }
-}
-
 /// The fields of a push that pushq reads itself and never sends to FCM.
-const PUSHQ_FIELDS: [&str; 6] = [
+const PUSHQ_FIELDS: [&str; 9] = [
     "tokens",
+    "fids",
     "userId",
     "userIds",
+    "app",
     "idempotencyKey",
+    "expiresAt",
     "delaySeconds",
     "category",
 ];
@@ -88,27 +63,10 @@ const MESSAGE_FIELDS: [&str; 7] = [
     "fcmOptions",
     "fcm_options",
 ];
-/// The fields that name a target.
-const TARGET_FIELDS: [&str; 6] = ["token", "topic", "condition", "tokens", "userId", "userIds"];
-/// What firebase-admin's `sendEachForMulticast` copies into each per-device message.
-const FANOUT_FIELDS: [&str; 6] = [
-    "android",
-    "apns",
-    "data",
-    "notification",
-    "webpush",
-    "fcmOptions",
-];
-
 /// Whether `name` is a top-level field of a push this build knows (a target, a field of
 /// firebase-admin's `Message`, or pushq's own).
 pub fn is_push_field(name: &str) -> bool {
     TARGET_FIELDS.contains(&name) || PUSHQ_FIELDS.contains(&name) || MESSAGE_FIELDS.contains(&name)
-}
-
-/// Whether `name` is one of the fields that name a push's target.
-pub fn is_target_field(name: &str) -> bool {
-    TARGET_FIELDS.contains(&name)
 }
 
 /// A validated push.
@@ -120,7 +78,9 @@ pub struct Push {
     raw: Map<String, Value>,
     target: Target,
     wire: Map<String, Value>,
+    app: Option<String>,
     idempotency_key: Option<String>,
+    expires_at_ms: Option<i64>,
     delay_seconds: Option<u32>,
     category: Option<String>,
 }
@@ -159,30 +119,29 @@ impl Push {
             let name = if key.is_empty() { "\"\"" } else { key.as_str() };
             return Err(InvalidPush::new(
                 name,
-                "is not a field of a push (firebase-admin's Message fields, a target, or pushq's idempotencyKey, delaySeconds, category)".to_owned(),
+                "is not a field of a push (firebase-admin's Message fields, a target, or pushq's app, idempotencyKey, expiresAt, delaySeconds, category)".to_owned(),
             ));
         }
         let mut raw = raw;
         let target = parse_target(&raw)?;
-        if let Target::Tokens(list) | Target::Users(list) = &target {
+        if let Target::Tokens(list) | Target::Fids(list) | Target::Users(list) = &target {
             // Repeats were removed: the envelope carries the list as delivered.
             if raw[target.field()].as_array().map(Vec::len) != Some(list.len()) {
                 let list = list.iter().cloned().map(Value::String).collect();
                 raw.insert(target.field().to_owned(), Value::Array(list));
             }
         }
+        let app = parse_app(raw.get("app"))?;
         let idempotency_key = parse_idempotency_key(raw.get("idempotencyKey"))?;
+        let expires_at_ms = parse_expires_at(raw.get("expiresAt"))?;
         let delay_seconds = parse_delay(raw.get("delaySeconds"))?;
         let category = parse_category(raw.get("category"))?;
 
+        // Every field but pushq's and the target: what firebase-admin 14's `sendEachForMulticast`
+        // copies into each per-device message too (`{ ...baseMessage, token }`).
         let mut wire = Map::new();
         for (key, value) in &raw {
-            let keep = if target.fans_out() {
-                FANOUT_FIELDS.contains(&key.as_str())
-            } else {
-                !PUSHQ_FIELDS.contains(&key.as_str()) && !TARGET_FIELDS.contains(&key.as_str())
-            };
-            if keep {
+            if !PUSHQ_FIELDS.contains(&key.as_str()) && !TARGET_FIELDS.contains(&key.as_str()) {
                 wire.insert(key.clone(), value.clone());
             }
         }
@@ -191,7 +150,9 @@ impl Push {
             raw,
             target,
             wire,
+            app,
             idempotency_key,
+            expires_at_ms,
             delay_seconds,
             category,
         })
@@ -210,6 +171,32 @@ impl Push {
     /// The FCM v1 `message` this push becomes, without its target: what every target receives.
     pub fn fcm_payload(&self) -> &Map<String, Value> {
         &self.wire
+    }
+
+    /// `app`: which of the deployment's apps (Firebase projects) sends the push; [`DEFAULT_APP`]
+    /// when the push names none.
+    pub fn app(&self) -> &str {
+        self.app.as_deref().unwrap_or(DEFAULT_APP)
+    }
+
+    /// This push sent by `app` when it names no app itself (a client's `app` option). Writes
+    /// the app into the raw push, which the envelope carries, unless it is [`DEFAULT_APP`]
+    /// (a consumer reads a push without `app` as that). `app` must pass [`check_app`].
+    pub fn with_default_app(mut self, app: &str) -> Push {
+        debug_assert!(check_app(app).is_ok(), "app {app:?} was not checked");
+        if self.app.is_none() && app != DEFAULT_APP {
+            self.raw
+                .insert("app".to_owned(), Value::String(app.to_owned()));
+            self.app = Some(app.to_owned());
+        }
+        self
+    }
+
+    /// `expiresAt`, in milliseconds since the Unix epoch: the push is not sent after it. Not
+    /// compared with the clock here: an envelope read after that time is still a valid push,
+    /// which the consumer records as expired.
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        self.expires_at_ms
     }
 
     /// `idempotencyKey`: pushes with the same key are delivered once per device.
@@ -271,21 +258,34 @@ impl Push {
         }
     }
 
-    /// The FCM v1 request body for this push's own target (`token`, `topic` or `condition`).
-    /// For pushes that fan out, use [`Push::fcm_request_for_token`].
+    /// The FCM v1 request body for this push's own target (`token`, `fid`, `topic` or
+    /// `condition`); `None` for pushes that fan out: see [`Push::fcm_request_for`].
     pub fn fcm_request(&self, validate_only: bool) -> Option<Value> {
         let (key, value) = match &self.target {
             Target::Token(t) => ("token", t),
+            Target::Fid(f) => ("fid", f),
             Target::Topic(t) => ("topic", t),
             Target::Condition(c) => ("condition", c),
-            _ => return None,
+            Target::Tokens(_) | Target::Fids(_) | Target::User(_) | Target::Users(_) => {
+                return None
+            }
         };
         Some(self.request_with(key, value, validate_only))
     }
 
-    /// The FCM v1 request body that sends this push to one device token.
+    /// The FCM v1 request body that sends this push to one device: `message.token` or
+    /// `message.fid`, as firebase-admin sends a `TokenMessage` or a `FidMessage`.
+    pub fn fcm_request_for(&self, to: Recipient<'_>, validate_only: bool) -> Value {
+        match to {
+            Recipient::Token(token) => self.request_with("token", token, validate_only),
+            Recipient::Fid(fid) => self.request_with("fid", fid, validate_only),
+        }
+    }
+
+    /// The FCM v1 request body that sends this push to one device token
+    /// ([`Push::fcm_request_for`] with a [`Recipient::Token`]).
     pub fn fcm_request_for_token(&self, token: &str, validate_only: bool) -> Value {
-        self.request_with("token", token, validate_only)
+        self.fcm_request_for(Recipient::Token(token), validate_only)
     }
 
     fn request_with(&self, key: &str, value: &str, validate_only: bool) -> Value {
@@ -300,12 +300,13 @@ impl Push {
         Value::Object(body)
     }
 
-    /// This push with its `tokens`/`userIds` list replaced by `part` (used to split large lists).
+    /// This push with its `tokens`/`fids`/`userIds` list replaced by `part` (used to split
+    /// large lists).
     pub(crate) fn with_list(&self, part: &[String]) -> Push {
         let mut push = self.clone();
         let list = Value::Array(part.iter().cloned().map(Value::String).collect());
         match &mut push.target {
-            Target::Tokens(v) | Target::Users(v) => *v = part.to_vec(),
+            Target::Tokens(v) | Target::Fids(v) | Target::Users(v) => *v = part.to_vec(),
             _ => return push,
         }
         push.raw.insert(self.target.field().to_owned(), list);
@@ -426,10 +427,116 @@ mod tests {
     }
 
     #[test]
+    fn a_fid_goes_where_a_token_would() {
+        let push = Push::from_value(json!({
+            "fid": "fid-1", "notification": {"title": "t"}, "android": {"ttl": 1500}
+        }))
+        .unwrap();
+        let message = json!({
+            "fid": "fid-1", "notification": {"title": "t"}, "android": {"ttl": "1.500000000s"}
+        });
+        assert_eq!(push.fcm_request(false), Some(json!({ "message": message })));
+        assert_eq!(
+            push.fcm_request(true),
+            Some(json!({"message": message, "validate_only": true}))
+        );
+
+        let push = Push::from_value(json!({
+            "fids": ["f-1", "f-2"], "data": {"k": "v"}, "apns": {"payload": {"aps": {"badge": 1}}}
+        }))
+        .unwrap();
+        assert_eq!(push.fcm_request(false), None);
+        let payload = json!({"data": {"k": "v"}, "apns": {"payload": {"aps": {"badge": 1}}}});
+        let mut for_fid = payload.clone();
+        for_fid["fid"] = json!("f-2");
+        assert_eq!(
+            push.fcm_request_for(Recipient::Fid("f-2"), false),
+            json!({ "message": for_fid })
+        );
+        let mut for_token = payload;
+        for_token["token"] = json!("tok");
+        assert_eq!(
+            push.fcm_request_for(Recipient::Token("tok"), true),
+            json!({"message": for_token, "validate_only": true})
+        );
+        assert_eq!(
+            push.fcm_request_for_token("tok", true),
+            push.fcm_request_for(Recipient::Token("tok"), true)
+        );
+    }
+
+    #[test]
+    fn app_and_expiry_never_reach_fcm() {
+        let push = Push::from_value(json!({
+            "fids": ["f-1"], "app": "trainer", "expiresAt": "2026-11-26T22:00:00.000Z",
+            "notification": {"title": "t"}
+        }))
+        .unwrap();
+        assert_eq!(
+            push.fcm_request_for(Recipient::Fid("f-1"), false),
+            json!({"message": {"fid": "f-1", "notification": {"title": "t"}}})
+        );
+        assert_eq!(push.app(), "trainer");
+        assert_eq!(push.expires_at_ms(), Some(1_795_730_400_000));
+        let push = Push::from_value(json!({
+            "fid": "f-1", "app": "trainer", "expiresAt": "2026-11-26T22:00:00Z", "category": "c"
+        }))
+        .unwrap();
+        assert_eq!(
+            push.fcm_request(false),
+            Some(json!({"message": {"fid": "f-1"}}))
+        );
+        assert!(push.fcm_payload().is_empty());
+    }
+
+    #[test]
+    fn a_push_without_an_app_takes_the_clients() {
+        let push = Push::from_value(json!({"token": "t"})).unwrap();
+        assert_eq!(push.app(), DEFAULT_APP);
+        assert_eq!(DEFAULT_APP, "default");
+
+        let member = push.clone().with_default_app("member");
+        assert_eq!(member.app(), "member");
+        // The envelope carries the raw push: the consumer must see the app too.
+        assert_eq!(member.raw()["app"], "member");
+        assert_eq!(member.fcm_request(false), push.fcm_request(false));
+
+        // The default app is what a push without one means: nothing to write.
+        assert_eq!(push.clone().with_default_app(DEFAULT_APP), push);
+
+        // A push that names its app keeps it, even when it names the default.
+        let own = Push::from_value(json!({"token": "t", "app": "trainer"})).unwrap();
+        assert_eq!(own.clone().with_default_app("member"), own);
+        let named_default = Push::from_value(json!({"token": "t", "app": "default"})).unwrap();
+        let kept = named_default.clone().with_default_app("member");
+        assert_eq!(kept, named_default);
+        assert_eq!(kept.app(), "default");
+    }
+
+    #[test]
+    fn unknown_field_message_lists_pushqs_fields() {
+        let err = Push::from_value(json!({"token": "a", "expires": 1})).unwrap_err();
+        assert!(
+            err.problem
+                .contains("app, idempotencyKey, expiresAt, delaySeconds, category"),
+            "{err}"
+        );
+        for field in ["fid", "fids", "app", "expiresAt"] {
+            assert!(is_push_field(field), "{field}");
+        }
+        assert!(is_target_field("fid") && is_target_field("fids"));
+        assert!(!is_target_field("app") && !is_target_field("expiresAt"));
+    }
+
+    #[test]
     fn with_list_replaces_target_and_raw() {
         let push = Push::from_value(json!({"tokens": ["a", "b", "c"]})).unwrap();
         let part = push.with_list(&["b".to_owned()]);
         assert_eq!(part.target(), &Target::Tokens(vec!["b".into()]));
         assert_eq!(part.raw()["tokens"], json!(["b"]));
+        let push = Push::from_value(json!({"fids": ["a", "b", "c"]})).unwrap();
+        let part = push.with_list(&["c".to_owned()]);
+        assert_eq!(part.target(), &Target::Fids(vec!["c".into()]));
+        assert_eq!(part.raw()["fids"], json!(["c"]));
     }
 }
