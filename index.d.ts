@@ -6,21 +6,45 @@
 // included. Edit those and run `npm run build`; index.d.ts itself is never edited.
 
 /**
- * A push: firebase-admin's `Message` (`token` | `topic` | `condition`, `notification`, `data`,
- * `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
- * Exactly one target field (`token`, `topic`, `condition`, `tokens`, `userId`, `userIds`) must be set.
+ * A push: firebase-admin 14's `Message` (`fid` | `token` | `topic` | `condition`, `notification`,
+ * `data`, `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
+ * Exactly one target field (`token`, `fid`, `topic`, `condition`, `tokens`, `fids`, `userId`,
+ * `userIds`) must be set.
  * Any other top-level field is `PUSHQ_INVALID_PUSH` naming it. Targets, user ids and `category`
  * are recorded in the delivery log: they may not contain the NUL character.
  */
-export type Push = TokenPush | TopicPush | ConditionPush | TokensPush | UserPush | UsersPush
+export type Push =
+  | TokenPush
+  | FidPush
+  | TopicPush
+  | ConditionPush
+  | TokensPush
+  | FidsPush
+  | UserPush
+  | UsersPush
 
-/** A {@link Push} to one device. */
+/** A {@link Push} to one device by its registration token (firebase-admin 14 deprecates `token` for `fid`; both work). */
 export interface TokenPush extends PushBase {
   /** One FCM registration token (at most 512 characters). */
   token: string
+  fid?: never
   topic?: never
   condition?: never
   tokens?: never
+  fids?: never
+  userId?: never
+  userIds?: never
+}
+
+/** A {@link Push} to one device by its Firebase Installation ID (firebase-admin 14's `FidMessage`). */
+export interface FidPush extends PushBase {
+  token?: never
+  /** One Firebase Installation ID (at most 512 characters); FCM receives it as `message.fid`. */
+  fid: string
+  topic?: never
+  condition?: never
+  tokens?: never
+  fids?: never
   userId?: never
   userIds?: never
 }
@@ -28,6 +52,7 @@ export interface TokenPush extends PushBase {
 /** A {@link Push} to the devices subscribed to a topic. */
 export interface TopicPush extends PushBase {
   token?: never
+  fid?: never
   /**
    * An FCM topic name (letters, digits, `-_.~%`), optionally prefixed `/topics/` (at most 500
    * characters).
@@ -35,6 +60,7 @@ export interface TopicPush extends PushBase {
   topic: string
   condition?: never
   tokens?: never
+  fids?: never
   userId?: never
   userIds?: never
 }
@@ -42,10 +68,12 @@ export interface TopicPush extends PushBase {
 /** A {@link Push} to the devices whose topics match a condition. */
 export interface ConditionPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   /** An FCM condition, e.g. `"'sports' in topics && 'news' in topics"` (at most 500 characters). */
   condition: string
   tokens?: never
+  fids?: never
   userId?: never
   userIds?: never
 }
@@ -53,6 +81,7 @@ export interface ConditionPush extends PushBase {
 /** A {@link Push} to several devices (firebase-admin's `MulticastMessage`). */
 export interface TokensPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   condition?: never
   /**
@@ -61,6 +90,23 @@ export interface TokensPush extends PushBase {
    * Large lists are split into several queue messages; the push keeps one id.
    */
   tokens: Array<string>
+  fids?: never
+  userId?: never
+  userIds?: never
+}
+
+/** A {@link Push} to several devices by FID (firebase-admin 14's `FidMulticastMessage`). */
+export interface FidsPush extends PushBase {
+  token?: never
+  fid?: never
+  topic?: never
+  condition?: never
+  tokens?: never
+  /**
+   * Several Firebase Installation IDs (as firebase-admin 14's `FidMulticastMessage.fids`), 1 to
+   * 10,000, each at most 512 characters. Large lists are split as `tokens` are.
+   */
+  fids: Array<string>
   userId?: never
   userIds?: never
 }
@@ -68,10 +114,15 @@ export interface TokensPush extends PushBase {
 /** A {@link Push} to one user's devices. */
 export interface UserPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   condition?: never
   tokens?: never
-  /** A user id, resolved to the user's live device tokens at delivery (at most 255 characters). */
+  fids?: never
+  /**
+   * A user id, resolved at delivery to the user's live devices (tokens and FIDs) of the push's
+   * app (at most 255 characters).
+   */
   userId: string
   userIds?: never
 }
@@ -79,11 +130,13 @@ export interface UserPush extends PushBase {
 /** A {@link Push} to several users' devices. */
 export interface UsersPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   condition?: never
   tokens?: never
+  fids?: never
   userId?: never
-  /** Several user ids (1 to 10,000), each resolved to that user's live device tokens. */
+  /** Several user ids (1 to 10,000), each resolved to that user's live devices of the push's app. */
   userIds: Array<string>
 }
 
@@ -131,6 +184,12 @@ export declare class DeliveryLog {
    */
   constructor(options?: DatabaseOptions)
   /**
+   * What happened to a user's pushes: their rows, oldest first, enqueued since `since` (all
+   * when not given), in `app` (every app when not given), at most `limit` (default 1000).
+   * What support staff ask: "did U get the message we sent on Monday?"
+   */
+  forUser(userId: string, options?: ForUserOptions): Promise<Array<UserDeliveryRecord>>
+  /**
    * What the log knows of one push (see {@link PushDeliveries}): its rows once delivered,
    * and otherwise whether it is pending, rejected or not a pushq push id.
    */
@@ -155,12 +214,19 @@ export declare class DeviceRegistry {
    * `migrate: true`). A failed connection is tried again on the next call.
    */
   constructor(options?: DatabaseOptions)
-  /** Registers a device, or moves an existing token to this user and marks it live again. */
+  /**
+   * Registers a device, or refreshes a known one (same app and token or FID): it is seen
+   * now, moves to this user if another had it, and is live again if FCM had reported it dead.
+   * Call it whenever the app starts with a token, as Firebase's token guide says.
+   */
   register(device: Device): Promise<void>
-  /** Removes a device; resolves `true` if it was registered. */
-  unregister(token: string): Promise<boolean>
-  /** A user's devices, oldest first, live and dead. */
-  devices(userId: string): Promise<Array<RegisteredDevice>>
+  /**
+   * Removes a device (its token or FID) of `options.app`, else of the registry's app;
+   * resolves `true` if it was registered.
+   */
+  unregister(token: string, options?: AppOptions): Promise<boolean>
+  /** A user's devices, oldest first, live and dead: of `options.app`, or of every app. */
+  devices(userId: string, options?: AppOptions): Promise<Array<RegisteredDevice>>
 }
 
 /** A client that puts pushes on the queue. Create one per process and share it. */
@@ -321,6 +387,15 @@ export interface ApnsPayload {
   aps: Aps & Record<string, unknown>
 }
 
+/** Options of {@link DeviceRegistry.unregister} and {@link DeviceRegistry.devices}. */
+export interface AppOptions {
+  /**
+   * Only this app's devices. `unregister` defaults to the registry's `app`; `devices` lists
+   * every app's when not given.
+   */
+  app?: string
+}
+
 /** The `aps` dictionary (keys are hyphenated for APNs by pushq, as firebase-admin does). */
 export interface Aps {
   /** Alert text, or an alert object. */
@@ -399,22 +474,35 @@ export interface DatabaseOptions {
    * @default false
    */
   migrate?: boolean
+  /**
+   * The app (Firebase project) whose devices `register` and `unregister` handle when the
+   * call names none. Falls back to `PUSHQ_APP`.
+   * @default 'default'
+   */
+  app?: string
 }
 
 /** One row of the delivery log. */
 export interface DeliveryRecord {
-  /** The device token, `topic:<name>`, `condition:<expr>`, or `user:<id>` for `no_devices`. */
+  /** The push's app. */
+  app: string
+  /**
+   * The device token, `fid:<id>`, `topic:<name>`, `condition:<expr>`, or `user:<id>` for
+   * `no_devices`.
+   */
   target: string
   /** The user, when the push named users. */
   userId?: string
   /**
-   * Final: `sent`, `failed`, `invalid_token`, `no_devices`, `dry_run` (FCM validated a dry
-   * run and delivered nothing) or `duplicate` (another push with the same idempotency key
-   * owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED` when its payload differed).
+   * Final: `sent`, `failed`, `invalid_token`, `no_devices`, `expired` (the push's
+   * `expiresAt`, or the deployment's `PUSHQ_MAX_PUSH_AGE_SECONDS`, had passed: not sent),
+   * `dry_run` (FCM validated a dry run and delivered nothing) or `duplicate` (another push
+   * with the same idempotency key owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED`
+   * when its payload differed).
    * Not final: `retrying` (the send failed transiently and the message was handed back for
    * redelivery) or `sending` (a consumer has claimed it and is sending it).
    */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** FCM requests made for this target. */
@@ -422,16 +510,23 @@ export interface DeliveryRecord {
 }
 
 /**
- * A device to register. A missing or wrong field is a `PUSHQ_INVALID_DEVICE` error whose
- * `field` names it.
+ * A device to register: a registration token or a Firebase Installation ID (exactly one). A
+ * missing or wrong field is a `PUSHQ_INVALID_DEVICE` error whose `field` names it.
  */
 export interface Device {
   /** The user the device belongs to (at most 255 characters). */
   userId: string
   /** The FCM registration token (at most 512 characters). */
-  token: string
+  token?: string
+  /**
+   * The Firebase Installation ID (at most 512 characters), instead of a token: pushes to the
+   * user reach it as `fid` sends.
+   */
+  fid?: string
   /** `android`, `ios`, `web`, … (at most 32 characters). */
   platform: string
+  /** The app (Firebase project) it belongs to; the registry's `app` option when not given. */
+  app?: string
 }
 
 /** What `enqueuePush` resolves to once SQS has accepted the push. */
@@ -458,6 +553,19 @@ export interface FcmOptions {
  * While a module-level `close()` is under way, it waits for that client.
  */
 export declare function flush(): Promise<void>
+
+/** Options of {@link DeliveryLog.forUser}. */
+export interface ForUserOptions {
+  /** Only pushes enqueued at or after this time (a `Date` or an ISO-8601 string). */
+  since?: Date | string
+  /** Only this app's pushes (every app's when not given). */
+  app?: string
+  /**
+   * Most rows returned, oldest first (1 to 10000).
+   * @default 1000
+   */
+  limit?: number
+}
 
 /**
  * True when `value` is an error pushq raised: an `Error` whose `code` starts with `PUSHQ_`.
@@ -500,6 +608,19 @@ export interface PushBase {
   delaySeconds?: number
   /** A label recorded with each delivery (at most 100 characters), e.g. `"promo"`. */
   category?: string
+  /**
+   * Which of the deployment's apps (Firebase projects) sends the push: a key of its
+   * credentials map (1–64 characters of `A-Z a-z 0-9 _ . -`). A `userId` push reaches the
+   * user's devices of this app only. A push for an app the deployment has no key for waits
+   * in the queue (then the DLQ) until the key is added.
+   * @default the client's `app` option, else `PUSHQ_APP`, else `'default'`
+   */
+  app?: string
+  /**
+   * Not sent after this time: a push still on the queue then (a slow queue, a DLQ redriven
+   * days later) is recorded `expired`. A time already past is `PUSHQ_INVALID_PUSH`.
+   */
+  expiresAt?: Date | string
   /** Arbitrary key/value data for the app; values must be strings. */
   data?: Record<string, string>
   /** The notification shown on every platform. */
@@ -542,6 +663,13 @@ export interface PushClientOptions {
    */
   mode?: 'sqs' | 'local'
   /**
+   * The app (Firebase project) of pushes that name none: the key of the deployment's
+   * credentials map that sends them. 1–64 characters of `A-Z a-z 0-9 _ . -`. Falls back to
+   * `PUSHQ_APP`.
+   * @default 'default'
+   */
+  app?: string
+  /**
    * Database of local mode. Falls back to `DATABASE_URL`.
    * @default 'sqlite://pushq-dev.db'
    */
@@ -583,14 +711,43 @@ export interface PushDeliveries {
 
 /** A registered device. */
 export interface RegisteredDevice {
+  /** The app (Firebase project) it belongs to. */
+  app: string
   /** The user. */
   userId: string
-  /** The FCM registration token. */
+  /** The FCM registration token, or the FID when `kind` is `fid`. */
   token: string
+  /** What `token` is. */
+  kind: 'token' | 'fid'
   /** The platform given at registration. */
   platform: string
   /** False once FCM reported the token dead; dead tokens get no pushes. */
   live: boolean
+  /**
+   * When it was last registered (ISO-8601). A device not seen for `PUSHQ_STALE_DEVICE_DAYS`
+   * (default 270) gets no pushes, and `pushq devices prune` deletes it.
+   */
+  lastSeenAt: string
+}
+
+/** One row of a user's delivery log. */
+export interface UserDeliveryRecord {
+  /** The push. */
+  pushId: string
+  /** The push's app. */
+  app: string
+  /** The device (its token, or `fid:<id>`), or `user:<id>` for `no_devices`. */
+  target: string
+  /** As in {@link DeliveryRecord.status}. */
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'
+  /** FCM's error code, when not sent. */
+  errorCode?: string
+  /** The push's category. */
+  category?: string
+  /** When the push was enqueued (ISO-8601). */
+  enqueuedAt: string
+  /** When FCM accepted it (ISO-8601). */
+  sentAt?: string
 }
 
 /** Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`. */

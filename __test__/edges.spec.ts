@@ -157,7 +157,7 @@ describe('DeviceRegistry and DeliveryLog', () => {
     // Asked to, it applies the schema.
     await new DeviceRegistry({ databaseUrl, migrate: true }).register({ userId: 'u1', token: 't1', platform: 'ios' })
     expect(tables(file)).toEqual(expect.arrayContaining(['pushq_deliveries', 'pushq_devices', 'pushq_rejected']))
-    expect(await registry.devices('u1')).toEqual([{ userId: 'u1', token: 't1', platform: 'ios', live: true }])
+    expect(await registry.devices('u1')).toEqual([{ app: 'default', userId: 'u1', token: 't1', kind: 'token', platform: 'ios', live: true, lastSeenAt: expect.any(String) }])
   })
 
   test('a schema older than this pushq needs is named, with what to do', async () => {
@@ -180,7 +180,7 @@ describe('DeviceRegistry and DeliveryLog', () => {
     await expect(registry.devices('u1')).rejects.toMatchObject({ code: 'PUSHQ_DATABASE' })
     fs.mkdirSync(dir)
     await registry.register({ userId: 'u1', token: 't1', platform: 'ios' })
-    expect(await registry.devices('u1')).toEqual([{ userId: 'u1', token: 't1', platform: 'ios', live: true }])
+    expect(await registry.devices('u1')).toEqual([{ app: 'default', userId: 'u1', token: 't1', kind: 'token', platform: 'ios', live: true, lastSeenAt: expect.any(String) }])
   })
 })
 

@@ -1,5 +1,5 @@
 // Local mode, as the README's first command runs it: no AWS, SQLite, FCM log sink or emulator.
-import { DeviceRegistry } from '..'
+import { DeliveryLog, DeviceRegistry, PushClient } from '..'
 import { execFile } from 'child_process'
 import * as path from 'path'
 import { freshDatabase, startEmulator } from './support/pushq-bin'
@@ -67,8 +67,9 @@ test('DeviceRegistry: register, list, move a token, unregister; bad devices name
   await registry.register({ userId: 'u1', token: 't2', platform: 'android' })
   // A token re-registered by another user moves to that user.
   await registry.register({ userId: 'u2', token: 't2', platform: 'android' })
-  expect(await registry.devices('u1')).toEqual([{ userId: 'u1', token: 't1', platform: 'ios', live: true }])
-  expect(await registry.devices('u2')).toEqual([{ userId: 'u2', token: 't2', platform: 'android', live: true }])
+  const device = (userId: string, token: string, platform: string) => ({ app: 'default', userId, token, kind: 'token', platform, live: true, lastSeenAt: expect.any(String) })
+  expect(await registry.devices('u1')).toEqual([device('u1', 't1', 'ios')])
+  expect(await registry.devices('u2')).toEqual([device('u2', 't2', 'android')])
   expect(await registry.unregister('t1')).toBe(true)
   expect(await registry.unregister('t1')).toBe(false)
   expect(await registry.devices('u1')).toEqual([])
@@ -77,4 +78,53 @@ test('DeviceRegistry: register, list, move a token, unregister; bad devices name
     message: expect.stringContaining('userId'),
   })
   await expect(new DeviceRegistry({ databaseUrl: 'redis://127.0.0.1' }).devices('u1')).rejects.toMatchObject({ code: 'PUSHQ_DATABASE' })
+})
+
+test('several apps in local mode: the client\'s app or the push\'s picks the user\'s devices; FIDs; forUser; expiresAt', async () => {
+  // Without FCM credentials local mode delivers to its log sink (what each app's project gets is
+  // the engine's, tested with the emulator in crates/delivery/tests/apps.rs: jest's process.env
+  // does not reach the addon's environment).
+  const databaseUrl = freshDatabase('sqlite')
+  const client = new PushClient({ mode: 'local', databaseUrl, app: 'member' })
+  try {
+    // The registry's app is the default for devices that name none.
+    const registry = new DeviceRegistry({ databaseUrl, migrate: true, app: 'member' })
+    await registry.register({ userId: 'ana', token: 'ana-member', platform: 'ios' })
+    await registry.register({ userId: 'ana', fid: 'ana-trainer-fid', platform: 'android', app: 'trainer' })
+    expect(await registry.devices('ana', { app: 'trainer' })).toEqual([
+      { app: 'trainer', userId: 'ana', token: 'ana-trainer-fid', kind: 'fid', platform: 'android', live: true, lastSeenAt: expect.any(String) },
+    ])
+    expect(Date.now() - Date.parse((await registry.devices('ana'))[0].lastSeenAt)).toBeLessThan(60_000)
+    await expect(registry.register({ userId: 'ana', token: 't', fid: 'f', platform: 'ios' })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_DEVICE', field: 'fid' })
+
+    const log = new DeliveryLog({ databaseUrl })
+    const before = new Date()
+    // The client's app for a push that names none; the push's own otherwise.
+    const member = await client.enqueuePush({ userId: 'ana', notification: { title: 'class at 6' } })
+    const trainer = await client.enqueuePush({ userId: 'ana', app: 'trainer', notification: { title: 'new plan' } })
+    for (const { id } of [member, trainer]) expect((await log.waitFor(id)).state).toBe('delivered')
+
+    const rows = await log.forUser('ana', { since: before })
+    expect(rows.map((r) => [r.pushId, r.app, r.target, r.status]).sort()).toEqual(
+      [
+        [member.id, 'member', 'ana-member', 'sent'],
+        [trainer.id, 'trainer', 'fid:ana-trainer-fid', 'sent'],
+      ].sort(),
+    )
+    expect(rows.every((r) => Date.parse(r.sentAt!) >= Date.parse(r.enqueuedAt))).toBe(true)
+    expect((await log.forUser('ana', { app: 'trainer' })).map((r) => r.pushId)).toEqual([trainer.id])
+    expect(await log.forUser('ana', { since: new Date(Date.now() + 60_000) })).toEqual([])
+    await expect(log.forUser('ana', { since: 'last monday' })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT' })
+
+    // A time already past is refused; a Date to come is accepted and the push goes out.
+    await expect(client.enqueuePush({ token: 'ana-member', expiresAt: new Date(Date.now() - 1000) })).rejects.toMatchObject({
+      code: 'PUSHQ_INVALID_PUSH',
+      field: 'expiresAt',
+    })
+    const later = await client.enqueuePush({ token: 'ana-member', expiresAt: new Date(Date.now() + 3_600_000) })
+    expect((await log.waitFor(later.id)).deliveries).toMatchObject([{ app: 'member', target: 'ana-member', status: 'sent' }])
+    expect(() => new PushClient({ mode: 'local', databaseUrl, app: 'my app' })).toThrow(expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('app') }))
+  } finally {
+    await client.close()
+  }
 })

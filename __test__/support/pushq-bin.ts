@@ -15,10 +15,14 @@ export function tempDir(): string {
 
 export type Emulator = { endpoint: string; credentials: string; stop: () => void; received: () => Promise<any[]> }
 
-/** Starts `pushq fcm-emulator` on a free port, with a service-account key written for it. */
-export async function startEmulator(): Promise<Emulator> {
+/**
+ * Starts `pushq fcm-emulator` on a free port, with a service-account key written for it; with
+ * several `projects`, a key each, written as the credentials map (project name = app name).
+ */
+export async function startEmulator(projects: string[] = []): Promise<Emulator> {
   const credentials = path.join(tempDir(), 'service-account.json')
-  const child = spawn(PUSHQ_BIN, ['fcm-emulator', '--port', '0', '--write-credentials', credentials], {
+  const flags = projects.flatMap((p) => ['--project', p])
+  const child = spawn(PUSHQ_BIN, ['fcm-emulator', '--port', '0', '--write-credentials', credentials, ...flags], {
     stdio: ['ignore', 'pipe', 'ignore'],
   })
   const line: string = await new Promise((resolve, reject) => {

@@ -6,21 +6,45 @@
 // included. Edit those and run `npm run build`; index.d.ts itself is never edited.
 
 /**
- * A push: firebase-admin's `Message` (`token` | `topic` | `condition`, `notification`, `data`,
- * `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
- * Exactly one target field (`token`, `topic`, `condition`, `tokens`, `userId`, `userIds`) must be set.
+ * A push: firebase-admin 14's `Message` (`fid` | `token` | `topic` | `condition`, `notification`,
+ * `data`, `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
+ * Exactly one target field (`token`, `fid`, `topic`, `condition`, `tokens`, `fids`, `userId`,
+ * `userIds`) must be set.
  * Any other top-level field is `PUSHQ_INVALID_PUSH` naming it. Targets, user ids and `category`
  * are recorded in the delivery log: they may not contain the NUL character.
  */
-export type Push = TokenPush | TopicPush | ConditionPush | TokensPush | UserPush | UsersPush
+export type Push =
+  | TokenPush
+  | FidPush
+  | TopicPush
+  | ConditionPush
+  | TokensPush
+  | FidsPush
+  | UserPush
+  | UsersPush
 
-/** A {@link Push} to one device. */
+/** A {@link Push} to one device by its registration token (firebase-admin 14 deprecates `token` for `fid`; both work). */
 export interface TokenPush extends PushBase {
   /** One FCM registration token (at most 512 characters). */
   token: string
+  fid?: never
   topic?: never
   condition?: never
   tokens?: never
+  fids?: never
+  userId?: never
+  userIds?: never
+}
+
+/** A {@link Push} to one device by its Firebase Installation ID (firebase-admin 14's `FidMessage`). */
+export interface FidPush extends PushBase {
+  token?: never
+  /** One Firebase Installation ID (at most 512 characters); FCM receives it as `message.fid`. */
+  fid: string
+  topic?: never
+  condition?: never
+  tokens?: never
+  fids?: never
   userId?: never
   userIds?: never
 }
@@ -28,6 +52,7 @@ export interface TokenPush extends PushBase {
 /** A {@link Push} to the devices subscribed to a topic. */
 export interface TopicPush extends PushBase {
   token?: never
+  fid?: never
   /**
    * An FCM topic name (letters, digits, `-_.~%`), optionally prefixed `/topics/` (at most 500
    * characters).
@@ -35,6 +60,7 @@ export interface TopicPush extends PushBase {
   topic: string
   condition?: never
   tokens?: never
+  fids?: never
   userId?: never
   userIds?: never
 }
@@ -42,10 +68,12 @@ export interface TopicPush extends PushBase {
 /** A {@link Push} to the devices whose topics match a condition. */
 export interface ConditionPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   /** An FCM condition, e.g. `"'sports' in topics && 'news' in topics"` (at most 500 characters). */
   condition: string
   tokens?: never
+  fids?: never
   userId?: never
   userIds?: never
 }
@@ -53,6 +81,7 @@ export interface ConditionPush extends PushBase {
 /** A {@link Push} to several devices (firebase-admin's `MulticastMessage`). */
 export interface TokensPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   condition?: never
   /**
@@ -61,6 +90,23 @@ export interface TokensPush extends PushBase {
    * Large lists are split into several queue messages; the push keeps one id.
    */
   tokens: Array<string>
+  fids?: never
+  userId?: never
+  userIds?: never
+}
+
+/** A {@link Push} to several devices by FID (firebase-admin 14's `FidMulticastMessage`). */
+export interface FidsPush extends PushBase {
+  token?: never
+  fid?: never
+  topic?: never
+  condition?: never
+  tokens?: never
+  /**
+   * Several Firebase Installation IDs (as firebase-admin 14's `FidMulticastMessage.fids`), 1 to
+   * 10,000, each at most 512 characters. Large lists are split as `tokens` are.
+   */
+  fids: Array<string>
   userId?: never
   userIds?: never
 }
@@ -68,10 +114,15 @@ export interface TokensPush extends PushBase {
 /** A {@link Push} to one user's devices. */
 export interface UserPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   condition?: never
   tokens?: never
-  /** A user id, resolved to the user's live device tokens at delivery (at most 255 characters). */
+  fids?: never
+  /**
+   * A user id, resolved at delivery to the user's live devices (tokens and FIDs) of the push's
+   * app (at most 255 characters).
+   */
   userId: string
   userIds?: never
 }
@@ -79,11 +130,13 @@ export interface UserPush extends PushBase {
 /** A {@link Push} to several users' devices. */
 export interface UsersPush extends PushBase {
   token?: never
+  fid?: never
   topic?: never
   condition?: never
   tokens?: never
+  fids?: never
   userId?: never
-  /** Several user ids (1 to 10,000), each resolved to that user's live device tokens. */
+  /** Several user ids (1 to 10,000), each resolved to that user's live devices of the push's app. */
   userIds: Array<string>
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pushq_delivery::store::Store;
+use pushq_delivery::store::{DeviceKind, NewDevice, Store};
 use pushq_delivery::{DeliveryConfig, Engine, WithoutCredentials};
 use pushq_fcm_emulator as emulator;
 
@@ -65,7 +65,13 @@ struct EmulatorArgs {
     /// Port on 127.0.0.1 (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8790)]
     port: u16,
-    /// Write a matching service-account key here.
+    /// Serve this Firebase project, with a service-account key of its own (repeat for several:
+    /// a token is only good for its own project's sends, others get 403 PERMISSION_DENIED).
+    /// 1-64 characters of [A-Za-z0-9_.-].
+    #[arg(long = "project", value_name = "NAME", default_value = emulator::PROJECT_ID)]
+    projects: Vec<String>,
+    /// Write a matching service-account key here; with several --project, a JSON object mapping
+    /// each project to its key (pushq's PUSHQ_FCM_CREDENTIALS map, app name = project).
     #[arg(long)]
     write_credentials: Option<std::path::PathBuf>,
     /// Serve HTTPS with this PEM certificate (chain): HTTP/2 or HTTP/1.1 by ALPN, as FCM does.
@@ -99,29 +105,56 @@ enum DlqAction {
 
 #[derive(Subcommand)]
 enum DevicesAction {
-    /// Registers a device token for a user.
+    /// Registers a device (a registration token or a FID) for a user, or refreshes a known one
+    /// (it is seen now, and moves to this user).
     Register {
         /// The user.
         #[arg(long)]
         user_id: String,
         /// The FCM registration token.
+        #[arg(long, conflicts_with = "fid", required_unless_present = "fid")]
+        token: Option<String>,
+        /// The Firebase Installation ID (instead of a token).
         #[arg(long)]
-        token: String,
+        fid: Option<String>,
         /// android, ios, web, …
         #[arg(long, default_value = "android")]
         platform: String,
+        /// The app (Firebase project) the device belongs to.
+        #[arg(long, env = "PUSHQ_APP", default_value = pushq_model::DEFAULT_APP)]
+        app: String,
     },
-    /// Removes a device token.
+    /// Removes a device.
     Unregister {
-        /// The FCM registration token.
+        /// The FCM registration token or FID.
         #[arg(long)]
         token: String,
+        /// The app (Firebase project) the device belongs to.
+        #[arg(long, env = "PUSHQ_APP", default_value = pushq_model::DEFAULT_APP)]
+        app: String,
     },
-    /// Lists a user's devices.
+    /// Lists a user's devices (in every app unless --app names one).
     List {
         /// The user.
         #[arg(long)]
         user_id: String,
+        /// Only this app's devices.
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Deletes invalidated devices and devices not seen for --stale-days, in chunks, with a
+    /// progress bar; prints how many it deleted.
+    Prune {
+        /// Devices not seen (registered) for this many days are deleted.
+        #[arg(long, env = "PUSHQ_STALE_DEVICE_DAYS", default_value_t = 270,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        stale_days: u32,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Devices deleted per statement.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        chunk: u32,
     },
 }
 
@@ -165,6 +198,7 @@ async fn main() {
                     .map(|(cert, key)| emulator::TlsFiles { cert, key }),
                 max_streams: args.max_streams,
                 latency: Duration::from_millis(args.latency_ms),
+                projects: args.projects,
             };
             if let Err(e) = emulator::run(&options, args.write_credentials).await {
                 fail(e)
@@ -198,34 +232,96 @@ async fn devices(action: DevicesAction) {
         DevicesAction::Register {
             user_id,
             token,
+            fid,
             platform,
+            app,
         } => {
-            Store::check_device(&user_id, &token, &platform).unwrap_or_else(|e| fail(e));
-            store
-                .register_device(&user_id, &token, &platform)
-                .await
-                .unwrap_or_else(|e| fail(e))
+            let (kind, id) = match (token, fid) {
+                (Some(token), _) => (DeviceKind::Token, token),
+                (None, Some(fid)) => (DeviceKind::Fid, fid),
+                (None, None) => fail("--token or --fid is required"),
+            };
+            let device = NewDevice {
+                app: &app,
+                user_id: &user_id,
+                token: &id,
+                kind,
+                platform: &platform,
+            };
+            Store::check_new_device(&device).unwrap_or_else(|e| fail(e));
+            store.register(&device).await.unwrap_or_else(|e| fail(e))
         }
-        DevicesAction::Unregister { token } => {
+        DevicesAction::Unregister { token, app } => {
             if !store
-                .unregister_device(&token)
+                .unregister_device_of(&app, &token)
                 .await
                 .unwrap_or_else(|e| fail(e))
             {
                 fail("no such device")
             }
         }
-        DevicesAction::List { user_id } => {
-            for d in store.devices(&user_id).await.unwrap_or_else(|e| fail(e)) {
+        DevicesAction::List { user_id, app } => {
+            let devices = store
+                .devices_of(&user_id, app.as_deref())
+                .await
+                .unwrap_or_else(|e| fail(e));
+            for d in devices {
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\tlast seen {}",
+                    d.app,
+                    d.kind.as_str(),
                     d.token,
                     d.platform,
-                    if d.live { "live" } else { "invalidated" }
+                    if d.live { "live" } else { "invalidated" },
+                    d.last_seen_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
             }
         }
+        DevicesAction::Prune {
+            stale_days,
+            dry_run,
+            chunk,
+        } => prune(&store, stale_days, dry_run, chunk).await,
     }
+}
+
+/// `pushq devices prune`: counts the invalidated and stale devices, then deletes them `chunk`
+/// at a time (no long lock on a large table), showing progress; prints the count.
+async fn prune(store: &Store, stale_days: u32, dry_run: bool, chunk: u32) {
+    let stale_before = chrono::Utc::now() - chrono::Duration::days(i64::from(stale_days));
+    let total = store
+        .count_prunable(stale_before)
+        .await
+        .unwrap_or_else(|e| fail(e));
+    if dry_run {
+        println!("{total} devices would be deleted (invalidated, or not seen for {stale_days} days); nothing was deleted");
+        return;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} deleted ({elapsed})")
+            .expect("template"),
+    );
+    let mut deleted = 0u64;
+    loop {
+        let n = store
+            .prune_devices(stale_before, chunk)
+            .await
+            .unwrap_or_else(|e| {
+                bar.abandon();
+                eprintln!("{deleted} devices deleted before the error");
+                fail(e)
+            });
+        deleted += n;
+        bar.set_length(bar.length().unwrap_or(0).max(deleted));
+        bar.set_position(deleted);
+        if n < u64::from(chunk) {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    println!("{deleted} devices deleted (invalidated, or not seen for {stale_days} days)");
 }
 
 /// `pushq worker`: checks the flags, connects the engine, and polls until SIGTERM or Ctrl-C.

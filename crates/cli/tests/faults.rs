@@ -382,11 +382,8 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
     db.drop_it().await;
 }
 
-/// With FCM down throughout, messages reach the DLQ after `maxReceiveCount` receives; once FCM
-/// is back, `pushq dlq redrive` brings them back and each device gets its push exactly once.
-#[tokio::test(flavor = "multi_thread")]
-async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
-    let (sqs, fcm, db) = (Sqs::start(), Fcm::start(), Db::sqlite().await);
+/// A fresh queue whose messages go to a fresh DLQ after `max_receive_count` receives: (queue, DLQ).
+async fn queue_with_dlq(sqs: &Sqs, max_receive_count: u32) -> (String, String) {
     let client = sqs.client().await;
     let dlq = sqs.fresh_queue().await;
     let dlq_arn = client
@@ -404,13 +401,23 @@ async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
         .queue_name(format!("pushq-{}", uuid::Uuid::now_v7().simple()))
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}).to_string(),
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count})
+                .to_string(),
         )
         .send()
         .await
         .unwrap()
         .queue_url
         .unwrap();
+    (queue, dlq)
+}
+
+/// With FCM down throughout, messages reach the DLQ after `maxReceiveCount` receives; once FCM
+/// is back, `pushq dlq redrive` brings them back and each device gets its push exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
+    let (sqs, fcm, db) = (Sqs::start(), Fcm::start(), Db::sqlite().await);
+    let (queue, dlq) = queue_with_dlq(&sqs, 2).await;
     let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
     env.extend(sqs.env());
     env.extend(fcm.env());
@@ -479,4 +486,112 @@ async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
     let mut want: Vec<String> = (0..n).map(|i| format!("tok-{i}")).collect();
     want.sort();
     assert_eq!(tokens, want, "each device exactly once");
+}
+
+/// A push for an app the deployment has no key for reaches the DLQ, recorded `retrying`, never
+/// `failed`, and the worker's log names the app. Adding the app's key (the operations guide's
+/// steps: a credentials map with both apps, new consumers, `pushq dlq redrive`) delivers it
+/// once, to the app's own project.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_for_an_app_without_a_key_waits_in_the_dlq_until_the_key_is_added() {
+    let (sqs, db) = (Sqs::start(), Db::sqlite().await);
+    let fcm = Fcm::start_projects(&["member", "kiosk"], Default::default());
+    let (queue, dlq) = queue_with_dlq(&sqs, 2).await;
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    for app in ["member", "kiosk"] {
+        store
+            .register(&pushq_delivery::store::NewDevice {
+                app,
+                user_id: "u",
+                token: &format!("tok-{app}"),
+                kind: pushq_delivery::store::DeviceKind::Token,
+                platform: "ios",
+            })
+            .await
+            .unwrap();
+    }
+    drop(store);
+    // Only the member app's key, as before the kiosk app was added.
+    let member_only = temp_dir().join("member-only.json");
+    std::fs::write(
+        &member_only,
+        json!({"member": fcm.keys["member"]}).to_string(),
+    )
+    .unwrap();
+    let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+    let with_key = |credentials: &std::path::Path| -> Vec<(String, String)> {
+        env.iter()
+            .map(|(k, v)| match k.as_str() {
+                "PUSHQ_FCM_CREDENTIALS" => (k.clone(), credentials.display().to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect()
+    };
+    let envelope = json!({"v": 1, "id": "p-kiosk", "push": {"userId": "u", "app": "kiosk"}});
+    sqs.send_bodies(&queue, &[envelope.to_string()]).await;
+
+    let log = temp_dir().join("worker.log");
+    let first = worker(
+        &queue,
+        &["--visibility-timeout", "1"],
+        &with_key(&member_only),
+        &log,
+    );
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "the kiosk push in the DLQ",
+            Duration::from_secs(120),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || rt.block_on(sqs.depth(&dlq)).0 == 1,
+        )
+    });
+    drop(first);
+    assert!(fcm.received().await.is_empty());
+    let rows = db.deliveries().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].2.as_str(), rows[0].3.as_deref()),
+        ("retrying", Some("NO_CREDENTIALS_FOR_APP"))
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("NO_CREDENTIALS_FOR_APP") && l.contains("kiosk")),
+        "{text}"
+    );
+
+    // The key is added: consumers with the map of both apps, then the DLQ redriven.
+    let log = temp_dir().join("worker-2.log");
+    let _second = worker(
+        &queue,
+        &["--visibility-timeout", "1"],
+        &with_key(&fcm.credentials),
+        &log,
+    );
+    let out = Command::new(PUSHQ)
+        .args(["dlq", "redrive", "--from", &dlq, "--to", &queue])
+        .envs(sqs.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "the kiosk push sent",
+            Duration::from_secs(60),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || rt.block_on(db.deliveries()).iter().any(|r| r.2 == "sent"),
+        )
+    });
+    let received = fcm.received().await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["project"], "kiosk");
+    assert_eq!(received[0]["body"]["message"]["token"], "tok-kiosk");
 }

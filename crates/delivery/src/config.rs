@@ -10,6 +10,10 @@ pub struct ConfigError(pub String);
 /// writing the log and answering, and a batch's writes are one or two statements.
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 2000;
 
+/// `PUSHQ_STALE_DEVICE_DAYS` when not set: the age at which FCM expires an inactive Android
+/// token (https://firebase.google.com/docs/cloud-messaging/manage-tokens).
+pub const DEFAULT_STALE_DEVICE_DAYS: u64 = 270;
+
 /// Delivery-side settings, from the environment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeliveryConfig {
@@ -47,6 +51,9 @@ pub struct DeliveryConfig {
     /// whose invocation ends there; the default) or may finish (`pushq worker`, which extends
     /// visibility). Set by the program, not the environment.
     pub cut_sends_at_deadline: bool,
+    /// `PUSHQ_STALE_DEVICE_DAYS` (default 270) and `PUSHQ_MAX_PUSH_AGE_SECONDS` (off): which
+    /// devices and pushes are too old to send to.
+    pub policy: crate::engine::PushPolicy,
 }
 
 /// The FCM service-account setting as given: the value (the key's JSON, or the path of a file
@@ -112,6 +119,7 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("metrics_namespace", &self.metrics_namespace)
             .field("cut_sends_at_deadline", &self.cut_sends_at_deadline)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -172,6 +180,16 @@ impl DeliveryConfig {
             metrics_namespace: env("PUSHQ_METRICS_NAMESPACE")
                 .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned()),
             cut_sends_at_deadline: true,
+            policy: crate::engine::PushPolicy {
+                stale_device_after: std::time::Duration::from_secs(
+                    number("PUSHQ_STALE_DEVICE_DAYS", DEFAULT_STALE_DEVICE_DAYS, 1)?
+                        .saturating_mul(86_400),
+                ),
+                max_push_age: env("PUSHQ_MAX_PUSH_AGE_SECONDS")
+                    .map(|_| number("PUSHQ_MAX_PUSH_AGE_SECONDS", 0, 1))
+                    .transpose()?
+                    .map(std::time::Duration::from_secs),
+            },
         })
     }
 
@@ -211,6 +229,32 @@ mod tests {
             (100, 1)
         );
         assert_eq!(c.fcm_ca_file, None);
+        assert_eq!(
+            c.policy.stale_device_after,
+            std::time::Duration::from_secs(270 * 86_400)
+        );
+        assert_eq!(c.policy.max_push_age, None);
+        let c = read(&[
+            ("PUSHQ_STALE_DEVICE_DAYS", "30"),
+            ("PUSHQ_MAX_PUSH_AGE_SECONDS", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.policy.stale_device_after,
+            std::time::Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            c.policy.max_push_age,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        for (name, bad) in [
+            ("PUSHQ_STALE_DEVICE_DAYS", "0"),
+            ("PUSHQ_MAX_PUSH_AGE_SECONDS", "0"),
+            ("PUSHQ_MAX_PUSH_AGE_SECONDS", "1h"),
+        ] {
+            let err = read(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
         let c = read(&[
             ("PUSHQ_MIGRATE", "1"),
             ("PUSHQ_METRICS_NAMESPACE", "gym"),

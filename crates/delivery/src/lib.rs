@@ -13,5 +13,5 @@ pub mod sink;
 pub mod store;
 
 pub use config::DeliveryConfig;
-pub use engine::{Engine, QueueMessage, SetupError, WithoutCredentials};
-pub use outcome::{BatchCounts, BatchOutcome};
+pub use engine::{Engine, PushPolicy, QueueMessage, SetupError, WithoutCredentials};
+pub use outcome::{AppCounts, BatchCounts, BatchOutcome};

@@ -1,14 +1,17 @@
 //! CloudWatch Embedded Metric Format (EMF) lines for a delivered batch.
 //!
 //! The Lambda and `pushq worker` print these on stdout after each batch; CloudWatch Logs turns
-//! them into metrics without any API call. The counters are the ones of the batch log line.
+//! them into metrics without any API call. The counters are the ones of the batch log line,
+//! with the dimension `Service`; then, for each app (Firebase project) of the batch, a line with
+//! the dimensions `Service` and `App` ([`APP_METRICS`]), which the SAM template's dashboard
+//! shows.
 //! Spec: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
 
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::outcome::BatchOutcome;
+use crate::outcome::{AppCounts, BatchOutcome};
 
 /// Namespace when `PUSHQ_METRICS_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "pushq";
@@ -35,7 +38,33 @@ fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'
         ("ClaimedElsewhere", "Count", c.busy as u64),
         ("ClaimsTakenOver", "Count", c.taken_over as u64),
         ("KeyReused", "Count", c.key_reused as u64),
+        ("Expired", "Count", c.expired as u64),
+        ("StaleDevices", "Count", c.stale_devices as u64),
         ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
+    ]
+}
+
+/// The metrics of each app's line (dimensions `Service`, `App`), besides its
+/// `EnqueueToSendLatency` values.
+pub const APP_METRICS: [&str; 7] = [
+    "Sent",
+    "Failed",
+    "InvalidTokens",
+    "Expired",
+    "Throttled",
+    "HandedBack",
+    "StaleDevices",
+];
+
+fn app_counters(c: &AppCounts) -> [u64; 7] {
+    [
+        c.sent as u64,
+        c.failed as u64,
+        c.invalid_tokens as u64,
+        c.expired as u64,
+        c.throttled as u64,
+        c.handed_back as u64,
+        c.stale_devices as u64,
     ]
 }
 
@@ -66,7 +95,7 @@ pub fn emf_lines_with(
     if chunks.is_empty() {
         chunks.push(&[]);
     }
-    chunks
+    let mut lines: Vec<String> = chunks
         .into_iter()
         .enumerate()
         .map(|(i, values)| {
@@ -91,6 +120,56 @@ pub fn emf_lines_with(
                     "CloudWatchMetrics": [{
                         "Namespace": namespace,
                         "Dimensions": [["Service"]],
+                        "Metrics": declared,
+                    }],
+                }),
+            );
+            Value::Object(line).to_string()
+        })
+        .collect();
+    for (app, counts) in &outcome.apps {
+        lines.extend(app_lines(app, counts, namespace, service, timestamp_ms));
+    }
+    lines
+}
+
+/// One app's lines: its counters and up to 100 latencies on the first, further latencies after.
+fn app_lines(
+    app: &str,
+    counts: &AppCounts,
+    namespace: &str,
+    service: &str,
+    timestamp_ms: i64,
+) -> Vec<String> {
+    let mut chunks: Vec<&[u64]> = counts.send_latency_ms.chunks(MAX_VALUES).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, values)| {
+            let mut declared = Vec::new();
+            let mut line = Map::new();
+            line.insert("Service".into(), json!(service));
+            line.insert("App".into(), json!(app));
+            if i == 0 {
+                for (name, value) in APP_METRICS.iter().zip(app_counters(counts)) {
+                    declared.push(json!({ "Name": name, "Unit": "Count" }));
+                    line.insert((*name).into(), json!(value));
+                }
+            }
+            if !values.is_empty() {
+                declared.push(json!({ "Name": "EnqueueToSendLatency", "Unit": "Milliseconds" }));
+                line.insert("EnqueueToSendLatency".into(), json!(values));
+            }
+            line.insert(
+                "_aws".into(),
+                json!({
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": namespace,
+                        "Dimensions": [["Service", "App"]],
                         "Metrics": declared,
                     }],
                 }),
@@ -139,6 +218,7 @@ mod tests {
             },
             send_latency_ms: (0..latencies as u64).collect(),
             push_ids: vec![],
+            apps: Default::default(),
         }
     }
 
@@ -191,5 +271,56 @@ mod tests {
             .collect();
         assert_eq!(values, (0..250).collect::<Vec<u64>>());
         assert!(parse(&lines[1])["Sent"].is_null());
+    }
+
+    /// Each app of the batch gets its own line with the `App` dimension and its own counts;
+    /// the batch's line stays as it was.
+    #[test]
+    fn each_app_has_a_line_with_the_app_dimension() {
+        let mut o = outcome(2);
+        o.apps.insert(
+            "member".into(),
+            AppCounts {
+                sent: 2,
+                expired: 1,
+                send_latency_ms: vec![5, 6],
+                ..Default::default()
+            },
+        );
+        o.apps.insert(
+            "trainer".into(),
+            AppCounts {
+                handed_back: 3,
+                ..Default::default()
+            },
+        );
+        let lines = emf_lines(&o, Duration::ZERO, "pushq", "pushq-lambda", 1);
+        assert_eq!(lines.len(), 3);
+        let member = parse(&lines[1]);
+        assert_eq!(member["App"], "member");
+        assert_eq!(
+            member["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Service", "App"]])
+        );
+        assert_eq!(
+            (member["Sent"].clone(), member["Expired"].clone()),
+            (json!(2), json!(1))
+        );
+        assert_eq!(member["EnqueueToSendLatency"], json!([5, 6]));
+        let trainer = parse(&lines[2]);
+        assert_eq!(
+            (trainer["App"].clone(), trainer["HandedBack"].clone()),
+            (json!("trainer"), json!(3))
+        );
+        assert!(trainer["EnqueueToSendLatency"].is_null());
+        for v in [&member, &trainer] {
+            for m in v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+            {
+                let name = m["Name"].as_str().unwrap();
+                assert!(!v[name].is_null(), "{name} is declared but has no value");
+            }
+        }
     }
 }

@@ -39,6 +39,47 @@ pub struct BatchCounts {
     pub taken_over: usize,
     /// `duplicate` rows whose push reused an idempotency key with a different payload.
     pub key_reused: usize,
+    /// Targets not sent because their push's time had passed (`expired` rows).
+    pub expired: usize,
+    /// Live devices of the batch's users not resolved because they were not seen for the stale
+    /// age (`PUSHQ_STALE_DEVICE_DAYS`).
+    pub stale_devices: usize,
+}
+
+/// The counts of one app (Firebase project) in a batch: what the metrics' `App` dimension
+/// carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppCounts {
+    /// Targets FCM accepted.
+    pub sent: usize,
+    /// Targets that failed for good.
+    pub failed: usize,
+    /// Targets whose token was dead.
+    pub invalid_tokens: usize,
+    /// Targets not sent because their push's time had passed.
+    pub expired: usize,
+    /// Targets not sent because the project's quota throttle outlasted the batch.
+    pub throttled: usize,
+    /// Targets handed back for redelivery (transient trouble, the deployment's, no key).
+    pub handed_back: usize,
+    /// Devices skipped as stale.
+    pub stale_devices: usize,
+    /// Enqueue-to-send latency of each target sent, in milliseconds.
+    pub send_latency_ms: Vec<u64>,
+}
+
+impl AppCounts {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: AppCounts) {
+        self.sent += other.sent;
+        self.failed += other.failed;
+        self.invalid_tokens += other.invalid_tokens;
+        self.expired += other.expired;
+        self.throttled += other.throttled;
+        self.handed_back += other.handed_back;
+        self.stale_devices += other.stale_devices;
+        self.send_latency_ms.extend(other.send_latency_ms);
+    }
 }
 
 /// What the engine made of a batch.
@@ -48,6 +89,8 @@ pub struct BatchOutcome {
     pub failed_message_ids: Vec<String>,
     /// Counts for logs and metrics.
     pub counts: BatchCounts,
+    /// The counts per app (the metrics' `App` dimension).
+    pub apps: std::collections::BTreeMap<String, AppCounts>,
     /// Enqueue-to-send latency of each target FCM accepted in this batch, in milliseconds.
     pub send_latency_ms: Vec<u64>,
     /// The ids of the pushes in the batch (valid envelopes only).
@@ -74,6 +117,8 @@ impl BatchOutcome {
             claimed_elsewhere = c.busy,
             claims_taken_over = c.taken_over,
             key_reused = c.key_reused,
+            expired = c.expired,
+            stale_devices = c.stale_devices,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),
@@ -102,6 +147,8 @@ impl BatchCounts {
             busy,
             taken_over,
             key_reused,
+            expired,
+            stale_devices,
         } = other;
         self.messages += messages;
         self.sent += sent;
@@ -118,6 +165,8 @@ impl BatchCounts {
         self.busy += busy;
         self.taken_over += taken_over;
         self.key_reused += key_reused;
+        self.expired += expired;
+        self.stale_devices += stale_devices;
     }
 }
 
@@ -127,11 +176,15 @@ impl BatchOutcome {
         let BatchOutcome {
             failed_message_ids,
             counts,
+            apps,
             send_latency_ms,
             push_ids,
         } = part;
         self.failed_message_ids.extend(failed_message_ids);
         self.counts.add(&counts);
+        for (app, counts) in apps {
+            self.apps.entry(app).or_default().add(counts);
+        }
         self.send_latency_ms.extend(send_latency_ms);
         self.push_ids.extend(push_ids);
     }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use pushq_model::Push;
+use pushq_model::{Push, Recipient};
 
 use crate::fcm::{FcmError, Sent};
 
@@ -20,13 +20,13 @@ pub struct Attempted {
 
 /// Sends one push to one target.
 pub trait Sink: Send + Sync {
-    /// Sends `push` to `token` (or to the push's own topic/condition when `None`), retrying
+    /// Sends `push` to the device `to` (or to the push's own target when `None`), retrying
     /// what is transient until `deadline`; with `validate_only` (a dry run) FCM checks the
     /// message and delivers nothing.
     fn send<'a>(
         &'a self,
         push: &'a Push,
-        token: Option<&'a str>,
+        to: Option<Recipient<'a>>,
         validate_only: bool,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted>;
@@ -45,15 +45,15 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// The FCM request body for `push` sent to `token` (or to its own topic/condition), with
+/// The FCM request body for `push` sent to the device `to` (or to its own target), with
 /// `validate_only` when asked: what firebase-admin sends for the same message.
 pub(crate) fn request_body(
     push: &Push,
-    token: Option<&str>,
+    to: Option<Recipient<'_>>,
     validate_only: bool,
 ) -> serde_json::Value {
-    match token {
-        Some(token) => push.fcm_request_for_token(token, validate_only),
+    match to {
+        Some(to) => push.fcm_request_for(to, validate_only),
         None => push.fcm_request(validate_only).unwrap_or_default(),
     }
 }
@@ -70,12 +70,12 @@ impl Sink for LogSink {
     fn send<'a>(
         &'a self,
         push: &'a Push,
-        token: Option<&'a str>,
+        to: Option<Recipient<'a>>,
         validate_only: bool,
         _deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         if self.print_requests {
-            let body = request_body(push, token, validate_only);
+            let body = request_body(push, to, validate_only);
             eprintln!("pushq local mode (no FCM credentials): would send {body}");
         }
         Box::pin(std::future::ready(Attempted {

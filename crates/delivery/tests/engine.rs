@@ -696,7 +696,10 @@ async fn fcm_bodies_equal_firebase_admin_for_every_valid_corpus_push() {
             .any(|k| case["push"].get(*k).is_some());
         for sent in received {
             let mut body = sent["body"].clone();
-            if fans_out {
+            if case["push"].get("fids").is_some() {
+                // firebase-admin's body in the fixture is for the FID "corpus-device-fid".
+                body["message"]["fid"] = json!("corpus-device-fid");
+            } else if fans_out {
                 // firebase-admin's body in the fixture is for the device "corpus-device-token".
                 body["message"]["token"] = json!("corpus-device-token");
             }
@@ -1007,6 +1010,7 @@ async fn tokens_received(fcm: &Fcm) -> Vec<String> {
 fn claim_row(push_id: &str, target: &str) -> pushq_delivery::store::Delivery {
     pushq_delivery::store::Delivery {
         push_id: push_id.into(),
+        app: "default".into(),
         target: target.into(),
         user_id: None,
         status: pushq_delivery::store::DeliveryStatus::Sending,

@@ -284,7 +284,10 @@ async fn a_newer_producers_messages_wait_and_broken_ones_are_rejected() {
                 json!({"token": "t-field", "priorityHint": "high"}),
             ),
         ),
-        ("m-fid", envelope("p-fid", json!({"fid": "f-1"}))),
+        (
+            "m-group",
+            envelope("p-group", json!({"deviceGroup": "g-1"})),
+        ),
         ("m-v0", json!({"v": 0, "push": {"token": "t"}}).to_string()),
         (
             "m-vtext",
@@ -304,7 +307,7 @@ async fn a_newer_producers_messages_wait_and_broken_ones_are_rejected() {
         let answer = lambda.invoke(request, event.clone(), 30, WAIT).await;
         assert_eq!(
             failed_items(&answer),
-            ["m-fid", "m-field", "m-v2"],
+            ["m-field", "m-group", "m-v2"],
             "{request}"
         );
     }

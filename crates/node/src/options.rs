@@ -25,6 +25,11 @@ pub struct PushClientOptions {
     /// @default 'sqs'
     #[napi(ts_type = "'sqs' | 'local'")]
     pub mode: Option<String>,
+    /// The app (Firebase project) of pushes that name none: the key of the deployment's
+    /// credentials map that sends them. 1–64 characters of `A-Z a-z 0-9 _ . -`. Falls back to
+    /// `PUSHQ_APP`.
+    /// @default 'default'
+    pub app: Option<String>,
     /// Database of local mode. Falls back to `DATABASE_URL`.
     /// @default 'sqlite://pushq-dev.db'
     pub database_url: Option<String>,
@@ -40,11 +45,12 @@ pub struct PushClientOptions {
 }
 
 /// The option names, in the order `index.d.ts` lists them.
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 8] = [
     "queueUrl",
     "region",
     "endpointUrl",
     "mode",
+    "app",
     "databaseUrl",
     "maxBacklogBytes",
     "pushTimeoutMs",
@@ -100,6 +106,7 @@ pub fn from_json(json: Option<&str>) -> Result<ClientOptions, Error> {
             "region" => &mut options.producer.region,
             "endpointUrl" => &mut options.producer.endpoint_url,
             "mode" => &mut options.producer.mode,
+            "app" => &mut options.producer.app,
             "databaseUrl" => &mut options.database_url,
             _ => {
                 return Err(bad(format!(

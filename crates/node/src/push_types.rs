@@ -20,6 +20,16 @@ pub struct PushBase {
     pub delay_seconds: Option<u32>,
     /// A label recorded with each delivery (at most 100 characters), e.g. `"promo"`.
     pub category: Option<String>,
+    /// Which of the deployment's apps (Firebase projects) sends the push: a key of its
+    /// credentials map (1–64 characters of `A-Z a-z 0-9 _ . -`). A `userId` push reaches the
+    /// user's devices of this app only. A push for an app the deployment has no key for waits
+    /// in the queue (then the DLQ) until the key is added.
+    /// @default the client's `app` option, else `PUSHQ_APP`, else `'default'`
+    pub app: Option<String>,
+    /// Not sent after this time: a push still on the queue then (a slow queue, a DLQ redriven
+    /// days later) is recorded `expired`. A time already past is `PUSHQ_INVALID_PUSH`.
+    #[napi(ts_type = "Date | string")]
+    pub expires_at: Option<String>,
     /// Arbitrary key/value data for the app; values must be strings.
     #[napi(ts_type = "Record<string, string>")]
     pub data: Option<String>,

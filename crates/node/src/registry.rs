@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use pushq_delivery::store::{PushLogState, Store, StoreError};
+use pushq_delivery::store::{DeviceKind, NewDevice, PushLogState, Store, StoreError};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
@@ -30,47 +30,114 @@ pub struct DatabaseOptions {
     /// `PUSHQ_DATABASE` error that says to run `pushq migrate`.
     /// @default false
     pub migrate: Option<bool>,
+    /// The app (Firebase project) whose devices `register` and `unregister` handle when the
+    /// call names none. Falls back to `PUSHQ_APP`.
+    /// @default 'default'
+    pub app: Option<String>,
 }
 
-/// A device to register. A missing or wrong field is a `PUSHQ_INVALID_DEVICE` error whose
-/// `field` names it.
+/// A device to register: a registration token or a Firebase Installation ID (exactly one). A
+/// missing or wrong field is a `PUSHQ_INVALID_DEVICE` error whose `field` names it.
 #[napi(object, object_from_js = false)]
 pub struct Device {
     /// The user the device belongs to (at most 255 characters).
     pub user_id: String,
     /// The FCM registration token (at most 512 characters).
-    pub token: String,
+    pub token: Option<String>,
+    /// The Firebase Installation ID (at most 512 characters), instead of a token: pushes to the
+    /// user reach it as `fid` sends.
+    pub fid: Option<String>,
     /// `android`, `ios`, `web`, … (at most 32 characters).
     pub platform: String,
+    /// The app (Firebase project) it belongs to; the registry's `app` option when not given.
+    pub app: Option<String>,
 }
 
 /// A registered device.
 #[napi(object)]
 pub struct RegisteredDevice {
+    /// The app (Firebase project) it belongs to.
+    pub app: String,
     /// The user.
     pub user_id: String,
-    /// The FCM registration token.
+    /// The FCM registration token, or the FID when `kind` is `fid`.
     pub token: String,
+    /// What `token` is.
+    #[napi(ts_type = "'token' | 'fid'")]
+    pub kind: String,
     /// The platform given at registration.
     pub platform: String,
     /// False once FCM reported the token dead; dead tokens get no pushes.
     pub live: bool,
+    /// When it was last registered (ISO-8601). A device not seen for `PUSHQ_STALE_DEVICE_DAYS`
+    /// (default 270) gets no pushes, and `pushq devices prune` deletes it.
+    pub last_seen_at: String,
+}
+
+/// Options of {@link DeviceRegistry.unregister} and {@link DeviceRegistry.devices}.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct AppOptions {
+    /// Only this app's devices. `unregister` defaults to the registry's `app`; `devices` lists
+    /// every app's when not given.
+    pub app: Option<String>,
+}
+
+/// Options of {@link DeliveryLog.forUser}.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct ForUserOptions {
+    /// Only pushes enqueued at or after this time (a `Date` or an ISO-8601 string).
+    #[napi(ts_type = "Date | string")]
+    pub since: Option<String>,
+    /// Only this app's pushes (every app's when not given).
+    pub app: Option<String>,
+    /// Most rows returned, oldest first (1 to 10000).
+    /// @default 1000
+    pub limit: Option<u32>,
+}
+
+/// One row of a user's delivery log.
+#[napi(object)]
+pub struct UserDeliveryRecord {
+    /// The push.
+    pub push_id: String,
+    /// The push's app.
+    pub app: String,
+    /// The device (its token, or `fid:<id>`), or `user:<id>` for `no_devices`.
+    pub target: String,
+    /// As in {@link DeliveryRecord.status}.
+    #[napi(
+        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'"
+    )]
+    pub status: String,
+    /// FCM's error code, when not sent.
+    pub error_code: Option<String>,
+    /// The push's category.
+    pub category: Option<String>,
+    /// When the push was enqueued (ISO-8601).
+    pub enqueued_at: String,
+    /// When FCM accepted it (ISO-8601).
+    pub sent_at: Option<String>,
 }
 
 /// One row of the delivery log.
 #[napi(object)]
 pub struct DeliveryRecord {
-    /// The device token, `topic:<name>`, `condition:<expr>`, or `user:<id>` for `no_devices`.
+    /// The push's app.
+    pub app: String,
+    /// The device token, `fid:<id>`, `topic:<name>`, `condition:<expr>`, or `user:<id>` for
+    /// `no_devices`.
     pub target: String,
     /// The user, when the push named users.
     pub user_id: Option<String>,
-    /// Final: `sent`, `failed`, `invalid_token`, `no_devices`, `dry_run` (FCM validated a dry
-    /// run and delivered nothing) or `duplicate` (another push with the same idempotency key
-    /// owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED` when its payload differed).
+    /// Final: `sent`, `failed`, `invalid_token`, `no_devices`, `expired` (the push's
+    /// `expiresAt`, or the deployment's `PUSHQ_MAX_PUSH_AGE_SECONDS`, had passed: not sent),
+    /// `dry_run` (FCM validated a dry run and delivered nothing) or `duplicate` (another push
+    /// with the same idempotency key owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED`
+    /// when its payload differed).
     /// Not final: `retrying` (the send failed transiently and the message was handed back for
     /// redelivery) or `sending` (a consumer has claimed it and is sending it).
     #[napi(
-        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'"
+        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'"
     )]
     pub status: String,
     /// FCM's error code, when not sent.
@@ -112,7 +179,7 @@ pub struct WaitForOptions {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The option names of {@link DatabaseOptions}.
-const KNOWN: [&str; 2] = ["databaseUrl", "migrate"];
+const KNOWN: [&str; 3] = ["databaseUrl", "migrate", "app"];
 
 /// A lazily connected store (connecting is I/O: it happens on first use, off the event loop).
 /// A failed connection is not kept: the next call tries again.
@@ -122,6 +189,8 @@ struct LazyStore {
     /// Where the URL came from, as errors name it: `databaseUrl`, `DATABASE_URL` or the default.
     source: &'static str,
     migrate: bool,
+    /// The `app` option, else `PUSHQ_APP`, else `default`.
+    app: String,
     store: Arc<OnceCell<Store>>,
 }
 
@@ -134,12 +203,13 @@ impl LazyStore {
             Some(Ok(Value::Object(map))) => map,
             _ => return Err(bad("options: must be an object".to_owned())),
         };
-        let (mut option, mut migrate) = (None, false);
+        let (mut option, mut migrate, mut app) = (None, false, None);
         for (key, value) in map {
             match (key.as_str(), value) {
                 (_, Value::Null) => {}
                 ("databaseUrl", Value::String(url)) => option = Some(url).filter(|u| !u.is_empty()),
                 ("migrate", Value::Bool(b)) => migrate = b,
+                ("app", Value::String(name)) => app = Some(name),
                 ("databaseUrl", other) => {
                     return Err(bad(format!(
                         "options.databaseUrl: must be a string (got {other})"
@@ -149,6 +219,9 @@ impl LazyStore {
                     return Err(bad(format!(
                         "options.migrate: must be a boolean (got {other})"
                     )))
+                }
+                ("app", other) => {
+                    return Err(bad(format!("options.app: must be a string (got {other})")))
                 }
                 (key, _) => {
                     return Err(bad(format!(
@@ -164,10 +237,16 @@ impl LazyStore {
             (None, Some(_)) => "DATABASE_URL",
             (None, None) => "the default database (sqlite://pushq-dev.db)",
         };
+        let app = app
+            .or_else(|| std::env::var("PUSHQ_APP").ok().filter(|a| !a.is_empty()))
+            .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned());
+        pushq_model::check_app(&app)
+            .map_err(|e| bad(format!("options.app (or PUSHQ_APP): {}", e.problem)))?;
         Ok(LazyStore {
             url: pushq_local::database_url(option),
             source,
             migrate,
+            app,
             store: Arc::new(OnceCell::new()),
         })
     }
@@ -259,6 +338,7 @@ fn could_be_push_id(id: &str) -> bool {
 
 fn record(r: pushq_delivery::store::DeliveryRecord) -> DeliveryRecord {
     DeliveryRecord {
+        app: r.app,
         target: r.target,
         user_id: r.user_id,
         status: r.status,
@@ -267,8 +347,21 @@ fn record(r: pushq_delivery::store::DeliveryRecord) -> DeliveryRecord {
     }
 }
 
-/// Reads a device given from JS, as `PUSHQ_INVALID_DEVICE` naming the field when it is not one.
-fn device_from_json(json: Option<&str>) -> std::result::Result<Device, BindingError> {
+/// A device given from JS, checked: (app, user, token or FID, kind, platform).
+struct CheckedDevice {
+    app: String,
+    user_id: String,
+    token: String,
+    kind: DeviceKind,
+    platform: String,
+}
+
+/// Reads a device given from JS, as `PUSHQ_INVALID_DEVICE` naming the field when it is not one;
+/// `app` is the registry's, for a device that names none.
+fn device_from_json(
+    json: Option<&str>,
+    app: &str,
+) -> std::result::Result<CheckedDevice, BindingError> {
     let invalid = |field: &str, problem: &str| BindingError::InvalidDevice {
         field: field.to_owned(),
         message: format!("device.{field}: {problem}"),
@@ -276,32 +369,165 @@ fn device_from_json(json: Option<&str>) -> std::result::Result<Device, BindingEr
     let Some(Value::Object(mut map)) = json.and_then(|j| serde_json::from_str(j).ok()) else {
         return Err(BindingError::InvalidDevice {
             field: "device".to_owned(),
-            message: "device: must be an object { userId, token, platform }".to_owned(),
+            message: "device: must be an object { userId, token | fid, platform, app? }".to_owned(),
         });
     };
-    let mut take = |field: &str| match map.remove(field) {
-        Some(Value::String(s)) => Ok(s),
+    let mut take = |field: &str, required: bool| match map.remove(field) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        None | Some(Value::Null) if !required => Ok(None),
         None | Some(Value::Null) => Err(invalid(field, "missing (a string is required)")),
         Some(other) => Err(invalid(field, &format!("must be a string (got {other})"))),
     };
-    let device = Device {
-        user_id: take("userId")?,
-        token: take("token")?,
-        platform: take("platform")?,
+    let user_id = take("userId", true)?.unwrap_or_default();
+    let token = take("token", false)?;
+    let fid = take("fid", false)?;
+    let platform = take("platform", true)?.unwrap_or_default();
+    let app = take("app", false)?.unwrap_or_else(|| app.to_owned());
+    let (kind, token) = match (token, fid) {
+        (Some(token), None) => (DeviceKind::Token, token),
+        (None, Some(fid)) => (DeviceKind::Fid, fid),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "fid",
+                "give a token or a fid, not both (a device is one of the two)",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "token",
+                "missing (a registration token, or a fid, is required)",
+            ))
+        }
     };
     if let Some(key) = map.keys().next() {
         return Err(invalid(
             key,
-            "unknown field (known: userId, token, platform)",
+            "unknown field (known: userId, token, fid, platform, app)",
         ));
     }
-    Store::check_device(&device.user_id, &device.token, &device.platform).map_err(|e| {
-        BindingError::InvalidDevice {
-            field: e.field.to_owned(),
-            message: format!("device.{e}"),
-        }
+    let device = CheckedDevice {
+        app,
+        user_id,
+        token,
+        kind,
+        platform,
+    };
+    Store::check_new_device(&device.as_new()).map_err(|e| BindingError::InvalidDevice {
+        field: match (e.field, kind) {
+            ("token", DeviceKind::Fid) => "fid".to_owned(),
+            (field, _) => field.to_owned(),
+        },
+        message: match (e.field, kind) {
+            ("token", DeviceKind::Fid) => format!("device.fid: {}", e.problem),
+            _ => format!("device.{e}"),
+        },
     })?;
     Ok(device)
+}
+
+impl CheckedDevice {
+    fn as_new(&self) -> NewDevice<'_> {
+        NewDevice {
+            app: &self.app,
+            user_id: &self.user_id,
+            token: &self.token,
+            kind: self.kind,
+            platform: &self.platform,
+        }
+    }
+}
+
+/// The `app` of {@link AppOptions}, as `PUSHQ_INVALID_ARGUMENT` when it is not one.
+fn app_option(json: Option<&str>) -> std::result::Result<Option<String>, BindingError> {
+    let bad = |why: String| BindingError::InvalidArgument(why);
+    let map = match json.map(serde_json::from_str::<Value>) {
+        None | Some(Ok(Value::Null)) => return Ok(None),
+        Some(Ok(Value::Object(map))) => map,
+        _ => return Err(bad("options: must be an object { app }".to_owned())),
+    };
+    let mut app = None;
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            ("app", Value::Null) => {}
+            ("app", Value::String(name)) => {
+                pushq_model::check_app(&name)
+                    .map_err(|e| bad(format!("options.app: {}", e.problem)))?;
+                app = Some(name);
+            }
+            ("app", other) => {
+                return Err(bad(format!("options.app: must be a string (got {other})")))
+            }
+            (key, _) => return Err(bad(format!("options.{key}: unknown option (known: app)"))),
+        }
+    }
+    Ok(app)
+}
+
+/// Most rows {@link DeliveryLog.forUser} returns by default, and at most.
+const FOR_USER_LIMIT: (u32, u32) = (1000, 10_000);
+
+/// The options of {@link DeliveryLog.forUser}: (since, app, limit); `PUSHQ_INVALID_ARGUMENT`
+/// naming a wrong one.
+type UserQuery = (Option<chrono::DateTime<chrono::Utc>>, Option<String>, u32);
+
+fn for_user_options(json: Option<&str>) -> std::result::Result<UserQuery, BindingError> {
+    let bad = |why: String| BindingError::InvalidArgument(why);
+    let map = match json.map(serde_json::from_str::<Value>) {
+        None | Some(Ok(Value::Null)) => Map::new(),
+        Some(Ok(Value::Object(map))) => map,
+        _ => {
+            return Err(bad(
+                "options: must be an object { since, app, limit }".to_owned()
+            ))
+        }
+    };
+    let (mut since, mut app, mut limit) = (None, None, FOR_USER_LIMIT.0);
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            (_, Value::Null) => {}
+            ("since", Value::String(text)) => {
+                since = Some(
+                    chrono::DateTime::parse_from_rfc3339(&text)
+                        .map_err(|_| {
+                            bad(format!(
+                                "options.since: must be a Date or an ISO-8601 date-time with a time zone (got {text:?})"
+                            ))
+                        })?
+                        .with_timezone(&chrono::Utc),
+                )
+            }
+            ("app", Value::String(name)) => {
+                pushq_model::check_app(&name)
+                    .map_err(|e| bad(format!("options.app: {}", e.problem)))?;
+                app = Some(name);
+            }
+            ("limit", v) if v.as_u64().is_some_and(|n| (1..=u64::from(FOR_USER_LIMIT.1)).contains(&n)) => {
+                limit = v.as_u64().unwrap_or_default() as u32
+            }
+            ("since", other) => {
+                return Err(bad(format!(
+                    "options.since: must be a Date or an ISO-8601 date-time with a time zone (got {other})"
+                )))
+            }
+            ("app", other) => return Err(bad(format!("options.app: must be a string (got {other})"))),
+            ("limit", other) => {
+                return Err(bad(format!(
+                    "options.limit: must be 1 to {} (got {other})",
+                    FOR_USER_LIMIT.1
+                )))
+            }
+            (key, _) => {
+                return Err(bad(format!(
+                    "options.{key}: unknown option (known: since, app, limit)"
+                )))
+            }
+        }
+    }
+    Ok((since, app, limit))
+}
+
+fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The `timeoutMs` of {@link WaitForOptions}; an unknown option or a wrong value is
@@ -361,7 +587,9 @@ impl DeviceRegistry {
         Ok(DeviceRegistry { store })
     }
 
-    /// Registers a device, or moves an existing token to this user and marks it live again.
+    /// Registers a device, or refreshes a known one (same app and token or FID): it is seen
+    /// now, moves to this user if another had it, and is live again if FCM had reported it dead.
+    /// Call it whenever the app starts with a token, as Firebase's token guide says.
     #[napi(ts_args_type = "device: Device", ts_return_type = "Promise<void>")]
     pub fn register<'env>(
         &self,
@@ -369,14 +597,14 @@ impl DeviceRegistry {
         device: Unknown,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
         let json = crate::stringify(env, device)?;
-        let device = device_from_json(json.as_deref());
+        let device = device_from_json(json.as_deref(), &self.store.app);
         let store = self.store.clone();
         settle(
             env,
             async move {
                 let device = device?;
                 let s = store.get().await?;
-                s.register_device(&device.user_id, &device.token, &device.platform)
+                s.register(&device.as_new())
                     .await
                     .map_err(|e| store.database(e))
             },
@@ -384,38 +612,58 @@ impl DeviceRegistry {
         )
     }
 
-    /// Removes a device; resolves `true` if it was registered.
-    #[napi(ts_return_type = "Promise<boolean>")]
+    /// Removes a device (its token or FID) of `options.app`, else of the registry's app;
+    /// resolves `true` if it was registered.
+    #[napi(
+        ts_args_type = "token: string, options?: AppOptions",
+        ts_return_type = "Promise<boolean>"
+    )]
     pub fn unregister<'env>(
         &self,
         env: &'env Env,
         token: String,
+        options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, bool>> {
+        let json = options_json(env, options)?;
+        let app = app_option(json.as_deref());
+        let default_app = self.store.app.clone();
         self.store.call(
             env,
-            move |s| async move { s.unregister_device(&token).await.map_err(db) },
+            move |s| async move {
+                let app = app?.unwrap_or(default_app);
+                s.unregister_device_of(&app, &token).await.map_err(db)
+            },
             |removed| removed,
         )
     }
 
-    /// A user's devices, oldest first, live and dead.
-    #[napi(ts_return_type = "Promise<Array<RegisteredDevice>>")]
+    /// A user's devices, oldest first, live and dead: of `options.app`, or of every app.
+    #[napi(
+        ts_args_type = "userId: string, options?: AppOptions",
+        ts_return_type = "Promise<Array<RegisteredDevice>>"
+    )]
     pub fn devices<'env>(
         &self,
         env: &'env Env,
         user_id: String,
+        options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, Vec<RegisteredDevice>>> {
+        let json = options_json(env, options)?;
+        let app = app_option(json.as_deref());
         self.store.call(
             env,
-            move |s| async move { s.devices(&user_id).await.map_err(db) },
+            move |s| async move { s.devices_of(&user_id, app?.as_deref()).await.map_err(db) },
             |devices| {
                 devices
                     .into_iter()
                     .map(|d| RegisteredDevice {
+                        app: d.app,
                         user_id: d.user_id,
                         token: d.token,
+                        kind: d.kind.as_str().to_owned(),
                         platform: d.platform,
                         live: d.live,
+                        last_seen_at: iso(d.last_seen_at),
                     })
                     .collect()
             },
@@ -438,6 +686,46 @@ impl DeliveryLog {
         let json = options_json(&env, options)?;
         let store = LazyStore::new(json.as_deref()).map_err(|e| error::to_js(&env, &e))?;
         Ok(DeliveryLog { store })
+    }
+
+    /// What happened to a user's pushes: their rows, oldest first, enqueued since `since` (all
+    /// when not given), in `app` (every app when not given), at most `limit` (default 1000).
+    /// What support staff ask: "did U get the message we sent on Monday?"
+    #[napi(
+        ts_args_type = "userId: string, options?: ForUserOptions",
+        ts_return_type = "Promise<Array<UserDeliveryRecord>>"
+    )]
+    pub fn for_user<'env>(
+        &self,
+        env: &'env Env,
+        user_id: String,
+        options: Option<Unknown>,
+    ) -> napi::Result<PromiseRaw<'env, Vec<UserDeliveryRecord>>> {
+        let json = options_json(env, options)?;
+        let query = for_user_options(json.as_deref());
+        self.store.call(
+            env,
+            move |s| async move {
+                let (since, app, limit) = query?;
+                s.deliveries_for_user(&user_id, since, app.as_deref(), limit)
+                    .await
+                    .map_err(db)
+            },
+            |rows| {
+                rows.into_iter()
+                    .map(|r| UserDeliveryRecord {
+                        push_id: r.push_id,
+                        app: r.app,
+                        target: r.target,
+                        status: r.status,
+                        error_code: r.error_code,
+                        category: r.category,
+                        enqueued_at: iso(r.enqueued_at),
+                        sent_at: r.sent_at.map(iso),
+                    })
+                    .collect()
+            },
+        )
     }
 
     /// What the log knows of one push (see {@link PushDeliveries}): its rows once delivered,

@@ -206,7 +206,24 @@ impl Producer {
             Target::User(user) => format!("user:{user}"),
             _ => String::new(),
         });
+        // A push already past its time would only ever be recorded `expired`: refused instead.
+        if let Some(expires_at) = push.expires_at_ms() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            if expires_at <= now {
+                return Err(locate(InvalidPush::new(
+                    "expiresAt",
+                    format!(
+                        "has already passed ({} ms ago): the push would never be sent",
+                        now - expires_at
+                    ),
+                ))
+                .into());
+            }
+        }
         let delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
+        let push = push.with_default_app(&self.config.app);
         let envelope = Envelope::new(push).into_dry_run(dry_run);
         let bodies = envelope.to_bodies().map_err(|e| e.about(subject()))?;
         let id = envelope.id;

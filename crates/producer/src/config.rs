@@ -37,6 +37,8 @@ pub struct ProducerOptions {
     pub endpoint_url: Option<String>,
     /// `"sqs"` or `"local"` [`PUSHQ_MODE`, default `"sqs"`].
     pub mode: Option<String>,
+    /// The app of pushes that name none [`PUSHQ_APP`, default `default`].
+    pub app: Option<String>,
     /// Most envelope bytes waiting in the client [default [`DEFAULT_MAX_BACKLOG_BYTES`]].
     pub max_backlog_bytes: Option<u64>,
     /// Most time, in milliseconds, a push may spend in the client before SQS has it
@@ -60,6 +62,8 @@ pub struct ProducerConfig {
     pub max_backlog_bytes: usize,
     /// Most time a push spends in the client; past it the push is refused and never sent.
     pub push_timeout: Duration,
+    /// The app (Firebase project) of pushes that name none.
+    pub app: String,
 }
 
 impl ProducerConfig {
@@ -126,7 +130,12 @@ impl ProducerConfig {
                 )))
             }
         };
+        let app =
+            pick(options.app, "PUSHQ_APP").unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned());
+        pushq_model::check_app(&app)
+            .map_err(|e| Error::Config(format!("app (option app or PUSHQ_APP): {}", e.problem)))?;
         Ok(ProducerConfig {
+            app,
             mode,
             queue_url,
             region: pick(options.region, "AWS_REGION"),

@@ -2,16 +2,18 @@
 //! I/O: parse, plan, classify. Rows, dead tokens and hand-backs accumulate here; the engine
 //! writes them in one statement each.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 use pushq_model::{Envelope, Target};
 
 use super::QueueMessage;
 use crate::fcm::{FcmError, Sent};
-use crate::outcome::{BatchCounts, BatchOutcome};
+use crate::outcome::{AppCounts, BatchCounts, BatchOutcome};
 use crate::sink::Attempted;
-use crate::store::{Claimed, Delivery, DeliveryStatus, KeyClaim, KeyOwner, Rejected};
+use crate::store::{
+    Claimed, Delivery, DeliveryStatus, DeviceKind, KeyClaim, KeyOwner, Rejected, Resolution,
+};
 
 /// One (push, target) to send.
 pub(super) struct Job {
@@ -21,8 +23,8 @@ pub(super) struct Job {
     pub envelope: usize,
     /// What the log records as the target.
     pub target: String,
-    /// The token to send to; `None` for a topic or condition push.
-    pub token: Option<String>,
+    /// The device to send to (a token or a FID); `None` for a topic or condition push.
+    pub device: Option<(DeviceKind, String)>,
     /// The user the token belongs to, when the push named users.
     pub user_id: Option<String>,
 }
@@ -31,7 +33,7 @@ pub(super) struct Job {
 enum Verdict {
     /// FCM accepted it.
     Sent(Sent),
-    /// The token is dead: a final row, and the device is invalidated.
+    /// The token (or FID) is dead: a final row, and the device is invalidated.
     InvalidToken(String),
     /// FCM refused the message for good: a final row.
     Failed(String),
@@ -74,14 +76,36 @@ pub(super) struct Batch<'m> {
     /// Rows that need no send (`no_devices`), with the index of their message, until claimed.
     unsent: Vec<(usize, Delivery)>,
     pub rows: Vec<Delivery>,
-    pub dead_tokens: Vec<String>,
+    /// (app, token or FID) of each device FCM said is dead.
+    pub dead_tokens: Vec<(String, String)>,
     /// Messages to hand back for redelivery.
     handed_back: BTreeSet<usize>,
     /// Per envelope: its FCM payload's size and limit when it is over the limit (measured once,
     /// not per target).
     oversized: Vec<Option<(usize, usize)>>,
     pub counts: BatchCounts,
+    /// The counts that carry the `App` dimension, per app.
+    apps: BTreeMap<String, AppCounts>,
     send_latency_ms: Vec<u64>,
+}
+
+/// When a batch's pushes are too old to send ([`Batch::plan`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Expiry {
+    /// Now, in epoch milliseconds.
+    pub now_ms: i64,
+    /// `PUSHQ_MAX_PUSH_AGE_SECONDS`, in milliseconds: a push enqueued longer ago expires.
+    pub max_age_ms: Option<i64>,
+}
+
+impl Expiry {
+    /// Whether `e` has expired: its `expiresAt` has passed, or it is older than the age limit.
+    fn has_passed(&self, e: &Envelope) -> bool {
+        e.push.expires_at_ms().is_some_and(|t| self.now_ms >= t)
+            || self
+                .max_age_ms
+                .is_some_and(|age| self.now_ms.saturating_sub(e.enqueued_at) > age)
+    }
 }
 
 impl<'m> Batch<'m> {
@@ -131,6 +155,7 @@ impl<'m> Batch<'m> {
             dead_tokens: Vec::new(),
             handed_back,
             counts,
+            apps: BTreeMap::new(),
             send_latency_ms: Vec::new(),
         }
     }
@@ -146,13 +171,27 @@ impl<'m> Batch<'m> {
         })
     }
 
-    /// Every user id the batch's pushes name, once each.
-    pub fn user_ids(&self) -> Vec<String> {
-        unique(
-            self.envelopes
-                .iter()
-                .flat_map(|(_, e)| user_ids(e).iter().cloned()),
-        )
+    /// Every (app, user id) the batch's pushes name, once each.
+    pub fn app_users(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .envelopes
+            .iter()
+            .flat_map(|(_, e)| {
+                user_ids(e)
+                    .iter()
+                    .map(|u| (e.push.app().to_owned(), u.clone()))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn app(&mut self, app: &str) -> &mut AppCounts {
+        if !self.apps.contains_key(app) {
+            self.apps.insert(app.to_owned(), AppCounts::default());
+        }
+        self.apps.get_mut(app).expect("inserted above")
     }
 
     /// The push ids and idempotency keys of the batch, once each.
@@ -167,32 +206,74 @@ impl<'m> Batch<'m> {
     }
 
     /// Phase 3: one job per (push, target), the first when the batch repeats one; a user
-    /// without live devices becomes a `no_devices` row. `tokens` maps each user to their live
-    /// tokens.
-    pub fn plan(&mut self, tokens: &HashMap<String, Vec<String>>) {
+    /// without live devices becomes a `no_devices` row, and each target of a push whose time
+    /// has passed an `expired` row. `devices` holds what each (app, user) resolved to.
+    pub fn plan(&mut self, devices: &Resolution, expiry: Expiry) {
+        let mut jobs = Vec::new();
+        let mut unsent = Vec::new();
+        let mut no_devices = Vec::new();
+        let mut stale: Vec<(String, usize)> = Vec::new();
         for (k, (i, e)) in self.envelopes.iter().enumerate() {
-            let job = |target: String, token: Option<String>, user_id: Option<String>| Job {
-                message: *i,
-                envelope: k,
-                target,
-                token,
-                user_id,
+            let expired = expiry.has_passed(e);
+            let mut add =
+                |target: String, device: Option<(DeviceKind, String)>, user_id: Option<String>| {
+                    if expired {
+                        unsent.push((
+                            *i,
+                            row(e, target, user_id, DeliveryStatus::Expired, None, 0),
+                        ));
+                    } else {
+                        jobs.push(Job {
+                            message: *i,
+                            envelope: k,
+                            target,
+                            device,
+                            user_id,
+                        });
+                    }
+                };
+            let token = |t: &String| (t.clone(), Some((DeviceKind::Token, t.clone())));
+            let fid = |f: &String| {
+                (
+                    DeviceKind::Fid.target(f),
+                    Some((DeviceKind::Fid, f.clone())),
+                )
             };
             match e.push.target() {
-                Target::Token(t) => self.jobs.push(job(t.clone(), Some(t.clone()), None)),
-                Target::Tokens(ts) => self
-                    .jobs
-                    .extend(ts.iter().map(|t| job(t.clone(), Some(t.clone()), None))),
-                Target::Topic(t) => self.jobs.push(job(format!("topic:{t}"), None, None)),
-                Target::Condition(c) => self.jobs.push(job(format!("condition:{c}"), None, None)),
+                Target::Token(t) => {
+                    let (target, device) = token(t);
+                    add(target, device, None);
+                }
+                Target::Tokens(ts) => ts.iter().for_each(|t| {
+                    let (target, device) = token(t);
+                    add(target, device, None);
+                }),
+                Target::Fid(f) => {
+                    let (target, device) = fid(f);
+                    add(target, device, None);
+                }
+                Target::Fids(fs) => fs.iter().for_each(|f| {
+                    let (target, device) = fid(f);
+                    add(target, device, None);
+                }),
+                Target::Topic(t) => add(format!("topic:{t}"), None, None),
+                Target::Condition(c) => add(format!("condition:{c}"), None, None),
                 Target::User(_) | Target::Users(_) => {
+                    let app = e.push.app();
                     for u in user_ids(e) {
-                        match tokens.get(u) {
-                            Some(ts) => self.jobs.extend(
-                                ts.iter()
-                                    .map(|t| job(t.clone(), Some(t.clone()), Some(u.clone()))),
-                            ),
-                            None => self.unsent.push((
+                        let key = (app.to_owned(), u.clone());
+                        if let Some(n) = devices.stale.get(&key) {
+                            stale.push((app.to_owned(), *n));
+                        }
+                        match devices.live.get(&key) {
+                            Some(ds) => ds.iter().for_each(|d| {
+                                add(
+                                    d.kind.target(&d.token),
+                                    Some((d.kind, d.token.clone())),
+                                    Some(u.clone()),
+                                )
+                            }),
+                            None => no_devices.push((
                                 *i,
                                 row(
                                     e,
@@ -207,6 +288,13 @@ impl<'m> Batch<'m> {
                     }
                 }
             }
+        }
+        self.jobs.extend(jobs);
+        self.unsent.extend(unsent);
+        self.unsent.extend(no_devices);
+        for (app, n) in stale {
+            self.counts.stale_devices += n;
+            self.app(&app).stale_devices += n;
         }
     }
 
@@ -265,11 +353,19 @@ impl<'m> Batch<'m> {
         self.jobs
             .retain(|j| keep(j.message, &envelopes[j.envelope].1.id, &j.target));
         let unsent = std::mem::take(&mut self.unsent);
+        let mut expired: Vec<String> = Vec::new();
         for (message, r) in unsent {
             if keep(message, &r.push_id, &r.target) {
-                self.counts.no_devices += 1;
+                match r.status {
+                    DeliveryStatus::Expired => expired.push(r.app.clone()),
+                    _ => self.counts.no_devices += 1,
+                }
                 self.rows.push(r);
             }
+        }
+        self.counts.expired += expired.len();
+        for app in expired {
+            self.app(&app).expired += 1;
         }
         let (skipped, busy, taken_over) = counts;
         self.counts.skipped += skipped;
@@ -295,12 +391,13 @@ impl<'m> Batch<'m> {
             let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) else {
                 continue;
             };
-            if seen.insert((key, j.target.as_str())) {
+            if seen.insert((e.push.app(), key, j.target.as_str())) {
                 let hash = hashes
                     .entry(j.envelope)
                     .or_insert_with(|| payload_hash(e))
                     .clone();
                 claims.push(KeyClaim {
+                    app: e.push.app().to_owned(),
                     key: key.to_owned(),
                     target: j.target.clone(),
                     push_id: e.id.clone(),
@@ -313,7 +410,7 @@ impl<'m> Batch<'m> {
 
     /// Phase 4b, second half: a job whose (key, target) another push owns is not sent; its row
     /// says `duplicate`, with `IDEMPOTENCY_KEY_REUSED` when that push's payload differed.
-    pub fn keep_key_owners(&mut self, owners: &HashMap<(String, String), KeyOwner>) {
+    pub fn keep_key_owners(&mut self, owners: &HashMap<(String, String, String), KeyOwner>) {
         let mut duplicates = Vec::new();
         let mut handed_back = Vec::new();
         let envelopes = &self.envelopes;
@@ -323,7 +420,8 @@ impl<'m> Batch<'m> {
             let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) else {
                 return true;
             };
-            let Some(owner) = owners.get(&(key.to_owned(), j.target.clone())) else {
+            let Some(owner) = owners.get(&(e.push.app().to_owned(), key.to_owned(), j.target.clone()))
+            else {
                 handed_back.push(j.message);
                 return false;
             };
@@ -361,28 +459,39 @@ impl<'m> Batch<'m> {
             .map(|(n, a)| (n, a.attempts, Verdict::from(a.result)))
             .collect();
         // A key of another Firebase project gets SENDER_ID_MISMATCH for every token: when that
-        // is the answer to most sends, it is the key that is wrong, not the tokens.
-        let answered = verdicts.iter().filter(|v| v.2.about_the_send()).count();
-        let mismatched = verdicts
-            .iter()
-            .filter(|v| matches!(v.2, Verdict::SenderMismatch(_)))
-            .count();
-        let wrong_key = mismatched > 0 && mismatched * 2 > answered;
-        if wrong_key {
-            tracing::error!(
-                mismatched,
-                answered,
-                "most sends answered SENDER_ID_MISMATCH: the FCM key belongs to another project; nothing is invalidated, the messages will be redelivered"
-            );
+        // is the answer to most of an app's sends, it is the app's key that is wrong, not the
+        // tokens.
+        let mut answered: HashMap<&str, (usize, usize)> = HashMap::new();
+        for (n, _, v) in &verdicts {
+            let app = self.envelopes[self.jobs[*n].envelope].1.push.app();
+            let counts = answered.entry(app).or_default();
+            counts.0 += usize::from(v.about_the_send());
+            counts.1 += usize::from(matches!(v, Verdict::SenderMismatch(_)));
         }
+        let wrong_keys: HashSet<String> = answered
+            .into_iter()
+            .filter(|(_, (answered, mismatched))| *mismatched > 0 && mismatched * 2 > *answered)
+            .map(|(app, (answered, mismatched))| {
+                tracing::error!(
+                    app = %app,
+                    mismatched,
+                    answered,
+                    "most sends answered SENDER_ID_MISMATCH: the app's FCM key belongs to another project; nothing is invalidated, the messages will be redelivered"
+                );
+                app.to_owned()
+            })
+            .collect();
         for (n, attempts, verdict) in verdicts {
             let job = &self.jobs[n];
             let e = &self.envelopes[job.envelope].1;
+            let app = e.push.app().to_owned();
             let verdict = match verdict {
-                Verdict::SenderMismatch(error) if wrong_key => Verdict::HandBack(error),
+                Verdict::SenderMismatch(error) if wrong_keys.contains(&app) => {
+                    Verdict::HandBack(error)
+                }
                 Verdict::SenderMismatch(error) => Verdict::Failed(error.code().to_owned()),
                 // A topic or condition has no token to invalidate: the message failed.
-                Verdict::InvalidToken(code) if job.token.is_none() => Verdict::Failed(code),
+                Verdict::InvalidToken(code) if job.device.is_none() => Verdict::Failed(code),
                 other => other,
             };
             self.counts.retried += attempts.saturating_sub(1) as usize;
@@ -396,6 +505,7 @@ impl<'m> Batch<'m> {
                     attempts,
                 )
             };
+            let mut per_app = AppCounts::default();
             match verdict {
                 Verdict::Sent(_) if e.dry_run => {
                     self.counts.dry_runs += 1;
@@ -403,20 +513,26 @@ impl<'m> Batch<'m> {
                 }
                 Verdict::Sent(sent) => {
                     self.counts.sent += 1;
+                    per_app.sent += 1;
                     let mut d = r(DeliveryStatus::Sent, None);
                     d.fcm_message_id = Some(fit(&sent.name, 255)).filter(|n| !n.is_empty());
                     d.sent_at = Some(now);
                     let latency = (now - d.enqueued_at).num_milliseconds().max(0) as u64;
                     self.send_latency_ms.push(latency);
+                    per_app.send_latency_ms.push(latency);
                     self.rows.push(d);
                 }
                 Verdict::InvalidToken(code) => {
                     self.counts.invalid_tokens += 1;
-                    self.dead_tokens.extend(job.token.clone());
+                    per_app.invalid_tokens += 1;
+                    if let Some((_, id)) = &job.device {
+                        self.dead_tokens.push((app.clone(), id.clone()));
+                    }
                     self.rows.push(r(DeliveryStatus::InvalidToken, Some(code)));
                 }
                 Verdict::Failed(code) => {
                     self.counts.failed += 1;
+                    per_app.failed += 1;
                     self.rows.push(r(DeliveryStatus::Failed, Some(code)));
                 }
                 Verdict::SenderMismatch(_) => unreachable!("decided above"),
@@ -424,15 +540,25 @@ impl<'m> Batch<'m> {
                 // A `retrying` row says so in the log until the final row replaces it.
                 Verdict::HandBack(error) => {
                     self.counts.transient += 1;
+                    per_app.handed_back += 1;
                     if error.code() == crate::fcm::THROTTLED {
                         self.counts.throttled += 1;
+                        per_app.throttled += 1;
                     }
                     self.rows
                         .push(r(DeliveryStatus::Retrying, Some(error.code().to_owned())));
-                    tracing::warn!(push_id = %e.id, code = error.code(), "send failed, will retry on redelivery");
+                    match &error {
+                        FcmError::UnknownApp { .. } => {
+                            tracing::error!(push_id = %e.id, app = %app, code = error.code(), "{error}; the message will be redelivered (and reach the DLQ if the key does not come)")
+                        }
+                        _ => {
+                            tracing::warn!(push_id = %e.id, app = %app, code = error.code(), "send failed, will retry on redelivery")
+                        }
+                    }
                     self.handed_back.insert(job.message);
                 }
             }
+            self.app(&app).add(per_app);
         }
     }
 
@@ -446,6 +572,7 @@ impl<'m> Batch<'m> {
                 .map(|&i| self.messages[i].message_id.clone())
                 .collect(),
             counts: self.counts,
+            apps: self.apps,
             send_latency_ms: self.send_latency_ms,
             push_ids,
         }
@@ -514,6 +641,7 @@ fn row(
 ) -> Delivery {
     Delivery {
         push_id: e.id.clone(),
+        app: e.push.app().to_owned(),
         target,
         user_id,
         status,

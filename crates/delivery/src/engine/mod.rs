@@ -2,10 +2,10 @@
 //!
 //! A batch goes through these phases, in order ([`Engine::process`] reads as this list):
 //! 1. **parse** ([`Batch::parse`]): each message becomes an envelope, or a rejected row;
-//! 2. **resolve users** ([`Engine::resolve_users`]): one query maps every user id of the batch to
-//!    its live tokens;
+//! 2. **resolve users** ([`Engine::resolve_users`]): one query maps every (app, user id) of the
+//!    batch to its live devices (tokens and FIDs), leaving out and counting stale ones;
 //! 3. **plan** ([`Batch::plan`]): one job per (push, target); a user without live devices becomes
-//!    a `no_devices` row;
+//!    a `no_devices` row, each target of a push whose time has passed an `expired` row;
 //! 4. **claim** ([`Engine::claim`]): one statement claims every (push, target) for this batch
 //!    (what is final already is skipped; what another consumer holds is handed back), and one
 //!    more the (idempotency key, target)s of keyed pushes (another push's are `duplicate`);
@@ -17,18 +17,18 @@
 
 mod batch;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use self::batch::Batch;
+use self::batch::{Batch, Expiry};
 use crate::config::DeliveryConfig;
-use crate::fcm::{FcmClient, FcmConfig, FcmError, ServiceAccount};
+use crate::fcm::{FcmApps, FcmConfig, FcmError, ServiceAccount};
 use crate::outcome::BatchOutcome;
 use crate::sink::{Attempted, LogSink, Sink};
-use crate::store::{Claim, Store, StoreError};
+use crate::store::{Claim, DeviceKind, Resolution, Store, StoreError};
+use pushq_model::Recipient;
 
 /// One message of a batch, as SQS delivered it.
 #[derive(Debug, Clone)]
@@ -76,6 +76,29 @@ pub struct Engine {
     sink: Arc<dyn Sink>,
     send_concurrency: usize,
     statement_timeout: Duration,
+    policy: PushPolicy,
+}
+
+/// Which devices and pushes are too old to send to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushPolicy {
+    /// A device not seen (registered) for this long is not resolved
+    /// (`PUSHQ_STALE_DEVICE_DAYS`, default 270 days: when FCM expires inactive Android tokens).
+    pub stale_device_after: Duration,
+    /// A push enqueued longer ago than this is recorded `expired`, not sent
+    /// (`PUSHQ_MAX_PUSH_AGE_SECONDS`; off by default).
+    pub max_push_age: Option<Duration>,
+}
+
+impl Default for PushPolicy {
+    fn default() -> Self {
+        PushPolicy {
+            stale_device_after: Duration::from_secs(
+                crate::config::DEFAULT_STALE_DEVICE_DAYS * 86_400,
+            ),
+            max_push_age: None,
+        }
+    }
 }
 
 impl Engine {
@@ -86,7 +109,13 @@ impl Engine {
             sink,
             send_concurrency: send_concurrency.max(1),
             statement_timeout: Duration::from_millis(crate::config::DEFAULT_STATEMENT_TIMEOUT_MS),
+            policy: PushPolicy::default(),
         }
+    }
+
+    /// The same engine, with these limits on device and push age.
+    pub fn with_policy(self, policy: PushPolicy) -> Engine {
+        Engine { policy, ..self }
     }
 
     /// The same engine, giving each database statement of a batch at most `timeout`.
@@ -140,8 +169,12 @@ impl Engine {
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
         let mut batch = Batch::parse(messages);
-        let tokens = self.resolve_users(&batch, deadline).await?;
-        batch.plan(&tokens);
+        let devices = self.resolve_users(&batch, deadline).await?;
+        let expiry = Expiry {
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            max_age_ms: self.policy.max_push_age.map(|d| d.as_millis() as i64),
+        };
+        batch.plan(&devices, expiry);
         let claim = Claim::new(
             deadline.saturating_duration_since(Instant::now())
                 + self.sink.overrun()
@@ -174,20 +207,24 @@ impl Engine {
         Ok(batch.outcome())
     }
 
-    /// Phase 2: one query, every user of the batch to their live tokens.
+    /// Phase 2: one query, every (app, user) of the batch to their live devices seen within the
+    /// stale age.
     async fn resolve_users(
         &self,
         batch: &Batch<'_>,
         deadline: Instant,
-    ) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let users = batch.user_ids();
+    ) -> Result<Resolution, StoreError> {
+        let users = batch.app_users();
         if users.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Resolution::default());
         }
+        let stale_before = chrono::Duration::from_std(self.policy.stale_device_after)
+            .ok()
+            .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
         self.timed(
             "resolving user ids",
             Some(deadline),
-            self.store.live_tokens(&users),
+            self.store.resolve_devices(&users, stale_before),
         )
         .await
     }
@@ -243,7 +280,10 @@ impl Engine {
                     })),
                     None => sink.send(
                         &envelope.push,
-                        job.token.as_deref(),
+                        job.device.as_ref().map(|(kind, id)| match kind {
+                            DeviceKind::Token => Recipient::Token(id),
+                            DeviceKind::Fid => Recipient::Fid(id),
+                        }),
                         envelope.dry_run,
                         deadline,
                     ),
@@ -280,7 +320,7 @@ impl Engine {
             self.timed(
                 "invalidating dead tokens",
                 None,
-                self.store.invalidate_tokens(&batch.dead_tokens),
+                self.store.invalidate_devices(&batch.dead_tokens),
             )
             .await?;
         }
@@ -321,7 +361,9 @@ impl Engine {
         }
         let sink: Arc<dyn Sink> = match (&config.credentials, without_credentials) {
             (Some(credentials), _) => {
-                let account = ServiceAccount::load(credentials)?;
+                let keys = ServiceAccount::load_apps(credentials)?;
+                let apps: Vec<&str> = keys.keys().map(String::as_str).collect();
+                tracing::info!(apps = %apps.join(","), "FCM credentials loaded");
                 let fcm = FcmConfig {
                     endpoint: config.fcm_endpoint.clone(),
                     dry_run: config.dry_run,
@@ -330,7 +372,7 @@ impl Engine {
                     connections: config.fcm_connections(),
                     ..FcmConfig::default()
                 };
-                Arc::new(FcmClient::new(account, &fcm)?)
+                Arc::new(FcmApps::new(keys, &fcm)?)
             }
             (None, WithoutCredentials::LogSink { print_requests }) => {
                 Arc::new(LogSink { print_requests })
@@ -342,6 +384,7 @@ impl Engine {
             }
         };
         Ok(Engine::new(store, sink, config.send_concurrency)
-            .with_statement_timeout(config.statement_timeout))
+            .with_statement_timeout(config.statement_timeout)
+            .with_policy(config.policy))
     }
 }

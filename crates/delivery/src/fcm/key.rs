@@ -47,34 +47,88 @@ impl ServiceAccount {
     pub fn load(setting: &CredentialsSetting) -> Result<ServiceAccount, FcmError> {
         let fail =
             |problem: String| FcmError::Credentials(format!("{}: {problem}", setting.variable));
-        let value = unwrap_value(&setting.value);
-        if value.starts_with(['{', '[']) {
-            return parse_key(&value).map_err(fail);
-        }
-        let path = std::path::Path::new(value.as_ref());
-        if path.is_file() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| fail(format!("cannot read the file it names ({})", e.kind())))?;
-            return parse_key(&unwrap_value(&text))
-                .map_err(|problem| fail(format!("the file it names: {problem}")));
-        }
-        let hint = if path.is_dir() {
-            " (it names a directory)"
-        } else if looks_like_base64_json(&value) {
-            " (it looks like base64: decode it first)"
-        } else {
-            ""
-        };
-        Err(fail(format!(
-            "expected a service-account key as JSON, or the path of a file holding one; the \
-             value is neither{hint}. It is not printed: it may be the key"
-        )))
+        let (text, from_file) = read_setting(setting)?;
+        parse_key(&text).map_err(|problem| fail(in_file(from_file, problem)))
+    }
+
+    /// Reads the keys of every app a setting gives: one service-account key (the app
+    /// `default`), or a JSON object mapping app names to keys (`{"member": {…}, "trainer":
+    /// {…}}`), as JSON or in a file. Errors name the variable and the app, never a value.
+    pub fn load_apps(
+        setting: &CredentialsSetting,
+    ) -> Result<std::collections::BTreeMap<String, ServiceAccount>, FcmError> {
+        let fail =
+            |problem: String| FcmError::Credentials(format!("{}: {problem}", setting.variable));
+        let (text, from_file) = read_setting(setting)?;
+        parse_keys(&text).map_err(|problem| fail(in_file(from_file, problem)))
     }
 }
 
 /// A service-account key from JSON text; the problem, in words that quote none of the text.
-fn parse_key(text: &str) -> Result<ServiceAccount, String> {
-    let json: Value = serde_json::from_str(text).map_err(|e| {
+/// The setting's JSON text: the value itself when it is JSON, else the file it names; and
+/// whether it came from a file.
+fn read_setting(setting: &CredentialsSetting) -> Result<(String, bool), FcmError> {
+    let fail = |problem: String| FcmError::Credentials(format!("{}: {problem}", setting.variable));
+    let value = unwrap_value(&setting.value);
+    if value.starts_with(['{', '[']) {
+        return Ok((value.into_owned(), false));
+    }
+    let path = std::path::Path::new(value.as_ref());
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read the file it names ({})", e.kind())))?;
+        return Ok((unwrap_value(&text).into_owned(), true));
+    }
+    let hint = if path.is_dir() {
+        " (it names a directory)"
+    } else if looks_like_base64_json(&value) {
+        " (it looks like base64: decode it first)"
+    } else {
+        ""
+    };
+    Err(fail(format!(
+        "expected a service-account key as JSON, or the path of a file holding one; the \
+         value is neither{hint}. It is not printed: it may be the key"
+    )))
+}
+
+fn in_file(from_file: bool, problem: String) -> String {
+    if from_file {
+        format!("the file it names: {problem}")
+    } else {
+        problem
+    }
+}
+
+/// One key (the app `default`) or a map of app names to keys.
+fn parse_keys(text: &str) -> Result<std::collections::BTreeMap<String, ServiceAccount>, String> {
+    let json = parse_json(text)?;
+    let Value::Object(fields) = &json else {
+        return Err(
+            "not a service-account key nor a map of apps to keys (JSON, but not an object)".into(),
+        );
+    };
+    let is_one_key = ["type", "project_id", "private_key", "client_email"]
+        .iter()
+        .any(|f| fields.contains_key(*f));
+    if is_one_key || fields.is_empty() {
+        let key = key_from(json)?;
+        return Ok([(pushq_model::DEFAULT_APP.to_owned(), key)].into());
+    }
+    let mut apps = std::collections::BTreeMap::new();
+    for (app, value) in fields {
+        // A name that is not an app's is not printed: it may be a key's field gone astray.
+        pushq_model::check_app(app).map_err(|_| {
+            "a map of apps to keys, but one of its names is not an app name (1 to 64 characters of A-Z a-z 0-9 _ . -)".to_owned()
+        })?;
+        let key = key_from(value.clone()).map_err(|problem| format!("app \"{app}\": {problem}"))?;
+        apps.insert(app.clone(), key);
+    }
+    Ok(apps)
+}
+
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| {
         let ends_early = matches!(e.classify(), serde_json::error::Category::Eof);
         format!(
             "not valid JSON ({}at line {} column {})",
@@ -82,7 +136,14 @@ fn parse_key(text: &str) -> Result<ServiceAccount, String> {
             e.line(),
             e.column()
         )
-    })?;
+    })
+}
+
+fn parse_key(text: &str) -> Result<ServiceAccount, String> {
+    key_from(parse_json(text)?)
+}
+
+fn key_from(json: Value) -> Result<ServiceAccount, String> {
     let Value::Object(fields) = &json else {
         return Err("not a service-account key (JSON, but not an object)".into());
     };

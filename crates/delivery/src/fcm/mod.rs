@@ -1,6 +1,7 @@
 //! The FCM HTTP v1 client: authenticated sends over pooled (HTTP/2 where offered) connections,
 //! FCM's error bodies classified final or retryable, and retries with backoff within a deadline.
 
+mod apps;
 pub mod auth;
 pub mod key;
 mod pool;
@@ -8,11 +9,12 @@ mod pool;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use pushq_model::Push;
+use pushq_model::{Push, Recipient};
 use serde_json::Value;
 
 use crate::sink::{Attempted, Sink};
 
+pub use apps::FcmApps;
 pub use auth::TokenSource;
 pub use key::ServiceAccount;
 pub use pool::{connections_for, FCM_STREAMS_PER_CONNECTION};
@@ -77,6 +79,14 @@ pub enum FcmError {
         /// FCM's message.
         detail: String,
     },
+    /// The push names an app the deployment has no key for: the deployment's fault (a key
+    /// not added yet, a typo in `app`). Handed back for redelivery, so that it waits in the
+    /// queue or the DLQ until the key is there; never final.
+    #[error("the app {app:?} has no FCM credentials (add its key to PUSHQ_FCM_CREDENTIALS' map)")]
+    UnknownApp {
+        /// The push's app.
+        app: String,
+    },
 }
 
 impl FcmError {
@@ -90,6 +100,7 @@ impl FcmError {
             FcmError::Credentials(_) => "CREDENTIALS",
             FcmError::Setup(_) => "SETUP",
             FcmError::SenderMismatch { .. } => "SENDER_ID_MISMATCH",
+            FcmError::UnknownApp { .. } => NO_CREDENTIALS,
         }
     }
 }
@@ -157,6 +168,9 @@ pub const QUOTA_PAUSE: Duration = Duration::from_secs(60);
 
 /// The code of a send not made because the project's quota throttle outlasts the batch.
 pub const THROTTLED: &str = "THROTTLED";
+
+/// The code of a send not made because its push's app has no FCM credentials.
+pub const NO_CREDENTIALS: &str = "NO_CREDENTIALS_FOR_APP";
 
 impl FcmClient {
     /// A client for the service account `account`.
@@ -328,12 +342,12 @@ impl Sink for FcmClient {
     fn send<'a>(
         &'a self,
         push: &'a Push,
-        token: Option<&'a str>,
+        to: Option<Recipient<'a>>,
         validate_only: bool,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         Box::pin(async move {
-            let body = crate::sink::request_body(push, token, self.dry_run || validate_only);
+            let body = crate::sink::request_body(push, to, self.dry_run || validate_only);
             self.send_with_retries(&body, deadline).await
         })
     }

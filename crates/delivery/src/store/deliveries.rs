@@ -31,6 +31,9 @@ pub enum DeliveryStatus {
     /// Not final: the send failed transiently and the message was handed back for redelivery.
     /// The final row replaces it.
     Retrying,
+    /// Not sent: the push's `expiresAt`, or its age limit (`PUSHQ_MAX_PUSH_AGE_SECONDS`), had
+    /// passed when a consumer took it.
+    Expired,
 }
 
 impl DeliveryStatus {
@@ -45,6 +48,7 @@ impl DeliveryStatus {
             DeliveryStatus::Retrying => "retrying",
             DeliveryStatus::Duplicate => "duplicate",
             DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Expired => "expired",
         }
     }
 }
@@ -54,7 +58,9 @@ impl DeliveryStatus {
 pub struct Delivery {
     /// The push id.
     pub push_id: String,
-    /// The token, `topic:<name>`, `condition:<expr>` or `user:<id>`.
+    /// The push's app.
+    pub app: String,
+    /// The token, `fid:<id>`, `topic:<name>`, `condition:<expr>` or `user:<id>`.
     pub target: String,
     /// The user the target belongs to, when the push named users.
     pub user_id: Option<String>,
@@ -81,8 +87,9 @@ pub struct Delivery {
 /// (push id, target, status, claim id, error code) of a claimed row, as read back.
 type ClaimRow = (String, String, String, Option<String>, Option<String>);
 
-/// (target, user_id, status, error_code, attempts, part, parts) as selected.
+/// (app, target, user_id, status, error_code, attempts, part, parts) as selected.
 type DeliveryRow = (
+    String,
     String,
     Option<String>,
     String,
@@ -95,7 +102,9 @@ type DeliveryRow = (
 /// A delivery-log row as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRecord {
-    /// The token, `topic:<name>`, `condition:<expr>` or `user:<id>`.
+    /// The push's app.
+    pub app: String,
+    /// The token, `fid:<id>`, `topic:<name>`, `condition:<expr>` or `user:<id>`.
     pub target: String,
     /// The user, when the push named users.
     pub user_id: Option<String>,
@@ -158,9 +167,11 @@ pub struct KeyOwner {
     pub payload_hash: Option<String>,
 }
 
-/// One (idempotency key, target) a push claims, with its payload's hash.
+/// One (app, idempotency key, target) a push claims, with its payload's hash.
 #[derive(Debug, Clone)]
 pub struct KeyClaim {
+    /// The push's app: a key is claimed within its app.
+    pub app: String,
     /// The push's idempotency key.
     pub key: String,
     /// The target.
@@ -187,7 +198,7 @@ impl Store {
         rows: &[Delivery],
         claim: &Claim,
     ) -> StoreResult<std::collections::HashMap<(String, String), Claimed>> {
-        const COLUMNS: usize = 12;
+        const COLUMNS: usize = 13;
         let mut rows: Vec<&Delivery> = rows.iter().collect();
         rows.sort_by(|a, b| (&a.push_id, &a.target).cmp(&(&b.push_id, &b.target)));
         rows.dedup_by(|a, b| a.push_id == b.push_id && a.target == b.target);
@@ -203,10 +214,11 @@ impl Store {
             let d = self.dialect;
             with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO pushq_deliveries (push_id, target, user_id, status, attempts, category, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
+                    "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, attempts, category, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
                 );
                 q.push_values(chunk, |mut b, r| {
                     b.push_bind(r.push_id.as_str())
+                        .push_bind(r.app.as_str())
                         .push_bind(r.target.as_str())
                         .push_bind(r.user_id.as_deref())
                         .push_bind(sending)
@@ -344,20 +356,21 @@ impl Store {
     pub async fn claim_keys(
         &self,
         claims: &[KeyClaim],
-    ) -> StoreResult<std::collections::HashMap<(String, String), KeyOwner>> {
-        const COLUMNS: usize = 4;
+    ) -> StoreResult<std::collections::HashMap<(String, String, String), KeyOwner>> {
+        const COLUMNS: usize = 5;
         let mut claims: Vec<&KeyClaim> = claims.iter().collect();
-        claims.sort_by(|a, b| (&a.key, &a.target).cmp(&(&b.key, &b.target)));
-        let mut owners: Vec<(String, String, String, Option<String>)> = Vec::new();
+        claims.sort_by(|a, b| (&a.app, &a.key, &a.target).cmp(&(&b.app, &b.key, &b.target)));
+        let mut owners: Vec<(String, String, String, String, Option<String>)> = Vec::new();
         for chunk in claims.chunks(self.dialect.max_binds() / COLUMNS) {
             self.count();
             let d = self.dialect;
             with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO pushq_key_claims (idempotency_key, target, push_id, payload_hash) ",
+                    "INSERT INTO pushq_key_claims (app, idempotency_key, target, push_id, payload_hash) ",
                 );
                 q.push_values(chunk, |mut b, c| {
-                    b.push_bind(c.key.as_str())
+                    b.push_bind(c.app.as_str())
+                        .push_bind(c.key.as_str())
                         .push_bind(c.target.as_str())
                         .push_bind(c.push_id.as_str())
                         .push_bind(c.payload_hash.as_str());
@@ -370,10 +383,10 @@ impl Store {
                     // A no-op update, so that RETURNING gives the owner of every pair.
                     Dialect::Sqlite | Dialect::Postgres => {
                         q.push(
-                            " ON CONFLICT (idempotency_key, target) DO UPDATE SET push_id = pushq_key_claims.push_id \
-                             RETURNING idempotency_key, target, push_id, payload_hash",
+                             " ON CONFLICT (app, idempotency_key, target) DO UPDATE SET push_id = pushq_key_claims.push_id \
+                             RETURNING app, idempotency_key, target, push_id, payload_hash",
                         );
-                        let got: Vec<(String, String, String, Option<String>)> =
+                        let got: Vec<(String, String, String, String, Option<String>)> =
                             q.build_query_as().persistent(false).fetch_all(pool).await?;
                         owners.extend(got);
                     }
@@ -387,7 +400,8 @@ impl Store {
             let d = self.dialect;
             owners = with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(format!(
-                    "SELECT {}, {}, {}, {} FROM pushq_key_claims WHERE idempotency_key IN (",
+                    "SELECT {}, {}, {}, {}, {} FROM pushq_key_claims WHERE idempotency_key IN (",
+                    d.text("app"),
                     d.text("idempotency_key"),
                     d.text("target"),
                     d.text("push_id"),
@@ -403,9 +417,9 @@ impl Store {
         }
         Ok(owners
             .into_iter()
-            .map(|(key, target, push_id, payload_hash)| {
+            .map(|(app, key, target, push_id, payload_hash)| {
                 (
-                    (key, target),
+                    (app, key, target),
                     KeyOwner {
                         push_id,
                         payload_hash,
@@ -421,7 +435,7 @@ impl Store {
     /// is: the first final row is the one kept. The same (push, target) twice in `rows` is
     /// written once, the first.
     pub async fn record_deliveries(&self, rows: &[Delivery], claim: &Claim) -> StoreResult<()> {
-        const COLUMNS: usize = 13;
+        const COLUMNS: usize = 14;
         let mut seen = std::collections::HashSet::new();
         let rows: Vec<&Delivery> = rows
             .iter()
@@ -436,10 +450,11 @@ impl Store {
             self.count();
             with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO pushq_deliveries (push_id, target, user_id, status, fcm_message_id, error_code, attempts, category, idempotency_key, enqueued_at, sent_at, part, parts) ",
+                    "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, fcm_message_id, error_code, attempts, category, idempotency_key, enqueued_at, sent_at, part, parts) ",
                 );
                 q.push_values(chunk, |mut b, d| {
                     b.push_bind(d.push_id.as_str())
+                        .push_bind(d.app.as_str())
                         .push_bind(d.target.as_str())
                         .push_bind(d.user_id.as_deref())
                         .push_bind(d.status.as_str())
@@ -507,7 +522,8 @@ impl Store {
         let d = self.dialect;
         let rows: Vec<DeliveryRow> = with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
-                "SELECT {}, {}, {}, {}, attempts, part, parts FROM pushq_deliveries WHERE push_id = ",
+                "SELECT {}, {}, {}, {}, {}, attempts, part, parts FROM pushq_deliveries WHERE push_id = ",
+                d.text("app"),
                 d.text("target"),
                 d.text("user_id"),
                 d.text("status"),
@@ -519,15 +535,18 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(target, user_id, status, error_code, attempts, part, parts)| DeliveryRecord {
-                    target,
-                    user_id,
-                    status,
-                    error_code,
-                    attempts: attempts.max(0) as u32,
-                    part: part
-                        .zip(parts)
-                        .map(|(i, n)| (i.max(0) as u32, n.max(0) as u32)),
+                |(app, target, user_id, status, error_code, attempts, part, parts)| {
+                    DeliveryRecord {
+                        app,
+                        target,
+                        user_id,
+                        status,
+                        error_code,
+                        attempts: attempts.max(0) as u32,
+                        part: part
+                            .zip(parts)
+                            .map(|(i, n)| (i.max(0) as u32, n.max(0) as u32)),
+                    }
                 },
             )
             .collect())
@@ -566,6 +585,93 @@ impl Store {
             PushLogState::Final
         };
         Ok(PushLog { state, deliveries })
+    }
+}
+
+/// One row of a user's delivery log ([`Store::deliveries_for_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDelivery {
+    /// The push.
+    pub push_id: String,
+    /// The push's app.
+    pub app: String,
+    /// The device (token or `fid:<id>`), or `user:<id>` for a `no_devices` row.
+    pub target: String,
+    /// A [`DeliveryStatus`] as its column holds it.
+    pub status: String,
+    /// FCM's error code, when not sent.
+    pub error_code: Option<String>,
+    /// The push's category.
+    pub category: Option<String>,
+    /// When the push was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When FCM accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// (push_id, app, target, status, error_code, category, enqueued_at, sent_at) as selected.
+type UserDeliveryRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+impl Store {
+    /// What happened to a user's pushes: their rows enqueued since `since` (all when `None`), in
+    /// `app` or every app, oldest first, at most `limit`. What support staff ask ("did U get
+    /// it?"); served by the (user_id, enqueued_at) index.
+    pub async fn deliveries_for_user(
+        &self,
+        user_id: &str,
+        since: Option<DateTime<Utc>>,
+        app: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserDelivery>> {
+        self.count();
+        let d = self.dialect;
+        let rows: Vec<UserDeliveryRow> = with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(format!(
+                "SELECT {}, {}, {}, {}, {}, {}, enqueued_at, sent_at FROM pushq_deliveries WHERE user_id = ",
+                d.text("push_id"),
+                d.text("app"),
+                d.text("target"),
+                d.text("status"),
+                d.text("error_code"),
+                d.text("category"),
+            ));
+            q.push_bind(user_id);
+            if let Some(since) = since {
+                q.push(" AND enqueued_at >= ").push_bind(since);
+            }
+            if let Some(app) = app {
+                q.push(" AND app = ").push_bind(app);
+            }
+            q.push(" ORDER BY enqueued_at, push_id, target LIMIT ")
+                .push_bind(i64::from(limit));
+            q.build_query_as().persistent(false).fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(push_id, app, target, status, error_code, category, enqueued_at, sent_at)| {
+                    UserDelivery {
+                        push_id,
+                        app,
+                        target,
+                        status,
+                        error_code,
+                        category,
+                        enqueued_at,
+                        sent_at,
+                    }
+                },
+            )
+            .collect())
     }
 }
 

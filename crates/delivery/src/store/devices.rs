@@ -1,74 +1,180 @@
 //! Devices: what `userId` pushes resolve to. Registration, removal, the one-statement lookup
-//! of a batch's users, and invalidation of dead tokens.
+//! of a batch's users, invalidation of dead tokens, and pruning of dead and stale devices.
+//!
+//! A device belongs to an app (a Firebase project; `default` unless named) and is a
+//! registration token or a Firebase Installation ID ([`DeviceKind`]). A token is unique within
+//! its app. `last_seen_at` is when it was last registered: a device not seen for the stale age
+//! (`PUSHQ_STALE_DEVICE_DAYS`) is not sent to, and `pushq devices prune` deletes it.
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::{Dialect, Pool, Store, StoreResult};
+use pushq_model::DEFAULT_APP;
+
+/// What a device's id is: an FCM registration token or a Firebase Installation ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeviceKind {
+    /// An FCM registration token (sent as `message.token`).
+    Token,
+    /// A Firebase Installation ID (sent as `message.fid`).
+    Fid,
+}
+
+impl DeviceKind {
+    /// The value of the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Token => "token",
+            DeviceKind::Fid => "fid",
+        }
+    }
+
+    /// The kind a `kind` column value names (`token`, `fid`).
+    pub fn parse(kind: &str) -> Option<DeviceKind> {
+        match kind {
+            "token" => Some(DeviceKind::Token),
+            "fid" => Some(DeviceKind::Fid),
+            _ => None,
+        }
+    }
+
+    /// The delivery log's target for a device of this kind: the token itself, `fid:<id>`.
+    pub fn target(self, id: &str) -> String {
+        match self {
+            DeviceKind::Token => id.to_owned(),
+            DeviceKind::Fid => format!("fid:{id}"),
+        }
+    }
+}
 
 /// A registered device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
+    /// The app (Firebase project) the device belongs to.
+    pub app: String,
     /// The user the device belongs to.
     pub user_id: String,
-    /// The FCM registration token.
+    /// The registration token or the Firebase Installation ID.
     pub token: String,
+    /// Which of the two `token` is.
+    pub kind: DeviceKind,
     /// `android`, `ios`, `web` or what the registering app said.
     pub platform: String,
     /// False once FCM reported the token dead.
     pub live: bool,
+    /// When it was last registered.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// A device to register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewDevice<'a> {
+    /// The app (Firebase project); [`DEFAULT_APP`] unless the caller names one.
+    pub app: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// The registration token or FID.
+    pub token: &'a str,
+    /// Which of the two it is.
+    pub kind: DeviceKind,
+    /// `android`, `ios`, `web`, …
+    pub platform: &'a str,
+}
+
+/// A live device a user id resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The registration token or FID.
+    pub token: String,
+    /// Which of the two it is.
+    pub kind: DeviceKind,
+}
+
+/// What a batch's users resolve to ([`Store::resolve_devices`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// Each (app, user)'s live devices that were seen recently enough, oldest first.
+    pub live: HashMap<(String, String), Vec<Resolved>>,
+    /// How many live devices each (app, user) has that were not seen since the stale time.
+    pub stale: HashMap<(String, String), usize>,
 }
 
 /// A device field that does not fit its column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct InvalidDevice {
-    /// `userId`, `token` or `platform`.
+    /// `app`, `userId`, `token` or `platform`.
     pub field: &'static str,
     /// What is wrong with it.
     pub problem: String,
 }
 
+/// (app, user_id, token, kind, platform, state, last_seen_at) as selected.
+type DeviceRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+);
+
 impl Store {
-    /// Registers a device for a user, or moves an existing token to this user and revives it.
+    /// Registers a device for a user in an app (token kind), refreshing its last-seen time; see
+    /// [`Store::register`].
     pub async fn register_device(
         &self,
         user_id: &str,
         token: &str,
         platform: &str,
     ) -> StoreResult<()> {
+        self.register(&NewDevice {
+            app: DEFAULT_APP,
+            user_id,
+            token,
+            kind: DeviceKind::Token,
+            platform,
+        })
+        .await
+    }
+
+    /// Registers a device, or refreshes a known one (same app and token): it is seen now, moves
+    /// to this user if another had it, and is revived if it was invalidated.
+    pub async fn register(&self, device: &NewDevice<'_>) -> StoreResult<()> {
         let now = Utc::now();
         let upsert = match self.dialect {
-            Dialect::MySql => "ON DUPLICATE KEY UPDATE user_id = VALUES(user_id), platform = VALUES(platform), updated_at = VALUES(updated_at), invalidated_at = NULL",
-            _ => "ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, platform = excluded.platform, updated_at = excluded.updated_at, invalidated_at = NULL",
+            Dialect::MySql => "ON DUPLICATE KEY UPDATE user_id = VALUES(user_id), kind = VALUES(kind), platform = VALUES(platform), updated_at = VALUES(updated_at), last_seen_at = VALUES(last_seen_at), invalidated_at = NULL",
+            _ => "ON CONFLICT (app, token) DO UPDATE SET user_id = excluded.user_id, kind = excluded.kind, platform = excluded.platform, updated_at = excluded.updated_at, last_seen_at = excluded.last_seen_at, invalidated_at = NULL",
         };
         self.count();
         with_pool!(self, pool, {
-            let mut q = QueryBuilder::<DB>::new("INSERT INTO pushq_devices (user_id, token, platform, created_at, updated_at) VALUES (");
-            q.push_bind(user_id)
-                .push(", ")
-                .push_bind(token)
-                .push(", ")
-                .push_bind(platform);
-            q.push(", ")
-                .push_bind(now)
-                .push(", ")
-                .push_bind(now)
-                .push(") ")
-                .push(upsert);
+            let mut q = QueryBuilder::<DB>::new("INSERT INTO pushq_devices (app, user_id, token, kind, platform, created_at, updated_at, last_seen_at) ");
+            q.push_values([device], |mut b, d| {
+                b.push_bind(d.app)
+                    .push_bind(d.user_id)
+                    .push_bind(d.token)
+                    .push_bind(d.kind.as_str())
+                    .push_bind(d.platform)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push(" ").push(upsert);
             q.build().persistent(false).execute(pool).await?;
         });
         Ok(())
     }
 
-    /// Removes a device; true if it was registered.
-    pub async fn unregister_device(&self, token: &str) -> StoreResult<bool> {
+    /// Removes an app's device; true if it was registered.
+    pub async fn unregister_device_of(&self, app: &str, token: &str) -> StoreResult<bool> {
         self.count();
         let affected = with_pool!(self, pool, {
-            let mut q = QueryBuilder::<DB>::new("DELETE FROM pushq_devices WHERE token = ");
-            q.push_bind(token);
+            let mut q = QueryBuilder::<DB>::new("DELETE FROM pushq_devices WHERE app = ");
+            q.push_bind(app).push(" AND token = ").push_bind(token);
             q.build()
                 .persistent(false)
                 .execute(pool)
@@ -78,78 +184,196 @@ impl Store {
         Ok(affected > 0)
     }
 
-    /// A user's devices, live and invalidated, oldest first.
+    /// Removes a device of the `default` app; true if it was registered.
+    pub async fn unregister_device(&self, token: &str) -> StoreResult<bool> {
+        self.unregister_device_of(DEFAULT_APP, token).await
+    }
+
+    /// A user's devices in every app, live and invalidated, oldest first.
     pub async fn devices(&self, user_id: &str) -> StoreResult<Vec<Device>> {
+        self.devices_of(user_id, None).await
+    }
+
+    /// A user's devices, in `app` or (`None`) in every app, live and invalidated, oldest first.
+    pub async fn devices_of(&self, user_id: &str, app: Option<&str>) -> StoreResult<Vec<Device>> {
         self.count();
-        let rows: Vec<(String, String, String, String)> = with_pool!(self, pool, {
+        let rows: Vec<DeviceRow> = with_pool!(self, pool, {
             let d = self.dialect;
             let mut q = QueryBuilder::<DB>::new(format!(
-                "SELECT {}, {}, {}, {} FROM pushq_devices WHERE user_id = ",
+                "SELECT {}, {}, {}, {}, {}, {}, last_seen_at FROM pushq_devices WHERE user_id = ",
+                d.text("app"),
                 d.text("user_id"),
                 d.text("token"),
+                d.text("kind"),
                 d.text("platform"),
                 d.text("CASE WHEN invalidated_at IS NULL THEN 'live' ELSE 'dead' END"),
             ));
-            q.push_bind(user_id).push(" ORDER BY id");
+            q.push_bind(user_id);
+            if let Some(app) = app {
+                q.push(" AND app = ").push_bind(app);
+            }
+            q.push(" ORDER BY id");
             q.build_query_as().persistent(false).fetch_all(pool).await?
         });
         Ok(rows
             .into_iter()
-            .map(|(user_id, token, platform, state)| Device {
-                user_id,
-                token,
-                platform,
-                live: state == "live",
-            })
+            .map(
+                |(app, user_id, token, kind, platform, state, last_seen_at)| Device {
+                    app,
+                    user_id,
+                    token,
+                    kind: DeviceKind::parse(&kind).unwrap_or(DeviceKind::Token),
+                    platform,
+                    live: state == "live",
+                    last_seen_at,
+                },
+            )
             .collect())
     }
 
-    /// Live tokens of every user in `user_ids`, in one query.
-    pub async fn live_tokens(
+    /// The live devices of every (app, user) in `users`, in one query: those seen since
+    /// `stale_before` (all, when `None`) to send to, the others counted.
+    pub async fn resolve_devices(
         &self,
-        user_ids: &[String],
-    ) -> StoreResult<HashMap<String, Vec<String>>> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for chunk in user_ids.chunks(self.dialect.max_binds()) {
+        users: &[(String, String)],
+        stale_before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Resolution> {
+        let mut out = Resolution::default();
+        let wanted: std::collections::HashSet<(&str, &str)> = users
+            .iter()
+            .map(|(a, u)| (a.as_str(), u.as_str()))
+            .collect();
+        let mut apps: Vec<&str> = users.iter().map(|(a, _)| a.as_str()).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        let mut ids: Vec<&str> = users.iter().map(|(_, u)| u.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(self.dialect.max_binds() - apps.len()) {
             self.count();
-            let rows: Vec<(String, String)> = with_pool!(self, pool, {
-                let mut q = QueryBuilder::<DB>::new(format!(
-                    "SELECT {}, {} FROM pushq_devices WHERE invalidated_at IS NULL AND user_id IN (",
-                    self.dialect.text("user_id"),
-                    self.dialect.text("token"),
-                ));
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.as_str());
+            let d = self.dialect;
+            let rows: Vec<(String, String, String, String, DateTime<Utc>)> = with_pool!(
+                self,
+                pool,
+                {
+                    let mut q = QueryBuilder::<DB>::new(format!(
+                        "SELECT {}, {}, {}, {}, last_seen_at FROM pushq_devices WHERE invalidated_at IS NULL AND app IN (",
+                        d.text("app"),
+                        d.text("user_id"),
+                        d.text("token"),
+                        d.text("kind"),
+                    ));
+                    let mut list = q.separated(", ");
+                    for app in &apps {
+                        list.push_bind(*app);
+                    }
+                    q.push(") AND user_id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(") ORDER BY id");
+                    q.build_query_as().persistent(false).fetch_all(pool).await?
                 }
-                q.push(") ORDER BY id");
-                q.build_query_as().persistent(false).fetch_all(pool).await?
-            });
-            for (user, token) in rows {
-                out.entry(user).or_default().push(token);
+            );
+            for (app, user, token, kind, last_seen_at) in rows {
+                if !wanted.contains(&(app.as_str(), user.as_str())) {
+                    continue;
+                }
+                if stale_before.is_some_and(|t| last_seen_at < t) {
+                    *out.stale.entry((app, user)).or_default() += 1;
+                    continue;
+                }
+                let kind = DeviceKind::parse(&kind).unwrap_or(DeviceKind::Token);
+                out.live
+                    .entry((app, user))
+                    .or_default()
+                    .push(Resolved { token, kind });
             }
         }
         Ok(out)
     }
 
-    /// Marks tokens dead (FCM said `UNREGISTERED` or similar), in one statement.
-    pub async fn invalidate_tokens(&self, tokens: &[String]) -> StoreResult<()> {
+    /// Marks devices dead (FCM said `UNREGISTERED`, or `INVALID_ARGUMENT` naming the token):
+    /// `devices` are (app, token or FID) pairs; one statement per app among them.
+    pub async fn invalidate_devices(&self, devices: &[(String, String)]) -> StoreResult<()> {
         let now = Utc::now();
-        for chunk in tokens.chunks(self.dialect.max_binds() - 1) {
-            self.count();
-            with_pool!(self, pool, {
-                let mut q = QueryBuilder::<DB>::new("UPDATE pushq_devices SET invalidated_at = ");
-                q.push_bind(now).push(", updated_at = ").push_bind(now);
-                q.push(" WHERE invalidated_at IS NULL AND token IN (");
-                let mut list = q.separated(", ");
-                for t in chunk {
-                    list.push_bind(t.as_str());
-                }
-                q.push(")");
-                q.build().persistent(false).execute(pool).await?;
-            });
+        let mut by_app: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (app, token) in devices {
+            by_app.entry(app.as_str()).or_default().push(token.as_str());
+        }
+        for (app, tokens) in by_app {
+            for chunk in tokens.chunks(self.dialect.max_binds() - 3) {
+                self.count();
+                with_pool!(self, pool, {
+                    let mut q =
+                        QueryBuilder::<DB>::new("UPDATE pushq_devices SET invalidated_at = ");
+                    q.push_bind(now).push(", updated_at = ").push_bind(now);
+                    q.push(" WHERE invalidated_at IS NULL AND app = ")
+                        .push_bind(app)
+                        .push(" AND token IN (");
+                    let mut list = q.separated(", ");
+                    for t in chunk {
+                        list.push_bind(*t);
+                    }
+                    q.push(")");
+                    q.build().persistent(false).execute(pool).await?;
+                });
+            }
         }
         Ok(())
+    }
+
+    /// How many devices [`Store::prune_devices`] would delete: the invalidated, and those not
+    /// seen since `stale_before`.
+    pub async fn count_prunable(&self, stale_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.count();
+        let (n,): (i64,) = with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT COUNT(*) FROM pushq_devices WHERE invalidated_at IS NOT NULL OR last_seen_at < ",
+            );
+            q.push_bind(stale_before);
+            q.build_query_as().persistent(false).fetch_one(pool).await?
+        });
+        Ok(n.max(0) as u64)
+    }
+
+    /// Deletes at most `limit` devices that are invalidated or not seen since `stale_before`,
+    /// oldest first; returns how many it deleted (fewer than `limit`: none are left). Bounded so
+    /// that a large prune holds no long lock; call it until it returns less than `limit`.
+    pub async fn prune_devices(&self, stale_before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        const PRUNABLE: &str = "invalidated_at IS NOT NULL OR last_seen_at < ";
+        self.count();
+        let affected = with_pool!(self, pool, {
+            let mut q = match self.dialect {
+                // MySQL cannot select from the table it deletes from; it limits a DELETE itself.
+                Dialect::MySql => {
+                    let mut q = QueryBuilder::<DB>::new(format!(
+                        "DELETE FROM pushq_devices WHERE {PRUNABLE}"
+                    ));
+                    q.push_bind(stale_before)
+                        .push(" ORDER BY id LIMIT ")
+                        .push_bind(limit as i64);
+                    q
+                }
+                Dialect::Sqlite | Dialect::Postgres => {
+                    let mut q = QueryBuilder::<DB>::new(format!(
+                        "DELETE FROM pushq_devices WHERE id IN (SELECT id FROM pushq_devices WHERE {PRUNABLE}"
+                    ));
+                    q.push_bind(stale_before)
+                        .push(" ORDER BY id LIMIT ")
+                        .push_bind(limit as i64)
+                        .push(")");
+                    q
+                }
+            };
+            q.build()
+                .persistent(false)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected)
     }
 
     /// Checks a device before registering it: the fields must fit the schema.
@@ -174,6 +398,15 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// [`Store::check_device`] and the app's name (as a push's `app`).
+    pub fn check_new_device(device: &NewDevice<'_>) -> Result<(), InvalidDevice> {
+        pushq_model::check_app(device.app).map_err(|e| InvalidDevice {
+            field: "app",
+            problem: e.problem,
+        })?;
+        Store::check_device(device.user_id, device.token, device.platform)
     }
 }
 

@@ -141,9 +141,9 @@ mod tls;
 
 pub use deliveries::{
     Claim, Claimed, Delivery, DeliveryRecord, DeliveryStatus, KeyClaim, KeyOwner, PushLog,
-    PushLogState,
+    PushLogState, UserDelivery,
 };
-pub use devices::{Device, InvalidDevice};
+pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};
 pub use rejected::Rejected;
 pub use tls::{tls_warning, warn_if_unverified};
 
@@ -254,6 +254,29 @@ impl Store {
             Pool::Sqlite(p) => self.migrator().run(p).await?,
             Pool::Postgres(p) => self.migrator().run(p).await?,
             Pool::MySql(p) => self.migrator().run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Applies the schema up to and including migration `version` only: the schema of an older
+    /// pushq, for tests of what an upgrade does to an existing deployment's rows.
+    pub async fn migrate_to(&self, version: i64) -> StoreResult<()> {
+        let all = self.migrator();
+        let mut migrator = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                all.migrations
+                    .iter()
+                    .filter(|m| m.version <= version)
+                    .cloned()
+                    .collect(),
+            ),
+            ..all
+        };
+        migrator.set_ignore_missing(true);
+        match &self.pool {
+            Pool::Sqlite(p) => migrator.run(p).await?,
+            Pool::Postgres(p) => migrator.run(p).await?,
+            Pool::MySql(p) => migrator.run(p).await?,
         }
         Ok(())
     }

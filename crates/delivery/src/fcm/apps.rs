@@ -1,0 +1,77 @@
+//! Several apps, one deployment: a [`FcmClient`] per app (Firebase project), each with its own
+//! key, OAuth token, quota throttle and connections. A push goes through its app's client; a
+//! push for an app without a key is not sent and comes back ([`FcmError::UnknownApp`]).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use pushq_model::{Push, Recipient};
+
+use super::{FcmClient, FcmConfig, FcmError, ServiceAccount};
+use crate::sink::{Attempted, Sink};
+
+/// The FCM clients of a deployment's apps, by app name.
+pub struct FcmApps {
+    clients: BTreeMap<String, FcmClient>,
+}
+
+impl FcmApps {
+    /// A client per app, each for its own key's project, all with the same settings.
+    pub fn new(
+        keys: BTreeMap<String, ServiceAccount>,
+        config: &FcmConfig,
+    ) -> Result<FcmApps, FcmError> {
+        let clients = keys
+            .into_iter()
+            .map(|(app, key)| Ok((app, FcmClient::new(key, config)?)))
+            .collect::<Result<_, FcmError>>()?;
+        Ok(FcmApps { clients })
+    }
+
+    /// The apps there are keys for.
+    pub fn apps(&self) -> impl Iterator<Item = &str> {
+        self.clients.keys().map(String::as_str)
+    }
+}
+
+impl Sink for FcmApps {
+    fn send<'a>(
+        &'a self,
+        push: &'a Push,
+        to: Option<Recipient<'a>>,
+        validate_only: bool,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Attempted> {
+        match self.clients.get(push.app()) {
+            Some(client) => client.send(push, to, validate_only, deadline),
+            None => Box::pin(std::future::ready(Attempted {
+                result: Err(FcmError::UnknownApp {
+                    app: push.app().to_owned(),
+                }),
+                attempts: 0,
+            })),
+        }
+    }
+
+    /// When every app's project is throttled, until the first throttle ends: a poller waits
+    /// only when nothing it takes could be sent.
+    fn throttled_until(&self) -> Option<Instant> {
+        self.clients
+            .values()
+            .map(FcmClient::throttled_until)
+            .try_fold(None::<Instant>, |first, until| {
+                let until = until?;
+                Some(Some(first.map_or(until, |f| f.min(until))))
+            })
+            .flatten()
+    }
+
+    fn overrun(&self) -> Duration {
+        self.clients
+            .values()
+            .map(Sink::overrun)
+            .max()
+            .unwrap_or_default()
+    }
+}
