@@ -211,7 +211,11 @@ async fn end_to_end(db: Db) {
     // The dead token is invalidated; the queue is empty (everything deleted, nothing to redeliver).
     let list =
         String::from_utf8(pushq(&["devices", "list", "--user-id", "u2"], &env).stdout).unwrap();
-    assert_eq!(list.trim(), "tok-u2-dead\tandroid\tinvalidated");
+    assert!(
+        list.trim()
+            .starts_with("default\ttoken\ttok-u2-dead\tandroid\tinvalidated\tlast seen "),
+        "{list}"
+    );
     assert_eq!(sqs.depth(&queue).await, (0, 0));
     db.drop_it().await;
 }
@@ -322,7 +326,18 @@ fn batch_sizes(log: &std::path::Path) -> Vec<u64> {
 }
 
 /// The sum of one EMF metric over a worker's metric lines; every line must be valid EMF.
-fn metric_sum(log: &std::path::Path, name: &str) -> u64 {
+/// The sum of one metric over the batch's EMF lines (dimension `Service`), or with `app`, over
+/// that app's lines (dimensions `Service` and `App`).
+fn metric_sum(log: &std::path::Path, name: &str, app: Option<&str>) -> u64 {
+    emf_lines(log)
+        .iter()
+        .filter(|v| v["App"].as_str() == app)
+        .map(|v| v[name].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The worker's EMF lines, each checked for pushq's namespace and the worker's `Service`.
+fn emf_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
     let metrics = log.with_file_name("metrics.log");
     std::fs::read_to_string(metrics)
         .unwrap()
@@ -334,9 +349,9 @@ fn metric_sum(log: &std::path::Path, name: &str) -> u64 {
                 "{l}"
             );
             assert_eq!(v["Service"], "pushq-worker", "{l}");
-            v[name].as_u64().unwrap_or(0)
+            v
         })
-        .sum()
+        .collect()
 }
 
 async fn setup_sqlite(sqs: &Sqs, fcm: &Fcm) -> (Db, Vec<(String, String)>) {
@@ -394,15 +409,18 @@ async fn batches_above_ten_are_gathered_within_the_batching_window() {
         "no batch above 10: {sizes:?}"
     );
     // The same counters as CloudWatch EMF lines on stdout, one latency per send.
-    assert_eq!(metric_sum(&log, "Messages"), 40);
-    assert_eq!(metric_sum(&log, "Sent"), 40);
-    let metrics = std::fs::read_to_string(log.with_file_name("metrics.log")).unwrap();
-    let latencies: usize = metrics
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["EnqueueToSendLatency"].as_array().map(Vec::len))
-        .sum();
-    assert_eq!(latencies, 40);
+    assert_eq!(metric_sum(&log, "Messages", None), 40);
+    assert_eq!(metric_sum(&log, "Sent", None), 40);
+    // And once more per app, on the lines with the `App` dimension: all 40 are the default app's.
+    assert_eq!(metric_sum(&log, "Sent", Some("default")), 40);
+    for app in [None, Some("default")] {
+        let latencies: usize = emf_lines(&log)
+            .iter()
+            .filter(|v| v["App"].as_str() == app)
+            .filter_map(|v| v["EnqueueToSendLatency"].as_array().map(Vec::len))
+            .sum();
+        assert_eq!(latencies, 40, "{app:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -382,6 +382,21 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
     db.drop_it().await;
 }
 
+/// Runs `pushq dlq redrive` from `dlq` to `queue` to completion; what it printed.
+fn redrive(sqs: &Sqs, dlq: &str, queue: &str) -> String {
+    let out = Command::new(PUSHQ)
+        .args(["dlq", "redrive", "--from", dlq, "--to", queue])
+        .envs(sqs.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// A fresh queue whose messages go to a fresh DLQ after `max_receive_count` receives: (queue, DLQ).
 async fn queue_with_dlq(sqs: &Sqs, max_receive_count: u32) -> (String, String) {
     let client = sqs.client().await;
@@ -454,20 +469,7 @@ async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
     assert!(rows.iter().all(|r| r.2 == "retrying"), "{rows:?}");
 
     fcm.faults(json!({"rules": []})).await;
-    let out = Command::new(PUSHQ)
-        .args(["dlq", "redrive", "--from", &dlq, "--to", &queue])
-        .envs(sqs.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("moved {n} message(s)")
-    );
+    assert_eq!(redrive(&sqs, &dlq, &queue), format!("moved {n} message(s)"));
     tokio::task::block_in_place(|| {
         wait_until_or(
             "every push delivered",
@@ -572,16 +574,7 @@ async fn a_push_for_an_app_without_a_key_waits_in_the_dlq_until_the_key_is_added
         &with_key(&fcm.credentials),
         &log,
     );
-    let out = Command::new(PUSHQ)
-        .args(["dlq", "redrive", "--from", &dlq, "--to", &queue])
-        .envs(sqs.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(redrive(&sqs, &dlq, &queue), "moved 1 message(s)");
     tokio::task::block_in_place(|| {
         wait_until_or(
             "the kiosk push sent",

@@ -90,21 +90,60 @@ pub fn emf_lines_with(
     timestamp_ms: i64,
     extra: &[(&'static str, u64)],
 ) -> Vec<String> {
-    let latency: &[u64] = &outcome.send_latency_ms;
+    let extra = extra.iter().map(|&(name, value)| (name, "Count", value));
+    let counters: Vec<_> = counters(outcome, duration)
+        .into_iter()
+        .chain(extra)
+        .collect();
+    let mut lines = lines_of(
+        &[("Service", service)],
+        &counters,
+        &outcome.send_latency_ms,
+        namespace,
+        timestamp_ms,
+    );
+    for (app, counts) in &outcome.apps {
+        let counters: Vec<_> = APP_METRICS
+            .iter()
+            .zip(app_counters(counts))
+            .map(|(name, value)| (*name, "Count", value))
+            .collect();
+        lines.extend(lines_of(
+            &[("Service", service), ("App", app)],
+            &counters,
+            &counts.send_latency_ms,
+            namespace,
+            timestamp_ms,
+        ));
+    }
+    lines
+}
+
+/// The lines of one dimension set: the counters and up to 100 latencies on the first, further
+/// latencies after.
+fn lines_of(
+    dimensions: &[(&str, &str)],
+    counters: &[(&'static str, &'static str, u64)],
+    latency: &[u64],
+    namespace: &str,
+    timestamp_ms: i64,
+) -> Vec<String> {
     let mut chunks: Vec<&[u64]> = latency.chunks(MAX_VALUES).collect();
     if chunks.is_empty() {
         chunks.push(&[]);
     }
-    let mut lines: Vec<String> = chunks
+    let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
+    chunks
         .into_iter()
         .enumerate()
         .map(|(i, values)| {
             let mut declared = Vec::new();
             let mut line = Map::new();
-            line.insert("Service".into(), json!(service));
+            for (name, value) in dimensions {
+                line.insert((*name).into(), json!(value));
+            }
             if i == 0 {
-                let extra = extra.iter().map(|&(name, value)| (name, "Count", value));
-                for (name, unit, value) in counters(outcome, duration).into_iter().chain(extra) {
+                for &(name, unit, value) in counters {
                     declared.push(json!({ "Name": name, "Unit": unit }));
                     line.insert(name.into(), json!(value));
                 }
@@ -119,57 +158,7 @@ pub fn emf_lines_with(
                     "Timestamp": timestamp_ms,
                     "CloudWatchMetrics": [{
                         "Namespace": namespace,
-                        "Dimensions": [["Service"]],
-                        "Metrics": declared,
-                    }],
-                }),
-            );
-            Value::Object(line).to_string()
-        })
-        .collect();
-    for (app, counts) in &outcome.apps {
-        lines.extend(app_lines(app, counts, namespace, service, timestamp_ms));
-    }
-    lines
-}
-
-/// One app's lines: its counters and up to 100 latencies on the first, further latencies after.
-fn app_lines(
-    app: &str,
-    counts: &AppCounts,
-    namespace: &str,
-    service: &str,
-    timestamp_ms: i64,
-) -> Vec<String> {
-    let mut chunks: Vec<&[u64]> = counts.send_latency_ms.chunks(MAX_VALUES).collect();
-    if chunks.is_empty() {
-        chunks.push(&[]);
-    }
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, values)| {
-            let mut declared = Vec::new();
-            let mut line = Map::new();
-            line.insert("Service".into(), json!(service));
-            line.insert("App".into(), json!(app));
-            if i == 0 {
-                for (name, value) in APP_METRICS.iter().zip(app_counters(counts)) {
-                    declared.push(json!({ "Name": name, "Unit": "Count" }));
-                    line.insert((*name).into(), json!(value));
-                }
-            }
-            if !values.is_empty() {
-                declared.push(json!({ "Name": "EnqueueToSendLatency", "Unit": "Milliseconds" }));
-                line.insert("EnqueueToSendLatency".into(), json!(values));
-            }
-            line.insert(
-                "_aws".into(),
-                json!({
-                    "Timestamp": timestamp_ms,
-                    "CloudWatchMetrics": [{
-                        "Namespace": namespace,
-                        "Dimensions": [["Service", "App"]],
+                        "Dimensions": [names],
                         "Metrics": declared,
                     }],
                 }),

@@ -6,8 +6,10 @@
 use std::time::{Duration, Instant};
 
 use pushq_delivery::store::{DeviceKind, NewDevice, Store};
-use pushq_delivery::{DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
+use pushq_delivery::{Engine, QueueMessage};
 use pushq_test_support::*;
+
+mod support;
 use serde_json::{json, Value};
 
 /// Runs `$test(db)` on each dialect, as three tests.
@@ -31,22 +33,7 @@ macro_rules! on_every_db {
 }
 
 async fn engine(db: &Db, fcm_env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Engine {
-    let env: Vec<(String, String)> = fcm_env
-        .into_iter()
-        .chain([("DATABASE_URL".to_string(), db.url.clone())])
-        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-    let config = DeliveryConfig::from_env_with(|name| {
-        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let config = DeliveryConfig {
-        migrate: true,
-        ..config
-    };
-    Engine::connect(&config, WithoutCredentials::Refuse)
-        .await
-        .unwrap()
+    support::engine_from(&db.url, fcm_env, extra).await
 }
 
 /// A queue message holding `push`, enqueued at `enqueued_at_ms` (epoch milliseconds).
@@ -445,3 +432,36 @@ async fn an_existing_deployment_keeps_working_after_the_upgrade(db: Db) {
     db.drop_it().await;
 }
 on_every_db!(an_existing_deployment_keeps_working_after_the_upgrade);
+
+/// A project-level `429 QUOTA_EXCEEDED` pauses the sends of that app's project only: the other
+/// app's pushes go on, and the process is not reported throttled (a poller keeps taking work).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_apps_quota_throttles_only_that_app() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start_projects(&["member", "trainer"], FcmOptions::default());
+    let engine = engine(&db, fcm.env(), &[]).await;
+    fcm.faults(json!({"rules": [{"token": "tok-m1", "error": "QUOTA_EXCEEDED"}]}))
+        .await;
+    let first = message(json!({"token": "tok-m1", "app": "member"}));
+    let outcome = engine.process(&[first], soon()).await.unwrap();
+    assert_eq!(outcome.failed_message_ids.len(), 1, "{outcome:?}");
+    let requests = fcm.send_requests().await;
+
+    let batch = [
+        message(json!({"token": "tok-m2", "app": "member"})),
+        message(json!({"token": "tok-t", "app": "trainer"})),
+    ];
+    let outcome = engine.process(&batch, soon()).await.unwrap();
+    assert_eq!(outcome.failed_message_ids, [batch[0].message_id.clone()]);
+    assert_eq!(
+        (
+            outcome.apps["member"].throttled,
+            outcome.apps["trainer"].sent
+        ),
+        (1, 1)
+    );
+    // Only the trainer's send reached FCM.
+    assert_eq!(fcm.send_requests().await, requests + 1);
+    assert_eq!(sends(&fcm).await, [("trainer".into(), "tok-t".into())]);
+    assert_eq!(engine.throttled_until(), None);
+}

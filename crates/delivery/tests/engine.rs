@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushq_delivery::store::PushLogState;
-use pushq_delivery::{DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
+use pushq_delivery::{Engine, QueueMessage};
 use pushq_test_support::*;
+
+mod support;
 use serde_json::{json, Value};
 
 async fn engine(db: &Db, fcm: &Fcm) -> Engine {
@@ -15,23 +17,7 @@ async fn engine(db: &Db, fcm: &Fcm) -> Engine {
 
 /// An engine on `url` sending to `fcm`, its schema applied, with `extra` settings on top.
 async fn engine_with(url: &str, fcm: &Fcm, extra: &[(&str, &str)]) -> Engine {
-    let env: Vec<(String, String)> = fcm
-        .env()
-        .into_iter()
-        .chain([("DATABASE_URL".to_string(), url.to_owned())])
-        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-    let config = DeliveryConfig::from_env_with(|name| {
-        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let config = DeliveryConfig {
-        migrate: true,
-        ..config
-    };
-    Engine::connect(&config, WithoutCredentials::Refuse)
-        .await
-        .unwrap()
+    support::engine_from(url, fcm.env(), extra).await
 }
 
 fn message(push: Value) -> QueueMessage {

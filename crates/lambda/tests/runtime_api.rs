@@ -450,8 +450,22 @@ async fn logs_and_metrics_carry_the_batch_and_never_a_secret() {
         .unwrap_or_else(|| panic!("no warning names the push that will be retried: {out}"));
     assert_eq!(warn["fields"]["code"], "UNAVAILABLE");
 
-    let emf: Vec<&Value> = lines.iter().filter(|v| v.get("_aws").is_some()).collect();
+    // Per batch, one line with the dimension Service and one per app with Service and App.
+    let (emf, per_app): (Vec<&Value>, Vec<&Value>) = lines
+        .iter()
+        .filter(|v| v.get("_aws").is_some())
+        .partition(|v| v.get("App").is_none());
     assert_eq!(emf.len(), 2, "{out}");
+    assert_eq!(per_app.len(), 2, "{out}");
+    assert_eq!(
+        (per_app[0]["App"].clone(), per_app[0]["Sent"].clone()),
+        (json!("default"), json!(2))
+    );
+    assert_eq!(
+        per_app[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Service", "App"]])
+    );
+    assert_eq!(per_app[0]["HandedBack"], 1);
     assert_eq!(emf[0]["Service"], "pushq-lambda");
     for (name, value) in [
         ("Messages", 3),

@@ -473,13 +473,19 @@ pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> 
 
 /// Whether an `INVALID_ARGUMENT` is about the registration token rather than the message: its
 /// message says so ("The registration token is not a valid FCM registration token"), or a
-/// `google.rpc.BadRequest` names the field `message.token`.
+/// `google.rpc.BadRequest` names the field `message.token` (or `message.fid`, for a device
+/// registered by its Firebase Installation ID).
 fn names_the_token(message: &str, details: Option<&Vec<Value>>) -> bool {
     let field_is_token = details.is_some_and(|d| {
         d.iter()
             .filter_map(|d| d.get("fieldViolations").and_then(Value::as_array))
             .flatten()
-            .any(|v| v.get("field").and_then(Value::as_str) == Some("message.token"))
+            .any(|v| {
+                matches!(
+                    v.get("field").and_then(Value::as_str),
+                    Some("message.token" | "message.fid")
+                )
+            })
     });
     field_is_token || message.to_ascii_lowercase().contains("registration token")
 }
@@ -577,6 +583,16 @@ mod tests {
         assert!(matches!(
             classify(400, by_field, None),
             FcmError::InvalidToken { .. }
+        ));
+        let by_fid = by_field.replace("message.token", "message.fid");
+        assert!(matches!(
+            classify(400, &by_fid, None),
+            FcmError::InvalidToken { .. }
+        ));
+        let by_other = by_field.replace("message.token", "message.android.ttl");
+        assert!(matches!(
+            classify(400, &by_other, None),
+            FcmError::Rejected { .. }
         ));
         assert!(matches!(
             classify(
