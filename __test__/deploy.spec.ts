@@ -86,3 +86,140 @@ test('servers get a send-only policy for the queue', () => {
     { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': ['PushQueue', 'Arn'] } },
   ])
 })
+
+test('the optional delivery settings reach the function only when given, and only as values it accepts', () => {
+  const vars = fn.Environment.Variables
+  expect(vars.PUSHQ_METRICS_NAMESPACE).toEqual({ Ref: 'MetricsNamespace' })
+  expect(template.Parameters.MetricsNamespace.Default).toBe('pushq')
+  expect(vars.PUSHQ_STALE_DEVICE_DAYS).toEqual({ 'Fn::If': ['HasStaleDeviceDays', { Ref: 'StaleDeviceDays' }, { Ref: 'AWS::NoValue' }] })
+  expect(vars.PUSHQ_MAX_PUSH_AGE_SECONDS).toEqual({ 'Fn::If': ['HasMaxPushAge', { Ref: 'MaxPushAgeSeconds' }, { Ref: 'AWS::NoValue' }] })
+  expect(template.Conditions.HasStaleDeviceDays).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'StaleDeviceDays' }, ''] }] })
+  expect(template.Conditions.HasMaxPushAge).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'MaxPushAgeSeconds' }, ''] }] })
+  // The function wants a whole number >= 1 (crates/delivery/src/config.rs); empty means unset.
+  for (const name of ['StaleDeviceDays', 'MaxPushAgeSeconds']) {
+    const p = template.Parameters[name]
+    expect(p.Default).toBe('')
+    const pattern = new RegExp(p.AllowedPattern)
+    for (const ok of ['', '1', '30', '270', '86400']) expect(pattern.test(ok)).toBe(true)
+    for (const bad of ['0', '-1', '1h', '1.5', ' 30', '030']) expect(pattern.test(bad)).toBe(false)
+  }
+  // The credentials secret may hold a map of app → key; its description says so.
+  expect(template.Parameters.FcmCredentialsSecretArn.Description).toMatch(/app names to service-account keys/)
+})
+
+// What the function emits, read from the code that emits it (crates/delivery/src/metrics.rs and
+// the service name the Lambda passes), not from a copied list.
+function emittedMetrics(): { service: string; metrics: Set<string> } {
+  const source = fs.readFileSync(path.join(root, 'crates/delivery/src/metrics.rs'), 'utf8')
+  const body = (name: string): string => {
+    const start = source.search(new RegExp(`\\bfn ${name}\\b`))
+    expect(start).toBeGreaterThanOrEqual(0)
+    const rest = source.slice(start + 1)
+    const end = rest.search(/\n(pub(\([a-z]+\))? )?fn |\n#\[cfg\(test\)\]/)
+    return end < 0 ? rest : rest.slice(0, end)
+  }
+  const names = (text: string, re: RegExp) => [...text.matchAll(re)].map((m) => m[1])
+  const declared = /"Name":\s*"(\w+)"/g
+  const dimensions = (text: string): string[] => {
+    const m = text.match(/"Dimensions":\s*\[\[([^\]]*)\]\]/)
+    expect(m).not.toBeNull()
+    return names(m![1], /"(\w+)"/g).sort()
+  }
+  const batch = body('emf_lines_with')
+  const app = body('app_lines')
+  const appMetrics = source.match(/pub const APP_METRICS:[^=]*=\s*\[([^\]]*)\]/)
+  expect(appMetrics).not.toBeNull()
+  const batchNames = [...names(body('counters'), /\(\s*"(\w+)",\s*"(?:Count|Milliseconds)"/g), ...names(batch, declared)]
+  const appNames = [...names(appMetrics![1], /"(\w+)"/g), ...names(app, declared)]
+  expect(batchNames).toContain('EnqueueToSendLatency')
+  expect(appNames).toEqual(expect.arrayContaining(['Sent', 'HandedBack', 'EnqueueToSendLatency']))
+  const metrics = new Set<string>()
+  for (const n of batchNames) metrics.add(`${dimensions(batch).join(',')}|${n}`)
+  for (const n of appNames) metrics.add(`${dimensions(app).join(',')}|${n}`)
+  const main = fs.readFileSync(path.join(root, 'crates/lambda/src/main.rs'), 'utf8')
+  const service = main.match(/print_emf(?:_with)?\([^;]*?"([\w-]+)"/)
+  expect(service).not.toBeNull()
+  return { service: service![1], metrics }
+}
+
+// The dashboard body as CloudFormation renders it (Fn::Sub), with stand-ins for what the stack knows.
+function dashboard(): { widgets: { type: string; properties: { metrics?: unknown[][] } }[] } {
+  const dash = resources.Dashboard
+  expect(dash.Type).toBe('AWS::CloudWatch::Dashboard')
+  const body: string = dash.Properties.DashboardBody['Fn::Sub']
+  expect(typeof body).toBe('string')
+  const known: Record<string, string> = {
+    MetricsNamespace: template.Parameters.MetricsNamespace.Default,
+    'AWS::Region': 'eu-west-1',
+    'DeadLetterQueue.QueueName': 'the-dlq',
+  }
+  const rendered = body
+    .replace(/\$\{(?!!)([^}]*)\}/g, (_, name: string) => {
+      expect(Object.keys(known)).toContain(name)
+      return known[name]
+    })
+    .replace(/\$\{!/g, '${')
+  return JSON.parse(rendered)
+}
+
+interface DashboardMetric {
+  namespace: string
+  dimensions: string[]
+  name: string
+  service?: string
+  stat: string
+}
+
+function dashboardMetrics(): DashboardMetric[] {
+  const found: DashboardMetric[] = []
+  for (const widget of dashboard().widgets) {
+    for (const entry of widget.properties.metrics ?? []) {
+      const first = entry[0] as string | { expression?: string }
+      if (typeof first === 'object') {
+        const expression = first.expression ?? ''
+        const search = expression.match(/^SEARCH\('\{([^}]*)\}\s*([^']*)',\s*'([^']+)',\s*(\d+)\)$/)
+        expect(search).not.toBeNull()
+        const [namespace, ...dimensions] = search![1].split(',').map((s) => s.trim().replace(/^"(.*)"$/, '$1'))
+        const name = search![2].match(/MetricName="([^"]+)"/)
+        expect(name).not.toBeNull()
+        found.push({ namespace, dimensions: dimensions.sort(), name: name![1], service: search![2].match(/Service="([^"]+)"/)?.[1], stat: search![3] })
+      } else {
+        const [namespace, name, ...rest] = entry as (string | object)[]
+        const pairs = rest.filter((x): x is string => typeof x === 'string')
+        const dimensions = pairs.filter((_, i) => i % 2 === 0).sort()
+        const options = rest.find((x) => typeof x === 'object') as { stat?: string } | undefined
+        found.push({ namespace: namespace as string, dimensions, name: name as string, stat: options?.stat ?? 'Maximum' })
+      }
+    }
+  }
+  return found
+}
+
+test('every pushq metric on the dashboard is one the function emits, with the same dimensions', () => {
+  const { service, metrics } = emittedMetrics()
+  expect(service).toBe('pushq-lambda')
+  const onDashboard = dashboardMetrics()
+  const ours = onDashboard.filter((m) => m.namespace === template.Parameters.MetricsNamespace.Default)
+  expect(ours.length).toBeGreaterThan(0)
+  for (const m of ours) {
+    expect(metrics).toContain(`${m.dimensions.join(',')}|${m.name}`)
+    expect(m.service).toBe(service)
+  }
+  // …and every per-app metric the function emits is on it, latency as p50 and p99.
+  const shown = ours.map((m) => `${m.dimensions.join(',')}|${m.name}`)
+  for (const key of [...metrics].filter((k) => k.startsWith('App,Service|'))) expect(shown).toContain(key)
+  expect(ours.filter((m) => m.name === 'EnqueueToSendLatency').map((m) => m.stat).sort()).toEqual(['p50', 'p99'])
+  for (const m of ours.filter((m) => m.name !== 'EnqueueToSendLatency')) expect(m.stat).toBe('Sum')
+})
+
+test('the dashboard shows the DLQ depth and reads the namespace the function writes', () => {
+  const sqs = dashboardMetrics().filter((m) => m.namespace === 'AWS/SQS')
+  expect(sqs).toEqual([{ namespace: 'AWS/SQS', dimensions: ['QueueName'], name: 'ApproximateNumberOfMessagesVisible', stat: 'Maximum' }])
+  const body: string = resources.Dashboard.Properties.DashboardBody['Fn::Sub']
+  expect(body).toContain('"${DeadLetterQueue.QueueName}"')
+  // The SEARCH schemas name the namespace through the same parameter as PUSHQ_METRICS_NAMESPACE.
+  const schemas = [...body.matchAll(/SEARCH\('\{([^,]*),/g)].map((m) => m[1])
+  expect(schemas.length).toBeGreaterThan(0)
+  for (const s of schemas) expect(s).toBe('\\"${MetricsNamespace}\\"')
+  expect(fn.Environment.Variables.PUSHQ_METRICS_NAMESPACE).toEqual({ Ref: 'MetricsNamespace' })
+})
