@@ -475,8 +475,9 @@ export interface DatabaseOptions {
    */
   migrate?: boolean
   /**
-   * The app (Firebase project) whose devices `register` and `unregister` handle when the
-   * call names none. Falls back to `PUSHQ_APP`.
+   * {@link DeviceRegistry} only: the app (Firebase project) whose devices `register` and
+   * `unregister` handle when the call names none. Falls back to `PUSHQ_APP`. (A
+   * {@link DeliveryLog} takes it per call: `forUser(userId, { app })`.)
    * @default 'default'
    */
   app?: string

@@ -98,6 +98,8 @@ test('several apps in local mode: the client\'s app or the push\'s picks the use
     await expect(registry.register({ userId: 'ana', token: 't', fid: 'f', platform: 'ios' })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_DEVICE', field: 'fid' })
 
     const log = new DeliveryLog({ databaseUrl })
+    // The log takes the app per call; as a constructor option it would filter nothing.
+    expect(() => new DeliveryLog({ databaseUrl, app: 'member' } as any)).toThrow(expect.objectContaining({ code: 'PUSHQ_CONFIG' }))
     const before = new Date()
     // The client's app for a push that names none; the push's own otherwise.
     const member = await client.enqueuePush({ userId: 'ana', notification: { title: 'class at 6' } })

@@ -44,6 +44,9 @@ pub struct BatchCounts {
     /// Live devices of the batch's users not resolved because they were not seen for the stale
     /// age (`PUSHQ_STALE_DEVICE_DAYS`).
     pub stale_devices: usize,
+    /// Messages whose push names an app the deployment has no FCM key for, handed back whole
+    /// (nothing recorded).
+    pub no_credentials: usize,
 }
 
 /// The counts of one app (Firebase project) in a batch: what the metrics' `App` dimension
@@ -60,7 +63,8 @@ pub struct AppCounts {
     pub expired: usize,
     /// Targets not sent because the project's quota throttle outlasted the batch.
     pub throttled: usize,
-    /// Targets handed back for redelivery (transient trouble, the deployment's, no key).
+    /// Targets handed back for redelivery (transient trouble, the deployment's), and messages
+    /// handed back whole because the app has no key.
     pub handed_back: usize,
     /// Devices skipped as stale.
     pub stale_devices: usize,
@@ -119,6 +123,7 @@ impl BatchOutcome {
             key_reused = c.key_reused,
             expired = c.expired,
             stale_devices = c.stale_devices,
+            no_credentials = c.no_credentials,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),
@@ -149,6 +154,7 @@ impl BatchCounts {
             key_reused,
             expired,
             stale_devices,
+            no_credentials,
         } = other;
         self.messages += messages;
         self.sent += sent;
@@ -167,6 +173,7 @@ impl BatchCounts {
         self.key_reused += key_reused;
         self.expired += expired;
         self.stale_devices += stale_devices;
+        self.no_credentials += no_credentials;
     }
 }
 

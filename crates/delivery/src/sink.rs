@@ -38,6 +38,12 @@ pub trait Sink: Send + Sync {
         None
     }
 
+    /// Whether the sink can send for `app` (the deployment has its key). A push for an app it
+    /// cannot send for is handed back whole, before its users are resolved.
+    fn has_app(&self, _app: &str) -> bool {
+        true
+    }
+
     /// How long an attempt in flight at the deadline may go on past it (none when attempts are
     /// cut at the deadline): the engine's claims last this much longer.
     fn overrun(&self) -> Duration {

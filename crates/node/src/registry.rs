@@ -30,8 +30,9 @@ pub struct DatabaseOptions {
     /// `PUSHQ_DATABASE` error that says to run `pushq migrate`.
     /// @default false
     pub migrate: Option<bool>,
-    /// The app (Firebase project) whose devices `register` and `unregister` handle when the
-    /// call names none. Falls back to `PUSHQ_APP`.
+    /// {@link DeviceRegistry} only: the app (Firebase project) whose devices `register` and
+    /// `unregister` handle when the call names none. Falls back to `PUSHQ_APP`. (A
+    /// {@link DeliveryLog} takes it per call: `forUser(userId, { app })`.)
     /// @default 'default'
     pub app: Option<String>,
 }
@@ -195,8 +196,9 @@ struct LazyStore {
 }
 
 impl LazyStore {
-    /// From the options as JSON text (`None`: none given).
-    fn new(json: Option<&str>) -> std::result::Result<LazyStore, BindingError> {
+    /// From the options as JSON text (`None`: none given). `app` is an option of the
+    /// registry only (`with_app`); the log is asked per call (`forUser`'s `app`).
+    fn new(json: Option<&str>, with_app: bool) -> std::result::Result<LazyStore, BindingError> {
         let bad = |why: String| BindingError::from(pushq_producer::Error::Config(why));
         let map = match json.map(serde_json::from_str::<Value>) {
             None | Some(Ok(Value::Null)) => Map::new(),
@@ -209,7 +211,7 @@ impl LazyStore {
                 (_, Value::Null) => {}
                 ("databaseUrl", Value::String(url)) => option = Some(url).filter(|u| !u.is_empty()),
                 ("migrate", Value::Bool(b)) => migrate = b,
-                ("app", Value::String(name)) => app = Some(name),
+                ("app", Value::String(name)) if with_app => app = Some(name),
                 ("databaseUrl", other) => {
                     return Err(bad(format!(
                         "options.databaseUrl: must be a string (got {other})"
@@ -220,14 +222,15 @@ impl LazyStore {
                         "options.migrate: must be a boolean (got {other})"
                     )))
                 }
-                ("app", other) => {
+                ("app", other) if with_app => {
                     return Err(bad(format!("options.app: must be a string (got {other})")))
                 }
                 (key, _) => {
+                    let known = KNOWN.iter().filter(|k| with_app || **k != "app");
                     return Err(bad(format!(
                         "options.{key}: unknown option (known: {})",
-                        KNOWN.join(", ")
-                    )))
+                        known.copied().collect::<Vec<_>>().join(", ")
+                    )));
                 }
             }
         }
@@ -237,9 +240,12 @@ impl LazyStore {
             (None, Some(_)) => "DATABASE_URL",
             (None, None) => "the default database (sqlite://pushq-dev.db)",
         };
-        let app = app
-            .or_else(|| std::env::var("PUSHQ_APP").ok().filter(|a| !a.is_empty()))
-            .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned());
+        let app = match with_app {
+            true => app
+                .or_else(|| std::env::var("PUSHQ_APP").ok().filter(|a| !a.is_empty()))
+                .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned()),
+            false => pushq_model::DEFAULT_APP.to_owned(),
+        };
         pushq_model::check_app(&app)
             .map_err(|e| bad(format!("options.app (or PUSHQ_APP): {}", e.problem)))?;
         Ok(LazyStore {
@@ -583,7 +589,7 @@ impl DeviceRegistry {
     #[napi(constructor, ts_args_type = "options?: DatabaseOptions")]
     pub fn new(env: Env, options: Option<Unknown>) -> napi::Result<Self> {
         let json = options_json(&env, options)?;
-        let store = LazyStore::new(json.as_deref()).map_err(|e| error::to_js(&env, &e))?;
+        let store = LazyStore::new(json.as_deref(), true).map_err(|e| error::to_js(&env, &e))?;
         Ok(DeviceRegistry { store })
     }
 
@@ -684,7 +690,7 @@ impl DeliveryLog {
     #[napi(constructor, ts_args_type = "options?: DatabaseOptions")]
     pub fn new(env: Env, options: Option<Unknown>) -> napi::Result<Self> {
         let json = options_json(&env, options)?;
-        let store = LazyStore::new(json.as_deref()).map_err(|e| error::to_js(&env, &e))?;
+        let store = LazyStore::new(json.as_deref(), false).map_err(|e| error::to_js(&env, &e))?;
         Ok(DeliveryLog { store })
     }
 

@@ -3,14 +3,16 @@
 -- records its push's app, and an idempotency key is claimed per app. A device is a registration
 -- token or a FID (`kind`), and carries when it was last seen (registered or refreshed): devices
 -- not seen for PUSHQ_STALE_DEVICE_DAYS are not sent to. Existing rows become app `default`,
--- tokens, last seen when they were last updated.
+-- tokens, last seen now: `updated_at` says when a token was registered, and an app that
+-- registered it once, at install, would otherwise lose every device older than the stale age
+-- the moment this runs. Each existing device gets the whole stale age to be registered again.
 -- The key claims' target column shrinks to 540 characters (the longest target pushq writes is
 -- 516: `fid:` and a 512-character id) so that (app, key, target) fits InnoDB's 3072-byte key.
 ALTER TABLE pushq_devices
     ADD COLUMN app VARCHAR(64) NOT NULL DEFAULT 'default',
     ADD COLUMN kind VARCHAR(8) NOT NULL DEFAULT 'token',
     ADD COLUMN last_seen_at DATETIME(3) NULL;
-UPDATE pushq_devices SET last_seen_at = updated_at;
+UPDATE pushq_devices SET last_seen_at = UTC_TIMESTAMP(3);
 ALTER TABLE pushq_devices
     MODIFY last_seen_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     DROP INDEX token,

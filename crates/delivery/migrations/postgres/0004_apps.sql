@@ -3,13 +3,15 @@
 -- records its push's app, and an idempotency key is claimed per app. A device is a registration
 -- token or a FID (`kind`), and carries when it was last seen (registered or refreshed): devices
 -- not seen for PUSHQ_STALE_DEVICE_DAYS are not sent to. Existing rows become app `default`,
--- tokens, last seen when they were last updated. Adding columns with a constant default
+-- tokens, last seen now: `updated_at` says when a token was registered, and an app that
+-- registered it once, at install, would otherwise lose every device older than the stale age
+-- the moment this runs. Each existing device gets the whole stale age to be registered again. Adding columns with a constant default
 -- rewrites no table (PostgreSQL 11 and later).
 ALTER TABLE pushq_devices
     ADD COLUMN app TEXT NOT NULL DEFAULT 'default',
     ADD COLUMN kind TEXT NOT NULL DEFAULT 'token' CHECK (kind IN ('token', 'fid')),
     ADD COLUMN last_seen_at TIMESTAMPTZ NULL;
-UPDATE pushq_devices SET last_seen_at = updated_at;
+UPDATE pushq_devices SET last_seen_at = now();
 ALTER TABLE pushq_devices
     ALTER COLUMN last_seen_at SET DEFAULT now(),
     ALTER COLUMN last_seen_at SET NOT NULL,

@@ -3,7 +3,9 @@
 -- records its push's app, and an idempotency key is claimed per app. A device is a registration
 -- token or a FID (`kind`), and carries when it was last seen (registered or refreshed): devices
 -- not seen for PUSHQ_STALE_DEVICE_DAYS are not sent to. Existing rows become app `default`,
--- tokens, last seen when they were last updated.
+-- tokens, last seen now: `updated_at` says when a token was registered, and an app that
+-- registered it once, at install, would otherwise lose every device older than the stale age
+-- the moment this runs. Each existing device gets the whole stale age to be registered again.
 -- SQLite cannot drop a UNIQUE or PRIMARY KEY constraint: the devices and key claims tables are
 -- rebuilt with their rows.
 CREATE TABLE pushq_devices_0004 (
@@ -19,8 +21,8 @@ CREATE TABLE pushq_devices_0004 (
     invalidated_at TEXT NULL,
     UNIQUE (app, token)
 );
-INSERT INTO pushq_devices_0004 (id, user_id, token, platform, created_at, updated_at, last_seen_at, invalidated_at)
-SELECT id, user_id, token, platform, created_at, updated_at, updated_at, invalidated_at FROM pushq_devices;
+INSERT INTO pushq_devices_0004 (id, user_id, token, platform, created_at, updated_at, invalidated_at)
+SELECT id, user_id, token, platform, created_at, updated_at, invalidated_at FROM pushq_devices;
 DROP TABLE pushq_devices;
 ALTER TABLE pushq_devices_0004 RENAME TO pushq_devices;
 CREATE INDEX pushq_devices_app_user ON pushq_devices (app, user_id);

@@ -99,12 +99,16 @@ pub(super) struct Expiry {
 }
 
 impl Expiry {
-    /// Whether `e` has expired: its `expiresAt` has passed, or it is older than the age limit.
+    /// Whether `e` has expired: its `expiresAt` has passed, or it is older than the age limit,
+    /// counted from when SQS made it visible (`enqueuedAt` plus its `delaySeconds`).
     fn has_passed(&self, e: &Envelope) -> bool {
+        let visible_at = e
+            .enqueued_at
+            .saturating_add(i64::from(e.push.delay_seconds().unwrap_or(0)) * 1000);
         e.push.expires_at_ms().is_some_and(|t| self.now_ms >= t)
             || self
                 .max_age_ms
-                .is_some_and(|age| self.now_ms.saturating_sub(e.enqueued_at) > age)
+                .is_some_and(|age| self.now_ms.saturating_sub(visible_at) > age)
     }
 }
 
@@ -157,6 +161,43 @@ impl<'m> Batch<'m> {
             counts,
             apps: BTreeMap::new(),
             send_latency_ms: Vec::new(),
+        }
+    }
+
+    /// Hands back, whole and before anything is resolved or recorded, each message whose push
+    /// names an app the deployment has no FCM key for (a key not deployed yet, a misspelt
+    /// `app`): it waits in the queue, then the DLQ, until the key is there. Nothing about it is
+    /// final, whatever its users' devices.
+    pub fn hand_back_apps_without_keys(&mut self, has_key: impl Fn(&str) -> bool) {
+        let mut kept = Vec::with_capacity(self.envelopes.len());
+        let mut oversized = Vec::with_capacity(self.oversized.len());
+        let mut without: Vec<String> = Vec::new();
+        let envelopes = std::mem::take(&mut self.envelopes);
+        for ((i, e), size) in envelopes
+            .into_iter()
+            .zip(std::mem::take(&mut self.oversized))
+        {
+            let app = e.push.app();
+            if has_key(app) {
+                kept.push((i, e));
+                oversized.push(size);
+                continue;
+            }
+            tracing::error!(
+                push_id = %e.id,
+                message_id = %self.messages[i].message_id,
+                app,
+                code = crate::fcm::NO_CREDENTIALS,
+                "the push's app has no FCM credentials (add its key to PUSHQ_FCM_CREDENTIALS' map); the message will be redelivered, and reach the DLQ if the key does not come"
+            );
+            self.handed_back.insert(i);
+            without.push(app.to_owned());
+        }
+        self.envelopes = kept;
+        self.oversized = oversized;
+        self.counts.no_credentials += without.len();
+        for app in without {
+            self.app(&app).handed_back += 1;
         }
     }
 
@@ -318,6 +359,9 @@ impl<'m> Batch<'m> {
                 0,
             )
         });
+        // A target the push names twice (`tokens: ["a", "a"]`) gets one row, counted once.
+        self.unsent
+            .retain(|(_, r)| seen.insert((r.push_id.clone(), r.target.clone())));
         let unsent = self.unsent.iter().map(|(_, r)| Delivery {
             status: DeliveryStatus::Sending,
             ..r.clone()

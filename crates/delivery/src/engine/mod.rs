@@ -1,7 +1,9 @@
 //! The batch delivery engine, one code path for the Lambda, `pushq worker` and local mode.
 //!
 //! A batch goes through these phases, in order ([`Engine::process`] reads as this list):
-//! 1. **parse** ([`Batch::parse`]): each message becomes an envelope, or a rejected row;
+//! 1. **parse** ([`Batch::parse`]): each message becomes an envelope, or a rejected row; a push
+//!    for an app without an FCM key is handed back whole
+//!    ([`Batch::hand_back_apps_without_keys`]);
 //! 2. **resolve users** ([`Engine::resolve_users`]): one query maps every (app, user id) of the
 //!    batch to its live devices (tokens and FIDs), leaving out and counting stale ones;
 //! 3. **plan** ([`Batch::plan`]): one job per (push, target); a user without live devices becomes
@@ -169,6 +171,7 @@ impl Engine {
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
         let mut batch = Batch::parse(messages);
+        batch.hand_back_apps_without_keys(|app| self.sink.has_app(app));
         let devices = self.resolve_users(&batch, deadline).await?;
         let expiry = Expiry {
             now_ms: chrono::Utc::now().timestamp_millis(),

@@ -1,6 +1,7 @@
 //! Several apps, one deployment: a [`FcmClient`] per app (Firebase project), each with its own
-//! key, OAuth token, quota throttle and connections. A push goes through its app's client; a
-//! push for an app without a key is not sent and comes back ([`FcmError::UnknownApp`]).
+//! key, OAuth token, quota throttle and connections. A push goes through its app's client. The
+//! engine hands a push for an app without a key back before planning it ([`Sink::has_app`]);
+//! should one reach a send anyway, it is not sent and comes back ([`FcmError::UnknownApp`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -65,6 +66,10 @@ impl Sink for FcmApps {
                 Some(Some(first.map_or(until, |f| f.min(until))))
             })
             .flatten()
+    }
+
+    fn has_app(&self, app: &str) -> bool {
+        self.clients.contains_key(app)
     }
 
     fn overrun(&self) -> Duration {
