@@ -374,7 +374,11 @@ async fn an_expired_push_is_recorded_not_sent(db: Db) {
     ];
     let outcome = engine.process(&batch, soon()).await.unwrap();
     assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
-    assert_eq!((outcome.counts.expired, outcome.counts.sent), (3, 3), "{outcome:?}");
+    assert_eq!(
+        (outcome.counts.expired, outcome.counts.sent),
+        (3, 3),
+        "{outcome:?}"
+    );
     assert_eq!(
         sends(&fcm).await,
         [
