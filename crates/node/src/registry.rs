@@ -443,6 +443,16 @@ impl CheckedDevice {
     }
 }
 
+/// An `options.app` value: an app name (as a push's `app`), else `PUSHQ_INVALID_ARGUMENT`.
+fn app_value(value: Value) -> std::result::Result<String, BindingError> {
+    let bad = |why: String| BindingError::InvalidArgument(why);
+    let Value::String(name) = value else {
+        return Err(bad(format!("options.app: must be a string (got {value})")));
+    };
+    pushq_model::check_app(&name).map_err(|e| bad(format!("options.app: {}", e.problem)))?;
+    Ok(name)
+}
+
 /// The `app` of {@link AppOptions}, as `PUSHQ_INVALID_ARGUMENT` when it is not one.
 fn app_option(json: Option<&str>) -> std::result::Result<Option<String>, BindingError> {
     let bad = |why: String| BindingError::InvalidArgument(why);
@@ -455,14 +465,7 @@ fn app_option(json: Option<&str>) -> std::result::Result<Option<String>, Binding
     for (key, value) in map {
         match (key.as_str(), value) {
             ("app", Value::Null) => {}
-            ("app", Value::String(name)) => {
-                pushq_model::check_app(&name)
-                    .map_err(|e| bad(format!("options.app: {}", e.problem)))?;
-                app = Some(name);
-            }
-            ("app", other) => {
-                return Err(bad(format!("options.app: must be a string (got {other})")))
-            }
+            ("app", value) => app = Some(app_value(value)?),
             (key, _) => return Err(bad(format!("options.{key}: unknown option (known: app)"))),
         }
     }
@@ -502,11 +505,7 @@ fn for_user_options(json: Option<&str>) -> std::result::Result<UserQuery, Bindin
                         .with_timezone(&chrono::Utc),
                 )
             }
-            ("app", Value::String(name)) => {
-                pushq_model::check_app(&name)
-                    .map_err(|e| bad(format!("options.app: {}", e.problem)))?;
-                app = Some(name);
-            }
+            ("app", value) => app = Some(app_value(value)?),
             ("limit", v) if v.as_u64().is_some_and(|n| (1..=u64::from(FOR_USER_LIMIT.1)).contains(&n)) => {
                 limit = v.as_u64().unwrap_or_default() as u32
             }
@@ -515,7 +514,6 @@ fn for_user_options(json: Option<&str>) -> std::result::Result<UserQuery, Bindin
                     "options.since: must be a Date or an ISO-8601 date-time with a time zone (got {other})"
                 )))
             }
-            ("app", other) => return Err(bad(format!("options.app: must be a string (got {other})"))),
             ("limit", other) => {
                 return Err(bad(format!(
                     "options.limit: must be 1 to {} (got {other})",

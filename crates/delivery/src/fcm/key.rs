@@ -64,7 +64,6 @@ impl ServiceAccount {
     }
 }
 
-/// A service-account key from JSON text; the problem, in words that quote none of the text.
 /// The setting's JSON text: the value itself when it is JSON, else the file it names; and
 /// whether it came from a file.
 fn read_setting(setting: &CredentialsSetting) -> Result<(String, bool), FcmError> {
@@ -139,6 +138,7 @@ fn parse_json(text: &str) -> Result<Value, String> {
     })
 }
 
+/// A service-account key from JSON text; the problem, in words that quote none of the text.
 fn parse_key(text: &str) -> Result<ServiceAccount, String> {
     key_from(parse_json(text)?)
 }
