@@ -9,10 +9,11 @@ const readline = require('readline')
 
 const root = path.resolve(__dirname, '..')
 const targetDir = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache', 'pushq', 'target')
-const bin = (name) => path.join(targetDir, 'release', name)
+/** A binary of the shipped `dist` profile (fat LTO, one codegen unit): what the benchmarks measure. */
+const bin = (name) => path.join(targetDir, 'dist', name)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-/** A binary of the `profiling` build (the release build with its symbols, for perf). */
+/** A binary of the `profiling` build (the `dist` build with its symbols, for perf). */
 const profilingBin = (name) => path.join(targetDir, 'profiling', name)
 
 /** Whether `command` is on PATH. */
@@ -28,13 +29,13 @@ function onPath(command) {
 }
 
 /**
- * Builds what the benchmarks run: the release binaries, the Lambda's x86_64 `bootstrap` as
+ * Builds what the benchmarks run, all with the shipped `dist` profile: the CLI and bench binaries, the Lambda's x86_64 `bootstrap` as
  * scripts/build-lambda.sh packages it (rebuilt every run, so it is this checkout's), the addon as
  * it is packaged, and, when `perf` is on PATH, the Lambda built with the `profiling` profile.
  */
 function build() {
   const cargo = (args) => execFileSync('cargo', ['build', ...args], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
-  cargo(['--release', '-p', 'pushq-cli', '-p', 'pushq-bench'])
+  cargo(['--profile', 'dist', '-p', 'pushq-cli', '-p', 'pushq-bench'])
   execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
   if (onPath('perf')) cargo(['--profile', 'profiling', '-p', 'pushq-lambda'])
   execFileSync('npm', ['run', 'build:dist', '--silent'], { cwd: root, stdio: 'inherit' })

@@ -7,7 +7,7 @@
 //   node bench/run.js --smoke    # a few seconds' worth of each, written to /tmp, not docs/
 //   node bench/run.js --report [results.json]   # rewrites the report and charts from saved
 //                                # numbers (default docs/benchmarks/results.json), runs nothing
-//   (--no-build skips the release builds it otherwise starts with)
+//   (--no-build skips the `dist`-profile builds it otherwise starts with)
 'use strict'
 const { execFileSync } = require('child_process')
 const fs = require('fs')
@@ -211,7 +211,7 @@ function profileSection(prof) {
   if (prof.skipped) return `Not measured: ${prof.skipped}.`
   const code = (s) => `\`${s.replace(/\|/g, '\\|').replace(/`/g, "'")}\``
   return `One more pass of pushq's function, not counted above: the same events at ${prof.latencyMs} ms latency, run by
-the bootstrap built with \`cargo build --profile profiling -p pushq-lambda\` (the release build
+the bootstrap built with \`cargo build --profile profiling -p pushq-lambda\` (the \`dist\` build
 with its symbols) under \`perf record -g -p <pid>\` from its start until the last event was
 answered (${f(prof.pushesPerSecond, 0)} pushes/s, ${f(prof.cpuUsPerPush, 1)} µs CPU per push under perf). ${Number.isFinite(prof.samples) ? prof.samples.toLocaleString('en') : prof.samples} samples of
 \`${prof.event}\`, self time (\`perf report --no-children\`), by where the code lives:
@@ -400,7 +400,7 @@ PostgreSQL ${pg.version} (a cluster started for the run, default settings plus
 \`pg_stat_statements\`). Everything ran on the machine at once: the database, the FCM emulator,
 sqs-lite, the worker and the Node producer share the ${m.cores} cores.
 
-**Parts:** \`pushq worker\` (release build) with \`--concurrency ${sizes.concurrency}\` and
+**Parts:** \`pushq worker\` (\`dist\` profile, the shipped build) with \`--concurrency ${sizes.concurrency}\` and
 \`PUSHQ_DB_POOL_SIZE=${sizes.concurrency}\`, the FCM emulator (\`pushq fcm-emulator\`, HTTP/1.1${results.delivery ? '; section 3 runs its own over HTTP/2 and TLS' : ''}),
 and \`sqs-lite\` (\`crates/bench\`), an in-memory SQS speaking the SDKs' JSON protocol: moto, the
 tests' SQS, is far slower than these rates (\`bench/README.md\`) and would measure itself. Pushes
@@ -503,7 +503,7 @@ async function main() {
     return
   }
   const t0 = Date.now()
-  process.stderr.write(`pushq benchmarks${smoke ? ' (smoke)' : ''}: building release binaries\n`)
+  process.stderr.write(`pushq benchmarks${smoke ? ' (smoke)' : ''}: building the dist-profile binaries\n`)
   if (!process.argv.includes('--no-build')) build()
   const m = machine()
   const pg = await startPostgres()

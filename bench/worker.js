@@ -22,7 +22,7 @@ const N = Number(arg('pushes', 1000))
 const CONCURRENCY = arg('concurrency', '2')
 const BATCH = arg('batch-size', '10')
 const DB = arg('db', 'sqlite')
-const BIN = process.env.PUSHQ_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache/pushq/target'), 'release', 'pushq')
+const BIN = process.env.PUSHQ_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache/pushq/target'), 'dist', 'pushq')
 
 const freePort = () =>
   new Promise((resolve) => {

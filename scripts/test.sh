@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test pushq has: `npm test` runs this, after `npm ci`. Needs Rust, Node, Python and
 # binutils (objdump, readelf); scripts/setup.sh installs the rest when missing (moto_server,
-# cargo-lambda, cargo-zigbuild + zig, cargo-deny, cfn-lint, actionlint, the arm64 and musl Rust
+# cargo-zigbuild + zig, cargo-deny, cfn-lint, actionlint, the arm64 and musl Rust
 # targets, qemu-user, an arm64 Node and a musl Node) and starts PostgreSQL and MariaDB if they are
 # down. The jest suite starts its own moto_server on a free loopback port.
+# The inner loop (fmt, clippy, cargo test, jest on a debug addon) is `npm run check` (scripts/check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pushq/target}"
@@ -32,20 +33,16 @@ cargo test --workspace --exclude pushq-node
 # The jest suite drives this build of the CLI (worker, fcm-emulator).
 export PUSHQ_BIN="$CARGO_TARGET_DIR/debug/pushq"
 
-section "the Lambda bootstrap for x86_64: built with cargo lambda, glibc floor <= 2.34 (Amazon Linux 2023)"
-bash scripts/build-lambda.sh x86_64
-
-section "build the addon as it is packaged (on Linux x64: glibc 2.28 via zig) and check the generated files are committed as napi wrote them"
-npm run build:dist --silent
+section "the packaged artifacts, built fast (dev profile) but linked as they ship: the addon for linux-x64-gnu and linux-arm64-gnu (glibc <= 2.28) and linux-x64-musl (musl only), the Lambda bootstrap for x86_64 and arm64 (glibc <= 2.34), the generated files as napi wrote them"
+# One zig target dir, the addon and the Lambda of a target in one cargo invocation (one dependency
+# tree per target); `npm run build:dist` / `build:lambda` build the same with the shipped profile.
+bash scripts/build-addon.sh --profile dev --lambda linux-x64-gnu linux-arm64-gnu linux-x64-musl
 if git rev-parse --git-dir >/dev/null 2>&1; then
   git diff --exit-code -- index.js index.d.ts || {
     echo "index.js/index.d.ts differ from what napi build writes: rebuild and commit them" >&2
     exit 1
   }
 fi
-
-section "the addon's other Linux platforms, cross-built with zig: linux-arm64-gnu (glibc <= 2.28, objdump -T) and linux-x64-musl (musl only, readelf -d)"
-bash scripts/build-addon.sh linux-arm64-gnu linux-x64-musl
 # The package test installs and runs these too: arm64 under qemu, musl on musl's Node.
 export PUSHQ_CROSS_PLATFORMS="linux-arm64-gnu linux-x64-musl"
 
