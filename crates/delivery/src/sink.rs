@@ -38,6 +38,13 @@ pub trait Sink: Send + Sync {
         None
     }
 
+    /// Whether every send is `validate_only` (`PUSHQ_FCM_DRY_RUN=1`): FCM checks each message and
+    /// delivers none, so the engine records each target `dry_run` (never `sent`) and takes no
+    /// idempotency key, as for a dry-run envelope.
+    fn validate_only(&self) -> bool {
+        false
+    }
+
     /// Whether the sink can send for `app` (the deployment has its key). A push for an app it
     /// cannot send for is handed back whole, before its users are resolved.
     fn has_app(&self, _app: &str) -> bool {

@@ -155,6 +155,121 @@ async fn a_refused_account_then_fixed_delivers_every_device_exactly_once() {
     db.drop_it().await;
 }
 
+/// What answers 2xx without being FCM's answer delivered nothing: a TLS-inspecting proxy's 200
+/// page, an empty 204, a wrong endpoint answering another project's message name. None is
+/// recorded `sent` or takes the push's idempotency key: the message comes back, and once FCM
+/// itself answers, the device gets the push once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_2xx_that_is_not_fcms_answer_is_handed_back_not_sent() {
+    let fcm = Fcm::start();
+    let db = Db::sqlite().await;
+    let mut lambda = setup(&db, &fcm, &[("u1", "tok-a")], &[]).await;
+    let push = json!({"userId": "u1", "idempotencyKey": "k-1", "notification": {"title": "hi"}});
+    let event = sqs_event(&[("m-1", envelope("p-1", push))]);
+
+    let not_fcm = [
+        (
+            200,
+            "<html><body>Blocked by your organisation's proxy</body></html>",
+        ),
+        (204, ""),
+        (200, r#"{"name":"projects/another-project/messages/123"}"#),
+    ];
+    for (n, (status, body)) in not_fcm.into_iter().enumerate() {
+        fcm.faults(json!({"rules": [{"status": status, "body": body}]}))
+            .await;
+        let answer = lambda
+            .invoke(&format!("req-{n}"), event.clone(), 30, WAIT)
+            .await;
+        assert_eq!(failed_items(&answer), ["m-1"], "a {status} answer: {body}");
+        let code = format!("HTTP_{status}");
+        assert_eq!(
+            rows(&db).await,
+            [row("p-1", "tok-a", "retrying", Some(&code))],
+            "a {status} answer: {body}"
+        );
+    }
+
+    fcm.faults(json!({"rules": []})).await;
+    let answer = lambda.invoke("req-fcm", event, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(received(&fcm).await, ["tok-a"]);
+    assert_eq!(rows(&db).await, [row("p-1", "tok-a", "sent", None)]);
+    db.drop_it().await;
+}
+
+/// A key of another project beside a topic push: the token's SENDER_ID_MISMATCH is the whole of
+/// the batch's device sends, so the key is the wrong one and the push comes back, however many
+/// topic sends worked (they say nothing about the tokens' project). Nothing is invalidated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_key_is_not_hidden_behind_topic_sends() {
+    let fcm = Fcm::start();
+    let db = Db::sqlite().await;
+    let devices = [("u1", "tok-x")];
+    let mut lambda = setup(&db, &fcm, &devices, &[]).await;
+    fcm.faults(json!({"rules": [{"token": "tok-x", "error": "SENDER_ID_MISMATCH"}]}))
+        .await;
+    let event = sqs_event(&[
+        ("m-token", envelope("p-token", json!({"userId": "u1"}))),
+        ("m-topic", envelope("p-topic", json!({"topic": "news"}))),
+        (
+            "m-cond",
+            envelope("p-cond", json!({"condition": "'a' in topics"})),
+        ),
+    ]);
+    let answer = lambda.invoke("req-1", event, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), ["m-token"]);
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-cond", "condition:'a' in topics", "sent", None),
+            row("p-token", "tok-x", "retrying", Some("SENDER_ID_MISMATCH")),
+            row("p-topic", "topic:news", "sent", None),
+        ]
+    );
+    assert_eq!(live(&db, &devices).await, [true]);
+    db.drop_it().await;
+}
+
+/// `PUSHQ_FCM_DRY_RUN=1` (a staging deployment): FCM validates and delivers nothing, so each
+/// target is recorded `dry_run`, never `sent`, and the push's idempotency key stays free: the
+/// same key sent for real later is delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_deployment_records_dry_run_and_takes_no_key() {
+    let fcm = Fcm::start();
+    let db = Db::sqlite().await;
+    let mut dry = setup(&db, &fcm, &[("u1", "tok-a")], &[("PUSHQ_FCM_DRY_RUN", "1")]).await;
+    let keyed = |id: &str| {
+        envelope(
+            id,
+            json!({"userId": "u1", "idempotencyKey": "renewal-2026", "notification": {"title": "hi"}}),
+        )
+    };
+    let answer = dry
+        .invoke("req-dry", sqs_event(&[("m-1", keyed("p-1"))]), 30, WAIT)
+        .await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(rows(&db).await, [row("p-1", "tok-a", "dry_run", None)]);
+    let sent = fcm.received().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["validateOnly"], json!(true));
+    drop(dry);
+
+    let mut real = setup(&db, &fcm, &[("u1", "tok-a")], &[]).await;
+    let answer = real
+        .invoke("req-real", sqs_event(&[("m-2", keyed("p-2"))]), 30, WAIT)
+        .await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-1", "tok-a", "dry_run", None),
+            row("p-2", "tok-a", "sent", None),
+        ]
+    );
+    db.drop_it().await;
+}
+
 /// Each FCM answer by whose fault it is. The target's own: a token FCM calls invalid
 /// (`INVALID_ARGUMENT` naming the registration token: invalidated), a message FCM refuses
 /// (`failed`), one token of another project among working ones (`failed`, not invalidated).

@@ -506,7 +506,12 @@ impl<'m> Batch<'m> {
         // is the answer to most of an app's sends, it is the app's key that is wrong, not the
         // tokens.
         let mut answered: HashMap<&str, (usize, usize)> = HashMap::new();
-        for (n, _, v) in &verdicts {
+        // Counted over device sends only: a topic or condition send that worked says nothing
+        // about the key's project matching the tokens'.
+        for (n, _, v) in verdicts
+            .iter()
+            .filter(|(n, ..)| self.jobs[*n].device.is_some())
+        {
             let app = self.envelopes[self.jobs[*n].envelope].1.push.app();
             let counts = answered.entry(app).or_default();
             counts.0 += usize::from(v.about_the_send());

@@ -171,6 +171,12 @@ impl Engine {
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
         let mut batch = Batch::parse(messages);
+        if self.sink.validate_only() {
+            // PUSHQ_FCM_DRY_RUN: every push of the deployment is a dry run.
+            for (_, envelope) in &mut batch.envelopes {
+                envelope.dry_run = true;
+            }
+        }
         batch.hand_back_apps_without_keys(|app| self.sink.has_app(app));
         let devices = self.resolve_users(&batch, deadline).await?;
         let expiry = Expiry {

@@ -72,6 +72,10 @@ impl Sink for FcmApps {
         self.clients.contains_key(app)
     }
 
+    fn validate_only(&self) -> bool {
+        self.clients.values().any(FcmClient::dry_run)
+    }
+
     fn overrun(&self) -> Duration {
         self.clients
             .values()

@@ -152,6 +152,8 @@ pub struct FcmClient {
     tokens: TokenSource,
     /// Parsed once: every send posts to it.
     send_url: reqwest::Url,
+    /// `projects/<project_id>/messages/`: a 2xx is a send only when its name starts with it.
+    message_prefix: String,
     dry_run: bool,
     cut_at_deadline: bool,
     /// How long an attempt may outlive the deadline: none when attempts are cut at it, the
@@ -184,11 +186,13 @@ impl FcmClient {
         let send_url = reqwest::Url::parse(&send_url).map_err(|e| {
             FcmError::Setup(format!("PUSHQ_FCM_ENDPOINT: not a URL to send to ({e})"))
         })?;
+        let message_prefix = format!("projects/{}/messages/", account.project_id);
         let tokens = TokenSource::new(account, http.first().clone())?;
         Ok(FcmClient {
             http,
             tokens,
             send_url,
+            message_prefix,
             dry_run: config.dry_run,
             cut_at_deadline: config.cut_at_deadline,
             overrun: if config.cut_at_deadline {
@@ -256,11 +260,7 @@ impl FcmClient {
             retry_after: None,
         })?;
         if status.is_success() {
-            let name = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_default();
-            return Ok(Sent { name });
+            return accepted(status.as_u16(), &text, &self.message_prefix);
         }
         let error = classify(status.as_u16(), &text, retry_after);
         if status.as_u16() == 429 && project_quota(&text) {
@@ -356,6 +356,10 @@ impl Sink for FcmClient {
         FcmClient::throttled_until(self)
     }
 
+    fn validate_only(&self) -> bool {
+        self.dry_run
+    }
+
     fn overrun(&self) -> Duration {
         self.overrun
     }
@@ -385,6 +389,26 @@ fn project_quota(body: &str) -> bool {
     !violations
         .iter()
         .any(|v| v.contains("device") || v.contains("topic"))
+}
+
+/// A 2xx answer → a send, only when it is FCM's: JSON whose `name` is a message of the key's own
+/// project (`prefix` is `projects/<project_id>/messages/`). Anything else that answers 2xx (a
+/// TLS-inspecting proxy's page, an empty 204, a wrong `PUSHQ_FCM_ENDPOINT`, another project's
+/// name) did not deliver: the deployment's fault, handed back, never recorded `sent`.
+fn accepted(http_status: u16, body: &str, prefix: &str) -> Result<Sent, FcmError> {
+    let name = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned));
+    match name {
+        Some(name) if name.len() > prefix.len() && name.starts_with(prefix) => Ok(Sent { name }),
+        _ => Err(FcmError::Deployment {
+            code: format!("HTTP_{http_status}"),
+            detail: format!(
+                "a {http_status} answer without a message name under {prefix}: not FCM's ({})",
+                body.chars().take(200).collect::<String>()
+            ),
+        }),
+    }
 }
 
 fn deadline_passed() -> FcmError {
@@ -606,5 +630,27 @@ mod tests {
             ),
             FcmError::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn a_2xx_is_a_send_only_with_a_message_of_the_keys_project() {
+        let prefix = "projects/p1/messages/";
+        let sent = accepted(200, r#"{"name":"projects/p1/messages/0:1"}"#, prefix);
+        assert_eq!(sent.unwrap().name, "projects/p1/messages/0:1");
+        for (status, body) in [
+            (200, "<html>blocked</html>"),
+            (204, ""),
+            (200, "{}"),
+            (200, r#"{"name":""}"#),
+            (200, r#"{"name":"projects/p1/messages/"}"#),
+            (200, r#"{"name":"projects/p2/messages/1"}"#),
+            (200, r#"{"name":"projects/p1/messages2/1"}"#),
+        ] {
+            let e = accepted(status, body, prefix).unwrap_err();
+            assert!(
+                matches!(&e, FcmError::Deployment { code, .. } if *code == format!("HTTP_{status}")),
+                "{status} {body}: {e:?}"
+            );
+        }
     }
 }
