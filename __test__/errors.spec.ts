@@ -1,7 +1,9 @@
 // Configuration and queue errors: typed codes, bounded time, nothing half-done.
-import { PushClient, enqueuePush } from '..'
+import { DeliveryLog, DeviceRegistry, PushClient, enqueuePush, isPushqError } from '..'
 import { freshQueue, queueDepth } from './support/sqs'
+import { tempDir } from './support/pushq-bin'
 import * as net from 'net'
+import * as path from 'path'
 
 const endpointUrl = process.env.PUSHQ_TEST_SQS_ENDPOINT!
 
@@ -100,5 +102,27 @@ describe('bad input from JavaScript', () => {
       message: expect.stringContaining('4096'),
     })
     expect(await queueDepth(queueUrl)).toEqual({ visible: 0, inFlight: 0, delayed: 0 })
+  })
+})
+
+describe('arguments of the wrong type', () => {
+  test('a push id, user id or token that is not a string rejects with PUSHQ_INVALID_ARGUMENT naming it', async () => {
+    const databaseUrl = `sqlite://${path.join(tempDir(), 'arguments.db')}`
+    const registry = new DeviceRegistry({ databaseUrl, migrate: true })
+    expect(await registry.devices('nobody')).toEqual([])
+    const log = new DeliveryLog({ databaseUrl })
+    const calls: [() => Promise<unknown>, string][] = [
+      [() => log.waitFor({ id: '0193' } as any), 'pushId: must be a string (got an object)'],
+      [() => log.forPush({} as any), 'pushId: must be a string (got an object)'],
+      [() => (log.forPush as any)(), 'pushId: must be a string (got undefined)'],
+      [() => log.forUser(7 as any), 'userId: must be a string (got a number)'],
+      [() => registry.devices(42 as any), 'userId: must be a string (got a number)'],
+      [() => registry.unregister(null as any), 'token: must be a string (got null)'],
+    ]
+    for (const [call, message] of calls) {
+      const error = await call().then(() => undefined, (e: unknown) => e)
+      expect(isPushqError(error)).toBe(true)
+      expect(error).toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', message: expect.stringContaining(message) })
+    }
   })
 })

@@ -15,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Moves every message from `from` to `to`; returns how many moved.
 pub async fn redrive(from: &str, to: &str) -> Result<u64, String> {
-    let sqs = crate::sqs_client().await?;
+    // Both queues are reached where the source queue's URL says (redrive stays on one SQS).
+    let sqs = crate::sqs_client(from).await?;
     let bar = ProgressBar::new(depth(&sqs, from).await?);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} moved ({elapsed})").expect("template"),

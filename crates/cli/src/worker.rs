@@ -74,7 +74,7 @@ pub async fn run(
     engine: Arc<Engine>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let sqs = crate::sqs_client().await?;
+    let sqs = crate::sqs_client(&config.queue_url).await?;
     let config = Arc::new(config);
     let mut loops = JoinSet::new();
     let mut which = HashMap::new();

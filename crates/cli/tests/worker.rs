@@ -546,3 +546,67 @@ async fn a_quota_throttle_pauses_receiving_until_it_passes() {
     let status = worker.stop();
     assert!(status.success(), "{status}");
 }
+
+/// A database nobody migrated: the worker stops at start, saying to run `pushq migrate`, rather
+/// than receiving batches that all fail and drift towards the DLQ.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_on_a_database_never_migrated_stops_at_start_saying_to_migrate() {
+    let (sqs, fcm) = (Sqs::start(), Fcm::start());
+    let queue = sqs.fresh_queue().await;
+    sqs.send_bodies(&queue, &[envelope(json!({"token": "tok-1"}))])
+        .await;
+    let db = Db::sqlite().await;
+    let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+    let mut worker = Worker::start(&queue, &[], &env);
+    let (log, child) = (worker.log.clone(), &mut worker.proc.0);
+    let mut exited = None;
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "the worker to exit",
+            Duration::from_secs(30),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || {
+                exited = child.try_wait().unwrap();
+                exited.is_some()
+            },
+        )
+    });
+    let status = exited.unwrap();
+    assert!(!status.success(), "{status}\n{}", worker.output());
+    assert!(
+        worker.output().contains("run `pushq migrate`"),
+        "{}",
+        worker.output()
+    );
+    // The push was not received: it waits on the queue for a worker on a migrated database.
+    assert_eq!(sqs.depth(&queue).await, (1, 0));
+    assert!(fcm.received_tokens().await.is_empty());
+}
+
+/// The queue URL alone says where SQS is, as it does for the Node client: a URL on moto's host
+/// (not an AWS one) is reached there without AWS_ENDPOINT_URL_SQS.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_reaches_a_queue_at_its_urls_own_host() {
+    let (sqs, fcm) = (Sqs::start(), Fcm::start());
+    let queue = sqs.fresh_queue().await;
+    assert!(queue.starts_with(&sqs.endpoint), "{queue}");
+    let sqs_env: Vec<(String, String)> = sqs
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ENDPOINT_URL"))
+        .collect();
+    let (db, mut env) = setup(&sqs, &fcm, sqs_env).await;
+    env.retain(|(k, _)| !k.starts_with("AWS_ENDPOINT_URL"));
+    sqs.send_bodies(&queue, &[envelope(json!({"token": "tok-here"}))])
+        .await;
+    let worker = Worker::start(&queue, &[], &env);
+    let rt = tokio::runtime::Handle::current();
+    worker.wait_for("the push", Duration::from_secs(60), || {
+        rt.block_on(db.final_deliveries()) == 1
+    });
+    assert_eq!(fcm.received_tokens().await, ["tok-here"]);
+    let status = worker.stop();
+    assert!(status.success(), "{status}");
+}

@@ -799,3 +799,18 @@ async fn unverified_tls_to_a_remote_database_is_warned_about_once_naming_the_hos
     let output = Watched::start(addr, &env).failed_init().await;
     server.assert_warned_once(&output, "init");
 }
+
+/// A database nobody migrated: init fails, saying to run `pushq migrate`, instead of a function
+/// that fails every batch until the messages reach the DLQ.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_on_a_database_never_migrated_fails_saying_to_migrate() {
+    let fcm = Fcm::start();
+    let db = Db::sqlite().await;
+    let (addr, _api, _responses) = serve_runtime_api().await;
+    let mut env: Vec<(&str, String)> = vec![("DATABASE_URL", db.url.clone())];
+    let fcm_env = fcm.env();
+    env.extend(fcm_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    let out = Watched::start(addr, &env).failed_init().await;
+    assert!(out.contains("pushq-lambda init"), "{out}");
+    assert!(out.contains("run `pushq migrate`"), "{out}");
+}

@@ -573,6 +573,29 @@ fn options_json(env: &Env, options: Option<Unknown>) -> napi::Result<Option<Stri
         .map(Option::flatten)
 }
 
+/// A string argument (`name` as the method's signature says it); anything else rejects the call's
+/// promise with `PUSHQ_INVALID_ARGUMENT` naming the argument, never napi's own conversion error.
+fn string_arg(
+    value: Unknown,
+    name: &str,
+) -> napi::Result<std::result::Result<String, BindingError>> {
+    let got = match value.get_type()? {
+        ValueType::String => return Ok(Ok(String::from_unknown(value)?)),
+        ValueType::Undefined => "undefined",
+        ValueType::Null => "null",
+        ValueType::Boolean => "a boolean",
+        ValueType::Number => "a number",
+        ValueType::BigInt => "a bigint",
+        ValueType::Object => "an object",
+        ValueType::Function => "a function",
+        ValueType::Symbol => "a symbol",
+        _ => "another type",
+    };
+    Ok(Err(BindingError::InvalidArgument(format!(
+        "{name}: must be a string (got {got})"
+    ))))
+}
+
 /// The devices of each user: what `userId` / `userIds` pushes resolve to.
 /// Errors: `PUSHQ_INVALID_DEVICE` (names the field), `PUSHQ_DATABASE`.
 #[napi]
@@ -625,15 +648,17 @@ impl DeviceRegistry {
     pub fn unregister<'env>(
         &self,
         env: &'env Env,
-        token: String,
+        token: Unknown,
         options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, bool>> {
+        let token = string_arg(token, "token")?;
         let json = options_json(env, options)?;
         let app = app_option(json.as_deref());
         let default_app = self.store.app.clone();
         self.store.call(
             env,
             move |s| async move {
+                let token = token?;
                 let app = app?.unwrap_or(default_app);
                 s.unregister_device_of(&app, &token).await.map_err(db)
             },
@@ -649,14 +674,15 @@ impl DeviceRegistry {
     pub fn devices<'env>(
         &self,
         env: &'env Env,
-        user_id: String,
+        user_id: Unknown,
         options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, Vec<RegisteredDevice>>> {
+        let user_id = string_arg(user_id, "userId")?;
         let json = options_json(env, options)?;
         let app = app_option(json.as_deref());
         self.store.call(
             env,
-            move |s| async move { s.devices_of(&user_id, app?.as_deref()).await.map_err(db) },
+            move |s| async move { s.devices_of(&user_id?, app?.as_deref()).await.map_err(db) },
             |devices| {
                 devices
                     .into_iter()
@@ -702,14 +728,16 @@ impl DeliveryLog {
     pub fn for_user<'env>(
         &self,
         env: &'env Env,
-        user_id: String,
+        user_id: Unknown,
         options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, Vec<UserDeliveryRecord>>> {
+        let user_id = string_arg(user_id, "userId")?;
         let json = options_json(env, options)?;
         let query = for_user_options(json.as_deref());
         self.store.call(
             env,
             move |s| async move {
+                let user_id = user_id?;
                 let (since, app, limit) = query?;
                 s.deliveries_for_user(&user_id, since, app.as_deref(), limit)
                     .await
@@ -734,16 +762,20 @@ impl DeliveryLog {
 
     /// What the log knows of one push (see {@link PushDeliveries}): its rows once delivered,
     /// and otherwise whether it is pending, rejected or not a pushq push id.
-    #[napi(ts_return_type = "Promise<PushDeliveries>")]
+    #[napi(
+        ts_args_type = "pushId: string",
+        ts_return_type = "Promise<PushDeliveries>"
+    )]
     pub fn for_push<'env>(
         &self,
         env: &'env Env,
-        push_id: String,
+        push_id: Unknown,
     ) -> napi::Result<PromiseRaw<'env, PushDeliveries>> {
+        let push_id = string_arg(push_id, "pushId")?;
         let lazy = self.store.clone();
         self.store.call(
             env,
-            move |s| async move { lazy.push_deliveries(&s, &push_id).await },
+            move |s| async move { lazy.push_deliveries(&s, &push_id?).await },
             |answer| answer,
         )
     }
@@ -760,9 +792,10 @@ impl DeliveryLog {
     pub fn wait_for<'env>(
         &self,
         env: &'env Env,
-        push_id: String,
+        push_id: Unknown,
         options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, PushDeliveries>> {
+        let push_id = string_arg(push_id, "pushId")?;
         let json = options_json(env, options)?;
         // A bad option rejects the promise, as every other failure here does.
         let timeout = wait_timeout(json.as_deref());
@@ -770,6 +803,7 @@ impl DeliveryLog {
         self.store.call(
             env,
             move |s| async move {
+                let push_id = push_id?;
                 let timeout = timeout?;
                 let deadline = tokio::time::Instant::now() + timeout;
                 let mut pause = Duration::from_millis(20);

@@ -164,7 +164,7 @@ fn check_url(value: &str, field: &str) -> Result<()> {
 
 /// The origin (`scheme://host:port`) of a queue URL whose host is not an AWS one: a queue on
 /// LocalStack, moto or ElasticMQ is reached at its own host, as the AWS SDK for JavaScript does.
-fn non_aws_origin(queue_url: &str) -> Option<String> {
+pub fn non_aws_origin(queue_url: &str) -> Option<String> {
     let url = url::Url::parse(queue_url).ok()?;
     let host = url.host_str()?;
     let aws = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]

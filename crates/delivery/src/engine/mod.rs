@@ -354,7 +354,8 @@ pub enum SetupError {
 
 impl Engine {
     /// Builds the engine from delivery settings: connects the pool, applies the schema when
-    /// `config.migrate`, and sets up FCM (or, without credentials, what `without_credentials`
+    /// `config.migrate` (else checks that it is applied: [`StoreError::SchemaOutdated`]), and
+    /// sets up FCM (or, without credentials, what `without_credentials`
     /// says).
     pub async fn connect(
         config: &DeliveryConfig,
@@ -367,6 +368,10 @@ impl Engine {
         let store = Store::connect(url, config.pool_size).await?;
         if config.migrate {
             store.migrate().await?;
+        } else {
+            // A database that was never migrated (or is behind this build) fails at start,
+            // saying to run `pushq migrate`, instead of failing every batch towards the DLQ.
+            store.check_schema().await?;
         }
         let sink: Arc<dyn Sink> = match (&config.credentials, without_credentials) {
             (Some(credentials), _) => {
