@@ -10,9 +10,10 @@
 # Writes dist/lambda/<arch>/bootstrap (the folder the SAM template's CodeUri points at) and
 # dist/lambda/pushq-lambda-<arch>.zip, and prints each zip's size and glibc floor.
 # It links with zig through cargo-zigbuild, which is what `cargo lambda build` runs underneath
-# (`cargo lambda build --profile dist --arm64 -p pushq-lambda` makes the same binary, named
-# bootstrap): the same cargo-zigbuild as the addon's builds (scripts/build-addon.sh), in the same
-# target dir, against the same glibc, so the test command builds both with one dependency tree.
+# (cargo-lambda 1.9.2 carries its own cargo-zigbuild 0.23.0; `cargo lambda build --profile dist
+# --arm64 -p pushq-lambda` builds an equivalent bootstrap): the same cargo-zigbuild as the addon's
+# builds (scripts/build-addon.sh), in the same target dir, against the same glibc, so the test
+# command builds both with one dependency tree.
 # Needs `pip install cargo-zigbuild ziglang`, the rustup target aarch64-unknown-linux-gnu for arm64,
 # and binutils' objdump (its failure fails the build).
 set -euo pipefail
