@@ -1185,3 +1185,94 @@ async fn an_idempotency_key_is_delivered_once_per_target_postgres() {
 async fn an_idempotency_key_is_delivered_once_per_target_mariadb() {
     an_idempotency_key_is_delivered_once_per_target(Db::mariadb().await).await;
 }
+
+/// Tokens compare byte for byte in every dialect, trailing spaces included (MySQL's `utf8mb4_bin`
+/// took "X" and "X " for one value): "tok-x" and "tok-x " are two users' devices; a push to both
+/// sends to both and records both; FCM calling "tok-x " dead invalidates that one only; and
+/// unregistering "tok-x " leaves "tok-x".
+async fn trailing_spaces_make_another_token(db: Db) {
+    use pushq_delivery::store::Store;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    store
+        .register_device("u1", "tok-x", "android")
+        .await
+        .unwrap();
+    store
+        .register_device("u2", "tok-x ", "android")
+        .await
+        .unwrap();
+    let tokens_of = |devices: Vec<pushq_delivery::store::Device>| {
+        devices
+            .into_iter()
+            .map(|d| (d.token, d.live))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tokens_of(store.devices("u1").await.unwrap()),
+        [("tok-x".to_owned(), true)]
+    );
+    assert_eq!(
+        tokens_of(store.devices("u2").await.unwrap()),
+        [("tok-x ".to_owned(), true)]
+    );
+
+    let both = message(json!({"tokens": ["tok-x", "tok-x "], "notification": {"title": "hi"}}));
+    let outcome = engine.process(&[both], soon()).await.unwrap();
+    assert!(outcome.failed_message_ids.is_empty(), "{outcome:?}");
+    let mut received = fcm.received_tokens().await;
+    received.sort();
+    assert_eq!(received, ["tok-x", "tok-x "]);
+    let mut sent: Vec<(String, String)> = db
+        .deliveries()
+        .await
+        .into_iter()
+        .map(|r| (r.1, r.2))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            ("tok-x".to_owned(), "sent".to_owned()),
+            ("tok-x ".to_owned(), "sent".to_owned())
+        ]
+    );
+
+    fcm.faults(json!({"rules": [{"token": "tok-x ", "error": "UNREGISTERED"}]}))
+        .await;
+    let to_u2 = message(json!({"userId": "u2", "notification": {"title": "hi"}}));
+    let outcome = engine.process(&[to_u2], soon()).await.unwrap();
+    assert_eq!(outcome.counts.invalid_tokens, 1, "{outcome:?}");
+    assert_eq!(
+        tokens_of(store.devices("u1").await.unwrap()),
+        [("tok-x".to_owned(), true)]
+    );
+    assert_eq!(
+        tokens_of(store.devices("u2").await.unwrap()),
+        [("tok-x ".to_owned(), false)]
+    );
+
+    assert!(store.unregister_device("tok-x ").await.unwrap());
+    assert!(store.devices("u2").await.unwrap().is_empty());
+    assert_eq!(
+        tokens_of(store.devices("u1").await.unwrap()),
+        [("tok-x".to_owned(), true)]
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trailing_spaces_make_another_token_sqlite() {
+    trailing_spaces_make_another_token(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trailing_spaces_make_another_token_postgres() {
+    trailing_spaces_make_another_token(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trailing_spaces_make_another_token_mariadb() {
+    trailing_spaces_make_another_token(Db::mariadb().await).await;
+}
