@@ -494,3 +494,65 @@ async fn one_apps_quota_throttles_only_that_app() {
     assert_eq!(sends(&fcm).await, [("trainer".into(), "tok-t".into())]);
     assert_eq!(engine.throttled_until(), None);
 }
+
+/// PostgreSQL, READ COMMITTED: `devices prune` picks a stale device while the app is registering
+/// it again (its row locked by the registration's transaction). When the registration commits,
+/// the prune's DELETE must see that the device is live again and spare it; a prune whose DELETE
+/// trusted the ids it had selected deleted a device seen a moment ago.
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_spares_a_device_registered_again_while_it_runs() {
+    use sqlx::Connection;
+    let db = Db::postgres().await;
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    register(&store, "default", "u", "tok-back", DeviceKind::Token).await;
+    db.execute(&age_device(&db, "tok-back", 400)).await;
+
+    // The registration (as DeviceRegistry.register's upsert leaves the row), not yet committed.
+    let mut app = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut registration = app.begin().await.unwrap();
+    sqlx::query(
+        "UPDATE pushq_devices SET last_seen_at = now(), invalidated_at = NULL WHERE token = 'tok-back'",
+    )
+    .execute(&mut *registration)
+    .await
+    .unwrap();
+
+    let stale_before = chrono::Utc::now() - chrono::Duration::days(270);
+    let prune = tokio::spawn({
+        let store = store.clone();
+        async move { store.prune_devices(stale_before, 100).await }
+    });
+    // Until the prune's DELETE waits for the registration's row lock.
+    let mut watch = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM pushq_devices%'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prune never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    registration.commit().await.unwrap();
+
+    assert_eq!(prune.await.unwrap().unwrap(), 0);
+    let left: Vec<(String, bool)> = store
+        .devices("u")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.token, d.live))
+        .collect();
+    assert_eq!(left, [("tok-back".to_owned(), true)]);
+    store.close().await;
+    db.drop_it().await;
+}

@@ -356,6 +356,10 @@ impl Store {
                         .push_bind(limit as i64);
                     q
                 }
+                // The predicate stands again outside the subquery: on PostgreSQL a row locked by
+                // a registration when the DELETE reaches it is re-checked against the outer
+                // WHERE only, once that registration commits; without it, the ids selected
+                // before would delete a device seen a moment ago.
                 Dialect::Sqlite | Dialect::Postgres => {
                     let mut q = QueryBuilder::<DB>::new(format!(
                         "DELETE FROM pushq_devices WHERE id IN (SELECT id FROM pushq_devices WHERE {PRUNABLE}"
@@ -363,6 +367,8 @@ impl Store {
                     q.push_bind(stale_before)
                         .push(" ORDER BY id LIMIT ")
                         .push_bind(limit as i64)
+                        .push(format!(") AND ({PRUNABLE}"))
+                        .push_bind(stale_before)
                         .push(")");
                     q
                 }
