@@ -270,6 +270,73 @@ async fn a_dry_run_deployment_records_dry_run_and_takes_no_key() {
     db.drop_it().await;
 }
 
+/// An APNs environment mismatch (or any deployment-wide cause FCM answers per token) calls every
+/// device dead: when most of a batch's device sends, and at least 10 of them, answer a dead
+/// token, nothing is invalidated (`devices prune` would delete them all) and the messages come
+/// back. In a batch where one token of twelve is dead, it alone is invalidated, as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_tokens_for_most_of_a_batch_invalidate_nothing() {
+    let fcm = Fcm::start();
+    let db = Db::sqlite().await;
+    let tokens: Vec<String> = (1..=12).map(|n| format!("tok-{n:02}")).collect();
+    let devices: Vec<(&str, &str)> = tokens.iter().map(|t| ("u1", t.as_str())).collect();
+    let mut lambda = setup(&db, &fcm, &devices, &[]).await;
+
+    fcm.faults(json!({"rules": [{"error": "UNREGISTERED"}]}))
+        .await;
+    let push = json!({"userId": "u1", "notification": {"title": "hi"}});
+    let answer = lambda
+        .invoke(
+            "req-1",
+            sqs_event(&[("m-1", envelope("p-1", push))]),
+            30,
+            WAIT,
+        )
+        .await;
+    assert_eq!(failed_items(&answer), ["m-1"]);
+    let all_retrying: Vec<_> = tokens
+        .iter()
+        .map(|t| row("p-1", t, "retrying", Some("UNREGISTERED")))
+        .collect();
+    assert_eq!(rows(&db).await, all_retrying);
+    assert_eq!(live(&db, &devices).await, vec![true; 12]);
+
+    fcm.faults(json!({"rules": [{"token": "tok-03", "error": "UNREGISTERED"}]}))
+        .await;
+    let push = json!({"userId": "u1", "notification": {"title": "again"}});
+    let answer = lambda
+        .invoke(
+            "req-2",
+            sqs_event(&[("m-2", envelope("p-2", push))]),
+            30,
+            WAIT,
+        )
+        .await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    let mut expected_live = vec![true; 12];
+    expected_live[2] = false;
+    assert_eq!(live(&db, &devices).await, expected_live);
+    let p2: Vec<_> = rows(&db)
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "p-2")
+        .map(|r| (r.1, r.2))
+        .collect();
+    let expected: Vec<(String, String)> = tokens
+        .iter()
+        .map(|t| {
+            let status = if t == "tok-03" {
+                "invalid_token"
+            } else {
+                "sent"
+            };
+            (t.clone(), status.to_owned())
+        })
+        .collect();
+    assert_eq!(p2, expected);
+    db.drop_it().await;
+}
+
 /// Each FCM answer by whose fault it is. The target's own: a token FCM calls invalid
 /// (`INVALID_ARGUMENT` naming the registration token: invalidated), a message FCM refuses
 /// (`failed`), one token of another project among working ones (`failed`, not invalidated).

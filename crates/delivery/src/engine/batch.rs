@@ -29,6 +29,11 @@ pub(super) struct Job {
     pub user_id: Option<String>,
 }
 
+/// The fewest device sends of one app in a batch for its dead-token answers to be judged as a
+/// whole: below it every dead-token answer is the token's own (final, the device invalidated), so
+/// a lone dead token, or a user's few old devices, are never taken for a deployment fault.
+pub const DEAD_TOKEN_MIN_SENDS: usize = 10;
+
 /// What one send's answer means for its target.
 enum Verdict {
     /// FCM accepted it.
@@ -494,6 +499,57 @@ impl<'m> Batch<'m> {
         self.handed_back.extend(handed_back);
     }
 
+    /// The apps whose answers in this batch describe the deployment rather than the targets,
+    /// judged over device sends only (a topic or condition send that worked says nothing about
+    /// tokens): `SENDER_ID_MISMATCH` for most of them (the app's key is another project's), and
+    /// dead-token answers for most of at least [`DEAD_TOKEN_MIN_SENDS`] of them (an APNs
+    /// environment mismatch answers every iOS token so). Nothing of theirs is invalidated; their
+    /// messages come back.
+    fn deployment_wide(
+        &self,
+        verdicts: &[(usize, u32, Verdict)],
+    ) -> (HashSet<String>, HashSet<String>) {
+        #[derive(Default)]
+        struct Answers {
+            device_sends: usize,
+            mismatched: usize,
+            dead: usize,
+        }
+        let mut by_app: HashMap<&str, Answers> = HashMap::new();
+        for (n, _, v) in verdicts
+            .iter()
+            .filter(|(n, ..)| self.jobs[*n].device.is_some())
+        {
+            let app = self.envelopes[self.jobs[*n].envelope].1.push.app();
+            let answers = by_app.entry(app).or_default();
+            answers.device_sends += usize::from(v.about_the_send());
+            answers.mismatched += usize::from(matches!(v, Verdict::SenderMismatch(_)));
+            answers.dead += usize::from(matches!(v, Verdict::InvalidToken(_)));
+        }
+        let (mut wrong_keys, mut dead_everywhere) = (HashSet::new(), HashSet::new());
+        for (app, a) in by_app {
+            if a.mismatched > 0 && a.mismatched * 2 > a.device_sends {
+                tracing::error!(
+                    app = %app,
+                    mismatched = a.mismatched,
+                    answered = a.device_sends,
+                    "most sends answered SENDER_ID_MISMATCH: the app's FCM key belongs to another project; nothing is invalidated, the messages will be redelivered"
+                );
+                wrong_keys.insert(app.to_owned());
+            }
+            if a.device_sends >= DEAD_TOKEN_MIN_SENDS && a.dead * 2 > a.device_sends {
+                tracing::error!(
+                    app = %app,
+                    dead = a.dead,
+                    answered = a.device_sends,
+                    "most device sends answered a dead token: taken for the deployment's fault (e.g. the APNs environment); nothing is invalidated, the messages will be redelivered"
+                );
+                dead_everywhere.insert(app.to_owned());
+            }
+        }
+        (wrong_keys, dead_everywhere)
+    }
+
     /// Phase 6: each send's answer becomes a delivery row, a dead token, or a message handed
     /// back. `results` pairs a job's index with its send.
     pub fn classify(&mut self, results: Vec<(usize, Attempted)>) {
@@ -502,34 +558,7 @@ impl<'m> Batch<'m> {
             .into_iter()
             .map(|(n, a)| (n, a.attempts, Verdict::from(a.result)))
             .collect();
-        // A key of another Firebase project gets SENDER_ID_MISMATCH for every token: when that
-        // is the answer to most of an app's sends, it is the app's key that is wrong, not the
-        // tokens.
-        let mut answered: HashMap<&str, (usize, usize)> = HashMap::new();
-        // Counted over device sends only: a topic or condition send that worked says nothing
-        // about the key's project matching the tokens'.
-        for (n, _, v) in verdicts
-            .iter()
-            .filter(|(n, ..)| self.jobs[*n].device.is_some())
-        {
-            let app = self.envelopes[self.jobs[*n].envelope].1.push.app();
-            let counts = answered.entry(app).or_default();
-            counts.0 += usize::from(v.about_the_send());
-            counts.1 += usize::from(matches!(v, Verdict::SenderMismatch(_)));
-        }
-        let wrong_keys: HashSet<String> = answered
-            .into_iter()
-            .filter(|(_, (answered, mismatched))| *mismatched > 0 && mismatched * 2 > *answered)
-            .map(|(app, (answered, mismatched))| {
-                tracing::error!(
-                    app = %app,
-                    mismatched,
-                    answered,
-                    "most sends answered SENDER_ID_MISMATCH: the app's FCM key belongs to another project; nothing is invalidated, the messages will be redelivered"
-                );
-                app.to_owned()
-            })
-            .collect();
+        let (wrong_keys, dead_everywhere) = self.deployment_wide(&verdicts);
         for (n, attempts, verdict) in verdicts {
             let job = &self.jobs[n];
             let e = &self.envelopes[job.envelope].1;
@@ -541,6 +570,14 @@ impl<'m> Batch<'m> {
                 Verdict::SenderMismatch(error) => Verdict::Failed(error.code().to_owned()),
                 // A topic or condition has no token to invalidate: the message failed.
                 Verdict::InvalidToken(code) if job.device.is_none() => Verdict::Failed(code),
+                Verdict::InvalidToken(code) if dead_everywhere.contains(&app) => {
+                    Verdict::HandBack(FcmError::Deployment {
+                        detail: format!(
+                            "{code} for most of the batch's device sends: the deployment's, not the tokens'"
+                        ),
+                        code,
+                    })
+                }
                 other => other,
             };
             self.counts.retried += attempts.saturating_sub(1) as usize;
