@@ -158,20 +158,17 @@ enum DevicesAction {
     },
 }
 
-/// The SQS client of the worker and `dlq redrive`: attempts long enough for a 20 s long poll.
-/// The SQS client for `queue_url`. Where SQS is: `AWS_ENDPOINT_URL_SQS` or `AWS_ENDPOINT_URL`
-/// when set (the SDK reads them), else the queue URL's own origin when its host is not an AWS
-/// one (moto, LocalStack, ElasticMQ), as the Node client does; else the region's endpoint.
+/// The SQS client of the worker and `dlq redrive` for `queue_url`: attempts long enough for a
+/// 20 s long poll; SQS found as the Node client finds it ([`default_endpoint`]).
+///
+/// [`default_endpoint`]: pushq_producer::config::default_endpoint
 async fn sqs_client(queue_url: &str) -> Result<aws_sdk_sqs::Client, String> {
-    let endpoint_set = ["AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
     pushq_producer::sqs::client(&pushq_producer::sqs::SqsSettings {
         attempt_timeout: Duration::from_secs(30),
         operation_timeout: Duration::from_secs(90),
-        endpoint_url: (!endpoint_set)
-            .then(|| pushq_producer::config::non_aws_origin(queue_url))
-            .flatten(),
+        endpoint_url: pushq_producer::config::default_endpoint(Some(queue_url), |name| {
+            std::env::var(name).ok()
+        }),
         queue_url: Some(queue_url.to_owned()),
         ..Default::default()
     })

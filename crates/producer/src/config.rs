@@ -106,9 +106,7 @@ impl ProducerConfig {
                 check_url(&url, "endpointUrl")?;
                 Some(url)
             }
-            None => env("AWS_ENDPOINT_URL_SQS")
-                .or_else(|| env("AWS_ENDPOINT_URL"))
-                .or_else(|| queue_url.as_deref().and_then(non_aws_origin)),
+            None => default_endpoint(queue_url.as_deref(), env),
         };
         let max_backlog_bytes = match options.max_backlog_bytes {
             None => DEFAULT_MAX_BACKLOG_BYTES,
@@ -162,9 +160,23 @@ fn check_url(value: &str, field: &str) -> Result<()> {
     }
 }
 
+/// Where SQS is when no endpoint is named explicitly: `AWS_ENDPOINT_URL_SQS`, then
+/// `AWS_ENDPOINT_URL` (empty values count as unset), then the origin of `queue_url` when its host
+/// is not an AWS one; `None` leaves the region's endpoint. The Node client and `pushq worker` /
+/// `pushq dlq redrive` both find SQS this way.
+pub fn default_endpoint(
+    queue_url: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let env = |name: &str| env(name).filter(|v| !v.is_empty());
+    env("AWS_ENDPOINT_URL_SQS")
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .or_else(|| queue_url.and_then(non_aws_origin))
+}
+
 /// The origin (`scheme://host:port`) of a queue URL whose host is not an AWS one: a queue on
 /// LocalStack, moto or ElasticMQ is reached at its own host, as the AWS SDK for JavaScript does.
-pub fn non_aws_origin(queue_url: &str) -> Option<String> {
+fn non_aws_origin(queue_url: &str) -> Option<String> {
     let url = url::Url::parse(queue_url).ok()?;
     let host = url.host_str()?;
     let aws = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
