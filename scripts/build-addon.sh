@@ -91,7 +91,7 @@ if [ ${#cross[@]} -gt 0 ]; then
   for platform in "${cross[@]}"; do
     node="npm/$platform/pushq.$platform.node"
     target="$(zig_target "$platform")"
-    cp "$PUSHQ_ZIG_TARGET_DIR/$(triple_of "$target")/$PROFILE_DIR/libpushq_node.so" "$node"
+    cp "$(zig_built "$target" libpushq_node.so)" "$node"
     case "$platform" in
       *-gnu) check_glibc_at_most "$node" "$GLIBC_FLOOR" "the addon's floor" ;;
       *-musl) check_musl_only "$node" ;;
@@ -106,7 +106,6 @@ if [ -n "$lambda" ]; then
       linux-arm64-gnu) arch=arm64 ;;
       *) continue ;;
     esac
-    target="$(zig_target "$platform")"
-    package_lambda "$arch" "$PUSHQ_ZIG_TARGET_DIR/$(triple_of "$target")/$PROFILE_DIR/pushq-lambda"
+    package_lambda "$arch"
   done
 fi

@@ -35,5 +35,5 @@ for arch in "${archs[@]}"; do
 done
 cargo zigbuild --profile "$PROFILE" --target-dir "$PUSHQ_ZIG_TARGET_DIR" -p pushq-lambda "${targets[@]}"
 for arch in "${archs[@]}"; do
-  package_lambda "$arch" "$PUSHQ_ZIG_TARGET_DIR/$(triple_of "$(zig_target "$arch")")/$PROFILE_DIR/pushq-lambda"
+  package_lambda "$arch"
 done

@@ -69,14 +69,14 @@ check_musl_only() {
   fi
 }
 
-# package_lambda ARCH BINARY: the Lambda's `bootstrap` for ARCH (arm64 | x86_64) from a built
-# pushq-lambda: dist/lambda/<arch>/bootstrap (the SAM template's CodeUri for arm64) and
-# dist/lambda/pushq-lambda-<arch>.zip; fails when it would not load on provided.al2023.
+# package_lambda ARCH: the Lambda's `bootstrap` for ARCH (arm64 | x86_64) from the pushq-lambda
+# the zig build of this profile wrote: dist/lambda/<arch>/bootstrap (the SAM template's CodeUri for
+# arm64) and dist/lambda/pushq-lambda-<arch>.zip; fails when it would not load on provided.al2023.
 package_lambda() {
-  local arch="$1" binary="$2" out="dist/lambda/$1" size
+  local arch="$1" out="dist/lambda/$1" size
   rm -rf "$out" "dist/lambda/pushq-lambda-$arch.zip"
   mkdir -p "$out"
-  cp "$binary" "$out/bootstrap"
+  cp "$(zig_built "$(zig_target "$arch")" pushq-lambda)" "$out/bootstrap"
   (cd "$out" && zip -q -X "../pushq-lambda-$arch.zip" bootstrap)
   size=$(stat -c %s "dist/lambda/pushq-lambda-$arch.zip")
   printf '%s: dist/lambda/pushq-lambda-%s.zip %s bytes (%.1f MiB, profile %s)\n' \
@@ -96,6 +96,9 @@ zig_target() {
 
 # The triple of a zig target (its glibc version dropped): the folder cargo writes it to.
 triple_of() { sed 's/\.[0-9][0-9.]*$//' <<<"$1"; }
+
+# zig_built TARGET FILE: where the zig build of this profile wrote FILE for TARGET.
+zig_built() { echo "$PUSHQ_ZIG_TARGET_DIR/$(triple_of "$1")/$PROFILE_DIR/$2"; }
 
 require_zigbuild() {
   command -v cargo-zigbuild >/dev/null 2>&1 || {
