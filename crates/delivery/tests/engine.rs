@@ -1049,7 +1049,10 @@ async fn a_target_claimed_by_another_consumer_is_not_sent(db: Db) {
     let mut sent = claim_row(&id, "tok-a");
     sent.status = DeliveryStatus::Sent;
     sent.attempts = 1;
-    store.record_deliveries(&[sent], &other).await.unwrap();
+    store
+        .record_deliveries(&[sent], &other, Duration::from_secs(5))
+        .await
+        .unwrap();
     let outcome = engine
         .process(std::slice::from_ref(&msg), soon())
         .await
@@ -1275,4 +1278,53 @@ async fn trailing_spaces_make_another_token_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn trailing_spaces_make_another_token_mariadb() {
     trailing_spaces_make_another_token(Db::mariadb().await).await;
+}
+
+/// `pushq worker` lets an attempt in flight at the deadline finish (its claims last a request
+/// timeout longer). An access token that comes only after the deadline (a slow token endpoint,
+/// or a wait behind another send's fetch) must not start a send then: the send could outlast
+/// the claim, and another consumer take the target over and send it too. The target comes back
+/// unsent; its redelivery sends it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_whose_token_comes_after_the_deadline_is_not_started() {
+    let fcm = Fcm::start_with(FcmOptions {
+        latency: Duration::from_millis(1500),
+        ..FcmOptions::default()
+    });
+    let db = Db::sqlite().await;
+    let env: Vec<(String, String)> = fcm
+        .env()
+        .into_iter()
+        .chain([("DATABASE_URL".to_string(), db.url.clone())])
+        .collect();
+    let config = pushq_delivery::DeliveryConfig::from_env_with(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    // As `pushq worker` builds it.
+    let config = pushq_delivery::DeliveryConfig {
+        migrate: true,
+        cut_sends_at_deadline: false,
+        ..config
+    };
+    let engine = Engine::connect(&config, pushq_delivery::WithoutCredentials::Refuse)
+        .await
+        .unwrap();
+    let msg = message(json!({"token": "tok-1"}));
+    let outcome = engine
+        .process(
+            std::slice::from_ref(&msg),
+            Instant::now() + Duration::from_millis(500),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.failed_message_ids, [msg.message_id.clone()]);
+    assert_eq!(fcm.send_requests().await, 0, "no send started");
+
+    let outcome = engine
+        .process(std::slice::from_ref(&msg), soon())
+        .await
+        .unwrap();
+    assert!(outcome.failed_message_ids.is_empty());
+    assert_eq!(tokens_received(&fcm).await, ["tok-1"]);
 }

@@ -604,3 +604,115 @@ async fn a_hanging_statement_hands_the_batch_back_within_the_invocation() {
     drop(locker);
     db.drop_it().await;
 }
+
+/// Makes the delivery log's write of a `sent` row fail its first `times` times, as a database
+/// hiccup would: a trigger raises an error, and a sequence counts the failures (its values
+/// survive the failed statement's rollback).
+async fn fail_sent_writes(db: &Db, times: u32) {
+    if db.url.starts_with("postgres") {
+        db.execute(&format!(
+            "CREATE SEQUENCE pushq_test_failures;
+             CREATE FUNCTION pushq_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.status = 'sent' THEN
+                 IF nextval('pushq_test_failures') <= {times} THEN
+                   RAISE EXCEPTION 'injected: the log write fails';
+                 END IF;
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER pushq_test_fail BEFORE UPDATE ON pushq_deliveries
+               FOR EACH ROW EXECUTE FUNCTION pushq_test_fail();"
+        ))
+        .await;
+    } else {
+        db.execute("CREATE SEQUENCE pushq_test_failures").await;
+        db.execute(&format!(
+            "CREATE TRIGGER pushq_test_fail BEFORE UPDATE ON pushq_deliveries FOR EACH ROW
+             BEGIN
+               IF NEW.status = 'sent' THEN
+                 IF NEXTVAL(pushq_test_failures) <= {times} THEN
+                   SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected: the log write fails';
+                 END IF;
+               END IF;
+             END"
+        ))
+        .await;
+    }
+}
+
+/// The database fails the final write once, after FCM accepted every send: the write is tried
+/// again, the sends are not. Each device gets the push once, the log says `sent`, nothing comes
+/// back; a redelivery sends nothing.
+async fn a_failed_log_write_is_retried_not_the_sends(db: Db) {
+    let fcm = Fcm::start();
+    let devices = [("u1", "tok-a"), ("u1", "tok-b")];
+    let mut lambda = setup(&db, &fcm, &devices, &[]).await;
+    fail_sent_writes(&db, 1).await;
+    let event = sqs_event(&[
+        ("m-user", envelope("p-user", json!({"userId": "u1"}))),
+        ("m-token", envelope("p-token", json!({"token": "tok-c"}))),
+    ]);
+    let answer = lambda.invoke("req-1", event.clone(), 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(received(&fcm).await, ["tok-a", "tok-b", "tok-c"]);
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-token", "tok-c", "sent", None),
+            row("p-user", "tok-a", "sent", None),
+            row("p-user", "tok-b", "sent", None),
+        ]
+    );
+    assert!(
+        lambda
+            .output()
+            .contains("the write (not the sends) is retried"),
+        "{}",
+        lambda.output()
+    );
+    let answer = lambda.invoke("req-2", event, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(received(&fcm).await, ["tok-a", "tok-b", "tok-c"]);
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_log_write_is_retried_not_the_sends_postgres() {
+    a_failed_log_write_is_retried_not_the_sends(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_log_write_is_retried_not_the_sends_mariadb() {
+    a_failed_log_write_is_retried_not_the_sends(Db::mariadb().await).await;
+}
+
+/// The database refuses the final write until the claims lapse: the batch comes back, and only
+/// what FCM did not accept is released (`retrying`, for the redelivery to take at once). What
+/// FCM accepted stays claimed until the claim lapses; a consumer that takes it over then marks
+/// it taken over (`CLAIM_LAPSED`), as it may repeat a send FCM accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_that_cannot_be_written_releases_only_what_fcm_did_not_accept() {
+    let fcm = Fcm::start();
+    let db = Db::postgres().await;
+    let mut lambda = setup(&db, &fcm, &[], &[("PUSHQ_DB_STATEMENT_TIMEOUT_MS", "500")]).await;
+    fail_sent_writes(&db, 1_000_000).await;
+    fcm.faults(json!({"rules": [{"token": "tok-busy", "error": "UNAVAILABLE"}]}))
+        .await;
+    let event = sqs_event(&[(
+        "m-1",
+        envelope("p-1", json!({"tokens": ["tok-ok", "tok-busy"]})),
+    )]);
+    // A 5 s invocation: the deadline is 2 s away, the claims lapse 0.5 s later.
+    let answer = lambda.invoke("req-1", event, 5, WAIT).await;
+    assert_eq!(failed_items(&answer), ["m-1"]);
+    assert_eq!(received(&fcm).await, ["tok-ok"]);
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-1", "tok-busy", "retrying", None),
+            row("p-1", "tok-ok", "sending", None),
+        ]
+    );
+    db.drop_it().await;
+}

@@ -505,26 +505,27 @@ impl Db {
         }
     }
 
-    /// Runs one SQL statement as the test's own hand on the database (e.g. to age a device).
+    /// Runs SQL as the test's own hand on the database (e.g. to age a device), unprepared: one
+    /// or several statements, DDL such as a trigger included.
     pub async fn execute(&self, sql: &str) {
         match self.dialect {
             "postgres" => {
                 let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
                     .await
                     .unwrap();
-                sqlx::query(sql).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
             }
             "mysql" => {
                 let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url)
                     .await
                     .unwrap();
-                sqlx::query(sql).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
             }
             _ => {
                 let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
                     .await
                     .unwrap();
-                sqlx::query(sql).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
             }
         }
     }

@@ -648,6 +648,16 @@ impl<'m> Batch<'m> {
         }
     }
 
+    /// The (push, target) of each row FCM did not accept (all but `sent` and `dry_run`): what
+    /// is released when the log write fails after the sends.
+    pub fn unaccepted(&self) -> Vec<(&str, &str)> {
+        self.rows
+            .iter()
+            .filter(|r| !matches!(r.status, DeliveryStatus::Sent | DeliveryStatus::DryRun))
+            .map(|r| (r.push_id.as_str(), r.target.as_str()))
+            .collect()
+    }
+
     /// What the engine made of the batch.
     pub fn outcome(self) -> BatchOutcome {
         let (push_ids, _) = self.push_ids_and_keys();

@@ -184,33 +184,25 @@ impl Engine {
             max_age_ms: self.policy.max_push_age.map(|d| d.as_millis() as i64),
         };
         batch.plan(&devices, expiry);
-        let claim = Claim::new(
-            deadline.saturating_duration_since(Instant::now())
-                + self.sink.overrun()
-                + self.statement_timeout,
-        );
-        let claimed_and_recorded = async {
-            self.claim(&mut batch, &claim, deadline).await?;
-            let results = self.send(&batch, deadline).await;
-            batch.classify(results);
-            self.record(&batch, &claim).await
-        };
-        if let Err(e) = claimed_and_recorded.await {
-            // Best effort: a database that just failed may fail this too, and then the claims
-            // lapse at their time instead.
-            // Each released target may have been sent: its redelivery may send it again.
-            match self
-                .timed("releasing claims", None, self.store.release(&claim))
-                .await
-            {
-                Ok(released) => tracing::warn!(
-                    released,
-                    "batch failed; its claims were released for the redelivery"
-                ),
-                Err(release) => {
-                    tracing::warn!(error = %release, "could not release the batch's claims; they lapse at the batch's deadline")
-                }
-            }
+        // A claim lasts until the sends are over (the deadline, and what an attempt in flight
+        // may take past it) and the log is written (one statement's time).
+        let lasts = deadline.saturating_duration_since(Instant::now())
+            + self.sink.overrun()
+            + self.statement_timeout;
+        let lapses_at = Instant::now() + lasts;
+        let claim = Claim::new(lasts);
+        if let Err(e) = self.claim(&mut batch, &claim, deadline).await {
+            // Nothing was sent: every claim of the batch goes back.
+            self.release(&claim, None).await;
+            return Err(e);
+        }
+        let results = self.send(&batch, deadline).await;
+        batch.classify(results);
+        if let Err(e) = self.record_until(&batch, &claim, lapses_at).await {
+            // What FCM accepted stays claimed until the claim lapses: a redelivery before then
+            // does not send it again. The rest goes back for the redelivery to take at once.
+            let unaccepted = batch.unaccepted();
+            self.release(&claim, Some(&unaccepted)).await;
             return Err(e);
         }
         Ok(batch.outcome())
@@ -304,23 +296,58 @@ impl Engine {
             .await
     }
 
+    /// Phase 7, retried: the log write is repeated (never the sends) until it succeeds or the
+    /// batch's claims lapse at `lapses_at`; no statement runs past the lapse, when another
+    /// consumer may take the targets over.
+    async fn record_until(
+        &self,
+        batch: &Batch<'_>,
+        claim: &Claim,
+        lapses_at: Instant,
+    ) -> Result<(), StoreError> {
+        let mut wait = WRITE_RETRY_FIRST_WAIT;
+        loop {
+            match self.record(batch, claim, lapses_at).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() + wait < lapses_at => {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64,
+                        "writing the delivery log failed after the sends; the write (not the sends) is retried until the batch's claims lapse");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(WRITE_RETRY_MAX_WAIT);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Phase 7: the delivery rows first (once written, a later failure and the redelivery it
-    /// causes do not send these targets again), then rejected messages, then dead tokens.
-    async fn record(&self, batch: &Batch<'_>, claim: &Claim) -> Result<(), StoreError> {
-        // After the sends the writes get the statement timeout, not the deadline: what was
-        // sent must be recorded if at all possible (the Lambda keeps time for this).
+    /// causes do not send these targets again), then rejected messages, then dead tokens. Each
+    /// statement gets the statement timeout, none runs past `lapses_at`.
+    async fn record(
+        &self,
+        batch: &Batch<'_>,
+        claim: &Claim,
+        lapses_at: Instant,
+    ) -> Result<(), StoreError> {
         if !batch.rows.is_empty() {
-            self.timed(
-                "writing the delivery log",
-                None,
-                self.store.record_deliveries(&batch.rows, claim),
-            )
-            .await?;
+            // The store bounds each of its statements; this bounds the whole by the lapse.
+            let limit = lapses_at.saturating_duration_since(Instant::now());
+            let write = self
+                .store
+                .record_deliveries(&batch.rows, claim, self.statement_timeout);
+            tokio::time::timeout(limit, write)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::TimedOut {
+                        what: "writing the delivery log before the claims lapse",
+                        limit_ms: limit.as_millis() as u64,
+                    })
+                })?;
         }
         if !batch.rejected.is_empty() {
             self.timed(
                 "recording rejected messages",
-                None,
+                Some(lapses_at),
                 self.store.record_rejected(&batch.rejected),
             )
             .await?;
@@ -328,14 +355,38 @@ impl Engine {
         if !batch.dead_tokens.is_empty() {
             self.timed(
                 "invalidating dead tokens",
-                None,
+                Some(lapses_at),
                 self.store.invalidate_devices(&batch.dead_tokens),
             )
             .await?;
         }
         Ok(())
     }
+
+    /// Best effort, after a failure: gives the batch's claims back (`only` those targets, when
+    /// some were sent). A database that just failed may fail this too; the claims then lapse
+    /// at their time instead.
+    async fn release(&self, claim: &Claim, only: Option<&[(&str, &str)]>) {
+        match self
+            .timed("releasing claims", None, self.store.release(claim, only))
+            .await
+        {
+            // Each released target may have been sent: its redelivery may send it again.
+            Ok(released) => tracing::warn!(
+                released,
+                "batch failed; the claims of targets FCM did not accept were released for the redelivery"
+            ),
+            Err(release) => {
+                tracing::warn!(error = %release, "could not release the batch's claims; they lapse at the batch's deadline")
+            }
+        }
+    }
 }
+
+/// The first pause before the log write is tried again; it doubles up to
+/// [`WRITE_RETRY_MAX_WAIT`].
+const WRITE_RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
+const WRITE_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Why an engine could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -232,13 +232,38 @@ impl FcmClient {
 
     /// One attempt: POSTs the request body (already holding `validate_only` when dry-run).
     pub async fn send_once(&self, body: &Value) -> Result<Sent, FcmError> {
-        let token = self.tokens.token().await?;
+        self.attempt(body, None)
+            .await
+            .unwrap_or_else(|| Err(deadline_passed()))
+    }
+
+    /// One attempt, made only if its request can start before `start_by`: the access token may
+    /// take a while (fetched, or waited for behind another send's fetch), and a request that
+    /// starts after the batch's deadline could outlast the batch's claim on its target, when
+    /// another consumer may send it too. `None`: no request was made.
+    async fn attempt(
+        &self,
+        body: &Value,
+        start_by: Option<Instant>,
+    ) -> Option<Result<Sent, FcmError>> {
+        let token = match self.tokens.token().await {
+            Ok(token) => token,
+            Err(e) => return Some(Err(e)),
+        };
+        if start_by.is_some_and(|t| Instant::now() >= t) {
+            return None;
+        }
+        Some(self.post(body, &token).await)
+    }
+
+    /// The request itself, with an access token.
+    async fn post(&self, body: &Value, token: &str) -> Result<Sent, FcmError> {
         // Counted in flight on its connection until the answer is read.
         let lane = self.http.borrow();
         let response = lane
             .http()
             .post(self.send_url.clone())
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .json(body)
             .send()
             .await
@@ -271,7 +296,7 @@ impl FcmClient {
             // Google says the access token itself is bad (expired or revoked early): drop it so
             // the retry fetches a new one. Not for THIRD_PARTY_AUTH_ERROR (a 401 about the APNs
             // or web push credentials), which a new token does not cure.
-            self.tokens.invalidate(&token).await;
+            self.tokens.invalidate(token).await;
         }
         Err(error)
     }
@@ -311,14 +336,22 @@ impl FcmClient {
                     attempts,
                 };
             };
-            attempts += 1;
-            let result = if cut {
-                tokio::time::timeout(left, self.send_once(body))
+            let attempt = self.attempt(body, Some(deadline));
+            let made = if cut {
+                tokio::time::timeout(left, attempt)
                     .await
-                    .unwrap_or_else(|_| Err(deadline_passed()))
+                    .unwrap_or(Some(Err(deadline_passed())))
             } else {
-                self.send_once(body).await
+                attempt.await
             };
+            let Some(result) = made else {
+                // The token came after the deadline: no request was started.
+                return Attempted {
+                    result: Err(deadline_passed()),
+                    attempts,
+                };
+            };
+            attempts += 1;
             let Err(FcmError::Transient { retry_after, .. }) = &result else {
                 return Attempted { result, attempts };
             };

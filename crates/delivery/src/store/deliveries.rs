@@ -308,22 +308,48 @@ impl Store {
 
     /// Gives up a batch's claims that are still `sending` (the batch failed before writing
     /// them): they become `retrying`, for the redelivery to take at once instead of waiting for
-    /// them to lapse. Returns how many it released.
-    pub async fn release(&self, claim: &Claim) -> StoreResult<u64> {
-        self.count();
-        with_pool!(self, pool, {
-            let mut q = QueryBuilder::<DB>::new(format!(
-                "UPDATE pushq_deliveries SET status = '{}' WHERE status = '{}' AND claim_id = ",
-                DeliveryStatus::Retrying.as_str(),
-                DeliveryStatus::Sending.as_str()
-            ));
-            q.push_bind(claim.id.as_str());
-            Ok(q.build()
-                .persistent(false)
-                .execute(pool)
-                .await?
-                .rows_affected())
-        })
+    /// them to lapse. With `only`, just those (push, target)s are released: the targets FCM did
+    /// not accept, when the log write failed after the sends (an accepted target stays claimed
+    /// until its claim lapses, so that a redelivery before then does not send it again).
+    /// Returns how many it released.
+    pub async fn release(&self, claim: &Claim, only: Option<&[(&str, &str)]>) -> StoreResult<u64> {
+        let chunks: Vec<Option<&[(&str, &str)]>> = match only {
+            None => vec![None],
+            Some(targets) => targets
+                .chunks(self.dialect.max_binds() / 2 - 1)
+                .map(Some)
+                .collect(),
+        };
+        let mut released = 0;
+        for chunk in chunks {
+            self.count();
+            released += with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(format!(
+                    "UPDATE pushq_deliveries SET status = '{}' WHERE status = '{}' AND claim_id = ",
+                    DeliveryStatus::Retrying.as_str(),
+                    DeliveryStatus::Sending.as_str()
+                ));
+                q.push_bind(claim.id.as_str());
+                if let Some(targets) = chunk {
+                    q.push(" AND (push_id, target) IN (");
+                    let mut list = q.separated(", ");
+                    for (push_id, target) in targets {
+                        list.push("(");
+                        list.push_bind_unseparated(*push_id);
+                        list.push_unseparated(", ");
+                        list.push_bind_unseparated(*target);
+                        list.push_unseparated(")");
+                    }
+                    q.push(")");
+                }
+                q.build()
+                    .persistent(false)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(released)
     }
 
     /// (push id, target, status, claim id, error code) of the log's rows for these pushes.
@@ -433,8 +459,15 @@ impl Store {
     /// (same push and target) is replaced when it is `retrying`, or `sending` under this batch's
     /// claim or a lapsed one; its attempts are added to the new row's. Any other row stays as it
     /// is: the first final row is the one kept. The same (push, target) twice in `rows` is
-    /// written once, the first.
-    pub async fn record_deliveries(&self, rows: &[Delivery], claim: &Claim) -> StoreResult<()> {
+    /// written once, the first. Each statement is given at most `per_statement`
+    /// ([`super::StoreError::TimedOut`] past it); a write cut short may be repeated whole, as
+    /// what one statement wrote stays as it is.
+    pub async fn record_deliveries(
+        &self,
+        rows: &[Delivery],
+        claim: &Claim,
+        per_statement: std::time::Duration,
+    ) -> StoreResult<()> {
         const COLUMNS: usize = 14;
         let mut seen = std::collections::HashSet::new();
         let rows: Vec<&Delivery> = rows
@@ -510,7 +543,13 @@ impl Store {
                         replaceable(&mut q, "pushq_deliveries.");
                     }
                 }
-                q.build().persistent(false).execute(pool).await?;
+                let write = q.build().persistent(false).execute(pool);
+                tokio::time::timeout(per_statement, write)
+                    .await
+                    .map_err(|_| super::StoreError::TimedOut {
+                        what: "writing the delivery log",
+                        limit_ms: per_statement.as_millis() as u64,
+                    })??;
             });
         }
         Ok(())
