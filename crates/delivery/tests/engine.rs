@@ -1318,7 +1318,7 @@ async fn a_send_whose_token_comes_after_the_deadline_is_not_started() {
         )
         .await
         .unwrap();
-    assert_eq!(outcome.failed_message_ids, [msg.message_id.clone()]);
+    assert_eq!(outcome.failed_message_ids, vec![msg.message_id.clone()]);
     assert_eq!(fcm.send_requests().await, 0, "no send started");
 
     let outcome = engine
