@@ -20,12 +20,13 @@ pub struct Attempted {
 
 /// Sends one push to one target.
 pub trait Sink: Send + Sync {
-    /// Sends `push` to the device `to` (or to the push's own target when `None`), retrying
-    /// what is transient until `deadline`; with `validate_only` (a dry run) FCM checks the
-    /// message and delivers nothing.
+    /// Sends `push` (whose id is `push_id`) to the device `to` (or to the push's own target
+    /// when `None`), retrying what is transient until `deadline`; with `validate_only` (a dry
+    /// run) FCM checks the message and delivers nothing.
     fn send<'a>(
         &'a self,
         push: &'a Push,
+        push_id: &'a str,
         to: Option<Recipient<'a>>,
         validate_only: bool,
         deadline: Instant,
@@ -59,15 +60,66 @@ pub trait Sink: Send + Sync {
 }
 
 /// The FCM request body for `push` sent to the device `to` (or to its own target), with
-/// `validate_only` when asked: what firebase-admin sends for the same message.
+/// `validate_only` when asked: what firebase-admin sends for the same message, with the push id
+/// as its collapse id where the push sets none ([`collapse_repeats`]).
 pub(crate) fn request_body(
     push: &Push,
+    push_id: &str,
     to: Option<Recipient<'_>>,
     validate_only: bool,
 ) -> serde_json::Value {
-    match to {
+    let mut body = match to {
         Some(to) => push.fcm_request_for(to, validate_only),
         None => push.fcm_request(validate_only).unwrap_or_default(),
+    };
+    if let Some(message) = body.get_mut("message") {
+        collapse_repeats(message, push_id);
+    }
+    body
+}
+
+/// The longest `apns-collapse-id` APNs takes, in bytes.
+const APNS_COLLAPSE_ID_MAX: usize = 64;
+
+/// A send whose outcome is unknown (the connection dropped after the request went out, a
+/// timeout) may be repeated. So that the repeat replaces the first copy on the device instead of
+/// showing twice, the push id tags what the device shows, wherever the push sets no collapse key
+/// of its own: `android.notification.tag` (a notification shown on Android; not when the push
+/// sets `android.collapseKey` or a tag), the `apns-collapse-id` header (not when the push sets
+/// one), and `webpush.notification.tag` (when the push has a web notification without a tag).
+/// Data-only Android messages are left alone: nothing is shown for them.
+pub fn collapse_repeats(message: &mut serde_json::Value, push_id: &str) {
+    use serde_json::{json, Value};
+    let shows_notification =
+        message.get("notification").is_some() || message.pointer("/android/notification").is_some();
+    let android_collapses = message.pointer("/android/collapse_key").is_some()
+        || message.pointer("/android/notification/tag").is_some();
+    if shows_notification && !android_collapses {
+        let android = message
+            .as_object_mut()
+            .map(|m| m.entry("android").or_insert_with(|| json!({})));
+        if let Some(Value::Object(android)) = android {
+            if let Value::Object(notification) =
+                android.entry("notification").or_insert_with(|| json!({}))
+            {
+                notification.insert("tag".into(), push_id.into());
+            }
+        }
+    }
+    if push_id.len() <= APNS_COLLAPSE_ID_MAX
+        && message.pointer("/apns/headers/apns-collapse-id").is_none()
+    {
+        if let Some(Value::Object(apns)) = message
+            .as_object_mut()
+            .map(|m| m.entry("apns").or_insert_with(|| json!({})))
+        {
+            if let Value::Object(headers) = apns.entry("headers").or_insert_with(|| json!({})) {
+                headers.insert("apns-collapse-id".into(), push_id.into());
+            }
+        }
+    }
+    if let Some(Value::Object(notification)) = message.pointer_mut("/webpush/notification") {
+        notification.entry("tag").or_insert_with(|| push_id.into());
     }
 }
 
@@ -83,12 +135,13 @@ impl Sink for LogSink {
     fn send<'a>(
         &'a self,
         push: &'a Push,
+        push_id: &'a str,
         to: Option<Recipient<'a>>,
         validate_only: bool,
         _deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         if self.print_requests {
-            let body = request_body(push, to, validate_only);
+            let body = request_body(push, push_id, to, validate_only);
             eprintln!("pushq local mode (no FCM credentials): would send {body}");
         }
         Box::pin(std::future::ready(Attempted {

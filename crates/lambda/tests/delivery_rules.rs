@@ -716,3 +716,81 @@ async fn a_log_that_cannot_be_written_releases_only_what_fcm_did_not_accept() {
     );
     db.drop_it().await;
 }
+
+/// A send cut at the deadline may have reached the device: its redelivery sends it again (at
+/// least once). So that the second copy replaces the first instead of showing twice, every copy
+/// carries the push id as its Android notification tag and its `apns-collapse-id`, unless the
+/// push set a collapse key of its own, which is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_repeated_after_an_unknown_outcome_replaces_the_first_copy() {
+    let fcm = Fcm::start();
+    let db = Db::sqlite().await;
+    let mut lambda = setup(&db, &fcm, &[("u1", "tok-a")], &[]).await;
+    let event = sqs_event(&[
+        (
+            "m-1",
+            envelope(
+                "p-1",
+                json!({"userId": "u1", "notification": {"title": "class at 7"}}),
+            ),
+        ),
+        (
+            "m-own",
+            envelope(
+                "p-own",
+                json!({"token": "tok-own", "notification": {"title": "t"},
+                    "android": {"collapseKey": "schedule"},
+                    "apns": {"headers": {"apns-collapse-id": "schedule"}}}),
+            ),
+        ),
+    ]);
+    // The first send to tok-a is answered after the invocation's deadline: cut, outcome unknown.
+    fcm.faults(json!({"rules": [{"token": "tok-a", "delayMs": 4000, "times": 1}]}))
+        .await;
+    let answer = lambda.invoke("req-1", event.clone(), 5, WAIT).await;
+    assert_eq!(failed_items(&answer), ["m-1"]);
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-1", "tok-a", "retrying", Some("DEADLINE")),
+            row("p-own", "tok-own", "sent", None),
+        ]
+    );
+    let answer = lambda.invoke("req-2", event, 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(fcm.send_requests().await, 3, "tok-a twice, tok-own once");
+    for m in fcm.received().await {
+        let message = &m["body"]["message"];
+        if message["token"] == "tok-a" {
+            assert_eq!(
+                message["android"]["notification"]["tag"], "p-1",
+                "{message}"
+            );
+            assert_eq!(
+                message["apns"]["headers"]["apns-collapse-id"], "p-1",
+                "{message}"
+            );
+        } else {
+            assert_eq!(message["android"]["collapse_key"], "schedule", "{message}");
+            assert!(
+                message["android"]["notification"]["tag"].is_null(),
+                "{message}"
+            );
+            assert_eq!(
+                message["apns"]["headers"]["apns-collapse-id"], "schedule",
+                "{message}"
+            );
+        }
+    }
+    assert_eq!(row_of(&db, "p-1").await, "sent");
+    db.drop_it().await;
+}
+
+async fn row_of(db: &Db, push: &str) -> String {
+    rows(db)
+        .await
+        .into_iter()
+        .find(|r| r.0 == push)
+        .map(|r| r.2)
+        .unwrap()
+}

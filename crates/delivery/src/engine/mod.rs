@@ -281,6 +281,7 @@ impl Engine {
                     })),
                     None => sink.send(
                         &envelope.push,
+                        &envelope.id,
                         job.device.as_ref().map(|(kind, id)| match kind {
                             DeviceKind::Token => Recipient::Token(id),
                             DeviceKind::Fid => Recipient::Fid(id),

@@ -40,12 +40,13 @@ impl Sink for FcmApps {
     fn send<'a>(
         &'a self,
         push: &'a Push,
+        push_id: &'a str,
         to: Option<Recipient<'a>>,
         validate_only: bool,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         match self.clients.get(push.app()) {
-            Some(client) => client.send(push, to, validate_only, deadline),
+            Some(client) => client.send(push, push_id, to, validate_only, deadline),
             None => Box::pin(std::future::ready(Attempted {
                 result: Err(FcmError::UnknownApp {
                     app: push.app().to_owned(),

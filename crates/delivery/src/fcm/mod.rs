@@ -375,12 +375,13 @@ impl Sink for FcmClient {
     fn send<'a>(
         &'a self,
         push: &'a Push,
+        push_id: &'a str,
         to: Option<Recipient<'a>>,
         validate_only: bool,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         Box::pin(async move {
-            let body = crate::sink::request_body(push, to, self.dry_run || validate_only);
+            let body = crate::sink::request_body(push, push_id, to, self.dry_run || validate_only);
             self.send_with_retries(&body, deadline).await
         })
     }
