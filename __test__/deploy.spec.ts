@@ -49,6 +49,19 @@ test('the queue redrives to the DLQ after MaxReceiveCount (default 5), with an a
   expect(alarm.Dimensions).toEqual([{ Name: 'QueueName', Value: { 'Fn::GetAtt': ['DeadLetterQueue', 'QueueName'] } }])
 })
 
+test('the DLQ is never silent: both alarms notify a topic by default, a week before its 14-day retention ends', () => {
+  expect(resources.DeadLetterQueue.Properties.MessageRetentionPeriod).toBe(14 * 86400)
+  expect(template.Parameters.AlarmTopicArn.Default).toBe('')
+  // Without AlarmTopicArn the stack creates a topic, and both alarms notify whichever there is.
+  expect(resources.AlarmTopic).toMatchObject({ Type: 'AWS::SNS::Topic', Condition: 'CreateAlarmTopic' })
+  const notify = [{ 'Fn::If': ['HasAlarmTopic', { Ref: 'AlarmTopicArn' }, { Ref: 'AlarmTopic' }] }]
+  expect(resources.DeadLetterAlarm.Properties.AlarmActions).toEqual(notify)
+  const age = resources.DeadLetterAgeAlarm.Properties
+  expect(age).toMatchObject({ Namespace: 'AWS/SQS', MetricName: 'ApproximateAgeOfOldestMessage', Threshold: 7 * 86400 })
+  expect(age.Dimensions).toEqual(resources.DeadLetterAlarm.Properties.Dimensions)
+  expect(age.AlarmActions).toEqual(notify)
+})
+
 test('the visibility timeout is at least six times the function timeout, for every allowed timeout', () => {
   expect(fn.Timeout).toEqual({ Ref: 'FunctionTimeout' })
   expect(resources.PushQueue.Properties.VisibilityTimeout).toEqual({ 'Fn::FindInMap': ['Timeouts', 'VisibilityFor', { Ref: 'FunctionTimeout' }] })
