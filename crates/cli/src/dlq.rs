@@ -7,8 +7,8 @@
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -120,6 +120,29 @@ async fn send(
         .map_err(failed("sending to the target queue"))
 }
 
+/// A moved message's attributes: its own, and [`pushq_delivery::FIRST_MESSAGE_ID`], the id of
+/// the message as first enqueued (its own id the first time it is moved), so that a foreign
+/// envelope without `id` keeps one push id, and the consumer knows the push may have rows to
+/// close. SQS allows ten attributes: a message that has ten already keeps just its own.
+fn with_first_message_id(m: &Message) -> std::collections::HashMap<String, MessageAttributeValue> {
+    let mut attributes = m.message_attributes.clone().unwrap_or_default();
+    let first = attributes
+        .get(pushq_delivery::FIRST_MESSAGE_ID)
+        .and_then(|a| a.string_value().map(str::to_owned))
+        .or_else(|| m.message_id.clone());
+    if let Some(first) = first {
+        if attributes.len() < 10 || attributes.contains_key(pushq_delivery::FIRST_MESSAGE_ID) {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(first)
+                .build()
+                .expect("data type set");
+            attributes.insert(pushq_delivery::FIRST_MESSAGE_ID.to_owned(), value);
+        }
+    }
+    attributes
+}
+
 /// A received message as entry `i` of a send batch: the same body and message attributes; into
 /// a FIFO queue, its message group (`pushq` if it had none) and its message id for deduplication.
 fn send_entry(i: usize, m: &Message, to_fifo: bool) -> SendMessageBatchRequestEntry {
@@ -130,7 +153,7 @@ fn send_entry(i: usize, m: &Message, to_fifo: bool) -> SendMessageBatchRequestEn
     SendMessageBatchRequestEntry::builder()
         .id(i.to_string())
         .message_body(m.body().unwrap_or_default())
-        .set_message_attributes(m.message_attributes.clone())
+        .set_message_attributes(Some(with_first_message_id(m)))
         .set_message_group_id(if to_fifo {
             Some(group.unwrap_or_else(|| "pushq".into()))
         } else {

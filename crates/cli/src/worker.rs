@@ -203,6 +203,8 @@ async fn receive(
         .visibility_timeout(config.visibility_timeout.as_secs() as i32)
         .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
         .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .message_attribute_names(pushq_delivery::FIRST_MESSAGE_ID)
         .send()
         .await
         .map_err(|e| format!("receive: {}", DisplayErrorContext(&e)))?;
@@ -214,6 +216,11 @@ async fn receive(
         .map(|m| {
             let attribute = |name| m.attributes().and_then(|a| a.get(&name)).cloned();
             let sent_timestamp = attribute(MessageSystemAttributeName::SentTimestamp);
+            let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount);
+            let first_message_id = m
+                .message_attributes()
+                .and_then(|a| a.get(pushq_delivery::FIRST_MESSAGE_ID))
+                .and_then(|a| a.string_value().map(str::to_owned));
             // On a FIFO queue a message SQS gave no group shares one with its like.
             let group = fifo
                 .then(|| attribute(MessageSystemAttributeName::MessageGroupId).unwrap_or_default());
@@ -222,7 +229,8 @@ async fn receive(
                     m.message_id.as_deref(),
                     m.body.as_deref(),
                     sent_timestamp.as_deref(),
-                ),
+                )
+                .delivered_before(receive_count.as_deref(), first_message_id.as_deref()),
                 receipt: m.receipt_handle.unwrap_or_default(),
                 group,
             }

@@ -490,10 +490,11 @@ async fn with_fcm_down_messages_reach_the_dlq_and_redrive_delivers_them_once() {
     assert_eq!(tokens, want, "each device exactly once");
 }
 
-/// A push for an app the deployment has no key for reaches the DLQ with nothing recorded (never
-/// `failed`), and the worker's log names the app. Adding the app's key (the operations guide's
-/// steps: a credentials map with both apps, new consumers, `pushq dlq redrive`) delivers it
-/// once, to the app's own project.
+/// A push for an app the deployment has no key for reaches the DLQ with nothing final (never
+/// `failed`: its user's row says `retrying`, `NO_CREDENTIALS_FOR_APP`), and the worker's log
+/// names the app. Adding the app's key (the operations guide's steps: a credentials map with
+/// both apps, new consumers, `pushq dlq redrive`) delivers it once, to the app's own project,
+/// and the device's row replaces the trace.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_for_an_app_without_a_key_waits_in_the_dlq_until_the_key_is_added() {
     let (sqs, db) = (Sqs::start(), Db::sqlite().await);
@@ -553,8 +554,22 @@ async fn a_push_for_an_app_without_a_key_waits_in_the_dlq_until_the_key_is_added
     });
     drop(first);
     assert!(fcm.received().await.is_empty());
-    // Nothing recorded, nothing final: the push waits whole in the DLQ.
-    assert!(db.deliveries().await.is_empty());
+    // Nothing final: the push waits whole in the DLQ, and the log says why.
+    let trace: Vec<(String, String, String, Option<String>)> = db
+        .deliveries()
+        .await
+        .into_iter()
+        .map(|(p, t, s, e, _)| (p, t, s, e))
+        .collect();
+    assert_eq!(
+        trace,
+        [(
+            "p-kiosk".to_owned(),
+            "user:u".to_owned(),
+            "retrying".to_owned(),
+            Some("NO_CREDENTIALS_FOR_APP".to_owned())
+        )]
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.lines()
@@ -583,4 +598,83 @@ async fn a_push_for_an_app_without_a_key_waits_in_the_dlq_until_the_key_is_added
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(received[0]["project"], "kiosk");
     assert_eq!(received[0]["body"]["message"]["token"], "tok-kiosk");
+    let rows: Vec<(String, String, String)> = db
+        .deliveries()
+        .await
+        .into_iter()
+        .map(|(p, t, s, ..)| (p, t, s))
+        .collect();
+    assert_eq!(
+        rows,
+        [(
+            "p-kiosk".to_owned(),
+            "tok-kiosk".to_owned(),
+            "sent".to_owned()
+        )]
+    );
+}
+
+/// A foreign producer's envelope without `id` takes its SQS message id as push id. Redriven from
+/// the DLQ it is a new message with a new id; `pushq dlq redrive` carries the first one along,
+/// so the push keeps its id: what was sent before is not sent again, and its `retrying` rows
+/// become final instead of staying open beside a second push's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_envelope_keeps_its_push_id_across_a_redrive() {
+    let (sqs, fcm, db) = (Sqs::start(), Fcm::start(), Db::sqlite().await);
+    let (queue, dlq) = queue_with_dlq(&sqs, 2).await;
+    let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    drop(store);
+    fcm.faults(json!({"rules": [{"token": "tok-b", "error": "UNAVAILABLE"}]}))
+        .await;
+    let foreign = json!({"v": 1, "push": {"tokens": ["tok-a", "tok-b"]}});
+    sqs.send_bodies(&queue, &[foreign.to_string()]).await;
+
+    let log = temp_dir().join("worker.log");
+    let first = worker(&queue, &["--visibility-timeout", "1"], &env, &log);
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "the push in the DLQ",
+            Duration::from_secs(120),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || rt.block_on(sqs.depth(&dlq)).0 == 1,
+        )
+    });
+    drop(first);
+    let rows = db.deliveries().await;
+    let push_id = rows[0].0.clone();
+    let statuses: Vec<(&str, &str)> = rows.iter().map(|r| (r.1.as_str(), r.2.as_str())).collect();
+    assert_eq!(statuses, [("tok-a", "sent"), ("tok-b", "retrying")]);
+
+    fcm.faults(json!({"rules": []})).await;
+    let log = temp_dir().join("worker-2.log");
+    let _second = worker(&queue, &["--visibility-timeout", "1"], &env, &log);
+    assert_eq!(redrive(&sqs, &dlq, &queue), "moved 1 message(s)");
+    tokio::task::block_in_place(|| {
+        wait_until_or(
+            "every row final",
+            Duration::from_secs(60),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            || rt.block_on(db.final_deliveries()) == 2,
+        )
+    });
+    let rows = db.deliveries().await;
+    let rows: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (push_id.as_str(), "tok-a", "sent"),
+            (push_id.as_str(), "tok-b", "sent")
+        ]
+    );
+    let mut tokens = fcm.received_tokens().await;
+    tokens.sort();
+    assert_eq!(tokens, ["tok-a", "tok-b"], "each device once");
 }

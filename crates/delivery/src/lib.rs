@@ -13,5 +13,7 @@ pub mod sink;
 pub mod store;
 
 pub use config::DeliveryConfig;
-pub use engine::{Engine, PushPolicy, QueueMessage, SetupError, WithoutCredentials};
+pub use engine::{
+    Engine, PushPolicy, QueueMessage, SetupError, WithoutCredentials, FIRST_MESSAGE_ID,
+};
 pub use outcome::{AppCounts, BatchCounts, BatchOutcome};

@@ -45,8 +45,12 @@ pub struct BatchCounts {
     /// age (`PUSHQ_STALE_DEVICE_DAYS`).
     pub stale_devices: usize,
     /// Messages whose push names an app the deployment has no FCM key for, handed back whole
-    /// (nothing recorded).
+    /// (each target it names recorded `retrying`, `NO_CREDENTIALS_FOR_APP`).
     pub no_credentials: usize,
+    /// Rows an earlier attempt left open that can no longer become final (the device was
+    /// unregistered, went stale or changed user before the retry), closed `failed` with
+    /// `DEVICE_GONE`.
+    pub closed: usize,
 }
 
 /// The counts of one app (Firebase project) in a batch: what the metrics' `App` dimension
@@ -124,6 +128,7 @@ impl BatchOutcome {
             expired = c.expired,
             stale_devices = c.stale_devices,
             no_credentials = c.no_credentials,
+            closed = c.closed,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),
@@ -155,6 +160,7 @@ impl BatchCounts {
             expired,
             stale_devices,
             no_credentials,
+            closed,
         } = other;
         self.messages += messages;
         self.sent += sent;
@@ -174,6 +180,7 @@ impl BatchCounts {
         self.expired += expired;
         self.stale_devices += stale_devices;
         self.no_credentials += no_credentials;
+        self.closed += closed;
     }
 }
 

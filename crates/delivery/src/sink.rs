@@ -85,9 +85,9 @@ const APNS_COLLAPSE_ID_MAX: usize = 64;
 /// timeout) may be repeated. So that the repeat replaces the first copy on the device instead of
 /// showing twice, the push id tags what the device shows, wherever the push sets no collapse key
 /// of its own: `android.notification.tag` (a notification shown on Android; not when the push
-/// sets `android.collapseKey` or a tag), the `apns-collapse-id` header (not when the push sets
-/// one), and `webpush.notification.tag` (when the push has a web notification without a tag).
-/// Data-only Android messages are left alone: nothing is shown for them.
+/// sets `android.collapseKey` or a tag), the `apns-collapse-id` header (an alert shown on iOS;
+/// not when the push sets one), and `webpush.notification.tag` (when the push has a web
+/// notification without a tag). Data-only messages are left alone: nothing is shown for them.
 pub fn collapse_repeats(message: &mut serde_json::Value, push_id: &str) {
     use serde_json::{json, Value};
     let shows_notification =
@@ -106,7 +106,10 @@ pub fn collapse_repeats(message: &mut serde_json::Value, push_id: &str) {
             }
         }
     }
-    if push_id.len() <= APNS_COLLAPSE_ID_MAX
+    let shows_alert = message.get("notification").is_some()
+        || message.pointer("/apns/payload/aps/alert").is_some();
+    if shows_alert
+        && push_id.len() <= APNS_COLLAPSE_ID_MAX
         && message.pointer("/apns/headers/apns-collapse-id").is_none()
     {
         if let Some(Value::Object(apns)) = message

@@ -44,6 +44,7 @@ fn message_at(push: Value, enqueued_at_ms: i64) -> QueueMessage {
         message_id: format!("msg-{id}"),
         body,
         sent_at_ms: 0,
+        ..QueueMessage::default()
     }
 }
 
@@ -169,7 +170,8 @@ async fn each_app_sends_with_its_own_key_to_its_own_project(db: Db) {
     );
 
     // An app without a key: not sent, nothing final, whether or not the user has devices in it
-    // (a misspelt app has none); the messages come back (to the DLQ in time).
+    // (a misspelt app has none); the messages come back (to the DLQ in time), and the log says
+    // so for each user the push names.
     fcm.call("POST", "/__reset", None).await;
     register(store, "kiosk", "k", "tok-k", DeviceKind::Token).await;
     let batch = [
@@ -198,11 +200,19 @@ async fn each_app_sends_with_its_own_key_to_its_own_project(db: Db) {
         (1, 1)
     );
     assert!(fcm.received().await.is_empty());
-    assert!(log_of(store, "k", None).await.is_empty());
+    let no_key = Some("NO_CREDENTIALS_FOR_APP");
+    assert_eq!(
+        log_of(store, "k", None).await,
+        [row("kiosk", "user:k", "retrying", no_key)]
+    );
+    assert_eq!(
+        log_of(store, "u", Some("trainr")).await,
+        [row("trainr", "user:u", "retrying", no_key)]
+    );
     assert_eq!(
         log_of(store, "u", None).await.len(),
-        3,
-        "only the first two pushes' rows"
+        4,
+        "the first two pushes' rows, and the trace"
     );
     db.drop_it().await;
 }
@@ -252,6 +262,7 @@ async fn fid_pushes_send_fid(db: Db) {
     let engine = engine(&db, fcm.env(), &[]).await;
     let one = message(json!({"fid": "f1", "data": {"k": "v"}}));
     let many = message(json!({"fids": ["f2", "f3"], "notification": {"title": "t"}}));
+    let many_id = serde_json::from_str::<Value>(&many.body).unwrap()["id"].clone();
     let outcome = engine.process(&[one, many], soon()).await.unwrap();
     assert_eq!(outcome.counts.sent, 3, "{outcome:?}");
     let mut bodies: Vec<Value> = fcm
@@ -265,8 +276,13 @@ async fn fid_pushes_send_fid(db: Db) {
         bodies,
         [
             json!({"message": {"fid": "f1", "data": {"k": "v"}}}),
-            json!({"message": {"fid": "f2", "notification": {"title": "t"}}}),
-            json!({"message": {"fid": "f3", "notification": {"title": "t"}}}),
+            // The push id tags what is shown, so that a repeated send replaces the first.
+            json!({"message": {"fid": "f2", "notification": {"title": "t"},
+                "android": {"notification": {"tag": many_id}},
+                "apns": {"headers": {"apns-collapse-id": many_id}}}}),
+            json!({"message": {"fid": "f3", "notification": {"title": "t"},
+                "android": {"notification": {"tag": many_id}},
+                "apns": {"headers": {"apns-collapse-id": many_id}}}}),
         ]
     );
     let mut targets: Vec<String> = db.deliveries().await.into_iter().map(|r| r.1).collect();

@@ -47,6 +47,7 @@ fn push_to(tokens: usize) -> QueueMessage {
         body: json!({"v": 1, "id": id, "enqueuedAt": 1_795_000_000_000i64, "push": push})
             .to_string(),
         sent_at_ms: 0,
+        ..QueueMessage::default()
     }
 }
 

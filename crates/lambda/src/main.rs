@@ -102,6 +102,14 @@ async fn handle(
                 r.body.as_deref(),
                 r.attributes.get("SentTimestamp").map(String::as_str),
             )
+            .delivered_before(
+                r.attributes
+                    .get("ApproximateReceiveCount")
+                    .map(String::as_str),
+                r.message_attributes
+                    .get(pushq_delivery::FIRST_MESSAGE_ID)
+                    .and_then(|a| a.string_value.as_deref()),
+            )
         })
         .collect();
     let groups: Vec<Option<&str>> = event.payload.records.iter().map(message_group).collect();

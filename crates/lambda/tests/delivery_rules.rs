@@ -794,3 +794,67 @@ async fn row_of(db: &Db, push: &str) -> String {
         .map(|r| r.2)
         .unwrap()
 }
+
+/// The event of `records`, as SQS delivers it for the `n`th time.
+fn receive(n: u32, records: &[(&str, String)]) -> Value {
+    let mut event = sqs_event(records);
+    for record in event["Records"].as_array_mut().unwrap() {
+        record["attributes"]["ApproximateReceiveCount"] = json!(n.to_string());
+    }
+    event
+}
+
+/// A user's device is unregistered between a hand-back and the retry (the app logged out): its
+/// `retrying` row cannot become final by a send any more, so the retry closes it (`failed`,
+/// `DEVICE_GONE`) and the push's log is final, as `waitFor` needs.
+async fn a_row_whose_device_is_gone_before_the_retry_is_closed(db: Db) {
+    let fcm = Fcm::start();
+    let mut lambda = setup(&db, &fcm, &[("u1", "tok-a"), ("u1", "tok-b")], &[]).await;
+    let records = [("m-1", envelope("p-1", json!({"userId": "u1"})))];
+    fcm.faults(json!({"rules": [{"token": "tok-b", "error": "UNAVAILABLE"}]}))
+        .await;
+    let answer = lambda.invoke("req-1", receive(1, &records), 5, WAIT).await;
+    assert_eq!(failed_items(&answer), ["m-1"]);
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-1", "tok-a", "sent", None),
+            row("p-1", "tok-b", "retrying", Some("UNAVAILABLE")),
+        ]
+    );
+
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    assert!(store.unregister_device("tok-b").await.unwrap());
+    fcm.faults(json!({"rules": []})).await;
+    let answer = lambda.invoke("req-2", receive(2, &records), 30, WAIT).await;
+    assert_eq!(failed_items(&answer), Vec::<String>::new());
+    assert_eq!(
+        rows(&db).await,
+        [
+            row("p-1", "tok-a", "sent", None),
+            row("p-1", "tok-b", "failed", Some("DEVICE_GONE")),
+        ]
+    );
+    assert_eq!(
+        store.push_log("p-1").await.unwrap().state,
+        pushq_delivery::store::PushLogState::Final
+    );
+    assert_eq!(received(&fcm).await, ["tok-a"]);
+    store.close().await;
+    db.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_whose_device_is_gone_before_the_retry_is_closed_sqlite() {
+    a_row_whose_device_is_gone_before_the_retry_is_closed(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_whose_device_is_gone_before_the_retry_is_closed_postgres() {
+    a_row_whose_device_is_gone_before_the_retry_is_closed(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_whose_device_is_gone_before_the_retry_is_closed_mariadb() {
+    a_row_whose_device_is_gone_before_the_retry_is_closed(Db::mariadb().await).await;
+}

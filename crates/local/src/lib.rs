@@ -157,6 +157,7 @@ impl LocalDelivery {
                 message_id: uuid::Uuid::now_v7().to_string(),
                 body,
                 sent_at_ms: now_ms,
+                ..QueueMessage::default()
             })
             .collect();
         let mut last_error = String::new();

@@ -88,6 +88,9 @@ pub(super) struct Batch<'m> {
     /// Per envelope: its FCM payload's size and limit when it is over the limit (measured once,
     /// not per target).
     oversized: Vec<Option<(usize, usize)>>,
+    /// `user:<id>` rows an earlier attempt left as a trace, now superseded by the user's device
+    /// rows: deleted when the log is written.
+    pub superseded: Vec<(String, String)>,
     pub counts: BatchCounts,
     /// The counts that carry the `App` dimension, per app.
     apps: BTreeMap<String, AppCounts>,
@@ -124,7 +127,7 @@ impl<'m> Batch<'m> {
         let mut rejected = Vec::new();
         let mut handed_back = BTreeSet::new();
         for (i, m) in messages.iter().enumerate() {
-            match Envelope::parse(&m.body, &m.message_id, m.sent_at_ms) {
+            match Envelope::parse(&m.body, m.original_id(), m.sent_at_ms) {
                 Ok(e) => envelopes.push((i, e)),
                 // A newer producer's: it waits (in the DLQ at worst) for an upgraded consumer.
                 Err(e) if e.is_from_newer_producer() => {
@@ -163,16 +166,18 @@ impl<'m> Batch<'m> {
             rows: Vec::new(),
             dead_tokens: Vec::new(),
             handed_back,
+            superseded: Vec::new(),
             counts,
             apps: BTreeMap::new(),
             send_latency_ms: Vec::new(),
         }
     }
 
-    /// Hands back, whole and before anything is resolved or recorded, each message whose push
-    /// names an app the deployment has no FCM key for (a key not deployed yet, a misspelt
-    /// `app`): it waits in the queue, then the DLQ, until the key is there. Nothing about it is
-    /// final, whatever its users' devices.
+    /// Hands back, whole and before anything is resolved, each message whose push names an app
+    /// the deployment has no FCM key for (a key not deployed yet, a misspelt `app`): it waits in
+    /// the queue, then the DLQ, until the key is there. Nothing about it is final, whatever its
+    /// users' devices; each target it names (`user:<id>` for a user) is recorded `retrying` with
+    /// `NO_CREDENTIALS_FOR_APP`, so that the log says where it is.
     pub fn hand_back_apps_without_keys(&mut self, has_key: impl Fn(&str) -> bool) {
         let mut kept = Vec::with_capacity(self.envelopes.len());
         let mut oversized = Vec::with_capacity(self.oversized.len());
@@ -197,6 +202,16 @@ impl<'m> Batch<'m> {
             );
             self.handed_back.insert(i);
             without.push(app.to_owned());
+            for (target, user_id) in named_targets(&e) {
+                self.rows.push(row(
+                    &e,
+                    target,
+                    user_id,
+                    DeliveryStatus::Retrying,
+                    Some(crate::fcm::NO_CREDENTIALS.to_owned()),
+                    0,
+                ));
+            }
         }
         self.envelopes = kept;
         self.oversized = oversized;
@@ -344,6 +359,66 @@ impl<'m> Batch<'m> {
         }
     }
 
+    /// The pushes naming users that the queue may have delivered before (a later receive, a
+    /// redrive): their earlier attempts may have left rows this one will not write.
+    pub fn seen_user_pushes(&self) -> Vec<String> {
+        unique(
+            self.envelopes
+                .iter()
+                .filter(|(i, e)| self.messages[*i].maybe_seen_before() && !user_ids(e).is_empty())
+                .map(|(_, e)| e.id.clone()),
+        )
+    }
+
+    /// Phase 3b: the rows an earlier attempt left open (`open`: push id, target, user id) that
+    /// this plan does not cover can no longer become final, so that `waitFor` would never end.
+    /// A device row (the device was unregistered, went stale or moved to another user since) is
+    /// closed `failed` with `DEVICE_GONE`, through the same claim as the rest; a `user:<id>`
+    /// trace whose user now has devices is deleted once their rows are written.
+    pub fn close_unplanned(&mut self, open: Vec<(String, String, String)>) {
+        let planned: HashSet<(&str, &str)> = self
+            .jobs
+            .iter()
+            .map(|j| (self.envelopes[j.envelope].1.id.as_str(), j.target.as_str()))
+            .chain(
+                self.unsent
+                    .iter()
+                    .map(|(_, r)| (r.push_id.as_str(), r.target.as_str())),
+            )
+            .collect();
+        let unplanned: Vec<(String, String, String)> = open
+            .into_iter()
+            .filter(|(p, t, _)| !planned.contains(&(p.as_str(), t.as_str())))
+            .collect();
+        let by_id: HashMap<&str, (usize, &Envelope)> = self
+            .envelopes
+            .iter()
+            .map(|(i, e)| (e.id.as_str(), (*i, e)))
+            .collect();
+        let mut closing = Vec::new();
+        for (push_id, target, user_id) in unplanned {
+            let Some(&(i, e)) = by_id.get(push_id.as_str()) else {
+                continue;
+            };
+            if target.starts_with("user:") {
+                self.superseded.push((push_id, target));
+                continue;
+            }
+            closing.push((
+                i,
+                row(
+                    e,
+                    target,
+                    Some(user_id),
+                    DeliveryStatus::Failed,
+                    Some(DEVICE_GONE.to_owned()),
+                    0,
+                ),
+            ));
+        }
+        self.unsent.extend(closing);
+    }
+
     /// Phase 4, first half: a `sending` row for every (push, target) the batch would write, to
     /// claim them with. A (push, target) the batch repeats (the same message delivered twice)
     /// is planned once.
@@ -407,6 +482,7 @@ impl<'m> Batch<'m> {
             if keep(message, &r.push_id, &r.target) {
                 match r.status {
                     DeliveryStatus::Expired => expired.push(r.app.clone()),
+                    DeliveryStatus::Failed => self.counts.closed += 1,
                     _ => self.counts.no_devices += 1,
                 }
                 self.rows.push(r);
@@ -716,6 +792,30 @@ fn payload_hash(e: &Envelope) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The error code of a row closed because its device is gone: unregistered, stale, or another
+/// user's since the push's earlier attempt ([`Batch::close_unplanned`]).
+pub(super) const DEVICE_GONE: &str = "DEVICE_GONE";
+
+/// Each target a push names, as the log records it, before users are resolved: the token,
+/// `fid:<id>`, `topic:<name>`, `condition:<expr>`, or `user:<id>` (with the user id).
+fn named_targets(e: &Envelope) -> Vec<(String, Option<String>)> {
+    match e.push.target() {
+        Target::Token(t) => vec![(t.clone(), None)],
+        Target::Tokens(ts) => ts.iter().map(|t| (t.clone(), None)).collect(),
+        Target::Fid(f) => vec![(DeviceKind::Fid.target(f), None)],
+        Target::Fids(fs) => fs
+            .iter()
+            .map(|f| (DeviceKind::Fid.target(f), None))
+            .collect(),
+        Target::Topic(t) => vec![(format!("topic:{t}"), None)],
+        Target::Condition(c) => vec![(format!("condition:{c}"), None)],
+        Target::User(_) | Target::Users(_) => user_ids(e)
+            .iter()
+            .map(|u| (format!("user:{u}"), Some(u.clone())))
+            .collect(),
+    }
 }
 
 /// The user ids a push names (none for other targets).

@@ -33,7 +33,7 @@ use crate::store::{Claim, DeviceKind, Resolution, Store, StoreError};
 use pushq_model::Recipient;
 
 /// One message of a batch, as SQS delivered it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct QueueMessage {
     /// The SQS message id (what a batch item failure names).
     pub message_id: String,
@@ -41,7 +41,18 @@ pub struct QueueMessage {
     pub body: String,
     /// SQS `SentTimestamp`, milliseconds since the epoch.
     pub sent_at_ms: i64,
+    /// How often the queue has delivered this message (SQS's `ApproximateReceiveCount`); 0 or 1
+    /// the first time.
+    pub receive_count: u32,
+    /// The id of the message this one was moved from by `pushq dlq redrive` (its
+    /// [`FIRST_MESSAGE_ID`] attribute): a foreign envelope without `id` keeps that id as its
+    /// push id across redrives.
+    pub first_message_id: Option<String>,
 }
+
+/// The message attribute `pushq dlq redrive` gives each message it moves: the id of the message
+/// as first enqueued (carried along by later redrives).
+pub const FIRST_MESSAGE_ID: &str = "pushq-first-message-id";
 
 impl QueueMessage {
     /// A message as SQS reports it (the Lambda's event record, the worker's receive): its id,
@@ -55,7 +66,35 @@ impl QueueMessage {
             message_id: message_id.unwrap_or_default().to_owned(),
             body: body.unwrap_or_default().to_owned(),
             sent_at_ms: sent_timestamp.and_then(|v| v.parse().ok()).unwrap_or(0),
+            ..QueueMessage::default()
         }
+    }
+
+    /// The same message, with what SQS says of its earlier deliveries: its
+    /// `ApproximateReceiveCount` and its [`FIRST_MESSAGE_ID`] attribute.
+    pub fn delivered_before(
+        self,
+        receive_count: Option<&str>,
+        first_message_id: Option<&str>,
+    ) -> QueueMessage {
+        QueueMessage {
+            receive_count: receive_count.and_then(|v| v.parse().ok()).unwrap_or(0),
+            first_message_id: first_message_id
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            ..self
+        }
+    }
+
+    /// The id that stands in for a foreign envelope's missing `id`: the first message's.
+    pub fn original_id(&self) -> &str {
+        self.first_message_id.as_deref().unwrap_or(&self.message_id)
+    }
+
+    /// Whether the queue may have delivered this push before (a receive after the first, or a
+    /// message moved back from the DLQ): then rows of an earlier attempt may be left to close.
+    pub fn maybe_seen_before(&self) -> bool {
+        self.receive_count > 1 || self.first_message_id.is_some()
     }
 }
 
@@ -184,6 +223,7 @@ impl Engine {
             max_age_ms: self.policy.max_push_age.map(|d| d.as_millis() as i64),
         };
         batch.plan(&devices, expiry);
+        self.close_earlier_rows(&mut batch, deadline).await?;
         // A claim lasts until the sends are over (the deadline, and what an attempt in flight
         // may take past it) and the log is written (one statement's time).
         let lasts = deadline.saturating_duration_since(Instant::now())
@@ -228,6 +268,29 @@ impl Engine {
             self.store.resolve_devices(&users, stale_before),
         )
         .await
+    }
+
+    /// Phase 3b, only for pushes naming users that the queue may have delivered before: one
+    /// query finds the rows their earlier attempts left open, and those this plan does not
+    /// cover are closed ([`Batch::close_unplanned`]).
+    async fn close_earlier_rows(
+        &self,
+        batch: &mut Batch<'_>,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let pushes = batch.seen_user_pushes();
+        if pushes.is_empty() {
+            return Ok(());
+        }
+        let open = self
+            .timed(
+                "finding rows left open",
+                Some(deadline),
+                self.store.open_user_rows(&pushes, chrono::Utc::now()),
+            )
+            .await?;
+        batch.close_unplanned(open);
+        Ok(())
     }
 
     /// Phase 4: one statement claims the batch's (push, target)s; one more, when its pushes have
@@ -344,6 +407,14 @@ impl Engine {
                         limit_ms: limit.as_millis() as u64,
                     })
                 })?;
+        }
+        if !batch.superseded.is_empty() {
+            self.timed(
+                "deleting superseded traces",
+                Some(lapses_at),
+                self.store.delete_superseded(&batch.superseded),
+            )
+            .await?;
         }
         if !batch.rejected.is_empty() {
             self.timed(

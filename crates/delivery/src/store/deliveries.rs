@@ -352,6 +352,73 @@ impl Store {
         Ok(released)
     }
 
+    /// The rows of these pushes that name a user and are not final yet (`retrying`, or
+    /// `sending` under a claim that lapsed before `now`): what an earlier attempt left open, as
+    /// (push id, target, user id). One statement per chunk of push ids.
+    pub async fn open_user_rows(
+        &self,
+        push_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        let d = self.dialect;
+        let mut out = Vec::new();
+        for chunk in push_ids.chunks(d.max_binds() - 1) {
+            self.count();
+            let got: Vec<(String, String, String)> = with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(format!(
+                    "SELECT {}, {}, {} FROM pushq_deliveries WHERE user_id IS NOT NULL \
+                     AND (status = '{}' OR (status = '{}' AND claimed_until < ",
+                    d.text("push_id"),
+                    d.text("target"),
+                    d.text("user_id"),
+                    DeliveryStatus::Retrying.as_str(),
+                    DeliveryStatus::Sending.as_str(),
+                ));
+                q.push_bind(now.timestamp_millis());
+                q.push(")) AND push_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                q.build_query_as().persistent(false).fetch_all(pool).await?
+            });
+            out.extend(got);
+        }
+        Ok(out)
+    }
+
+    /// Deletes these `user:<id>` rows while they are `retrying`: the trace a push handed back
+    /// before its users were resolved (an app without a key) leaves, once the user's devices
+    /// have rows of their own. Returns how many it deleted.
+    pub async fn delete_superseded(&self, rows: &[(String, String)]) -> StoreResult<u64> {
+        let mut deleted = 0;
+        for chunk in rows.chunks(self.dialect.max_binds() / 2 - 1) {
+            self.count();
+            deleted += with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(format!(
+                    "DELETE FROM pushq_deliveries WHERE status = '{}' AND (push_id, target) IN (",
+                    DeliveryStatus::Retrying.as_str()
+                ));
+                let mut list = q.separated(", ");
+                for (push_id, target) in chunk {
+                    list.push("(");
+                    list.push_bind_unseparated(push_id.as_str());
+                    list.push_unseparated(", ");
+                    list.push_bind_unseparated(target.as_str());
+                    list.push_unseparated(")");
+                }
+                q.push(")");
+                q.build()
+                    .persistent(false)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(deleted)
+    }
+
     /// (push id, target, status, claim id, error code) of the log's rows for these pushes.
     async fn claims_of(&self, rows: &[&Delivery]) -> StoreResult<Vec<ClaimRow>> {
         let push_ids: std::collections::BTreeSet<&str> =
