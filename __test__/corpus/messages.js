@@ -1,6 +1,9 @@
 // The validation corpus: pushes firebase-admin accepts and rejects, across every part of its
 // `Message` and pushq's own fields. `field` (invalid cases only) is the field pushq must name.
 // Verdicts and FCM bodies are not written here: oracle.js asks firebase-admin for them.
+// `fcm` cases are pushes firebase-admin accepts and FCM refuses (an unknown field at any depth,
+// an enum value, a reserved data key, a link that is not HTTPS): pushq refuses them too, and the
+// emulator answers them as FCM does (docs/validation.md lists the rules and their sources).
 'use strict'
 
 const TOKEN = 'fcm-token-' + 'a1B2c3D4e5'.repeat(14)
@@ -10,6 +13,7 @@ const IMG = 'https://cdn.example.com/img/class-42.png'
 
 const ok = (name, push) => ({ name, push })
 const bad = (name, field, push) => ({ name, field, push })
+const fcm = (name, field, push) => ({ name, field, push, fcmRefuses: true })
 
 module.exports = [
   // --- targets
@@ -212,4 +216,31 @@ module.exports = [
   bad('expires-at-number', 'expiresAt', { token: TOKEN, expiresAt: 1795730400000 }),
   bad('expires-at-no-zone', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26T22:00:00' }),
   bad('expires-at-date-only', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26' }),
+  // --- beyond firebase-admin: what FCM itself refuses (firebase-admin sends these, FCM answers 400)
+  fcm('fcm-unknown-notification-field', 'notification.titel', { token: TOKEN, notification: { titel: 'Spin 45' } }),
+  fcm('fcm-unknown-android-notification-field', 'android.notification.chanelId', { token: TOKEN, android: { notification: { chanelId: 'classes' } } }),
+  fcm('fcm-unknown-android-field', 'android.ttlSeconds', { token: TOKEN, android: { ttlSeconds: 60 } }),
+  fcm('fcm-unknown-light-settings-field', 'android.notification.lightSettings.colour', {
+    token: TOKEN,
+    android: { notification: { lightSettings: { color: '#ff0000', colour: '#00ff00', lightOnDurationMillis: 100, lightOffDurationMillis: 100 } } },
+  }),
+  fcm('fcm-unknown-webpush-fcm-options-field', 'webpush.fcmOptions.url', { token: TOKEN, webpush: { fcmOptions: { url: 'https://example.com' } } }),
+  fcm('fcm-unknown-apns-field', 'apns.header', { token: TOKEN, apns: { header: { 'apns-priority': '5' } } }),
+  fcm('fcm-unknown-fcm-options-field', 'fcmOptions.label', { topic: 'news', fcmOptions: { label: 'x' } }),
+  fcm('fcm-android-priority-urgent', 'android.priority', { token: TOKEN, android: { priority: 'urgent' } }),
+  fcm('fcm-notification-priority-urgent', 'android.notification.priority', { token: TOKEN, android: { notification: { priority: 'urgent' } } }),
+  fcm('fcm-visibility-hidden', 'android.notification.visibility', { token: TOKEN, android: { notification: { visibility: 'hidden' } } }),
+  fcm('fcm-proxy-maybe', 'android.notification.proxy', { token: TOKEN, android: { notification: { proxy: 'maybe' } } }),
+  fcm('fcm-data-from', 'data.from', { token: TOKEN, data: { from: 'gym' } }),
+  fcm('fcm-data-google-prefix', 'data.google.x', { token: TOKEN, data: { 'google.x': '1' } }),
+  fcm('fcm-data-gcm-notification-prefix', 'data.gcm.notification.title', { topic: 'news', data: { 'gcm.notification.title': 'x' } }),
+  fcm('fcm-data-message-type', 'data.message_type', { token: TOKEN, data: { message_type: 'x' } }),
+  fcm('fcm-android-data-from', 'android.data.from', { token: TOKEN, android: { data: { from: 'gym' } } }),
+  fcm('fcm-webpush-data-google', 'webpush.data.google.c.a', { token: TOKEN, webpush: { data: { 'google.c.a': '1' } } }),
+  fcm('fcm-webpush-link-http', 'webpush.fcmOptions.link', { token: TOKEN, webpush: { fcmOptions: { link: 'http://example.com/class/42' } } }),
+  fcm('fcm-webpush-link-relative', 'webpush.fcmOptions.link', { token: TOKEN, webpush: { fcmOptions: { link: '/class/42' } } }),
+  // What FCM takes though it looks unusual: its own enum spelling, free-form web and APNs objects.
+  ok('fcm-enum-any-case', { token: TOKEN, android: { priority: 'HIGH', notification: { priority: 'MAX', visibility: 'Public', proxy: 'DENY' } } }),
+  ok('fcm-free-form-objects', { token: TOKEN, webpush: { notification: { title: 't', requireInteraction: true, actions: [{ action: 'a', title: 'A' }] } }, apns: { payload: { aps: { 'interruption-level': 'time-sensitive' }, custom: { any: 1 } } } }),
+  ok('fcm-data-keys-near-reserved', { token: TOKEN, data: { fromGym: 'berlin', googleMapsUrl: 'https://maps.example.com', 'gcm.n.e': '1' } }),
 ]

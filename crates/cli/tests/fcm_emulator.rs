@@ -1,6 +1,7 @@
 //! `pushq fcm-emulator` with a certificate: HTTPS with HTTP/2 by ALPN, at most `--max-streams`
 //! requests in flight per connection, answers after `--latency-ms`. With several `--project`s:
 //! a key each, and a token good for its own project only. Sends to Firebase Installation IDs.
+//! What FCM refuses beyond firebase-admin, refused with FCM's error body.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -260,4 +261,73 @@ async fn a_send_to_a_firebase_installation_id_is_accepted_recorded_and_faulted_b
 
     assert_eq!(fcm.received_tokens().await, ["fid:fid-1"]);
     assert_eq!(fcm.received().await[0]["project"], "trainer");
+}
+
+/// What FCM refuses beyond firebase-admin's checks, sent as firebase-admin would send it (the
+/// corpus's `firebaseAdmin: accepts` cases, with firebase-admin's own request bodies): the
+/// emulator answers 400 `INVALID_ARGUMENT` as FCM does, its `BadRequest` field violation naming
+/// the field (an unknown field: the object it was found in, as Google's parser says), records
+/// nothing. Every valid corpus body is still accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_emulator_refuses_what_fcm_refuses_beyond_firebase_admin() {
+    let fcm = tokio::task::block_in_place(Fcm::start);
+    let project = pushq_fcm_emulator::PROJECT_ID;
+    let bearer = access_token(&fcm.keys[project]).await;
+    let corpus: Vec<Value> =
+        serde_json::from_str(include_str!("../../model/tests/fixtures/fcm_corpus.json")).unwrap();
+    let fcm_only: Vec<&Value> = corpus
+        .iter()
+        .filter(|c| c["firebaseAdmin"] == "accepts")
+        .collect();
+    assert!(fcm_only.len() >= 15);
+    for case in fcm_only {
+        let (status, answer) = send(&fcm.endpoint, project, &bearer, case["body"].clone()).await;
+        assert_eq!(status, 400, "{}: {answer}", case["name"]);
+        assert_eq!(answer["error"]["status"], "INVALID_ARGUMENT", "{answer}");
+        let field = format!("message.{}", case["field"].as_str().unwrap());
+        let violation = answer["error"]["details"][0]["fieldViolations"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let description = answer["error"]["message"].as_str().unwrap_or_default();
+        // The body spells fields as firebase-admin sends them (lightSettings → light_settings).
+        let spelling = |path: &str| path.replace('_', "").to_ascii_lowercase();
+        if description.contains("Unknown name") {
+            let (parent, name) = field.rsplit_once('.').unwrap();
+            assert_eq!(
+                spelling(&violation),
+                spelling(parent),
+                "{}: {answer}",
+                case["name"]
+            );
+            assert!(description.contains(&format!("\"{name}\"")), "{answer}");
+        } else {
+            // firebase-admin renames some fields it sends (priority → notification_priority).
+            let (parent, name) = field.rsplit_once('.').unwrap();
+            let (got_parent, got_name) = violation.rsplit_once('.').unwrap_or_default();
+            assert_eq!(
+                spelling(got_parent),
+                spelling(parent),
+                "{}: {answer}",
+                case["name"]
+            );
+            assert!(
+                spelling(got_name).ends_with(&spelling(name)),
+                "{}: {answer}",
+                case["name"]
+            );
+        }
+    }
+    assert!(fcm.received().await.is_empty());
+    for case in corpus.iter().filter(|c| c["valid"] == true) {
+        let mut body = case["body"].clone();
+        if body["message"].get("fid").is_none()
+            && body["message"].get("topic").is_none()
+            && body["message"].get("condition").is_none()
+        {
+            body["message"]["token"] = json!("corpus-device-token");
+        }
+        let (status, answer) = send(&fcm.endpoint, project, &bearer, body).await;
+        assert_eq!(status, 200, "{}: {answer}", case["name"]);
+    }
 }

@@ -200,6 +200,51 @@ pub(crate) fn fcm_error(status: StatusCode, code: &str, message: &str) -> Respon
     (status, Json(body)).into_response()
 }
 
+/// FCM's 400 for what it refuses beyond firebase-admin's checks ([`pushq_model::check_fcm_shape`]):
+/// an unknown field or enum value as Google's JSON parser answers it (a `BadRequest` field
+/// violation naming the field's parent, resp. the field), a reserved data key or a link that is
+/// not HTTPS as an FCM `INVALID_ARGUMENT` naming the field (the wording of these two is the
+/// emulator's). `None`: FCM takes the message's shape.
+fn shape_refusal(message: &serde_json::Map<String, Value>) -> Option<Response> {
+    use pushq_model::Violation;
+    let violation = pushq_model::check_fcm_shape(message).err()?;
+    let path = format!("message.{}", violation.field);
+    let (parent, name) = path.rsplit_once('.').unwrap_or(("message", path.as_str()));
+    let status = StatusCode::BAD_REQUEST;
+    let (description, field) = match violation.kind {
+        Violation::UnknownField => (
+            format!("Invalid JSON payload received. Unknown name \"{name}\" at '{parent}': Cannot find field."),
+            parent.to_owned(),
+        ),
+        Violation::NotAnEnumValue(_) => {
+            let value = path
+                .strip_prefix("message.")
+                .and_then(|p| pointer(message, p))
+                .map(Value::to_string)
+                .unwrap_or_default();
+            (format!("Invalid value at '{path}', {value}"), path.clone())
+        }
+        Violation::ReservedKey => (format!("Invalid data payload key: {name}"), path.clone()),
+        Violation::NotHttps => (format!("Invalid value at '{path}': the link must be an HTTPS URL"), path.clone()),
+    };
+    let body = json!({"error": {"code": 400, "message": description, "status": "INVALID_ARGUMENT",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.BadRequest",
+             "fieldViolations": [{"field": field, "description": description}]},
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"}]}});
+    Some((status, Json(body)).into_response())
+}
+
+/// The value at a dotted path of a message, keys holding dots aside.
+fn pointer<'a>(message: &'a serde_json::Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = message.get(parts.next()?)?;
+    for part in parts {
+        value = value.get(part)?;
+    }
+    Some(value)
+}
+
 /// Google's own error response, without an FCM error code: what its front end answers for a bad
 /// access token (401 `UNAUTHENTICATED`), a key without the send permission (403
 /// `PERMISSION_DENIED`) or an unknown project (404 `NOT_FOUND`).
@@ -237,6 +282,9 @@ async fn send(
         Ok(value) => value,
         Err(why) => return fcm_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &why),
     };
+    if let Some(refusal) = value["message"].as_object().and_then(shape_refusal) {
+        return refusal;
+    }
     let message = &value["message"];
     let device = message["token"].as_str().or(message["fid"].as_str());
     let fault = {

@@ -10,4 +10,6 @@ pub mod push;
 
 pub use envelope::Envelope;
 pub use error::{EnvelopeError, InvalidPush, TooLarge};
-pub use push::{check_app, Push, Recipient, Target, DEFAULT_APP};
+pub use push::{
+    check_app, check_fcm_shape, Push, Recipient, ShapeViolation, Target, Violation, DEFAULT_APP,
+};

@@ -2,6 +2,7 @@
 //! Validation mirrors firebase-admin's `validateMessage` and produces the FCM v1 wire form as it goes.
 
 mod fcm_body;
+mod fcm_shape;
 mod fields;
 mod json_path;
 mod target;
@@ -10,6 +11,7 @@ mod url_check;
 use serde_json::{Map, Value};
 
 use crate::error::InvalidPush;
+pub use fcm_shape::{check_fcm_shape, ShapeViolation, Violation};
 pub use fields::check_app;
 use fields::{parse_app, parse_category, parse_delay, parse_expires_at, parse_idempotency_key};
 use json_path::json_path_at;
@@ -146,6 +148,10 @@ impl Push {
             }
         }
         fcm_body::to_wire(&mut wire)?;
+        // Beyond firebase-admin: what FCM itself refuses (an unknown field, an enum value, a
+        // reserved data key, a link that is not HTTPS), named as the push wrote it.
+        fcm_shape::check_fcm_shape(&raw)
+            .map_err(|v| InvalidPush::new(v.field.clone(), v.problem()))?;
         Ok(Push {
             raw,
             target,
