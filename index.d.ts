@@ -90,7 +90,12 @@ export interface TokensPush extends PushBase {
    * Large lists are split into several queue messages; the push keeps one id.
    */
   tokens: Array<string>
-  fids?: never
+  /**
+   * firebase-admin 14's `MulticastMessage` may carry `fids` beside `tokens`, so that one type
+   * checks as the other; pushq sends to one target field, and refuses a push with both
+   * (`PUSHQ_INVALID_PUSH`): leave it out, or send the FIDs as a {@link FidsPush}.
+   */
+  fids?: Array<string>
   userId?: never
   userIds?: never
 }
@@ -508,6 +513,11 @@ export interface DeliveryRecord {
   errorCode?: string
   /** FCM requests made for this target. */
   attempts: number
+  /**
+   * FCM's name for the message it accepted (`projects/<id>/messages/<n>`), when `sent`: what
+   * firebase-admin's `send()` resolved with, and `sendEach()`'s `responses[i].messageId`.
+   */
+  fcmMessageId?: string
 }
 
 /**
@@ -704,8 +714,18 @@ export interface PushDeliveries {
    * characters, or a pushq UUIDv7 from the future).
    */
   state: 'delivered' | 'rejected' | 'pending' | 'unknown'
-  /** The rows recorded so far, by target. */
+  /**
+   * The rows recorded so far, by target: one answer per target, as firebase-admin's
+   * `sendEach()` gives one response per message.
+   */
   deliveries: Array<DeliveryRecord>
+  /** Targets FCM accepted (`sent`), as `sendEach()`'s `successCount`. */
+  successCount: number
+  /**
+   * Targets that failed for good (`failed`, `invalid_token`), as `sendEach()`'s
+   * `failureCount`; targets still `retrying` are neither.
+   */
+  failureCount: number
   /** Why the push's queue message was rejected, when `rejected`. */
   rejectedReason?: string
 }
@@ -749,6 +769,11 @@ export interface UserDeliveryRecord {
   enqueuedAt: string
   /** When FCM accepted it (ISO-8601). */
   sentAt?: string
+  /**
+   * FCM's name for the message it accepted (`projects/<id>/messages/<n>`), when `sent`: what
+   * firebase-admin's `send()` resolved with.
+   */
+  fcmMessageId?: string
 }
 
 /** Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`. */

@@ -124,3 +124,13 @@ async function states(log: DeliveryLog): Promise<string[]> {
   return [now.state, ...later.deliveries.map((d) => d.status)]
 }
 void states
+
+// firebase-admin's own message types, as a server written for firebase-admin holds them.
+declare const multicast: import('firebase-admin/messaging').MulticastMessage
+void client.enqueuePush(multicast)
+declare const fidMulticast: import('firebase-admin/messaging').FidMulticastMessage
+void client.enqueuePush(fidMulticast)
+declare const tokenMessage: import('firebase-admin/messaging').TokenMessage
+void client.enqueuePush(tokenMessage)
+declare const topicMessage: import('firebase-admin/messaging').TopicMessage
+void client.enqueuePush(topicMessage)

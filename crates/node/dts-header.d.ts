@@ -90,7 +90,12 @@ export interface TokensPush extends PushBase {
    * Large lists are split into several queue messages; the push keeps one id.
    */
   tokens: Array<string>
-  fids?: never
+  /**
+   * firebase-admin 14's `MulticastMessage` may carry `fids` beside `tokens`, so that one type
+   * checks as the other; pushq sends to one target field, and refuses a push with both
+   * (`PUSHQ_INVALID_PUSH`): leave it out, or send the FIDs as a {@link FidsPush}.
+   */
+  fids?: Array<string>
   userId?: never
   userIds?: never
 }

@@ -118,6 +118,9 @@ pub struct UserDeliveryRecord {
     pub enqueued_at: String,
     /// When FCM accepted it (ISO-8601).
     pub sent_at: Option<String>,
+    /// FCM's name for the message it accepted (`projects/<id>/messages/<n>`), when `sent`: what
+    /// firebase-admin's `send()` resolved with.
+    pub fcm_message_id: Option<String>,
 }
 
 /// One row of the delivery log.
@@ -145,6 +148,9 @@ pub struct DeliveryRecord {
     pub error_code: Option<String>,
     /// FCM requests made for this target.
     pub attempts: u32,
+    /// FCM's name for the message it accepted (`projects/<id>/messages/<n>`), when `sent`: what
+    /// firebase-admin's `send()` resolved with, and `sendEach()`'s `responses[i].messageId`.
+    pub fcm_message_id: Option<String>,
 }
 
 /// What the delivery log knows of one push.
@@ -161,8 +167,14 @@ pub struct PushDeliveries {
     /// characters, or a pushq UUIDv7 from the future).
     #[napi(ts_type = "'delivered' | 'rejected' | 'pending' | 'unknown'")]
     pub state: String,
-    /// The rows recorded so far, by target.
+    /// The rows recorded so far, by target: one answer per target, as firebase-admin's
+    /// `sendEach()` gives one response per message.
     pub deliveries: Vec<DeliveryRecord>,
+    /// Targets FCM accepted (`sent`), as `sendEach()`'s `successCount`.
+    pub success_count: u32,
+    /// Targets that failed for good (`failed`, `invalid_token`), as `sendEach()`'s
+    /// `failureCount`; targets still `retrying` are neither.
+    pub failure_count: u32,
     /// Why the push's queue message was rejected, when `rejected`.
     pub rejected_reason: Option<String>,
 }
@@ -314,10 +326,20 @@ impl LazyStore {
             PushLogState::NothingRecorded if could_be_push_id(id) => ("pending", None),
             PushLogState::NothingRecorded => ("unknown", None),
         };
+        let count = |statuses: &[&str]| {
+            log.deliveries
+                .iter()
+                .filter(|d| statuses.contains(&d.status.as_str()))
+                .count() as u32
+        };
+        let (success_count, failure_count) =
+            (count(&["sent"]), count(&["failed", "invalid_token"]));
         Ok(PushDeliveries {
             id: id.to_owned(),
             state: state.to_owned(),
             deliveries: log.deliveries.into_iter().map(record).collect(),
+            success_count,
+            failure_count,
             rejected_reason,
         })
     }
@@ -350,6 +372,7 @@ fn record(r: pushq_delivery::store::DeliveryRecord) -> DeliveryRecord {
         status: r.status,
         error_code: r.error_code,
         attempts: r.attempts,
+        fcm_message_id: r.fcm_message_id,
     }
 }
 
@@ -754,6 +777,7 @@ impl DeliveryLog {
                         category: r.category,
                         enqueued_at: iso(r.enqueued_at),
                         sent_at: r.sent_at.map(iso),
+                        fcm_message_id: r.fcm_message_id,
                     })
                     .collect()
             },

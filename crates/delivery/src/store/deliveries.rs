@@ -87,7 +87,8 @@ pub struct Delivery {
 /// (push id, target, status, claim id, error code) of a claimed row, as read back.
 type ClaimRow = (String, String, String, Option<String>, Option<String>);
 
-/// (app, target, user_id, status, error_code, attempts, part, parts) as selected.
+/// (app, target, user_id, status, error_code, attempts, part, parts, fcm_message_id) as
+/// selected.
 type DeliveryRow = (
     String,
     String,
@@ -97,6 +98,7 @@ type DeliveryRow = (
     i32,
     Option<i32>,
     Option<i32>,
+    Option<String>,
 );
 
 /// A delivery-log row as read back.
@@ -116,6 +118,8 @@ pub struct DeliveryRecord {
     pub attempts: u32,
     /// The part of a split push the row came from, and how many parts the push has.
     pub part: Option<(u32, u32)>,
+    /// FCM's name for the message it accepted (`projects/<id>/messages/<n>`), when `sent`.
+    pub fcm_message_id: Option<String>,
 }
 
 /// A batch's claim: its id, when its claims lapse, and the time it claims at (all as the
@@ -628,12 +632,13 @@ impl Store {
         let d = self.dialect;
         let rows: Vec<DeliveryRow> = with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
-                "SELECT {}, {}, {}, {}, {}, attempts, part, parts FROM pushq_deliveries WHERE push_id = ",
+                "SELECT {}, {}, {}, {}, {}, attempts, part, parts, {} FROM pushq_deliveries WHERE push_id = ",
                 d.text("app"),
                 d.text("target"),
                 d.text("user_id"),
                 d.text("status"),
                 d.text("error_code"),
+                d.text("fcm_message_id"),
             ));
             q.push_bind(push_id).push(" ORDER BY target");
             q.build_query_as().persistent(false).fetch_all(pool).await?
@@ -641,8 +646,19 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(app, target, user_id, status, error_code, attempts, part, parts)| {
+                |(
+                    app,
+                    target,
+                    user_id,
+                    status,
+                    error_code,
+                    attempts,
+                    part,
+                    parts,
+                    fcm_message_id,
+                )| {
                     DeliveryRecord {
+                        fcm_message_id,
                         app,
                         target,
                         user_id,
@@ -713,9 +729,12 @@ pub struct UserDelivery {
     pub enqueued_at: DateTime<Utc>,
     /// When FCM accepted it.
     pub sent_at: Option<DateTime<Utc>>,
+    /// FCM's name for the message it accepted, when `sent`.
+    pub fcm_message_id: Option<String>,
 }
 
-/// (push_id, app, target, status, error_code, category, enqueued_at, sent_at) as selected.
+/// (push_id, app, target, status, error_code, category, enqueued_at, sent_at, fcm_message_id)
+/// as selected.
 type UserDeliveryRow = (
     String,
     String,
@@ -725,6 +744,7 @@ type UserDeliveryRow = (
     Option<String>,
     DateTime<Utc>,
     Option<DateTime<Utc>>,
+    Option<String>,
 );
 
 impl Store {
@@ -742,13 +762,14 @@ impl Store {
         let d = self.dialect;
         let rows: Vec<UserDeliveryRow> = with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
-                "SELECT {}, {}, {}, {}, {}, {}, enqueued_at, sent_at FROM pushq_deliveries WHERE user_id = ",
+                "SELECT {}, {}, {}, {}, {}, {}, enqueued_at, sent_at, {} FROM pushq_deliveries WHERE user_id = ",
                 d.text("push_id"),
                 d.text("app"),
                 d.text("target"),
                 d.text("status"),
                 d.text("error_code"),
                 d.text("category"),
+                d.text("fcm_message_id"),
             ));
             q.push_bind(user_id);
             if let Some(since) = since {
@@ -764,7 +785,17 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(push_id, app, target, status, error_code, category, enqueued_at, sent_at)| {
+                |(
+                    push_id,
+                    app,
+                    target,
+                    status,
+                    error_code,
+                    category,
+                    enqueued_at,
+                    sent_at,
+                    fcm_message_id,
+                )| {
                     UserDelivery {
                         push_id,
                         app,
@@ -774,6 +805,7 @@ impl Store {
                         category,
                         enqueued_at,
                         sent_at,
+                        fcm_message_id,
                     }
                 },
             )
