@@ -2,27 +2,11 @@
 // without close(), firebase-admin's dryRun flag, a LocalStack-style queue URL, errors caught as
 // `unknown`, and the delivery log read while a push is on its way.
 import { DeliveryLog, DeviceRegistry, PushClient, isPushqError } from '..'
-import { execFile, execFileSync } from 'child_process'
-import * as fs from 'fs'
-import * as path from 'path'
+import { execFileSync } from 'child_process'
 import { drainQueue, freshQueue } from './support/sqs'
-import { dropDatabases, freshDatabase, startEmulator, tempDir } from './support/pushq-bin'
-
-const root = path.resolve(__dirname, '..')
-const mainModule = JSON.stringify(root)
+import { dropDatabases, freshDatabase, runScript, startEmulator, tempDir } from './support/pushq-bin'
 
 afterAll(dropDatabases)
-
-/** Runs a user's script with node; resolves when the process exits on its own. */
-function runScript(source: string, env: Record<string, string>) {
-  const file = path.join(tempDir(), 'script.js')
-  fs.writeFileSync(file, source.replaceAll("require('pushq')", `require(${mainModule})`))
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [file], { env: { ...process.env, PUSHQ_FCM_CREDENTIALS: '', GOOGLE_APPLICATION_CREDENTIALS: '', ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as any).code ?? 1) : 0, stdout, stderr }),
-    )
-  })
-}
 
 describe('local mode keeps what it was given', () => {
   test('a script that enqueues and ends without close() still delivers every push, then exits', async () => {
@@ -43,7 +27,10 @@ const client = new PushClient({ mode: 'local' })
     const ids: string[] = JSON.parse(stdout)
     const log = new DeliveryLog({ databaseUrl })
     const states = await Promise.all(ids.map((id) => log.forPush(id)))
-    expect(states.map((s) => [s.state, s.deliveries.map((d) => d.status)])).toEqual(Array(5).fill(['delivered', ['sent']]))
+    // Without FCM credentials nothing reaches a device: every target is dry_run, never sent, and
+    // local mode says so once.
+    expect(states.map((s) => [s.state, s.deliveries.map((d) => d.status)])).toEqual(Array(5).fill(['delivered', ['dry_run']]))
+    expect(stderr.match(/no FCM credentials .*recorded dry_run and not sent/g)).toHaveLength(1)
   })
 
   test('a database that cannot be opened rejects the push with PUSHQ_DATABASE instead of resolving', async () => {
@@ -138,7 +125,12 @@ describe("firebase-admin's dryRun flag", () => {
       ])
       const log = new DeliveryLog({ databaseUrl })
       expect((await log.forPush(dry)).deliveries).toMatchObject([{ target: 'device-1', status: 'dry_run' }])
-      expect((await log.forPush(real)).deliveries).toMatchObject([{ target: 'device-2', status: 'sent' }])
+      // As firebase-admin's send() resolved with FCM's message name, and sendEach() counted.
+      expect(await log.forPush(real)).toMatchObject({
+        successCount: 1,
+        failureCount: 0,
+        deliveries: [{ target: 'device-2', status: 'sent', fcmMessageId: expect.stringMatching(/^projects\/[^/]+\/messages\/./) }],
+      })
     } finally {
       fcm.stop()
     }
@@ -223,7 +215,7 @@ describe('DeliveryLog tells pending from unknown, and waits', () => {
     const log = new DeliveryLog({ databaseUrl, migrate: true })
     // No push can have this id (a push id is 1 to 64 characters).
     const impossible = 'x'.repeat(65)
-    expect(await log.forPush(impossible)).toEqual({ id: impossible, state: 'unknown', deliveries: [] })
+    expect(await log.forPush(impossible)).toEqual({ id: impossible, state: 'unknown', deliveries: [], successCount: 0, failureCount: 0 })
     const client = new PushClient({ mode: 'local', databaseUrl })
     const { id } = await client.enqueuePush({ userId: 'ana', notification: { title: 'hi' } })
     const answer = await log.waitFor(id, { timeoutMs: 10_000 })

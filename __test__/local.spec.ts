@@ -20,14 +20,20 @@ const expected = {
   'closure to a topic': ['topic:gym-berlin sent'],
 }
 
-test('the example server delivers and records through the log sink without credentials; PUSHQ_LOG sets how much it prints', async () => {
+test('without credentials the example server records every target dry_run and says so once; PUSHQ_LOG sets how much it prints', async () => {
   const withoutFcm = { PUSHQ_FCM_CREDENTIALS: '', GOOGLE_APPLICATION_CREDENTIALS: '' }
   const { code, stdout, stderr } = await runExample({ DATABASE_URL: freshDatabase('sqlite'), ...withoutFcm })
   expect(code).toBe(0)
-  expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual(expected)
+  // Without FCM credentials nothing reaches a device: each target is recorded dry_run, and local
+  // mode says so once, at start.
+  const dryRun = Object.fromEntries(Object.entries(expected).map(([k, rows]) => [k, rows.map((r) => r.replace(/ sent$/, ' dry_run'))]))
+  expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual(dryRun)
+  const notice = 'pushq local mode: no FCM credentials (PUSHQ_FCM_CREDENTIALS or GOOGLE_APPLICATION_CREDENTIALS): pushes are recorded dry_run and not sent to any device'
+  const [first, ...rest] = stderr.trim().split('\n')
+  expect(first).toBe(notice)
   // At info (the default): one line per push, saying what became of its targets.
-  const perPush = (text: string) => text.trim().split('\n').map((l) => l.replace(/^pushq local mode: push [0-9a-f-]{36}: /, '')).sort()
-  expect(perPush(stderr)).toEqual(['no_devices 1, sent 1', 'sent 1', 'sent 2'])
+  const perPush = (lines: string[]) => lines.map((l) => l.replace(/^pushq local mode: push [0-9a-f-]{36}: /, '')).sort()
+  expect(perPush(rest)).toEqual(['dry_run 1', 'dry_run 2', 'dry_run 1, no_devices 1'].sort())
   expect(stderr).not.toContain('would send')
 
   // At debug: also what FCM would have received, one line per device.
@@ -36,10 +42,10 @@ test('the example server delivers and records through the log sink without crede
   expect(debug.stderr.match(/would send/g)?.length).toBe(4)
   expect(debug.stderr).toContain('"token":"token-ana-phone"')
 
-  // At warn: nothing, when nothing went wrong.
+  // At warn: nothing but that nothing is sent.
   const quiet = await runExample({ DATABASE_URL: freshDatabase('sqlite'), ...withoutFcm, PUSHQ_LOG: 'warn' })
   expect(quiet.code).toBe(0)
-  expect(quiet.stderr).toBe('')
+  expect(quiet.stderr.trim()).toBe(notice)
 })
 
 test('with FCM credentials, local mode sends to FCM (the emulator) and records the same', async () => {
@@ -81,9 +87,9 @@ test('DeviceRegistry: register, list, move a token, unregister; bad devices name
 })
 
 test('several apps in local mode: the client\'s app or the push\'s picks the user\'s devices; FIDs; forUser; expiresAt', async () => {
-  // Without FCM credentials local mode delivers to its log sink (what each app's project gets is
-  // the engine's, tested with the emulator in crates/delivery/tests/apps.rs: jest's process.env
-  // does not reach the addon's environment).
+  // Without FCM credentials local mode records each target dry_run, sending nothing (what each
+  // app's project gets is the engine's, tested with the emulator in crates/delivery/tests/apps.rs:
+  // jest's process.env does not reach the addon's environment).
   const databaseUrl = freshDatabase('sqlite')
   const client = new PushClient({ mode: 'local', databaseUrl, app: 'member' })
   try {
@@ -109,11 +115,11 @@ test('several apps in local mode: the client\'s app or the push\'s picks the use
     const rows = await log.forUser('ana', { since: before })
     expect(rows.map((r) => [r.pushId, r.app, r.target, r.status]).sort()).toEqual(
       [
-        [member.id, 'member', 'ana-member', 'sent'],
-        [trainer.id, 'trainer', 'fid:ana-trainer-fid', 'sent'],
+        [member.id, 'member', 'ana-member', 'dry_run'],
+        [trainer.id, 'trainer', 'fid:ana-trainer-fid', 'dry_run'],
       ].sort(),
     )
-    expect(rows.every((r) => Date.parse(r.sentAt!) >= Date.parse(r.enqueuedAt))).toBe(true)
+    expect(rows.every((r) => r.sentAt == null)).toBe(true)
     expect((await log.forUser('ana', { app: 'trainer' })).map((r) => r.pushId)).toEqual([trainer.id])
     expect(await log.forUser('ana', { since: new Date(Date.now() + 60_000) })).toEqual([])
     await expect(log.forUser('ana', { since: 'last monday' })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT' })
@@ -124,7 +130,7 @@ test('several apps in local mode: the client\'s app or the push\'s picks the use
       field: 'expiresAt',
     })
     const later = await client.enqueuePush({ token: 'ana-member', expiresAt: new Date(Date.now() + 3_600_000) })
-    expect((await log.waitFor(later.id)).deliveries).toMatchObject([{ app: 'member', target: 'ana-member', status: 'sent' }])
+    expect((await log.waitFor(later.id)).deliveries).toMatchObject([{ app: 'member', target: 'ana-member', status: 'dry_run' }])
     expect(() => new PushClient({ mode: 'local', databaseUrl, app: 'my app' })).toThrow(expect.objectContaining({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('app') }))
   } finally {
     await client.close()

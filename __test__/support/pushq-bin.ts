@@ -1,5 +1,5 @@
 // The `pushq` CLI binary (built by `cargo test`/`cargo build`), and its FCM emulator.
-import { spawn, ChildProcess, execFileSync } from 'child_process'
+import { spawn, ChildProcess, execFile, execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
@@ -11,6 +11,22 @@ export const PUSHQ_BIN =
 
 export function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'pushq-jest-'))
+}
+
+const mainModule = JSON.stringify(path.resolve(__dirname, '..', '..'))
+
+/**
+ * Runs a user's script with node (`require('pushq')` is this checkout), without FCM credentials
+ * unless `env` gives them; resolves when the process exits on its own.
+ */
+export function runScript(source: string, env: Record<string, string>) {
+  const file = path.join(tempDir(), 'script.js')
+  fs.writeFileSync(file, source.replaceAll("require('pushq')", `require(${mainModule})`))
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [file], { env: { ...process.env, PUSHQ_FCM_CREDENTIALS: '', GOOGLE_APPLICATION_CREDENTIALS: '', ...env } }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as any).code ?? 1) : 0, stdout, stderr }),
+    )
+  })
 }
 
 export type Emulator = { endpoint: string; credentials: string; stop: () => void; received: () => Promise<any[]> }

@@ -264,7 +264,15 @@ async fn devices(action: DevicesAction) {
                 .await
                 .unwrap_or_else(|e| fail(e))
             {
-                fail("no such device")
+                let elsewhere = store.apps_of_token(&token).await.unwrap_or_default();
+                match elsewhere.as_slice() {
+                    [] => fail(format!("no such device: the token is not registered in app {app:?}, nor in any other")),
+                    apps => fail(format!(
+                        "no such device in app {app:?}: the token is registered in app {}; pass --app {}",
+                        apps.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "),
+                        apps[0]
+                    )),
+                }
             }
         }
         DevicesAction::List { user_id, app } => {

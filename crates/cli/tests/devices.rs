@@ -96,3 +96,50 @@ async fn devices_are_registered_per_app_and_pruned_when_stale_or_dead() {
     assert_eq!(left.lines().count(), 1, "{left}");
     assert!(left.contains("\ttok-1\t"), "{left}");
 }
+
+/// `pushq devices unregister` of a token registered in another app says which app holds it and
+/// what to pass, instead of "no such device"; with `--app` it is removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn unregistering_another_apps_token_names_the_app() {
+    let db = Db::sqlite().await;
+    ok(pushq(&db, &["migrate"]));
+    ok(pushq(
+        &db,
+        &[
+            "devices",
+            "register",
+            "--user-id",
+            "u",
+            "--token",
+            "tok-t",
+            "--app",
+            "trainer",
+        ],
+    ));
+    let out = pushq(&db, &["devices", "unregister", "--token", "tok-t"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no such device in app \"default\": the token is registered in app \"trainer\"; pass --app trainer"),
+        "{stderr}"
+    );
+    let out = pushq(&db, &["devices", "unregister", "--token", "nobody's"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not registered in app \"default\", nor in any other"),
+        "{stderr}"
+    );
+    ok(pushq(
+        &db,
+        &[
+            "devices",
+            "unregister",
+            "--token",
+            "tok-t",
+            "--app",
+            "trainer",
+        ],
+    ));
+    let listed = ok(pushq(&db, &["devices", "list", "--user-id", "u"]));
+    assert!(!listed.contains("tok-t"), "{listed}");
+}

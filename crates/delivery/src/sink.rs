@@ -127,7 +127,8 @@ pub fn collapse_repeats(message: &mut serde_json::Value, push_id: &str) {
 }
 
 /// Reports each send done without sending it, printing the request FCM would have received on
-/// stderr when asked to (`PUSHQ_LOG=debug` in local mode).
+/// stderr when asked to (`PUSHQ_LOG=debug` in local mode). Nothing reaches a device, so every
+/// target is recorded `dry_run`, never `sent` ([`Sink::validate_only`]).
 #[derive(Debug, Default)]
 pub struct LogSink {
     /// Print each request.
@@ -153,5 +154,9 @@ impl Sink for LogSink {
             }),
             attempts: 1,
         }))
+    }
+
+    fn validate_only(&self) -> bool {
+        true
     }
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pushq_delivery::config::DeliveryConfig;
-use pushq_delivery::engine::{Engine, QueueMessage, WithoutCredentials};
+use pushq_delivery::engine::{Engine, QueueMessage, SetupError, WithoutCredentials};
+use pushq_delivery::store::StoreError;
 use pushq_producer::{BoxFuture, Error, Outgoing, Pending, PendingGuard, Result, Transport};
 use tokio::sync::OnceCell;
 
@@ -16,14 +17,30 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://pushq-dev.db";
 /// The database of local mode and of the binding's `DeviceRegistry`/`DeliveryLog`: the option,
 /// else `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
 pub fn database_url(option: Option<String>) -> String {
-    option
-        .filter(|u| !u.is_empty())
-        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+    database_url_and_source(option).0
+}
+
+/// [`database_url`], and where it came from as errors name it: `options.databaseUrl`,
+/// `DATABASE_URL`, or the default.
+pub fn database_url_and_source(option: Option<String>) -> (String, &'static str) {
+    if let Some(url) = option.filter(|u| !u.is_empty()) {
+        return (url, "options.databaseUrl");
+    }
+    match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => (url, "DATABASE_URL"),
+        None => (
+            DEFAULT_DATABASE_URL.to_owned(),
+            "the default database (sqlite://pushq-dev.db)",
+        ),
+    }
 }
 
 /// Times a batch is tried before local mode gives up on what still fails transiently.
 const ATTEMPTS: u32 = 5;
+/// How long one attempt retries transient FCM answers (as a Lambda invocation would): with the
+/// pauses between attempts, local mode gives up on a push within about 20 s, saying why at each
+/// attempt.
+const ATTEMPT_TIME: Duration = Duration::from_secs(3);
 
 /// How much local mode prints on stderr, from `PUSHQ_LOG` (as the Lambda and the CLI read it):
 /// `info` (the default) one line per push, `debug` or `trace` also each request FCM would get,
@@ -65,6 +82,8 @@ impl Verbosity {
 /// went wrong (to report it from `flush()`/`close()`).
 pub struct LocalDelivery {
     config: DeliveryConfig,
+    /// Where the database URL came from (`options.databaseUrl`, `DATABASE_URL`, the default).
+    url_source: &'static str,
     engine: OnceCell<Engine>,
     verbosity: Verbosity,
     /// Batches taken and not yet delivered or given up.
@@ -78,11 +97,13 @@ impl LocalDelivery {
     /// database is `database_url`, else `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
     pub fn new(database_url: Option<String>) -> Result<Arc<LocalDelivery>> {
         let mut config = DeliveryConfig::from_env().map_err(|e| Error::Config(e.to_string()))?;
-        config.database_url = Some(self::database_url(database_url));
+        let (url, url_source) = database_url_and_source(database_url);
+        config.database_url = Some(url);
         // Development convenience: the schema is applied on first use.
         config.migrate = true;
         Ok(Arc::new(LocalDelivery {
             config,
+            url_source,
             engine: OnceCell::new(),
             verbosity: Verbosity::from_env(),
             delivering: Arc::default(),
@@ -116,15 +137,39 @@ impl LocalDelivery {
             .push(what);
     }
 
-    /// The engine, connected on first use; a failure is reported and tried again next time.
+    /// The engine, connected on first use; a failure is reported and tried again next time. A
+    /// database that cannot be opened is `Error::Database`, naming where its URL came from; FCM
+    /// credentials that cannot be used are `Error::Config`.
     async fn engine(&self) -> Result<&Engine> {
         self.engine
-            .get_or_try_init(|| {
+            .get_or_try_init(|| async {
                 let print_requests = self.verbosity >= Verbosity::PerDevice;
-                Engine::connect(&self.config, WithoutCredentials::LogSink { print_requests })
+                let engine =
+                    Engine::connect(&self.config, WithoutCredentials::LogSink { print_requests })
+                        .await?;
+                if self.config.credentials.is_none() {
+                    // Said once per process, when the first engine starts: nothing reaches a
+                    // device.
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| eprintln!("pushq local mode: no FCM credentials (PUSHQ_FCM_CREDENTIALS or GOOGLE_APPLICATION_CREDENTIALS): pushes are recorded dry_run and not sent to any device"));
+                }
+                Ok(engine)
             })
             .await
-            .map_err(|e| Error::Database(format!("local mode cannot open its database: {e}")))
+            .map_err(|e| self.setup_error(e))
+    }
+
+    fn setup_error(&self, e: SetupError) -> Error {
+        let source = self.url_source;
+        match e {
+            SetupError::Store(StoreError::Url(why)) => Error::Database(format!(
+                "local mode cannot open its database: {source}: {why}"
+            )),
+            SetupError::Store(e) => Error::Database(format!(
+                "local mode cannot open its database ({source}): {e}"
+            )),
+            other => Error::Config(format!("local mode: {other}")),
+        }
     }
 
     /// Takes a batch: once the engine is ready the messages are accepted (the in-process queue
@@ -162,23 +207,33 @@ impl LocalDelivery {
             .collect();
         let mut last_error = String::new();
         for attempt in 1..=ATTEMPTS {
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + ATTEMPT_TIME;
             match engine.process(&batch, deadline).await {
                 Ok(outcome) => {
-                    self.summarise(engine, &outcome.push_ids).await;
+                    let codes = self.summarise(engine, &outcome.push_ids).await;
                     if outcome.failed_message_ids.is_empty() {
                         return;
                     }
                     last_error = format!(
-                        "{} target(s) failed transiently (FCM or the network)",
-                        outcome.counts.transient
+                        "{} target(s) failed transiently ({})",
+                        outcome.counts.transient,
+                        if codes.is_empty() {
+                            "FCM or the network".to_owned()
+                        } else {
+                            codes.join(", ")
+                        }
                     );
                     batch.retain(|m| outcome.failed_message_ids.contains(&m.message_id));
                 }
                 Err(e) => last_error = e.to_string(),
             }
             if attempt < ATTEMPTS {
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                let pause = Duration::from_millis(200 << attempt);
+                eprintln!(
+                    "pushq local mode: attempt {attempt} of {ATTEMPTS} failed: {last_error}; trying again in {:.1} s",
+                    pause.as_secs_f64()
+                );
+                tokio::time::sleep(pause).await;
             }
         }
         let ids: Vec<String> = batch
@@ -195,22 +250,40 @@ impl LocalDelivery {
         ));
     }
 
-    /// One line per push at `info`: what the log recorded for it.
-    async fn summarise(&self, engine: &Engine, push_ids: &[String]) {
-        if self.verbosity < Verbosity::PerPush {
-            return;
-        }
+    /// One line per push at `info`: what the log recorded for it, with the error codes of what
+    /// is not final (`retrying 1 (UNAVAILABLE)`). Returns those codes, once each.
+    async fn summarise(&self, engine: &Engine, push_ids: &[String]) -> Vec<String> {
+        let mut waiting = std::collections::BTreeSet::new();
         for id in push_ids {
             let Ok(rows) = engine.store().deliveries_for_push(id).await else {
                 continue;
             };
-            let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
+            let mut by_status = std::collections::BTreeMap::<&str, (usize, Vec<&str>)>::new();
             for row in &rows {
-                *by_status.entry(row.status.as_str()).or_default() += 1;
+                let entry = by_status.entry(row.status.as_str()).or_default();
+                entry.0 += 1;
+                if let Some(code) = row.error_code.as_deref() {
+                    if !entry.1.contains(&code) {
+                        entry.1.push(code);
+                    }
+                    if row.status == "retrying" {
+                        waiting.insert(code.to_owned());
+                    }
+                }
             }
-            let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            if self.verbosity < Verbosity::PerPush {
+                continue;
+            }
+            let counts: Vec<String> = by_status
+                .iter()
+                .map(|(s, (n, codes))| match codes.is_empty() {
+                    true => format!("{s} {n}"),
+                    false => format!("{s} {n} ({})", codes.join(", ")),
+                })
+                .collect();
             eprintln!("pushq local mode: push {id}: {}", counts.join(", "));
         }
+        waiting.into_iter().collect()
     }
 }
 

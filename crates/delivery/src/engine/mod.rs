@@ -103,8 +103,8 @@ impl QueueMessage {
 pub enum WithoutCredentials {
     /// Fail: the Lambda and `pushq worker` must send for real.
     Refuse,
-    /// Send nothing and record each target sent (local mode, for development), printing each
-    /// request FCM would have received when `print_requests`.
+    /// Send nothing and record each target `dry_run` (local mode, for development), printing
+    /// each request FCM would have received when `print_requests`.
     LogSink {
         /// Print each request on stderr.
         print_requests: bool,

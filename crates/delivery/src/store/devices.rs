@@ -184,6 +184,22 @@ impl Store {
         Ok(affected > 0)
     }
 
+    /// The apps in which `token` (a registration token or FID) is registered, sorted: what to
+    /// tell someone who unregistered it from another app.
+    pub async fn apps_of_token(&self, token: &str) -> StoreResult<Vec<String>> {
+        self.count();
+        let d = self.dialect;
+        let apps: Vec<(String,)> = with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(format!(
+                "SELECT {} FROM pushq_devices WHERE token = ",
+                d.text("app")
+            ));
+            q.push_bind(token).push(" ORDER BY app");
+            q.build_query_as().persistent(false).fetch_all(pool).await?
+        });
+        Ok(apps.into_iter().map(|(a,)| a).collect())
+    }
+
     /// Removes a device of the `default` app; true if it was registered.
     pub async fn unregister_device(&self, token: &str) -> StoreResult<bool> {
         self.unregister_device_of(DEFAULT_APP, token).await
