@@ -151,6 +151,7 @@ export type PushqErrorCode =
   | 'PUSHQ_TOO_LARGE'
   | 'PUSHQ_CONFIG'
   | 'PUSHQ_QUEUE'
+  | 'PUSHQ_QUEUE_UNKNOWN'
   | 'PUSHQ_CLOSED'
   | 'PUSHQ_DATABASE'
   | 'PUSHQ_DELIVERY'
@@ -169,6 +170,11 @@ export interface PushqError extends Error {
   field?: string
   /** SQS's error code (`AWS.SimpleQueueService.NonExistentQueue`, …) on `PUSHQ_QUEUE`. */
   awsCode?: string
+  /**
+   * On `PUSHQ_QUEUE_UNKNOWN` (SQS's answer never came: the push may be on the queue): the push
+   * id. Enqueue the push again with `id: pushId` and it is delivered once.
+   */
+  pushId?: string
   /** The full detail of the AWS SDK's error underneath, on `PUSHQ_QUEUE`. */
   cause?: Error
 }
@@ -607,6 +613,13 @@ export interface Notification {
 /** What every {@link Push} carries besides its one target field: the message and pushq's options. */
 export interface PushBase {
   /**
+   * The push id, when the caller chooses it: a UUID (hyphenated). A push enqueued again with
+   * the same id is delivered once, so a push whose `enqueuePush` rejected with
+   * `PUSHQ_QUEUE_UNKNOWN` is enqueued again with `id: err.pushId`. Without it, pushq gives the
+   * push a new UUIDv7.
+   */
+  id?: string
+  /**
    * Pushes with the same key are delivered once per device (1–128 printable ASCII
    * characters, no spaces); a later push with the same key is recorded `duplicate` for the
    * devices it already reached. Not the SQS deduplication id, which is the push id.
@@ -694,7 +707,9 @@ export interface PushClientOptions {
   maxBacklogBytes?: number
   /**
    * Most milliseconds a push may spend in the client before SQS has it. At this deadline its
-   * promise rejects with `PUSHQ_QUEUE` and the push is not sent later.
+   * promise rejects: `PUSHQ_QUEUE` when it never left the client (it is not sent later),
+   * `PUSHQ_QUEUE_UNKNOWN` when a request holding it went unanswered (it may be on the queue:
+   * enqueue it again with `id: err.pushId`). Each attempt gets a third of it, at most 10 s.
    * @default 30000
    */
   pushTimeoutMs?: number

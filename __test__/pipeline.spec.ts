@@ -66,14 +66,16 @@ describe.each(['sqlite', 'postgres', 'mysql'] as const)('%s', (kind) => {
     expect(await exited).toBe(0)
 
     const rows = await rowsFor()
+    // FCM's name for each message it accepted, as firebase-admin's send() resolved with.
+    const fcmMessageId = expect.stringMatching(/^projects\/[^/]+\/messages\/./)
     users.forEach((user, i) =>
       expect(rows[i]).toEqual([
-        { app: 'default', target: `${kind}-tok-${i}-a`, userId: user, status: 'sent', attempts: 1 },
-        { app: 'default', target: `${kind}-tok-${i}-b`, userId: user, status: 'sent', attempts: 1 },
+        { app: 'default', target: `${kind}-tok-${i}-a`, userId: user, status: 'sent', attempts: 1, fcmMessageId },
+        { app: 'default', target: `${kind}-tok-${i}-b`, userId: user, status: 'sent', attempts: 1, fcmMessageId },
       ]),
     )
     expect(rows[users.length].map((r) => r.target)).toEqual([0, 1, 2].flatMap((i) => [`${kind}-tok-${i}-a`, `${kind}-tok-${i}-b`]))
-    expect(rows[users.length + 1]).toEqual([{ app: 'default', target: `${kind}-direct`, status: 'sent', attempts: 1 }])
+    expect(rows[users.length + 1]).toEqual([{ app: 'default', target: `${kind}-direct`, status: 'sent', attempts: 1, fcmMessageId }])
 
     // FCM got exactly one request per (push, device).
     const sent = (await fcm.received()).map((m) => m.body.message.token).filter((t: string) => t.startsWith(`${kind}-`))

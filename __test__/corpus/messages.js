@@ -216,6 +216,12 @@ module.exports = [
   bad('expires-at-number', 'expiresAt', { token: TOKEN, expiresAt: 1795730400000 }),
   bad('expires-at-no-zone', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26T22:00:00' }),
   bad('expires-at-date-only', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26' }),
+  // --- the push id a caller chooses (to enqueue again after an unknown outcome)
+  ok('push-id-v7', { token: TOKEN, id: '0192f5c4-7b1e-7c3a-9d2e-3f4a5b6c7d8e', notification: { title: 'x' } }),
+  ok('push-id-v4-users', { userIds: ['u1', 'u2'], id: 'f47ac10b-58cc-4372-a567-0e02b2c3d479' }),
+  bad('push-id-not-uuid', 'id', { token: TOKEN, id: 'order-42' }),
+  bad('push-id-unhyphenated', 'id', { token: TOKEN, id: '0192f5c47b1e7c3a9d2e3f4a5b6c7d8e' }),
+  bad('push-id-number', 'id', { token: TOKEN, id: 42 }),
   // --- beyond firebase-admin: what FCM itself refuses (firebase-admin sends these, FCM answers 400)
   fcm('fcm-unknown-notification-field', 'notification.titel', { token: TOKEN, notification: { titel: 'Spin 45' } }),
   fcm('fcm-unknown-android-notification-field', 'android.notification.chanelId', { token: TOKEN, android: { notification: { chanelId: 'classes' } } }),

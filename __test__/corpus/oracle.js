@@ -11,7 +11,7 @@ const { deepCopy } = require(path.join(lib, 'utils', 'deep-copy'))
 const { validateMessage } = require(path.join(lib, 'messaging', 'messaging-internal'))
 
 const TARGETS = ['token', 'fid', 'topic', 'condition', 'tokens', 'fids', 'userId', 'userIds']
-const PUSHQ_FIELDS = ['tokens', 'fids', 'userId', 'userIds', 'app', 'idempotencyKey', 'expiresAt', 'delaySeconds', 'category']
+const PUSHQ_FIELDS = ['id', 'tokens', 'fids', 'userId', 'userIds', 'app', 'idempotencyKey', 'expiresAt', 'delaySeconds', 'category']
 // RFC 3339 with a time zone: what a JS Date becomes in JSON (2026-11-26T22:00:00.000Z).
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
 
@@ -30,6 +30,8 @@ function pushqRules(push) {
   if ('userIds' in push && !list(push.userIds, 255)) return 'userIds'
   if ('userId' in push && !(isNonEmptyString(push.userId) && chars(push.userId) <= 255)) return 'userId'
   if ('app' in push && !(typeof push.app === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(push.app))) return 'app'
+  // The push id a caller chooses: a UUID, hyphenated.
+  if ('id' in push && !(typeof push.id === 'string' && /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(push.id))) return 'id'
   if ('idempotencyKey' in push) {
     const k = push.idempotencyKey
     if (!(isNonEmptyString(k) && k.length <= 128 && /^[\x21-\x7e]+$/.test(k))) return 'idempotencyKey'

@@ -7,6 +7,10 @@
 //   GET  /__sent?queue=URL      the message bodies sent to a queue, in the order they were sent
 //   POST /__fail?queue=URL&entries=N[&senderFault=1]  makes the next N SendMessageBatch entries for
 //        that queue fail (answered as SQS answers a failed entry; they never reach SQS)
+//   POST /__hold?queue=URL&requests=N&ms=M  the next N SendMessageBatch requests for that queue
+//        reach SQS at once, and their answers are held M ms before they go back
+//   POST /__drop?queue=URL&requests=N  the next N SendMessageBatch requests for that queue reach
+//        SQS, and then the connection is cut before the answer (the client never hears back)
 //
 // A request the client stops waiting for (it closes the connection before the answer: its attempt
 // timed out) still reaches SQS, which keeps its messages; the SDK then sends the request again.
@@ -29,6 +33,15 @@ let total = {}
 const perQueue = new Map()
 const sent = new Map()
 const failures = new Map() // queue -> { left, senderFault }
+const holds = new Map() // queue -> { left, ms }
+const drops = new Map() // queue -> { left }
+/** Takes one use of a queue's rule in `rules`, if it has one left. */
+function takeRule(rules, queue) {
+  const rule = rules.get(queue)
+  if (!rule || rule.left <= 0) return undefined
+  rule.left -= 1
+  return rule
+}
 
 function count(action, queue) {
   total[action] = (total[action] || 0) + 1
@@ -92,6 +105,14 @@ const server = http.createServer((req, res) => {
     failures.set(queue, { left: Number(url.searchParams.get('entries')), senderFault: url.searchParams.get('senderFault') === '1' })
     return json(res, {})
   }
+  if (url.pathname === '/__hold') {
+    holds.set(url.searchParams.get('queue'), { left: Number(url.searchParams.get('requests')), ms: Number(url.searchParams.get('ms')) })
+    return json(res, {})
+  }
+  if (url.pathname === '/__drop') {
+    drops.set(url.searchParams.get('queue'), { left: Number(url.searchParams.get('requests')) })
+    return json(res, {})
+  }
   if (url.pathname === '/__sent') {
     return json(res, sent.get(url.searchParams.get('queue')) || [])
   }
@@ -138,6 +159,9 @@ const server = http.createServer((req, res) => {
       queue = form.get('QueueUrl') || url.searchParams.get('QueueUrl') || undefined
     }
     count(action, queue)
+    const batchAction = action === 'AmazonSQS.SendMessageBatch'
+    const hold = batchAction ? takeRule(holds, queue) : undefined
+    const drop = batchAction ? takeRule(drops, queue) : undefined
     res.on('close', () => {
       if (res.writableFinished) return
       count('Abandoned', queue)
@@ -154,6 +178,24 @@ const server = http.createServer((req, res) => {
       body,
       (up) => {
         up.on('error', () => res.destroy())
+        if (drop) {
+          // SQS has the messages; the client never hears so.
+          count('Dropped', queue)
+          up.resume()
+          return up.on('end', () => req.socket.destroy())
+        }
+        if (hold) {
+          count('Held', queue)
+          const parts = []
+          up.on('data', (c) => parts.push(c))
+          return up.on('end', () =>
+            setTimeout(() => {
+              if (res.destroyed) return
+              res.writeHead(up.statusCode, endToEnd(up.headers))
+              res.end(Buffer.concat(parts))
+            }, hold.ms),
+          )
+        }
         if (injected.length === 0) {
           res.writeHead(up.statusCode, endToEnd(up.headers))
           return up.pipe(res)

@@ -128,3 +128,17 @@ export async function failNextEntries(queueUrl: string, entries: number, opts: {
   const res = await fetch(proxy(`/__fail?${q}`), { method: 'POST' })
   await res.arrayBuffer()
 }
+
+/** Holds the answers to the next `requests` SendMessageBatch requests for the queue `ms` ms (SQS has their messages at once). */
+export async function holdNextAnswers(queueUrl: string, requests: number, ms: number) {
+  const q = new URLSearchParams({ queue: queueUrl, requests: String(requests), ms: String(ms) })
+  const res = await fetch(proxy(`/__hold?${q}`), { method: 'POST' })
+  await res.arrayBuffer()
+}
+
+/** Cuts the connection after SQS took the next `requests` SendMessageBatch requests for the queue, before their answers. */
+export async function dropNextAnswers(queueUrl: string, requests: number) {
+  const q = new URLSearchParams({ queue: queueUrl, requests: String(requests) })
+  const res = await fetch(proxy(`/__drop?${q}`), { method: 'POST' })
+  await res.arrayBuffer()
+}

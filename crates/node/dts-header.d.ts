@@ -151,6 +151,7 @@ export type PushqErrorCode =
   | 'PUSHQ_TOO_LARGE'
   | 'PUSHQ_CONFIG'
   | 'PUSHQ_QUEUE'
+  | 'PUSHQ_QUEUE_UNKNOWN'
   | 'PUSHQ_CLOSED'
   | 'PUSHQ_DATABASE'
   | 'PUSHQ_DELIVERY'
@@ -169,6 +170,11 @@ export interface PushqError extends Error {
   field?: string
   /** SQS's error code (`AWS.SimpleQueueService.NonExistentQueue`, …) on `PUSHQ_QUEUE`. */
   awsCode?: string
+  /**
+   * On `PUSHQ_QUEUE_UNKNOWN` (SQS's answer never came: the push may be on the queue): the push
+   * id. Enqueue the push again with `id: pushId` and it is delivered once.
+   */
+  pushId?: string
   /** The full detail of the AWS SDK's error underneath, on `PUSHQ_QUEUE`. */
   cause?: Error
 }

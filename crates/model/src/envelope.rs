@@ -66,13 +66,16 @@ struct Wire<'a> {
 }
 
 impl Envelope {
-    /// A new envelope for `push` with a fresh UUIDv7 id, stamped now.
+    /// A new envelope for `push`, stamped now: its id is the push's own `id` when the caller
+    /// chose one, else a fresh UUIDv7.
     pub fn new(push: Push) -> Envelope {
         let enqueued_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         Envelope {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: push
+                .id()
+                .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
             enqueued_at,
             push,
             dry_run: false,

@@ -48,6 +48,7 @@ impl BindingError {
                 ProducerError::Closed => "PUSHQ_CLOSED",
                 ProducerError::Database(_) => "PUSHQ_DATABASE",
                 ProducerError::Delivery(_) => "PUSHQ_DELIVERY",
+                ProducerError::QueueUnknown { .. } => "PUSHQ_QUEUE_UNKNOWN",
                 _ => "PUSHQ_QUEUE",
             },
             BindingError::Database(_) => "PUSHQ_DATABASE",
@@ -106,6 +107,12 @@ pub fn to_js(env: &Env, error: &BindingError) -> napi::Error {
         object.set_named_property("code", error.code())?;
         if let Some(field) = error.field() {
             object.set_named_property("field", field)?;
+        }
+        if let BindingError::Producer(ProducerError::QueueUnknown {
+            push_id: Some(id), ..
+        }) = error
+        {
+            object.set_named_property("pushId", id.as_str())?;
         }
         if let Some(code) = error.aws_code() {
             object.set_named_property("awsCode", code)?;

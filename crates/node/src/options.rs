@@ -39,7 +39,9 @@ pub struct PushClientOptions {
     /// @default 16777216
     pub max_backlog_bytes: Option<f64>,
     /// Most milliseconds a push may spend in the client before SQS has it. At this deadline its
-    /// promise rejects with `PUSHQ_QUEUE` and the push is not sent later.
+    /// promise rejects: `PUSHQ_QUEUE` when it never left the client (it is not sent later),
+    /// `PUSHQ_QUEUE_UNKNOWN` when a request holding it went unanswered (it may be on the queue:
+    /// enqueue it again with `id: err.pushId`). Each attempt gets a third of it, at most 10 s.
     /// @default 30000
     pub push_timeout_ms: Option<f64>,
 }

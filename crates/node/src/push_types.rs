@@ -11,6 +11,11 @@ use napi_derive::napi;
 /// What every {@link Push} carries besides its one target field: the message and pushq's options.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct PushBase {
+    /// The push id, when the caller chooses it: a UUID (hyphenated). A push enqueued again with
+    /// the same id is delivered once, so a push whose `enqueuePush` rejected with
+    /// `PUSHQ_QUEUE_UNKNOWN` is enqueued again with `id: err.pushId`. Without it, pushq gives the
+    /// push a new UUIDv7.
+    pub id: Option<String>,
     /// Pushes with the same key are delivered once per device (1–128 printable ASCII
     /// characters, no spaces); a later push with the same key is recorded `duplicate` for the
     /// devices it already reached. Not the SQS deduplication id, which is the push id.

@@ -73,7 +73,14 @@ impl Ticket {
             };
             match answer {
                 Ok(Ok(())) => sent += 1,
-                Ok(Err(e)) => failure = failure.or(Some(e)),
+                // The first failure, unless a later part's fate is unknown: that one decides.
+                Ok(Err(e)) => {
+                    failure = match failure {
+                        Some(f) if !matches!(e, Error::QueueUnknown { .. }) => Some(f),
+                        Some(f @ Error::QueueUnknown { .. }) => Some(f),
+                        _ => Some(e),
+                    }
+                }
                 Err(_) => {
                     failure = failure.or(Some(Error::queue(
                         "the producer stopped before the queue answered",
@@ -83,6 +90,15 @@ impl Ticket {
         }
         match failure {
             None => Ok(Enqueued { id: self.id }),
+            // SQS may have it: the caller gets the push id, to enqueue it again with.
+            Some(Error::QueueUnknown { message, .. }) => Err(Error::QueueUnknown {
+                message: if total > 1 {
+                    format!("{message} ({sent} of {total} parts of push {} were enqueued; the others may be)", self.id)
+                } else {
+                    message
+                },
+                push_id: Some(self.id),
+            }),
             // A split push whose other parts got in: say so, since SQS cannot take them back.
             Some(Error::Queue {
                 message,

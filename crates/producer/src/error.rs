@@ -31,6 +31,16 @@ pub enum Error {
         #[source]
         cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
+    /// SQS's answer never came (no answer before the push's deadline, a connection lost after
+    /// the request went out, an unreadable answer, a 5xx): the push may be on the queue.
+    /// Enqueuing it again with the same `id` (`push_id`) cannot deliver it twice.
+    #[error("queue: {message}")]
+    QueueUnknown {
+        /// What happened, in one line naming the queue and the endpoint.
+        message: String,
+        /// The push id, to enqueue the push again with (set by the producer's ticket).
+        push_id: Option<String>,
+    },
     /// The client was closed before the push was handed over.
     #[error("client is closed: no pushes are accepted after close()")]
     Closed,

@@ -139,6 +139,22 @@ pub(super) fn parse_delay(value: Option<&Value>) -> Result<Option<u32>, InvalidP
 }
 
 /// `category`: a non-empty string of at most [`MAX_CATEGORY_CHARS`] characters, without NUL.
+/// `id`: the push id a caller chooses, a UUID in its hyphenated form (36 characters), so that
+/// enqueuing the push again after an unknown outcome cannot deliver it twice.
+pub(super) fn parse_push_id(value: Option<&Value>) -> Result<Option<String>, InvalidPush> {
+    let Some(value) = value else { return Ok(None) };
+    match value {
+        Value::String(s) if s.len() == 36 && uuid::Uuid::parse_str(s).is_ok() => Ok(Some(s.clone())),
+        other => Err(InvalidPush::new(
+            "id",
+            format!(
+                "must be a UUID like 0192f5c4-7b1e-7c3a-9d2e-3f4a5b6c7d8e: the push id, chosen to enqueue a push again without delivering it twice (got {})",
+                describe(other)
+            ),
+        )),
+    }
+}
+
 pub(super) fn parse_category(value: Option<&Value>) -> Result<Option<String>, InvalidPush> {
     let Some(value) = value else { return Ok(None) };
     stored_string(value, "category", MAX_CATEGORY_CHARS).map(Some)

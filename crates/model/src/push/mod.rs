@@ -13,7 +13,9 @@ use serde_json::{Map, Value};
 use crate::error::InvalidPush;
 pub use fcm_shape::{check_fcm_shape, ShapeViolation, Violation};
 pub use fields::check_app;
-use fields::{parse_app, parse_category, parse_delay, parse_expires_at, parse_idempotency_key};
+use fields::{
+    parse_app, parse_category, parse_delay, parse_expires_at, parse_idempotency_key, parse_push_id,
+};
 use json_path::json_path_at;
 pub use target::{is_target_field, Recipient, Target};
 use target::{parse_target, TARGET_FIELDS};
@@ -44,7 +46,8 @@ pub const FCM_PAYLOAD_LIMIT: usize = 4096;
 pub const FCM_TOPIC_PAYLOAD_LIMIT: usize = 2048;
 
 /// The fields of a push that pushq reads itself and never sends to FCM.
-const PUSHQ_FIELDS: [&str; 9] = [
+const PUSHQ_FIELDS: [&str; 10] = [
+    "id",
     "tokens",
     "fids",
     "userId",
@@ -81,6 +84,7 @@ pub struct Push {
     target: Target,
     wire: Map<String, Value>,
     app: Option<String>,
+    id: Option<String>,
     idempotency_key: Option<String>,
     expires_at_ms: Option<i64>,
     delay_seconds: Option<u32>,
@@ -134,6 +138,7 @@ impl Push {
             }
         }
         let app = parse_app(raw.get("app"))?;
+        let id = parse_push_id(raw.get("id"))?;
         let idempotency_key = parse_idempotency_key(raw.get("idempotencyKey"))?;
         let expires_at_ms = parse_expires_at(raw.get("expiresAt"))?;
         let delay_seconds = parse_delay(raw.get("delaySeconds"))?;
@@ -157,11 +162,17 @@ impl Push {
             target,
             wire,
             app,
+            id,
             idempotency_key,
             expires_at_ms,
             delay_seconds,
             category,
         })
+    }
+
+    /// `id`: the push id the caller chose, if it chose one (else the envelope gets a new one).
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// Who the push goes to.

@@ -1,0 +1,100 @@
+// enqueuePush answers truthfully when SQS's answer is lost, through the test proxy in front of
+// moto: a held answer is outwaited by sending the same envelope again (resolved, delivered once);
+// an answer that never comes is PUSHQ_QUEUE_UNKNOWN with the push id, and enqueuing again with
+// that id delivers once. "Delivered once" is what FCM (the emulator) receives from `pushq worker`.
+import { DeliveryLog, PushClient } from '..'
+import { dropDatabases, Emulator, freshDatabase, pushq, startEmulator, startWorker } from './support/pushq-bin'
+import { dropNextAnswers, freshQueue, holdNextAnswers, proxySent, queueDepth } from './support/sqs'
+
+const proxy = process.env.PUSHQ_TEST_SQS_PROXY!
+let fcm: Emulator
+beforeAll(async () => {
+  fcm = await startEmulator()
+})
+afterAll(() => {
+  fcm.stop()
+  dropDatabases()
+})
+
+async function waitFor(what: string, ms: number, ready: () => Promise<boolean>) {
+  const deadline = Date.now() + ms
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** Runs `pushq worker` on the queue until every copy on it is consumed; what FCM got for `token`. */
+async function deliverAll(queueUrl: string, id: string, token: string): Promise<string[]> {
+  const databaseUrl = freshDatabase('sqlite')
+  const env = {
+    DATABASE_URL: databaseUrl,
+    PUSHQ_FCM_CREDENTIALS: fcm.credentials,
+    PUSHQ_FCM_ENDPOINT: fcm.endpoint,
+    AWS_ENDPOINT_URL_SQS: process.env.PUSHQ_TEST_SQS_ENDPOINT!,
+  }
+  pushq(['migrate'], env)
+  const worker = startWorker(['--queue-url', queueUrl], env)
+  let log = ''
+  worker.stderr!.on('data', (d) => (log += d))
+  try {
+    const deliveries = new DeliveryLog({ databaseUrl })
+    await waitFor('the push delivered', 60_000, async () => (await deliveries.forPush(id)).state === 'delivered')
+    const empty = { visible: 0, inFlight: 0, delayed: 0 }
+    await waitFor('every copy consumed', 60_000, async () => JSON.stringify(await queueDepth(queueUrl)) === JSON.stringify(empty))
+  } catch (e) {
+    throw new Error(`${e}\nworker log:\n${log}`)
+  } finally {
+    worker.kill('SIGTERM')
+  }
+  return (await fcm.received()).map((m) => m.body.message.token).filter((t: string) => t === token)
+}
+
+test('an answer held past the attempt timeout: the same envelope is sent again, the push resolves, one delivery', async () => {
+  const queueUrl = await freshQueue()
+  // Attempts get a third of the push's 15 s; the first answer comes after 16 s (the old client
+  // gave up at 15 s and said "not enqueued", though SQS had the push).
+  await holdNextAnswers(queueUrl, 1, 16_000)
+  const client = new PushClient({ queueUrl, endpointUrl: proxy, pushTimeoutMs: 15_000 })
+  const { id } = await client.enqueuePush({ token: 'held-device', notification: { title: 'hi' } })
+  await client.close()
+  const copies = (await proxySent(queueUrl)).map((body) => JSON.parse(body).id)
+  expect(copies.length).toBeGreaterThanOrEqual(2)
+  expect(new Set(copies)).toEqual(new Set([id]))
+  expect(await deliverAll(queueUrl, id, 'held-device')).toEqual(['held-device'])
+}, 120_000)
+
+test('answers that never come: PUSHQ_QUEUE_UNKNOWN with the push id; enqueued again with that id, one delivery', async () => {
+  const queueUrl = await freshQueue()
+  await dropNextAnswers(queueUrl, 1_000)
+  const client = new PushClient({ queueUrl, endpointUrl: proxy, pushTimeoutMs: 3_000 })
+  const push = { token: 'dropped-device', notification: { title: 'hi' } }
+  const err: any = await client.enqueuePush(push).then(
+    () => null,
+    (e) => e,
+  )
+  expect(err).toMatchObject({ code: 'PUSHQ_QUEUE_UNKNOWN', pushId: expect.any(String) })
+  expect(err.message).toContain('may be on the queue')
+  // SQS has it (perhaps several times), all under that id.
+  const copies = (await proxySent(queueUrl)).map((body) => JSON.parse(body).id)
+  expect(copies.length).toBeGreaterThanOrEqual(1)
+  expect(new Set(copies)).toEqual(new Set([err.pushId]))
+
+  await client.close()
+  // The server retries as the error says, with the push id (on its usual client).
+  await dropNextAnswers(queueUrl, 0)
+  const retry = new PushClient({ queueUrl, endpointUrl: proxy })
+  expect(await retry.enqueuePush({ ...push, id: err.pushId })).toEqual({ id: err.pushId })
+  await retry.close()
+  expect(await deliverAll(queueUrl, err.pushId, 'dropped-device')).toEqual(['dropped-device'])
+}, 120_000)
+
+test('a push id must be a UUID; a definite refusal stays PUSHQ_QUEUE', async () => {
+  const client = new PushClient({ queueUrl: await freshQueue(), endpointUrl: proxy })
+  await expect(client.enqueuePush({ token: 'd', id: 'order-42' })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field: 'id' })
+  await client.close()
+  // A queue that does not exist: SQS answers 400, the push is not enqueued.
+  const missing = new PushClient({ queueUrl: `${(await freshQueue()).replace(/[^/]+$/, '')}no-such-queue`, endpointUrl: proxy })
+  await expect(missing.enqueuePush({ token: 'd' })).rejects.toMatchObject({ code: 'PUSHQ_QUEUE' })
+  await missing.close().catch(() => undefined)
+})
