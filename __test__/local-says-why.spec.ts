@@ -23,7 +23,7 @@ test('with FCM answering UNAVAILABLE, each attempt says so and close() rejects n
     )
     expect(code).toBe(0)
     expect(stderr).toMatch(/push \S+: retrying 1 \(UNAVAILABLE\)/)
-    expect(stderr).toMatch(/attempt 1 of 5 failed: 1 target\(s\) failed transiently \(UNAVAILABLE\); trying again in/)
+    expect(stderr).toMatch(/attempt 1 of 5 failed: 1 target\(s\) not final \(UNAVAILABLE\); trying again in/)
     expect(JSON.parse(stdout)).toMatchObject({ code: 'PUSHQ_DELIVERY', message: expect.stringContaining('UNAVAILABLE') })
   } finally {
     fcm.stop()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pushq_delivery::config::DeliveryConfig;
 use pushq_delivery::engine::{Engine, QueueMessage, SetupError, WithoutCredentials};
-use pushq_delivery::store::StoreError;
+use pushq_delivery::store::{LocalMessage, StoreError};
 use pushq_producer::{BoxFuture, Error, Outgoing, Pending, PendingGuard, Result, Transport};
 use tokio::sync::OnceCell;
 
@@ -90,6 +90,8 @@ pub struct LocalDelivery {
     delivering: Arc<Pending>,
     /// What failed since the last [`LocalDelivery::take_failures`].
     failures: Mutex<Vec<String>>,
+    /// Stored messages this process is delivering now, so that it does not pick them up twice.
+    in_hand: Mutex<std::collections::HashSet<String>>,
 }
 
 impl LocalDelivery {
@@ -108,6 +110,7 @@ impl LocalDelivery {
             verbosity: Verbosity::from_env(),
             delivering: Arc::default(),
             failures: Mutex::default(),
+            in_hand: Mutex::default(),
         }))
     }
 
@@ -147,6 +150,11 @@ impl LocalDelivery {
                 let engine =
                     Engine::connect(&self.config, WithoutCredentials::LogSink { print_requests })
                         .await?;
+                engine
+                    .store()
+                    .ensure_local_queue()
+                    .await
+                    .map_err(SetupError::Store)?;
                 if self.config.credentials.is_none() {
                     // Said once per process, when the first engine starts: nothing reaches a
                     // device.
@@ -172,36 +180,112 @@ impl LocalDelivery {
         }
     }
 
-    /// Takes a batch: once the engine is ready the messages are accepted (the in-process queue
-    /// has them) and delivered; if the database cannot be opened they are refused, so that
+    /// Takes a batch: each message is stored in the database before it is accepted (so that it
+    /// outlives this process), then delivered, with whatever earlier processes or attempts left
+    /// stored. If the database cannot be opened or written, the messages are refused, so that
     /// each push's promise says so.
     async fn take(&self, batch: Vec<Outgoing>, _delivering: PendingGuard) {
         let engine = match self.engine().await {
             Ok(engine) => engine,
             Err(e) => return batch.into_iter().for_each(|o| o.refuse(e.clone())),
         };
-        let bodies = batch
-            .into_iter()
-            .map(|o| {
-                let body = o.body.clone();
-                o.accept();
-                body
-            })
-            .collect();
-        self.deliver(engine, bodies).await;
-    }
-
-    /// Delivers a batch of envelope bodies, retrying transient failures a few times.
-    async fn deliver(&self, engine: &Engine, bodies: Vec<String>) {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let mut batch: Vec<QueueMessage> = bodies
-            .into_iter()
-            .map(|body| QueueMessage {
+        let messages: Vec<LocalMessage> = batch
+            .iter()
+            .map(|o| LocalMessage {
                 message_id: uuid::Uuid::now_v7().to_string(),
-                body,
+                body: o.body.clone(),
                 sent_at_ms: now_ms,
+                last_error: None,
+            })
+            .collect();
+        self.hold(&messages);
+        if let Err(e) = engine.store().store_local(&messages).await {
+            self.release(messages.iter().map(|m| &m.message_id));
+            let error = Error::Database(format!(
+                "local mode could not store the push ({}): {e}",
+                self.url_source
+            ));
+            return batch.into_iter().for_each(|o| o.refuse(error.clone()));
+        }
+        batch.into_iter().for_each(Outgoing::accept);
+        let mut todo = messages;
+        todo.extend(self.stored_not_in_hand(engine).await);
+        self.deliver(engine, todo).await;
+    }
+
+    /// What `flush()` and `close()` do in local mode: deliver what is stored that this process
+    /// has not taken in hand: what an earlier process left (it exited, was killed, or gave up on
+    /// a push that kept failing). What stays undelivered is reported by
+    /// [`LocalDelivery::take_failures`].
+    pub async fn deliver_stored(&self) {
+        if self.engine.get().is_none() && !self.may_hold_stored_pushes() {
+            return;
+        }
+        let _delivering = self.delivering.enter();
+        // A database that cannot be opened stores nothing: each push's promise said so already.
+        let Ok(engine) = self.engine().await else {
+            return;
+        };
+        let todo = self.stored_not_in_hand(engine).await;
+        if !todo.is_empty() {
+            self.deliver(engine, todo).await;
+        }
+    }
+
+    /// Whether the database may hold pushes stored by an earlier process: anything but a SQLite
+    /// file that does not exist (which `flush()` would otherwise create).
+    fn may_hold_stored_pushes(&self) -> bool {
+        let url = self.config.database_url.as_deref().unwrap_or_default();
+        let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        else {
+            return true;
+        };
+        let path = path.split('?').next().unwrap_or_default();
+        path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists()
+    }
+
+    /// The stored messages this process is not delivering now, taken in hand.
+    async fn stored_not_in_hand(&self, engine: &Engine) -> Vec<LocalMessage> {
+        let stored = match engine.store().local_messages().await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.fail(format!("could not read the stored pushes: {e}"));
+                return Vec::new();
+            }
+        };
+        let mut in_hand = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
+        stored
+            .into_iter()
+            .filter(|m| in_hand.insert(m.message_id.clone()))
+            .collect()
+    }
+
+    fn hold(&self, messages: &[LocalMessage]) {
+        let mut in_hand = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
+        in_hand.extend(messages.iter().map(|m| m.message_id.clone()));
+    }
+
+    fn release<'a>(&self, ids: impl Iterator<Item = &'a String>) {
+        let mut in_hand = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            in_hand.remove(id);
+        }
+    }
+
+    /// Delivers stored messages, retrying transient failures a few times; what becomes final is
+    /// forgotten, what does not stays stored (with why) for `flush()` or the next process.
+    async fn deliver(&self, engine: &Engine, todo: Vec<LocalMessage>) {
+        let mut batch: Vec<QueueMessage> = todo
+            .into_iter()
+            .map(|m| QueueMessage {
+                message_id: m.message_id,
+                body: m.body,
+                sent_at_ms: m.sent_at_ms,
                 ..QueueMessage::default()
             })
             .collect();
@@ -210,20 +294,33 @@ impl LocalDelivery {
             let deadline = Instant::now() + ATTEMPT_TIME;
             match engine.process(&batch, deadline).await {
                 Ok(outcome) => {
-                    let codes = self.summarise(engine, &outcome.push_ids).await;
-                    if outcome.failed_message_ids.is_empty() {
+                    let (waiting, done): (Vec<QueueMessage>, Vec<QueueMessage>) = batch
+                        .into_iter()
+                        .partition(|m| outcome.failed_message_ids.contains(&m.message_id));
+                    // The batch's pushes, and those handed back whole (an app without a key).
+                    let mut push_ids = outcome.push_ids.clone();
+                    push_ids.extend(waiting.iter().map(push_id_of));
+                    push_ids.sort();
+                    push_ids.dedup();
+                    let codes = self.summarise(engine, &push_ids).await;
+                    let done: Vec<String> = done.into_iter().map(|m| m.message_id).collect();
+                    if let Err(e) = engine.store().forget_local(&done).await {
+                        eprintln!("pushq local mode: could not forget delivered pushes (they will be skipped when tried again): {e}");
+                    }
+                    self.release(done.iter());
+                    batch = waiting;
+                    if batch.is_empty() {
                         return;
                     }
                     last_error = format!(
-                        "{} target(s) failed transiently ({})",
-                        outcome.counts.transient,
+                        "{} target(s) not final ({})",
+                        outcome.counts.transient + outcome.counts.no_credentials,
                         if codes.is_empty() {
                             "FCM or the network".to_owned()
                         } else {
                             codes.join(", ")
                         }
                     );
-                    batch.retain(|m| outcome.failed_message_ids.contains(&m.message_id));
                 }
                 Err(e) => last_error = e.to_string(),
             }
@@ -236,17 +333,14 @@ impl LocalDelivery {
                 tokio::time::sleep(pause).await;
             }
         }
-        let ids: Vec<String> = batch
-            .iter()
-            .map(|m| {
-                pushq_model::Envelope::parse(&m.body, &m.message_id, m.sent_at_ms)
-                    .map_or_else(|_| m.message_id.clone(), |e| e.id)
-            })
-            .collect();
+        let ids: Vec<String> = batch.iter().map(|m| m.message_id.clone()).collect();
+        let _ = engine.store().note_local_error(&ids, &last_error).await;
+        // Kept in hand: this process has given up on them; the next one tries them again.
+        let push_ids: Vec<String> = batch.iter().map(push_id_of).collect();
         self.fail(format!(
-            "{} push(es) not delivered after {ATTEMPTS} attempts ({}): {last_error}",
-            ids.len(),
-            ids.join(", ")
+            "{} push(es) not delivered after {ATTEMPTS} attempts ({}): {last_error}; they stay stored, and the next local-mode process tries them again",
+            push_ids.len(),
+            push_ids.join(", ")
         ));
     }
 
@@ -285,6 +379,12 @@ impl LocalDelivery {
         }
         waiting.into_iter().collect()
     }
+}
+
+/// The push id of a stored message (its queue message id when it is not a readable envelope).
+fn push_id_of(m: &QueueMessage) -> String {
+    pushq_model::Envelope::parse(&m.body, &m.message_id, m.sent_at_ms)
+        .map_or_else(|_| m.message_id.clone(), |e| e.id)
 }
 
 impl Transport for LocalDelivery {

@@ -67,6 +67,8 @@ impl Client {
     async fn settled(&self) -> BindingResult<()> {
         if let Some(local) = &self.local {
             local.idle().await;
+            // What is stored and not final, also from an earlier process, is tried again.
+            local.deliver_stored().await;
         }
         self.in_flight.idle().await;
         match self.local.as_ref().and_then(|l| l.take_failures()) {

@@ -210,6 +210,7 @@ macro_rules! with_pool {
 
 mod deliveries;
 mod devices;
+mod local_queue;
 mod rejected;
 mod tls;
 
@@ -218,6 +219,7 @@ pub use deliveries::{
     PushLogState, UserDelivery,
 };
 pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};
+pub use local_queue::LocalMessage;
 pub use rejected::Rejected;
 pub use tls::{tls_warning, warn_if_unverified};
 
