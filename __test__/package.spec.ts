@@ -134,10 +134,11 @@ function writeExampleServer(app: string) {
   fs.writeFileSync(path.join(app, 'server.js'), server)
 }
 
+// Local mode without FCM credentials: every target recorded dry_run, nothing sent to a device.
 const exampleDeliveries = {
-  'class reminder to ana': ['token-ana-phone sent', 'token-ana-tablet sent'],
-  'promo to ben and chris': ['token-ben-iphone sent', 'user:chris no_devices'],
-  'closure to a topic': ['topic:gym-berlin sent'],
+  'class reminder to ana': ['token-ana-phone dry_run', 'token-ana-tablet dry_run'],
+  'promo to ben and chris': ['token-ben-iphone dry_run', 'user:chris no_devices'],
+  'closure to a topic': ['topic:gym-berlin dry_run'],
 }
 
 /** The `.node` files `require('pushq')` loaded, as that platform's Node sees them. */
@@ -200,7 +201,7 @@ console.log(JSON.stringify({
 `,
   )
   const stdout = runLocal(hostApp, ['server.mjs'])
-  expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ delivered: ['topic:gym-berlin sent'], sameAsRequire: true })
+  expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ delivered: ['topic:gym-berlin dry_run'], sameAsRequire: true })
 })
 
 test('TypeScript: the installed types resolve under moduleResolution node16 and bundler, and refuse a push without one target', () => {
