@@ -3,7 +3,7 @@
 // recorded once.
 import { DeliveryLog, DeviceRegistry, PushClient } from '..'
 import { freshQueue, queueDepth } from './support/sqs'
-import { dropDatabases, Emulator, freshDatabase, pushq, startEmulator, startWorker } from './support/pushq-bin'
+import { dropDatabases, Emulator, freshDatabase, pushq, startEmulator, startWorker, waitFor } from './support/pushq-bin'
 
 const endpointUrl = process.env.PUSHQ_TEST_SQS_ENDPOINT!
 let fcm: Emulator
@@ -14,14 +14,6 @@ afterAll(() => {
   fcm.stop()
   dropDatabases()
 })
-
-async function waitFor(what: string, ms: number, ready: () => Promise<boolean>) {
-  const deadline = Date.now() + ms
-  while (!(await ready())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 describe.each(['sqlite', 'postgres', 'mysql'] as const)('%s', (kind) => {
   test('every push is delivered once per device and recorded once', async () => {

@@ -3,7 +3,7 @@
 // an answer that never comes is PUSHQ_QUEUE_UNKNOWN with the push id, and enqueuing again with
 // that id delivers once. "Delivered once" is what FCM (the emulator) receives from `pushq worker`.
 import { DeliveryLog, PushClient } from '..'
-import { dropDatabases, Emulator, freshDatabase, pushq, startEmulator, startWorker } from './support/pushq-bin'
+import { dropDatabases, Emulator, freshDatabase, pushq, startEmulator, startWorker, waitFor } from './support/pushq-bin'
 import { dropNextAnswers, freshQueue, holdNextAnswers, proxySent, queueDepth } from './support/sqs'
 
 const proxy = process.env.PUSHQ_TEST_SQS_PROXY!
@@ -15,14 +15,6 @@ afterAll(() => {
   fcm.stop()
   dropDatabases()
 })
-
-async function waitFor(what: string, ms: number, ready: () => Promise<boolean>) {
-  const deadline = Date.now() + ms
-  while (!(await ready())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 /** Runs `pushq worker` on the queue until every copy on it is consumed; what FCM got for `token`. */
 async function deliverAll(queueUrl: string, id: string, token: string): Promise<string[]> {

@@ -13,6 +13,15 @@ export function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'pushq-jest-'))
 }
 
+/** Polls `ready` every 100 ms until it holds; fails after `ms` naming `what`. */
+export async function waitFor(what: string, ms: number, ready: () => Promise<boolean>) {
+  const deadline = Date.now() + ms
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
 const mainModule = JSON.stringify(path.resolve(__dirname, '..', '..'))
 
 /**

@@ -336,14 +336,7 @@ impl Store {
                 q.push_bind(claim.id.as_str());
                 if let Some(targets) = chunk {
                     q.push(" AND (push_id, target) IN (");
-                    let mut list = q.separated(", ");
-                    for (push_id, target) in targets {
-                        list.push("(");
-                        list.push_bind_unseparated(*push_id);
-                        list.push_unseparated(", ");
-                        list.push_bind_unseparated(*target);
-                        list.push_unseparated(")");
-                    }
+                    super::push_pairs(&mut q, targets.iter().copied());
                     q.push(")");
                 }
                 q.build()
@@ -404,14 +397,7 @@ impl Store {
                     "DELETE FROM pushq_deliveries WHERE status = '{}' AND (push_id, target) IN (",
                     DeliveryStatus::Retrying.as_str()
                 ));
-                let mut list = q.separated(", ");
-                for (push_id, target) in chunk {
-                    list.push("(");
-                    list.push_bind_unseparated(push_id.as_str());
-                    list.push_unseparated(", ");
-                    list.push_bind_unseparated(target.as_str());
-                    list.push_unseparated(")");
-                }
+                super::push_pairs(&mut q, chunk.iter().map(|(p, t)| (p.as_str(), t.as_str())));
                 q.push(")");
                 q.build()
                     .persistent(false)

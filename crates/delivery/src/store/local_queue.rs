@@ -85,10 +85,7 @@ impl Store {
             with_pool!(self, pool, {
                 let mut q =
                     QueryBuilder::<DB>::new("DELETE FROM pushq_local_queue WHERE message_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.as_str());
-                }
+                super::push_values_list(&mut q, chunk.iter().map(String::as_str));
                 q.push(")");
                 q.build().persistent(false).execute(pool).await?;
             });
@@ -104,10 +101,7 @@ impl Store {
                 let mut q = QueryBuilder::<DB>::new("UPDATE pushq_local_queue SET last_error = ");
                 q.push_bind(error);
                 q.push(" WHERE message_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.as_str());
-                }
+                super::push_values_list(&mut q, chunk.iter().map(String::as_str));
                 q.push(")");
                 q.build().persistent(false).execute(pool).await?;
             });

@@ -130,6 +130,36 @@ fn network_trouble(e: &std::io::Error) -> bool {
     )
 }
 
+/// Pushes `(?, ?), (?, ?), …`: (push id, target) pairs for a `(push_id, target) IN (…)` list.
+pub(crate) fn push_pairs<'a, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut list = q.separated(", ");
+    for (push_id, target) in pairs {
+        list.push("(");
+        list.push_bind_unseparated(push_id);
+        list.push_unseparated(", ");
+        list.push_bind_unseparated(target);
+        list.push_unseparated(")");
+    }
+}
+
+/// Pushes `?, ?, …`: the values of an `IN (…)` list.
+pub(crate) fn push_values_list<'a, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    values: impl Iterator<Item = &'a str>,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut list = q.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+}
+
 /// `Result` with [`StoreError`].
 pub type StoreResult<T> = Result<T, StoreError>;
 
