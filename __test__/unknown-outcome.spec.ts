@@ -44,10 +44,10 @@ async function deliverAll(queueUrl: string, id: string, token: string): Promise<
 
 test('an answer held past the attempt timeout: the same envelope is sent again, the push resolves, one delivery', async () => {
   const queueUrl = await freshQueue()
-  // Attempts get a third of the push's 15 s; the first answer comes after 16 s (the old client
-  // gave up at 15 s and said "not enqueued", though SQS had the push).
-  await holdNextAnswers(queueUrl, 1, 16_000)
-  const client = new PushClient({ queueUrl, endpointUrl: proxy, pushTimeoutMs: 15_000 })
+  // Attempts get a third of the push's 9 s; the first answer comes after 10 s (the old client
+  // gave its one request the push's whole 9 s, then said "not enqueued", though SQS had the push).
+  await holdNextAnswers(queueUrl, 1, 10_000)
+  const client = new PushClient({ queueUrl, endpointUrl: proxy, pushTimeoutMs: 9_000 })
   const { id } = await client.enqueuePush({ token: 'held-device', notification: { title: 'hi' } })
   await client.close()
   const copies = (await proxySent(queueUrl)).map((body) => JSON.parse(body).id)
@@ -89,4 +89,33 @@ test('a push id must be a UUID; a definite refusal stays PUSHQ_QUEUE', async () 
   const missing = new PushClient({ queueUrl: `${(await freshQueue()).replace(/[^/]+$/, '')}no-such-queue`, endpointUrl: proxy })
   await expect(missing.enqueuePush({ token: 'd' })).rejects.toMatchObject({ code: 'PUSHQ_QUEUE' })
   await missing.close().catch(() => undefined)
+})
+
+test("a batch-mate's nearer deadline does not cut a fresh push's request short", async () => {
+  const queueUrl = await freshQueue()
+  // 9 s per push, so 3 s per attempt. Eight pushes fill the client's eight requests, each answered
+  // after 2 s; meanwhile A, then 1.2 s later B, wait in the client and go out together in one
+  // request, whose answer is held 8 s: past A's deadline, not past B's. (The old client gave the
+  // request only A's time left and refused both, B too, as not enqueued.)
+  await holdNextAnswers(queueUrl, 8, 2_000)
+  const client = new PushClient({ queueUrl, endpointUrl: proxy, pushTimeoutMs: 9_000 })
+  const fillers: Promise<unknown>[] = []
+  for (let i = 0; i < 8; i++) {
+    fillers.push(client.enqueuePush({ token: `filler-${i}` }))
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  await holdNextAnswers(queueUrl, 1, 8_000)
+  const a = client.enqueuePush({ token: 'older-device' }).then(
+    (r) => ({ ok: true, id: r.id }),
+    (e) => ({ ok: false, code: e.code }),
+  )
+  await new Promise((r) => setTimeout(r, 1_200))
+  const b = client.enqueuePush({ token: 'fresh-device' })
+  expect((await b).id).toMatch(/^[0-9a-f-]{36}$/)
+  expect(await a).toMatchObject({ ok: true })
+  await Promise.all(fillers)
+  await client.close()
+  // A and B went out in one request (then again, once its answer was held).
+  const bodies = (await proxySent(queueUrl)).map((body) => JSON.parse(body).push.token)
+  expect(bodies.filter((t: string) => t === 'fresh-device').length).toBeGreaterThanOrEqual(1)
 })
