@@ -230,10 +230,24 @@ impl SqsTransport {
                         .collect()
                 }
                 // SQS refused the request itself (no such queue, no permission, bad credentials):
-                // an earlier copy of it, unanswered, was refused the same way.
+                // an earlier copy of it, unanswered, was refused the same way. A refused
+                // connection says nothing of an earlier copy that went unanswered.
                 Err(Outcome::Refused(error)) => {
+                    let sqs_answered = matches!(
+                        &error,
+                        Error::Queue {
+                            aws_code: Some(_),
+                            ..
+                        } | Error::Config(_)
+                    );
                     for e in slots.into_iter().flatten() {
-                        e.o.refuse(error.clone());
+                        match e.maybe_in && !sqs_answered {
+                            true => e.o.refuse(unknown(
+                                &queue,
+                                &format!("{lost}, then the connection was refused ({error})"),
+                            )),
+                            false => e.o.refuse(error.clone()),
+                        }
                     }
                     return;
                 }
