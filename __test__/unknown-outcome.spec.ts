@@ -4,7 +4,7 @@
 // that id delivers once. "Delivered once" is what FCM (the emulator) receives from `pushq worker`.
 import { DeliveryLog, PushClient } from '..'
 import { dropDatabases, Emulator, freshDatabase, pushq, startEmulator, startWorker, waitFor } from './support/pushq-bin'
-import { dropNextAnswers, freshQueue, holdNextAnswers, proxySent, queueDepth } from './support/sqs'
+import { dropNextAnswers, failNextEntries, freshQueue, holdNextAnswers, proxySent, queueDepth } from './support/sqs'
 
 const proxy = process.env.PUSHQ_TEST_SQS_PROXY!
 let fcm: Emulator
@@ -118,4 +118,23 @@ test("a batch-mate's nearer deadline does not cut a fresh push's request short",
   // A and B went out in one request (then again, once its answer was held).
   const bodies = (await proxySent(queueUrl)).map((body) => JSON.parse(body).push.token)
   expect(bodies.filter((t: string) => t === 'fresh-device').length).toBeGreaterThanOrEqual(1)
+})
+
+test('a split push partly refused says what is known of each part, with the id to enqueue it again', async () => {
+  const queueUrl = await freshQueue()
+  const client = new PushClient({ queueUrl, endpointUrl: proxy })
+  // 600 tokens: two queue messages (at most 500 entries each). SQS refuses the first for good.
+  const push = { tokens: Array.from({ length: 600 }, (_, i) => `split-${i}`), notification: { title: 'hi' } }
+  await failNextEntries(queueUrl, 1, { senderFault: true })
+  const err: any = await client.enqueuePush(push).then(
+    () => null,
+    (e) => e,
+  )
+  expect(err).toMatchObject({ code: 'PUSHQ_QUEUE_UNKNOWN', pushId: expect.any(String) })
+  expect(err.message).toContain('part 1 of 2: not enqueued; part 2 of 2: enqueued')
+  // Enqueued again with its id: every part is on the queue, each with that id.
+  expect(await client.enqueuePush({ ...push, id: err.pushId })).toEqual({ id: err.pushId })
+  await client.close()
+  const ids = (await proxySent(queueUrl)).map((body) => JSON.parse(body).id)
+  expect(new Set(ids)).toEqual(new Set([err.pushId]))
 })

@@ -55,13 +55,15 @@ impl Ticket {
     /// ends that request by the same deadline.
     pub async fn accepted(self) -> Result<Enqueued> {
         let total = self.parts.len();
-        let mut sent = 0;
+        // What is known of each part: enqueued, maybe (an unanswered request held it), or not.
+        let mut known: Vec<&'static str> = Vec::with_capacity(total);
         let mut failure = None;
         for (mut part, fate) in self.parts {
             let answer = tokio::select! {
                 answer = &mut part => answer,
                 _ = tokio::time::sleep_until(self.deadline.into()) => {
                     if fate.abandon() {
+                        known.push("not enqueued");
                         failure = failure.or(Some(Error::queue(format!(
                             "not enqueued: still waiting for SQS after {} ms (the client's backlog did not drain in time); it will not be sent",
                             self.timeout.as_millis()
@@ -71,50 +73,61 @@ impl Ticket {
                     part.await
                 }
             };
-            match answer {
-                Ok(Ok(())) => sent += 1,
-                // The first failure, unless a later part's fate is unknown: that one decides.
-                Ok(Err(e)) => {
-                    failure = match failure {
-                        Some(f) if !matches!(e, Error::QueueUnknown { .. }) => Some(f),
-                        Some(f @ Error::QueueUnknown { .. }) => Some(f),
-                        _ => Some(e),
-                    }
+            let e = match answer {
+                Ok(Ok(())) => {
+                    known.push("enqueued");
+                    continue;
                 }
-                Err(_) => {
-                    failure = failure.or(Some(Error::queue(
-                        "the producer stopped before the queue answered",
-                    )))
-                }
-            }
+                Ok(Err(e)) => e,
+                Err(_) => Error::queue("the producer stopped before the queue answered"),
+            };
+            let unknown = matches!(e, Error::QueueUnknown { .. });
+            known.push(if unknown {
+                "may be on the queue"
+            } else {
+                "not enqueued"
+            });
+            // The first failure, unless a later part's fate is unknown: that one decides.
+            failure = match failure {
+                Some(f @ Error::QueueUnknown { .. }) => Some(f),
+                Some(f) if !unknown => Some(f),
+                _ => Some(e),
+            };
         }
+        let Some(failure) = failure else {
+            return Ok(Enqueued { id: self.id });
+        };
+        let some_in = known.iter().any(|k| *k != "not enqueued");
         match failure {
-            None => Ok(Enqueued { id: self.id }),
-            // SQS may have it: the caller gets the push id, to enqueue it again with.
-            Some(Error::QueueUnknown { message, .. }) => Err(Error::QueueUnknown {
-                message: if total > 1 {
-                    format!("{message} ({sent} of {total} parts of push {} were enqueued; the others may be)", self.id)
-                } else {
-                    message
-                },
+            // SQS may have it, or has some of its parts: the caller gets the push id, to enqueue
+            // it again with (what is on the queue already is delivered once).
+            Error::QueueUnknown { message, .. } => Err(Error::QueueUnknown {
+                message: parts_said(message, &known, &self.id),
                 push_id: Some(self.id),
             }),
-            // A split push whose other parts got in: say so, since SQS cannot take them back.
-            Some(Error::Queue {
-                message,
-                aws_code,
-                cause,
-            }) if sent > 0 => Err(Error::Queue {
-                message: format!(
-                    "{message} ({sent} of {total} parts of push {} were enqueued and will be delivered)",
-                    self.id
-                ),
-                aws_code,
-                cause,
+            Error::Queue { message, .. } if total > 1 && some_in => Err(Error::QueueUnknown {
+                message: parts_said(message, &known, &self.id),
+                push_id: Some(self.id),
             }),
-            Some(e) => Err(e),
+            e => Err(e),
         }
     }
+}
+
+/// A split push's error, with what is known of each part (`part 1 of 3: enqueued; …`).
+fn parts_said(message: String, known: &[&str], id: &str) -> String {
+    if known.len() < 2 {
+        return message;
+    }
+    let parts: Vec<String> = known
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("part {} of {}: {k}", i + 1, known.len()))
+        .collect();
+    format!(
+        "{message} (push {id}: {}; enqueue it again with the same id and each target is delivered once)",
+        parts.join("; ")
+    )
 }
 
 /// Sends pushes to one queue. Cheap to share; `close` flushes and stops it.
