@@ -91,7 +91,8 @@ describe('a stalled SQS', () => {
       const unknown = settled.filter((s) => s.code === 'PUSHQ_QUEUE_UNKNOWN')
       const refused = settled.filter((s) => s.code === 'PUSHQ_QUEUE')
       expect(unknown.length + refused.length).toBe(200)
-      expect(unknown.length).toBeGreaterThanOrEqual(10)
+      // At least the pushes of the first eight requests (one push each, or more when they coalesced).
+      expect(unknown.length).toBeGreaterThanOrEqual(8)
       for (const s of unknown) expect(s.message).toMatch(/may be on the queue/)
       for (const s of refused) expect(s.message).toMatch(/will not be sent/)
       expect(proxy.heldRequests()).toBeGreaterThanOrEqual(8)
