@@ -92,6 +92,9 @@ pub struct LocalDelivery {
     failures: Mutex<Vec<String>>,
     /// Stored messages this process is delivering now, so that it does not pick them up twice.
     in_hand: Mutex<std::collections::HashSet<String>>,
+    /// Whether the stored messages of earlier processes were read: once per process, since
+    /// whatever this process stores it holds in hand until it is final or given up.
+    scanned: std::sync::atomic::AtomicBool,
 }
 
 impl LocalDelivery {
@@ -111,6 +114,7 @@ impl LocalDelivery {
             delivering: Arc::default(),
             failures: Mutex::default(),
             in_hand: Mutex::default(),
+            scanned: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -216,10 +220,9 @@ impl LocalDelivery {
         self.deliver(engine, todo).await;
     }
 
-    /// What `flush()` and `close()` do in local mode: deliver what is stored that this process
-    /// has not taken in hand: what an earlier process left (it exited, was killed, or gave up on
-    /// a push that kept failing). What stays undelivered is reported by
-    /// [`LocalDelivery::take_failures`].
+    /// What `flush()` and `close()` do in local mode: deliver what an earlier process left stored
+    /// (it exited, was killed, or gave up on a push that kept failing), unless this process has
+    /// read it already. What stays undelivered is reported by [`LocalDelivery::take_failures`].
     pub async fn deliver_stored(&self) {
         if self.engine.get().is_none() && !self.may_hold_stored_pushes() {
             return;
@@ -239,21 +242,20 @@ impl LocalDelivery {
     /// file that does not exist (which `flush()` would otherwise create).
     fn may_hold_stored_pushes(&self) -> bool {
         let url = self.config.database_url.as_deref().unwrap_or_default();
-        let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        else {
-            return true;
-        };
-        let path = path.split('?').next().unwrap_or_default();
-        path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists()
+        !pushq_delivery::store::names_missing_sqlite_file(url)
     }
 
-    /// The stored messages this process is not delivering now, taken in hand.
+    /// The stored messages this process is not delivering now, taken in hand: read once per
+    /// process (again only after a failed read).
     async fn stored_not_in_hand(&self, engine: &Engine) -> Vec<LocalMessage> {
+        use std::sync::atomic::Ordering;
+        if self.scanned.swap(true, Ordering::SeqCst) {
+            return Vec::new();
+        }
         let stored = match engine.store().local_messages().await {
             Ok(stored) => stored,
             Err(e) => {
+                self.scanned.store(false, Ordering::SeqCst);
                 self.fail(format!("could not read the stored pushes: {e}"));
                 return Vec::new();
             }

@@ -455,6 +455,16 @@ fn is_missing_table(e: &dyn sqlx::error::DatabaseError) -> bool {
     ) || e.message().contains("no such table")
 }
 
+/// Whether `url` is a SQLite URL whose file does not exist (connecting would create an empty
+/// one); an in-memory database counts, as it holds nothing yet. Read as [`Store::connect`] reads
+/// the URL.
+pub fn names_missing_sqlite_file(url: &str) -> bool {
+    match ConnectOptions::parse(url) {
+        Ok(ConnectOptions::Sqlite(options)) => !options.get_filename().exists(),
+        _ => false,
+    }
+}
+
 /// A database URL parsed into its dialect's connect options (what [`Store::connect`] connects
 /// with and [`tls_warning`] judges).
 pub(crate) enum ConnectOptions {
@@ -512,6 +522,32 @@ fn redact(text: &str, url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_sqlite_file_is_told_from_an_existing_one_and_from_servers() {
+        let dir = std::env::temp_dir().join(format!("pushq-missing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let existing = dir.join("there.db");
+        std::fs::write(&existing, b"").unwrap();
+        let missing = dir.join("not-there.db");
+        assert!(names_missing_sqlite_file(&format!(
+            "sqlite://{}",
+            missing.display()
+        )));
+        assert!(!names_missing_sqlite_file(&format!(
+            "sqlite://{}",
+            existing.display()
+        )));
+        // As Store::connect reads it: quotes around the value are removed first.
+        assert!(!names_missing_sqlite_file(&format!(
+            "\"sqlite://{}\"",
+            existing.display()
+        )));
+        assert!(!names_missing_sqlite_file(
+            "postgres://pushq@127.0.0.1/pushq"
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn a_url_without_a_known_scheme_is_refused_without_quoting_it() {
