@@ -78,6 +78,22 @@ pub(crate) fn request_body(
     body
 }
 
+/// The object at `path` under `value`, made (empty) where it is missing; `None` where something
+/// that is not an object stands in the way.
+fn object_at<'a>(
+    value: &'a mut serde_json::Value,
+    path: &[&str],
+) -> Option<&'a mut serde_json::Map<String, serde_json::Value>> {
+    let mut at = value;
+    for key in path {
+        at = at
+            .as_object_mut()?
+            .entry(*key)
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    at.as_object_mut()
+}
+
 /// The longest `apns-collapse-id` APNs takes, in bytes.
 const APNS_COLLAPSE_ID_MAX: usize = 64;
 
@@ -89,21 +105,14 @@ const APNS_COLLAPSE_ID_MAX: usize = 64;
 /// not when the push sets one), and `webpush.notification.tag` (when the push has a web
 /// notification without a tag). Data-only messages are left alone: nothing is shown for them.
 pub fn collapse_repeats(message: &mut serde_json::Value, push_id: &str) {
-    use serde_json::{json, Value};
+    use serde_json::Value;
     let shows_notification =
         message.get("notification").is_some() || message.pointer("/android/notification").is_some();
     let android_collapses = message.pointer("/android/collapse_key").is_some()
         || message.pointer("/android/notification/tag").is_some();
     if shows_notification && !android_collapses {
-        let android = message
-            .as_object_mut()
-            .map(|m| m.entry("android").or_insert_with(|| json!({})));
-        if let Some(Value::Object(android)) = android {
-            if let Value::Object(notification) =
-                android.entry("notification").or_insert_with(|| json!({}))
-            {
-                notification.insert("tag".into(), push_id.into());
-            }
+        if let Some(notification) = object_at(message, &["android", "notification"]) {
+            notification.insert("tag".into(), push_id.into());
         }
     }
     let shows_alert = message.get("notification").is_some()
@@ -112,13 +121,8 @@ pub fn collapse_repeats(message: &mut serde_json::Value, push_id: &str) {
         && push_id.len() <= APNS_COLLAPSE_ID_MAX
         && message.pointer("/apns/headers/apns-collapse-id").is_none()
     {
-        if let Some(Value::Object(apns)) = message
-            .as_object_mut()
-            .map(|m| m.entry("apns").or_insert_with(|| json!({})))
-        {
-            if let Value::Object(headers) = apns.entry("headers").or_insert_with(|| json!({})) {
-                headers.insert("apns-collapse-id".into(), push_id.into());
-            }
+        if let Some(headers) = object_at(message, &["apns", "headers"]) {
+            headers.insert("apns-collapse-id".into(), push_id.into());
         }
     }
     if let Some(Value::Object(notification)) = message.pointer_mut("/webpush/notification") {
