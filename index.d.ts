@@ -267,6 +267,16 @@ export declare class PushClient {
    */
   enqueuePushes(pushes: Array<Push>, dryRun?: boolean): Promise<Array<Enqueued>>
   /**
+   * Cancels a push enqueued with `sendAt` (or any push still on the queue): deletes its
+   * EventBridge Scheduler schedule if it has not fired, and records the cancellation in the
+   * database (`databaseUrl` / `DATABASE_URL`), so that a copy already on the queue is recorded
+   * `cancelled` for each target instead of being sent. What was sent before stays sent.
+   * Resolves `{ id, cancelled: false }` when every target was already final. Rejects with
+   * `PUSHQ_INVALID_ARGUMENT` for an id no push can have, `PUSHQ_CONFIG` without a database,
+   * `PUSHQ_QUEUE` when the scheduler refused, `PUSHQ_DATABASE`.
+   */
+  cancelPush(pushId: string): Promise<Cancelled>
+  /**
    * Resolves once every push handed over so far has been answered by SQS, without closing
    * the client. In local mode it also waits for their deliveries, and rejects with
    * `PUSHQ_DELIVERY` naming the pushes that could not be delivered since the last
@@ -451,6 +461,21 @@ export interface ApsAlert {
   launchImage?: string
 }
 
+/** What `cancelPush` did. */
+export interface Cancelled {
+  /** The push id asked about. */
+  id: string
+  /**
+   * True when the push was cancelled: its schedule deleted if it had not fired, and the
+   * cancellation recorded, so that a copy on the queue is recorded `cancelled` per target
+   * instead of being sent. False when every target of the push was already final.
+   */
+  cancelled: boolean
+}
+
+/** {@link PushClient.cancelPush} on the default client (configured from the environment). */
+export declare function cancelPush(pushId: string): Promise<Cancelled>
+
 /**
  * {@link PushClient.close} for the default client. A later module-level `enqueuePush` starts
  * a new default client, so a script may end with `await close()` and a test may run again.
@@ -508,13 +533,13 @@ export interface DeliveryRecord {
   /**
    * Final: `sent`, `failed`, `invalid_token`, `no_devices`, `expired` (the push's
    * `expiresAt`, or the deployment's `PUSHQ_MAX_PUSH_AGE_SECONDS`, had passed: not sent),
-   * `dry_run` (FCM validated a dry run and delivered nothing) or `duplicate` (another push
+   * `dry_run` (FCM validated a dry run and delivered nothing), `duplicate` (another push
    * with the same idempotency key owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED`
-   * when its payload differed).
+   * when its payload differed) or `cancelled` (`cancelPush` came first: not sent).
    * Not final: `retrying` (the send failed transiently and the message was handed back for
    * redelivery) or `sending` (a consumer has claimed it and is sending it).
    */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'retrying' | 'sending'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** FCM requests made for this target. */
@@ -645,6 +670,15 @@ export interface PushBase {
    * days later) is recorded `expired`. A time already past is `PUSHQ_INVALID_PUSH`.
    */
   expiresAt?: Date | string
+  /**
+   * When to send the push (a `Date`, or ISO-8601 with a time zone): up to 365 days ahead, not
+   * with `delaySeconds`. Within 900 s it is an SQS delay; further ahead an EventBridge
+   * Scheduler schedule (`schedulerRoleArn` and `databaseUrl` needed), which `cancelPush` can
+   * delete. A copy that arrives early waits; a late one is sent unless `expiresAt` has
+   * passed. A time already past (by more than a second), too far ahead, or not before
+   * `expiresAt` is `PUSHQ_INVALID_PUSH` naming `sendAt`; nothing is scheduled.
+   */
+  sendAt?: Date | string
   /** Arbitrary key/value data for the app; values must be strings. */
   data?: Record<string, string>
   /** The notification shown on every platform. */
@@ -694,8 +728,10 @@ export interface PushClientOptions {
    */
   app?: string
   /**
-   * Database of local mode. Falls back to `DATABASE_URL`.
-   * @default 'sqlite://pushq-dev.db'
+   * Database of local mode; in `sqs` mode, where pushes scheduled beyond 900 s are written
+   * down and `cancelPush` records cancellations (no default there). Falls back to
+   * `DATABASE_URL`.
+   * @default 'sqlite://pushq-dev.db' (local mode)
    */
   databaseUrl?: string
   /**
@@ -713,6 +749,17 @@ export interface PushClientOptions {
    * @default 30000
    */
   pushTimeoutMs?: number
+  /**
+   * The IAM role EventBridge Scheduler sends scheduled pushes to the queue with (the SAM
+   * template's `SchedulerRoleArn` output). Falls back to `PUSHQ_SCHEDULER_ROLE_ARN`. Needed
+   * only for `sendAt` more than 900 s ahead (or any `sendAt` on a FIFO queue).
+   */
+  schedulerRoleArn?: string
+  /**
+   * EventBridge Scheduler group of scheduled pushes. Falls back to `PUSHQ_SCHEDULE_GROUP`.
+   * @default 'pushq'
+   */
+  scheduleGroup?: string
 }
 
 /** What the delivery log knows of one push. */
@@ -727,8 +774,11 @@ export interface PushDeliveries {
    * being retried, or in the dead-letter queue; the log cannot tell those apart, nor from a
    * push that was never enqueued). `unknown`: no push can have this id (empty, over 64
    * characters, or a pushq UUIDv7 from the future).
+   * `scheduled`: a push with `sendAt` that has not fired yet (`sendAt` says when it is due).
+   * `cancelled`: `cancelPush` cancelled it; the targets it had reached keep their rows, the
+   * others are `cancelled` once a consumer takes its copy (or have none, when none did).
    */
-  state: 'delivered' | 'rejected' | 'pending' | 'unknown'
+  state: 'delivered' | 'rejected' | 'pending' | 'scheduled' | 'cancelled' | 'unknown'
   /**
    * The rows recorded so far, by target: one answer per target, as firebase-admin's
    * `sendEach()` gives one response per message.
@@ -743,6 +793,8 @@ export interface PushDeliveries {
   failureCount: number
   /** Why the push's queue message was rejected, when `rejected`. */
   rejectedReason?: string
+  /** When the push is due (ISO-8601), when `scheduled`. */
+  sendAt?: string
 }
 
 /** A registered device. */
@@ -775,7 +827,7 @@ export interface UserDeliveryRecord {
   /** The device (its token, or `fid:<id>`), or `user:<id>` for `no_devices`. */
   target: string
   /** As in {@link DeliveryRecord.status}. */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'retrying' | 'sending'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** The push's category. */

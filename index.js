@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.DeliveryLog = nativeBinding.DeliveryLog
 module.exports.DeviceRegistry = nativeBinding.DeviceRegistry
 module.exports.PushClient = nativeBinding.PushClient
+module.exports.cancelPush = nativeBinding.cancelPush
 module.exports.close = nativeBinding.close
 module.exports.enqueuePush = nativeBinding.enqueuePush
 module.exports.flush = nativeBinding.flush

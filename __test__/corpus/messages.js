@@ -216,6 +216,10 @@ module.exports = [
   bad('expires-at-number', 'expiresAt', { token: TOKEN, expiresAt: 1795730400000 }),
   bad('expires-at-no-zone', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26T22:00:00' }),
   bad('expires-at-date-only', 'expiresAt', { token: TOKEN, expiresAt: '2026-11-26' }),
+  bad('send-at-words', 'sendAt', { token: TOKEN, sendAt: 'next tuesday' }),
+  bad('send-at-number', 'sendAt', { userId: 'u1', sendAt: 1795730400000 }),
+  bad('send-at-no-zone', 'sendAt', { token: TOKEN, sendAt: '2027-01-05T07:00:00' }),
+  bad('send-at-with-delay', 'sendAt', { token: TOKEN, sendAt: '2027-01-05T07:00:00Z', delaySeconds: 5 }),
   // --- the push id a caller chooses (to enqueue again after an unknown outcome)
   ok('push-id-v7', { token: TOKEN, id: '0192f5c4-7b1e-7c3a-9d2e-3f4a5b6c7d8e', notification: { title: 'x' } }),
   ok('push-id-v4-users', { userIds: ['u1', 'u2'], id: 'f47ac10b-58cc-4372-a567-0e02b2c3d479' }),

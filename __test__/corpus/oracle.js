@@ -1,6 +1,6 @@
 // firebase-admin (14) as the oracle: its own validateMessage decides what is valid and what FCM
 // body it would POST for one device. pushq's own fields (targets beyond fid/token/topic/condition,
-// app, idempotencyKey, expiresAt, delaySeconds, category) have no firebase-admin counterpart:
+// id, app, idempotencyKey, expiresAt, delaySeconds, sendAt, category) have no firebase-admin counterpart:
 // their rules are pushq's (README) and are checked here first.
 'use strict'
 const path = require('path')
@@ -11,7 +11,7 @@ const { deepCopy } = require(path.join(lib, 'utils', 'deep-copy'))
 const { validateMessage } = require(path.join(lib, 'messaging', 'messaging-internal'))
 
 const TARGETS = ['token', 'fid', 'topic', 'condition', 'tokens', 'fids', 'userId', 'userIds']
-const PUSHQ_FIELDS = ['id', 'tokens', 'fids', 'userId', 'userIds', 'app', 'idempotencyKey', 'expiresAt', 'delaySeconds', 'category']
+const PUSHQ_FIELDS = ['id', 'tokens', 'fids', 'userId', 'userIds', 'app', 'idempotencyKey', 'expiresAt', 'delaySeconds', 'sendAt', 'category']
 // RFC 3339 with a time zone: what a JS Date becomes in JSON (2026-11-26T22:00:00.000Z).
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
 
@@ -41,6 +41,9 @@ function pushqRules(push) {
     const d = push.delaySeconds
     if (!(Number.isInteger(d) && d >= 0 && d <= 900)) return 'delaySeconds'
   }
+  // When a scheduled push is due; the producer also refuses a time past or over 365 days ahead.
+  if ('sendAt' in push && !isDateTime(push.sendAt)) return 'sendAt'
+  if ('sendAt' in push && 'delaySeconds' in push) return 'sendAt'
   if ('category' in push && !(isNonEmptyString(push.category) && chars(push.category) <= 100)) return 'category'
   return null
 }

@@ -40,6 +40,9 @@ fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'
         ("KeyReused", "Count", c.key_reused as u64),
         ("Expired", "Count", c.expired as u64),
         ("StaleDevices", "Count", c.stale_devices as u64),
+        ("ScheduledFired", "Count", c.scheduled_fired as u64),
+        ("ScheduledEarly", "Count", c.scheduled_early as u64),
+        ("Cancelled", "Count", c.cancelled as u64),
         ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
     ]
 }

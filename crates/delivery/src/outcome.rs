@@ -51,6 +51,13 @@ pub struct BatchCounts {
     /// unregistered, went stale or changed user before the retry), closed `failed` with
     /// `DEVICE_GONE`.
     pub closed: usize,
+    /// Scheduled pushes (`sendAt`) that fired: their messages taken at or after their time.
+    pub scheduled_fired: usize,
+    /// Scheduled pushes whose copy came before their time and was handed back, too early to
+    /// wait for within the batch.
+    pub scheduled_early: usize,
+    /// Targets not sent because their push was cancelled (`cancelled` rows).
+    pub cancelled: usize,
 }
 
 /// The counts of one app (Firebase project) in a batch: what the metrics' `App` dimension
@@ -129,6 +136,9 @@ impl BatchOutcome {
             stale_devices = c.stale_devices,
             no_credentials = c.no_credentials,
             closed = c.closed,
+            scheduled_fired = c.scheduled_fired,
+            scheduled_early = c.scheduled_early,
+            cancelled = c.cancelled,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),
@@ -161,6 +171,9 @@ impl BatchCounts {
             stale_devices,
             no_credentials,
             closed,
+            scheduled_fired,
+            scheduled_early,
+            cancelled,
         } = other;
         self.messages += messages;
         self.sent += sent;
@@ -181,6 +194,9 @@ impl BatchCounts {
         self.stale_devices += stale_devices;
         self.no_credentials += no_credentials;
         self.closed += closed;
+        self.scheduled_fired += scheduled_fired;
+        self.scheduled_early += scheduled_early;
+        self.cancelled += cancelled;
     }
 }
 

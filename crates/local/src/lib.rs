@@ -95,6 +95,8 @@ pub struct LocalDelivery {
     /// Whether the stored messages of earlier processes were read: once per process, since
     /// whatever this process stores it holds in hand until it is final or given up.
     scanned: std::sync::atomic::AtomicBool,
+    /// This delivery, for the timers of scheduled pushes.
+    me: std::sync::Weak<LocalDelivery>,
 }
 
 impl LocalDelivery {
@@ -106,7 +108,8 @@ impl LocalDelivery {
         config.database_url = Some(url);
         // Development convenience: the schema is applied on first use.
         config.migrate = true;
-        Ok(Arc::new(LocalDelivery {
+        Ok(Arc::new_cyclic(|me| LocalDelivery {
+            me: me.clone(),
             config,
             url_source,
             engine: OnceCell::new(),
@@ -116,6 +119,11 @@ impl LocalDelivery {
             in_hand: Mutex::default(),
             scanned: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// The engine's store, connected on first use (`cancelPush` records there).
+    pub async fn store(&self) -> Result<&pushq_delivery::store::Store> {
+        Ok(self.engine().await?.store())
     }
 
     /// Resolves once no delivery is under way.
@@ -214,6 +222,7 @@ impl LocalDelivery {
             ));
             return batch.into_iter().for_each(|o| o.refuse(error.clone()));
         }
+        self.book_scheduled(engine, &messages, now_ms).await;
         batch.into_iter().for_each(Outgoing::accept);
         let mut todo = messages;
         todo.extend(self.stored_not_in_hand(engine).await);
@@ -279,9 +288,72 @@ impl LocalDelivery {
         }
     }
 
+    /// Writes scheduled pushes down (`DeliveryLog.forPush` says `scheduled`); a failure is
+    /// only printed: the push is stored and will be sent when due.
+    async fn book_scheduled(&self, engine: &Engine, messages: &[LocalMessage], now_ms: i64) {
+        for m in messages {
+            let Ok(e) = pushq_model::Envelope::parse(&m.body, &m.message_id, m.sent_at_ms) else {
+                continue;
+            };
+            let Some(at) = e.push.send_at_ms().filter(|at| *at > now_ms) else {
+                continue;
+            };
+            let send_at = chrono::DateTime::from_timestamp_millis(at).unwrap_or_default();
+            let target = e.push.target().summary();
+            if let Err(err) = engine
+                .store()
+                .record_scheduled(&e.id, e.push.app(), &target, send_at)
+                .await
+            {
+                eprintln!("pushq local mode: could not write scheduled push {} down (it is stored and will be sent when due): {err}", e.id);
+            }
+        }
+    }
+
+    /// Sets a timer for stored messages not due yet: each is delivered when due, by this
+    /// process if it still runs (the timer does not keep Node alive), else by the next one.
+    fn deliver_when_due(&self, later: Vec<(LocalMessage, i64)>) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let mut later = later;
+            later.sort_by_key(|(_, at)| *at);
+            for (m, at) in later {
+                let wait = at - chrono::Utc::now().timestamp_millis();
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+                }
+                let _delivering = me.delivering.enter();
+                if let Ok(engine) = me.engine().await {
+                    me.deliver(engine, vec![m]).await;
+                }
+            }
+        });
+    }
+
     /// Delivers stored messages, retrying transient failures a few times; what becomes final is
     /// forgotten, what does not stays stored (with why) for `flush()` or the next process.
+    /// Messages not due yet (`sendAt`) wait for their time ([`LocalDelivery::deliver_when_due`]).
     async fn deliver(&self, engine: &Engine, todo: Vec<LocalMessage>) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let (later, todo): (Vec<_>, Vec<_>) = todo
+            .into_iter()
+            .map(|m| {
+                let at = due_at(&m).filter(|at| *at > now_ms);
+                (m, at)
+            })
+            .partition(|(_, at)| at.is_some());
+        if !later.is_empty() {
+            self.deliver_when_due(
+                later
+                    .into_iter()
+                    .map(|(m, at)| (m, at.unwrap_or(now_ms)))
+                    .collect(),
+            );
+        }
+        let todo: Vec<LocalMessage> = todo.into_iter().map(|(m, _)| m).collect();
+        if todo.is_empty() {
+            return;
+        }
         let mut batch: Vec<QueueMessage> = todo
             .into_iter()
             .map(|m| QueueMessage {
@@ -381,6 +453,17 @@ impl LocalDelivery {
         }
         waiting.into_iter().collect()
     }
+}
+
+/// When a stored message's push is due (`sendAt`), if it has a time.
+fn due_at(m: &LocalMessage) -> Option<i64> {
+    if !m.body.contains("\"sendAt\"") {
+        return None;
+    }
+    pushq_model::Envelope::parse(&m.body, &m.message_id, m.sent_at_ms)
+        .ok()?
+        .push
+        .send_at_ms()
 }
 
 /// The push id of a stored message (its queue message id when it is not a readable envelope).

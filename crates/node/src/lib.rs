@@ -6,6 +6,7 @@ mod error;
 pub mod options;
 pub mod push_types;
 pub mod registry;
+pub mod schedule;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,9 @@ struct Client {
     producer: Producer,
     /// Local mode's delivery, whose work goes on after a push's promise resolved.
     local: Option<Arc<LocalDelivery>>,
+    /// `sqs` mode: the database named by `databaseUrl` or `DATABASE_URL`, if any (scheduled
+    /// pushes and cancellations are written there).
+    store: Option<registry::LazyStore>,
     /// Whether a keep-alive promise is out (local mode).
     keeping_alive: Arc<AtomicBool>,
     /// The client's promises not yet settled in JS (one guard each, dropped on the JS thread
@@ -80,6 +84,33 @@ impl Client {
     /// In local mode, keeps Node alive until the deliveries under way are done, as a pending
     /// `fetch` would: a promise that settles then, which no one awaits. One such promise at a
     /// time; idle, nothing is held.
+    /// `cancelPush`: deletes the push's schedule if it has not fired, and records the
+    /// cancellation unless every target is final already.
+    async fn cancel(&self, id: String) -> BindingResult<schedule::Cancelled> {
+        if !registry::could_be_push_id(&id) {
+            return Err(BindingError::InvalidArgument(format!(
+                "pushId: {id:?} cannot be a push id (enqueuePush resolves with {{ id }}, a UUID)"
+            )));
+        }
+        if let Some(local) = &self.local {
+            let store = local.store().await?;
+            return schedule::cancel(store, id, false)
+                .await
+                .map_err(|e| BindingError::Database(e.to_string()));
+        }
+        let Some(lazy) = &self.store else {
+            return Err(pushq_producer::Error::Config(
+                "databaseUrl: not set (option databaseUrl or DATABASE_URL): cancelPush records the cancellation in the deployment's database, where consumers look for it".into(),
+            )
+            .into());
+        };
+        let store = lazy.get().await?;
+        let deleted = self.producer.cancel_schedule(&id).await?;
+        schedule::cancel(&store, id, deleted)
+            .await
+            .map_err(|e| lazy.database(e))
+    }
+
     fn keep_alive_while_delivering(&self, env: &Env) {
         let Some(local) = &self.local else { return };
         if self.keeping_alive.swap(true, Ordering::SeqCst) {
@@ -173,6 +204,23 @@ impl PushClient {
         }
     }
 
+    /// Cancels a push enqueued with `sendAt` (or any push still on the queue): deletes its
+    /// EventBridge Scheduler schedule if it has not fired, and records the cancellation in the
+    /// database (`databaseUrl` / `DATABASE_URL`), so that a copy already on the queue is recorded
+    /// `cancelled` for each target instead of being sent. What was sent before stays sent.
+    /// Resolves `{ id, cancelled: false }` when every target was already final. Rejects with
+    /// `PUSHQ_INVALID_ARGUMENT` for an id no push can have, `PUSHQ_CONFIG` without a database,
+    /// `PUSHQ_QUEUE` when the scheduler refused, `PUSHQ_DATABASE`.
+    #[napi(ts_args_type = "pushId: string", ts_return_type = "Promise<Cancelled>")]
+    pub fn cancel_push<'env>(
+        &self,
+        env: &'env Env,
+        push_id: String,
+    ) -> Result<PromiseRaw<'env, schedule::Cancelled>> {
+        let client = self.client.clone();
+        settle(env, async move { client.cancel(push_id).await }, |c| c)
+    }
+
     /// Resolves once every push handed over so far has been answered by SQS, without closing
     /// the client. In local mode it also waits for their deliveries, and rejects with
     /// `PUSHQ_DELIVERY` naming the pushes that could not be delivered since the last
@@ -206,6 +254,16 @@ pub fn enqueue_push<'env>(
 ) -> Result<PromiseRaw<'env, Enqueued>> {
     match default_client(true) {
         Ok(Some(client)) => enqueue_one(env, &client, push, dry_run),
+        Ok(None) => unreachable!("the default client is created when asked"),
+        Err(e) => rejected(env, error::to_js(env, &e), None),
+    }
+}
+
+/// {@link PushClient.cancelPush} on the default client (configured from the environment).
+#[napi(ts_args_type = "pushId: string", ts_return_type = "Promise<Cancelled>")]
+pub fn cancel_push(env: &Env, push_id: String) -> Result<PromiseRaw<'_, schedule::Cancelled>> {
+    match default_client(true) {
+        Ok(Some(client)) => settle(env, async move { client.cancel(push_id).await }, |c| c),
         Ok(None) => unreachable!("the default client is created when asked"),
         Err(e) => rejected(env, error::to_js(env, &e), None),
     }
@@ -279,13 +337,21 @@ fn default_client(create: bool) -> BindingResult<Option<Arc<Client>>> {
 fn start_client(options_json: Option<&str>) -> BindingResult<Arc<Client>> {
     let options = options::from_json(options_json)?;
     let config = ProducerConfig::resolve(options.producer)?;
-    let (transport, local): (Arc<dyn Transport>, _) = match config.mode {
-        Mode::Sqs => (SqsTransport::new(config.clone()), None),
+    let (transport, local, store): (Arc<dyn Transport>, _, _) = match config.mode {
+        Mode::Sqs => (
+            SqsTransport::new(config.clone()),
+            None,
+            registry::LazyStore::explicit(options.database_url),
+        ),
         Mode::Local => {
             let local = LocalDelivery::new(options.database_url)?;
-            (local.clone(), Some(local))
+            (local.clone(), Some(local), None)
         }
     };
+    let book = store
+        .clone()
+        .map(|s| Arc::new(schedule::StoreBook(s)) as Arc<dyn pushq_producer::ScheduleBook>);
+    let scheduler = pushq_producer::Scheduler::new(config.clone(), book);
     let runtime =
         within_runtime_if_available(tokio::runtime::Handle::try_current).map_err(|_| {
             pushq_producer::Error::Config(
@@ -293,8 +359,9 @@ fn start_client(options_json: Option<&str>) -> BindingResult<Arc<Client>> {
             )
         })?;
     Ok(Arc::new(Client {
-        producer: Producer::start(config, transport, &runtime),
+        producer: Producer::start(config, transport, &runtime).with_scheduler(scheduler),
         local,
+        store,
         keeping_alive: Arc::default(),
         in_flight: Arc::default(),
     }))

@@ -30,8 +30,10 @@ pub struct PushClientOptions {
     /// `PUSHQ_APP`.
     /// @default 'default'
     pub app: Option<String>,
-    /// Database of local mode. Falls back to `DATABASE_URL`.
-    /// @default 'sqlite://pushq-dev.db'
+    /// Database of local mode; in `sqs` mode, where pushes scheduled beyond 900 s are written
+    /// down and `cancelPush` records cancellations (no default there). Falls back to
+    /// `DATABASE_URL`.
+    /// @default 'sqlite://pushq-dev.db' (local mode)
     pub database_url: Option<String>,
     /// Most bytes of pushes (as queue messages) waiting in the client for SQS. A push that would
     /// pass it is refused at once with `PUSHQ_QUEUE` ("backlog is full") and never sent, so a
@@ -44,10 +46,17 @@ pub struct PushClientOptions {
     /// enqueue it again with `id: err.pushId`). Each attempt gets a third of it, at most 10 s.
     /// @default 30000
     pub push_timeout_ms: Option<f64>,
+    /// The IAM role EventBridge Scheduler sends scheduled pushes to the queue with (the SAM
+    /// template's `SchedulerRoleArn` output). Falls back to `PUSHQ_SCHEDULER_ROLE_ARN`. Needed
+    /// only for `sendAt` more than 900 s ahead (or any `sendAt` on a FIFO queue).
+    pub scheduler_role_arn: Option<String>,
+    /// EventBridge Scheduler group of scheduled pushes. Falls back to `PUSHQ_SCHEDULE_GROUP`.
+    /// @default 'pushq'
+    pub schedule_group: Option<String>,
 }
 
 /// The option names, in the order `index.d.ts` lists them.
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 10] = [
     "queueUrl",
     "region",
     "endpointUrl",
@@ -56,6 +65,8 @@ const KNOWN: [&str; 8] = [
     "databaseUrl",
     "maxBacklogBytes",
     "pushTimeoutMs",
+    "schedulerRoleArn",
+    "scheduleGroup",
 ];
 
 /// The options of a client: the producer's, and the database of local mode.
@@ -110,6 +121,8 @@ pub fn from_json(json: Option<&str>) -> Result<ClientOptions, Error> {
             "mode" => &mut options.producer.mode,
             "app" => &mut options.producer.app,
             "databaseUrl" => &mut options.database_url,
+            "schedulerRoleArn" => &mut options.producer.scheduler_role_arn,
+            "scheduleGroup" => &mut options.producer.schedule_group,
             _ => {
                 return Err(bad(format!(
                     "options.{key}: unknown option (known: {})",

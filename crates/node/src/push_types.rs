@@ -35,6 +35,14 @@ pub struct PushBase {
     /// days later) is recorded `expired`. A time already past is `PUSHQ_INVALID_PUSH`.
     #[napi(ts_type = "Date | string")]
     pub expires_at: Option<String>,
+    /// When to send the push (a `Date`, or ISO-8601 with a time zone): up to 365 days ahead, not
+    /// with `delaySeconds`. Within 900 s it is an SQS delay; further ahead an EventBridge
+    /// Scheduler schedule (`schedulerRoleArn` and `databaseUrl` needed), which `cancelPush` can
+    /// delete. A copy that arrives early waits; a late one is sent unless `expiresAt` has
+    /// passed. A time already past (by more than a second), too far ahead, or not before
+    /// `expiresAt` is `PUSHQ_INVALID_PUSH` naming `sendAt`; nothing is scheduled.
+    #[napi(ts_type = "Date | string")]
+    pub send_at: Option<String>,
     /// Arbitrary key/value data for the app; values must be strings.
     #[napi(ts_type = "Record<string, string>")]
     pub data: Option<String>,

@@ -107,7 +107,7 @@ pub struct UserDeliveryRecord {
     pub target: String,
     /// As in {@link DeliveryRecord.status}.
     #[napi(
-        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'"
+        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'retrying' | 'sending'"
     )]
     pub status: String,
     /// FCM's error code, when not sent.
@@ -135,13 +135,13 @@ pub struct DeliveryRecord {
     pub user_id: Option<String>,
     /// Final: `sent`, `failed`, `invalid_token`, `no_devices`, `expired` (the push's
     /// `expiresAt`, or the deployment's `PUSHQ_MAX_PUSH_AGE_SECONDS`, had passed: not sent),
-    /// `dry_run` (FCM validated a dry run and delivered nothing) or `duplicate` (another push
+    /// `dry_run` (FCM validated a dry run and delivered nothing), `duplicate` (another push
     /// with the same idempotency key owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED`
-    /// when its payload differed).
+    /// when its payload differed) or `cancelled` (`cancelPush` came first: not sent).
     /// Not final: `retrying` (the send failed transiently and the message was handed back for
     /// redelivery) or `sending` (a consumer has claimed it and is sending it).
     #[napi(
-        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'retrying' | 'sending'"
+        ts_type = "'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'retrying' | 'sending'"
     )]
     pub status: String,
     /// FCM's error code, when not sent.
@@ -165,7 +165,12 @@ pub struct PushDeliveries {
     /// being retried, or in the dead-letter queue; the log cannot tell those apart, nor from a
     /// push that was never enqueued). `unknown`: no push can have this id (empty, over 64
     /// characters, or a pushq UUIDv7 from the future).
-    #[napi(ts_type = "'delivered' | 'rejected' | 'pending' | 'unknown'")]
+    /// `scheduled`: a push with `sendAt` that has not fired yet (`sendAt` says when it is due).
+    /// `cancelled`: `cancelPush` cancelled it; the targets it had reached keep their rows, the
+    /// others are `cancelled` once a consumer takes its copy (or have none, when none did).
+    #[napi(
+        ts_type = "'delivered' | 'rejected' | 'pending' | 'scheduled' | 'cancelled' | 'unknown'"
+    )]
     pub state: String,
     /// The rows recorded so far, by target: one answer per target, as firebase-admin's
     /// `sendEach()` gives one response per message.
@@ -177,6 +182,8 @@ pub struct PushDeliveries {
     pub failure_count: u32,
     /// Why the push's queue message was rejected, when `rejected`.
     pub rejected_reason: Option<String>,
+    /// When the push is due (ISO-8601), when `scheduled`.
+    pub send_at: Option<String>,
 }
 
 /// Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`.
@@ -197,7 +204,7 @@ const KNOWN: [&str; 3] = ["databaseUrl", "migrate", "app"];
 /// A lazily connected store (connecting is I/O: it happens on first use, off the event loop).
 /// A failed connection is not kept: the next call tries again.
 #[derive(Clone)]
-struct LazyStore {
+pub(crate) struct LazyStore {
     url: String,
     /// Where the URL came from, as errors name it: `databaseUrl`, `DATABASE_URL` or the default.
     source: &'static str,
@@ -269,7 +276,21 @@ impl LazyStore {
         })
     }
 
-    async fn get(&self) -> std::result::Result<Store, BindingError> {
+    /// The store of a client in `sqs` mode: only where `databaseUrl` or `DATABASE_URL` names
+    /// one (never the development default: a server's scheduled pushes must be written down in
+    /// the deployment's database, not in a file next to it).
+    pub(crate) fn explicit(option: Option<String>) -> Option<LazyStore> {
+        let (url, source) = pushq_local::database_url_and_source(option);
+        matches!(source, "options.databaseUrl" | "DATABASE_URL").then(|| LazyStore {
+            url,
+            source,
+            migrate: false,
+            app: pushq_model::DEFAULT_APP.to_owned(),
+            store: Arc::new(OnceCell::new()),
+        })
+    }
+
+    pub(crate) async fn get(&self) -> std::result::Result<Store, BindingError> {
         self.store
             .get_or_try_init(|| async {
                 let store = Store::connect_within(&self.url, 2, CONNECT_TIMEOUT).await?;
@@ -287,7 +308,7 @@ impl LazyStore {
 
     /// A database failure as the binding reports it, naming where the URL came from (the
     /// store's messages never hold a password).
-    fn database(&self, e: StoreError) -> BindingError {
+    pub(crate) fn database(&self, e: StoreError) -> BindingError {
         let message = match e {
             StoreError::Url(why) => format!("{}: {why}", self.source),
             e => format!("{e} (database from {})", self.source),
@@ -319,12 +340,18 @@ impl LazyStore {
         id: &str,
     ) -> std::result::Result<PushDeliveries, BindingError> {
         let log = store.push_log(id).await.map_err(|e| self.database(e))?;
+        let mut send_at = None;
         let (state, rejected_reason) = match log.state {
             PushLogState::Final => ("delivered", None),
             PushLogState::InProgress => ("pending", None),
             PushLogState::Rejected(reason) => ("rejected", Some(reason)),
             PushLogState::NothingRecorded if could_be_push_id(id) => ("pending", None),
             PushLogState::NothingRecorded => ("unknown", None),
+            PushLogState::Scheduled(at) => {
+                send_at = Some(iso(at));
+                ("scheduled", None)
+            }
+            PushLogState::Cancelled => ("cancelled", None),
         };
         let count = |statuses: &[&str]| {
             log.deliveries
@@ -341,6 +368,7 @@ impl LazyStore {
             success_count,
             failure_count,
             rejected_reason,
+            send_at,
         })
     }
 }
@@ -348,7 +376,7 @@ impl LazyStore {
 /// An id some push could have: what an envelope may carry (1 to 64 characters, no NUL; other
 /// producers may use any such id, or SQS's message id), except a UUIDv7 from the future, which
 /// pushq never gives out.
-fn could_be_push_id(id: &str) -> bool {
+pub(crate) fn could_be_push_id(id: &str) -> bool {
     if !pushq_model::envelope::is_valid_id(id) {
         return false;
     }
@@ -834,7 +862,7 @@ impl DeliveryLog {
                 loop {
                     let answer = lazy.push_deliveries(&s, &push_id).await?;
                     match answer.state.as_str() {
-                        "delivered" | "rejected" => return Ok(answer),
+                        "delivered" | "rejected" | "cancelled" => return Ok(answer),
                         "unknown" => {
                             return Err(BindingError::InvalidArgument(format!(
                                 "pushId: {push_id:?} cannot be a push id (enqueuePush resolves with {{ id }}, a UUIDv7; ids are 1 to 64 characters)"

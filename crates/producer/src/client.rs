@@ -8,12 +8,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pushq_model::push::FCM_PAYLOAD_LIMIT;
+use pushq_model::push::{FCM_PAYLOAD_LIMIT, MAX_DELAY_SECONDS};
 use pushq_model::{Envelope, InvalidPush, Push, Target, TooLarge};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::config::ProducerConfig;
+use crate::config::{Mode, ProducerConfig};
 use crate::error::{Error, Result};
+use crate::schedule::{Booking, Scheduled, Scheduler};
 use crate::transport::{Fate, Outgoing, Pending, Transport};
 
 /// Most entries SQS takes in one `SendMessageBatch`.
@@ -139,6 +140,9 @@ pub struct Producer {
     /// Messages handed over and not yet answered by the queue.
     unanswered: Arc<Pending>,
     finished: watch::Receiver<bool>,
+    /// Creates the schedules of pushes due beyond SQS's delay (SQS mode).
+    scheduler: Option<Arc<Scheduler>>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Producer {
@@ -161,6 +165,16 @@ impl Producer {
             config,
             sender: Mutex::new(Some(sender)),
             finished,
+            scheduler: None,
+            runtime: runtime.clone(),
+        }
+    }
+
+    /// The same producer, scheduling pushes due beyond SQS's delay with `scheduler`.
+    pub fn with_scheduler(self, scheduler: Arc<Scheduler>) -> Producer {
+        Producer {
+            scheduler: Some(scheduler),
+            ..self
         }
     }
 
@@ -251,8 +265,27 @@ impl Producer {
                 .into());
             }
         }
-        let delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
+        let mut delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
+        let mut scheduled_at = None;
+        if let Some(send_at) = push.send_at_ms() {
+            match self.when_due(send_at, push.expires_at_ms(), fifo) {
+                Ok(Due::Delay(seconds)) => delay_seconds = seconds,
+                Ok(Due::Schedule) => scheduled_at = Some(send_at),
+                Err(e) => return Err(locate(e).into()),
+            }
+        }
+        if scheduled_at.is_some() {
+            if let Some(missing) = self.scheduler().err() {
+                return Err(missing);
+            }
+        }
         let push = push.with_default_app(&self.config.app);
+        let booking = scheduled_at.map(|send_at_ms| Booking {
+            push_id: String::new(),
+            app: push.app().to_owned(),
+            target: push.target().summary(),
+            send_at_ms,
+        });
         let envelope = Envelope::new(push).into_dry_run(dry_run);
         let bodies = envelope.to_bodies().map_err(|e| e.about(subject()))?;
         let id = envelope.id;
@@ -285,10 +318,84 @@ impl Producer {
             })
             .collect();
         Ok(Prepared {
+            booking: booking.map(|b| Booking {
+                push_id: id.clone(),
+                ..b
+            }),
             id,
             delay_seconds,
             messages,
         })
+    }
+
+    /// How a push with `sendAt` waits: an SQS delay when it is due within 900 s on a standard
+    /// queue, else a schedule; in local mode the in-process delivery holds it (no delay here).
+    /// A time already past (by more than a second), more than 365 days ahead, or not before
+    /// `expiresAt` is refused, naming `sendAt`.
+    fn when_due(
+        &self,
+        send_at: i64,
+        expires_at: Option<i64>,
+        fifo: bool,
+    ) -> Result<Due, InvalidPush> {
+        let now = now_ms();
+        if send_at < now - SEND_AT_GRACE_MS {
+            return Err(InvalidPush::new(
+                "sendAt",
+                format!(
+                    "has already passed ({} s ago): leave sendAt out to send the push now",
+                    (now - send_at) / 1000
+                ),
+            ));
+        }
+        let furthest = now + pushq_model::push::MAX_SCHEDULE_DAYS * 86_400_000;
+        if send_at > furthest {
+            return Err(InvalidPush::new(
+                "sendAt",
+                format!(
+                    "is more than {} days ahead",
+                    pushq_model::push::MAX_SCHEDULE_DAYS
+                ),
+            ));
+        }
+        if expires_at.is_some_and(|e| e <= send_at) {
+            return Err(InvalidPush::new(
+                "sendAt",
+                "is not before expiresAt: the push would expire before it is due",
+            ));
+        }
+        let wait_ms = (send_at - now).max(0);
+        Ok(match self.config.mode {
+            Mode::Local => Due::Delay(None),
+            Mode::Sqs if !fifo && wait_ms <= i64::from(MAX_DELAY_SECONDS) * 1000 => {
+                // Rounded up: SQS delays in whole seconds, and an early copy only waits.
+                Due::Delay(Some(((wait_ms + 999) / 1000) as i32).filter(|s| *s > 0))
+            }
+            Mode::Sqs => Due::Schedule,
+        })
+    }
+
+    /// The scheduler, when this producer can schedule pushes; else why not.
+    fn scheduler(&self) -> Result<&Arc<Scheduler>> {
+        let scheduler = self.scheduler.as_ref().ok_or_else(|| {
+            Error::Config("this client cannot schedule pushes beyond 900 s (no scheduler)".into())
+        })?;
+        match scheduler.missing() {
+            Some(e) => Err(e),
+            None => Ok(scheduler),
+        }
+    }
+
+    /// Cancels a push's schedules that have not fired: true when one was deleted. `Ok(false)`
+    /// when this producer schedules nothing (local mode, or no scheduler).
+    pub async fn cancel_schedule(&self, push_id: &str) -> Result<bool> {
+        match (&self.scheduler, self.config.mode) {
+            (Some(s), Mode::Sqs) if self.config.scheduler_role_arn.is_some() => {
+                s.cancel(push_id, Instant::now() + self.config.push_timeout)
+                    .await
+            }
+            _ => Ok(false),
+        }
     }
 
     fn submit(&self, prepared: Prepared) -> Result<Ticket> {
@@ -302,6 +409,7 @@ impl Producer {
         let sender = guard.as_ref().ok_or(Error::Closed)?;
         let bytes: usize = prepared
             .iter()
+            .filter(|p| p.booking.is_none())
             .flat_map(|p| p.messages.iter().map(|(body, _, _)| body.len().max(1)))
             .sum();
         let mut reserved = u32::try_from(bytes)
@@ -319,6 +427,10 @@ impl Producer {
         let min_time_to_send = (timeout / 4).min(MIN_TIME_TO_SEND);
         let mut tickets = Vec::with_capacity(prepared.len());
         for push in prepared {
+            if push.booking.is_some() {
+                tickets.push(self.schedule(push, deadline, timeout)?);
+                continue;
+            }
             let mut parts = Vec::with_capacity(push.messages.len());
             for (body, group_id, dedup_id) in push.messages {
                 let (reply, answer) = oneshot::channel();
@@ -346,6 +458,36 @@ impl Producer {
             });
         }
         Ok(tickets)
+    }
+
+    /// Hands a push due beyond SQS's delay to the scheduler, in a task of its own: its ticket
+    /// resolves once every schedule exists (or is refused), by the push's deadline.
+    fn schedule(&self, push: Prepared, deadline: Instant, timeout: Duration) -> Result<Ticket> {
+        let scheduler = self.scheduler()?.clone();
+        let (reply, answer) = oneshot::channel();
+        let fate = Arc::new(Fate::default());
+        // Taken at once: the ticket waits for the scheduler's answer, which comes by the deadline.
+        fate.take();
+        let unanswered = self.unanswered.enter();
+        let scheduled = Scheduled {
+            booking: push.booking.expect("a scheduled push has its booking"),
+            parts: push
+                .messages
+                .into_iter()
+                .map(|(body, group_id, _)| (body, group_id))
+                .collect(),
+        };
+        self.runtime.spawn(async move {
+            let answer = scheduler.schedule(scheduled, deadline).await;
+            let _ = reply.send(answer);
+            drop(unanswered);
+        });
+        Ok(Ticket {
+            id: push.id,
+            parts: vec![(answer, fate)],
+            deadline,
+            timeout,
+        })
     }
 
     /// Stops taking pushes and waits until every push already handed over has been answered by SQS.
@@ -376,8 +518,27 @@ impl Producer {
     }
 }
 
+/// How a push with `sendAt` waits for its time.
+enum Due {
+    /// On the queue with this SQS delay (none: local mode holds it itself).
+    Delay(Option<i32>),
+    /// In an EventBridge Scheduler schedule.
+    Schedule,
+}
+
+/// A `sendAt` this close behind the clock is taken as now (a `new Date()` handed straight over).
+const SEND_AT_GRACE_MS: i64 = 1_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 struct Prepared {
     id: String,
+    /// Set when the push is scheduled (EventBridge Scheduler) rather than sent to the queue.
+    booking: Option<Booking>,
     delay_seconds: Option<i32>,
     messages: Vec<(String, Option<String>, Option<String>)>,
 }

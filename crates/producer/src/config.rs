@@ -44,7 +44,17 @@ pub struct ProducerOptions {
     /// Most time, in milliseconds, a push may spend in the client before SQS has it
     /// [default 30,000].
     pub push_timeout_ms: Option<u64>,
+    /// EventBridge Scheduler group of scheduled pushes (`scheduleGroup`); else
+    /// `PUSHQ_SCHEDULE_GROUP`, else [`DEFAULT_SCHEDULE_GROUP`].
+    pub schedule_group: Option<String>,
+    /// The role EventBridge Scheduler sends to the queue with (`schedulerRoleArn`); else
+    /// `PUSHQ_SCHEDULER_ROLE_ARN`. Needed only for pushes scheduled beyond SQS's delay.
+    pub scheduler_role_arn: Option<String>,
 }
+
+/// The EventBridge Scheduler group of scheduled pushes when neither the option nor
+/// `PUSHQ_SCHEDULE_GROUP` names one (the SAM template creates it).
+pub const DEFAULT_SCHEDULE_GROUP: &str = "pushq";
 
 /// The resolved producer configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +72,13 @@ pub struct ProducerConfig {
     pub max_backlog_bytes: usize,
     /// Most time a push spends in the client; past it the push is refused and never sent.
     pub push_timeout: Duration,
+    /// EventBridge Scheduler group of scheduled pushes.
+    pub schedule_group: String,
+    /// The role EventBridge Scheduler sends to the queue with, when configured.
+    pub scheduler_role_arn: Option<String>,
+    /// EventBridge Scheduler endpoint: `AWS_ENDPOINT_URL_SCHEDULER`, else `AWS_ENDPOINT_URL`,
+    /// else the queue URL's origin when it is not on AWS (a local stand-in serving both).
+    pub scheduler_endpoint_url: Option<String>,
     /// The app (Firebase project) of pushes that name none.
     pub app: String,
 }
@@ -132,7 +149,32 @@ impl ProducerConfig {
             pick(options.app, "PUSHQ_APP").unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned());
         pushq_model::check_app(&app)
             .map_err(|e| Error::Config(format!("app (option app or PUSHQ_APP): {}", e.problem)))?;
+        let schedule_group = pick(options.schedule_group, "PUSHQ_SCHEDULE_GROUP")
+            .unwrap_or_else(|| DEFAULT_SCHEDULE_GROUP.to_owned());
+        if !(1..=64).contains(&schedule_group.len())
+            || !schedule_group
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(Error::Config(format!(
+                "scheduleGroup (option scheduleGroup or PUSHQ_SCHEDULE_GROUP): must be 1-64 characters of A-Z a-z 0-9 - _ . (got {schedule_group:?})"
+            )));
+        }
+        let scheduler_role_arn = pick(options.scheduler_role_arn, "PUSHQ_SCHEDULER_ROLE_ARN");
+        if let Some(arn) = &scheduler_role_arn {
+            if !arn.starts_with("arn:") || !arn.contains(":iam::") {
+                return Err(Error::Config(format!(
+                    "schedulerRoleArn (option schedulerRoleArn or PUSHQ_SCHEDULER_ROLE_ARN): must be an IAM role ARN, arn:aws:iam::<account>:role/<name> (got {arn:?})"
+                )));
+            }
+        }
+        let scheduler_endpoint_url = env("AWS_ENDPOINT_URL_SCHEDULER")
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| queue_url.as_deref().and_then(non_aws_origin));
         Ok(ProducerConfig {
+            schedule_group,
+            scheduler_role_arn,
+            scheduler_endpoint_url,
             app,
             mode,
             queue_url,

@@ -7,10 +7,12 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod schedule;
 pub mod sqs;
 pub mod transport;
 
 pub use client::{Enqueued, Producer, Ticket, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 pub use config::{Mode, ProducerConfig, ProducerOptions};
 pub use error::{Error, Result};
+pub use schedule::{Booking, ScheduleBook, Scheduler};
 pub use transport::{BoxFuture, Outgoing, Pending, PendingGuard, Transport};

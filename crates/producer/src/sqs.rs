@@ -56,6 +56,24 @@ pub async fn client(settings: &SqsSettings) -> Result<aws_sdk_sqs::Client> {
 
 /// [`client`], and the endpoint it sends to, for error messages.
 pub async fn client_and_endpoint(settings: &SqsSettings) -> Result<(aws_sdk_sqs::Client, String)> {
+    let shared = shared_config(settings, "SQS").await?;
+    let endpoint = match shared.endpoint_url() {
+        Some(url) => url.to_owned(),
+        None => format!(
+            "https://sqs.{}.amazonaws.com",
+            shared.region().map_or("?", |r| r.as_ref())
+        ),
+    };
+    Ok((aws_sdk_sqs::Client::new(&shared), endpoint))
+}
+
+/// The AWS settings `settings` describe (region, endpoint, timeouts, retries), with the
+/// credentials checked once: `service` names what they are for in errors. Shared by the SQS
+/// client and the EventBridge Scheduler client.
+pub(crate) async fn shared_config(
+    settings: &SqsSettings,
+    service: &str,
+) -> Result<aws_config::SdkConfig> {
     use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
     use aws_sdk_sqs::config::ProvideCredentials;
 
@@ -95,29 +113,22 @@ pub async fn client_and_endpoint(settings: &SqsSettings) -> Result<(aws_sdk_sqs:
             // Nothing configured, or configured wrongly: the deployment must change.
             CredentialsError::CredentialsNotLoaded(_) | CredentialsError::InvalidConfiguration(_) => {
                 Error::Config(format!(
-                    "AWS credentials: none usable for SQS (the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, a container or instance role): {}",
+                    "AWS credentials: none usable for {service} (the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity, a container or instance role): {}",
                     root_cause(&e)
                 ))
             }
             // A provider that timed out or failed may answer next time.
             e => Error::queue(format!(
-                "AWS credentials could not be loaded for SQS just now: {}",
+                "AWS credentials could not be loaded for {service} just now: {}",
                 root_cause(&e)
             )),
         })?;
     }
-    let endpoint = match shared.endpoint_url() {
-        Some(url) => url.to_owned(),
-        None => format!(
-            "https://sqs.{}.amazonaws.com",
-            shared.region().map_or("?", |r| r.as_ref())
-        ),
-    };
-    Ok((aws_sdk_sqs::Client::new(&shared), endpoint))
+    Ok(shared)
 }
 
 /// The innermost error of a chain, on one line: what actually went wrong.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut inner = e;
     while let Some(next) = inner.source() {
         inner = next;

@@ -108,11 +108,12 @@ pub(super) struct Expiry {
 
 impl Expiry {
     /// Whether `e` has expired: its `expiresAt` has passed, or it is older than the age limit,
-    /// counted from when SQS made it visible (`enqueuedAt` plus its `delaySeconds`).
+    /// counted from when it was due (`enqueuedAt` plus its `delaySeconds`, or its `sendAt`).
     fn has_passed(&self, e: &Envelope) -> bool {
         let visible_at = e
             .enqueued_at
-            .saturating_add(i64::from(e.push.delay_seconds().unwrap_or(0)) * 1000);
+            .saturating_add(i64::from(e.push.delay_seconds().unwrap_or(0)) * 1000)
+            .max(e.push.send_at_ms().unwrap_or(i64::MIN));
         e.push.expires_at_ms().is_some_and(|t| self.now_ms >= t)
             || self
                 .max_age_ms
@@ -255,6 +256,17 @@ impl<'m> Batch<'m> {
         self.apps.get_mut(app).expect("inserted above")
     }
 
+    /// The scheduled pushes of the batch (those with `sendAt`), once each: whether one was
+    /// cancelled is asked of the database only for these.
+    pub fn scheduled_push_ids(&self) -> Vec<String> {
+        unique(
+            self.envelopes
+                .iter()
+                .filter(|(_, e)| e.push.send_at_ms().is_some())
+                .map(|(_, e)| e.id.clone()),
+        )
+    }
+
     /// The push ids and idempotency keys of the batch, once each.
     pub fn push_ids_and_keys(&self) -> (Vec<String>, Vec<String>) {
         let ids = unique(self.envelopes.iter().map(|(_, e)| e.id.clone()));
@@ -267,22 +279,23 @@ impl<'m> Batch<'m> {
     }
 
     /// Phase 3: one job per (push, target), the first when the batch repeats one; a user
-    /// without live devices becomes a `no_devices` row, and each target of a push whose time
-    /// has passed an `expired` row. `devices` holds what each (app, user) resolved to.
-    pub fn plan(&mut self, devices: &Resolution, expiry: Expiry) {
+    /// without live devices becomes a `no_devices` row, each target of a `cancelled` push a
+    /// `cancelled` row, and each target of a push whose time has passed an `expired` row. `devices` holds what each (app, user) resolved to.
+    pub fn plan(&mut self, devices: &Resolution, expiry: Expiry, cancelled: &HashSet<String>) {
         let mut jobs = Vec::new();
         let mut unsent = Vec::new();
         let mut no_devices = Vec::new();
         let mut stale: Vec<(String, usize)> = Vec::new();
         for (k, (i, e)) in self.envelopes.iter().enumerate() {
-            let expired = expiry.has_passed(e);
+            let not_sent = if cancelled.contains(&e.id) {
+                Some(DeliveryStatus::Cancelled)
+            } else {
+                expiry.has_passed(e).then_some(DeliveryStatus::Expired)
+            };
             let mut add =
                 |target: String, device: Option<(DeviceKind, String)>, user_id: Option<String>| {
-                    if expired {
-                        unsent.push((
-                            *i,
-                            row(e, target, user_id, DeliveryStatus::Expired, None, 0),
-                        ));
+                    if let Some(status) = not_sent {
+                        unsent.push((*i, row(e, target, user_id, status, None, 0)));
                     } else {
                         jobs.push(Job {
                             message: *i,
@@ -482,6 +495,7 @@ impl<'m> Batch<'m> {
             if keep(message, &r.push_id, &r.target) {
                 match r.status {
                     DeliveryStatus::Expired => expired.push(r.app.clone()),
+                    DeliveryStatus::Cancelled => self.counts.cancelled += 1,
                     DeliveryStatus::Failed => self.counts.closed += 1,
                     _ => self.counts.no_devices += 1,
                 }

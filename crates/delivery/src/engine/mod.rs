@@ -204,7 +204,57 @@ impl Engine {
     /// (with the time the log write may take): sends whose row was not written (the write
     /// failed, the process died) are repeated once the claim lapses, so delivery is at least
     /// once there and only there.
+    ///
+    /// A scheduled push whose copy arrives before its `sendAt` (the scheduler fires within its
+    /// minute) is held: the rest of the batch goes first, then the batch waits for it and sends
+    /// it when due, if that leaves time to send before the deadline; else its message is handed
+    /// back, to come again after the queue's visibility timeout.
     pub async fn process(
+        &self,
+        messages: &[QueueMessage],
+        deadline: Instant,
+    ) -> Result<BatchOutcome, StoreError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if !messages.iter().any(|m| due_at(m, now_ms).is_some()) {
+            return self.process_due(messages, deadline).await;
+        }
+        let (early, due): (Vec<QueueMessage>, Vec<QueueMessage>) = messages
+            .iter()
+            .cloned()
+            .partition(|m| due_at(m, now_ms).is_some());
+        let mut outcome = self.process_due(&due, deadline).await?;
+        // Time kept for the sends after the wait: half of what is left, at most 10 s.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait_until_ms = chrono::Utc::now().timestamp_millis()
+            + left
+                .saturating_sub((left / 2).min(HELD_SEND_TIME))
+                .as_millis() as i64;
+        let (waiting, too_early): (Vec<QueueMessage>, Vec<QueueMessage>) = early
+            .into_iter()
+            .partition(|m| due_at(m, now_ms).is_some_and(|at| at <= wait_until_ms));
+        if !too_early.is_empty() {
+            tracing::info!(
+                handed_back = too_early.len(),
+                "scheduled pushes arrived too early to wait for in this batch; handed back until the queue's visibility timeout"
+            );
+            outcome.counts.messages += too_early.len();
+            outcome.counts.scheduled_early += too_early.len();
+            outcome
+                .failed_message_ids
+                .extend(too_early.into_iter().map(|m| m.message_id));
+        }
+        if let Some(latest) = waiting.iter().filter_map(|m| due_at(m, now_ms)).max() {
+            let wait_ms = latest - chrono::Utc::now().timestamp_millis();
+            if wait_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
+            }
+            outcome.absorb(self.process_due(&waiting, deadline).await?);
+        }
+        Ok(outcome)
+    }
+
+    /// [`Engine::process`] for messages that are due.
+    async fn process_due(
         &self,
         messages: &[QueueMessage],
         deadline: Instant,
@@ -222,7 +272,20 @@ impl Engine {
             now_ms: chrono::Utc::now().timestamp_millis(),
             max_age_ms: self.policy.max_push_age.map(|d| d.as_millis() as i64),
         };
-        batch.plan(&devices, expiry);
+        let scheduled = batch.scheduled_push_ids();
+        batch.counts.scheduled_fired += scheduled.len();
+        let cancelled = match scheduled.is_empty() {
+            true => Default::default(),
+            false => {
+                self.timed(
+                    "finding cancelled pushes",
+                    Some(deadline),
+                    self.store.cancelled_among(&scheduled),
+                )
+                .await?
+            }
+        };
+        batch.plan(&devices, expiry, &cancelled);
         self.close_earlier_rows(&mut batch, deadline).await?;
         // A claim lasts until the sends are over (the deadline, and what an attempt in flight
         // may take past it) and the log is written (one statement's time).
@@ -453,6 +516,19 @@ impl Engine {
             }
         }
     }
+}
+
+/// Most time a batch keeps for sending a scheduled push it waited for.
+const HELD_SEND_TIME: Duration = Duration::from_secs(10);
+
+/// When a message's scheduled push is due, if that is still ahead of `now_ms` (its copy came
+/// early). Only a body that mentions `sendAt` is parsed for it.
+fn due_at(m: &QueueMessage, now_ms: i64) -> Option<i64> {
+    if !m.body.contains("\"sendAt\"") {
+        return None;
+    }
+    let envelope = pushq_model::Envelope::parse(&m.body, m.original_id(), m.sent_at_ms).ok()?;
+    envelope.push.send_at_ms().filter(|at| *at > now_ms)
 }
 
 /// The first pause before the log write is tried again; it doubles up to

@@ -34,6 +34,8 @@ pub enum DeliveryStatus {
     /// Not sent: the push's `expiresAt`, or its age limit (`PUSHQ_MAX_PUSH_AGE_SECONDS`), had
     /// passed when a consumer took it.
     Expired,
+    /// Not sent: the push was cancelled (`cancelPush`) before a consumer took it.
+    Cancelled,
 }
 
 impl DeliveryStatus {
@@ -49,6 +51,7 @@ impl DeliveryStatus {
             DeliveryStatus::Duplicate => "duplicate",
             DeliveryStatus::Sending => "sending",
             DeliveryStatus::Expired => "expired",
+            DeliveryStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -665,10 +668,16 @@ impl Store {
     /// rejected.
     pub async fn push_log(&self, push_id: &str) -> StoreResult<PushLog> {
         let deliveries = self.deliveries_for_push(push_id).await?;
+        let scheduled = self.scheduled_push(push_id).await?;
+        let cancelled = scheduled.as_ref().is_some_and(|s| s.cancelled_at.is_some());
         if deliveries.is_empty() {
             let state = match self.rejected_reason(push_id).await? {
                 Some(reason) => PushLogState::Rejected(reason),
-                None => PushLogState::NothingRecorded,
+                None if cancelled => PushLogState::Cancelled,
+                None => match scheduled.and_then(|s| s.send_at) {
+                    Some(send_at) if send_at > Utc::now() => PushLogState::Scheduled(send_at),
+                    _ => PushLogState::NothingRecorded,
+                },
             };
             return Ok(PushLog { state, deliveries });
         }
@@ -689,6 +698,8 @@ impl Store {
         let all_parts = parts.is_none_or(|n| seen.len() as u32 >= n);
         let state = if retrying || !all_parts {
             PushLogState::InProgress
+        } else if cancelled {
+            PushLogState::Cancelled
         } else {
             PushLogState::Final
         };
@@ -820,4 +831,9 @@ pub enum PushLogState {
     Rejected(String),
     /// Nothing recorded: on the queue, retrying as a whole, in the DLQ, or never enqueued.
     NothingRecorded,
+    /// Scheduled, due at this time, and not fired yet.
+    Scheduled(DateTime<Utc>),
+    /// Cancelled (`cancelPush`), and every target it reached is final (`cancelled` where it
+    /// was not sent before the cancel).
+    Cancelled,
 }

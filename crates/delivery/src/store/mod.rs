@@ -242,6 +242,7 @@ mod deliveries;
 mod devices;
 mod local_queue;
 mod rejected;
+mod scheduled;
 mod tls;
 
 pub use deliveries::{
@@ -251,6 +252,7 @@ pub use deliveries::{
 pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};
 pub use local_queue::LocalMessage;
 pub use rejected::Rejected;
+pub use scheduled::ScheduledPush;
 pub use tls::{tls_warning, warn_if_unverified};
 
 /// A connection pool to the pushq database, counting the statements it runs.

@@ -101,6 +101,17 @@ pub(super) fn parse_app(value: Option<&Value>) -> Result<Option<String>, Invalid
 /// (`2026-11-26T22:00:00.000Z`), as milliseconds since the Unix epoch. Not compared with the
 /// clock: a push read after its time is still valid (and recorded as expired).
 pub(super) fn parse_expires_at(value: Option<&Value>) -> Result<Option<i64>, InvalidPush> {
+    parse_date_time("expiresAt", value)
+}
+
+/// `sendAt`: when a scheduled push is due, written as `expiresAt` is. Not compared with the
+/// clock here either: a copy the scheduler fires late is still a valid push (the producer
+/// refuses a time already past, or more than [`super::MAX_SCHEDULE_DAYS`] ahead).
+pub(super) fn parse_send_at(value: Option<&Value>) -> Result<Option<i64>, InvalidPush> {
+    parse_date_time("sendAt", value)
+}
+
+fn parse_date_time(field: &'static str, value: Option<&Value>) -> Result<Option<i64>, InvalidPush> {
     let Some(value) = value else { return Ok(None) };
     value
         .as_str()
@@ -108,7 +119,7 @@ pub(super) fn parse_expires_at(value: Option<&Value>) -> Result<Option<i64>, Inv
         .map(|t| Some(t.timestamp_millis()))
         .ok_or_else(|| {
             InvalidPush::new(
-                "expiresAt",
+                field,
                 format!(
                     "must be an ISO-8601 date-time with a time zone, e.g. \"2026-11-26T22:00:00Z\" (got {})",
                     describe(value)

@@ -15,6 +15,7 @@ pub use fcm_shape::{check_fcm_shape, ShapeViolation, Violation};
 pub use fields::check_app;
 use fields::{
     parse_app, parse_category, parse_delay, parse_expires_at, parse_idempotency_key, parse_push_id,
+    parse_send_at,
 };
 use json_path::json_path_at;
 pub use target::{is_target_field, Recipient, Target};
@@ -40,13 +41,15 @@ pub const MAX_APP_CHARS: usize = 64;
 pub const MAX_TOPIC_OR_CONDITION_CHARS: usize = 500;
 /// Largest `delaySeconds` (SQS's `DelaySeconds` limit).
 pub const MAX_DELAY_SECONDS: u32 = 900;
+/// Furthest ahead a push may be scheduled with `sendAt`, in days.
+pub const MAX_SCHEDULE_DAYS: i64 = 365;
 /// FCM's payload limit for messages to tokens and conditions, in bytes.
 pub const FCM_PAYLOAD_LIMIT: usize = 4096;
 /// FCM's payload limit for topic messages, in bytes.
 pub const FCM_TOPIC_PAYLOAD_LIMIT: usize = 2048;
 
 /// The fields of a push that pushq reads itself and never sends to FCM.
-const PUSHQ_FIELDS: [&str; 10] = [
+const PUSHQ_FIELDS: [&str; 11] = [
     "id",
     "tokens",
     "fids",
@@ -56,6 +59,7 @@ const PUSHQ_FIELDS: [&str; 10] = [
     "idempotencyKey",
     "expiresAt",
     "delaySeconds",
+    "sendAt",
     "category",
 ];
 /// The top-level fields of firebase-admin's `Message` other than its targets.
@@ -88,6 +92,7 @@ pub struct Push {
     idempotency_key: Option<String>,
     expires_at_ms: Option<i64>,
     delay_seconds: Option<u32>,
+    send_at_ms: Option<i64>,
     category: Option<String>,
 }
 
@@ -125,7 +130,7 @@ impl Push {
             let name = if key.is_empty() { "\"\"" } else { key.as_str() };
             return Err(InvalidPush::new(
                 name,
-                "is not a field of a push (firebase-admin's Message fields, a target, or pushq's app, idempotencyKey, expiresAt, delaySeconds, category)".to_owned(),
+                "is not a field of a push (firebase-admin's Message fields, a target, or pushq's id, app, idempotencyKey, expiresAt, delaySeconds, sendAt, category)".to_owned(),
             ));
         }
         let mut raw = raw;
@@ -142,6 +147,13 @@ impl Push {
         let idempotency_key = parse_idempotency_key(raw.get("idempotencyKey"))?;
         let expires_at_ms = parse_expires_at(raw.get("expiresAt"))?;
         let delay_seconds = parse_delay(raw.get("delaySeconds"))?;
+        let send_at_ms = parse_send_at(raw.get("sendAt"))?;
+        if send_at_ms.is_some() && delay_seconds.is_some() {
+            return Err(InvalidPush::new(
+                "sendAt",
+                "cannot be combined with delaySeconds: give one time to send at",
+            ));
+        }
         let category = parse_category(raw.get("category"))?;
 
         // Every field but pushq's and the target: what firebase-admin 14's `sendEachForMulticast`
@@ -166,6 +178,7 @@ impl Push {
             idempotency_key,
             expires_at_ms,
             delay_seconds,
+            send_at_ms,
             category,
         })
     }
@@ -224,6 +237,12 @@ impl Push {
     /// `delaySeconds` (0–900), passed to SQS as `DelaySeconds`.
     pub fn delay_seconds(&self) -> Option<u32> {
         self.delay_seconds
+    }
+
+    /// `sendAt`, in milliseconds since the Unix epoch: the push is not sent before it. Not
+    /// compared with the clock here (see [`crate::Envelope`]'s consumers and the producer).
+    pub fn send_at_ms(&self) -> Option<i64> {
+        self.send_at_ms
     }
 
     /// `category`, recorded in the delivery log.
@@ -535,7 +554,7 @@ mod tests {
         let err = Push::from_value(json!({"token": "a", "expires": 1})).unwrap_err();
         assert!(
             err.problem
-                .contains("app, idempotencyKey, expiresAt, delaySeconds, category"),
+                .contains("id, app, idempotencyKey, expiresAt, delaySeconds, sendAt, category"),
             "{err}"
         );
         for field in ["fid", "fids", "app", "expiresAt"] {

@@ -45,6 +45,25 @@ impl Target {
         }
     }
 
+    /// The target in one line, as the delivery log names targets (a token, `fid:<id>`,
+    /// `topic:<name>`, `condition:<expr>`, `user:<id>`); a list of more than one by its field
+    /// and length (`userIds[3]`). What a scheduled push is written down with.
+    pub fn summary(&self) -> String {
+        match self {
+            Target::Token(t) => t.clone(),
+            Target::Fid(f) => format!("fid:{f}"),
+            Target::Topic(t) => format!("topic:{t}"),
+            Target::Condition(c) => format!("condition:{c}"),
+            Target::User(u) => format!("user:{u}"),
+            Target::Users(l) if l.len() == 1 => format!("user:{}", l[0]),
+            Target::Tokens(l) if l.len() == 1 => l[0].clone(),
+            Target::Fids(l) if l.len() == 1 => format!("fid:{}", l[0]),
+            Target::Tokens(l) | Target::Fids(l) | Target::Users(l) => {
+                format!("{}[{}]", self.field(), l.len())
+            }
+        }
+    }
+
     /// True for targets that fan out to one FCM send per device (`tokens`, `fids`, `userId`,
     /// `userIds`).
     pub fn fans_out(&self) -> bool {

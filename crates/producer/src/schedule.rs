@@ -1,0 +1,348 @@
+//! Pushes scheduled beyond SQS's delay (`sendAt` more than 900 s ahead, or any `sendAt` on a
+//! FIFO queue): one Amazon EventBridge Scheduler one-time schedule per queue message, in its
+//! own group, named after the push id, whose target is the queue and whose input is the
+//! envelope; deleted by the scheduler once it has fired (`ActionAfterCompletion: DELETE`).
+//!
+//! Each scheduled push is also written down ([`ScheduleBook`]: the deployment's database) before
+//! its schedule is created, so that `cancelPush` and `DeliveryLog.forPush` find it.
+//! API: <https://docs.aws.amazon.com/scheduler/latest/APIReference/API_CreateSchedule.html>
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_scheduler::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, SqsParameters, Target,
+};
+use tokio::sync::OnceCell;
+
+use crate::config::ProducerConfig;
+use crate::error::{Error, Result};
+use crate::sqs::{root_cause, shared_config, SqsSettings};
+use crate::transport::BoxFuture;
+
+/// A scheduled push as it is written down: what `cancelPush` and `DeliveryLog` read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booking {
+    /// The push id (also the schedule's name).
+    pub push_id: String,
+    /// The push's app.
+    pub app: String,
+    /// The push's target as the delivery log names it (`user:<id>`, a token, `topic:<name>`…;
+    /// `userIds[3]` for a list).
+    pub target: String,
+    /// When it is due, in epoch milliseconds.
+    pub send_at_ms: i64,
+}
+
+/// Where scheduled pushes are written down (the binding keeps them in the deployment's
+/// database, `pushq_scheduled`).
+pub trait ScheduleBook: Send + Sync + 'static {
+    /// Writes a scheduled push down (again, harmlessly, for the same push id).
+    fn book<'a>(&'a self, booking: &'a Booking) -> BoxFuture<'a, Result<()>>;
+    /// Forgets a push whose schedule could not be created.
+    fn unbook<'a>(&'a self, push_id: &'a str) -> BoxFuture<'a, Result<()>>;
+}
+
+/// One scheduled push on its way to the scheduler: its booking and its queue messages (body,
+/// FIFO message group).
+pub(crate) struct Scheduled {
+    pub booking: Booking,
+    pub parts: Vec<(String, Option<String>)>,
+}
+
+/// Creates and deletes the schedules of one queue.
+pub struct Scheduler {
+    config: ProducerConfig,
+    book: Option<Arc<dyn ScheduleBook>>,
+    /// The client, and the queue's ARN (the schedules' target).
+    client: OnceCell<(aws_sdk_scheduler::Client, String)>,
+}
+
+impl Scheduler {
+    /// A scheduler for the queue of `config`, writing scheduled pushes down in `book`.
+    pub fn new(config: ProducerConfig, book: Option<Arc<dyn ScheduleBook>>) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            config,
+            book,
+            client: OnceCell::new(),
+        })
+    }
+
+    /// What a push scheduled beyond SQS's delay needs and this deployment lacks, as the error
+    /// its `enqueuePush` rejects with at once.
+    pub(crate) fn missing(&self) -> Option<Error> {
+        if self.config.scheduler_role_arn.is_none() {
+            return Some(Error::Config(
+                "schedulerRoleArn: not set (option schedulerRoleArn or PUSHQ_SCHEDULER_ROLE_ARN): a push with sendAt more than 900 s ahead is an EventBridge Scheduler schedule, which sends to the queue with that role (the SAM template's SchedulerRoleArn output)".into(),
+            ));
+        }
+        if self.book.is_none() {
+            return Some(Error::Config(
+                "databaseUrl: not set (option databaseUrl or DATABASE_URL): a push with sendAt more than 900 s ahead is written down in the deployment's database, where cancelPush and DeliveryLog find it".into(),
+            ));
+        }
+        None
+    }
+
+    async fn client(&self) -> Result<&(aws_sdk_scheduler::Client, String)> {
+        self.client
+            .get_or_try_init(|| async {
+                let settings = SqsSettings {
+                    region: self.config.region.clone(),
+                    endpoint_url: self.config.scheduler_endpoint_url.clone(),
+                    queue_url: self.config.queue_url.clone(),
+                    ..SqsSettings::default()
+                };
+                let shared = shared_config(&settings, "EventBridge Scheduler").await?;
+                let queue_url = self.config.queue_url.as_deref().unwrap_or_default();
+                let region = shared.region().map(|r| r.to_string()).unwrap_or_default();
+                let arn = queue_arn(queue_url, &region).ok_or_else(|| {
+                    Error::Config(format!(
+                        "queueUrl: {queue_url:?} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>): the schedule's target needs the queue's ARN"
+                    ))
+                })?;
+                Ok((aws_sdk_scheduler::Client::new(&shared), arn))
+            })
+            .await
+    }
+
+    /// Writes the push down, then creates one schedule per queue message, all by `deadline`.
+    /// A schedule that exists already under the name (the same push enqueued again with its
+    /// `id`) counts as created. When creation fails for sure, the booking is taken back and the
+    /// push is not scheduled; when the scheduler's answer never came, the push may be scheduled
+    /// (`Error::QueueUnknown`: enqueue it again with the same id).
+    pub(crate) async fn schedule(&self, push: Scheduled, deadline: Instant) -> Result<()> {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let book = self
+            .book
+            .as_ref()
+            .ok_or_else(|| self.missing().expect("no book"))?;
+        tokio::time::timeout(left(), book.book(&push.booking))
+            .await
+            .map_err(|_| Error::Database("writing the scheduled push down timed out".into()))??;
+        let created = tokio::time::timeout(left(), self.create_all(&push))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::QueueUnknown {
+                    message: format!(
+                        "EventBridge Scheduler did not answer before the push's deadline: push {} may be scheduled",
+                        push.booking.push_id
+                    ),
+                    push_id: Some(push.booking.push_id.clone()),
+                })
+            });
+        if let Err(e @ (Error::Config(_) | Error::Queue { .. })) = &created {
+            // Scheduled for sure not (or only in part, which a retry with the id completes).
+            let _ = book.unbook(&push.booking.push_id).await;
+            return Err(e.clone());
+        }
+        created
+    }
+
+    async fn create_all(&self, push: &Scheduled) -> Result<()> {
+        let (client, queue_arn) = self.client().await?;
+        let role = self.config.scheduler_role_arn.clone().unwrap_or_default();
+        let at = chrono::DateTime::from_timestamp_millis(push.booking.send_at_ms)
+            .unwrap_or_default()
+            .format("at(%Y-%m-%dT%H:%M:%S)")
+            .to_string();
+        for (i, (body, group_id)) in push.parts.iter().enumerate() {
+            let name = schedule_name(&push.booking.push_id, i);
+            let target = Target::builder()
+                .arn(queue_arn)
+                .role_arn(&role)
+                .input(body)
+                .set_sqs_parameters(
+                    group_id
+                        .as_ref()
+                        .map(|g| SqsParameters::builder().message_group_id(g).build()),
+                )
+                .build()
+                .map_err(|e| Error::Config(format!("schedule target: {e}")))?;
+            let sent = client
+                .create_schedule()
+                .name(&name)
+                .group_name(&self.config.schedule_group)
+                .schedule_expression(&at)
+                .schedule_expression_timezone("UTC")
+                .flexible_time_window(
+                    FlexibleTimeWindow::builder()
+                        .mode(FlexibleTimeWindowMode::Off)
+                        .build()
+                        .map_err(|e| Error::Config(format!("schedule window: {e}")))?,
+                )
+                .action_after_completion(ActionAfterCompletion::Delete)
+                .client_token(&name)
+                .target(target)
+                .send()
+                .await;
+            match sent {
+                Ok(_) => {}
+                // The same push enqueued again with its id: its schedule is there.
+                Err(e) if e.code() == Some("ConflictException") => {}
+                Err(e) => return Err(self.error(e, &push.booking.push_id, "creating")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a push's schedules that have not fired; true when there was one.
+    pub async fn cancel(&self, push_id: &str, deadline: Instant) -> Result<bool> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, self.delete_all(push_id))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::QueueUnknown {
+                    message: format!(
+                        "EventBridge Scheduler did not answer in time: push {push_id}'s schedule may not be deleted"
+                    ),
+                    push_id: Some(push_id.to_owned()),
+                })
+            })
+    }
+
+    async fn delete_all(&self, push_id: &str) -> Result<bool> {
+        let (client, _) = self.client().await?;
+        let listed = client
+            .list_schedules()
+            .group_name(&self.config.schedule_group)
+            .name_prefix(push_id)
+            .send()
+            .await
+            .map_err(|e| self.error(e, push_id, "listing"))?;
+        let mut deleted = false;
+        for s in listed.schedules() {
+            let Some(name) = s.name() else { continue };
+            if !is_schedule_of(name, push_id) {
+                continue;
+            }
+            match client
+                .delete_schedule()
+                .name(name)
+                .group_name(&self.config.schedule_group)
+                .send()
+                .await
+            {
+                Ok(_) => deleted = true,
+                // Fired (and deleted by the scheduler) meanwhile.
+                Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+                Err(e) => return Err(self.error(e, push_id, "deleting")),
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn error<E, R>(&self, e: SdkError<E, R>, push_id: &str, doing: &str) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let group = &self.config.schedule_group;
+        match &e {
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().map(str::to_owned);
+                let said = service.err().message().unwrap_or_default().to_owned();
+                match code.as_deref() {
+                    Some("ResourceNotFoundException") if doing != "deleting" => Error::Config(format!(
+                        "EventBridge Scheduler: schedule group {group:?} does not exist (the SAM template creates it; or set scheduleGroup / PUSHQ_SCHEDULE_GROUP): {said}"
+                    )),
+                    Some("InternalServerException" | "ThrottlingException") => Error::QueueUnknown {
+                        message: format!("EventBridge Scheduler failed while {doing} the schedule of push {push_id}: {said}"),
+                        push_id: Some(push_id.to_owned()),
+                    },
+                    _ => Error::Queue {
+                        message: format!(
+                            "EventBridge Scheduler refused {doing} the schedule of push {push_id} in group {group:?}: {}: {said}",
+                            code.as_deref().unwrap_or("error")
+                        ),
+                        aws_code: code,
+                        cause: None,
+                    },
+                }
+            }
+            SdkError::ConstructionFailure(_) => Error::Config(format!(
+                "EventBridge Scheduler: the request could not be built: {}",
+                root_cause(&e)
+            )),
+            // A timeout, a dropped connection, an unreadable answer: it may have happened.
+            _ => Error::QueueUnknown {
+                message: format!(
+                    "EventBridge Scheduler's answer to {doing} the schedule of push {push_id} never came: {}",
+                    root_cause(&e)
+                ),
+                push_id: Some(push_id.to_owned()),
+            },
+        }
+    }
+}
+
+/// The schedule of a push's `part` (0-based): the push id, then `<id>.2`, `<id>.3`… for the
+/// further parts of a split push.
+pub fn schedule_name(push_id: &str, part: usize) -> String {
+    match part {
+        0 => push_id.to_owned(),
+        n => format!("{push_id}.{}", n + 1),
+    }
+}
+
+fn is_schedule_of(name: &str, push_id: &str) -> bool {
+    name == push_id
+        || name
+            .strip_prefix(push_id)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
+/// The ARN of the queue at `queue_url` (`…/<account>/<name>`) in `region`.
+pub fn queue_arn(queue_url: &str, region: &str) -> Option<String> {
+    let url = url::Url::parse(queue_url).ok()?;
+    let mut path = url.path_segments()?.filter(|s| !s.is_empty());
+    let (account, name) = (path.next()?, path.next()?);
+    if path.next().is_some() || region.is_empty() {
+        return None;
+    }
+    let partition = if url.host_str()?.ends_with(".amazonaws.com.cn") {
+        "aws-cn"
+    } else {
+        "aws"
+    };
+    Some(format!("arn:{partition}:sqs:{region}:{account}:{name}"))
+}
+
+/// How long `cancelPush` waits for the scheduler.
+pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_url_becomes_its_arn() {
+        assert_eq!(
+            queue_arn(
+                "https://sqs.ap-northeast-2.amazonaws.com/123456789012/pushq",
+                "ap-northeast-2"
+            )
+            .as_deref(),
+            Some("arn:aws:sqs:ap-northeast-2:123456789012:pushq")
+        );
+        assert_eq!(
+            queue_arn("http://127.0.0.1:5000/123456789012/q.fifo", "us-east-1").as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:q.fifo")
+        );
+        assert_eq!(queue_arn("http://127.0.0.1:5000/q", "us-east-1"), None);
+        assert_eq!(queue_arn("http://h/1/q", ""), None);
+    }
+
+    #[test]
+    fn the_parts_of_a_push_are_named_after_it() {
+        let id = "0193a0c4-7b7e-7c3e-9d4e-1f2a3b4c5d6e";
+        assert_eq!(schedule_name(id, 0), id);
+        assert_eq!(schedule_name(id, 1), format!("{id}.2"));
+        assert!(is_schedule_of(&schedule_name(id, 2), id));
+        assert!(is_schedule_of(id, id));
+        assert!(!is_schedule_of(&format!("{id}0"), id));
+        assert!(!is_schedule_of(&format!("{id}.x"), id));
+    }
+}
