@@ -94,10 +94,23 @@ test('secrets reach the function only as Secrets Manager ARNs, read with a polic
   for (const name of Object.keys(vars)) expect(sources).toContain(`"${name}"`)
 })
 
-test('servers get a send-only policy for the queue', () => {
-  expect(resources.ProducerPolicy.Properties.PolicyDocument.Statement).toEqual([
+test('servers may send to the queue, and schedule and cancel pushes in pushq\'s group only', () => {
+  const statements = resources.ProducerPolicy.Properties.PolicyDocument.Statement
+  expect(statements[0]).toEqual({ Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': ['PushQueue', 'Arn'] } })
+  expect(statements[1].Action).toEqual(['scheduler:CreateSchedule', 'scheduler:DeleteSchedule'])
+  expect(JSON.stringify(statements[1].Resource)).toContain('schedule/${ScheduleGroup}/*')
+  expect(statements[3]).toMatchObject({ Action: 'iam:PassRole', Resource: { 'Fn::GetAtt': ['SchedulerRole', 'Arn'] } })
+  expect(statements.map((s: any) => s.Action).flat()).not.toContain('sqs:ReceiveMessage')
+})
+
+test('the scheduler sends scheduled pushes to the queue with a role of its own, and nothing else', () => {
+  expect(resources.ScheduleGroup.Type).toBe('AWS::Scheduler::ScheduleGroup')
+  const role = resources.SchedulerRole.Properties
+  expect(role.AssumeRolePolicyDocument.Statement[0].Principal).toEqual({ Service: 'scheduler.amazonaws.com' })
+  expect(role.Policies[0].PolicyDocument.Statement).toEqual([
     { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': ['PushQueue', 'Arn'] } },
   ])
+  expect(Object.keys(template.Outputs)).toEqual(expect.arrayContaining(['ScheduleGroupName', 'SchedulerRoleArn']))
 })
 
 test('the optional delivery settings reach the function only when given, and only as values it accepts', () => {

@@ -3,11 +3,12 @@
 // Target.Input to the queue, as the scheduler would), `pushq worker` and the FCM emulator.
 import {
   CreateScheduleGroupCommand,
+  DeleteScheduleCommand,
   GetScheduleCommand,
   ListSchedulesCommand,
   SchedulerClient,
 } from '@aws-sdk/client-scheduler'
-import { SendMessageCommand } from '@aws-sdk/client-sqs'
+import { CreateQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs'
 import { randomUUID } from 'crypto'
 import { DeliveryLog, DeviceRegistry, PushClient } from '..'
 import { freshQueue, queueDepth, sqs } from './support/sqs'
@@ -31,7 +32,7 @@ async function setUp(opts: { fifo?: boolean } = {}) {
   const databaseUrl = freshDatabase('sqlite')
   const queueUrl = opts.fifo
     ? (await sqs.send(
-        new (require('@aws-sdk/client-sqs').CreateQueueCommand)({
+        new CreateQueueCommand({
           QueueName: `pushq-${randomUUID()}.fifo`,
           Attributes: { FifoQueue: 'true', ContentBasedDeduplication: 'true' },
         }),
@@ -173,7 +174,6 @@ test('a cancelled push whose targets are all final already says cancelled: false
   await fire(id, queueUrl)
   await withWorker(queueUrl, env, async () => (await log.forPush(id)).state === 'delivered')
   // The schedule moto keeps (it never fires or deletes) stands for one the scheduler deleted.
-  const { DeleteScheduleCommand } = require('@aws-sdk/client-scheduler')
   await scheduler.send(new DeleteScheduleCommand({ Name: id, GroupName: scheduleGroup }))
 
   expect(await client.cancelPush(id)).toEqual({ id, cancelled: false })

@@ -1340,3 +1340,78 @@ async fn a_send_whose_token_comes_after_the_deadline_is_not_started() {
     assert!(outcome.failed_message_ids.is_empty());
     assert_eq!(tokens_received(&fcm).await, ["tok-1"]);
 }
+
+/// A scheduled push whose copy comes before `sendAt`: one due within the batch's time is sent
+/// when due, after the rest of the batch; one too early to wait for is handed back unsent and
+/// unrecorded. A copy that comes late is sent at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn early_copies_of_scheduled_pushes_wait_or_come_back() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis() + ms)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let soon_due = at(1_500);
+    let now = message(json!({"token": "now", "data": {"k": "v"}}));
+    let late = message(json!({"token": "late", "data": {"k": "v"}, "sendAt": at(-60_000)}));
+    let early = message(json!({"token": "early", "data": {"k": "v"}, "sendAt": soon_due}));
+    let too_early =
+        message(json!({"token": "too-early", "data": {"k": "v"}, "sendAt": at(60_000)}));
+    // 20 s left: up to 10 s of waiting, 10 s kept for the sends.
+    let outcome = engine
+        .process(&[now, late, early.clone(), too_early.clone()], soon())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.failed_message_ids,
+        vec![too_early.message_id.clone()]
+    );
+    assert_eq!(outcome.counts.sent, 3);
+    assert_eq!(outcome.counts.scheduled_fired, 2);
+    assert_eq!(outcome.counts.scheduled_early, 1);
+    assert_eq!(tokens_received(&fcm).await, ["early", "late", "now"]);
+    let log = engine.store().push_log(&push_id(&too_early)).await.unwrap();
+    assert!(log.deliveries.is_empty(), "{:?}", log.deliveries);
+    // The held copy reached FCM when due, not when it came: the emulator names each message
+    // with a UUIDv7, whose first 48 bits are the time it received it.
+    let rows = engine
+        .store()
+        .deliveries_for_push(&push_id(&early))
+        .await
+        .unwrap();
+    let name = rows[0].fcm_message_id.as_deref().unwrap();
+    let received_ms = i64::from_str_radix(&name.rsplit('/').next().unwrap()[..12], 16).unwrap();
+    let due_ms = chrono::DateTime::parse_from_rfc3339(&soon_due)
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        received_ms >= due_ms,
+        "received at {received_ms}, due at {due_ms}"
+    );
+}
+
+/// A scheduled push cancelled before a consumer took its copy: each target is recorded
+/// `cancelled`, none is sent; the push's log says cancelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_push_is_recorded_cancelled_per_target_and_not_sent() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let send_at = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    let m = message(json!({"tokens": ["c-1", "c-2"], "data": {"k": "v"}, "sendAt": send_at}));
+    engine.store().record_cancelled(&push_id(&m)).await.unwrap();
+    let outcome = engine
+        .process(std::slice::from_ref(&m), soon())
+        .await
+        .unwrap();
+    assert!(outcome.failed_message_ids.is_empty());
+    assert_eq!(outcome.counts.cancelled, 2);
+    assert!(tokens_received(&fcm).await.is_empty());
+    let log = engine.store().push_log(&push_id(&m)).await.unwrap();
+    assert_eq!(log.state, PushLogState::Cancelled);
+    let statuses: Vec<&str> = log.deliveries.iter().map(|d| d.status.as_str()).collect();
+    assert_eq!(statuses, ["cancelled", "cancelled"]);
+}
