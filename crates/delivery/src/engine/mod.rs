@@ -215,23 +215,35 @@ impl Engine {
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        if !messages.iter().any(|m| due_at(m, now_ms).is_some()) {
+        // When each early copy is due (read once: only bodies that mention `sendAt` are parsed).
+        let due: Vec<Option<i64>> = messages.iter().map(|m| due_at(m, now_ms)).collect();
+        if due.iter().all(Option::is_none) {
             return self.process_due(messages, deadline).await;
         }
-        let (early, due): (Vec<QueueMessage>, Vec<QueueMessage>) = messages
+        let now: Vec<QueueMessage> = messages
             .iter()
-            .cloned()
-            .partition(|m| due_at(m, now_ms).is_some());
-        let mut outcome = self.process_due(&due, deadline).await?;
+            .zip(&due)
+            .filter(|(_, at)| at.is_none())
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut outcome = self.process_due(&now, deadline).await?;
         // Time kept for the sends after the wait: half of what is left, at most 10 s.
         let left = deadline.saturating_duration_since(Instant::now());
         let wait_until_ms = chrono::Utc::now().timestamp_millis()
             + left
                 .saturating_sub((left / 2).min(HELD_SEND_TIME))
                 .as_millis() as i64;
-        let (waiting, too_early): (Vec<QueueMessage>, Vec<QueueMessage>) = early
-            .into_iter()
-            .partition(|m| due_at(m, now_ms).is_some_and(|at| at <= wait_until_ms));
+        let (mut waiting, mut too_early, mut latest) = (Vec::new(), Vec::new(), now_ms);
+        for (m, at) in messages.iter().zip(&due) {
+            match *at {
+                Some(at) if at <= wait_until_ms => {
+                    latest = latest.max(at);
+                    waiting.push(m.clone());
+                }
+                Some(_) => too_early.push(m.message_id.clone()),
+                None => {}
+            }
+        }
         if !too_early.is_empty() {
             tracing::info!(
                 handed_back = too_early.len(),
@@ -239,11 +251,9 @@ impl Engine {
             );
             outcome.counts.messages += too_early.len();
             outcome.counts.scheduled_early += too_early.len();
-            outcome
-                .failed_message_ids
-                .extend(too_early.into_iter().map(|m| m.message_id));
+            outcome.failed_message_ids.extend(too_early);
         }
-        if let Some(latest) = waiting.iter().filter_map(|m| due_at(m, now_ms)).max() {
+        if !waiting.is_empty() {
             let wait_ms = latest - chrono::Utc::now().timestamp_millis();
             if wait_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
