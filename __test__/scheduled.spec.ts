@@ -283,3 +283,36 @@ describe('local mode', () => {
     expect(await sentTo(token)).toEqual([token])
   })
 })
+
+test('with PUSHQ_PRODUCER_METRICS=emf a server prints one EMF line per schedule created and deleted', async () => {
+  const databaseUrl = freshDatabase('sqlite')
+  const queueUrl = await freshQueue()
+  pushq(['migrate'], { DATABASE_URL: databaseUrl })
+  const out = await runScript(
+    `const { PushClient } = require('pushq')
+    ;(async () => {
+      const client = new PushClient({ queueUrl: ${JSON.stringify(queueUrl)} })
+      const { id } = await client.enqueuePush({ userId: 'm', data: { a: 'b' }, sendAt: new Date(Date.now() + 86400000) })
+      await client.cancelPush(id)
+      await client.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`,
+    {
+      DATABASE_URL: databaseUrl,
+      PUSHQ_SCHEDULER_ROLE_ARN: schedulerRoleArn,
+      PUSHQ_SCHEDULE_GROUP: scheduleGroup,
+      PUSHQ_PRODUCER_METRICS: 'emf',
+      PUSHQ_METRICS_NAMESPACE: 'pushq-test',
+    },
+  )
+  expect(out.stderr).toBe('')
+  const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l))
+  expect(lines).toEqual([
+    expect.objectContaining({ Service: 'pushq-producer', ScheduledCreated: 1 }),
+    expect.objectContaining({ Service: 'pushq-producer', ScheduledDeleted: 1 }),
+  ])
+  expect(lines[0]._aws.CloudWatchMetrics[0]).toEqual({
+    Namespace: 'pushq-test',
+    Dimensions: [['Service']],
+    Metrics: [{ Name: 'ScheduledCreated', Unit: 'Count' }],
+  })
+})

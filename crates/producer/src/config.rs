@@ -79,6 +79,10 @@ pub struct ProducerConfig {
     /// EventBridge Scheduler endpoint: `AWS_ENDPOINT_URL_SCHEDULER`, else `AWS_ENDPOINT_URL`,
     /// else the queue URL's origin when it is not on AWS (a local stand-in serving both).
     pub scheduler_endpoint_url: Option<String>,
+    /// `PUSHQ_PRODUCER_METRICS=emf`: the CloudWatch namespace (`PUSHQ_METRICS_NAMESPACE`, else
+    /// `pushq`) of the EMF lines the producer prints on stdout for the schedules it creates and
+    /// deletes; `None` (the default): it prints none.
+    pub metrics_namespace: Option<String>,
     /// The app (Firebase project) of pushes that name none.
     pub app: String,
 }
@@ -171,7 +175,19 @@ impl ProducerConfig {
         let scheduler_endpoint_url = env("AWS_ENDPOINT_URL_SCHEDULER")
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| queue_url.as_deref().and_then(non_aws_origin));
+        let metrics_namespace = match env("PUSHQ_PRODUCER_METRICS").as_deref() {
+            None | Some("off") => None,
+            Some("emf") => {
+                Some(env("PUSHQ_METRICS_NAMESPACE").unwrap_or_else(|| "pushq".to_owned()))
+            }
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "PUSHQ_PRODUCER_METRICS: must be 'emf' or 'off' (got {other:?})"
+                )))
+            }
+        };
         Ok(ProducerConfig {
+            metrics_namespace,
             schedule_group,
             scheduler_role_arn,
             scheduler_endpoint_url,

@@ -137,7 +137,32 @@ impl Scheduler {
             let _ = book.unbook(&push.booking.push_id).await;
             return Err(e.clone());
         }
+        if created.is_ok() {
+            self.count("ScheduledCreated", push.parts.len());
+        }
         created
+    }
+
+    /// With `PUSHQ_PRODUCER_METRICS=emf`, one CloudWatch Embedded Metric Format line on stdout
+    /// (dimension `Service` = `pushq-producer`): the servers' side of the scheduled-push
+    /// metrics, beside the consumer's `ScheduledFired` and `Cancelled`.
+    fn count(&self, metric: &str, n: usize) {
+        let Some(namespace) = &self.config.metrics_namespace else {
+            return;
+        };
+        let line = serde_json::json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [["Service"]],
+                    "Metrics": [{"Name": metric, "Unit": "Count"}],
+                }],
+            },
+            "Service": "pushq-producer",
+            metric: n,
+        });
+        println!("{line}");
     }
 
     async fn create_all(&self, push: &Scheduled) -> Result<()> {
@@ -203,6 +228,15 @@ impl Scheduler {
     }
 
     async fn delete_all(&self, push_id: &str) -> Result<bool> {
+        let deleted = self.delete_each(push_id).await?;
+        if deleted > 0 {
+            self.count("ScheduledDeleted", deleted);
+        }
+        Ok(deleted > 0)
+    }
+
+    /// Deletes a push's schedules; how many there were.
+    async fn delete_each(&self, push_id: &str) -> Result<usize> {
         let (client, _) = self.client().await?;
         let listed = client
             .list_schedules()
@@ -211,7 +245,7 @@ impl Scheduler {
             .send()
             .await
             .map_err(|e| self.error(e, push_id, "listing"))?;
-        let mut deleted = false;
+        let mut deleted = 0;
         for s in listed.schedules() {
             let Some(name) = s.name() else { continue };
             if !is_schedule_of(name, push_id) {
@@ -224,7 +258,7 @@ impl Scheduler {
                 .send()
                 .await
             {
-                Ok(_) => deleted = true,
+                Ok(_) => deleted += 1,
                 // Fired (and deleted by the scheduler) meanwhile.
                 Err(e) if e.code() == Some("ResourceNotFoundException") => {}
                 Err(e) => return Err(self.error(e, push_id, "deleting")),
