@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pushq_delivery::config::DeliveryConfig;
-use pushq_delivery::engine::{Engine, QueueMessage, SetupError, WithoutCredentials};
+use pushq_delivery::engine::{
+    scheduled_after, Engine, QueueMessage, SetupError, WithoutCredentials,
+};
 use pushq_delivery::store::{LocalMessage, StoreError};
 use pushq_producer::{BoxFuture, Error, Outgoing, Pending, PendingGuard, Result, Transport};
 use tokio::sync::OnceCell;
@@ -292,12 +294,10 @@ impl LocalDelivery {
     /// only printed: the push is stored and will be sent when due.
     async fn book_scheduled(&self, engine: &Engine, messages: &[LocalMessage], now_ms: i64) {
         for m in messages {
-            let Ok(e) = pushq_model::Envelope::parse(&m.body, &m.message_id, m.sent_at_ms) else {
+            let Some(e) = scheduled_after(&m.body, &m.message_id, m.sent_at_ms, now_ms) else {
                 continue;
             };
-            let Some(at) = e.push.send_at_ms().filter(|at| *at > now_ms) else {
-                continue;
-            };
+            let at = e.push.send_at_ms().unwrap_or(now_ms);
             let send_at = chrono::DateTime::from_timestamp_millis(at).unwrap_or_default();
             let target = e.push.target().summary();
             if let Err(err) = engine
@@ -335,22 +335,18 @@ impl LocalDelivery {
     /// Messages not due yet (`sendAt`) wait for their time ([`LocalDelivery::deliver_when_due`]).
     async fn deliver(&self, engine: &Engine, todo: Vec<LocalMessage>) {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let (later, todo): (Vec<_>, Vec<_>) = todo
-            .into_iter()
-            .map(|m| {
-                let at = due_at(&m).filter(|at| *at > now_ms);
-                (m, at)
-            })
-            .partition(|(_, at)| at.is_some());
-        if !later.is_empty() {
-            self.deliver_when_due(
-                later
-                    .into_iter()
-                    .map(|(m, at)| (m, at.unwrap_or(now_ms)))
-                    .collect(),
-            );
+        let mut later = Vec::new();
+        let mut due = Vec::with_capacity(todo.len());
+        for m in todo {
+            match scheduled_after(&m.body, &m.message_id, m.sent_at_ms, now_ms) {
+                Some(e) => later.push((m, e.push.send_at_ms().unwrap_or(now_ms))),
+                None => due.push(m),
+            }
         }
-        let todo: Vec<LocalMessage> = todo.into_iter().map(|(m, _)| m).collect();
+        if !later.is_empty() {
+            self.deliver_when_due(later);
+        }
+        let todo = due;
         if todo.is_empty() {
             return;
         }
@@ -453,17 +449,6 @@ impl LocalDelivery {
         }
         waiting.into_iter().collect()
     }
-}
-
-/// When a stored message's push is due (`sendAt`), if it has a time.
-fn due_at(m: &LocalMessage) -> Option<i64> {
-    if !m.body.contains("\"sendAt\"") {
-        return None;
-    }
-    pushq_model::Envelope::parse(&m.body, &m.message_id, m.sent_at_ms)
-        .ok()?
-        .push
-        .send_at_ms()
 }
 
 /// The push id of a stored message (its queue message id when it is not a readable envelope).

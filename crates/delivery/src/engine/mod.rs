@@ -532,13 +532,31 @@ impl Engine {
 const HELD_SEND_TIME: Duration = Duration::from_secs(10);
 
 /// When a message's scheduled push is due, if that is still ahead of `now_ms` (its copy came
-/// early). Only a body that mentions `sendAt` is parsed for it.
+/// early).
 fn due_at(m: &QueueMessage, now_ms: i64) -> Option<i64> {
-    if !m.body.contains("\"sendAt\"") {
+    scheduled_after(&m.body, m.original_id(), m.sent_at_ms, now_ms)?
+        .push
+        .send_at_ms()
+}
+
+/// The envelope in `body` when its push is scheduled (`sendAt`) for after `now_ms`. Only a body
+/// that mentions `sendAt` is parsed, so that the messages of unscheduled pushes cost a substring
+/// search. Local mode holds its stored pushes by the same rule.
+pub fn scheduled_after(
+    body: &str,
+    message_id: &str,
+    sent_at_ms: i64,
+    now_ms: i64,
+) -> Option<pushq_model::Envelope> {
+    if !body.contains("\"sendAt\"") {
         return None;
     }
-    let envelope = pushq_model::Envelope::parse(&m.body, m.original_id(), m.sent_at_ms).ok()?;
-    envelope.push.send_at_ms().filter(|at| *at > now_ms)
+    let envelope = pushq_model::Envelope::parse(body, message_id, sent_at_ms).ok()?;
+    envelope
+        .push
+        .send_at_ms()
+        .is_some_and(|at| at > now_ms)
+        .then_some(envelope)
 }
 
 /// The first pause before the log write is tried again; it doubles up to
