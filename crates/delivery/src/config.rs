@@ -1,6 +1,8 @@
 //! Delivery-side configuration (Lambda, `pushq worker`, local mode): documented defaults,
 //! overridden by the environment. Read once, at start; nothing reads the environment later.
 
+use std::time::Duration;
+
 /// A setting that cannot be used; names the variable, never its value when that may be a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -13,6 +15,41 @@ pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 2000;
 /// `PUSHQ_STALE_DEVICE_DAYS` when not set: the age at which FCM expires an inactive Android
 /// token (https://firebase.google.com/docs/cloud-messaging/manage-tokens).
 pub const DEFAULT_STALE_DEVICE_DAYS: u64 = 270;
+
+/// The FCM endpoint when `PUSHQ_FCM_ENDPOINT` is not set.
+pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
+
+/// Namespace of the EMF metrics when `PUSHQ_METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "pushq";
+
+/// The concurrent streams FCM allows on one HTTP/2 connection (its SETTINGS_MAX_CONCURRENT_STREAMS).
+pub const FCM_STREAMS_PER_CONNECTION: usize = 100;
+
+/// How many connections `in_flight` concurrent sends need when one connection carries at most
+/// `streams_per_connection` of them: `in_flight / streams_per_connection`, rounded up, at least 1.
+pub fn connections_for(in_flight: usize, streams_per_connection: usize) -> usize {
+    in_flight.div_ceil(streams_per_connection.max(1)).max(1)
+}
+
+/// Which devices and pushes are too old to send to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushPolicy {
+    /// A device not seen (registered) for this long is not resolved
+    /// (`PUSHQ_STALE_DEVICE_DAYS`, default 270 days: when FCM expires inactive Android tokens).
+    pub stale_device_after: Duration,
+    /// A push enqueued longer ago than this is recorded `expired`, not sent
+    /// (`PUSHQ_MAX_PUSH_AGE_SECONDS`; off by default).
+    pub max_push_age: Option<Duration>,
+}
+
+impl Default for PushPolicy {
+    fn default() -> Self {
+        PushPolicy {
+            stale_device_after: Duration::from_secs(DEFAULT_STALE_DEVICE_DAYS * 86_400),
+            max_push_age: None,
+        }
+    }
+}
 
 /// Delivery-side settings, from the environment.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,7 +90,7 @@ pub struct DeliveryConfig {
     pub cut_sends_at_deadline: bool,
     /// `PUSHQ_STALE_DEVICE_DAYS` (default 270) and `PUSHQ_MAX_PUSH_AGE_SECONDS` (off): which
     /// devices and pushes are too old to send to.
-    pub policy: crate::engine::PushPolicy,
+    pub policy: PushPolicy,
 }
 
 /// The FCM service-account setting as given: the value (the key's JSON, or the path of a file
@@ -74,29 +111,6 @@ impl std::fmt::Debug for CredentialsSetting {
             .field("value", &"<set>")
             .finish()
     }
-}
-
-/// A value as it reached the process, without what env files, consoles and editors wrap around
-/// it: surrounding whitespace, a UTF-8 byte-order mark, and one pair of surrounding quotes
-/// (single, or double; a double-quoted JSON string literal is unescaped). Nothing else changes.
-pub fn unwrap_value(raw: &str) -> std::borrow::Cow<'_, str> {
-    fn bare(v: &str) -> &str {
-        v.trim().trim_start_matches('\u{feff}').trim()
-    }
-    let value = bare(raw);
-    let unquoted = |quote: char| {
-        (value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote))
-            .then(|| bare(&value[1..value.len() - 1]))
-    };
-    if let Some(inner) = unquoted('"') {
-        // `"{\"type\": …}"` is a JSON string holding the key; `"{"type": …}"` is the key in
-        // the quotes an env file kept.
-        return match serde_json::from_str::<String>(value) {
-            Ok(unescaped) => std::borrow::Cow::Owned(bare(&unescaped).to_owned()),
-            Err(_) => std::borrow::Cow::Borrowed(inner),
-        };
-    }
-    std::borrow::Cow::Borrowed(unquoted('\'').unwrap_or(value))
 }
 
 impl std::fmt::Debug for DeliveryConfig {
@@ -161,13 +175,12 @@ impl DeliveryConfig {
                 .find_map(|variable| {
                     env(variable).map(|value| CredentialsSetting { variable, value })
                 }),
-            fcm_endpoint: env("PUSHQ_FCM_ENDPOINT")
-                .unwrap_or_else(|| crate::fcm::DEFAULT_ENDPOINT.to_owned()),
+            fcm_endpoint: env("PUSHQ_FCM_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
             dry_run: flag("PUSHQ_FCM_DRY_RUN")?,
             fcm_ca_file: env("PUSHQ_FCM_CA_FILE").map(Into::into),
             fcm_streams_per_connection: number(
                 "PUSHQ_FCM_STREAMS_PER_CONNECTION",
-                crate::fcm::FCM_STREAMS_PER_CONNECTION as u64,
+                FCM_STREAMS_PER_CONNECTION as u64,
                 1,
             )? as usize,
             send_concurrency: number("PUSHQ_SEND_CONCURRENCY", 64, 1)? as usize,
@@ -178,9 +191,9 @@ impl DeliveryConfig {
                 1,
             )?),
             metrics_namespace: env("PUSHQ_METRICS_NAMESPACE")
-                .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned()),
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             cut_sends_at_deadline: true,
-            policy: crate::engine::PushPolicy {
+            policy: PushPolicy {
                 stale_device_after: std::time::Duration::from_secs(
                     number("PUSHQ_STALE_DEVICE_DAYS", DEFAULT_STALE_DEVICE_DAYS, 1)?
                         .saturating_mul(86_400),
@@ -198,7 +211,7 @@ impl DeliveryConfig {
     /// i.e. that product divided by the streams per connection, rounded up. One reqwest client
     /// never opens a second connection when the first one's streams run out.
     pub fn fcm_connections(&self) -> usize {
-        crate::fcm::connections_for(
+        connections_for(
             self.send_concurrency
                 .saturating_mul(self.batches_at_once.max(1)),
             self.fcm_streams_per_connection,
@@ -301,23 +314,14 @@ mod tests {
     }
 
     #[test]
-    fn unwrap_value_removes_what_env_files_leave_around_a_value() {
-        for (raw, value) in [
-            ("{\"a\":1}", "{\"a\":1}"),
-            ("\u{feff}{\"a\":1}", "{\"a\":1}"),
-            ("  \u{feff} {\"a\":1}\n", "{\"a\":1}"),
-            ("'{\"a\":1}'", "{\"a\":1}"),
-            ("\"{\"a\":1}\"", "{\"a\":1}"),
-            ("\"{\\\"a\\\":1}\"", "{\"a\":1}"),
-            ("\"/etc/pushq/sa.json\"", "/etc/pushq/sa.json"),
-            ("'postgres://u:p@h/db'", "postgres://u:p@h/db"),
-            ("'", "'"),
-            ("\"", "\""),
-            ("'x\"", "'x\""),
-            ("it's", "it's"),
-        ] {
-            assert_eq!(unwrap_value(raw), value, "{raw:?}");
-        }
+    fn one_connection_per_stream_limit_of_sends() {
+        assert_eq!(connections_for(64, 100), 1);
+        assert_eq!(connections_for(100, 100), 1);
+        assert_eq!(connections_for(101, 100), 2);
+        assert_eq!(connections_for(250, 100), 3);
+        assert_eq!(connections_for(12, 4), 3);
+        assert_eq!(connections_for(0, 100), 1);
+        assert_eq!(connections_for(5, 0), 5);
     }
 
     #[test]

@@ -5,10 +5,11 @@
 pub mod config;
 pub mod engine;
 pub mod fcm;
-pub mod fifo;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;
+pub mod request;
+pub mod setting;
 pub mod sink;
 pub mod store;
 

@@ -13,8 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::outcome::{AppCounts, BatchOutcome};
 
-/// Namespace when `PUSHQ_METRICS_NAMESPACE` is not set.
-pub const DEFAULT_NAMESPACE: &str = "pushq";
+pub use crate::config::DEFAULT_NAMESPACE;
 
 /// EMF takes at most 100 values per metric per line; more latencies go on further lines.
 const MAX_VALUES: usize = 100;

@@ -1,13 +1,109 @@
-//! Where the engine's sends go: one trait, two implementations. [`crate::fcm::FcmClient`] sends
+//! Where the engine's sends go: one trait, two implementations. The FCM client (`fcm::FcmClient`) sends
 //! to FCM (or an emulator); [`LogSink`] prints what would be sent (local mode without
-//! credentials). Each builds the request body itself, as it sends.
+//! credentials). Each builds the request body itself, as it sends ([`crate::request`]). The
+//! answers ([`Sent`], [`FcmError`]) are defined here, with the trait, and the FCM client
+//! classifies FCM's own answers into them: this module imports no other of the crate but
+//! `request`.
 
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use pushq_model::{Push, Recipient};
 
-use crate::fcm::{FcmError, Sent};
+use crate::request::request_body;
+
+/// Why a send did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FcmError {
+    /// The token is dead (`UNREGISTERED`, or `INVALID_ARGUMENT` naming the registration token):
+    /// final; the device is invalidated.
+    #[error("{code}: {detail}")]
+    InvalidToken {
+        /// FCM's error code.
+        code: String,
+        /// FCM's message.
+        detail: String,
+    },
+    /// FCM refused the message for good (`INVALID_ARGUMENT`, an unknown error…): final.
+    #[error("{code}: {detail}")]
+    Rejected {
+        /// FCM's error code.
+        code: String,
+        /// FCM's message.
+        detail: String,
+    },
+    /// Worth retrying: 429, 500, 503, network trouble.
+    #[error("{code}: {detail}")]
+    Transient {
+        /// FCM's error code, or a pushq code for network trouble.
+        code: String,
+        /// What happened.
+        detail: String,
+        /// FCM's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The service-account key is missing or unusable. Never contains key material.
+    #[error("FCM credentials: {0}")]
+    Credentials(String),
+    /// FCM (or what answers in its place) refused the deployment, not the message: 401/403/404
+    /// without an FCM error code, an answer that is not FCM's JSON, `THIRD_PARTY_AUTH_ERROR`.
+    /// Not retried within the batch (it does not fix itself in seconds); handed back for
+    /// redelivery, never final.
+    #[error("{code}: {detail}")]
+    Deployment {
+        /// FCM's error code, Google's status (`PERMISSION_DENIED`) or `HTTP_<status>`.
+        code: String,
+        /// What answered.
+        detail: String,
+    },
+    /// The HTTP client cannot be set up (e.g. `PUSHQ_FCM_CA_FILE` is unreadable): a
+    /// configuration error at start, never a send's result.
+    #[error("FCM client: {0}")]
+    Setup(String),
+    /// `SENDER_ID_MISMATCH`: the token belongs to another sender (Firebase project) than the
+    /// key. Final for a lone target among ones that worked; when most of a batch's sends answer
+    /// it, the key is the wrong one and the batch hands them back (see `engine::batch`).
+    #[error("SENDER_ID_MISMATCH: {detail}")]
+    SenderMismatch {
+        /// FCM's message.
+        detail: String,
+    },
+    /// The push names an app the deployment has no key for: the deployment's fault (a key
+    /// not added yet, a typo in `app`). Handed back for redelivery, so that it waits in the
+    /// queue or the DLQ until the key is there; never final.
+    #[error("the app {app:?} has no FCM credentials (add its key to PUSHQ_FCM_CREDENTIALS' map)")]
+    UnknownApp {
+        /// The push's app.
+        app: String,
+    },
+}
+
+impl FcmError {
+    /// The error code recorded in the delivery log.
+    pub fn code(&self) -> &str {
+        match self {
+            FcmError::InvalidToken { code, .. }
+            | FcmError::Rejected { code, .. }
+            | FcmError::Transient { code, .. }
+            | FcmError::Deployment { code, .. } => code,
+            FcmError::Credentials(_) => "CREDENTIALS",
+            FcmError::Setup(_) => "SETUP",
+            FcmError::SenderMismatch { .. } => "SENDER_ID_MISMATCH",
+            FcmError::UnknownApp { .. } => NO_CREDENTIALS,
+        }
+    }
+}
+
+/// A successful send and how many requests it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// FCM's message name (`projects/…/messages/…`).
+    pub name: String,
+}
+
+/// The code of a send not made because its push's app has no FCM credentials.
+pub const NO_CREDENTIALS: &str = "NO_CREDENTIALS_FOR_APP";
 
 /// A send's result and the FCM requests it took.
 #[derive(Debug)]
@@ -56,77 +152,6 @@ pub trait Sink: Send + Sync {
     /// cut at the deadline): the engine's claims last this much longer.
     fn overrun(&self) -> Duration {
         Duration::ZERO
-    }
-}
-
-/// The FCM request body for `push` sent to the device `to` (or to its own target), with
-/// `validate_only` when asked: what firebase-admin sends for the same message, with the push id
-/// as its collapse id where the push sets none ([`collapse_repeats`]).
-pub(crate) fn request_body(
-    push: &Push,
-    push_id: &str,
-    to: Option<Recipient<'_>>,
-    validate_only: bool,
-) -> serde_json::Value {
-    let mut body = match to {
-        Some(to) => push.fcm_request_for(to, validate_only),
-        None => push.fcm_request(validate_only).unwrap_or_default(),
-    };
-    if let Some(message) = body.get_mut("message") {
-        collapse_repeats(message, push_id);
-    }
-    body
-}
-
-/// The object at `path` under `value`, made (empty) where it is missing; `None` where something
-/// that is not an object stands in the way.
-fn object_at<'a>(
-    value: &'a mut serde_json::Value,
-    path: &[&str],
-) -> Option<&'a mut serde_json::Map<String, serde_json::Value>> {
-    let mut at = value;
-    for key in path {
-        at = at
-            .as_object_mut()?
-            .entry(*key)
-            .or_insert_with(|| serde_json::json!({}));
-    }
-    at.as_object_mut()
-}
-
-/// The longest `apns-collapse-id` APNs takes, in bytes.
-const APNS_COLLAPSE_ID_MAX: usize = 64;
-
-/// A send whose outcome is unknown (the connection dropped after the request went out, a
-/// timeout) may be repeated. So that the repeat replaces the first copy on the device instead of
-/// showing twice, the push id tags what the device shows, wherever the push sets no collapse key
-/// of its own: `android.notification.tag` (a notification shown on Android; not when the push
-/// sets `android.collapseKey` or a tag), the `apns-collapse-id` header (an alert shown on iOS;
-/// not when the push sets one), and `webpush.notification.tag` (when the push has a web
-/// notification without a tag). Data-only messages are left alone: nothing is shown for them.
-pub fn collapse_repeats(message: &mut serde_json::Value, push_id: &str) {
-    use serde_json::Value;
-    let shows_notification =
-        message.get("notification").is_some() || message.pointer("/android/notification").is_some();
-    let android_collapses = message.pointer("/android/collapse_key").is_some()
-        || message.pointer("/android/notification/tag").is_some();
-    if shows_notification && !android_collapses {
-        if let Some(notification) = object_at(message, &["android", "notification"]) {
-            notification.insert("tag".into(), push_id.into());
-        }
-    }
-    let shows_alert = message.get("notification").is_some()
-        || message.pointer("/apns/payload/aps/alert").is_some();
-    if shows_alert
-        && push_id.len() <= APNS_COLLAPSE_ID_MAX
-        && message.pointer("/apns/headers/apns-collapse-id").is_none()
-    {
-        if let Some(headers) = object_at(message, &["apns", "headers"]) {
-            headers.insert("apns-collapse-id".into(), push_id.into());
-        }
-    }
-    if let Some(Value::Object(notification)) = message.pointer_mut("/webpush/notification") {
-        notification.entry("tag").or_insert_with(|| push_id.into());
     }
 }
 

@@ -696,7 +696,7 @@ async fn fcm_bodies_equal_firebase_admin_for_every_valid_corpus_push() {
             // sets no collapse key of its own (so that a repeated send replaces the first).
             let mut expected = case["body"].clone();
             let push_id = serde_json::from_str::<Value>(&msg.body).unwrap()["id"].clone();
-            pushq_delivery::sink::collapse_repeats(
+            pushq_delivery::request::collapse_repeats(
                 &mut expected["message"],
                 push_id.as_str().unwrap(),
             );

@@ -18,6 +18,7 @@
 //!    messages and the dead tokens.
 
 mod batch;
+mod fifo;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use futures::stream::{self, StreamExt};
 
 use self::batch::{Batch, Expiry};
 use crate::config::DeliveryConfig;
+pub use crate::config::PushPolicy;
 use crate::fcm::{FcmApps, FcmConfig, FcmError, ServiceAccount};
 use crate::outcome::BatchOutcome;
 use crate::sink::{Attempted, LogSink, Sink};
@@ -118,28 +120,6 @@ pub struct Engine {
     send_concurrency: usize,
     statement_timeout: Duration,
     policy: PushPolicy,
-}
-
-/// Which devices and pushes are too old to send to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PushPolicy {
-    /// A device not seen (registered) for this long is not resolved
-    /// (`PUSHQ_STALE_DEVICE_DAYS`, default 270 days: when FCM expires inactive Android tokens).
-    pub stale_device_after: Duration,
-    /// A push enqueued longer ago than this is recorded `expired`, not sent
-    /// (`PUSHQ_MAX_PUSH_AGE_SECONDS`; off by default).
-    pub max_push_age: Option<Duration>,
-}
-
-impl Default for PushPolicy {
-    fn default() -> Self {
-        PushPolicy {
-            stale_device_after: Duration::from_secs(
-                crate::config::DEFAULT_STALE_DEVICE_DAYS * 86_400,
-            ),
-            max_push_age: None,
-        }
-    }
 }
 
 impl Engine {

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::FcmError;
-use crate::config::{unwrap_value, CredentialsSetting};
+use crate::config::CredentialsSetting;
+use crate::setting::unwrap_value;
 
 /// The fields of a Google service-account key file that pushq uses.
 #[derive(Clone, Deserialize)]

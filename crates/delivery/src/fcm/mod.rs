@@ -13,97 +13,12 @@ use pushq_model::{Push, Recipient};
 use serde_json::Value;
 
 use crate::sink::{Attempted, Sink};
+pub use crate::sink::{FcmError, Sent, NO_CREDENTIALS};
 
+pub use crate::config::{connections_for, DEFAULT_ENDPOINT, FCM_STREAMS_PER_CONNECTION};
 pub use apps::FcmApps;
 pub use auth::TokenSource;
 pub use key::ServiceAccount;
-pub use pool::{connections_for, FCM_STREAMS_PER_CONNECTION};
-
-/// The FCM endpoint when `PUSHQ_FCM_ENDPOINT` is not set.
-pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
-
-/// Why a send did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FcmError {
-    /// The token is dead (`UNREGISTERED`, or `INVALID_ARGUMENT` naming the registration token):
-    /// final; the device is invalidated.
-    #[error("{code}: {detail}")]
-    InvalidToken {
-        /// FCM's error code.
-        code: String,
-        /// FCM's message.
-        detail: String,
-    },
-    /// FCM refused the message for good (`INVALID_ARGUMENT`, an unknown error…): final.
-    #[error("{code}: {detail}")]
-    Rejected {
-        /// FCM's error code.
-        code: String,
-        /// FCM's message.
-        detail: String,
-    },
-    /// Worth retrying: 429, 500, 503, network trouble.
-    #[error("{code}: {detail}")]
-    Transient {
-        /// FCM's error code, or a pushq code for network trouble.
-        code: String,
-        /// What happened.
-        detail: String,
-        /// FCM's `Retry-After`, if it sent one.
-        retry_after: Option<Duration>,
-    },
-    /// The service-account key is missing or unusable. Never contains key material.
-    #[error("FCM credentials: {0}")]
-    Credentials(String),
-    /// FCM (or what answers in its place) refused the deployment, not the message: 401/403/404
-    /// without an FCM error code, an answer that is not FCM's JSON, `THIRD_PARTY_AUTH_ERROR`.
-    /// Not retried within the batch (it does not fix itself in seconds); handed back for
-    /// redelivery, never final.
-    #[error("{code}: {detail}")]
-    Deployment {
-        /// FCM's error code, Google's status (`PERMISSION_DENIED`) or `HTTP_<status>`.
-        code: String,
-        /// What answered.
-        detail: String,
-    },
-    /// The HTTP client cannot be set up (e.g. `PUSHQ_FCM_CA_FILE` is unreadable): a
-    /// configuration error at start, never a send's result.
-    #[error("FCM client: {0}")]
-    Setup(String),
-    /// `SENDER_ID_MISMATCH`: the token belongs to another sender (Firebase project) than the
-    /// key. Final for a lone target among ones that worked; when most of a batch's sends answer
-    /// it, the key is the wrong one and the batch hands them back (see `engine::batch`).
-    #[error("SENDER_ID_MISMATCH: {detail}")]
-    SenderMismatch {
-        /// FCM's message.
-        detail: String,
-    },
-    /// The push names an app the deployment has no key for: the deployment's fault (a key
-    /// not added yet, a typo in `app`). Handed back for redelivery, so that it waits in the
-    /// queue or the DLQ until the key is there; never final.
-    #[error("the app {app:?} has no FCM credentials (add its key to PUSHQ_FCM_CREDENTIALS' map)")]
-    UnknownApp {
-        /// The push's app.
-        app: String,
-    },
-}
-
-impl FcmError {
-    /// The error code recorded in the delivery log.
-    pub fn code(&self) -> &str {
-        match self {
-            FcmError::InvalidToken { code, .. }
-            | FcmError::Rejected { code, .. }
-            | FcmError::Transient { code, .. }
-            | FcmError::Deployment { code, .. } => code,
-            FcmError::Credentials(_) => "CREDENTIALS",
-            FcmError::Setup(_) => "SETUP",
-            FcmError::SenderMismatch { .. } => "SENDER_ID_MISMATCH",
-            FcmError::UnknownApp { .. } => NO_CREDENTIALS,
-        }
-    }
-}
 
 /// FCM client settings.
 #[derive(Debug, Clone)]
@@ -139,13 +54,6 @@ impl Default for FcmConfig {
     }
 }
 
-/// A successful send and how many requests it took.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
-    /// FCM's message name (`projects/…/messages/…`).
-    pub name: String,
-}
-
 /// Sends FCM v1 requests for one project. Build once; share.
 pub struct FcmClient {
     http: pool::Pool,
@@ -170,9 +78,6 @@ pub const QUOTA_PAUSE: Duration = Duration::from_secs(60);
 
 /// The code of a send not made because the project's quota throttle outlasts the batch.
 pub const THROTTLED: &str = "THROTTLED";
-
-/// The code of a send not made because its push's app has no FCM credentials.
-pub const NO_CREDENTIALS: &str = "NO_CREDENTIALS_FOR_APP";
 
 impl FcmClient {
     /// A client for the service account `account`.
@@ -381,7 +286,8 @@ impl Sink for FcmClient {
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         Box::pin(async move {
-            let body = crate::sink::request_body(push, push_id, to, self.dry_run || validate_only);
+            let body =
+                crate::request::request_body(push, push_id, to, self.dry_run || validate_only);
             self.send_with_retries(&body, deadline).await
         })
     }

@@ -11,15 +11,6 @@ use std::time::Duration;
 
 use super::{FcmConfig, FcmError};
 
-/// The concurrent streams FCM allows on one HTTP/2 connection (its SETTINGS_MAX_CONCURRENT_STREAMS).
-pub const FCM_STREAMS_PER_CONNECTION: usize = 100;
-
-/// How many connections `in_flight` concurrent sends need when one connection carries at most
-/// `streams_per_connection` of them: `in_flight / streams_per_connection`, rounded up, at least 1.
-pub fn connections_for(in_flight: usize, streams_per_connection: usize) -> usize {
-    in_flight.div_ceil(streams_per_connection.max(1)).max(1)
-}
-
 /// Clients to FCM's host, each with its own connection, chosen by the fewest sends in flight.
 pub(super) struct Pool {
     lanes: Vec<Lane>,
@@ -117,17 +108,6 @@ fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, FcmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_connection_per_stream_limit_of_sends() {
-        assert_eq!(connections_for(64, 100), 1);
-        assert_eq!(connections_for(100, 100), 1);
-        assert_eq!(connections_for(101, 100), 2);
-        assert_eq!(connections_for(250, 100), 3);
-        assert_eq!(connections_for(12, 4), 3);
-        assert_eq!(connections_for(0, 100), 1);
-        assert_eq!(connections_for(5, 0), 5);
-    }
 
     #[test]
     fn sends_go_to_the_least_busy_connection() {

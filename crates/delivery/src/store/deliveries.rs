@@ -170,7 +170,7 @@ pub enum Claimed {
 pub struct KeyOwner {
     /// The owning push.
     pub push_id: String,
-    /// [`crate::engine`]'s hash of the owning push's FCM payload.
+    /// the engine's hash of the owning push's FCM payload.
     pub payload_hash: Option<String>,
 }
 

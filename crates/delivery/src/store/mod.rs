@@ -477,10 +477,10 @@ pub(crate) enum ConnectOptions {
 
 impl ConnectOptions {
     /// Parses `url` once what env files wrap around a value is removed
-    /// ([`crate::config::unwrap_value`]). A URL without a known scheme is refused without being
+    /// ([`crate::setting::unwrap_value`]). A URL without a known scheme is refused without being
     /// quoted; a parse error has the password removed.
     pub(crate) fn parse(url: &str) -> StoreResult<ConnectOptions> {
-        let url = crate::config::unwrap_value(url);
+        let url = crate::setting::unwrap_value(url);
         let bad = |scheme: &'static str| {
             let url = &url;
             move |e: sqlx::Error| {

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use crate::engine::{Engine, QueueMessage};
+use super::{Engine, QueueMessage};
 use crate::outcome::BatchOutcome;
 use crate::store::StoreError;
 
