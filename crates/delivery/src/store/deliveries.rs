@@ -56,6 +56,17 @@ impl DeliveryStatus {
     }
 }
 
+/// Values one delivery row binds in the statement that writes the log.
+pub const DELIVERY_COLUMNS: usize = 14;
+/// Values one row binds in the statement that claims a batch's targets.
+pub const CLAIM_COLUMNS: usize = 13;
+
+/// The most rows of `columns` values one statement carries in `dialect`: a batch with more is
+/// written in more statements (one bind is kept for the statement's own parameter).
+pub fn rows_per_statement(dialect: super::Dialect, columns: usize) -> usize {
+    dialect.max_binds() / columns - 1
+}
+
 /// One row of the delivery log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -205,7 +216,7 @@ impl Store {
         rows: &[Delivery],
         claim: &Claim,
     ) -> StoreResult<std::collections::HashMap<(String, String), Claimed>> {
-        const COLUMNS: usize = 13;
+        const COLUMNS: usize = CLAIM_COLUMNS;
         let mut rows: Vec<&Delivery> = rows.iter().collect();
         rows.sort_by(|a, b| (&a.push_id, &a.target).cmp(&(&b.push_id, &b.target)));
         rows.dedup_by(|a, b| a.push_id == b.push_id && a.target == b.target);
@@ -216,7 +227,7 @@ impl Store {
             DeliveryStatus::Sending.as_str(),
         );
         let mut states: Vec<ClaimRow> = Vec::new();
-        for chunk in rows.chunks(self.dialect.max_binds() / COLUMNS - 1) {
+        for chunk in rows.chunks(rows_per_statement(self.dialect, COLUMNS)) {
             self.count();
             let d = self.dialect;
             with_pool!(self, pool, {
@@ -528,7 +539,7 @@ impl Store {
         claim: &Claim,
         per_statement: std::time::Duration,
     ) -> StoreResult<()> {
-        const COLUMNS: usize = 14;
+        const COLUMNS: usize = DELIVERY_COLUMNS;
         let mut seen = std::collections::HashSet::new();
         let rows: Vec<&Delivery> = rows
             .iter()
@@ -539,7 +550,7 @@ impl Store {
             DeliveryStatus::Sending.as_str(),
         );
         let now = claim.now.max(Utc::now()).timestamp_millis();
-        for chunk in rows.chunks(self.dialect.max_binds() / COLUMNS - 1) {
+        for chunk in rows.chunks(rows_per_statement(self.dialect, COLUMNS)) {
             self.count();
             with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(

@@ -525,6 +525,49 @@ fn redact(text: &str, url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The operations guide quotes where the log's statements split: the figures the code uses.
+    #[test]
+    fn the_operations_guide_quotes_the_split_the_code_makes() {
+        use deliveries::{rows_per_statement, CLAIM_COLUMNS, DELIVERY_COLUMNS};
+        let guide = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/operations.md"
+        ))
+        .unwrap()
+        .replace('\n', " ");
+        let figure = |n: usize| {
+            let s = n.to_string();
+            match s.len() {
+                4 => format!("{},{}", &s[..1], &s[1..]),
+                _ => s,
+            }
+        };
+        for expected in [
+            format!(
+                "above {} delivery rows",
+                figure(rows_per_statement(Dialect::Postgres, DELIVERY_COLUMNS))
+            ),
+            format!("/ {DELIVERY_COLUMNS} values a row"),
+            format!(
+                "{} on SQLite (32,766 / {DELIVERY_COLUMNS}",
+                figure(rows_per_statement(Dialect::Sqlite, DELIVERY_COLUMNS))
+            ),
+            format!("the claim carries {CLAIM_COLUMNS} values a row"),
+            format!(
+                "splits above {} rows ({} on SQLite)",
+                figure(rows_per_statement(Dialect::MySql, CLAIM_COLUMNS)),
+                figure(rows_per_statement(Dialect::Sqlite, CLAIM_COLUMNS))
+            ),
+        ] {
+            assert!(
+                guide.contains(&expected),
+                "docs/operations.md should say {expected:?}"
+            );
+        }
+        assert_eq!(Dialect::Postgres.max_binds(), 65_535);
+        assert_eq!(Dialect::Sqlite.max_binds(), 32_766);
+    }
+
     #[test]
     fn a_missing_sqlite_file_is_told_from_an_existing_one_and_from_servers() {
         let dir = std::env::temp_dir().join(format!("pushq-missing-{}", std::process::id()));
