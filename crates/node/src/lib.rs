@@ -2,6 +2,8 @@
 //! (with pushq-local as the transport of local mode).
 //! Pushes cross into Rust as `JSON.stringify` text, which is also what the queue envelope carries.
 
+pub mod database;
+pub mod delivery_log;
 mod error;
 pub mod options;
 pub mod push_types;
@@ -46,7 +48,7 @@ struct Client {
     local: Option<Arc<LocalDelivery>>,
     /// `sqs` mode: the database named by `databaseUrl` or `DATABASE_URL`, if any (scheduled
     /// pushes and cancellations are written there).
-    store: Option<registry::LazyStore>,
+    store: Option<database::LazyStore>,
     /// Whether a keep-alive promise is out (local mode).
     keeping_alive: Arc<AtomicBool>,
     /// The client's promises not yet settled in JS (one guard each, dropped on the JS thread
@@ -87,7 +89,7 @@ impl Client {
     /// `cancelPush`: deletes the push's schedule if it has not fired, and records the
     /// cancellation unless every target is final already.
     async fn cancel(&self, id: String) -> BindingResult<schedule::Cancelled> {
-        if !registry::could_be_push_id(&id) {
+        if !delivery_log::could_be_push_id(&id) {
             return Err(BindingError::InvalidArgument(format!(
                 "pushId: {id:?} cannot be a push id (enqueuePush resolves with {{ id }}, a UUID)"
             )));
@@ -341,7 +343,7 @@ fn start_client(options_json: Option<&str>) -> BindingResult<Arc<Client>> {
         Mode::Sqs => (
             SqsTransport::new(config.clone()),
             None,
-            registry::LazyStore::explicit(options.database_url),
+            database::LazyStore::explicit(options.database_url),
         ),
         Mode::Local => {
             let local = LocalDelivery::new(options.database_url)?;

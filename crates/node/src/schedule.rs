@@ -4,8 +4,8 @@
 use pushq_delivery::store::{PushLogState, Store};
 use pushq_producer::{Booking, BoxFuture, Error, ScheduleBook};
 
+use crate::database::LazyStore;
 use crate::error::BindingError;
-use crate::registry::LazyStore;
 
 /// Writes a client's scheduled pushes down in its database (`pushq_scheduled`).
 pub(crate) struct StoreBook(pub LazyStore);

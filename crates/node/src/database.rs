@@ -1,0 +1,225 @@
+//! The database from Node: a lazily connected store for `DeviceRegistry`, `DeliveryLog` and a
+//! client's scheduled pushes, its options, and the argument helpers they share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use pushq_delivery::store::{Store, StoreError};
+use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
+
+use crate::error::BindingError;
+use crate::settle;
+
+/// A database failure inside a query (the URL's source is named at connect time).
+pub(crate) fn db(e: StoreError) -> BindingError {
+    BindingError::Database(e.to_string())
+}
+
+/// Options of {@link DeviceRegistry} and {@link DeliveryLog}. An unknown option is a
+/// `PUSHQ_CONFIG` error, as for {@link PushClient}.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct DatabaseOptions {
+    /// Database URL (`sqlite:`, `postgres:` or `mysql:`). Falls back to `DATABASE_URL`.
+    /// @default 'sqlite://pushq-dev.db'
+    pub database_url: Option<String>,
+    /// Apply pushq's schema on first use. Off by default: a server never runs DDL unless asked;
+    /// without it, a database whose schema is missing or older than this pushq needs is a
+    /// `PUSHQ_DATABASE` error that says to run `pushq migrate`.
+    /// @default false
+    pub migrate: Option<bool>,
+    /// {@link DeviceRegistry} only: the app (Firebase project) whose devices `register` and
+    /// `unregister` handle when the call names none. Falls back to `PUSHQ_APP`. (A
+    /// {@link DeliveryLog} takes it per call: `forUser(userId, { app })`.)
+    /// @default 'default'
+    pub app: Option<String>,
+}
+
+/// How long connecting to the database may take before `PUSHQ_DATABASE` says it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The option names of {@link DatabaseOptions}.
+const KNOWN: [&str; 3] = ["databaseUrl", "migrate", "app"];
+
+/// A lazily connected store (connecting is I/O: it happens on first use, off the event loop).
+/// A failed connection is not kept: the next call tries again.
+#[derive(Clone)]
+pub(crate) struct LazyStore {
+    url: String,
+    /// Where the URL came from, as errors name it: `databaseUrl`, `DATABASE_URL` or the default.
+    source: &'static str,
+    migrate: bool,
+    /// The `app` option, else `PUSHQ_APP`, else `default`.
+    pub(crate) app: String,
+    store: Arc<OnceCell<Store>>,
+}
+
+impl LazyStore {
+    /// From the options as JSON text (`None`: none given). `app` is an option of the
+    /// registry only (`with_app`); the log is asked per call (`forUser`'s `app`).
+    pub(crate) fn new(
+        json: Option<&str>,
+        with_app: bool,
+    ) -> std::result::Result<LazyStore, BindingError> {
+        let bad = |why: String| BindingError::from(pushq_producer::Error::Config(why));
+        let map = match json.map(serde_json::from_str::<Value>) {
+            None | Some(Ok(Value::Null)) => Map::new(),
+            Some(Ok(Value::Object(map))) => map,
+            _ => return Err(bad("options: must be an object".to_owned())),
+        };
+        let (mut option, mut migrate, mut app) = (None, false, None);
+        for (key, value) in map {
+            match (key.as_str(), value) {
+                (_, Value::Null) => {}
+                ("databaseUrl", Value::String(url)) => option = Some(url).filter(|u| !u.is_empty()),
+                ("migrate", Value::Bool(b)) => migrate = b,
+                ("app", Value::String(name)) if with_app => app = Some(name),
+                ("databaseUrl", other) => {
+                    return Err(bad(format!(
+                        "options.databaseUrl: must be a string (got {other})"
+                    )))
+                }
+                ("migrate", other) => {
+                    return Err(bad(format!(
+                        "options.migrate: must be a boolean (got {other})"
+                    )))
+                }
+                ("app", other) if with_app => {
+                    return Err(bad(format!("options.app: must be a string (got {other})")))
+                }
+                (key, _) => {
+                    let known = KNOWN.iter().filter(|k| with_app || **k != "app");
+                    return Err(bad(format!(
+                        "options.{key}: unknown option (known: {})",
+                        known.copied().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
+        let from_env = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
+        let source = match (&option, &from_env) {
+            (Some(_), _) => "options.databaseUrl",
+            (None, Some(_)) => "DATABASE_URL",
+            (None, None) => "the default database (sqlite://pushq-dev.db)",
+        };
+        let app = match with_app {
+            true => app
+                .or_else(|| std::env::var("PUSHQ_APP").ok().filter(|a| !a.is_empty()))
+                .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned()),
+            false => pushq_model::DEFAULT_APP.to_owned(),
+        };
+        pushq_model::check_app(&app)
+            .map_err(|e| bad(format!("options.app (or PUSHQ_APP): {}", e.problem)))?;
+        Ok(LazyStore {
+            url: pushq_local::database_url(option),
+            source,
+            migrate,
+            app,
+            store: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The store of a client in `sqs` mode: only where `databaseUrl` or `DATABASE_URL` names
+    /// one (never the development default: a server's scheduled pushes must be written down in
+    /// the deployment's database, not in a file next to it).
+    pub(crate) fn explicit(option: Option<String>) -> Option<LazyStore> {
+        let (url, source) = pushq_local::database_url_and_source(option);
+        matches!(source, "options.databaseUrl" | "DATABASE_URL").then(|| LazyStore {
+            url,
+            source,
+            migrate: false,
+            app: pushq_model::DEFAULT_APP.to_owned(),
+            store: Arc::new(OnceCell::new()),
+        })
+    }
+
+    pub(crate) async fn get(&self) -> std::result::Result<Store, BindingError> {
+        self.store
+            .get_or_try_init(|| async {
+                let store = Store::connect_within(&self.url, 2, CONNECT_TIMEOUT).await?;
+                if self.migrate {
+                    store.migrate().await?;
+                } else {
+                    store.check_schema().await?;
+                }
+                Ok::<_, StoreError>(store)
+            })
+            .await
+            .cloned()
+            .map_err(|e| self.database(e))
+    }
+
+    /// A database failure as the binding reports it, naming where the URL came from (the
+    /// store's messages never hold a password).
+    pub(crate) fn database(&self, e: StoreError) -> BindingError {
+        let message = match e {
+            StoreError::Url(why) => format!("{}: {why}", self.source),
+            e => format!("{e} (database from {})", self.source),
+        };
+        BindingError::Database(message)
+    }
+
+    /// A promise of `query` run on the store (connected first if need be), its result mapped
+    /// to JS by `map`.
+    pub(crate) fn call<'env, T, V, Fut>(
+        &self,
+        env: &'env Env,
+        query: impl FnOnce(Store) -> Fut + Send + 'static,
+        map: impl FnOnce(T) -> V + 'static,
+    ) -> napi::Result<PromiseRaw<'env, V>>
+    where
+        Fut: std::future::Future<Output = std::result::Result<T, BindingError>> + Send,
+        T: Send + 'static,
+        V: ToNapiValue,
+    {
+        let lazy = self.clone();
+        settle(env, async move { query(lazy.get().await?).await }, map)
+    }
+}
+
+pub(crate) fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Options given from JS, as JSON text.
+pub(crate) fn options_json(env: &Env, options: Option<Unknown>) -> napi::Result<Option<String>> {
+    options
+        .map(|o| crate::stringify(env, o))
+        .transpose()
+        .map(Option::flatten)
+}
+
+/// A string argument (`name` as the method's signature says it); anything else rejects the call's
+/// promise with `PUSHQ_INVALID_ARGUMENT` naming the argument, never napi's own conversion error.
+pub(crate) fn string_arg(
+    value: Unknown,
+    name: &str,
+) -> napi::Result<std::result::Result<String, BindingError>> {
+    let got = match value.get_type()? {
+        ValueType::String => return Ok(Ok(String::from_unknown(value)?)),
+        ValueType::Undefined => "undefined",
+        ValueType::Null => "null",
+        ValueType::Boolean => "a boolean",
+        ValueType::Number => "a number",
+        ValueType::BigInt => "a bigint",
+        ValueType::Object => "an object",
+        ValueType::Function => "a function",
+        ValueType::Symbol => "a symbol",
+        _ => "another type",
+    };
+    Ok(Err(BindingError::InvalidArgument(format!(
+        "{name}: must be a string (got {got})"
+    ))))
+}
+
+/// An `options.app` value: an app name (as a push's `app`), else `PUSHQ_INVALID_ARGUMENT`.
+pub(crate) fn app_value(value: Value) -> std::result::Result<String, BindingError> {
+    let bad = |why: String| BindingError::InvalidArgument(why);
+    let Value::String(name) = value else {
+        return Err(bad(format!("options.app: must be a string (got {value})")));
+    };
+    pushq_model::check_app(&name).map_err(|e| bad(format!("options.app: {}", e.problem)))?;
+    Ok(name)
+}
