@@ -9,7 +9,7 @@ use pushq_delivery::config::DeliveryConfig;
 use pushq_delivery::engine::{
     scheduled_after, Engine, QueueMessage, SetupError, WithoutCredentials,
 };
-use pushq_delivery::store::{LocalMessage, StoreError};
+use pushq_delivery::store::{DeliveryStatus, LocalMessage, StoreError};
 use pushq_producer::{BoxFuture, Error, Outgoing, Pending, PendingGuard, Result, Transport};
 use tokio::sync::OnceCell;
 
@@ -430,7 +430,7 @@ impl LocalDelivery {
                     if !entry.1.contains(&code) {
                         entry.1.push(code);
                     }
-                    if row.status == "retrying" {
+                    if row.status == DeliveryStatus::Retrying.as_str() {
                         waiting.insert(code.to_owned());
                     }
                 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use pushq_delivery::store::{PushLogState, Store};
+use pushq_delivery::store::{DeliveryStatus, PushLogState, Store};
 use serde_json::{Map, Value};
 
 use crate::database::{app_value, db, iso, options_json, string_arg, LazyStore};
@@ -150,8 +150,13 @@ impl LazyStore {
                 .filter(|d| statuses.contains(&d.status.as_str()))
                 .count() as u32
         };
-        let (success_count, failure_count) =
-            (count(&["sent"]), count(&["failed", "invalid_token"]));
+        let (success_count, failure_count) = (
+            count(&[DeliveryStatus::Sent.as_str()]),
+            count(&[
+                DeliveryStatus::Failed.as_str(),
+                DeliveryStatus::InvalidToken.as_str(),
+            ]),
+        );
         Ok(PushDeliveries {
             id: id.to_owned(),
             state: state.to_owned(),

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 
 use self::batch::{Batch, Expiry};
-use crate::config::DeliveryConfig;
 pub use crate::config::PushPolicy;
+use crate::config::{ConfigError, DeliveryConfig};
 use crate::fcm::{FcmApps, FcmConfig, FcmError, ServiceAccount};
 use crate::outcome::BatchOutcome;
 use crate::sink::{Attempted, LogSink, Sink};
@@ -548,9 +548,9 @@ const WRITE_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
-    /// A setting is missing or wrong.
-    #[error("configuration: {0}")]
-    Config(String),
+    /// A setting is missing or wrong (the configuration's own error, one type for both).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -571,7 +571,7 @@ impl Engine {
         let url = config
             .database_url
             .as_deref()
-            .ok_or_else(|| SetupError::Config("DATABASE_URL: not set".into()))?;
+            .ok_or_else(|| SetupError::Config(ConfigError("DATABASE_URL: not set".into())))?;
         let store = Store::connect(url, config.pool_size).await?;
         if config.migrate {
             store.migrate().await?;
@@ -599,9 +599,9 @@ impl Engine {
                 Arc::new(LogSink { print_requests })
             }
             (None, WithoutCredentials::Refuse) => {
-                return Err(SetupError::Config(
+                return Err(SetupError::Config(ConfigError(
                     "FCM credentials: set PUSHQ_FCM_CREDENTIALS (path or JSON) or GOOGLE_APPLICATION_CREDENTIALS".into(),
-                ))
+                )))
             }
         };
         Ok(Engine::new(store, sink, config.send_concurrency)
