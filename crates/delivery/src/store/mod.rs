@@ -238,19 +238,20 @@ macro_rules! with_pool {
     };
 }
 
+mod claims;
 mod deliveries;
 mod devices;
 mod local_queue;
+mod log;
 mod rejected;
 mod scheduled;
 mod tls;
 
-pub use deliveries::{
-    Claim, Claimed, Delivery, DeliveryRecord, DeliveryStatus, KeyClaim, KeyOwner, PushLog,
-    PushLogState, UserDelivery,
-};
+pub use claims::{Claim, Claimed, KeyClaim, KeyOwner};
+pub use deliveries::{Delivery, DeliveryStatus};
 pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};
 pub use local_queue::LocalMessage;
+pub use log::{DeliveryRecord, PushLog, PushLogState, UserDelivery};
 pub use rejected::Rejected;
 pub use scheduled::ScheduledPush;
 pub use tls::{tls_warning, warn_if_unverified};
@@ -524,49 +525,6 @@ fn redact(text: &str, url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The operations guide quotes where the log's statements split: the figures the code uses.
-    #[test]
-    fn the_operations_guide_quotes_the_split_the_code_makes() {
-        use deliveries::{rows_per_statement, CLAIM_COLUMNS, DELIVERY_COLUMNS};
-        let guide = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/operations.md"
-        ))
-        .unwrap()
-        .replace('\n', " ");
-        let figure = |n: usize| {
-            let s = n.to_string();
-            match s.len() {
-                4 => format!("{},{}", &s[..1], &s[1..]),
-                _ => s,
-            }
-        };
-        for expected in [
-            format!(
-                "above {} delivery rows",
-                figure(rows_per_statement(Dialect::Postgres, DELIVERY_COLUMNS))
-            ),
-            format!("/ {DELIVERY_COLUMNS} values a row"),
-            format!(
-                "{} on SQLite (32,766 / {DELIVERY_COLUMNS}",
-                figure(rows_per_statement(Dialect::Sqlite, DELIVERY_COLUMNS))
-            ),
-            format!("the claim carries {CLAIM_COLUMNS} values a row"),
-            format!(
-                "splits above {} rows ({} on SQLite)",
-                figure(rows_per_statement(Dialect::MySql, CLAIM_COLUMNS)),
-                figure(rows_per_statement(Dialect::Sqlite, CLAIM_COLUMNS))
-            ),
-        ] {
-            assert!(
-                guide.contains(&expected),
-                "docs/operations.md should say {expected:?}"
-            );
-        }
-        assert_eq!(Dialect::Postgres.max_binds(), 65_535);
-        assert_eq!(Dialect::Sqlite.max_binds(), 32_766);
-    }
 
     #[test]
     fn a_missing_sqlite_file_is_told_from_an_existing_one_and_from_servers() {
