@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::config::{Mode, ProducerConfig};
 use crate::error::{Error, Result};
 use crate::schedule::{Booking, Scheduled, Scheduler};
+pub use crate::ticket::{Enqueued, Ticket};
 use crate::transport::{Fate, Outgoing, Pending, Transport};
 
 /// Most entries SQS takes in one `SendMessageBatch`.
@@ -27,109 +28,6 @@ pub const MAX_IN_FLIGHT_BATCHES: usize = 8;
 /// that is shorter); closer to its deadline it is refused rather than sent into a request that
 /// would likely end unanswered.
 pub const MIN_TIME_TO_SEND: Duration = Duration::from_secs(1);
-
-/// A push the queue has accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enqueued {
-    /// The push id (UUIDv7), as recorded in the delivery log.
-    pub id: String,
-}
-
-/// A push handed to the producer; resolves once SQS has every part of it, or at its deadline.
-#[must_use = "a ticket does nothing unless awaited"]
-pub struct Ticket {
-    id: String,
-    parts: Vec<(oneshot::Receiver<Result<()>>, Arc<Fate>)>,
-    deadline: Instant,
-    timeout: Duration,
-}
-
-impl Ticket {
-    /// The push id, known before SQS answers.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// Waits until SQS accepted the push (every part of a split push) or refused it. At the
-    /// push's deadline, parts still waiting in the client are given up (they will not be sent)
-    /// and the push is refused; a part already in a request is waited for, and the transport
-    /// ends that request by the same deadline.
-    pub async fn accepted(self) -> Result<Enqueued> {
-        let total = self.parts.len();
-        // What is known of each part: enqueued, maybe (an unanswered request held it), or not.
-        let mut known: Vec<&'static str> = Vec::with_capacity(total);
-        let mut failure = None;
-        for (mut part, fate) in self.parts {
-            let answer = tokio::select! {
-                answer = &mut part => answer,
-                _ = tokio::time::sleep_until(self.deadline.into()) => {
-                    if fate.abandon() {
-                        known.push("not enqueued");
-                        failure = failure.or(Some(Error::queue(format!(
-                            "not enqueued: still waiting for SQS after {} ms (the client's backlog did not drain in time); it will not be sent",
-                            self.timeout.as_millis()
-                        ))));
-                        continue;
-                    }
-                    part.await
-                }
-            };
-            let e = match answer {
-                Ok(Ok(())) => {
-                    known.push("enqueued");
-                    continue;
-                }
-                Ok(Err(e)) => e,
-                Err(_) => Error::queue("the producer stopped before the queue answered"),
-            };
-            let unknown = matches!(e, Error::QueueUnknown { .. });
-            known.push(if unknown {
-                "may be on the queue"
-            } else {
-                "not enqueued"
-            });
-            // The first failure, unless a later part's fate is unknown: that one decides.
-            failure = match failure {
-                Some(f @ Error::QueueUnknown { .. }) => Some(f),
-                Some(f) if !unknown => Some(f),
-                _ => Some(e),
-            };
-        }
-        let Some(failure) = failure else {
-            return Ok(Enqueued { id: self.id });
-        };
-        let some_in = known.iter().any(|k| *k != "not enqueued");
-        match failure {
-            // SQS may have it, or has some of its parts: the caller gets the push id, to enqueue
-            // it again with (what is on the queue already is delivered once).
-            Error::QueueUnknown { message, .. } => Err(Error::QueueUnknown {
-                message: parts_said(message, &known, &self.id),
-                push_id: Some(self.id),
-            }),
-            Error::Queue { message, .. } if total > 1 && some_in => Err(Error::QueueUnknown {
-                message: parts_said(message, &known, &self.id),
-                push_id: Some(self.id),
-            }),
-            e => Err(e),
-        }
-    }
-}
-
-/// A split push's error, with what is known of each part (`part 1 of 3: enqueued; …`).
-fn parts_said(message: String, known: &[&str], id: &str) -> String {
-    if known.len() < 2 {
-        return message;
-    }
-    let parts: Vec<String> = known
-        .iter()
-        .enumerate()
-        .map(|(i, k)| format!("part {} of {}: {k}", i + 1, known.len()))
-        .collect();
-    format!(
-        "{message} (push {id}: {}; enqueue it again with the same id and each target is delivered once)",
-        parts.join("; ")
-    )
-}
 
 /// Sends pushes to one queue. Cheap to share; `close` flushes and stops it.
 pub struct Producer {

@@ -4,11 +4,13 @@
 //!
 //! This crate knows nothing of delivery: it compiles no store and no FCM client.
 
+pub mod aws;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod schedule;
 pub mod sqs;
+pub mod ticket;
 pub mod transport;
 
 pub use client::{Enqueued, Producer, Ticket, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};

@@ -16,9 +16,9 @@ use aws_sdk_scheduler::types::{
 };
 use tokio::sync::OnceCell;
 
+use crate::aws::{root_cause, shared_config, SqsSettings};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::sqs::{root_cause, shared_config, SqsSettings};
 use crate::transport::BoxFuture;
 
 /// A scheduled push as it is written down: what `cancelPush` and `DeliveryLog` read.

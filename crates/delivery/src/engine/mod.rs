@@ -18,7 +18,12 @@
 //!    messages and the dead tokens.
 
 mod batch;
+mod connect;
 mod fifo;
+mod message;
+
+pub use connect::SetupError;
+pub use message::{QueueMessage, FIRST_MESSAGE_ID};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,78 +32,10 @@ use futures::stream::{self, StreamExt};
 
 use self::batch::{Batch, Expiry};
 pub use crate::config::PushPolicy;
-use crate::config::{ConfigError, DeliveryConfig};
-use crate::fcm::{FcmApps, FcmConfig, FcmError, ServiceAccount};
 use crate::outcome::BatchOutcome;
-use crate::sink::{Attempted, LogSink, Sink};
+use crate::sink::{Attempted, Sink};
 use crate::store::{Claim, DeviceKind, Resolution, Store, StoreError};
 use pushq_model::Recipient;
-
-/// One message of a batch, as SQS delivered it.
-#[derive(Debug, Clone, Default)]
-pub struct QueueMessage {
-    /// The SQS message id (what a batch item failure names).
-    pub message_id: String,
-    /// The body: an envelope, or something to reject.
-    pub body: String,
-    /// SQS `SentTimestamp`, milliseconds since the epoch.
-    pub sent_at_ms: i64,
-    /// How often the queue has delivered this message (SQS's `ApproximateReceiveCount`); 0 or 1
-    /// the first time.
-    pub receive_count: u32,
-    /// The id of the message this one was moved from by `pushq dlq redrive` (its
-    /// [`FIRST_MESSAGE_ID`] attribute): a foreign envelope without `id` keeps that id as its
-    /// push id across redrives.
-    pub first_message_id: Option<String>,
-}
-
-/// The message attribute `pushq dlq redrive` gives each message it moves: the id of the message
-/// as first enqueued (carried along by later redrives).
-pub const FIRST_MESSAGE_ID: &str = "pushq-first-message-id";
-
-impl QueueMessage {
-    /// A message as SQS reports it (the Lambda's event record, the worker's receive): its id,
-    /// body and `SentTimestamp` attribute, each of which SQS may leave out.
-    pub fn from_sqs(
-        message_id: Option<&str>,
-        body: Option<&str>,
-        sent_timestamp: Option<&str>,
-    ) -> QueueMessage {
-        QueueMessage {
-            message_id: message_id.unwrap_or_default().to_owned(),
-            body: body.unwrap_or_default().to_owned(),
-            sent_at_ms: sent_timestamp.and_then(|v| v.parse().ok()).unwrap_or(0),
-            ..QueueMessage::default()
-        }
-    }
-
-    /// The same message, with what SQS says of its earlier deliveries: its
-    /// `ApproximateReceiveCount` and its [`FIRST_MESSAGE_ID`] attribute.
-    pub fn delivered_before(
-        self,
-        receive_count: Option<&str>,
-        first_message_id: Option<&str>,
-    ) -> QueueMessage {
-        QueueMessage {
-            receive_count: receive_count.and_then(|v| v.parse().ok()).unwrap_or(0),
-            first_message_id: first_message_id
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned),
-            ..self
-        }
-    }
-
-    /// The id that stands in for a foreign envelope's missing `id`: the first message's.
-    pub fn original_id(&self) -> &str {
-        self.first_message_id.as_deref().unwrap_or(&self.message_id)
-    }
-
-    /// Whether the queue may have delivered this push before (a receive after the first, or a
-    /// message moved back from the DLQ): then rows of an earlier attempt may be left to close.
-    pub fn maybe_seen_before(&self) -> bool {
-        self.receive_count > 1 || self.first_message_id.is_some()
-    }
-}
 
 /// What [`Engine::connect`] does when no FCM credentials are configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -543,69 +480,3 @@ pub fn scheduled_after(
 /// [`WRITE_RETRY_MAX_WAIT`].
 const WRITE_RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
 const WRITE_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
-
-/// Why an engine could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SetupError {
-    /// A setting is missing or wrong (the configuration's own error, one type for both).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The database.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The FCM credentials.
-    #[error(transparent)]
-    Fcm(#[from] FcmError),
-}
-
-impl Engine {
-    /// Builds the engine from delivery settings: connects the pool, applies the schema when
-    /// `config.migrate` (else checks that it is applied: [`StoreError::SchemaOutdated`]), and
-    /// sets up FCM (or, without credentials, what `without_credentials`
-    /// says).
-    pub async fn connect(
-        config: &DeliveryConfig,
-        without_credentials: WithoutCredentials,
-    ) -> Result<Engine, SetupError> {
-        let url = config
-            .database_url
-            .as_deref()
-            .ok_or_else(|| SetupError::Config(ConfigError("DATABASE_URL: not set".into())))?;
-        let store = Store::connect(url, config.pool_size).await?;
-        if config.migrate {
-            store.migrate().await?;
-        } else {
-            // A database that was never migrated (or is behind this build) fails at start,
-            // saying to run `pushq migrate`, instead of failing every batch towards the DLQ.
-            store.check_schema().await?;
-        }
-        let sink: Arc<dyn Sink> = match (&config.credentials, without_credentials) {
-            (Some(credentials), _) => {
-                let keys = ServiceAccount::load_apps(credentials)?;
-                let apps: Vec<&str> = keys.keys().map(String::as_str).collect();
-                tracing::info!(apps = %apps.join(","), "FCM credentials loaded");
-                let fcm = FcmConfig {
-                    endpoint: config.fcm_endpoint.clone(),
-                    dry_run: config.dry_run,
-                    cut_at_deadline: config.cut_sends_at_deadline,
-                    ca_file: config.fcm_ca_file.clone(),
-                    connections: config.fcm_connections(),
-                    ..FcmConfig::default()
-                };
-                Arc::new(FcmApps::new(keys, &fcm)?)
-            }
-            (None, WithoutCredentials::LogSink { print_requests }) => {
-                Arc::new(LogSink { print_requests })
-            }
-            (None, WithoutCredentials::Refuse) => {
-                return Err(SetupError::Config(ConfigError(
-                    "FCM credentials: set PUSHQ_FCM_CREDENTIALS (path or JSON) or GOOGLE_APPLICATION_CREDENTIALS".into(),
-                )))
-            }
-        };
-        Ok(Engine::new(store, sink, config.send_concurrency)
-            .with_statement_timeout(config.statement_timeout)
-            .with_policy(config.policy))
-    }
-}

@@ -18,118 +18,6 @@ use sqlx::{MySqlPool, PgPool, SqlitePool};
 // 4 ms per lookup over 15,000 rows instead of microseconds. Unprepared statements are planned
 // with their values each time; the IN lists also vary in length, so caching them bought little.
 
-/// Errors from the database. Messages never include the database URL (it may hold a password).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The URL is not a `sqlite:`, `postgres:` or `mysql:` URL, or does not parse.
-    #[error("DATABASE_URL: {0}")]
-    Url(String),
-    /// The database could not be reached or refused the statement.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// Applying the schema failed.
-    #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The database server could not be reached in time (`what` is `PostgreSQL at host:port`, or
-    /// MySQL's; never the password).
-    #[error("{what} could not be reached within {seconds} s: {detail}")]
-    Unreachable {
-        /// The database and where it was looked for.
-        what: String,
-        /// How long was waited.
-        seconds: u64,
-        /// The driver's last error.
-        detail: String,
-    },
-    /// A statement of a batch did not finish in time (`PUSHQ_DB_STATEMENT_TIMEOUT_MS`, or the
-    /// batch's deadline for the lookups before its sends); pushq stopped waiting for it.
-    #[error("database: {what} did not finish within {limit_ms} ms (PUSHQ_DB_STATEMENT_TIMEOUT_MS, or the batch's deadline)")]
-    TimedOut {
-        /// Which statement (`resolve users`, `record deliveries`, …).
-        what: &'static str,
-        /// How long was waited, in milliseconds.
-        limit_ms: u64,
-    },
-    /// A SQLite file could not be opened or created (`what` names the file).
-    #[error("cannot open {what}: {detail} (does its directory exist, and may this process write there?)")]
-    CannotOpen {
-        /// The database, e.g. `the SQLite file ./pushq-dev.db`.
-        what: String,
-        /// The driver's error.
-        detail: String,
-    },
-    /// The database's schema is older than this build needs (or absent); nothing was changed.
-    #[error("the database schema is {0}: run `pushq migrate` (or pass migrate: true) to apply it")]
-    SchemaOutdated(String),
-}
-
-/// How long a server that refuses connections (down, or nothing listening at its port) is tried
-/// before the error says so, rather than a pool's "timed out" after its whole acquire timeout.
-const PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// One connection to the server before the pool is built, tried again while the network refuses
-/// it, for at most [`PROBE_FOR`] (or `timeout`, if shorter): the error then says what happened
-/// ("Connection refused", a DNS failure, a refused login) and where, instead of the pool's
-/// "pool timed out while waiting for an open connection".
-async fn probe<C: sqlx::Connection>(
-    options: &C::Options,
-    what: &str,
-    timeout: std::time::Duration,
-) -> StoreResult<()> {
-    let limit = PROBE_FOR.min(timeout);
-    let started = std::time::Instant::now();
-    loop {
-        let left = limit.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, C::connect_with(options)).await {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-                return Ok(());
-            }
-            Ok(Err(sqlx::Error::Io(e)))
-                if network_trouble(&e) && started.elapsed() + PROBE_PAUSE < limit =>
-            {
-                tracing::debug!(error = %e, "{what}: connection failed; trying again");
-                tokio::time::sleep(PROBE_PAUSE).await;
-            }
-            Ok(Err(sqlx::Error::Io(e))) if network_trouble(&e) => {
-                return Err(StoreError::Unreachable {
-                    what: what.to_owned(),
-                    seconds: limit.as_secs(),
-                    detail: e.to_string(),
-                })
-            }
-            Ok(Err(e)) => return Err(StoreError::Database(e)),
-            Err(_) => {
-                return Err(StoreError::Unreachable {
-                    what: what.to_owned(),
-                    seconds: limit.as_secs(),
-                    detail: "no answer".to_owned(),
-                })
-            }
-        }
-    }
-}
-
-const PROBE_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Whether a connection failed on the network (nothing listening, no route, reset), which may
-/// pass; a refused certificate or login is the deployment's and is reported at once.
-fn network_trouble(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused
-            | ConnectionReset
-            | ConnectionAborted
-            | NotConnected
-            | TimedOut
-            | HostUnreachable
-            | NetworkUnreachable
-            | AddrNotAvailable
-    )
-}
-
 /// Pushes `(?, ?), (?, ?), …`: (push id, target) pairs for a `(push_id, target) IN (…)` list.
 pub(crate) fn push_pairs<'a, DB: sqlx::Database>(
     q: &mut sqlx::QueryBuilder<'a, DB>,
@@ -241,8 +129,10 @@ macro_rules! with_pool {
 mod claims;
 mod deliveries;
 mod devices;
+mod error;
 mod local_queue;
 mod log;
+mod probe;
 mod rejected;
 mod scheduled;
 mod tls;
@@ -250,8 +140,10 @@ mod tls;
 pub use claims::{Claim, Claimed, KeyClaim, KeyOwner};
 pub use deliveries::{Delivery, DeliveryStatus};
 pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};
+pub use error::StoreError;
 pub use local_queue::LocalMessage;
 pub use log::{DeliveryRecord, PushLog, PushLogState, UserDelivery};
+use probe::probe;
 pub use rejected::Rejected;
 pub use scheduled::ScheduledPush;
 pub use tls::{tls_warning, warn_if_unverified};
@@ -523,61 +415,4 @@ fn redact(text: &str, url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_sqlite_file_is_told_from_an_existing_one_and_from_servers() {
-        let dir = std::env::temp_dir().join(format!("pushq-missing-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let existing = dir.join("there.db");
-        std::fs::write(&existing, b"").unwrap();
-        let missing = dir.join("not-there.db");
-        assert!(names_missing_sqlite_file(&format!(
-            "sqlite://{}",
-            missing.display()
-        )));
-        assert!(!names_missing_sqlite_file(&format!(
-            "sqlite://{}",
-            existing.display()
-        )));
-        // As Store::connect reads it: quotes around the value are removed first.
-        assert!(!names_missing_sqlite_file(&format!(
-            "\"sqlite://{}\"",
-            existing.display()
-        )));
-        assert!(!names_missing_sqlite_file(
-            "postgres://pushq@127.0.0.1/pushq"
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_url_without_a_known_scheme_is_refused_without_quoting_it() {
-        for url in [
-            "pushq_owner:s3cret-pw@db.internal:5432/pushq",
-            "s3cret-pw@db.internal/pushq",
-            "s3cret-pw",
-            "postgress://pushq_owner:s3cret-pw@db.internal/pushq",
-        ] {
-            let e = Store::connect(url, 1).await.unwrap_err().to_string();
-            assert!(e.starts_with("DATABASE_URL: expected a URL"), "{e}");
-            assert!(
-                !e.contains("s3cret") && !e.contains("pushq_owner"),
-                "the error quotes the URL"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn a_url_in_quotes_or_after_a_bom_connects() {
-        for url in [
-            "'sqlite::memory:'",
-            "\"sqlite::memory:\"",
-            "\u{feff}sqlite::memory:",
-        ] {
-            let store = Store::connect(url, 1).await.unwrap();
-            assert_eq!(store.dialect(), Dialect::Sqlite);
-        }
-    }
-}
+mod tests;

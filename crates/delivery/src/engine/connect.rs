@@ -1,0 +1,75 @@
+//! Building an engine from the delivery settings, and why that can fail.
+
+use std::sync::Arc;
+
+use super::{Engine, WithoutCredentials};
+use crate::config::{ConfigError, DeliveryConfig};
+use crate::fcm::{FcmApps, FcmConfig, FcmError, ServiceAccount};
+use crate::sink::{LogSink, Sink};
+use crate::store::{Store, StoreError};
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A setting is missing or wrong (the configuration's own error, one type for both).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The FCM credentials.
+    #[error(transparent)]
+    Fcm(#[from] FcmError),
+}
+
+impl Engine {
+    /// Builds the engine from delivery settings: connects the pool, applies the schema when
+    /// `config.migrate` (else checks that it is applied: [`StoreError::SchemaOutdated`]), and
+    /// sets up FCM (or, without credentials, what `without_credentials`
+    /// says).
+    pub async fn connect(
+        config: &DeliveryConfig,
+        without_credentials: WithoutCredentials,
+    ) -> Result<Engine, SetupError> {
+        let url = config
+            .database_url
+            .as_deref()
+            .ok_or_else(|| SetupError::Config(ConfigError("DATABASE_URL: not set".into())))?;
+        let store = Store::connect(url, config.pool_size).await?;
+        if config.migrate {
+            store.migrate().await?;
+        } else {
+            // A database that was never migrated (or is behind this build) fails at start,
+            // saying to run `pushq migrate`, instead of failing every batch towards the DLQ.
+            store.check_schema().await?;
+        }
+        let sink: Arc<dyn Sink> = match (&config.credentials, without_credentials) {
+            (Some(credentials), _) => {
+                let keys = ServiceAccount::load_apps(credentials)?;
+                let apps: Vec<&str> = keys.keys().map(String::as_str).collect();
+                tracing::info!(apps = %apps.join(","), "FCM credentials loaded");
+                let fcm = FcmConfig {
+                    endpoint: config.fcm_endpoint.clone(),
+                    dry_run: config.dry_run,
+                    cut_at_deadline: config.cut_sends_at_deadline,
+                    ca_file: config.fcm_ca_file.clone(),
+                    connections: config.fcm_connections(),
+                    ..FcmConfig::default()
+                };
+                Arc::new(FcmApps::new(keys, &fcm)?)
+            }
+            (None, WithoutCredentials::LogSink { print_requests }) => {
+                Arc::new(LogSink { print_requests })
+            }
+            (None, WithoutCredentials::Refuse) => {
+                return Err(SetupError::Config(ConfigError(
+                    "FCM credentials: set PUSHQ_FCM_CREDENTIALS (path or JSON) or GOOGLE_APPLICATION_CREDENTIALS".into(),
+                )))
+            }
+        };
+        Ok(Engine::new(store, sink, config.send_concurrency)
+            .with_statement_timeout(config.statement_timeout)
+            .with_policy(config.policy))
+    }
+}

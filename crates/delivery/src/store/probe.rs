@@ -1,0 +1,69 @@
+//! Probing a server before the pool is built, so that an unreachable one is named as such.
+
+use super::{StoreError, StoreResult};
+
+/// How long a server that refuses connections (down, or nothing listening at its port) is tried
+/// before the error says so, rather than a pool's "timed out" after its whole acquire timeout.
+const PROBE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One connection to the server before the pool is built, tried again while the network refuses
+/// it, for at most [`PROBE_FOR`] (or `timeout`, if shorter): the error then says what happened
+/// ("Connection refused", a DNS failure, a refused login) and where, instead of the pool's
+/// "pool timed out while waiting for an open connection".
+pub(super) async fn probe<C: sqlx::Connection>(
+    options: &C::Options,
+    what: &str,
+    timeout: std::time::Duration,
+) -> StoreResult<()> {
+    let limit = PROBE_FOR.min(timeout);
+    let started = std::time::Instant::now();
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, C::connect_with(options)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(sqlx::Error::Io(e)))
+                if network_trouble(&e) && started.elapsed() + PROBE_PAUSE < limit =>
+            {
+                tracing::debug!(error = %e, "{what}: connection failed; trying again");
+                tokio::time::sleep(PROBE_PAUSE).await;
+            }
+            Ok(Err(sqlx::Error::Io(e))) if network_trouble(&e) => {
+                return Err(StoreError::Unreachable {
+                    what: what.to_owned(),
+                    seconds: limit.as_secs(),
+                    detail: e.to_string(),
+                })
+            }
+            Ok(Err(e)) => return Err(StoreError::Database(e)),
+            Err(_) => {
+                return Err(StoreError::Unreachable {
+                    what: what.to_owned(),
+                    seconds: limit.as_secs(),
+                    detail: "no answer".to_owned(),
+                })
+            }
+        }
+    }
+}
+
+const PROBE_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether a connection failed on the network (nothing listening, no route, reset), which may
+/// pass; a refused certificate or login is the deployment's and is reported at once.
+fn network_trouble(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
+    )
+}

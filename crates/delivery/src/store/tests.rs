@@ -1,0 +1,57 @@
+
+use super::*;
+
+#[test]
+fn a_missing_sqlite_file_is_told_from_an_existing_one_and_from_servers() {
+    let dir = std::env::temp_dir().join(format!("pushq-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let existing = dir.join("there.db");
+    std::fs::write(&existing, b"").unwrap();
+    let missing = dir.join("not-there.db");
+    assert!(names_missing_sqlite_file(&format!(
+        "sqlite://{}",
+        missing.display()
+    )));
+    assert!(!names_missing_sqlite_file(&format!(
+        "sqlite://{}",
+        existing.display()
+    )));
+    // As Store::connect reads it: quotes around the value are removed first.
+    assert!(!names_missing_sqlite_file(&format!(
+        "\"sqlite://{}\"",
+        existing.display()
+    )));
+    assert!(!names_missing_sqlite_file(
+        "postgres://pushq@127.0.0.1/pushq"
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_url_without_a_known_scheme_is_refused_without_quoting_it() {
+    for url in [
+        "pushq_owner:s3cret-pw@db.internal:5432/pushq",
+        "s3cret-pw@db.internal/pushq",
+        "s3cret-pw",
+        "postgress://pushq_owner:s3cret-pw@db.internal/pushq",
+    ] {
+        let e = Store::connect(url, 1).await.unwrap_err().to_string();
+        assert!(e.starts_with("DATABASE_URL: expected a URL"), "{e}");
+        assert!(
+            !e.contains("s3cret") && !e.contains("pushq_owner"),
+            "the error quotes the URL"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_url_in_quotes_or_after_a_bom_connects() {
+    for url in [
+        "'sqlite::memory:'",
+        "\"sqlite::memory:\"",
+        "\u{feff}sqlite::memory:",
+    ] {
+        let store = Store::connect(url, 1).await.unwrap();
+        assert_eq!(store.dialect(), Dialect::Sqlite);
+    }
+}
