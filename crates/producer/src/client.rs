@@ -110,119 +110,68 @@ impl Producer {
 
     /// Checks what the queue needs of a push and builds its messages, sending nothing.
     fn prepare(&self, push: Push, index: Option<usize>, dry_run: bool) -> Result<Prepared> {
-        let locate = |e: InvalidPush| match index {
+        let subject = || index.map_or_else(|| "push".to_owned(), |i| format!("pushes[{i}]"));
+        check_size(&push, subject)?;
+        let fifo = self.config.is_fifo();
+        let (delay_seconds, scheduled_at) = self.when(&push, fifo).map_err(|e| match index {
             Some(i) => e.at_index(i),
             None => e,
-        };
-        let subject = || index.map_or_else(|| "push".to_owned(), |i| format!("pushes[{i}]"));
-        let (size, limit) = (push.payload_size(), push.payload_limit());
-        if size > limit {
-            let hint = if limit < FCM_PAYLOAD_LIMIT {
-                " (FCM's limit for topic messages)"
-            } else {
-                " (FCM's limit)"
-            };
-            let (largest_field, largest_size) = push.largest_field().unzip();
-            return Err(TooLarge {
-                subject: subject(),
-                what: "FCM payload",
-                size,
-                limit,
-                hint,
-                largest_field,
-                largest_size: largest_size.unwrap_or(0),
-            }
-            .into());
-        }
-        let fifo = self.config.is_fifo();
-        if fifo && push.delay_seconds().unwrap_or(0) > 0 {
-            return Err(locate(InvalidPush::new(
-                "delaySeconds",
-                "FIFO queues do not support per-message delays (set the delay on the queue, or use a standard queue)",
-            ))
-            .into());
+        })?;
+        if scheduled_at.is_some() {
+            self.scheduler()?;
         }
         let group_id = fifo.then(|| match push.target() {
             // Pushes to one user stay in order; others need no ordering and should not wait on each other.
             Target::User(user) => format!("user:{user}"),
             _ => String::new(),
         });
-        // A push already past its time would only ever be recorded `expired`: refused instead.
+        let push = push.with_default_app(&self.config.app);
+        let (app, target) = (push.app().to_owned(), push.target().summary());
+        let envelope = Envelope::new(push).into_dry_run(dry_run);
+        let bodies = envelope.to_bodies().map_err(|e| e.about(subject()))?;
+        let id = envelope.id;
+        Ok(Prepared {
+            booking: scheduled_at.map(|send_at_ms| Booking {
+                push_id: id.clone(),
+                app,
+                target,
+                send_at_ms,
+            }),
+            messages: queue_messages(bodies, &id, fifo, group_id),
+            id,
+            delay_seconds,
+        })
+    }
+
+    /// When the push may be sent: its SQS delay, or the time of its schedule. Refuses a delay
+    /// on a FIFO queue, an `expiresAt` already past (the push would only ever be recorded
+    /// `expired`), and a `sendAt` [`Producer::when_due`] refuses.
+    fn when(&self, push: &Push, fifo: bool) -> Result<(Option<i32>, Option<i64>), InvalidPush> {
+        if fifo && push.delay_seconds().unwrap_or(0) > 0 {
+            return Err(InvalidPush::new(
+                "delaySeconds",
+                "FIFO queues do not support per-message delays (set the delay on the queue, or use a standard queue)",
+            ));
+        }
         if let Some(expires_at) = push.expires_at_ms() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now = now_ms();
             if expires_at <= now {
-                return Err(locate(InvalidPush::new(
+                return Err(InvalidPush::new(
                     "expiresAt",
                     format!(
                         "has already passed ({} ms ago): the push would never be sent",
                         now - expires_at
                     ),
-                ))
-                .into());
+                ));
             }
         }
-        let mut delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
-        let mut scheduled_at = None;
-        if let Some(send_at) = push.send_at_ms() {
-            match self.when_due(send_at, push.expires_at_ms(), fifo) {
-                Ok(Due::Delay(seconds)) => delay_seconds = seconds,
-                Ok(Due::Schedule) => scheduled_at = Some(send_at),
-                Err(e) => return Err(locate(e).into()),
-            }
-        }
-        if scheduled_at.is_some() {
-            if let Some(missing) = self.scheduler().err() {
-                return Err(missing);
-            }
-        }
-        let push = push.with_default_app(&self.config.app);
-        let booking = scheduled_at.map(|send_at_ms| Booking {
-            push_id: String::new(),
-            app: push.app().to_owned(),
-            target: push.target().summary(),
-            send_at_ms,
-        });
-        let envelope = Envelope::new(push).into_dry_run(dry_run);
-        let bodies = envelope.to_bodies().map_err(|e| e.about(subject()))?;
-        let id = envelope.id;
-        let parts = bodies.len();
-        let messages = bodies
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| {
-                // The push id, never the idempotencyKey: SQS drops a message whose
-                // deduplication id it saw in the last five minutes, and a key reused for another
-                // user, target or payload must still reach the consumer, which delivers a key once
-                // per device and records the rest as duplicates. SQS then only merges the
-                // producer's own retries of one message.
-                let dedup_id = fifo.then(|| {
-                    if parts == 1 {
-                        id.clone()
-                    } else {
-                        uuid::Uuid::new_v5(
-                            &uuid::Uuid::NAMESPACE_OID,
-                            format!("{id}\n{i}").as_bytes(),
-                        )
-                        .to_string()
-                    }
-                });
-                let group_id =
-                    group_id
-                        .as_ref()
-                        .map(|g| if g.is_empty() { id.clone() } else { g.clone() });
-                (body, group_id, dedup_id)
-            })
-            .collect();
-        Ok(Prepared {
-            booking: booking.map(|b| Booking {
-                push_id: id.clone(),
-                ..b
-            }),
-            id,
-            delay_seconds,
-            messages,
+        let delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
+        let Some(send_at) = push.send_at_ms() else {
+            return Ok((delay_seconds, None));
+        };
+        Ok(match self.when_due(send_at, push.expires_at_ms(), fifo)? {
+            Due::Delay(seconds) => (seconds, None),
+            Due::Schedule => (None, Some(send_at)),
         })
     }
 
@@ -414,6 +363,64 @@ impl Producer {
             .unwrap_or_else(|p| p.into_inner())
             .is_none()
     }
+}
+
+/// Refuses a push over FCM's payload limit (4096 bytes, 2048 for a topic), naming its largest
+/// field.
+fn check_size(push: &Push, subject: impl Fn() -> String) -> Result<()> {
+    let (size, limit) = (push.payload_size(), push.payload_limit());
+    if size <= limit {
+        return Ok(());
+    }
+    let hint = if limit < FCM_PAYLOAD_LIMIT {
+        " (FCM's limit for topic messages)"
+    } else {
+        " (FCM's limit)"
+    };
+    let (largest_field, largest_size) = push.largest_field().unzip();
+    Err(TooLarge {
+        subject: subject(),
+        what: "FCM payload",
+        size,
+        limit,
+        hint,
+        largest_field,
+        largest_size: largest_size.unwrap_or(0),
+    }
+    .into())
+}
+
+/// The queue messages of a push's envelope bodies: (body, FIFO message group, FIFO
+/// deduplication id). The deduplication id is the push id (per part, for a split push), never
+/// the idempotencyKey: SQS drops a message whose deduplication id it saw in the last five
+/// minutes, and a key reused for another user, target or payload must still reach the consumer,
+/// which delivers a key once per device and records the rest as duplicates. SQS then only
+/// merges the producer's own retries of one message. A push not to one user is its own group.
+fn queue_messages(
+    bodies: Vec<String>,
+    id: &str,
+    fifo: bool,
+    group_id: Option<String>,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    let parts = bodies.len();
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let dedup_id = fifo.then(|| match parts {
+                1 => id.to_owned(),
+                _ => {
+                    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{id}\n{i}").as_bytes())
+                        .to_string()
+                }
+            });
+            let group_id = group_id.as_ref().map(|g| match g.is_empty() {
+                true => id.to_owned(),
+                false => g.clone(),
+            });
+            (body, group_id, dedup_id)
+        })
+        .collect()
 }
 
 /// How a push with `sendAt` waits for its time.
