@@ -283,20 +283,7 @@ async fn producer_in_a_child_process() {
     producer.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn end_to_end_sqlite() {
-    end_to_end(Db::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn end_to_end_postgres() {
-    end_to_end(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn end_to_end_mariadb() {
-    end_to_end(Db::mariadb().await).await;
-}
+on_every_db!(end_to_end);
 
 /// Starts `pushq worker` with its JSON log (stderr) in a file and its EMF metric lines (stdout)
 /// in `metrics.log` beside it; returns the process and the log path.

@@ -12,26 +12,6 @@ use pushq_test_support::*;
 mod support;
 use serde_json::{json, Value};
 
-/// Runs `$test(db)` on each dialect, as three tests.
-macro_rules! on_every_db {
-    ($test:ident) => {
-        mod $test {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sqlite() {
-                super::$test(super::Db::sqlite().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn postgres() {
-                super::$test(super::Db::postgres().await).await;
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn mariadb() {
-                super::$test(super::Db::mariadb().await).await;
-            }
-        }
-    };
-}
-
 async fn engine(db: &Db, fcm_env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Engine {
     support::engine_from(&db.url, fcm_env, extra).await
 }

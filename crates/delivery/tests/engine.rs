@@ -562,20 +562,7 @@ async fn a_redelivered_message_sends_only_what_failed(db: Db) {
     assert!(down.attempts >= 2, "{down:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_redelivered_message_sends_only_what_failed_sqlite() {
-    a_redelivered_message_sends_only_what_failed(Db::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_redelivered_message_sends_only_what_failed_postgres() {
-    a_redelivered_message_sends_only_what_failed(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_redelivered_message_sends_only_what_failed_mariadb() {
-    a_redelivered_message_sends_only_what_failed(Db::mariadb().await).await;
-}
+on_every_db!(a_redelivered_message_sends_only_what_failed);
 
 /// A push split into parts is final once every part is recorded; a push whose targets an
 /// earlier push with the same idempotency key already got is recorded `duplicate`, so its log
@@ -906,20 +893,7 @@ async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
     db.drop_it().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn hostile_messages_sqlite() {
-    hostile_messages_are_recorded_and_the_batch_goes_on(Db::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn hostile_messages_postgres() {
-    hostile_messages_are_recorded_and_the_batch_goes_on(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn hostile_messages_mariadb() {
-    hostile_messages_are_recorded_and_the_batch_goes_on(Db::mariadb().await).await;
-}
+on_every_db!(hostile_messages_are_recorded_and_the_batch_goes_on);
 
 /// A project-level `429 QUOTA_EXCEEDED` without `Retry-After` holds back every send of the
 /// process for at least a minute: the sends still waiting are not made, their message is handed
@@ -1101,20 +1075,7 @@ async fn a_target_claimed_by_another_consumer_is_not_sent(db: Db) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_target_claimed_by_another_consumer_is_not_sent_sqlite() {
-    a_target_claimed_by_another_consumer_is_not_sent(Db::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_target_claimed_by_another_consumer_is_not_sent_postgres() {
-    a_target_claimed_by_another_consumer_is_not_sent(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_target_claimed_by_another_consumer_is_not_sent_mariadb() {
-    a_target_claimed_by_another_consumer_is_not_sent(Db::mariadb().await).await;
-}
+on_every_db!(a_target_claimed_by_another_consumer_is_not_sent);
 
 /// Delivers `messages` as SQS would: what a batch hands back, or all of it when the batch
 /// fails on the database, comes back, until nothing does (at most 20 rounds).
@@ -1186,20 +1147,7 @@ async fn an_idempotency_key_is_delivered_once_per_target(db: Db) {
     assert_eq!(tokens_received(&fcm).await, ["t1", "t2", "t3"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_idempotency_key_is_delivered_once_per_target_sqlite() {
-    an_idempotency_key_is_delivered_once_per_target(Db::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_idempotency_key_is_delivered_once_per_target_postgres() {
-    an_idempotency_key_is_delivered_once_per_target(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_idempotency_key_is_delivered_once_per_target_mariadb() {
-    an_idempotency_key_is_delivered_once_per_target(Db::mariadb().await).await;
-}
+on_every_db!(an_idempotency_key_is_delivered_once_per_target);
 
 /// Tokens compare byte for byte in every dialect, trailing spaces included (MySQL's `utf8mb4_bin`
 /// took "X" and "X " for one value): "tok-x" and "tok-x " are two users' devices; a push to both
@@ -1277,20 +1225,7 @@ async fn trailing_spaces_make_another_token(db: Db) {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn trailing_spaces_make_another_token_sqlite() {
-    trailing_spaces_make_another_token(Db::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn trailing_spaces_make_another_token_postgres() {
-    trailing_spaces_make_another_token(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn trailing_spaces_make_another_token_mariadb() {
-    trailing_spaces_make_another_token(Db::mariadb().await).await;
-}
+on_every_db!(trailing_spaces_make_another_token);
 
 /// `pushq worker` lets an attempt in flight at the deadline finish (its claims last a request
 /// timeout longer). An access token that comes only after the deadline (a slow token endpoint,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pushq_delivery::store::Store;
 use pushq_test_support::lambda::{failed_items, sqs_event, Lambda};
-use pushq_test_support::{Db, Fcm};
+use pushq_test_support::{on_every_db, Db, Fcm};
 use serde_json::{json, Value};
 
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_pushq-lambda");
@@ -105,17 +105,4 @@ fn sorted(mut tokens: Vec<String>) -> Vec<String> {
     tokens
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn same_event_to_two_lambdas_postgres() {
-    same_event_to_two_lambdas(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn same_event_to_two_lambdas_mariadb() {
-    same_event_to_two_lambdas(Db::mariadb().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn same_event_to_two_lambdas_sqlite() {
-    same_event_to_two_lambdas(Db::sqlite().await).await;
-}
+on_every_db!(same_event_to_two_lambdas);

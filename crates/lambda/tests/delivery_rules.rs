@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pushq_delivery::store::Store;
 use pushq_test_support::lambda::{failed_items, sqs_event, Lambda};
-use pushq_test_support::{Db, Fcm};
+use pushq_test_support::{on_every_db, Db, Fcm};
 use serde_json::{json, Value};
 
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_pushq-lambda");
@@ -844,17 +844,4 @@ async fn a_row_whose_device_is_gone_before_the_retry_is_closed(db: Db) {
     db.drop_it().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_row_whose_device_is_gone_before_the_retry_is_closed_sqlite() {
-    a_row_whose_device_is_gone_before_the_retry_is_closed(Db::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_row_whose_device_is_gone_before_the_retry_is_closed_postgres() {
-    a_row_whose_device_is_gone_before_the_retry_is_closed(Db::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_row_whose_device_is_gone_before_the_retry_is_closed_mariadb() {
-    a_row_whose_device_is_gone_before_the_retry_is_closed(Db::mariadb().await).await;
-}
+on_every_db!(a_row_whose_device_is_gone_before_the_retry_is_closed);

@@ -10,6 +10,28 @@ pub mod leaks;
 
 pub use db::{Db, PgCluster};
 
+/// Runs the async test function `$test(db: Db)` on each dialect, as three tests:
+/// `$test::sqlite`, `$test::postgres` and `$test::mariadb`.
+#[macro_export]
+macro_rules! on_every_db {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$test($crate::Db::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$test($crate::Db::postgres().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn mariadb() {
+                super::$test($crate::Db::mariadb().await).await;
+            }
+        }
+    };
+}
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
