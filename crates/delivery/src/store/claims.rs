@@ -7,8 +7,25 @@ use sqlx::QueryBuilder;
 use super::deliveries::{rows_per_statement, Delivery, DeliveryStatus, CLAIM_COLUMNS};
 use super::{Dialect, Pool, Store, StoreResult};
 
-/// (push id, target, status, claim id, error code) of a claimed row, as read back.
-type ClaimRow = (String, String, String, Option<String>, Option<String>);
+/// A claimed row, as read back.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    push_id: String,
+    target: String,
+    status: String,
+    claim_id: Option<String>,
+    error_code: Option<String>,
+}
+
+/// The owner of an (app, idempotency key, target), as read back.
+#[derive(sqlx::FromRow)]
+struct OwnerRow {
+    app: String,
+    idempotency_key: String,
+    target: String,
+    push_id: String,
+    payload_hash: Option<String>,
+}
 
 /// A batch's claim: its id, when its claims lapse, and the time it claims at (all as the
 /// consumer's clock says; the lapse time is compared as epoch milliseconds in every dialect).
@@ -182,18 +199,19 @@ impl Store {
             .collect();
         Ok(states
             .into_iter()
-            .filter(|(p, t, ..)| wanted.contains(&(p.as_str(), t.as_str())))
-            .map(|(push_id, target, status, claim_id, error_code)| {
-                let state = if claim_id.as_deref() == Some(claim.id.as_str()) && status == sending {
-                    Claimed::Won {
-                        taken_over: error_code.as_deref() == Some(TAKEN_OVER),
-                    }
-                } else if status == sending || status == retrying {
-                    Claimed::Busy
-                } else {
-                    Claimed::Final
-                };
-                ((push_id, target), state)
+            .filter(|r| wanted.contains(&(r.push_id.as_str(), r.target.as_str())))
+            .map(|r| {
+                let state =
+                    if r.claim_id.as_deref() == Some(claim.id.as_str()) && r.status == sending {
+                        Claimed::Won {
+                            taken_over: r.error_code.as_deref() == Some(TAKEN_OVER),
+                        }
+                    } else if r.status == sending || r.status == retrying {
+                        Claimed::Busy
+                    } else {
+                        Claimed::Final
+                    };
+                ((r.push_id, r.target), state)
             })
             .collect())
     }
@@ -246,11 +264,11 @@ impl Store {
         Ok(with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "SELECT {}, {}, {}, {}, {} FROM pushq_deliveries WHERE push_id IN (",
-                d.text("push_id"),
-                d.text("target"),
-                d.text("status"),
-                d.text("claim_id"),
-                d.text("error_code"),
+                d.column("push_id"),
+                d.column("target"),
+                d.column("status"),
+                d.column("claim_id"),
+                d.column("error_code"),
             ));
             let mut list = q.separated(", ");
             for id in push_ids {
@@ -271,7 +289,7 @@ impl Store {
         const COLUMNS: usize = 5;
         let mut claims: Vec<&KeyClaim> = claims.iter().collect();
         claims.sort_by(|a, b| (&a.app, &a.key, &a.target).cmp(&(&b.app, &b.key, &b.target)));
-        let mut owners: Vec<(String, String, String, String, Option<String>)> = Vec::new();
+        let mut owners: Vec<OwnerRow> = Vec::new();
         for chunk in claims.chunks(self.dialect.max_binds() / COLUMNS) {
             self.count();
             let d = self.dialect;
@@ -297,7 +315,7 @@ impl Store {
                              " ON CONFLICT (app, idempotency_key, target) DO UPDATE SET push_id = pushq_key_claims.push_id \
                              RETURNING app, idempotency_key, target, push_id, payload_hash",
                         );
-                        let got: Vec<(String, String, String, String, Option<String>)> =
+                        let got: Vec<OwnerRow> =
                             q.build_query_as().persistent(false).fetch_all(pool).await?;
                         owners.extend(got);
                     }
@@ -312,11 +330,11 @@ impl Store {
             owners = with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(format!(
                     "SELECT {}, {}, {}, {}, {} FROM pushq_key_claims WHERE idempotency_key IN (",
-                    d.text("app"),
-                    d.text("idempotency_key"),
-                    d.text("target"),
-                    d.text("push_id"),
-                    d.text("payload_hash"),
+                    d.column("app"),
+                    d.column("idempotency_key"),
+                    d.column("target"),
+                    d.column("push_id"),
+                    d.column("payload_hash"),
                 ));
                 let mut list = q.separated(", ");
                 for key in keys {
@@ -328,12 +346,12 @@ impl Store {
         }
         Ok(owners
             .into_iter()
-            .map(|(app, key, target, push_id, payload_hash)| {
+            .map(|r| {
                 (
-                    (app, key, target),
+                    (r.app, r.idempotency_key, r.target),
                     KeyOwner {
-                        push_id,
-                        payload_hash,
+                        push_id: r.push_id,
+                        payload_hash: r.payload_hash,
                     },
                 )
             })

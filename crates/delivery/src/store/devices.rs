@@ -112,16 +112,28 @@ pub struct InvalidDevice {
     pub problem: String,
 }
 
-/// (app, user_id, token, kind, platform, state, last_seen_at) as selected.
-type DeviceRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-);
+/// A live device of the users a batch resolves, as selected.
+#[derive(sqlx::FromRow)]
+struct ResolvedRow {
+    app: String,
+    user_id: String,
+    token: String,
+    kind: String,
+    last_seen_at: DateTime<Utc>,
+}
+
+/// A device as selected.
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    app: String,
+    user_id: String,
+    token: String,
+    kind: String,
+    platform: String,
+    /// `live`, or `dead` once invalidated.
+    state: String,
+    last_seen_at: DateTime<Utc>,
+}
 
 impl Store {
     /// Registers a device for a user in an app (token kind), refreshing its last-seen time; see
@@ -216,12 +228,12 @@ impl Store {
         let rows: Vec<DeviceRow> = with_pool!(self, pool, {
             let d = self.dialect;
             let mut q = QueryBuilder::<DB>::new(format!(
-                "SELECT {}, {}, {}, {}, {}, {}, last_seen_at FROM pushq_devices WHERE user_id = ",
-                d.text("app"),
-                d.text("user_id"),
-                d.text("token"),
-                d.text("kind"),
-                d.text("platform"),
+                "SELECT {}, {}, {}, {}, {}, {} AS state, last_seen_at FROM pushq_devices WHERE user_id = ",
+                d.column("app"),
+                d.column("user_id"),
+                d.column("token"),
+                d.column("kind"),
+                d.column("platform"),
                 d.text("CASE WHEN invalidated_at IS NULL THEN 'live' ELSE 'dead' END"),
             ));
             q.push_bind(user_id);
@@ -233,17 +245,15 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(
-                |(app, user_id, token, kind, platform, state, last_seen_at)| Device {
-                    app,
-                    user_id,
-                    token,
-                    kind: DeviceKind::parse(&kind).unwrap_or(DeviceKind::Token),
-                    platform,
-                    live: state == "live",
-                    last_seen_at,
-                },
-            )
+            .map(|r| Device {
+                app: r.app,
+                user_id: r.user_id,
+                token: r.token,
+                kind: DeviceKind::parse(&r.kind).unwrap_or(DeviceKind::Token),
+                platform: r.platform,
+                live: r.state == "live",
+                last_seen_at: r.last_seen_at,
+            })
             .collect())
     }
 
@@ -268,43 +278,42 @@ impl Store {
         for chunk in ids.chunks(self.dialect.max_binds() - apps.len()) {
             self.count();
             let d = self.dialect;
-            let rows: Vec<(String, String, String, String, DateTime<Utc>)> = with_pool!(
-                self,
-                pool,
-                {
-                    let mut q = QueryBuilder::<DB>::new(format!(
+            let rows: Vec<ResolvedRow> = with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(format!(
                         "SELECT {}, {}, {}, {}, last_seen_at FROM pushq_devices WHERE invalidated_at IS NULL AND app IN (",
-                        d.text("app"),
-                        d.text("user_id"),
-                        d.text("token"),
-                        d.text("kind"),
+                        d.column("app"),
+                        d.column("user_id"),
+                        d.column("token"),
+                        d.column("kind"),
                     ));
-                    let mut list = q.separated(", ");
-                    for app in &apps {
-                        list.push_bind(*app);
-                    }
-                    q.push(") AND user_id IN (");
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(") ORDER BY id");
-                    q.build_query_as().persistent(false).fetch_all(pool).await?
+                let mut list = q.separated(", ");
+                for app in &apps {
+                    list.push_bind(*app);
                 }
-            );
-            for (app, user, token, kind, last_seen_at) in rows {
-                if !wanted.contains(&(app.as_str(), user.as_str())) {
+                q.push(") AND user_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(") ORDER BY id");
+                q.build_query_as().persistent(false).fetch_all(pool).await?
+            });
+            for r in rows {
+                if !wanted.contains(&(r.app.as_str(), r.user_id.as_str())) {
                     continue;
                 }
-                if stale_before.is_some_and(|t| last_seen_at < t) {
-                    *out.stale.entry((app, user)).or_default() += 1;
+                if stale_before.is_some_and(|t| r.last_seen_at < t) {
+                    *out.stale.entry((r.app, r.user_id)).or_default() += 1;
                     continue;
                 }
-                let kind = DeviceKind::parse(&kind).unwrap_or(DeviceKind::Token);
+                let kind = DeviceKind::parse(&r.kind).unwrap_or(DeviceKind::Token);
                 out.live
-                    .entry((app, user))
+                    .entry((r.app, r.user_id))
                     .or_default()
-                    .push(Resolved { token, kind });
+                    .push(Resolved {
+                        token: r.token,
+                        kind,
+                    });
             }
         }
         Ok(out)

@@ -8,7 +8,7 @@ use sqlx::QueryBuilder;
 use super::{Dialect, Pool, Store, StoreResult};
 
 /// One stored envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LocalMessage {
     /// Its queue message id (what the engine hands back by).
     pub message_id: String,
@@ -58,24 +58,16 @@ impl Store {
     pub async fn local_messages(&self) -> StoreResult<Vec<LocalMessage>> {
         self.count();
         let d = self.dialect;
-        let rows: Vec<(String, String, i64, Option<String>)> = with_pool!(self, pool, {
+        let rows: Vec<LocalMessage> = with_pool!(self, pool, {
             let q = format!(
                 "SELECT {}, {}, sent_at_ms, {} FROM pushq_local_queue ORDER BY sent_at_ms, message_id",
-                d.text("message_id"),
-                d.text("body"),
-                d.text("last_error"),
+                d.column("message_id"),
+                d.column("body"),
+                d.column("last_error"),
             );
             sqlx::query_as(&q).persistent(false).fetch_all(pool).await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(message_id, body, sent_at_ms, last_error)| LocalMessage {
-                message_id,
-                body,
-                sent_at_ms,
-                last_error,
-            })
-            .collect())
+        Ok(rows)
     }
 
     /// Forgets envelopes that are final (delivered, rejected, or recorded otherwise for good).

@@ -6,19 +6,19 @@ use sqlx::QueryBuilder;
 use super::deliveries::DeliveryStatus;
 use super::{Pool, Store, StoreResult};
 
-/// (app, target, user_id, status, error_code, attempts, part, parts, fcm_message_id) as
-/// selected.
-type DeliveryRow = (
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    i32,
-    Option<i32>,
-    Option<i32>,
-    Option<String>,
-);
+/// A delivery-log row as selected.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    app: String,
+    target: String,
+    user_id: Option<String>,
+    status: String,
+    error_code: Option<String>,
+    attempts: i32,
+    part: Option<i32>,
+    parts: Option<i32>,
+    fcm_message_id: Option<String>,
+}
 
 /// A delivery-log row as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,44 +49,31 @@ impl Store {
         let rows: Vec<DeliveryRow> = with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "SELECT {}, {}, {}, {}, {}, attempts, part, parts, {} FROM pushq_deliveries WHERE push_id = ",
-                d.text("app"),
-                d.text("target"),
-                d.text("user_id"),
-                d.text("status"),
-                d.text("error_code"),
-                d.text("fcm_message_id"),
+                d.column("app"),
+                d.column("target"),
+                d.column("user_id"),
+                d.column("status"),
+                d.column("error_code"),
+                d.column("fcm_message_id"),
             ));
             q.push_bind(push_id).push(" ORDER BY target");
             q.build_query_as().persistent(false).fetch_all(pool).await?
         });
         Ok(rows
             .into_iter()
-            .map(
-                |(
-                    app,
-                    target,
-                    user_id,
-                    status,
-                    error_code,
-                    attempts,
-                    part,
-                    parts,
-                    fcm_message_id,
-                )| {
-                    DeliveryRecord {
-                        fcm_message_id,
-                        app,
-                        target,
-                        user_id,
-                        status,
-                        error_code,
-                        attempts: attempts.max(0) as u32,
-                        part: part
-                            .zip(parts)
-                            .map(|(i, n)| (i.max(0) as u32, n.max(0) as u32)),
-                    }
-                },
-            )
+            .map(|r| DeliveryRecord {
+                app: r.app,
+                target: r.target,
+                user_id: r.user_id,
+                status: r.status,
+                error_code: r.error_code,
+                attempts: r.attempts.max(0) as u32,
+                part: r
+                    .part
+                    .zip(r.parts)
+                    .map(|(i, n)| (i.max(0) as u32, n.max(0) as u32)),
+                fcm_message_id: r.fcm_message_id,
+            })
             .collect())
     }
 
@@ -134,8 +121,8 @@ impl Store {
     }
 }
 
-/// One row of a user's delivery log ([`Store::deliveries_for_user`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row of a user's delivery log ([`Store::deliveries_for_user`]), as selected.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserDelivery {
     /// The push.
     pub push_id: String,
@@ -157,20 +144,6 @@ pub struct UserDelivery {
     pub fcm_message_id: Option<String>,
 }
 
-/// (push_id, app, target, status, error_code, category, enqueued_at, sent_at, fcm_message_id)
-/// as selected.
-type UserDeliveryRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-);
-
 impl Store {
     /// What happened to a user's pushes: their rows enqueued since `since` (all when `None`), in
     /// `app` or every app, oldest first, at most `limit`. What support staff ask ("did U get
@@ -184,16 +157,16 @@ impl Store {
     ) -> StoreResult<Vec<UserDelivery>> {
         self.count();
         let d = self.dialect;
-        let rows: Vec<UserDeliveryRow> = with_pool!(self, pool, {
+        let rows: Vec<UserDelivery> = with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "SELECT {}, {}, {}, {}, {}, {}, enqueued_at, sent_at, {} FROM pushq_deliveries WHERE user_id = ",
-                d.text("push_id"),
-                d.text("app"),
-                d.text("target"),
-                d.text("status"),
-                d.text("error_code"),
-                d.text("category"),
-                d.text("fcm_message_id"),
+                d.column("push_id"),
+                d.column("app"),
+                d.column("target"),
+                d.column("status"),
+                d.column("error_code"),
+                d.column("category"),
+                d.column("fcm_message_id"),
             ));
             q.push_bind(user_id);
             if let Some(since) = since {
@@ -206,34 +179,7 @@ impl Store {
                 .push_bind(i64::from(limit));
             q.build_query_as().persistent(false).fetch_all(pool).await?
         });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    push_id,
-                    app,
-                    target,
-                    status,
-                    error_code,
-                    category,
-                    enqueued_at,
-                    sent_at,
-                    fcm_message_id,
-                )| {
-                    UserDelivery {
-                        push_id,
-                        app,
-                        target,
-                        status,
-                        error_code,
-                        category,
-                        enqueued_at,
-                        sent_at,
-                        fcm_message_id,
-                    }
-                },
-            )
-            .collect())
+        Ok(rows)
     }
 }
 

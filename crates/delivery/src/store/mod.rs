@@ -87,6 +87,15 @@ impl Dialect {
         }
     }
 
+    /// A text column as a SELECT list should name it, for reading into a `sqlx::FromRow`
+    /// struct: [`Dialect::text`], under the column's own name.
+    pub(crate) fn column(self, column: &str) -> String {
+        match self {
+            Dialect::MySql => format!("{} AS {column}", self.text(column)),
+            Dialect::Sqlite | Dialect::Postgres => column.to_owned(),
+        }
+    }
+
     /// Most bind parameters one statement may carry.
     pub(crate) fn max_binds(self) -> usize {
         match self {

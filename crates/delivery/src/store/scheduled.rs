@@ -9,8 +9,8 @@ use sqlx::QueryBuilder;
 
 use super::{Dialect, Pool, Store, StoreResult};
 
-/// A scheduled or cancelled push, as written down.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A scheduled or cancelled push, as written down (and selected).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScheduledPush {
     /// The push's app, when it was scheduled here.
     pub app: Option<String>,
@@ -21,14 +21,6 @@ pub struct ScheduledPush {
     /// When it was cancelled, if it was.
     pub cancelled_at: Option<DateTime<Utc>>,
 }
-
-/// (app, target, send_at, cancelled_at) as selected.
-type ScheduledRow = (
-    Option<String>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
 
 impl Store {
     /// Writes a scheduled push down; the same push again changes nothing.
@@ -99,11 +91,11 @@ impl Store {
     pub async fn scheduled_push(&self, push_id: &str) -> StoreResult<Option<ScheduledPush>> {
         self.count();
         let d = self.dialect;
-        let row: Option<ScheduledRow> = with_pool!(self, pool, {
+        let row: Option<ScheduledPush> = with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "SELECT {}, {}, send_at, cancelled_at FROM pushq_scheduled WHERE push_id = ",
-                d.text("app"),
-                d.text("target")
+                d.column("app"),
+                d.column("target")
             ));
             q.push_bind(push_id);
             q.build_query_as()
@@ -111,14 +103,7 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(
-            row.map(|(app, target, send_at, cancelled_at)| ScheduledPush {
-                app,
-                target,
-                send_at,
-                cancelled_at,
-            }),
-        )
+        Ok(row)
     }
 
     /// Which of these pushes are cancelled: one statement per batch that holds scheduled
