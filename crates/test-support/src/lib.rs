@@ -49,12 +49,23 @@ impl Drop for Proc {
     }
 }
 
+/// A loopback port nothing listens on, never the same twice in one test process: tests run in
+/// parallel threads, and a port the OS hands out again before the first server bound it would
+/// let two servers race for it (the loser exits, and its test talks to the winner until the
+/// winner's test ends and stops it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Polls `ready` until it holds or `within` passes (readiness polling, not a fixed sleep).
