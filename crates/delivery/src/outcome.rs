@@ -14,9 +14,16 @@ pub struct BatchCounts {
     pub invalid_tokens: usize,
     /// Users without a live device.
     pub no_devices: usize,
-    /// Targets skipped because the log already had them final (redelivery), the batch repeated
-    /// them, or another push owns their idempotency key (`duplicate` rows).
+    /// Targets not sent by this batch for one of three reasons, each counted below:
+    /// `repeated + already_final + duplicates`.
     pub skipped: usize,
+    /// Targets the batch named again (the same message delivered twice, a token listed twice):
+    /// planned once.
+    pub repeated: usize,
+    /// Targets the log already had final (a redelivery): left as they are.
+    pub already_final: usize,
+    /// Targets whose idempotency key another push owns (`duplicate` rows).
+    pub duplicates: usize,
     /// Extra FCM attempts made by retries.
     pub retried: usize,
     /// Targets that still failed transiently (their messages are reported as failures).
@@ -158,6 +165,9 @@ impl BatchCounts {
             invalid_tokens,
             no_devices,
             skipped,
+            repeated,
+            already_final,
+            duplicates,
             retried,
             transient,
             rejected,
@@ -181,6 +191,9 @@ impl BatchCounts {
         self.invalid_tokens += invalid_tokens;
         self.no_devices += no_devices;
         self.skipped += skipped;
+        self.repeated += repeated;
+        self.already_final += already_final;
+        self.duplicates += duplicates;
         self.retried += retried;
         self.transient += transient;
         self.rejected += rejected;

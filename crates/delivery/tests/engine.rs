@@ -1002,7 +1002,7 @@ fn claim_row(push_id: &str, target: &str) -> pushq_delivery::store::Delivery {
 /// lapsed (its consumer died mid-batch) is taken over and sent, and the batch says so: the one
 /// case where a device may get a push twice.
 async fn a_target_claimed_by_another_consumer_is_not_sent(db: Db) {
-    use pushq_delivery::store::{Claim, Claimed, DeliveryStatus};
+    use pushq_delivery::store::{Claim, Claimed, DeliveryStatus, TargetKey};
     let fcm = Fcm::start();
     let engine = engine(&db, &fcm).await;
     let store = engine.store();
@@ -1016,7 +1016,7 @@ async fn a_target_claimed_by_another_consumer_is_not_sent(db: Db) {
         .await
         .unwrap();
     assert_eq!(
-        got.get(&(id.clone(), "tok-a".to_owned())),
+        got.get(&TargetKey::new(&id, "tok-a")),
         Some(&Claimed::Won { taken_over: false })
     );
     let outcome = engine

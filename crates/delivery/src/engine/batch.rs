@@ -1,6 +1,18 @@
-//! The state of one batch as it moves through the engine's phases, and the phases that need no
-//! I/O: parse, plan, classify. Rows, dead tokens and hand-backs accumulate here; the engine
-//! writes them in one statement each.
+//! One batch as it moves through the engine: every (push, target) of the batch is one
+//! [`TargetJob`] in one `Vec`, and each phase moves targets from one [`State`] to the next. Rows,
+//! dead devices, hand-backs and every count are derived once, at the end ([`Batch::settle`]).
+//!
+//! A target's states, in the order the engine moves it ([`super::Engine::process`]):
+//!
+//! ```text
+//!            plan                  claim                      send        classify
+//! ToSend ──────────────▶ Claimed ───────────────▶ Answered ─────────▶ Final(row)
+//!   │                      │  └─ key owned by another push ─▶ Final(duplicate)
+//!   │                      └─ key not answered ─▶ HandedBack(KeyUnanswered)        └─▶ HandedBack(Transient)
+//! ToRecord(status) ─ claim ─▶ Final(row)
+//! ToSend / ToRecord ─ claim ─▶ Skipped(Repeated | AlreadyFinal) / HandedBack(ClaimedElsewhere)
+//! (a push for an app without a key) ─ parse ─▶ HandedBack(NoCredentials)
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -12,52 +24,101 @@ use super::QueueMessage;
 mod claim;
 mod classify;
 mod plan;
+mod settle;
+#[cfg(test)]
+mod tests;
 
-use crate::fcm::{FcmError, Sent};
-use crate::outcome::{AppCounts, BatchCounts, BatchOutcome};
-use crate::sink::Attempted;
-use crate::store::{
-    Claimed, Delivery, DeliveryStatus, DeviceKind, KeyClaim, KeyOwner, Rejected, Resolution,
-};
+pub(super) use settle::Settled;
 
-/// One (push, target) to send.
-pub(super) struct Job {
-    /// Index of the queue message it came from.
+use crate::sink::{Attempted, FcmError, Sent};
+use crate::store::{Delivery, DeliveryStatus, DeviceKind, Rejected, TargetKey};
+
+/// One push of the batch: a valid envelope and the message it came in.
+pub(super) struct Push {
+    /// Index of its queue message.
     pub message: usize,
-    /// Index into [`Batch::envelopes`].
-    pub envelope: usize,
-    /// What the log records as the target.
-    pub target: String,
-    /// The device to send to (a token or a FID); `None` for a topic or condition push.
-    pub device: Option<(DeviceKind, String)>,
-    /// The user the token belongs to, when the push named users.
+    pub envelope: Envelope,
+    /// Whether the deployment has an FCM key for its app; a push without is handed back whole.
+    pub has_key: bool,
+}
+
+/// A device to send to: a registration token or a FID.
+pub(super) type Device = (DeviceKind, String);
+
+/// One (push, target) of the batch, and where it is.
+pub(super) struct TargetJob {
+    /// Index into [`Batch::pushes`].
+    pub push: usize,
+    /// The push id and what the log records as the target.
+    pub key: TargetKey,
+    /// The device to send to (a token or a FID); `None` for a topic or condition push, and for
+    /// a user's `user:<id>` row.
+    pub device: Option<Device>,
+    /// The user the target belongs to, when the push named users.
     pub user_id: Option<String>,
+    /// Whether this batch's claim took it over from a claim that had lapsed (its consumer died
+    /// or overran): it may have been sent already.
+    pub taken_over: bool,
+    pub state: State,
+}
+
+/// Where a target is.
+pub(super) enum State {
+    /// To be claimed, then sent.
+    ToSend,
+    /// To be claimed, then recorded with this status and error code, never sent: a user without
+    /// live devices, a push expired or cancelled, a payload over FCM's limit, a row an earlier
+    /// attempt left open whose device is gone.
+    ToRecord(DeliveryStatus, Option<String>),
+    /// Claimed by this batch: to be sent.
+    Claimed,
+    /// Sent: FCM's answer.
+    Answered(Attempted),
+    /// Final: the row this batch writes.
+    Final(Delivery),
+    /// Not this batch's to write.
+    Skipped(Skip),
+    /// Not final: its message comes back for redelivery.
+    HandedBack(HandBack),
+}
+
+/// Why a target is left as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Skip {
+    /// The batch names this (push, target) again (the same message delivered twice, a token
+    /// listed twice): the first one is planned.
+    Repeated,
+    /// The log has it final already (a redelivery).
+    AlreadyFinal,
+}
+
+/// Why a target's message comes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum HandBack {
+    /// Its push's app has no FCM key: recorded `retrying`, `NO_CREDENTIALS_FOR_APP`.
+    NoCredentials,
+    /// Another consumer's claim holds it (or the database did not answer for it).
+    ClaimedElsewhere,
+    /// The database did not answer for its idempotency key.
+    KeyUnanswered,
+    /// Transient trouble, or the deployment's: recorded `retrying` with the code, after
+    /// `attempts` requests.
+    Transient { code: String, attempts: u32 },
 }
 
 /// One batch in flight.
 pub(super) struct Batch<'m> {
-    pub messages: &'m [QueueMessage],
-    /// The valid envelopes, with the index of their message.
-    pub envelopes: Vec<(usize, Envelope)>,
-    pub rejected: Vec<Rejected>,
-    pub jobs: Vec<Job>,
-    /// Rows that need no send (`no_devices`), with the index of their message, until claimed.
-    unsent: Vec<(usize, Delivery)>,
-    pub rows: Vec<Delivery>,
-    /// (app, token or FID) of each device FCM said is dead.
-    pub dead_tokens: Vec<(String, String)>,
-    /// Messages to hand back for redelivery.
-    handed_back: BTreeSet<usize>,
-    /// Per envelope: its FCM payload's size and limit when it is over the limit (measured once,
-    /// not per target).
-    oversized: Vec<Option<(usize, usize)>>,
+    messages: &'m [QueueMessage],
+    pub pushes: Vec<Push>,
+    pub targets: Vec<TargetJob>,
+    rejected: Vec<Rejected>,
+    /// Messages from a newer producer, handed back whole.
+    newer: Vec<usize>,
     /// `user:<id>` rows an earlier attempt left as a trace, now superseded by the user's device
     /// rows: deleted when the log is written.
-    pub superseded: Vec<(String, String)>,
-    pub counts: BatchCounts,
-    /// The counts that carry the `App` dimension, per app.
-    apps: BTreeMap<String, AppCounts>,
-    send_latency_ms: Vec<u64>,
+    superseded: Vec<TargetKey>,
+    /// Live devices of the batch's users left out as stale, per app.
+    stale_devices: BTreeMap<String, usize>,
 }
 
 /// When a batch's pushes are too old to send ([`Batch::plan`]).
@@ -85,122 +146,90 @@ impl Expiry {
 }
 
 impl<'m> Batch<'m> {
-    /// Phase 1: each message becomes an envelope, or a rejected row.
-    pub fn parse(messages: &'m [QueueMessage]) -> Batch<'m> {
-        let mut envelopes = Vec::new();
-        let mut rejected = Vec::new();
-        let mut handed_back = BTreeSet::new();
+    /// Phase 1: each message becomes a push, or a rejected row; every push is a dry run when
+    /// `all_dry_runs` (`PUSHQ_FCM_DRY_RUN`).
+    pub fn parse(messages: &'m [QueueMessage], all_dry_runs: bool) -> Batch<'m> {
+        let mut batch = Batch {
+            messages,
+            pushes: Vec::new(),
+            targets: Vec::new(),
+            rejected: Vec::new(),
+            newer: Vec::new(),
+            superseded: Vec::new(),
+            stale_devices: BTreeMap::new(),
+        };
         for (i, m) in messages.iter().enumerate() {
             match Envelope::parse(&m.body, m.original_id(), m.sent_at_ms) {
-                Ok(e) => envelopes.push((i, e)),
+                Ok(mut envelope) => {
+                    envelope.dry_run |= all_dry_runs;
+                    batch.pushes.push(Push {
+                        message: i,
+                        envelope,
+                        has_key: true,
+                    });
+                }
                 // A newer producer's: it waits (in the DLQ at worst) for an upgraded consumer.
                 Err(e) if e.is_from_newer_producer() => {
                     tracing::warn!(message_id = %m.message_id, reason = %e, "message from a newer producer, handed back for redelivery");
-                    handed_back.insert(i);
+                    batch.newer.push(i);
                 }
                 // Stored as text whatever it holds: U+0000 (which PostgreSQL refuses) becomes
                 // U+FFFD, so one hostile message cannot fail its batch forever.
-                Err(e) => rejected.push(Rejected {
+                Err(e) => batch.rejected.push(Rejected {
                     queue_message_id: fit(&m.message_id, 128),
                     body: m.body.replace('\0', "\u{FFFD}"),
                     reason: e.to_string().replace('\0', "\u{FFFD}"),
                 }),
             }
         }
-        let counts = BatchCounts {
-            messages: messages.len(),
-            rejected: rejected.len(),
-            newer: handed_back.len(),
-            ..Default::default()
-        };
-        let oversized = envelopes
-            .iter()
-            .map(|(_, e)| {
-                let (size, limit) = (e.push.payload_size(), e.push.payload_limit());
-                (size > limit).then_some((size, limit))
-            })
-            .collect();
-        Batch {
-            messages,
-            oversized,
-            envelopes,
-            rejected,
-            jobs: Vec::new(),
-            unsent: Vec::new(),
-            rows: Vec::new(),
-            dead_tokens: Vec::new(),
-            handed_back,
-            superseded: Vec::new(),
-            counts,
-            apps: BTreeMap::new(),
-            send_latency_ms: Vec::new(),
-        }
+        batch
     }
 
-    /// Hands back, whole and before anything is resolved, each message whose push names an app
-    /// the deployment has no FCM key for (a key not deployed yet, a misspelt `app`): it waits in
+    /// Hands back, whole and before anything is resolved, each push naming an app the
+    /// deployment has no FCM key for (a key not deployed yet, a misspelt `app`): it waits in
     /// the queue, then the DLQ, until the key is there. Nothing about it is final, whatever its
     /// users' devices; each target it names (`user:<id>` for a user) is recorded `retrying` with
     /// `NO_CREDENTIALS_FOR_APP`, so that the log says where it is.
     pub fn hand_back_apps_without_keys(&mut self, has_key: impl Fn(&str) -> bool) {
-        let mut kept = Vec::with_capacity(self.envelopes.len());
-        let mut oversized = Vec::with_capacity(self.oversized.len());
-        let mut without: Vec<String> = Vec::new();
-        let envelopes = std::mem::take(&mut self.envelopes);
-        for ((i, e), size) in envelopes
-            .into_iter()
-            .zip(std::mem::take(&mut self.oversized))
-        {
-            let app = e.push.app();
-            if has_key(app) {
-                kept.push((i, e));
-                oversized.push(size);
+        for (p, push) in self.pushes.iter_mut().enumerate() {
+            let e = &push.envelope;
+            push.has_key = has_key(e.push.app());
+            if push.has_key {
                 continue;
             }
             tracing::error!(
                 push_id = %e.id,
-                message_id = %self.messages[i].message_id,
-                app,
-                code = crate::fcm::NO_CREDENTIALS,
+                message_id = %self.messages[push.message].message_id,
+                app = e.push.app(),
+                code = crate::sink::NO_CREDENTIALS,
                 "the push's app has no FCM credentials (add its key to PUSHQ_FCM_CREDENTIALS' map); the message will be redelivered, and reach the DLQ if the key does not come"
             );
-            self.handed_back.insert(i);
-            without.push(app.to_owned());
-            for (target, user_id) in named_targets(&e) {
-                self.rows.push(row(
-                    &e,
-                    target,
+            for (target, user_id) in named_targets(e) {
+                self.targets.push(TargetJob {
+                    push: p,
+                    key: TargetKey::new(&e.id, target),
+                    device: None,
                     user_id,
-                    DeliveryStatus::Retrying,
-                    Some(crate::fcm::NO_CREDENTIALS.to_owned()),
-                    0,
-                ));
+                    taken_over: false,
+                    state: State::HandedBack(HandBack::NoCredentials),
+                });
             }
-        }
-        self.envelopes = kept;
-        self.oversized = oversized;
-        self.counts.no_credentials += without.len();
-        for app in without {
-            self.app(&app).handed_back += 1;
         }
     }
 
-    /// Whether a job's push is over FCM's payload limit (4096 bytes, 2048 for a topic): a
-    /// producer that is not pushq's may have enqueued it. It is recorded `failed` with
-    /// `PAYLOAD_TOO_LARGE` and never sent.
-    pub fn over_payload_limit(&self, job: &Job) -> Option<FcmError> {
-        let (size, limit) = self.oversized[job.envelope]?;
-        Some(FcmError::Rejected {
-            code: "PAYLOAD_TOO_LARGE".into(),
-            detail: format!("the FCM payload is {size} bytes, over FCM's limit of {limit}"),
-        })
+    /// The pushes the batch sends for (those whose app has a key), with their index.
+    fn sendable(&self) -> impl Iterator<Item = (usize, &Envelope)> {
+        self.pushes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.has_key)
+            .map(|(i, p)| (i, &p.envelope))
     }
 
     /// Every (app, user id) the batch's pushes name, once each.
     pub fn app_users(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self
-            .envelopes
-            .iter()
+            .sendable()
             .flat_map(|(_, e)| {
                 user_ids(e)
                     .iter()
@@ -212,55 +241,46 @@ impl<'m> Batch<'m> {
         v
     }
 
-    fn app(&mut self, app: &str) -> &mut AppCounts {
-        if !self.apps.contains_key(app) {
-            self.apps.insert(app.to_owned(), AppCounts::default());
-        }
-        self.apps.get_mut(app).expect("inserted above")
-    }
-
     /// The scheduled pushes of the batch (those with `sendAt`), once each: whether one was
     /// cancelled is asked of the database only for these.
     pub fn scheduled_push_ids(&self) -> Vec<String> {
         unique(
-            self.envelopes
-                .iter()
+            self.sendable()
                 .filter(|(_, e)| e.push.send_at_ms().is_some())
                 .map(|(_, e)| e.id.clone()),
         )
     }
 
-    /// The push ids and idempotency keys of the batch, once each.
-    pub fn push_ids_and_keys(&self) -> (Vec<String>, Vec<String>) {
-        let ids = unique(self.envelopes.iter().map(|(_, e)| e.id.clone()));
-        let keys = unique(
-            self.envelopes
-                .iter()
-                .filter_map(|(_, e)| e.push.idempotency_key().map(str::to_owned)),
-        );
-        (ids, keys)
+    /// The push a target belongs to.
+    fn envelope(&self, job: &TargetJob) -> &Envelope {
+        &self.pushes[job.push].envelope
     }
 
-    /// What the engine made of the batch.
-    pub fn outcome(self) -> BatchOutcome {
-        let (push_ids, _) = self.push_ids_and_keys();
-        BatchOutcome {
-            failed_message_ids: self
-                .handed_back
-                .iter()
-                .map(|&i| self.messages[i].message_id.clone())
-                .collect(),
-            counts: self.counts,
-            apps: self.apps,
-            send_latency_ms: self.send_latency_ms,
-            push_ids,
-        }
+    /// A row for `job` with this status, error code and number of FCM requests.
+    fn row(
+        &self,
+        job: &TargetJob,
+        status: DeliveryStatus,
+        error: Option<String>,
+        attempts: u32,
+    ) -> Delivery {
+        row(
+            self.envelope(job),
+            job.key.target.clone(),
+            job.user_id.clone(),
+            status,
+            error,
+            attempts,
+        )
     }
 }
 
 /// The error code of a row closed because its device is gone: unregistered, stale, or another
 /// user's since the push's earlier attempt ([`Batch::close_unplanned`]).
 pub(super) const DEVICE_GONE: &str = "DEVICE_GONE";
+
+/// The error code of a push over FCM's payload limit, recorded `failed` and never sent.
+pub(super) const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
 
 /// Each target a push names, as the log records it, before users are resolved: the token,
 /// `fid:<id>`, `topic:<name>`, `condition:<expr>`, or `user:<id>` (with the user id).

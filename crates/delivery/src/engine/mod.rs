@@ -1,20 +1,25 @@
 //! The batch delivery engine, one code path for the Lambda, `pushq worker` and local mode.
 //!
-//! A batch goes through these phases, in order ([`Engine::process`] reads as this list):
-//! 1. **parse** ([`Batch::parse`]): each message becomes an envelope, or a rejected row; a push
-//!    for an app without an FCM key is handed back whole
-//!    ([`Batch::hand_back_apps_without_keys`]);
-//! 2. **resolve users** ([`Engine::resolve_users`]): one query maps every (app, user id) of the
+//! Every (push, target) of a batch is one target in one list, in one state at a time
+//! (`batch::State`; the states and their transitions are drawn at the top of `batch.rs`). A batch
+//! goes through these phases, in order ([`Engine::process`] reads as this list):
+//! 1. **parse** (`Batch::parse`): each message becomes a push, or a rejected row; a push for an
+//!    app without an FCM key is handed back whole (`Batch::hand_back_apps_without_keys`);
+//! 2. **resolve users** (`Engine::resolve_users`): one query maps every (app, user id) of the
 //!    batch to its live devices (tokens and FIDs), leaving out and counting stale ones;
-//! 3. **plan** ([`Batch::plan`]): one job per (push, target); a user without live devices becomes
-//!    a `no_devices` row, each target of a push whose time has passed an `expired` row;
-//! 4. **claim** ([`Engine::claim`]): one statement claims every (push, target) for this batch
-//!    (what is final already is skipped; what another consumer holds is handed back), and one
-//!    more the (idempotency key, target)s of keyed pushes (another push's are `duplicate`);
-//! 5. **send** ([`Engine::send`]): the jobs go to the [`Sink`], concurrently, within the deadline;
-//! 6. **classify** ([`Batch::classify`]): each answer becomes a row, a dead token, or a message
-//!    handed back for redelivery;
-//! 7. **record** ([`Engine::record`]): one statement each for the delivery rows, the rejected
+//! 3. **plan** (`Batch::plan`): one target per (push, device, topic or condition), to send, or to
+//!    record without a send (a user without live devices, a push expired, cancelled or over FCM's
+//!    payload limit);
+//! 4. **claim** (`Engine::claim`): one statement claims every planned (push, target) for this
+//!    batch (the batch's one deduplication point; what is final already is skipped; what another
+//!    consumer holds is handed back), and one more the (idempotency key, target)s of keyed
+//!    pushes (another push's are `duplicate`);
+//! 5. **send** (`Engine::send`): the claimed targets go to the [`Sink`], concurrently, within
+//!    the deadline;
+//! 6. **classify** (`Batch::classify`): each answer makes its target final, or hands it back;
+//! 7. **settle** (`Batch::settle`): rows, dead devices, hand-backs and counts, derived once from
+//!    the targets' states;
+//! 8. **record** (`Engine::record`): one statement each for the delivery rows, the rejected
 //!    messages and the dead tokens.
 
 mod batch;
@@ -30,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use self::batch::{Batch, Expiry};
+use self::batch::{Batch, Expiry, Settled};
 pub use crate::config::PushPolicy;
 use crate::outcome::BatchOutcome;
 use crate::sink::{Attempted, Sink};
@@ -180,37 +185,21 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// [`Engine::process`] for messages that are due.
+    /// [`Engine::process`] for messages that are due: the phases, in order (each target's
+    /// states are in [`batch`]).
     async fn process_due(
         &self,
         messages: &[QueueMessage],
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
-        let mut batch = Batch::parse(messages);
-        if self.sink.validate_only() {
-            // PUSHQ_FCM_DRY_RUN: every push of the deployment is a dry run.
-            for (_, envelope) in &mut batch.envelopes {
-                envelope.dry_run = true;
-            }
-        }
+        // PUSHQ_FCM_DRY_RUN: every push of the deployment is a dry run.
+        let mut batch = Batch::parse(messages, self.sink.validate_only());
         batch.hand_back_apps_without_keys(|app| self.sink.has_app(app));
         let devices = self.resolve_users(&batch, deadline).await?;
+        let cancelled = self.cancelled(&batch, deadline).await?;
         let expiry = Expiry {
             now_ms: chrono::Utc::now().timestamp_millis(),
             max_age_ms: self.policy.max_push_age.map(|d| d.as_millis() as i64),
-        };
-        let scheduled = batch.scheduled_push_ids();
-        batch.counts.scheduled_fired += scheduled.len();
-        let cancelled = match scheduled.is_empty() {
-            true => Default::default(),
-            false => {
-                self.timed(
-                    "finding cancelled pushes",
-                    Some(deadline),
-                    self.store.cancelled_among(&scheduled),
-                )
-                .await?
-            }
         };
         batch.plan(&devices, expiry, &cancelled);
         self.close_earlier_rows(&mut batch, deadline).await?;
@@ -226,16 +215,36 @@ impl Engine {
             self.release(&claim, None).await;
             return Err(e);
         }
-        let results = self.send(&batch, deadline).await;
-        batch.classify(results);
-        if let Err(e) = self.record_until(&batch, &claim, lapses_at).await {
+        let answers = self.send(&batch, deadline).await;
+        batch.answered(answers);
+        batch.classify();
+        let settled = batch.settle();
+        if let Err(e) = self.record_until(&settled, &claim, lapses_at).await {
             // What FCM accepted stays claimed until the claim lapses: a redelivery before then
             // does not send it again. The rest goes back for the redelivery to take at once.
-            let unaccepted = batch.unaccepted();
-            self.release(&claim, Some(&unaccepted)).await;
+            self.release(&claim, Some(&settled.unaccepted())).await;
             return Err(e);
         }
-        Ok(batch.outcome())
+        Ok(settled.outcome)
+    }
+
+    /// The batch's scheduled pushes that were cancelled: one query, asked only when the batch
+    /// has scheduled pushes.
+    async fn cancelled(
+        &self,
+        batch: &Batch<'_>,
+        deadline: Instant,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let scheduled = batch.scheduled_push_ids();
+        if scheduled.is_empty() {
+            return Ok(Default::default());
+        }
+        self.timed(
+            "finding cancelled pushes",
+            Some(deadline),
+            self.store.cancelled_among(&scheduled),
+        )
+        .await
     }
 
     /// Phase 2: one query, every (app, user) of the batch to their live devices seen within the
@@ -317,32 +326,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Phase 5: every job to the sink, at most `send_concurrency` at once.
+    /// Phase 5: every claimed target to the sink, at most `send_concurrency` at once; each
+    /// answer with its target's index.
     async fn send(&self, batch: &Batch<'_>, deadline: Instant) -> Vec<(usize, Attempted)> {
         let sink = self.sink.as_ref();
-        // By index: futures over borrowed jobs must name one lifetime to stay `Send`.
-        stream::iter(0..batch.jobs.len())
+        // By index: futures over borrowed targets must name one lifetime to stay `Send`.
+        stream::iter(batch.to_send().collect::<Vec<_>>())
             .map(|n| {
-                let job = &batch.jobs[n];
-                let envelope = &batch.envelopes[job.envelope].1;
+                let target = &batch.targets[n];
+                let envelope = &batch.pushes[target.push].envelope;
                 // The request body is built inside the send, as it starts: at most
                 // `send_concurrency` bodies exist at once, whatever the payload × targets.
-                let send = match batch.over_payload_limit(job) {
-                    Some(too_large) => Box::pin(std::future::ready(Attempted {
-                        result: Err(too_large),
-                        attempts: 0,
-                    })),
-                    None => sink.send(
-                        &envelope.push,
-                        &envelope.id,
-                        job.device.as_ref().map(|(kind, id)| match kind {
-                            DeviceKind::Token => Recipient::Token(id),
-                            DeviceKind::Fid => Recipient::Fid(id),
-                        }),
-                        envelope.dry_run,
-                        deadline,
-                    ),
-                };
+                let send = sink.send(
+                    &envelope.push,
+                    &envelope.id,
+                    target.device.as_ref().map(|(kind, id)| match kind {
+                        DeviceKind::Token => Recipient::Token(id),
+                        DeviceKind::Fid => Recipient::Fid(id),
+                    }),
+                    envelope.dry_run,
+                    deadline,
+                );
                 async move { (n, send.await) }
             })
             .buffer_unordered(self.send_concurrency)
@@ -355,7 +359,7 @@ impl Engine {
     /// consumer may take the targets over.
     async fn record_until(
         &self,
-        batch: &Batch<'_>,
+        batch: &Settled,
         claim: &Claim,
         lapses_at: Instant,
     ) -> Result<(), StoreError> {
@@ -379,7 +383,7 @@ impl Engine {
     /// statement gets the statement timeout, none runs past `lapses_at`.
     async fn record(
         &self,
-        batch: &Batch<'_>,
+        batch: &Settled,
         claim: &Claim,
         lapses_at: Instant,
     ) -> Result<(), StoreError> {

@@ -17,6 +17,98 @@ struct ClaimRow {
     error_code: Option<String>,
 }
 
+impl ClaimRow {
+    /// What `claim` got for this row.
+    fn claimed(&self, claim: &Claim) -> Claimed {
+        let (retrying, sending) = (
+            DeliveryStatus::Retrying.as_str(),
+            DeliveryStatus::Sending.as_str(),
+        );
+        if self.claim_id.as_deref() == Some(claim.id.as_str()) && self.status == sending {
+            Claimed::Won {
+                taken_over: self.error_code.as_deref() == Some(TAKEN_OVER),
+            }
+        } else if self.status == sending || self.status == retrying {
+            Claimed::Busy
+        } else {
+            Claimed::Final
+        }
+    }
+}
+
+/// What the claiming insert does with a row the log has already: takes it when it is
+/// `retrying`, or `sending` under a claim that lapsed before `now` (marking a `sending` one
+/// [`TAKEN_OVER`]); else leaves it. Returns the claimed rows, but on MySQL.
+fn push_claim_conflict<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, d: Dialect, now: i64)
+where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let (retrying, sending) = (
+        DeliveryStatus::Retrying.as_str(),
+        DeliveryStatus::Sending.as_str(),
+    );
+    if d == Dialect::MySql {
+        // Assignments run in order and see the values already set: the claim id decides
+        // first, the others follow it.
+        q.push(format!(
+            " ON DUPLICATE KEY UPDATE claim_id = IF(status = '{retrying}' OR (status = '{sending}' AND claimed_until < "
+        ));
+        q.push_bind(now);
+        q.push(format!(
+            "), VALUES(claim_id), claim_id), \
+             error_code = IF(claim_id = VALUES(claim_id) AND status = '{sending}', '{TAKEN_OVER}', error_code), \
+             claimed_until = IF(claim_id = VALUES(claim_id), VALUES(claimed_until), claimed_until), \
+             status = IF(claim_id = VALUES(claim_id), '{sending}', status)"
+        ));
+        return;
+    }
+    let lapsed = |q: &mut QueryBuilder<'a, DB>| {
+        q.push(format!(
+            "(pushq_deliveries.status = '{retrying}' OR (pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
+        ));
+        q.push_bind(now);
+        q.push("))");
+    };
+    q.push(" ON CONFLICT (push_id, target) DO UPDATE SET claim_id = CASE WHEN ");
+    lapsed(q);
+    q.push(
+        " THEN excluded.claim_id ELSE pushq_deliveries.claim_id END, claimed_until = CASE WHEN ",
+    );
+    lapsed(q);
+    q.push(format!(
+        " THEN excluded.claimed_until ELSE pushq_deliveries.claimed_until END, \
+         error_code = CASE WHEN pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
+    ));
+    q.push_bind(now);
+    q.push(format!(
+        " THEN '{TAKEN_OVER}' ELSE pushq_deliveries.error_code END, status = CASE WHEN "
+    ));
+    lapsed(q);
+    q.push(format!(
+        " THEN '{sending}' ELSE pushq_deliveries.status END \
+         RETURNING push_id, target, status, claim_id, error_code"
+    ));
+}
+
+/// One (push, target) of the delivery log: what a row, and the claim on it, are keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey {
+    /// The push id.
+    pub push_id: String,
+    /// The token, `fid:<id>`, `topic:<name>`, `condition:<expr>` or `user:<id>`.
+    pub target: String,
+}
+
+impl TargetKey {
+    /// The key of `target` in push `push_id`.
+    pub fn new(push_id: impl Into<String>, target: impl Into<String>) -> TargetKey {
+        TargetKey {
+            push_id: push_id.into(),
+            target: target.into(),
+        }
+    }
+}
+
 /// The owner of an (app, idempotency key, target), as read back.
 #[derive(sqlx::FromRow)]
 struct OwnerRow {
@@ -106,89 +198,13 @@ impl Store {
         &self,
         rows: &[Delivery],
         claim: &Claim,
-    ) -> StoreResult<std::collections::HashMap<(String, String), Claimed>> {
-        const COLUMNS: usize = CLAIM_COLUMNS;
+    ) -> StoreResult<std::collections::HashMap<TargetKey, Claimed>> {
         let mut rows: Vec<&Delivery> = rows.iter().collect();
         rows.sort_by(|a, b| (&a.push_id, &a.target).cmp(&(&b.push_id, &b.target)));
         rows.dedup_by(|a, b| a.push_id == b.push_id && a.target == b.target);
-        let until = claim.until.timestamp_millis();
-        let now = claim.now.timestamp_millis();
-        let (retrying, sending) = (
-            DeliveryStatus::Retrying.as_str(),
-            DeliveryStatus::Sending.as_str(),
-        );
         let mut states: Vec<ClaimRow> = Vec::new();
-        for chunk in rows.chunks(rows_per_statement(self.dialect, COLUMNS)) {
-            self.count();
-            let d = self.dialect;
-            with_pool!(self, pool, {
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, attempts, category, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
-                );
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.push_id.as_str())
-                        .push_bind(r.app.as_str())
-                        .push_bind(r.target.as_str())
-                        .push_bind(r.user_id.as_deref())
-                        .push_bind(sending)
-                        .push_bind(0i32)
-                        .push_bind(r.category.as_deref())
-                        .push_bind(r.idempotency_key.as_deref())
-                        .push_bind(r.enqueued_at)
-                        .push_bind(r.part.map(|(i, _)| i as i32))
-                        .push_bind(r.part.map(|(_, n)| n as i32))
-                        .push_bind(claim.id.as_str())
-                        .push_bind(until);
-                });
-                match d {
-                    // Assignments run in order and see the values already set: the claim id
-                    // decides first, the others follow it.
-                    Dialect::MySql => {
-                        q.push(format!(
-                            " ON DUPLICATE KEY UPDATE claim_id = IF(status = '{retrying}' OR (status = '{sending}' AND claimed_until < "
-                        ));
-                        q.push_bind(now);
-                        q.push(format!(
-                            "), VALUES(claim_id), claim_id), \
-                             error_code = IF(claim_id = VALUES(claim_id) AND status = '{sending}', '{TAKEN_OVER}', error_code), \
-                             claimed_until = IF(claim_id = VALUES(claim_id), VALUES(claimed_until), claimed_until), \
-                             status = IF(claim_id = VALUES(claim_id), '{sending}', status)"
-                        ));
-                        q.build().persistent(false).execute(pool).await?;
-                    }
-                    Dialect::Sqlite | Dialect::Postgres => {
-                        let lapsed = |q: &mut QueryBuilder<DB>| {
-                            q.push(format!(
-                                "(pushq_deliveries.status = '{retrying}' OR (pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
-                            ));
-                            q.push_bind(now);
-                            q.push("))");
-                        };
-                        q.push(
-                            " ON CONFLICT (push_id, target) DO UPDATE SET claim_id = CASE WHEN ",
-                        );
-                        lapsed(&mut q);
-                        q.push(" THEN excluded.claim_id ELSE pushq_deliveries.claim_id END, claimed_until = CASE WHEN ");
-                        lapsed(&mut q);
-                        q.push(format!(
-                            " THEN excluded.claimed_until ELSE pushq_deliveries.claimed_until END, \
-                             error_code = CASE WHEN pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
-                        ));
-                        q.push_bind(now);
-                        q.push(format!(
-                            " THEN '{TAKEN_OVER}' ELSE pushq_deliveries.error_code END, status = CASE WHEN "
-                        ));
-                        lapsed(&mut q);
-                        q.push(format!(
-                            " THEN '{sending}' ELSE pushq_deliveries.status END \
-                             RETURNING push_id, target, status, claim_id, error_code"
-                        ));
-                        let got: Vec<ClaimRow> =
-                            q.build_query_as().persistent(false).fetch_all(pool).await?;
-                        states.extend(got);
-                    }
-                }
-            });
+        for chunk in rows.chunks(rows_per_statement(self.dialect, CLAIM_COLUMNS)) {
+            states.extend(self.claim_chunk(chunk, claim).await?);
         }
         if self.dialect == Dialect::MySql && !rows.is_empty() {
             states = self.claims_of(&rows).await?;
@@ -201,19 +217,48 @@ impl Store {
             .into_iter()
             .filter(|r| wanted.contains(&(r.push_id.as_str(), r.target.as_str())))
             .map(|r| {
-                let state =
-                    if r.claim_id.as_deref() == Some(claim.id.as_str()) && r.status == sending {
-                        Claimed::Won {
-                            taken_over: r.error_code.as_deref() == Some(TAKEN_OVER),
-                        }
-                    } else if r.status == sending || r.status == retrying {
-                        Claimed::Busy
-                    } else {
-                        Claimed::Final
-                    };
-                ((r.push_id, r.target), state)
+                let state = r.claimed(claim);
+                (TargetKey::new(r.push_id, r.target), state)
             })
             .collect())
+    }
+
+    /// One statement of [`Store::claim`]: the rows it returns (none on MySQL).
+    async fn claim_chunk(&self, chunk: &[&Delivery], claim: &Claim) -> StoreResult<Vec<ClaimRow>> {
+        self.count();
+        let (until, now) = (claim.until.timestamp_millis(), claim.now.timestamp_millis());
+        let sending = DeliveryStatus::Sending.as_str();
+        let d = self.dialect;
+        Ok(with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, attempts, category, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.push_id.as_str())
+                    .push_bind(r.app.as_str())
+                    .push_bind(r.target.as_str())
+                    .push_bind(r.user_id.as_deref())
+                    .push_bind(sending)
+                    .push_bind(0i32)
+                    .push_bind(r.category.as_deref())
+                    .push_bind(r.idempotency_key.as_deref())
+                    .push_bind(r.enqueued_at)
+                    .push_bind(r.part.map(|(i, _)| i as i32))
+                    .push_bind(r.part.map(|(_, n)| n as i32))
+                    .push_bind(claim.id.as_str())
+                    .push_bind(until);
+            });
+            push_claim_conflict(&mut q, d, now);
+            match d {
+                Dialect::MySql => {
+                    q.build().persistent(false).execute(pool).await?;
+                    Vec::new()
+                }
+                Dialect::Sqlite | Dialect::Postgres => {
+                    q.build_query_as().persistent(false).fetch_all(pool).await?
+                }
+            }
+        }))
     }
 
     /// Gives up a batch's claims that are still `sending` (the batch failed before writing

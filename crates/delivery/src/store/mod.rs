@@ -146,7 +146,7 @@ mod rejected;
 mod scheduled;
 mod tls;
 
-pub use claims::{Claim, Claimed, KeyClaim, KeyOwner};
+pub use claims::{Claim, Claimed, KeyClaim, KeyOwner, TargetKey};
 pub use deliveries::{Delivery, DeliveryStatus};
 pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};
 pub use error::StoreError;

@@ -2,6 +2,7 @@
 //! the same for idempotency keys.
 
 use super::*;
+use crate::store::{Claimed, KeyClaim, KeyOwner};
 
 /// The error code of a `duplicate` row whose push reused another push's idempotency key with a
 /// different payload.
@@ -47,160 +48,123 @@ fn payload_hash(e: &Envelope) -> String {
 }
 
 impl<'m> Batch<'m> {
-    /// Phase 4, first half: a `sending` row for every (push, target) the batch would write, to
-    /// claim them with. A (push, target) the batch repeats (the same message delivered twice)
-    /// is planned once.
+    /// Phase 4, first half: a `sending` row for every planned (push, target), to claim them
+    /// with. This is the batch's one deduplication point: a (push, target) the batch names again
+    /// (the same message delivered twice, `tokens: ["a", "a"]`) is [`Skip::Repeated`].
     pub fn claims(&mut self) -> Vec<Delivery> {
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        let envelopes = &self.envelopes;
-        let before = self.jobs.len();
-        self.jobs
-            .retain(|j| seen.insert((envelopes[j.envelope].1.id.clone(), j.target.clone())));
-        self.counts.skipped += before - self.jobs.len();
-        let jobs = self.jobs.iter().map(|j| {
-            row(
-                &envelopes[j.envelope].1,
-                j.target.clone(),
-                j.user_id.clone(),
-                DeliveryStatus::Sending,
-                None,
-                0,
-            )
-        });
-        // A target the push names twice (`tokens: ["a", "a"]`) gets one row, counted once.
-        self.unsent
-            .retain(|(_, r)| seen.insert((r.push_id.clone(), r.target.clone())));
-        let unsent = self.unsent.iter().map(|(_, r)| Delivery {
-            status: DeliveryStatus::Sending,
-            ..r.clone()
-        });
-        jobs.chain(unsent).collect()
+        let mut seen: HashSet<TargetKey> = HashSet::new();
+        let mut rows = Vec::new();
+        for n in 0..self.targets.len() {
+            let t = &self.targets[n];
+            if !matches!(t.state, State::ToSend | State::ToRecord(..)) {
+                continue;
+            }
+            if !seen.insert(t.key.clone()) {
+                self.targets[n].state = State::Skipped(Skip::Repeated);
+                continue;
+            }
+            rows.push(self.row(t, DeliveryStatus::Sending, None, 0));
+        }
+        rows
     }
 
-    /// Phase 4, second half: keeps the jobs and rows this batch won. One that is final already
-    /// is skipped; one that another consumer holds is not sent, and its message comes back.
-    pub fn keep_claimed(&mut self, claimed: &HashMap<(String, String), Claimed>) {
-        let mut handed_back = Vec::new();
-        let mut counts = (0, 0, 0);
-        let mut keep = |message: usize, push_id: &str, target: &str| {
-            match claimed.get(&(push_id.to_owned(), target.to_owned())) {
-                Some(Claimed::Won { taken_over }) => {
-                    counts.2 += usize::from(*taken_over);
-                    true
-                }
-                Some(Claimed::Final) => {
-                    counts.0 += 1;
-                    false
-                }
-                // Held by another consumer (or, should the database not answer for it, unknown):
-                // not sent here; the message comes back.
+    /// Phase 4, second half: a planned target this batch won is [`State::Claimed`] (to send)
+    /// or [`State::Final`] (to record); one final in the log already is
+    /// [`Skip::AlreadyFinal`]; one another consumer holds is not sent, and its message comes
+    /// back.
+    pub fn keep_claimed(&mut self, claimed: &HashMap<TargetKey, Claimed>) {
+        for n in 0..self.targets.len() {
+            let t = &self.targets[n];
+            if !matches!(t.state, State::ToSend | State::ToRecord(..)) {
+                continue;
+            }
+            let (next, taken_over) = match claimed.get(&t.key) {
+                Some(Claimed::Won { taken_over }) => match &t.state {
+                    State::ToRecord(status, error) => (
+                        State::Final(self.row(t, *status, error.clone(), 0)),
+                        *taken_over,
+                    ),
+                    _ => (State::Claimed, *taken_over),
+                },
+                Some(Claimed::Final) => (State::Skipped(Skip::AlreadyFinal), false),
+                // Held by another consumer (or, should the database not answer for it,
+                // unknown): not sent here; the message comes back.
                 Some(Claimed::Busy) | None => {
-                    counts.1 += 1;
-                    handed_back.push(message);
-                    false
+                    (State::HandedBack(HandBack::ClaimedElsewhere), false)
                 }
-            }
-        };
-        let envelopes = &self.envelopes;
-        self.jobs
-            .retain(|j| keep(j.message, &envelopes[j.envelope].1.id, &j.target));
-        let unsent = std::mem::take(&mut self.unsent);
-        let mut expired: Vec<String> = Vec::new();
-        for (message, r) in unsent {
-            if keep(message, &r.push_id, &r.target) {
-                match r.status {
-                    DeliveryStatus::Expired => expired.push(r.app.clone()),
-                    DeliveryStatus::Cancelled => self.counts.cancelled += 1,
-                    DeliveryStatus::Failed => self.counts.closed += 1,
-                    _ => self.counts.no_devices += 1,
-                }
-                self.rows.push(r);
-            }
+            };
+            let t = &mut self.targets[n];
+            t.state = next;
+            t.taken_over = taken_over;
         }
-        self.counts.expired += expired.len();
-        for app in expired {
-            self.app(&app).expired += 1;
-        }
-        let (skipped, busy, taken_over) = counts;
-        self.counts.skipped += skipped;
-        self.counts.busy += busy;
-        self.counts.taken_over += taken_over;
-        if busy > 0 {
-            tracing::info!(
-                targets = busy,
-                "targets claimed by another consumer; their messages will be redelivered"
-            );
-        }
-        self.handed_back.extend(handed_back);
     }
 
-    /// Phase 4b, first half: the (idempotency key, target) of each job whose push has a key,
-    /// once each (the first job names it); dry runs neither take nor yield to a key.
+    /// The idempotency key of a claimed target whose push has one; dry runs neither take nor
+    /// yield to a key.
+    fn idempotency_key(&self, t: &TargetJob) -> Option<&str> {
+        let e = self.envelope(t);
+        match t.state {
+            State::Claimed if !e.dry_run => e.push.idempotency_key(),
+            _ => None,
+        }
+    }
+
+    /// Phase 4b, first half: the (idempotency key, target) of each claimed target whose push
+    /// has a key, once each (the first target names it).
     pub fn key_claims(&self) -> Vec<KeyClaim> {
         let mut seen = HashSet::new();
         let mut hashes: HashMap<usize, String> = HashMap::new();
         let mut claims = Vec::new();
-        for j in &self.jobs {
-            let e = &self.envelopes[j.envelope].1;
-            let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) else {
+        for t in &self.targets {
+            let Some(key) = self.idempotency_key(t) else {
                 continue;
             };
-            if seen.insert((e.push.app(), key, j.target.as_str())) {
-                let hash = hashes
-                    .entry(j.envelope)
-                    .or_insert_with(|| payload_hash(e))
-                    .clone();
+            let e = self.envelope(t);
+            if seen.insert((e.push.app(), key, t.key.target.as_str())) {
+                let hash = hashes.entry(t.push).or_insert_with(|| payload_hash(e));
                 claims.push(KeyClaim {
                     app: e.push.app().to_owned(),
                     key: key.to_owned(),
-                    target: j.target.clone(),
+                    target: t.key.target.clone(),
                     push_id: e.id.clone(),
-                    payload_hash: hash,
+                    payload_hash: hash.clone(),
                 });
             }
         }
         claims
     }
 
-    /// Phase 4b, second half: a job whose (key, target) another push owns is not sent; its row
-    /// says `duplicate`, with `IDEMPOTENCY_KEY_REUSED` when that push's payload differed.
+    /// Phase 4b, second half: a target whose (key, target) another push owns is not sent; it
+    /// is final as `duplicate`, with `IDEMPOTENCY_KEY_REUSED` when that push's payload
+    /// differed.
     pub fn keep_key_owners(&mut self, owners: &HashMap<(String, String, String), KeyOwner>) {
-        let mut duplicates = Vec::new();
-        let mut handed_back = Vec::new();
-        let envelopes = &self.envelopes;
         let mut hashes: HashMap<usize, String> = HashMap::new();
-        self.jobs.retain(|j| {
-            let e = &envelopes[j.envelope].1;
-            let Some(key) = e.push.idempotency_key().filter(|_| !e.dry_run) else {
-                return true;
+        for n in 0..self.targets.len() {
+            let t = &self.targets[n];
+            let Some(key) = self.idempotency_key(t) else {
+                continue;
             };
-            let Some(owner) = owners.get(&(e.push.app().to_owned(), key.to_owned(), j.target.clone()))
-            else {
-                handed_back.push(j.message);
-                return false;
-            };
-            if owner.push_id == e.id {
-                return true;
-            }
-            let own = hashes.entry(j.envelope).or_insert_with(|| payload_hash(e));
-            let reused = owner.payload_hash.as_ref().is_some_and(|h| h != own);
-            if reused {
-                tracing::warn!(push_id = %e.id, owner = %owner.push_id, idempotency_key = key,
-                    "idempotency key reused with a different payload; not sent (recorded as a duplicate)");
-            }
-            duplicates.push(row(
-                e,
-                j.target.clone(),
-                j.user_id.clone(),
-                DeliveryStatus::Duplicate,
-                reused.then(|| KEY_REUSED.to_owned()),
-                0,
+            let e = self.envelope(t);
+            let owner = owners.get(&(
+                e.push.app().to_owned(),
+                key.to_owned(),
+                t.key.target.clone(),
             ));
-            false
-        });
-        self.counts.skipped += duplicates.len();
-        self.counts.key_reused += duplicates.iter().filter(|d| d.error_code.is_some()).count();
-        self.rows.extend(duplicates);
-        self.handed_back.extend(handed_back);
+            let next = match owner {
+                None => State::HandedBack(HandBack::KeyUnanswered),
+                Some(owner) if owner.push_id == e.id => continue,
+                Some(owner) => {
+                    let own = hashes.entry(t.push).or_insert_with(|| payload_hash(e));
+                    let reused = owner.payload_hash.as_ref().is_some_and(|h| h != own);
+                    if reused {
+                        tracing::warn!(push_id = %e.id, owner = %owner.push_id, idempotency_key = key,
+                            "idempotency key reused with a different payload; not sent (recorded as a duplicate)");
+                    }
+                    let error = reused.then(|| KEY_REUSED.to_owned());
+                    State::Final(self.row(t, DeliveryStatus::Duplicate, error, 0))
+                }
+            };
+            self.targets[n].state = next;
+        }
     }
 }

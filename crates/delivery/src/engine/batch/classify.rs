@@ -1,5 +1,5 @@
-//! Phase 6, classifying: each answer becomes a row, a dead device or a hand-back, judged with the
-//! batch's other answers (a wrong key, dead tokens everywhere).
+//! Phases 5 and 6, answering and classifying: each send's answer becomes a final row or a
+//! hand-back, judged with the batch's other answers (a wrong key, dead tokens everywhere).
 
 use super::*;
 
@@ -23,9 +23,9 @@ enum Verdict {
     HandBack(FcmError),
 }
 
-impl From<Result<Sent, FcmError>> for Verdict {
-    fn from(result: Result<Sent, FcmError>) -> Verdict {
-        match result {
+impl From<&Result<Sent, FcmError>> for Verdict {
+    fn from(result: &Result<Sent, FcmError>) -> Verdict {
+        match result.clone() {
             Ok(sent) => Verdict::Sent(sent),
             Err(FcmError::InvalidToken { code, .. }) => Verdict::InvalidToken(code),
             Err(FcmError::Rejected { code, .. }) => Verdict::Failed(code),
@@ -45,17 +45,43 @@ impl Verdict {
     }
 }
 
+/// The apps whose answers in a batch describe the deployment rather than the targets.
+#[derive(Default)]
+struct DeploymentFaults {
+    /// Most device sends answered `SENDER_ID_MISMATCH`: the app's key is another project's.
+    wrong_keys: HashSet<String>,
+    /// Most of at least [`DEAD_TOKEN_MIN_SENDS`] device sends answered a dead token (an APNs
+    /// environment mismatch answers every iOS token so).
+    dead_everywhere: HashSet<String>,
+}
+
 impl<'m> Batch<'m> {
+    /// The targets to send: claimed by this batch, by index.
+    pub fn to_send(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.targets.len()).filter(|&n| matches!(self.targets[n].state, State::Claimed))
+    }
+
+    /// Phase 5's end: each send's answer, paired with its target's index.
+    pub fn answered(&mut self, results: Vec<(usize, Attempted)>) {
+        for (n, attempted) in results {
+            self.targets[n].state = State::Answered(attempted);
+        }
+    }
+
+    /// Each answered device send's verdict with its app: what the deployment is judged on.
+    fn device_verdicts(&self) -> impl Iterator<Item = (&str, Verdict)> {
+        self.targets.iter().filter_map(|t| match &t.state {
+            State::Answered(a) if t.device.is_some() => {
+                Some((self.envelope(t).push.app(), Verdict::from(&a.result)))
+            }
+            _ => None,
+        })
+    }
+
     /// The apps whose answers in this batch describe the deployment rather than the targets,
     /// judged over device sends only (a topic or condition send that worked says nothing about
-    /// tokens): `SENDER_ID_MISMATCH` for most of them (the app's key is another project's), and
-    /// dead-token answers for most of at least [`DEAD_TOKEN_MIN_SENDS`] of them (an APNs
-    /// environment mismatch answers every iOS token so). Nothing of theirs is invalidated; their
-    /// messages come back.
-    fn deployment_wide(
-        &self,
-        verdicts: &[(usize, u32, Verdict)],
-    ) -> (HashSet<String>, HashSet<String>) {
+    /// tokens). Nothing of theirs is invalidated; their messages come back.
+    fn deployment_faults(&self) -> DeploymentFaults {
         #[derive(Default)]
         struct Answers {
             device_sends: usize,
@@ -63,17 +89,13 @@ impl<'m> Batch<'m> {
             dead: usize,
         }
         let mut by_app: HashMap<&str, Answers> = HashMap::new();
-        for (n, _, v) in verdicts
-            .iter()
-            .filter(|(n, ..)| self.jobs[*n].device.is_some())
-        {
-            let app = self.envelopes[self.jobs[*n].envelope].1.push.app();
+        for (app, v) in self.device_verdicts() {
             let answers = by_app.entry(app).or_default();
             answers.device_sends += usize::from(v.about_the_send());
             answers.mismatched += usize::from(matches!(v, Verdict::SenderMismatch(_)));
             answers.dead += usize::from(matches!(v, Verdict::InvalidToken(_)));
         }
-        let (mut wrong_keys, mut dead_everywhere) = (HashSet::new(), HashSet::new());
+        let mut faults = DeploymentFaults::default();
         for (app, a) in by_app {
             if a.mismatched > 0 && a.mismatched * 2 > a.device_sends {
                 tracing::error!(
@@ -82,7 +104,7 @@ impl<'m> Batch<'m> {
                     answered = a.device_sends,
                     "most sends answered SENDER_ID_MISMATCH: the app's FCM key belongs to another project; nothing is invalidated, the messages will be redelivered"
                 );
-                wrong_keys.insert(app.to_owned());
+                faults.wrong_keys.insert(app.to_owned());
             }
             if a.device_sends >= DEAD_TOKEN_MIN_SENDS && a.dead * 2 > a.device_sends {
                 tracing::error!(
@@ -91,117 +113,86 @@ impl<'m> Batch<'m> {
                     answered = a.device_sends,
                     "most device sends answered a dead token: taken for the deployment's fault (e.g. the APNs environment); nothing is invalidated, the messages will be redelivered"
                 );
-                dead_everywhere.insert(app.to_owned());
+                faults.dead_everywhere.insert(app.to_owned());
             }
         }
-        (wrong_keys, dead_everywhere)
+        faults
     }
 
-    /// Phase 6: each send's answer becomes a delivery row, a dead token, or a message handed
-    /// back. `results` pairs a job's index with its send.
-    pub fn classify(&mut self, results: Vec<(usize, Attempted)>) {
+    /// Phase 6: each answered target becomes final (a row; a dead device is invalidated when
+    /// the log is written) or is handed back.
+    pub fn classify(&mut self) {
+        let faults = self.deployment_faults();
         let now = Utc::now();
-        let verdicts: Vec<(usize, u32, Verdict)> = results
-            .into_iter()
-            .map(|(n, a)| (n, a.attempts, Verdict::from(a.result)))
-            .collect();
-        let (wrong_keys, dead_everywhere) = self.deployment_wide(&verdicts);
-        for (n, attempts, verdict) in verdicts {
-            let job = &self.jobs[n];
-            let e = &self.envelopes[job.envelope].1;
-            let app = e.push.app().to_owned();
-            let verdict = match verdict {
-                Verdict::SenderMismatch(error) if wrong_keys.contains(&app) => {
-                    Verdict::HandBack(error)
-                }
-                Verdict::SenderMismatch(error) => Verdict::Failed(error.code().to_owned()),
-                // A topic or condition has no token to invalidate: the message failed.
-                Verdict::InvalidToken(code) if job.device.is_none() => Verdict::Failed(code),
-                Verdict::InvalidToken(code) if dead_everywhere.contains(&app) => {
-                    Verdict::HandBack(FcmError::Deployment {
-                        detail: format!(
-                            "{code} for most of the batch's device sends: the deployment's, not the tokens'"
-                        ),
-                        code,
-                    })
-                }
-                other => other,
+        for n in 0..self.targets.len() {
+            let t = &self.targets[n];
+            let State::Answered(answer) = &t.state else {
+                continue;
             };
-            self.counts.retried += attempts.saturating_sub(1) as usize;
-            let r = |status, error: Option<String>| {
-                row(
-                    e,
-                    job.target.clone(),
-                    job.user_id.clone(),
-                    status,
-                    error,
-                    attempts,
-                )
-            };
-            let mut per_app = AppCounts::default();
-            match verdict {
-                Verdict::Sent(_) if e.dry_run => {
-                    self.counts.dry_runs += 1;
-                    self.rows.push(r(DeliveryStatus::DryRun, None));
+            let verdict = judged(Verdict::from(&answer.result), t, self.envelope(t), &faults);
+            let attempts = answer.attempts;
+            let next = match verdict {
+                Verdict::Sent(_) if self.envelope(t).dry_run => {
+                    State::Final(self.row(t, DeliveryStatus::DryRun, None, attempts))
                 }
                 Verdict::Sent(sent) => {
-                    self.counts.sent += 1;
-                    per_app.sent += 1;
-                    let mut d = r(DeliveryStatus::Sent, None);
-                    d.fcm_message_id = Some(fit(&sent.name, 255)).filter(|n| !n.is_empty());
-                    d.sent_at = Some(now);
-                    let latency = (now - d.enqueued_at).num_milliseconds().max(0) as u64;
-                    self.send_latency_ms.push(latency);
-                    per_app.send_latency_ms.push(latency);
-                    self.rows.push(d);
+                    let mut row = self.row(t, DeliveryStatus::Sent, None, attempts);
+                    row.fcm_message_id = Some(fit(&sent.name, 255)).filter(|n| !n.is_empty());
+                    row.sent_at = Some(now);
+                    State::Final(row)
                 }
                 Verdict::InvalidToken(code) => {
-                    self.counts.invalid_tokens += 1;
-                    per_app.invalid_tokens += 1;
-                    if let Some((_, id)) = &job.device {
-                        self.dead_tokens.push((app.clone(), id.clone()));
-                    }
-                    self.rows.push(r(DeliveryStatus::InvalidToken, Some(code)));
+                    State::Final(self.row(t, DeliveryStatus::InvalidToken, Some(code), attempts))
                 }
                 Verdict::Failed(code) => {
-                    self.counts.failed += 1;
-                    per_app.failed += 1;
-                    self.rows.push(r(DeliveryStatus::Failed, Some(code)));
+                    State::Final(self.row(t, DeliveryStatus::Failed, Some(code), attempts))
                 }
-                Verdict::SenderMismatch(_) => unreachable!("decided above"),
+                Verdict::SenderMismatch(_) => unreachable!("judged"),
                 // Transient, or the deployment's fault: not final, the message comes back.
                 // A `retrying` row says so in the log until the final row replaces it.
                 Verdict::HandBack(error) => {
-                    self.counts.transient += 1;
-                    per_app.handed_back += 1;
-                    if error.code() == crate::fcm::THROTTLED {
-                        self.counts.throttled += 1;
-                        per_app.throttled += 1;
-                    }
-                    self.rows
-                        .push(r(DeliveryStatus::Retrying, Some(error.code().to_owned())));
-                    match &error {
-                        FcmError::UnknownApp { .. } => {
-                            tracing::error!(push_id = %e.id, app = %app, code = error.code(), "{error}; the message will be redelivered (and reach the DLQ if the key does not come)")
-                        }
-                        _ => {
-                            tracing::warn!(push_id = %e.id, app = %app, code = error.code(), "send failed, will retry on redelivery")
-                        }
-                    }
-                    self.handed_back.insert(job.message);
+                    log_hand_back(self.envelope(t), &error);
+                    let code = error.code().to_owned();
+                    State::HandedBack(HandBack::Transient { code, attempts })
                 }
-            }
-            self.app(&app).add(per_app);
+            };
+            self.targets[n].state = next;
         }
     }
+}
 
-    /// The (push, target) of each row FCM did not accept (all but `sent` and `dry_run`): what
-    /// is released when the log write fails after the sends.
-    pub fn unaccepted(&self) -> Vec<(&str, &str)> {
-        self.rows
-            .iter()
-            .filter(|r| !matches!(r.status, DeliveryStatus::Sent | DeliveryStatus::DryRun))
-            .map(|r| (r.push_id.as_str(), r.target.as_str()))
-            .collect()
+/// A send's verdict, judged with the batch's other answers: a `SENDER_ID_MISMATCH` is final
+/// unless the app's key is the wrong one; a dead-token answer for a topic or condition is the
+/// message's failure, and for most of an app's device sends the deployment's fault.
+fn judged(verdict: Verdict, t: &TargetJob, e: &Envelope, faults: &DeploymentFaults) -> Verdict {
+    let app = e.push.app();
+    match verdict {
+        Verdict::SenderMismatch(error) if faults.wrong_keys.contains(app) => {
+            Verdict::HandBack(error)
+        }
+        Verdict::SenderMismatch(error) => Verdict::Failed(error.code().to_owned()),
+        // A topic or condition has no token to invalidate: the message failed.
+        Verdict::InvalidToken(code) if t.device.is_none() => Verdict::Failed(code),
+        Verdict::InvalidToken(code) if faults.dead_everywhere.contains(app) => {
+            Verdict::HandBack(FcmError::Deployment {
+                detail: format!(
+                    "{code} for most of the batch's device sends: the deployment's, not the tokens'"
+                ),
+                code,
+            })
+        }
+        other => other,
+    }
+}
+
+fn log_hand_back(e: &Envelope, error: &FcmError) {
+    let app = e.push.app();
+    match error {
+        FcmError::UnknownApp { .. } => {
+            tracing::error!(push_id = %e.id, app = %app, code = error.code(), "{error}; the message will be redelivered (and reach the DLQ if the key does not come)")
+        }
+        _ => {
+            tracing::warn!(push_id = %e.id, app = %app, code = error.code(), "send failed, will retry on redelivery")
+        }
     }
 }

@@ -1,100 +1,74 @@
-//! Phase 3, planning: one job per (push, target), and the rows that need no send; and what an
-//! earlier attempt left open that this plan does not cover.
+//! Phase 3, planning: one target per (push, target) the batch's pushes name, either to send or
+//! to record without a send; and what an earlier attempt left open that this plan does not cover.
 
 use super::*;
+use crate::store::Resolution;
 
 impl<'m> Batch<'m> {
-    /// Phase 3: one job per (push, target), the first when the batch repeats one; a user
-    /// without live devices becomes a `no_devices` row, each target of a `cancelled` push a
-    /// `cancelled` row, and each target of a push whose time has passed an `expired` row. `devices` holds what each (app, user) resolved to.
+    /// Phase 3: one target per (push, device or topic), in the order the pushes name them. A
+    /// user without live devices is a `no_devices` row; every target of a `cancelled` push a
+    /// `cancelled` row, of a push whose time has passed an `expired` row, of a push over FCM's
+    /// payload limit a `failed` row (`PAYLOAD_TOO_LARGE`). `devices` holds what each (app, user)
+    /// resolved to.
     pub fn plan(&mut self, devices: &Resolution, expiry: Expiry, cancelled: &HashSet<String>) {
-        let mut jobs = Vec::new();
-        let mut unsent = Vec::new();
-        let mut no_devices = Vec::new();
-        let mut stale: Vec<(String, usize)> = Vec::new();
-        for (k, (i, e)) in self.envelopes.iter().enumerate() {
-            let not_sent = if cancelled.contains(&e.id) {
-                Some(DeliveryStatus::Cancelled)
-            } else {
-                expiry.has_passed(e).then_some(DeliveryStatus::Expired)
-            };
-            let mut add =
-                |target: String, device: Option<(DeviceKind, String)>, user_id: Option<String>| {
-                    if let Some(status) = not_sent {
-                        unsent.push((*i, row(e, target, user_id, status, None, 0)));
-                    } else {
-                        jobs.push(Job {
-                            message: *i,
-                            envelope: k,
-                            target,
-                            device,
-                            user_id,
-                        });
-                    }
+        let mut planned = Vec::new();
+        for (p, e) in self.sendable() {
+            let unsent = unsent_status(e, expiry, cancelled);
+            for (target, device, user_id) in self.push_targets(e, devices) {
+                let state = match (&device, &user_id, &unsent) {
+                    // A user without live devices: the `user:<id>` row says so.
+                    (None, Some(_), _) => State::ToRecord(DeliveryStatus::NoDevices, None),
+                    (_, _, Some((status, error))) => State::ToRecord(*status, error.clone()),
+                    _ => State::ToSend,
                 };
-            let token = |t: &String| (t.clone(), Some((DeviceKind::Token, t.clone())));
-            let fid = |f: &String| {
-                (
-                    DeviceKind::Fid.target(f),
-                    Some((DeviceKind::Fid, f.clone())),
-                )
-            };
-            match e.push.target() {
-                Target::Token(t) => {
-                    let (target, device) = token(t);
-                    add(target, device, None);
-                }
-                Target::Tokens(ts) => ts.iter().for_each(|t| {
-                    let (target, device) = token(t);
-                    add(target, device, None);
-                }),
-                Target::Fid(f) => {
-                    let (target, device) = fid(f);
-                    add(target, device, None);
-                }
-                Target::Fids(fs) => fs.iter().for_each(|f| {
-                    let (target, device) = fid(f);
-                    add(target, device, None);
-                }),
-                Target::Topic(t) => add(format!("topic:{t}"), None, None),
-                Target::Condition(c) => add(format!("condition:{c}"), None, None),
-                Target::User(_) | Target::Users(_) => {
-                    let app = e.push.app();
-                    for u in user_ids(e) {
-                        let key = (app.to_owned(), u.clone());
-                        if let Some(n) = devices.stale.get(&key) {
-                            stale.push((app.to_owned(), *n));
-                        }
-                        match devices.live.get(&key) {
-                            Some(ds) => ds.iter().for_each(|d| {
-                                add(
-                                    d.kind.target(&d.token),
-                                    Some((d.kind, d.token.clone())),
-                                    Some(u.clone()),
-                                )
-                            }),
-                            None => no_devices.push((
-                                *i,
-                                row(
-                                    e,
-                                    format!("user:{u}"),
-                                    Some(u.clone()),
-                                    DeliveryStatus::NoDevices,
-                                    None,
-                                    0,
-                                ),
-                            )),
-                        }
-                    }
-                }
+                planned.push(TargetJob {
+                    push: p,
+                    key: TargetKey::new(&e.id, target),
+                    device,
+                    user_id,
+                    taken_over: false,
+                    state,
+                });
             }
         }
-        self.jobs.extend(jobs);
-        self.unsent.extend(unsent);
-        self.unsent.extend(no_devices);
-        for (app, n) in stale {
-            self.counts.stale_devices += n;
-            self.app(&app).stale_devices += n;
+        self.targets.extend(planned);
+        for ((app, _), n) in &devices.stale {
+            *self.stale_devices.entry(app.clone()).or_default() += n;
+        }
+    }
+
+    /// The targets `e` names, users resolved to their devices: (target, device, user id). A
+    /// user without live devices is one `user:<id>` target without a device.
+    fn push_targets(
+        &self,
+        e: &Envelope,
+        devices: &Resolution,
+    ) -> Vec<(String, Option<Device>, Option<String>)> {
+        let device =
+            |kind: DeviceKind, id: &String| (kind.target(id), Some((kind, id.clone())), None);
+        match e.push.target() {
+            Target::Token(t) => vec![device(DeviceKind::Token, t)],
+            Target::Tokens(ts) => ts.iter().map(|t| device(DeviceKind::Token, t)).collect(),
+            Target::Fid(f) => vec![device(DeviceKind::Fid, f)],
+            Target::Fids(fs) => fs.iter().map(|f| device(DeviceKind::Fid, f)).collect(),
+            Target::Topic(t) => vec![(format!("topic:{t}"), None, None)],
+            Target::Condition(c) => vec![(format!("condition:{c}"), None, None)],
+            Target::User(_) | Target::Users(_) => user_ids(e)
+                .iter()
+                .flat_map(|u| {
+                    let key = (e.push.app().to_owned(), u.clone());
+                    match devices.live.get(&key) {
+                        Some(ds) => ds
+                            .iter()
+                            .map(|d| {
+                                let device = Some((d.kind, d.token.clone()));
+                                (d.kind.target(&d.token), device, Some(u.clone()))
+                            })
+                            .collect(),
+                        None => vec![(format!("user:{u}"), None, Some(u.clone()))],
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -102,9 +76,11 @@ impl<'m> Batch<'m> {
     /// redrive): their earlier attempts may have left rows this one will not write.
     pub fn seen_user_pushes(&self) -> Vec<String> {
         unique(
-            self.envelopes
-                .iter()
-                .filter(|(i, e)| self.messages[*i].maybe_seen_before() && !user_ids(e).is_empty())
+            self.sendable()
+                .filter(|(p, e)| {
+                    self.messages[self.pushes[*p].message].maybe_seen_before()
+                        && !user_ids(e).is_empty()
+                })
                 .map(|(_, e)| e.id.clone()),
         )
     }
@@ -115,46 +91,53 @@ impl<'m> Batch<'m> {
     /// closed `failed` with `DEVICE_GONE`, through the same claim as the rest; a `user:<id>`
     /// trace whose user now has devices is deleted once their rows are written.
     pub fn close_unplanned(&mut self, open: Vec<(String, String, String)>) {
-        let planned: HashSet<(&str, &str)> = self
-            .jobs
-            .iter()
-            .map(|j| (self.envelopes[j.envelope].1.id.as_str(), j.target.as_str()))
-            .chain(
-                self.unsent
-                    .iter()
-                    .map(|(_, r)| (r.push_id.as_str(), r.target.as_str())),
-            )
-            .collect();
-        let unplanned: Vec<(String, String, String)> = open
-            .into_iter()
-            .filter(|(p, t, _)| !planned.contains(&(p.as_str(), t.as_str())))
-            .collect();
-        let by_id: HashMap<&str, (usize, &Envelope)> = self
-            .envelopes
-            .iter()
-            .map(|(i, e)| (e.id.as_str(), (*i, e)))
-            .collect();
+        let planned: HashSet<TargetKey> = self.targets.iter().map(|t| t.key.clone()).collect();
+        let by_id: HashMap<String, usize> =
+            self.sendable().map(|(p, e)| (e.id.clone(), p)).collect();
         let mut closing = Vec::new();
-        for (push_id, target, user_id) in unplanned {
-            let Some(&(i, e)) = by_id.get(push_id.as_str()) else {
+        for (push_id, target, user_id) in open {
+            let key = TargetKey::new(push_id, target);
+            let Some(&p) = by_id.get(&key.push_id) else {
                 continue;
             };
-            if target.starts_with("user:") {
-                self.superseded.push((push_id, target));
+            if planned.contains(&key) {
                 continue;
             }
-            closing.push((
-                i,
-                row(
-                    e,
-                    target,
-                    Some(user_id),
-                    DeliveryStatus::Failed,
-                    Some(DEVICE_GONE.to_owned()),
-                    0,
-                ),
-            ));
+            if key.target.starts_with("user:") {
+                self.superseded.push(key);
+                continue;
+            }
+            closing.push(TargetJob {
+                push: p,
+                key,
+                device: None,
+                user_id: Some(user_id),
+                taken_over: false,
+                state: State::ToRecord(DeliveryStatus::Failed, Some(DEVICE_GONE.to_owned())),
+            });
         }
-        self.unsent.extend(closing);
+        self.targets.extend(closing);
     }
+}
+
+/// Why every target of `e` is recorded without a send, if one is: the push was cancelled, its
+/// time has passed, or its payload is over FCM's limit (4096 bytes, 2048 for a topic: a producer
+/// that is not pushq's may have enqueued it).
+fn unsent_status(
+    e: &Envelope,
+    expiry: Expiry,
+    cancelled: &HashSet<String>,
+) -> Option<(DeliveryStatus, Option<String>)> {
+    if cancelled.contains(&e.id) {
+        return Some((DeliveryStatus::Cancelled, None));
+    }
+    if expiry.has_passed(e) {
+        return Some((DeliveryStatus::Expired, None));
+    }
+    let (size, limit) = (e.push.payload_size(), e.push.payload_limit());
+    if size > limit {
+        tracing::warn!(push_id = %e.id, size, limit, "the FCM payload is over FCM's limit; recorded failed, not sent");
+        return Some((DeliveryStatus::Failed, Some(PAYLOAD_TOO_LARGE.to_owned())));
+    }
+    None
 }

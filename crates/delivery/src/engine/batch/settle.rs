@@ -1,0 +1,203 @@
+//! The end of a batch: what the engine writes and reports, derived once from the targets'
+//! states ([`Batch::settle`]).
+
+use super::*;
+use crate::outcome::{AppCounts, BatchCounts, BatchOutcome};
+
+/// What a batch writes to the database and reports, derived from its targets' states.
+pub(in crate::engine) struct Settled {
+    /// The delivery rows: every final target's, and a `retrying` row for each target handed
+    /// back with a reason to record.
+    pub rows: Vec<Delivery>,
+    /// The messages that were not envelopes.
+    pub rejected: Vec<Rejected>,
+    /// (app, token or FID) of each device FCM said is dead.
+    pub dead_tokens: Vec<(String, String)>,
+    /// `user:<id>` traces superseded by their user's device rows.
+    pub superseded: Vec<(String, String)>,
+    /// What the engine made of the batch.
+    pub outcome: BatchOutcome,
+}
+
+impl Settled {
+    /// The (push, target) of each row FCM did not accept (all but `sent` and `dry_run`): what
+    /// is released when the log write fails after the sends.
+    pub fn unaccepted(&self) -> Vec<(&str, &str)> {
+        self.rows
+            .iter()
+            .filter(|r| !matches!(r.status, DeliveryStatus::Sent | DeliveryStatus::DryRun))
+            .map(|r| (r.push_id.as_str(), r.target.as_str()))
+            .collect()
+    }
+}
+
+impl<'m> Batch<'m> {
+    /// The row each target leaves in the log, if any.
+    fn settled_row(&self, t: &TargetJob) -> Option<Delivery> {
+        match &t.state {
+            State::Final(row) => Some(row.clone()),
+            State::HandedBack(HandBack::NoCredentials) => Some(self.row(
+                t,
+                DeliveryStatus::Retrying,
+                Some(crate::sink::NO_CREDENTIALS.to_owned()),
+                0,
+            )),
+            State::HandedBack(HandBack::Transient { code, attempts }) => {
+                Some(self.row(t, DeliveryStatus::Retrying, Some(code.clone()), *attempts))
+            }
+            _ => None,
+        }
+    }
+
+    /// The messages that come back for redelivery, in batch order.
+    fn handed_back(&self) -> BTreeSet<usize> {
+        let targets = self
+            .targets
+            .iter()
+            .filter(|t| matches!(t.state, State::HandedBack(_)))
+            .map(|t| self.pushes[t.push].message);
+        let without_key = self.pushes.iter().filter(|p| !p.has_key).map(|p| p.message);
+        self.newer
+            .iter()
+            .copied()
+            .chain(targets)
+            .chain(without_key)
+            .collect()
+    }
+
+    /// The batch's end: rows, dead devices, hand-backs and counts, each derived from the
+    /// targets' states.
+    pub fn settle(self) -> Settled {
+        let rows: Vec<Delivery> = self
+            .targets
+            .iter()
+            .filter_map(|t| self.settled_row(t))
+            .collect();
+        let dead_tokens = self
+            .targets
+            .iter()
+            .filter_map(|t| match (&t.state, &t.device) {
+                (State::Final(r), Some((_, id))) if r.status == DeliveryStatus::InvalidToken => {
+                    Some((r.app.clone(), id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let (counts, apps) = self.counts();
+        let outcome = BatchOutcome {
+            failed_message_ids: self
+                .handed_back()
+                .iter()
+                .map(|&i| self.messages[i].message_id.clone())
+                .collect(),
+            send_latency_ms: apps
+                .values()
+                .flat_map(|a| a.send_latency_ms.clone())
+                .collect(),
+            counts,
+            apps,
+            push_ids: unique(self.sendable().map(|(_, e)| e.id.clone())),
+        };
+        Settled {
+            rows,
+            rejected: self.rejected,
+            dead_tokens,
+            superseded: self
+                .superseded
+                .into_iter()
+                .map(|k| (k.push_id, k.target))
+                .collect(),
+            outcome,
+        }
+    }
+
+    /// The batch's counts, and those per app, from its pushes and its targets' states.
+    fn counts(&self) -> (BatchCounts, BTreeMap<String, AppCounts>) {
+        let mut c = BatchCounts {
+            messages: self.messages.len(),
+            rejected: self.rejected.len(),
+            newer: self.newer.len(),
+            scheduled_fired: self.scheduled_push_ids().len(),
+            ..Default::default()
+        };
+        let mut apps: BTreeMap<String, AppCounts> = BTreeMap::new();
+        for push in self.pushes.iter().filter(|p| !p.has_key) {
+            c.no_credentials += 1;
+            apps.entry(push.envelope.push.app().to_owned())
+                .or_default()
+                .handed_back += 1;
+        }
+        for (app, n) in &self.stale_devices {
+            c.stale_devices += n;
+            apps.entry(app.clone()).or_default().stale_devices += n;
+        }
+        for t in &self.targets {
+            c.taken_over += usize::from(t.taken_over);
+            let app = || self.envelope(t).push.app().to_owned();
+            match &t.state {
+                State::Final(r) => count_final(&mut c, apps.entry(app()).or_default(), r),
+                State::HandedBack(HandBack::Transient { code, attempts }) => {
+                    let app = apps.entry(app()).or_default();
+                    c.retried += attempts.saturating_sub(1) as usize;
+                    c.transient += 1;
+                    app.handed_back += 1;
+                    if code == crate::fcm::THROTTLED {
+                        c.throttled += 1;
+                        app.throttled += 1;
+                    }
+                }
+                State::HandedBack(HandBack::ClaimedElsewhere) => c.busy += 1,
+                State::Skipped(Skip::Repeated) => c.repeated += 1,
+                State::Skipped(Skip::AlreadyFinal) => c.already_final += 1,
+                _ => {}
+            }
+        }
+        c.skipped = c.repeated + c.already_final + c.duplicates;
+        // An app's line in the metrics when something of it counted.
+        apps.retain(|_, a| *a != AppCounts::default());
+        if c.busy > 0 {
+            tracing::info!(
+                targets = c.busy,
+                "targets claimed by another consumer; their messages will be redelivered"
+            );
+        }
+        (c, apps)
+    }
+}
+
+/// Counts a final target's row, in the batch's counts and its app's.
+fn count_final(c: &mut BatchCounts, app: &mut AppCounts, r: &Delivery) {
+    c.retried += r.attempts.saturating_sub(1) as usize;
+    match r.status {
+        DeliveryStatus::Sent => {
+            c.sent += 1;
+            app.sent += 1;
+            let sent_at = r.sent_at.unwrap_or(r.enqueued_at);
+            let latency = (sent_at - r.enqueued_at).num_milliseconds().max(0) as u64;
+            app.send_latency_ms.push(latency);
+        }
+        DeliveryStatus::DryRun => c.dry_runs += 1,
+        DeliveryStatus::InvalidToken => {
+            c.invalid_tokens += 1;
+            app.invalid_tokens += 1;
+        }
+        DeliveryStatus::Failed if r.error_code.as_deref() == Some(DEVICE_GONE) => c.closed += 1,
+        DeliveryStatus::Failed => {
+            c.failed += 1;
+            app.failed += 1;
+        }
+        DeliveryStatus::NoDevices => c.no_devices += 1,
+        DeliveryStatus::Expired => {
+            c.expired += 1;
+            app.expired += 1;
+        }
+        DeliveryStatus::Cancelled => c.cancelled += 1,
+        DeliveryStatus::Duplicate => {
+            c.duplicates += 1;
+            c.key_reused += usize::from(r.error_code.is_some());
+        }
+        DeliveryStatus::Sending | DeliveryStatus::Retrying => {
+            unreachable!("a final row is never sending or retrying")
+        }
+    }
+}
