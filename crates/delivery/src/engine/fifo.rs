@@ -66,27 +66,36 @@ impl Engine {
             }
             total.absorb(outcome);
         }
-        if !held_back.is_empty() {
-            tracing::info!(
-                held_back = held_back.len(),
-                "handed back unsent: later messages of a FIFO message group that failed"
-            );
-        }
-        total
-            .failed_message_ids
-            .extend(held_back.iter().map(|&m| messages[m].message_id.clone()));
-        // In batch order, as SQS gave them.
-        let position: HashMap<&str, usize> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.message_id.as_str(), i))
-            .collect();
-        total
-            .failed_message_ids
-            .sort_by_key(|id| position.get(id.as_str()).copied().unwrap_or(usize::MAX));
-        total.counts.messages = messages.len();
+        hand_back_in_batch_order(&mut total, messages, &held_back);
         Ok(total)
     }
+}
+
+/// Adds the `held_back` messages (later messages of a group that failed) to the outcome's
+/// failures, and puts the failures in batch order, as SQS gave them.
+fn hand_back_in_batch_order(
+    total: &mut BatchOutcome,
+    messages: &[QueueMessage],
+    held_back: &[usize],
+) {
+    if !held_back.is_empty() {
+        tracing::info!(
+            held_back = held_back.len(),
+            "handed back unsent: later messages of a FIFO message group that failed"
+        );
+    }
+    total
+        .failed_message_ids
+        .extend(held_back.iter().map(|&m| messages[m].message_id.clone()));
+    let position: HashMap<&str, usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.message_id.as_str(), i))
+        .collect();
+    total
+        .failed_message_ids
+        .sort_by_key(|id| position.get(id.as_str()).copied().unwrap_or(usize::MAX));
+    total.counts.messages = messages.len();
 }
 
 /// The batch's message indices, one queue per message group in order of first appearance; a

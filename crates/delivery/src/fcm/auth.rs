@@ -73,7 +73,9 @@ impl TokenSource {
         }
     }
 
-    async fn fetch(&self) -> Result<(String, Duration), FcmError> {
+    /// A signed JWT asserting the service account, valid for an hour: what the token
+    /// endpoint exchanges for an access token.
+    fn assertion(&self) -> Result<String, FcmError> {
         #[derive(serde::Serialize)]
         struct Claims<'a> {
             iss: &'a str,
@@ -94,8 +96,13 @@ impl TokenSource {
         };
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(self.account.private_key_id.clone()).filter(|k| !k.is_empty());
-        let assertion = jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| FcmError::Credentials(format!("cannot sign the token request ({e})")))?;
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| FcmError::Credentials(format!("cannot sign the token request ({e})")))
+    }
+
+    /// A new access token from the token endpoint, and how long it lasts.
+    async fn fetch(&self) -> Result<(String, Duration), FcmError> {
+        let assertion = self.assertion()?;
         let response = self
             .http
             .post(&self.account.token_uri)

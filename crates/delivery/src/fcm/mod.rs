@@ -370,6 +370,11 @@ fn access_token_refused(http_status: u16, error: &FcmError) -> bool {
 /// wins over `error.status` (Google's).
 pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> FcmError {
     let retryable = matches!(http_status, 429 | 500 | 502 | 503 | 504);
+    let transient = |code, detail| FcmError::Transient {
+        code,
+        detail,
+        retry_after,
+    };
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let Some(error) = parsed
         .as_ref()
@@ -382,14 +387,9 @@ pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> 
             "the answer is not FCM's ({})",
             body.chars().take(200).collect::<String>()
         );
-        return if retryable {
-            FcmError::Transient {
-                code,
-                detail,
-                retry_after,
-            }
-        } else {
-            FcmError::Deployment { code, detail }
+        return match retryable {
+            true => transient(code, detail),
+            false => FcmError::Deployment { code, detail },
         };
     };
     let details = error.get("details").and_then(Value::as_array);
@@ -412,24 +412,12 @@ pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> 
             FcmError::InvalidToken { code, detail }
         }
         Some("THIRD_PARTY_AUTH_ERROR") => FcmError::Deployment { code, detail },
-        Some("QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL") => FcmError::Transient {
-            code,
-            detail,
-            retry_after,
-        },
-        Some(_) if retryable => FcmError::Transient {
-            code,
-            detail,
-            retry_after,
-        },
+        Some("QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL") => transient(code, detail),
+        Some(_) if retryable => transient(code, detail),
         // FCM's own code for the message (INVALID_ARGUMENT, UNSPECIFIED_ERROR, one added later).
         Some(_) => FcmError::Rejected { code, detail },
         // Google's answer without FCM's: about the access token, the key's rights, the project.
-        None if http_status == 401 || retryable => FcmError::Transient {
-            code,
-            detail,
-            retry_after,
-        },
+        None if http_status == 401 || retryable => transient(code, detail),
         None if matches!(http_status, 403 | 404) => FcmError::Deployment { code, detail },
         None => FcmError::Rejected { code, detail },
     }

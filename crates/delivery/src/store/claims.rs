@@ -336,58 +336,10 @@ impl Store {
         claims.sort_by(|a, b| (&a.app, &a.key, &a.target).cmp(&(&b.app, &b.key, &b.target)));
         let mut owners: Vec<OwnerRow> = Vec::new();
         for chunk in claims.chunks(self.dialect.max_binds() / COLUMNS) {
-            self.count();
-            let d = self.dialect;
-            with_pool!(self, pool, {
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO pushq_key_claims (app, idempotency_key, target, push_id, payload_hash) ",
-                );
-                q.push_values(chunk, |mut b, c| {
-                    b.push_bind(c.app.as_str())
-                        .push_bind(c.key.as_str())
-                        .push_bind(c.target.as_str())
-                        .push_bind(c.push_id.as_str())
-                        .push_bind(c.payload_hash.as_str());
-                });
-                match d {
-                    Dialect::MySql => {
-                        q.push(" ON DUPLICATE KEY UPDATE push_id = push_id");
-                        q.build().persistent(false).execute(pool).await?;
-                    }
-                    // A no-op update, so that RETURNING gives the owner of every pair.
-                    Dialect::Sqlite | Dialect::Postgres => {
-                        q.push(
-                             " ON CONFLICT (app, idempotency_key, target) DO UPDATE SET push_id = pushq_key_claims.push_id \
-                             RETURNING app, idempotency_key, target, push_id, payload_hash",
-                        );
-                        let got: Vec<OwnerRow> =
-                            q.build_query_as().persistent(false).fetch_all(pool).await?;
-                        owners.extend(got);
-                    }
-                }
-            });
+            owners.extend(self.claim_keys_chunk(chunk).await?);
         }
         if self.dialect == Dialect::MySql && !claims.is_empty() {
-            let keys: std::collections::BTreeSet<&str> =
-                claims.iter().map(|c| c.key.as_str()).collect();
-            self.count();
-            let d = self.dialect;
-            owners = with_pool!(self, pool, {
-                let mut q = QueryBuilder::<DB>::new(format!(
-                    "SELECT {}, {}, {}, {}, {} FROM pushq_key_claims WHERE idempotency_key IN (",
-                    d.column("app"),
-                    d.column("idempotency_key"),
-                    d.column("target"),
-                    d.column("push_id"),
-                    d.column("payload_hash"),
-                ));
-                let mut list = q.separated(", ");
-                for key in keys {
-                    list.push_bind(key);
-                }
-                q.push(")");
-                q.build_query_as().persistent(false).fetch_all(pool).await?
-            });
+            owners = self.key_owners(&claims).await?;
         }
         Ok(owners
             .into_iter()
@@ -401,5 +353,62 @@ impl Store {
                 )
             })
             .collect())
+    }
+
+    /// One statement of [`Store::claim_keys`]: the owners it returns (none on MySQL).
+    async fn claim_keys_chunk(&self, chunk: &[&KeyClaim]) -> StoreResult<Vec<OwnerRow>> {
+        self.count();
+        let d = self.dialect;
+        Ok(with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO pushq_key_claims (app, idempotency_key, target, push_id, payload_hash) ",
+            );
+            q.push_values(chunk, |mut b, c| {
+                b.push_bind(c.app.as_str())
+                    .push_bind(c.key.as_str())
+                    .push_bind(c.target.as_str())
+                    .push_bind(c.push_id.as_str())
+                    .push_bind(c.payload_hash.as_str());
+            });
+            match d {
+                Dialect::MySql => {
+                    q.push(" ON DUPLICATE KEY UPDATE push_id = push_id");
+                    q.build().persistent(false).execute(pool).await?;
+                    Vec::new()
+                }
+                // A no-op update, so that RETURNING gives the owner of every pair.
+                Dialect::Sqlite | Dialect::Postgres => {
+                    q.push(
+                         " ON CONFLICT (app, idempotency_key, target) DO UPDATE SET push_id = pushq_key_claims.push_id \
+                         RETURNING app, idempotency_key, target, push_id, payload_hash",
+                    );
+                    q.build_query_as().persistent(false).fetch_all(pool).await?
+                }
+            }
+        }))
+    }
+
+    /// The owners of these claims' keys, read back (MySQL, whose insert returns no rows).
+    async fn key_owners(&self, claims: &[&KeyClaim]) -> StoreResult<Vec<OwnerRow>> {
+        let keys: std::collections::BTreeSet<&str> =
+            claims.iter().map(|c| c.key.as_str()).collect();
+        self.count();
+        let d = self.dialect;
+        Ok(with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(format!(
+                "SELECT {}, {}, {}, {}, {} FROM pushq_key_claims WHERE idempotency_key IN (",
+                d.column("app"),
+                d.column("idempotency_key"),
+                d.column("target"),
+                d.column("push_id"),
+                d.column("payload_hash"),
+            ));
+            let mut list = q.separated(", ");
+            for key in keys {
+                list.push_bind(key);
+            }
+            q.push(")");
+            q.build_query_as().persistent(false).fetch_all(pool).await?
+        }))
     }
 }

@@ -173,91 +173,119 @@ impl Store {
         claim: &Claim,
         per_statement: std::time::Duration,
     ) -> StoreResult<()> {
-        const COLUMNS: usize = DELIVERY_COLUMNS;
         let mut seen = std::collections::HashSet::new();
         let rows: Vec<&Delivery> = rows
             .iter()
             .filter(|d| seen.insert((d.push_id.as_str(), d.target.as_str())))
             .collect();
-        let (retrying, sending) = (
-            DeliveryStatus::Retrying.as_str(),
-            DeliveryStatus::Sending.as_str(),
-        );
         let now = claim.now.max(Utc::now()).timestamp_millis();
-        for chunk in rows.chunks(rows_per_statement(self.dialect, COLUMNS)) {
-            self.count();
-            with_pool!(self, pool, {
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, fcm_message_id, error_code, attempts, category, idempotency_key, enqueued_at, sent_at, part, parts) ",
-                );
-                q.push_values(chunk, |mut b, d| {
-                    b.push_bind(d.push_id.as_str())
-                        .push_bind(d.app.as_str())
-                        .push_bind(d.target.as_str())
-                        .push_bind(d.user_id.as_deref())
-                        .push_bind(d.status.as_str())
-                        .push_bind(d.fcm_message_id.as_deref())
-                        .push_bind(d.error_code.as_deref())
-                        .push_bind(d.attempts as i32)
-                        .push_bind(d.category.as_deref())
-                        .push_bind(d.idempotency_key.as_deref())
-                        .push_bind(d.enqueued_at)
-                        .push_bind(d.sent_at)
-                        .push_bind(d.part.map(|(i, _)| i as i32))
-                        .push_bind(d.part.map(|(_, n)| n as i32));
-                });
-                // Which existing rows this batch may replace.
-                let replaceable = |q: &mut QueryBuilder<DB>, table: &str| {
-                    q.push(format!(
-                        "({table}status = '{retrying}' OR ({table}status = '{sending}' AND ({table}claim_id = "
-                    ));
-                    q.push_bind(claim.id.clone());
-                    q.push(format!(" OR {table}claimed_until < "));
-                    q.push_bind(now);
-                    q.push(")))");
-                };
-                match self.dialect {
-                    // Assignments run in order and see the values already set: status, which
-                    // the condition reads, goes last. (The claim columns are left as they are:
-                    // they mean something only while a row is `sending`.)
-                    Dialect::MySql => {
-                        q.push(" ON DUPLICATE KEY UPDATE ");
-                        for (column, value) in [
-                            ("fcm_message_id", "VALUES(fcm_message_id)"),
-                            ("error_code", "VALUES(error_code)"),
-                            ("attempts", "attempts + VALUES(attempts)"),
-                            ("sent_at", "VALUES(sent_at)"),
-                            ("status", "VALUES(status)"),
-                        ] {
-                            q.push(format!("{column} = IF("));
-                            replaceable(&mut q, "");
-                            q.push(format!(", {value}, {column})"));
-                            if column != "status" {
-                                q.push(", ");
-                            }
-                        }
-                    }
-                    Dialect::Sqlite | Dialect::Postgres => {
-                        q.push(
-                            " ON CONFLICT (push_id, target) DO UPDATE SET \
-                             status = excluded.status, fcm_message_id = excluded.fcm_message_id, \
-                             error_code = excluded.error_code, \
-                             attempts = pushq_deliveries.attempts + excluded.attempts, \
-                             sent_at = excluded.sent_at WHERE ",
-                        );
-                        replaceable(&mut q, "pushq_deliveries.");
-                    }
-                }
-                let write = q.build().persistent(false).execute(pool);
-                tokio::time::timeout(per_statement, write)
-                    .await
-                    .map_err(|_| super::StoreError::TimedOut {
-                        what: "writing the delivery log",
-                        limit_ms: per_statement.as_millis() as u64,
-                    })??;
-            });
+        for chunk in rows.chunks(rows_per_statement(self.dialect, DELIVERY_COLUMNS)) {
+            self.write_deliveries(chunk, &claim.id, now, per_statement)
+                .await?;
         }
         Ok(())
+    }
+
+    /// One statement of [`Store::record_deliveries`], given at most `per_statement`.
+    async fn write_deliveries(
+        &self,
+        chunk: &[&Delivery],
+        claim_id: &str,
+        now: i64,
+        per_statement: std::time::Duration,
+    ) -> StoreResult<()> {
+        self.count();
+        let d = self.dialect;
+        with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, fcm_message_id, error_code, attempts, category, idempotency_key, enqueued_at, sent_at, part, parts) ",
+            );
+            q.push_values(chunk, |mut b, d| {
+                b.push_bind(d.push_id.as_str())
+                    .push_bind(d.app.as_str())
+                    .push_bind(d.target.as_str())
+                    .push_bind(d.user_id.as_deref())
+                    .push_bind(d.status.as_str())
+                    .push_bind(d.fcm_message_id.as_deref())
+                    .push_bind(d.error_code.as_deref())
+                    .push_bind(d.attempts as i32)
+                    .push_bind(d.category.as_deref())
+                    .push_bind(d.idempotency_key.as_deref())
+                    .push_bind(d.enqueued_at)
+                    .push_bind(d.sent_at)
+                    .push_bind(d.part.map(|(i, _)| i as i32))
+                    .push_bind(d.part.map(|(_, n)| n as i32));
+            });
+            push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
+            let write = q.build().persistent(false).execute(pool);
+            tokio::time::timeout(per_statement, write)
+                .await
+                .map_err(|_| super::StoreError::TimedOut {
+                    what: "writing the delivery log",
+                    limit_ms: per_statement.as_millis() as u64,
+                })??;
+        });
+        Ok(())
+    }
+}
+
+/// What the log write does with a row the log has already: replaces it when it is `retrying`,
+/// or `sending` under this batch's claim (`claim_id`) or one lapsed before `now`, adding its
+/// attempts; else leaves it.
+fn push_delivery_conflict<'a, DB: sqlx::Database>(
+    q: &mut QueryBuilder<'a, DB>,
+    d: Dialect,
+    claim_id: String,
+    now: i64,
+) where
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let (retrying, sending) = (
+        DeliveryStatus::Retrying.as_str(),
+        DeliveryStatus::Sending.as_str(),
+    );
+    // Which existing rows this batch may replace.
+    let replaceable = |q: &mut QueryBuilder<'a, DB>, table: &str| {
+        q.push(format!(
+            "({table}status = '{retrying}' OR ({table}status = '{sending}' AND ({table}claim_id = "
+        ));
+        q.push_bind(claim_id.clone());
+        q.push(format!(" OR {table}claimed_until < "));
+        q.push_bind(now);
+        q.push(")))");
+    };
+    match d {
+        // Assignments run in order and see the values already set: status, which the
+        // condition reads, goes last. (The claim columns are left as they are: they mean
+        // something only while a row is `sending`.)
+        Dialect::MySql => {
+            q.push(" ON DUPLICATE KEY UPDATE ");
+            for (column, value) in [
+                ("fcm_message_id", "VALUES(fcm_message_id)"),
+                ("error_code", "VALUES(error_code)"),
+                ("attempts", "attempts + VALUES(attempts)"),
+                ("sent_at", "VALUES(sent_at)"),
+                ("status", "VALUES(status)"),
+            ] {
+                q.push(format!("{column} = IF("));
+                replaceable(q, "");
+                q.push(format!(", {value}, {column})"));
+                if column != "status" {
+                    q.push(", ");
+                }
+            }
+        }
+        Dialect::Sqlite | Dialect::Postgres => {
+            q.push(
+                " ON CONFLICT (push_id, target) DO UPDATE SET \
+                 status = excluded.status, fcm_message_id = excluded.fcm_message_id, \
+                 error_code = excluded.error_code, \
+                 attempts = pushq_deliveries.attempts + excluded.attempts, \
+                 sent_at = excluded.sent_at WHERE ",
+            );
+            replaceable(q, "pushq_deliveries.");
+        }
     }
 }
 

@@ -157,6 +157,44 @@ pub use rejected::Rejected;
 pub use scheduled::ScheduledPush;
 pub use tls::{tls_warning, warn_if_unverified};
 
+/// Opens (creating it if missing) the SQLite file `options` names.
+async fn open_sqlite(
+    options: sqlx::sqlite::SqliteConnectOptions,
+    pool_size: u32,
+) -> StoreResult<Pool> {
+    let what = format!("the SQLite file {}", options.get_filename().display());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(pool_size)
+        .connect_with(
+            options
+                .create_if_missing(true)
+                .busy_timeout(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .map_err(|e| StoreError::CannotOpen {
+            what,
+            detail: e.to_string(),
+        })?;
+    Ok(Pool::Sqlite(pool))
+}
+
+/// The error for a server pool that could not connect: a server that is down or unroutable
+/// (`what`, not answering within `timeout`) is [`StoreError::Unreachable`]; a refused
+/// certificate or login is not that.
+fn unreachable(
+    what: String,
+    timeout: std::time::Duration,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e: sqlx::Error| match e {
+        sqlx::Error::PoolTimedOut => StoreError::Unreachable {
+            what,
+            seconds: timeout.as_secs(),
+            detail: e.to_string(),
+        },
+        e => StoreError::Database(e),
+    }
+}
+
 /// A connection pool to the pushq database, counting the statements it runs.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -182,36 +220,8 @@ impl Store {
         timeout: std::time::Duration,
     ) -> StoreResult<Store> {
         tls::install_crypto_provider();
-        let options = ConnectOptions::parse(url)?;
-        let unreachable = |what: String| {
-            move |e: sqlx::Error| match e {
-                // A server that is down or unroutable; a refused certificate or login is not that.
-                sqlx::Error::PoolTimedOut => StoreError::Unreachable {
-                    what,
-                    seconds: timeout.as_secs(),
-                    detail: e.to_string(),
-                },
-                e => StoreError::Database(e),
-            }
-        };
-        let pool = match options {
-            ConnectOptions::Sqlite(options) => {
-                let what = format!("the SQLite file {}", options.get_filename().display());
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(pool_size)
-                        .connect_with(
-                            options
-                                .create_if_missing(true)
-                                .busy_timeout(std::time::Duration::from_secs(10)),
-                        )
-                        .await
-                        .map_err(|e| StoreError::CannotOpen {
-                            what,
-                            detail: e.to_string(),
-                        })?,
-                )
-            }
+        let pool = match ConnectOptions::parse(url)? {
+            ConnectOptions::Sqlite(options) => open_sqlite(options, pool_size).await?,
             ConnectOptions::Postgres(options) => {
                 let what = format!(
                     "PostgreSQL at {}:{}",
@@ -225,7 +235,7 @@ impl Store {
                         .acquire_timeout(timeout)
                         .connect_with(options)
                         .await
-                        .map_err(unreachable(what))?,
+                        .map_err(unreachable(what, timeout))?,
                 )
             }
             ConnectOptions::MySql(options) => {
@@ -237,7 +247,7 @@ impl Store {
                         .acquire_timeout(timeout)
                         .connect_with(options)
                         .await
-                        .map_err(unreachable(what))?,
+                        .map_err(unreachable(what, timeout))?,
                 )
             }
         };
