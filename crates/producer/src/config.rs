@@ -103,24 +103,10 @@ impl ProducerConfig {
             explicit.filter(|v| !v.is_empty()).or_else(|| env(var))
         };
 
-        let mode = match pick(options.mode, "PUSHQ_MODE").as_deref() {
-            None | Some("sqs") => Mode::Sqs,
-            Some("local") => Mode::Local,
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "mode: must be 'sqs' or 'local' (got {other:?})"
-                )));
-            }
-        };
+        let mode = mode(pick(options.mode, "PUSHQ_MODE").as_deref())?;
         let queue_url = pick(options.queue_url, "PUSHQ_QUEUE_URL");
         if mode == Mode::Sqs {
-            let Some(url) = &queue_url else {
-                return Err(Error::Config(
-                    "queueUrl: not set (pass options.queueUrl or set PUSHQ_QUEUE_URL; use mode 'local' to run without SQS)"
-                        .to_owned(),
-                ));
-            };
-            check_url(url, "queueUrl")?;
+            check_queue_url(queue_url.as_deref())?;
         }
         let endpoint_url = match options.endpoint_url.filter(|v| !v.is_empty()) {
             Some(url) => {
@@ -129,63 +115,23 @@ impl ProducerConfig {
             }
             None => default_endpoint(queue_url.as_deref(), env),
         };
-        let max_backlog_bytes = match options.max_backlog_bytes {
-            None => DEFAULT_MAX_BACKLOG_BYTES,
-            Some(n) if (MIN_BACKLOG_BYTES as u64..=MAX_BACKLOG_BYTES as u64).contains(&n) => {
-                n as usize
-            }
-            Some(n) => {
-                return Err(Error::Config(format!(
-                    "maxBacklogBytes: must be {MIN_BACKLOG_BYTES} (one queue message) to {MAX_BACKLOG_BYTES} (got {n})"
-                )))
-            }
-        };
-        let push_timeout = match options.push_timeout_ms {
-            None => DEFAULT_PUSH_TIMEOUT,
-            Some(ms) if (1..=3_600_000).contains(&ms) => Duration::from_millis(ms),
-            Some(ms) => {
-                return Err(Error::Config(format!(
-                    "pushTimeoutMs: must be 1 to 3600000 (got {ms})"
-                )))
-            }
-        };
+        let max_backlog_bytes = max_backlog_bytes(options.max_backlog_bytes)?;
+        let push_timeout = push_timeout(options.push_timeout_ms)?;
         let app =
             pick(options.app, "PUSHQ_APP").unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned());
         pushq_model::check_app(&app)
             .map_err(|e| Error::Config(format!("app (option app or PUSHQ_APP): {}", e.problem)))?;
         let schedule_group = pick(options.schedule_group, "PUSHQ_SCHEDULE_GROUP")
             .unwrap_or_else(|| DEFAULT_SCHEDULE_GROUP.to_owned());
-        if !(1..=64).contains(&schedule_group.len())
-            || !schedule_group
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(Error::Config(format!(
-                "scheduleGroup (option scheduleGroup or PUSHQ_SCHEDULE_GROUP): must be 1-64 characters of A-Z a-z 0-9 - _ . (got {schedule_group:?})"
-            )));
-        }
+        check_schedule_group(&schedule_group)?;
         let scheduler_role_arn = pick(options.scheduler_role_arn, "PUSHQ_SCHEDULER_ROLE_ARN");
         if let Some(arn) = &scheduler_role_arn {
-            if !arn.starts_with("arn:") || !arn.contains(":iam::") {
-                return Err(Error::Config(format!(
-                    "schedulerRoleArn (option schedulerRoleArn or PUSHQ_SCHEDULER_ROLE_ARN): must be an IAM role ARN, arn:aws:iam::<account>:role/<name> (got {arn:?})"
-                )));
-            }
+            check_scheduler_role_arn(arn)?;
         }
         let scheduler_endpoint_url = env("AWS_ENDPOINT_URL_SCHEDULER")
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| queue_url.as_deref().and_then(non_aws_origin));
-        let metrics_namespace = match env("PUSHQ_PRODUCER_METRICS").as_deref() {
-            None | Some("off") => None,
-            Some("emf") => {
-                Some(env("PUSHQ_METRICS_NAMESPACE").unwrap_or_else(|| "pushq".to_owned()))
-            }
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "PUSHQ_PRODUCER_METRICS: must be 'emf' or 'off' (got {other:?})"
-                )))
-            }
-        };
+        let metrics_namespace = metrics_namespace(env)?;
         Ok(ProducerConfig {
             metrics_namespace,
             schedule_group,
@@ -206,6 +152,94 @@ impl ProducerConfig {
         self.queue_url
             .as_deref()
             .is_some_and(|u| u.ends_with(".fifo"))
+    }
+}
+
+/// The mode `PUSHQ_MODE` or the option names: `sqs` when neither does.
+fn mode(value: Option<&str>) -> Result<Mode> {
+    match value {
+        None | Some("sqs") => Ok(Mode::Sqs),
+        Some("local") => Ok(Mode::Local),
+        Some(other) => Err(Error::Config(format!(
+            "mode: must be 'sqs' or 'local' (got {other:?})"
+        ))),
+    }
+}
+
+/// Checks the queue URL of sqs mode: it must be set, and be an http(s) URL.
+fn check_queue_url(queue_url: Option<&str>) -> Result<()> {
+    let Some(url) = queue_url else {
+        return Err(Error::Config(
+            "queueUrl: not set (pass options.queueUrl or set PUSHQ_QUEUE_URL; use mode 'local' to run without SQS)"
+                .to_owned(),
+        ));
+    };
+    check_url(url, "queueUrl")
+}
+
+/// The backlog bound the option asks for, checked against [`MIN_BACKLOG_BYTES`] and
+/// [`MAX_BACKLOG_BYTES`]; [`DEFAULT_MAX_BACKLOG_BYTES`] when it asks for none.
+fn max_backlog_bytes(option: Option<u64>) -> Result<usize> {
+    match option {
+        None => Ok(DEFAULT_MAX_BACKLOG_BYTES),
+        Some(n) if (MIN_BACKLOG_BYTES as u64..=MAX_BACKLOG_BYTES as u64).contains(&n) => {
+            Ok(n as usize)
+        }
+        Some(n) => Err(Error::Config(format!(
+            "maxBacklogBytes: must be {MIN_BACKLOG_BYTES} (one queue message) to {MAX_BACKLOG_BYTES} (got {n})"
+        ))),
+    }
+}
+
+/// The push timeout the option asks for, 1 ms to one hour; [`DEFAULT_PUSH_TIMEOUT`] when it
+/// asks for none.
+fn push_timeout(option_ms: Option<u64>) -> Result<Duration> {
+    match option_ms {
+        None => Ok(DEFAULT_PUSH_TIMEOUT),
+        Some(ms) if (1..=3_600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+        Some(ms) => Err(Error::Config(format!(
+            "pushTimeoutMs: must be 1 to 3600000 (got {ms})"
+        ))),
+    }
+}
+
+/// Checks a schedule group name as EventBridge Scheduler takes it: 1-64 characters of
+/// A-Z a-z 0-9 - _ .
+fn check_schedule_group(schedule_group: &str) -> Result<()> {
+    if !(1..=64).contains(&schedule_group.len())
+        || !schedule_group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(Error::Config(format!(
+            "scheduleGroup (option scheduleGroup or PUSHQ_SCHEDULE_GROUP): must be 1-64 characters of A-Z a-z 0-9 - _ . (got {schedule_group:?})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the scheduler role looks like an IAM role ARN
+/// (`arn:aws:iam::<account>:role/<name>`).
+fn check_scheduler_role_arn(arn: &str) -> Result<()> {
+    if !arn.starts_with("arn:") || !arn.contains(":iam::") {
+        return Err(Error::Config(format!(
+            "schedulerRoleArn (option schedulerRoleArn or PUSHQ_SCHEDULER_ROLE_ARN): must be an IAM role ARN, arn:aws:iam::<account>:role/<name> (got {arn:?})"
+        )));
+    }
+    Ok(())
+}
+
+/// The namespace of the producer's EMF lines: `PUSHQ_PRODUCER_METRICS=emf` turns them on
+/// (in `PUSHQ_METRICS_NAMESPACE`, else `pushq`); unset or `off`, there are none.
+fn metrics_namespace(env: impl Fn(&str) -> Option<String>) -> Result<Option<String>> {
+    match env("PUSHQ_PRODUCER_METRICS").as_deref() {
+        None | Some("off") => Ok(None),
+        Some("emf") => Ok(Some(
+            env("PUSHQ_METRICS_NAMESPACE").unwrap_or_else(|| "pushq".to_owned()),
+        )),
+        Some(other) => Err(Error::Config(format!(
+            "PUSHQ_PRODUCER_METRICS: must be 'emf' or 'off' (got {other:?})"
+        ))),
     }
 }
 

@@ -78,28 +78,10 @@ impl SqsTransport {
             let timeout = self.attempt_timeout(&pending);
             let entries = request_entries(&pending);
             let request = self.request(client, endpoint, entries, timeout);
-            tokio::pin!(request);
             let mut slots: Vec<Option<Entry>> = pending.into_iter().map(Some).collect();
-            // Each entry keeps its own deadline: at it, an entry still in the request is
-            // answered (it may get in), whatever its batch-mates' deadlines.
-            let result = loop {
-                let Some(next) = slots.iter().flatten().map(|e| e.o.deadline).min() else {
-                    break None;
-                };
-                tokio::select! {
-                    result = &mut request => break Some(result),
-                    _ = tokio::time::sleep_until(next.into()) => {
-                        let now = Instant::now();
-                        for slot in slots.iter_mut() {
-                            if slot.as_ref().is_some_and(|e| e.o.deadline <= now) {
-                                let e = slot.take().expect("checked");
-                                e.o.refuse(unknown(&queue, "SQS had not answered the request holding it by the push's deadline"));
-                            }
-                        }
-                    }
-                }
+            let Some(result) = answer_by_deadlines(request, &mut slots, &queue).await else {
+                return;
             };
-            let Some(result) = result else { return };
             attempt += 1;
             pending = match result {
                 Ok(output) => {
@@ -125,25 +107,7 @@ impl SqsTransport {
                 // SQS refused the request itself (no such queue, no permission, bad credentials):
                 // an earlier copy of it, unanswered, was refused the same way. A refused
                 // connection says nothing of an earlier copy that went unanswered.
-                Err(Outcome::Refused(error)) => {
-                    let sqs_answered = matches!(
-                        &error,
-                        Error::Queue {
-                            aws_code: Some(_),
-                            ..
-                        } | Error::Config(_)
-                    );
-                    for e in slots.into_iter().flatten() {
-                        match e.maybe_in && !sqs_answered {
-                            true => e.o.refuse(unknown(
-                                &queue,
-                                &format!("{lost}, then the connection was refused ({error})"),
-                            )),
-                            false => e.o.refuse(error.clone()),
-                        }
-                    }
-                    return;
-                }
+                Err(Outcome::Refused(error)) => return answer_refused(slots, error, &queue, &lost),
             };
             tokio::time::sleep(backoff(attempt)).await;
         }
@@ -201,6 +165,53 @@ enum Outcome {
     Unknown(String),
     /// SQS refused the request (or it never left): the messages are not on the queue.
     Refused(Error),
+}
+
+/// Waits for `request` while each entry keeps its own deadline: at it, an entry still in the
+/// request is answered (it may get in), whatever its batch-mates' deadlines. `None` when every
+/// entry's deadline came before SQS answered.
+async fn answer_by_deadlines<F: std::future::Future>(
+    request: F,
+    slots: &mut [Option<Entry>],
+    queue: &str,
+) -> Option<F::Output> {
+    tokio::pin!(request);
+    loop {
+        let next = slots.iter().flatten().map(|e| e.o.deadline).min()?;
+        tokio::select! {
+            result = &mut request => return Some(result),
+            _ = tokio::time::sleep_until(next.into()) => {
+                let now = Instant::now();
+                for slot in slots.iter_mut() {
+                    if slot.as_ref().is_some_and(|e| e.o.deadline <= now) {
+                        let e = slot.take().expect("checked");
+                        e.o.refuse(unknown(queue, "SQS had not answered the request holding it by the push's deadline"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Answers the entries of a refused request with its error; an entry an earlier, unanswered
+/// request may have delivered (`lost` says why) is unknown, unless SQS itself refused.
+fn answer_refused(slots: Vec<Option<Entry>>, error: Error, queue: &str, lost: &str) {
+    let sqs_answered = matches!(
+        &error,
+        Error::Queue {
+            aws_code: Some(_),
+            ..
+        } | Error::Config(_)
+    );
+    for e in slots.into_iter().flatten() {
+        match e.maybe_in && !sqs_answered {
+            true => e.o.refuse(unknown(
+                queue,
+                &format!("{lost}, then the connection was refused ({error})"),
+            )),
+            false => e.o.refuse(error.clone()),
+        }
+    }
 }
 
 /// The request's entries, their ids the entries' indices.
