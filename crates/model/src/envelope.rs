@@ -157,74 +157,20 @@ impl Envelope {
     /// Reads a queue message body. `message_id` and `sent_at_ms` (the SQS message id and
     /// `SentTimestamp`) stand in for `id` and `enqueuedAt` when a foreign producer left them out.
     pub fn parse(body: &str, message_id: &str, sent_at_ms: i64) -> Result<Envelope, EnvelopeError> {
-        let bad = |field, problem: &str| EnvelopeError::Field {
-            field,
-            problem: problem.to_owned(),
-        };
         let value: Value =
             serde_json::from_str(body).map_err(|e| EnvelopeError::NotJson(Arc::new(e)))?;
         let Value::Object(mut map) = value else {
             return Err(EnvelopeError::NotAnObject);
         };
-        match map.get("v").map(|v| (v, v.as_u64())) {
-            Some((_, Some(ENVELOPE_VERSION))) => {}
-            Some((_, Some(newer))) if newer > ENVELOPE_VERSION => {
-                return Err(EnvelopeError::UnknownVersion(newer))
-            }
-            Some((v, _)) => return Err(EnvelopeError::BadVersion(crate::push::describe(v))),
-            None => return Err(EnvelopeError::MissingVersion),
-        }
-        let id = match map.get("id") {
-            None | Some(Value::Null) => message_id.to_owned(),
-            Some(Value::String(s)) if is_valid_id(s) => {
-                s.clone()
-            }
-            Some(_) => {
-                return Err(EnvelopeError::Field {
-                    field: "id",
-                    problem: format!(
-                        "must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters, without NUL"
-                    ),
-                })
-            }
-        };
-        let enqueued_at = match map.get("enqueuedAt") {
-            None | Some(Value::Null) => sent_at_ms,
-            // Years 1970 to 9999: what every database's timestamp column holds (MySQL's
-            // DATETIME stops at 9999; a later one would fail the batch's insert every time).
-            Some(v) => v
-                .as_i64()
-                .filter(|ms| (0..=MAX_ENQUEUED_AT_MS).contains(ms))
-                .ok_or_else(|| {
-                    bad(
-                        "enqueuedAt",
-                        "must be milliseconds since the Unix epoch, in the years 1970 to 9999",
-                    )
-                })?,
-        };
+        check_version(&map)?;
+        let id = push_id(&map, message_id)?;
+        let enqueued_at = enqueued_at(&map, sent_at_ms)?;
         let dry_run = match map.get("dryRun") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(bad("dryRun", "must be a boolean")),
         };
-        let count = |field| match map.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .filter(|n| *n < u64::from(MAX_PARTS) + u64::from(field == "parts"))
-                .map(|n| Some(n as u32))
-                .ok_or_else(|| {
-                    bad(
-                        field,
-                        "must be a whole number below 10000 (part) or up to 10000 (parts)",
-                    )
-                }),
-        };
-        let part = match (count("part")?, count("parts")?) {
-            (None, None) => None,
-            (Some(i), Some(n)) if i < n => Some((i, n)),
-            _ => return Err(bad("part", "part and parts go together, with part < parts")),
-        };
+        let part = part_of(&map)?;
         let push = map.remove("push").ok_or_else(|| bad("push", "missing"))?;
         let push = parse_push(push)?;
         Ok(Envelope {
@@ -234,6 +180,82 @@ impl Envelope {
             dry_run,
             part,
         })
+    }
+}
+
+/// An envelope field that is not as this version writes it.
+fn bad(field: &'static str, problem: &str) -> EnvelopeError {
+    EnvelopeError::Field {
+        field,
+        problem: problem.to_owned(),
+    }
+}
+
+/// Checks the envelope's `v`: this build reads [`ENVELOPE_VERSION`], and tells a newer version
+/// (to wait for) from a malformed or missing one.
+fn check_version(map: &Map<String, Value>) -> Result<(), EnvelopeError> {
+    match map.get("v").map(|v| (v, v.as_u64())) {
+        Some((_, Some(ENVELOPE_VERSION))) => Ok(()),
+        Some((_, Some(newer))) if newer > ENVELOPE_VERSION => {
+            Err(EnvelopeError::UnknownVersion(newer))
+        }
+        Some((v, _)) => Err(EnvelopeError::BadVersion(crate::push::describe(v))),
+        None => Err(EnvelopeError::MissingVersion),
+    }
+}
+
+/// The envelope's `id`, else the queue message id (a foreign producer may leave it out).
+fn push_id(map: &Map<String, Value>, message_id: &str) -> Result<String, EnvelopeError> {
+    match map.get("id") {
+        None | Some(Value::Null) => Ok(message_id.to_owned()),
+        Some(Value::String(s)) if is_valid_id(s) => Ok(s.clone()),
+        Some(_) => Err(EnvelopeError::Field {
+            field: "id",
+            problem: format!(
+                "must be a non-empty string of at most {MAX_FOREIGN_ID_CHARS} characters, without NUL"
+            ),
+        }),
+    }
+}
+
+/// The envelope's `enqueuedAt`, else the queue message's `SentTimestamp` (`sent_at_ms`).
+fn enqueued_at(map: &Map<String, Value>, sent_at_ms: i64) -> Result<i64, EnvelopeError> {
+    match map.get("enqueuedAt") {
+        None | Some(Value::Null) => Ok(sent_at_ms),
+        // Years 1970 to 9999: what every database's timestamp column holds (MySQL's
+        // DATETIME stops at 9999; a later one would fail the batch's insert every time).
+        Some(v) => v
+            .as_i64()
+            .filter(|ms| (0..=MAX_ENQUEUED_AT_MS).contains(ms))
+            .ok_or_else(|| {
+                bad(
+                    "enqueuedAt",
+                    "must be milliseconds since the Unix epoch, in the years 1970 to 9999",
+                )
+            }),
+    }
+}
+
+/// The envelope's `part` and `parts`, which come together: `(index, count)` of a push split
+/// into several queue messages, `None` for a push in one.
+fn part_of(map: &Map<String, Value>) -> Result<Option<(u32, u32)>, EnvelopeError> {
+    let count = |field: &'static str| match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n < u64::from(MAX_PARTS) + u64::from(field == "parts"))
+            .map(|n| Some(n as u32))
+            .ok_or_else(|| {
+                bad(
+                    field,
+                    "must be a whole number below 10000 (part) or up to 10000 (parts)",
+                )
+            }),
+    };
+    match (count("part")?, count("parts")?) {
+        (None, None) => Ok(None),
+        (Some(i), Some(n)) if i < n => Ok(Some((i, n))),
+        _ => Err(bad("part", "part and parts go together, with part < parts")),
     }
 }
 

@@ -113,26 +113,9 @@ fn android_notification(notification: &mut Value) -> Result {
         }
     }
     if let Some(timings) = n.get_mut("vibrateTimingsMillis") {
-        let field = "android.notification.vibrateTimingsMillis";
-        let Some(items) = timings.as_array_mut().filter(|a| !a.is_empty()) else {
-            return Err(invalid(
-                field,
-                "must be a non-empty array of numbers",
-                timings,
-            ));
-        };
-        for (i, item) in items.iter_mut().enumerate() {
-            *item = Value::String(duration(item, &format!("{field}[{i}]"))?);
-        }
+        vibrate_timings(timings)?;
     }
-    for (key, prefix) in [("priority", "PRIORITY_"), ("proxy", ""), ("visibility", "")] {
-        if let Some(value) = n.get_mut(key) {
-            let Some(s) = value.as_str() else {
-                return Err(invalid(format!("{P}.{key}"), "must be a string", value));
-            };
-            *value = Value::String(format!("{prefix}{}", s.to_uppercase()));
-        }
-    }
+    android_enums(n)?;
     if let Some(light) = n.get_mut("lightSettings") {
         light_settings(light)?;
     }
@@ -157,6 +140,38 @@ fn android_notification(notification: &mut Value) -> Result {
             ("notificationCount", "notification_count"),
         ],
     );
+    Ok(())
+}
+
+/// Converts `android.notification.vibrateTimingsMillis`, a non-empty array of milliseconds,
+/// into FCM's durations.
+fn vibrate_timings(timings: &mut Value) -> Result {
+    let field = "android.notification.vibrateTimingsMillis";
+    let Some(items) = timings.as_array_mut().filter(|a| !a.is_empty()) else {
+        return Err(invalid(
+            field,
+            "must be a non-empty array of numbers",
+            timings,
+        ));
+    };
+    for (i, item) in items.iter_mut().enumerate() {
+        *item = Value::String(duration(item, &format!("{field}[{i}]"))?);
+    }
+    Ok(())
+}
+
+/// Upper-cases the enum fields of an Android notification (`priority`, `proxy`, `visibility`)
+/// into FCM's names, as firebase-admin does (`high` becomes `PRIORITY_HIGH`).
+fn android_enums(n: &mut Map<String, Value>) -> Result {
+    const P: &str = "android.notification";
+    for (key, prefix) in [("priority", "PRIORITY_"), ("proxy", ""), ("visibility", "")] {
+        if let Some(value) = n.get_mut(key) {
+            let Some(s) = value.as_str() else {
+                return Err(invalid(format!("{P}.{key}"), "must be a string", value));
+            };
+            *value = Value::String(format!("{prefix}{}", s.to_uppercase()));
+        }
+    }
     Ok(())
 }
 

@@ -155,20 +155,7 @@ impl Push {
             ));
         }
         let category = parse_category(raw.get("category"))?;
-
-        // Every field but pushq's and the target: what firebase-admin 14's `sendEachForMulticast`
-        // copies into each per-device message too (`{ ...baseMessage, token }`).
-        let mut wire = Map::new();
-        for (key, value) in &raw {
-            if !PUSHQ_FIELDS.contains(&key.as_str()) && !TARGET_FIELDS.contains(&key.as_str()) {
-                wire.insert(key.clone(), value.clone());
-            }
-        }
-        fcm_body::to_wire(&mut wire)?;
-        // Beyond firebase-admin: what FCM itself refuses (an unknown field, an enum value, a
-        // reserved data key, a link that is not HTTPS), named as the push wrote it.
-        fcm_shape::check_fcm_shape(&raw)
-            .map_err(|v| InvalidPush::new(v.field.clone(), v.problem()))?;
+        let wire = wire_message(&raw)?;
         Ok(Push {
             raw,
             target,
@@ -348,6 +335,24 @@ impl Push {
         push.raw.insert(self.target.field().to_owned(), list);
         push
     }
+}
+
+/// The FCM v1 `message` a push becomes, without its target, checked as firebase-admin checks it
+/// and then as FCM itself would.
+fn wire_message(raw: &Map<String, Value>) -> Result<Map<String, Value>, InvalidPush> {
+    // Every field but pushq's and the target: what firebase-admin 14's `sendEachForMulticast`
+    // copies into each per-device message too (`{ ...baseMessage, token }`).
+    let mut wire = Map::new();
+    for (key, value) in raw {
+        if !PUSHQ_FIELDS.contains(&key.as_str()) && !TARGET_FIELDS.contains(&key.as_str()) {
+            wire.insert(key.clone(), value.clone());
+        }
+    }
+    fcm_body::to_wire(&mut wire)?;
+    // Beyond firebase-admin: what FCM itself refuses (an unknown field, an enum value, a
+    // reserved data key, a link that is not HTTPS), named as the push wrote it.
+    fcm_shape::check_fcm_shape(raw).map_err(|v| InvalidPush::new(v.field.clone(), v.problem()))?;
+    Ok(wire)
 }
 
 /// Describes a JSON value for an error message without echoing large or sensitive content.
