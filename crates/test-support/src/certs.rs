@@ -19,30 +19,48 @@ pub struct Certs {
 
 /// Makes the test CAs and the server certificate in `dir` (P-256 keys).
 pub fn make(dir: &Path) -> Certs {
-    let path = |name: &str| dir.join(name).display().to_string();
     for ca in ["ca", "other-ca"] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &path(&format!("{ca}.key")),
-            "-out",
-            &path(&format!("{ca}.pem")),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=pushq test {ca}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
+        make_ca(dir, ca);
     }
+    make_server_cert(dir);
+    Certs {
+        ca: dir.join("ca.pem"),
+        other_ca: dir.join("other-ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+    }
+}
+
+/// Makes a self-signed CA, its key in `<ca>.key` and its certificate in `<ca>.pem`.
+fn make_ca(dir: &Path, ca: &str) {
+    let path = |name: &str| dir.join(name).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &path(&format!("{ca}.key")),
+        "-out",
+        &path(&format!("{ca}.pem")),
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN=pushq test {ca}"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+}
+
+/// Makes the server's key (`server.key`, mode 600) and its certificate for `localhost` and
+/// 127.0.0.1 (`server.pem`), signed by the test CA, which must exist already.
+fn make_server_cert(dir: &Path) {
+    let path = |name: &str| dir.join(name).display().to_string();
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
@@ -87,12 +105,6 @@ pub fn make(dir: &Path) -> Certs {
             std::fs::Permissions::from_mode(0o600),
         )
         .unwrap();
-    }
-    Certs {
-        ca: dir.join("ca.pem"),
-        other_ca: dir.join("other-ca.pem"),
-        server_cert: dir.join("server.pem"),
-        server_key: dir.join("server.key"),
     }
 }
 

@@ -200,24 +200,7 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|versions| {
-                let mut bins: Vec<PathBuf> = versions
-                    .filter_map(|v| Some(v.ok()?.path().join("bin")))
-                    .filter(|b| b.join("initdb").exists())
-                    .collect();
-                bins.sort_by_key(|b| {
-                    let version = b.parent().and_then(|v| v.file_name());
-                    version.and_then(|v| v.to_str()?.parse::<u32>().ok())
-                });
-                bins.pop()
-            })
-            .or_else(|| {
-                let out = Command::new("pg_config").arg("--bindir").output().ok()?;
-                Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
-            })
-            .expect("the PostgreSQL server binaries (initdb, pg_ctl) for a private cluster");
+        let bin = server_bin_dir();
         let root = Command::new("id")
             .arg("-u")
             .output()
@@ -290,6 +273,29 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Where the PostgreSQL server binaries are: the newest `/usr/lib/postgresql/<version>/bin`
+/// holding `initdb`, else `pg_config --bindir`.
+fn server_bin_dir() -> PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|versions| {
+            let mut bins: Vec<PathBuf> = versions
+                .filter_map(|v| Some(v.ok()?.path().join("bin")))
+                .filter(|b| b.join("initdb").exists())
+                .collect();
+            bins.sort_by_key(|b| {
+                let version = b.parent().and_then(|v| v.file_name());
+                version.and_then(|v| v.to_str()?.parse::<u32>().ok())
+            });
+            bins.pop()
+        })
+        .or_else(|| {
+            let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+            Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+        })
+        .expect("the PostgreSQL server binaries (initdb, pg_ctl) for a private cluster")
 }
 
 impl Drop for PgCluster {
