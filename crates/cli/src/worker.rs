@@ -178,8 +178,6 @@ fn receive_backoff(failures: u32) -> Duration {
 struct Received {
     message: QueueMessage,
     receipt: String,
-    /// Its FIFO message group (FIFO queues only).
-    group: Option<String>,
 }
 
 /// What a poll gathered, and when its first receive went out: the messages' visibility timeout
@@ -230,9 +228,9 @@ async fn receive(
                     m.body.as_deref(),
                     sent_timestamp.as_deref(),
                 )
-                .delivered_before(receive_count.as_deref(), first_message_id.as_deref()),
+                .delivered_before(receive_count.as_deref(), first_message_id.as_deref())
+                .in_group(group.as_deref()),
                 receipt: m.receipt_handle.unwrap_or_default(),
-                group,
             }
         })
         .collect())
@@ -291,23 +289,16 @@ async fn process(sqs: &aws_sdk_sqs::Client, engine: &Engine, config: &WorkerConf
     // while the batch runs.
     let deadline = started + config.visibility_timeout.mul_f64(0.8);
     let messages: Vec<QueueMessage> = batch.iter().map(|r| r.message.clone()).collect();
-    let groups: Vec<Option<&str>> = batch.iter().map(|r| r.group.as_deref()).collect();
     let extender = extend_visibility(
         sqs.clone(),
         config.clone(),
         batch.iter().map(|r| r.receipt.clone()).collect(),
         first_receive,
     );
-    let outcome = engine
-        .process_in_group_order(&messages, &groups, deadline)
-        .await;
+    let (failed, outcome) = engine.deliver(&messages, deadline).await;
     extender.abort();
-    let failed: Vec<String> = match &outcome {
-        Ok(o) => o.failed_message_ids.clone(),
-        Err(e) => {
-            tracing::error!(error = %e, batch_size = messages.len(), "batch failed; every message will be redelivered");
-            return;
-        }
+    let Some(outcome) = outcome else {
+        return;
     };
     let done: Vec<&str> = batch
         .iter()
@@ -315,20 +306,16 @@ async fn process(sqs: &aws_sdk_sqs::Client, engine: &Engine, config: &WorkerConf
         .map(|r| r.receipt.as_str())
         .collect();
     let deleted = delete(sqs, config, &done).await;
-    if let Ok(o) = outcome {
-        let elapsed = started.elapsed();
-        o.log(elapsed);
-        pushq_delivery::metrics::print_emf_with(
-            &o,
-            elapsed,
-            &config.metrics_namespace,
-            "pushq-worker",
-            &[
-                ("DeleteRetried", deleted.retried),
-                ("NotDeleted", deleted.not_deleted),
-            ],
-        );
-    }
+    pushq_delivery::metrics::report(
+        &outcome,
+        started.elapsed(),
+        &config.metrics_namespace,
+        "pushq-worker",
+        &[
+            ("DeleteRetried", deleted.retried),
+            ("NotDeleted", deleted.not_deleted),
+        ],
+    );
 }
 
 /// What deleting a batch's finished messages took.

@@ -176,6 +176,19 @@ pub fn print_emf(outcome: &BatchOutcome, duration: Duration, namespace: &str, se
     print_emf_with(outcome, duration, namespace, service, &[]);
 }
 
+/// What the Lambda and `pushq worker` report when a batch is done: its one log line
+/// ([`BatchOutcome::log`]), then its EMF lines, with the caller's own counters on the first.
+pub fn report(
+    outcome: &BatchOutcome,
+    duration: Duration,
+    namespace: &str,
+    service: &str,
+    extra: &[(&'static str, u64)],
+) {
+    outcome.log(duration);
+    print_emf_with(outcome, duration, namespace, service, extra);
+}
+
 /// [`print_emf`] with the caller's own counters on the first line.
 pub fn print_emf_with(
     outcome: &BatchOutcome,

@@ -110,26 +110,15 @@ async fn handle(
                     .get(pushq_delivery::FIRST_MESSAGE_ID)
                     .and_then(|a| a.string_value.as_deref()),
             )
+            .in_group(message_group(r))
         })
         .collect();
-    let groups: Vec<Option<&str>> = event.payload.records.iter().map(message_group).collect();
-    let deadline = deadline(event.context.deadline);
-    let failed = match engine
-        .process_in_group_order(&messages, &groups, deadline)
-        .await
-    {
-        Ok(outcome) => {
-            let elapsed = started.elapsed();
-            outcome.log(elapsed);
-            metrics::print_emf(&outcome, elapsed, namespace, "pushq-lambda");
-            outcome.failed_message_ids
-        }
-        Err(e) => {
-            // Not a panic and not an invocation error: SQS redelivers exactly these messages.
-            tracing::error!(error = %e, batch_size = messages.len(), "batch failed; every message will be redelivered");
-            messages.iter().map(|m| m.message_id.clone()).collect()
-        }
-    };
+    let (failed, outcome) = engine
+        .deliver(&messages, deadline(event.context.deadline))
+        .await;
+    if let Some(outcome) = outcome {
+        metrics::report(&outcome, started.elapsed(), namespace, "pushq-lambda", &[]);
+    }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failed
         .into_iter()

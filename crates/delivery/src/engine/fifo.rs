@@ -18,20 +18,18 @@ use crate::outcome::BatchOutcome;
 use crate::store::StoreError;
 
 impl Engine {
-    /// Delivers one batch keeping FIFO order: `groups[i]` is the message group of `messages[i]`
-    /// (`None` on a standard queue). Messages of one group are processed one round after
-    /// another, in batch order; once one of them is handed back, the group's later messages are
-    /// handed back too, unsent. The outcome covers the whole batch. A database error fails the
-    /// whole batch, as [`Engine::process`] does (rounds already recorded are skipped when it
-    /// comes back).
+    /// Delivers one batch keeping FIFO order: messages of one group
+    /// ([`QueueMessage::group`]) are processed one round after another, in batch order; once
+    /// one of them is handed back, the group's later messages are handed back too, unsent. The
+    /// outcome covers the whole batch. A database error fails the whole batch, as
+    /// [`Engine::process`] does (rounds already recorded are skipped when it comes back).
     pub async fn process_in_group_order(
         &self,
         messages: &[QueueMessage],
-        groups: &[Option<&str>],
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
-        assert_eq!(messages.len(), groups.len(), "one group per message");
-        let mut queues = group_queues(groups);
+        let groups: Vec<Option<&str>> = messages.iter().map(|m| m.group.as_deref()).collect();
+        let mut queues = group_queues(&groups);
         if queues.iter().all(|q| q.len() <= 1) {
             return self.process(messages, deadline).await;
         }

@@ -16,6 +16,9 @@ pub struct QueueMessage {
     /// [`FIRST_MESSAGE_ID`] attribute): a foreign envelope without `id` keeps that id as its
     /// push id across redrives.
     pub first_message_id: Option<String>,
+    /// Its FIFO message group (FIFO queues only): the engine keeps the order of a group's
+    /// messages ([`super::Engine::deliver`]).
+    pub group: Option<String>,
 }
 
 /// The message attribute `pushq dlq redrive` gives each message it moves: the id of the message
@@ -50,6 +53,14 @@ impl QueueMessage {
             first_message_id: first_message_id
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned),
+            ..self
+        }
+    }
+
+    /// The same message, in FIFO message group `group` (`None` on a standard queue).
+    pub fn in_group(self, group: Option<&str>) -> QueueMessage {
+        QueueMessage {
+            group: group.map(str::to_owned),
             ..self
         }
     }

@@ -247,6 +247,26 @@ impl Engine {
         .await
     }
 
+    /// What the Lambda and `pushq worker` do with a batch they received: delivers it in FIFO
+    /// order ([`Engine::process_in_group_order`]); on a database error, logs it and hands every
+    /// message back. Returns the messages to hand back, and the outcome for the caller to
+    /// report ([`crate::metrics::report`]) when it is done with the batch (none when the batch
+    /// failed).
+    pub async fn deliver(
+        &self,
+        messages: &[QueueMessage],
+        deadline: Instant,
+    ) -> (Vec<String>, Option<BatchOutcome>) {
+        match self.process_in_group_order(messages, deadline).await {
+            Ok(outcome) => (outcome.failed_message_ids.clone(), Some(outcome)),
+            Err(e) => {
+                tracing::error!(error = %e, batch_size = messages.len(), "batch failed; every message will be redelivered");
+                let all = messages.iter().map(|m| m.message_id.clone()).collect();
+                (all, None)
+            }
+        }
+    }
+
     /// Phase 2: one query, every (app, user) of the batch to their live devices seen within the
     /// stale age.
     async fn resolve_users(
