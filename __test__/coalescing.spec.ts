@@ -7,7 +7,7 @@ test('2,000 concurrent enqueuePush calls arrive exactly once, in clearly fewer S
   const queueUrl = await freshQueue()
   // Through the counting proxy, which sees every request and body that reaches SQS. moto takes
   // about 30 s for 2,000 pushes, past the default 30 s deadline of the last ones in the backlog;
-  // the deadline is not what this test is about (edges.spec.ts is), so it is set well above that.
+  // the deadline is not what this test is about (sqs-failures.spec.ts is), so it is set well above that.
   const client = new PushClient({ queueUrl, endpointUrl: process.env.PUSHQ_TEST_SQS_PROXY!, pushTimeoutMs: 300_000 })
   const n = 2000
   const results = await Promise.all(

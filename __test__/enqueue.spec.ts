@@ -1,4 +1,6 @@
-// enqueuePush against a real SQS (moto_server): what lands in the queue is what a consumer reads.
+// enqueuePush against a real SQS (moto_server): what lands in the queue is what a consumer reads —
+// the envelope with its id, dates, delays, a large tokens list split into several messages,
+// enqueuePushes (all or none), and firebase-admin's dryRun flag.
 import { PushClient } from '..'
 import { drainQueue, freshQueue, queueDepth } from './support/sqs'
 
@@ -64,23 +66,6 @@ describe('enqueuePush', () => {
     expect(got).toEqual([...tokens].sort())
   })
 
-  test('a payload over FCM limits is refused with PUSHQ_TOO_LARGE and not enqueued', async () => {
-    const big = 'x'.repeat(4100)
-    await expect(client.enqueuePush({ token: 'device-1', data: { big } })).rejects.toMatchObject({
-      code: 'PUSHQ_TOO_LARGE',
-      message: expect.stringContaining('4096'),
-    })
-    // Topics have half the room: 3,000 bytes is fine for a token, too large for a topic.
-    const mid = 'x'.repeat(3000)
-    await expect(client.enqueuePush({ topic: 'news', data: { mid } })).rejects.toMatchObject({
-      code: 'PUSHQ_TOO_LARGE',
-      message: expect.stringContaining('2048'),
-    })
-    await client.enqueuePush({ token: 'device-1', data: { mid } })
-    const messages = await drainQueue(queueUrl)
-    expect(messages.map((m) => JSON.parse(m.Body!).push.token)).toEqual(['device-1'])
-  })
-
   test('enqueuePushes: one invalid push and none is enqueued; all valid and all are', async () => {
     const good = { token: 'device-1', notification: { title: 'ok' } }
     const bad = { token: 'device-2', android: { ttl: -5 } }
@@ -96,5 +81,24 @@ describe('enqueuePush', () => {
     const result = await client.enqueuePushes([good, { ...good, token: 'device-3' }])
     const messages = await drainQueue(queueUrl, 2)
     expect(messages.map((m) => JSON.parse(m.Body!).id).sort()).toEqual(result.map((r) => r.id).sort())
+  })
+})
+
+describe("firebase-admin's dryRun flag", () => {
+  test('the queue message of a dry run says so; a dryRun that is not a boolean is refused', async () => {
+    const queueUrl = await freshQueue()
+    const client = new PushClient({ queueUrl })
+    await client.enqueuePush({ token: 'device-1' }, true)
+    await client.enqueuePush({ token: 'device-2' })
+    const bodies = (await drainQueue(queueUrl, 2)).map((m) => JSON.parse(m.Body!))
+    expect(bodies.map((b) => [b.push.token, b.dryRun])).toEqual([
+      ['device-1', true],
+      ['device-2', undefined],
+    ])
+    await expect(client.enqueuePush({ token: 'device-1' }, 'yes' as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_PUSH', field: 'dryRun' })
+    // enqueuePushes takes it too, as firebase-admin's sendEach(messages, dryRun) does.
+    await client.enqueuePushes([{ token: 'device-3' }, { topic: 'news' }], true)
+    expect((await drainQueue(queueUrl, 2)).map((m) => JSON.parse(m.Body!).dryRun)).toEqual([true, true])
+    await client.close()
   })
 })

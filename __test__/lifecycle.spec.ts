@@ -1,4 +1,5 @@
-// close() and process lifetime, as a server sees them; ESM and the module-level function.
+// close() and process lifetime, as a server sees them; ESM, and the module-level enqueuePush's
+// default client, configured from the environment on each call until it is.
 import { PushClient } from '..'
 import { drainQueue, freshQueue, queueDepth } from './support/sqs'
 import { spawn } from 'child_process'
@@ -91,5 +92,32 @@ describe('module formats and the default client', () => {
     const messages = await drainQueue(queueUrl, 2)
     const byId = new Map(messages.map((m) => [JSON.parse(m.Body!).id, JSON.parse(m.Body!).push]))
     expect(byId).toEqual(new Map<string, unknown>([[first, { topic: 'news', notification: { title: 'hello' } }], [second, { token: 'device-1' }]]))
+  })
+
+  test('the module-level enqueuePush reports a configuration error per call, and works once the environment is fixed', async () => {
+    const queueUrl = await freshQueue()
+    const script = `
+    const { enqueuePush } = require(${JSON.stringify(root)})
+    ;(async () => {
+      const first = await enqueuePush({ token: 'device-1' }).then(() => 'resolved', (e) => e.code)
+      process.env.PUSHQ_QUEUE_URL = ${JSON.stringify(queueUrl)}
+      const { id } = await enqueuePush({ token: 'device-1' })
+      console.log(JSON.stringify({ first, id }))
+    })().catch((e) => { console.error(e); process.exit(1) })
+  `
+    const env: Record<string, string> = { ...process.env, AWS_ENDPOINT_URL_SQS: endpointUrl } as any
+    delete env.PUSHQ_QUEUE_URL
+    const child = spawn(process.execPath, ['-e', script], { env })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const code = await new Promise((resolve) => child.on('exit', resolve))
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+    const { first, id } = JSON.parse(stdout)
+    expect(first).toBe('PUSHQ_CONFIG')
+    const messages = await drainQueue(queueUrl, 1)
+    expect(messages.map((m) => JSON.parse(m.Body!).id)).toEqual([id])
   })
 })

@@ -12,7 +12,7 @@ import { CreateQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs'
 import { randomUUID } from 'crypto'
 import { DeliveryLog, DeviceRegistry, PushClient } from '..'
 import { freshQueue, queueDepth, sqs } from './support/sqs'
-import { Emulator, freshDatabase, pushq, runScript, startEmulator, startWorker, waitFor } from './support/pushq-bin'
+import { Emulator, freshDatabase, pushq, runScript, startEmulator, waitFor, withWorker as runWorker } from './support/pushq-bin'
 
 const moto = process.env.PUSHQ_TEST_SQS_ENDPOINT!
 const scheduler = new SchedulerClient({ endpoint: moto, region: 'us-east-1' })
@@ -69,18 +69,7 @@ async function fire(pushId: string, queueUrl: string, dedup?: string) {
 
 /** Runs `pushq worker` until `done` holds, then stops it; its stderr is in the error if not. */
 async function withWorker(queueUrl: string, env: Record<string, string>, done: () => Promise<boolean>) {
-  const worker = startWorker(['--queue-url', queueUrl, '--batch-size', '10'], env)
-  let log = ''
-  worker.stderr!.on('data', (d) => (log += d))
-  try {
-    await waitFor('the delivery log', 60_000, done)
-  } catch (e) {
-    throw new Error(`${e}\nworker log:\n${log}`)
-  } finally {
-    const exited = new Promise((resolve) => worker.once('exit', resolve))
-    worker.kill('SIGTERM')
-    await exited
-  }
+  await runWorker(['--queue-url', queueUrl, '--batch-size', '10'], env, () => waitFor('the delivery log', 60_000, done))
 }
 
 const sentTo = async (prefix: string) =>

@@ -94,3 +94,22 @@ export function pushq(args: string[], env: Record<string, string>) {
 export function startWorker(args: string[], env: Record<string, string>): ChildProcess {
   return spawn(PUSHQ_BIN, ['worker', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
 }
+
+/**
+ * Runs `pushq worker` with `args` until `until` resolves, then stops it (SIGTERM) and waits for it
+ * to exit; if `until` fails, its error carries the worker's stderr.
+ */
+export async function withWorker(args: string[], env: Record<string, string>, until: () => Promise<void>) {
+  const worker = startWorker(args, env)
+  let log = ''
+  worker.stderr!.on('data', (d) => (log += d))
+  const exited = new Promise((resolve) => worker.once('exit', resolve))
+  try {
+    await until()
+  } catch (e) {
+    throw new Error(`${e}\nworker log:\n${log}`)
+  } finally {
+    worker.kill('SIGTERM')
+    await exited
+  }
+}
