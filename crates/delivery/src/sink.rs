@@ -1,7 +1,7 @@
 //! Where the engine's sends go: one trait, two implementations. The FCM client (`fcm::FcmClient`) sends
 //! to FCM (or an emulator); [`LogSink`] prints what would be sent (local mode without
 //! credentials). Each builds the request body itself, as it sends ([`crate::request`]). The
-//! answers ([`Sent`], [`FcmError`]) are defined here, with the trait, and the FCM client
+//! answers ([`Sent`], [`SendError`]) are defined here, with the trait, and the FCM client
 //! classifies FCM's own answers into them: this module imports no other of the crate but
 //! `request`.
 
@@ -15,7 +15,7 @@ use crate::request::request_body;
 /// Why a send did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum FcmError {
+pub enum SendError {
     /// The token is dead (`UNREGISTERED`, or `INVALID_ARGUMENT` naming the registration token):
     /// final; the device is invalidated.
     #[error("{code}: {detail}")]
@@ -57,10 +57,6 @@ pub enum FcmError {
         /// What answered.
         detail: String,
     },
-    /// The HTTP client cannot be set up (e.g. `PUSHQ_FCM_CA_FILE` is unreadable): a
-    /// configuration error at start, never a send's result.
-    #[error("FCM client: {0}")]
-    Setup(String),
     /// `SENDER_ID_MISMATCH`: the token belongs to another sender (Firebase project) than the
     /// key. Final for a lone target among ones that worked; when most of a batch's sends answer
     /// it, the key is the wrong one and the batch hands them back (see `engine::batch`).
@@ -79,18 +75,17 @@ pub enum FcmError {
     },
 }
 
-impl FcmError {
+impl SendError {
     /// The error code recorded in the delivery log.
     pub fn code(&self) -> &str {
         match self {
-            FcmError::InvalidToken { code, .. }
-            | FcmError::Rejected { code, .. }
-            | FcmError::Transient { code, .. }
-            | FcmError::Deployment { code, .. } => code,
-            FcmError::Credentials(_) => "CREDENTIALS",
-            FcmError::Setup(_) => "SETUP",
-            FcmError::SenderMismatch { .. } => "SENDER_ID_MISMATCH",
-            FcmError::UnknownApp { .. } => NO_CREDENTIALS,
+            SendError::InvalidToken { code, .. }
+            | SendError::Rejected { code, .. }
+            | SendError::Transient { code, .. }
+            | SendError::Deployment { code, .. } => code,
+            SendError::Credentials(_) => "CREDENTIALS",
+            SendError::SenderMismatch { .. } => "SENDER_ID_MISMATCH",
+            SendError::UnknownApp { .. } => NO_CREDENTIALS,
         }
     }
 }
@@ -109,7 +104,7 @@ pub const NO_CREDENTIALS: &str = "NO_CREDENTIALS_FOR_APP";
 #[derive(Debug)]
 pub struct Attempted {
     /// FCM's answer to the last attempt.
-    pub result: Result<Sent, FcmError>,
+    pub result: Result<Sent, SendError>,
     /// Requests made (0 when the deadline had passed before the first).
     pub attempts: u32,
 }

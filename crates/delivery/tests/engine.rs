@@ -945,7 +945,7 @@ async fn a_device_quota_429_throttles_only_that_device() {
     let fcm = Fcm::start();
     let engine = engine(&db, &fcm).await;
     let body = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Device message rate exceeded.", "details": [
-        {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "QUOTA_EXCEEDED"},
+        {"@type": "type.googleapis.com/google.firebase.fcm.v1.SendError", "errorCode": "QUOTA_EXCEEDED"},
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"subject": "device", "description": "Device message rate exceeded"}]}
     ]}});
     fcm.faults(json!({"rules": [{"token": "tok-hot", "status": 429, "body": body.to_string()}]}))

@@ -30,7 +30,7 @@ mod tests;
 
 pub(super) use settle::Settled;
 
-use crate::sink::{Attempted, FcmError, Sent};
+use crate::sink::{Attempted, SendError, Sent};
 use crate::store::{Delivery, DeliveryStatus, DeviceKind, Rejected, TargetKey};
 
 /// One push of the batch: a valid envelope and the message it came in.

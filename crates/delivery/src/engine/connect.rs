@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{Engine, WithoutCredentials};
 use crate::config::{ConfigError, DeliveryConfig};
-use crate::fcm::{FcmApps, FcmConfig, FcmError, ServiceAccount};
+use crate::fcm::{FcmApps, FcmConfig, FcmSetupError, ServiceAccount};
 use crate::sink::{LogSink, Sink};
 use crate::store::{Store, StoreError};
 
@@ -20,7 +20,7 @@ pub enum SetupError {
     Store(#[from] StoreError),
     /// The FCM credentials.
     #[error(transparent)]
-    Fcm(#[from] FcmError),
+    Fcm(#[from] FcmSetupError),
 }
 
 impl Engine {

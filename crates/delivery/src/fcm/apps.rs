@@ -1,7 +1,7 @@
 //! Several apps, one deployment: a [`FcmClient`] per app (Firebase project), each with its own
 //! key, OAuth token, quota throttle and connections. A push goes through its app's client. The
 //! engine hands a push for an app without a key back before planning it ([`Sink::has_app`]);
-//! should one reach a send anyway, it is not sent and comes back ([`FcmError::UnknownApp`]).
+//! should one reach a send anyway, it is not sent and comes back ([`SendError::UnknownApp`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use pushq_model::{Push, Recipient};
 
-use super::{FcmClient, FcmConfig, FcmError, ServiceAccount};
+use super::{FcmClient, FcmConfig, FcmSetupError, SendError, ServiceAccount};
 use crate::sink::{Attempted, Sink};
 
 /// The FCM clients of a deployment's apps, by app name.
@@ -22,11 +22,11 @@ impl FcmApps {
     pub fn new(
         keys: BTreeMap<String, ServiceAccount>,
         config: &FcmConfig,
-    ) -> Result<FcmApps, FcmError> {
+    ) -> Result<FcmApps, FcmSetupError> {
         let clients = keys
             .into_iter()
             .map(|(app, key)| Ok((app, FcmClient::new(key, config)?)))
-            .collect::<Result<_, FcmError>>()?;
+            .collect::<Result<_, FcmSetupError>>()?;
         Ok(FcmApps { clients })
     }
 
@@ -48,7 +48,7 @@ impl Sink for FcmApps {
         match self.clients.get(push.app()) {
             Some(client) => client.send(push, push_id, to, validate_only, deadline),
             None => Box::pin(std::future::ready(Attempted {
-                result: Err(FcmError::UnknownApp {
+                result: Err(SendError::UnknownApp {
                     app: push.app().to_owned(),
                 }),
                 attempts: 0,

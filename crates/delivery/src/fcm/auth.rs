@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::key::ServiceAccount;
-use super::FcmError;
+use super::{FcmSetupError, SendError};
 
 /// The OAuth scope FCM sends need.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -35,9 +35,14 @@ pub struct TokenSource {
 
 impl TokenSource {
     /// A token source for `account`; fails if its private key is not an RSA PEM key.
-    pub fn new(account: ServiceAccount, http: reqwest::Client) -> Result<TokenSource, FcmError> {
+    pub fn new(
+        account: ServiceAccount,
+        http: reqwest::Client,
+    ) -> Result<TokenSource, FcmSetupError> {
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(account.private_key.as_bytes()).map_err(
-            |_| FcmError::Credentials("private_key: not an RSA private key in PEM form".into()),
+            |_| {
+                FcmSetupError::Credentials("private_key: not an RSA private key in PEM form".into())
+            },
         )?;
         Ok(TokenSource {
             account,
@@ -53,7 +58,7 @@ impl TokenSource {
     }
 
     /// A valid access token; fetched when there is none or it is about to expire.
-    pub async fn token(&self) -> Result<String, FcmError> {
+    pub async fn token(&self) -> Result<String, SendError> {
         let mut cached = self.cached.lock().await;
         if let Some((token, expires)) = cached.as_ref() {
             if Instant::now() + REFRESH_MARGIN < *expires {
@@ -75,7 +80,7 @@ impl TokenSource {
 
     /// A signed JWT asserting the service account, valid for an hour: what the token
     /// endpoint exchanges for an access token.
-    fn assertion(&self) -> Result<String, FcmError> {
+    fn assertion(&self) -> Result<String, SendError> {
         #[derive(serde::Serialize)]
         struct Claims<'a> {
             iss: &'a str,
@@ -97,11 +102,11 @@ impl TokenSource {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(self.account.private_key_id.clone()).filter(|k| !k.is_empty());
         jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| FcmError::Credentials(format!("cannot sign the token request ({e})")))
+            .map_err(|e| SendError::Credentials(format!("cannot sign the token request ({e})")))
     }
 
     /// A new access token from the token endpoint, and how long it lasts.
-    async fn fetch(&self) -> Result<(String, Duration), FcmError> {
+    async fn fetch(&self) -> Result<(String, Duration), SendError> {
         let assertion = self.assertion()?;
         let response = self
             .http
@@ -112,7 +117,7 @@ impl TokenSource {
             ])
             .send()
             .await
-            .map_err(|e| FcmError::Transient {
+            .map_err(|e| SendError::Transient {
                 code: "TOKEN_UNREACHABLE".into(),
                 detail: without_url(&e),
                 retry_after: None,
@@ -125,16 +130,16 @@ impl TokenSource {
                 body.chars().take(200).collect::<String>()
             );
             return Err(if status.is_server_error() || status.as_u16() == 429 {
-                FcmError::Transient {
+                SendError::Transient {
                     code: "TOKEN_UNAVAILABLE".into(),
                     detail,
                     retry_after: None,
                 }
             } else {
-                FcmError::Credentials(detail)
+                SendError::Credentials(detail)
             });
         }
-        let token: TokenResponse = response.json().await.map_err(|e| FcmError::Transient {
+        let token: TokenResponse = response.json().await.map_err(|e| SendError::Transient {
             code: "TOKEN_RESPONSE".into(),
             detail: without_url(&e),
             retry_after: None,

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::FcmError;
+use super::FcmSetupError;
 use crate::config::CredentialsSetting;
 use crate::setting::unwrap_value;
 
@@ -45,9 +45,10 @@ impl ServiceAccount {
     /// and editors wrap around a value (a byte-order mark, quotes) is removed first
     /// ([`unwrap_value`]). Errors name the setting's variable and say what was expected; they
     /// never quote the value or any part of it, which may be the key itself or a mangled copy.
-    pub fn load(setting: &CredentialsSetting) -> Result<ServiceAccount, FcmError> {
-        let fail =
-            |problem: String| FcmError::Credentials(format!("{}: {problem}", setting.variable));
+    pub fn load(setting: &CredentialsSetting) -> Result<ServiceAccount, FcmSetupError> {
+        let fail = |problem: String| {
+            FcmSetupError::Credentials(format!("{}: {problem}", setting.variable))
+        };
         let (text, from_file) = read_setting(setting)?;
         parse_key(&text).map_err(|problem| fail(in_file(from_file, problem)))
     }
@@ -57,9 +58,10 @@ impl ServiceAccount {
     /// {…}}`), as JSON or in a file. Errors name the variable and the app, never a value.
     pub fn load_apps(
         setting: &CredentialsSetting,
-    ) -> Result<std::collections::BTreeMap<String, ServiceAccount>, FcmError> {
-        let fail =
-            |problem: String| FcmError::Credentials(format!("{}: {problem}", setting.variable));
+    ) -> Result<std::collections::BTreeMap<String, ServiceAccount>, FcmSetupError> {
+        let fail = |problem: String| {
+            FcmSetupError::Credentials(format!("{}: {problem}", setting.variable))
+        };
         let (text, from_file) = read_setting(setting)?;
         parse_keys(&text).map_err(|problem| fail(in_file(from_file, problem)))
     }
@@ -67,8 +69,9 @@ impl ServiceAccount {
 
 /// The setting's JSON text: the value itself when it is JSON, else the file it names; and
 /// whether it came from a file.
-fn read_setting(setting: &CredentialsSetting) -> Result<(String, bool), FcmError> {
-    let fail = |problem: String| FcmError::Credentials(format!("{}: {problem}", setting.variable));
+fn read_setting(setting: &CredentialsSetting) -> Result<(String, bool), FcmSetupError> {
+    let fail =
+        |problem: String| FcmSetupError::Credentials(format!("{}: {problem}", setting.variable));
     let value = unwrap_value(&setting.value);
     if value.starts_with(['{', '[']) {
         return Ok((value.into_owned(), false));

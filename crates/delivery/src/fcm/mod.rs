@@ -13,7 +13,21 @@ use pushq_model::{Push, Recipient};
 use serde_json::Value;
 
 use crate::sink::{Attempted, Sink};
-pub use crate::sink::{FcmError, Sent, NO_CREDENTIALS};
+pub use crate::sink::{SendError, Sent, NO_CREDENTIALS};
+
+/// Why the FCM client cannot be set up, at start: never a send's result (that is a
+/// [`SendError`], the sink's own answer, which [`classify`] maps FCM's answers into).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FcmSetupError {
+    /// The service-account key is missing or unusable. Never contains key material.
+    #[error("FCM credentials: {0}")]
+    Credentials(String),
+    /// The HTTP client cannot be set up (e.g. `PUSHQ_FCM_CA_FILE` is unreadable, or
+    /// `PUSHQ_FCM_ENDPOINT` is not a URL).
+    #[error("FCM client: {0}")]
+    Client(String),
+}
 
 pub use crate::config::{connections_for, DEFAULT_ENDPOINT, FCM_STREAMS_PER_CONNECTION};
 pub use apps::FcmApps;
@@ -81,7 +95,7 @@ pub const THROTTLED: &str = "THROTTLED";
 
 impl FcmClient {
     /// A client for the service account `account`.
-    pub fn new(account: ServiceAccount, config: &FcmConfig) -> Result<FcmClient, FcmError> {
+    pub fn new(account: ServiceAccount, config: &FcmConfig) -> Result<FcmClient, FcmSetupError> {
         let http = pool::Pool::new(config)?;
         let send_url = format!(
             "{}/v1/projects/{}/messages:send",
@@ -89,7 +103,7 @@ impl FcmClient {
             account.project_id
         );
         let send_url = reqwest::Url::parse(&send_url).map_err(|e| {
-            FcmError::Setup(format!("PUSHQ_FCM_ENDPOINT: not a URL to send to ({e})"))
+            FcmSetupError::Client(format!("PUSHQ_FCM_ENDPOINT: not a URL to send to ({e})"))
         })?;
         let message_prefix = format!("projects/{}/messages/", account.project_id);
         let tokens = TokenSource::new(account, http.first().clone())?;
@@ -136,7 +150,7 @@ impl FcmClient {
     }
 
     /// One attempt: POSTs the request body (already holding `validate_only` when dry-run).
-    pub async fn send_once(&self, body: &Value) -> Result<Sent, FcmError> {
+    pub async fn send_once(&self, body: &Value) -> Result<Sent, SendError> {
         self.attempt(body, None)
             .await
             .unwrap_or_else(|| Err(deadline_passed()))
@@ -150,7 +164,7 @@ impl FcmClient {
         &self,
         body: &Value,
         start_by: Option<Instant>,
-    ) -> Option<Result<Sent, FcmError>> {
+    ) -> Option<Result<Sent, SendError>> {
         let token = match self.tokens.token().await {
             Ok(token) => token,
             Err(e) => return Some(Err(e)),
@@ -162,7 +176,7 @@ impl FcmClient {
     }
 
     /// The request itself, with an access token.
-    async fn post(&self, body: &Value, token: &str) -> Result<Sent, FcmError> {
+    async fn post(&self, body: &Value, token: &str) -> Result<Sent, SendError> {
         // Counted in flight on its connection until the answer is read.
         let lane = self.http.borrow();
         let response = lane
@@ -172,7 +186,7 @@ impl FcmClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| FcmError::Transient {
+            .map_err(|e| SendError::Transient {
                 code: "NETWORK".into(),
                 detail: auth::without_url(&e),
                 retry_after: None,
@@ -184,7 +198,7 @@ impl FcmClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.map_err(|e| FcmError::Transient {
+        let text = response.text().await.map_err(|e| SendError::Transient {
             code: "NETWORK".into(),
             detail: auth::without_url(&e),
             retry_after: None,
@@ -220,7 +234,7 @@ impl FcmClient {
             if let Some(until) = self.throttled_until() {
                 if until >= deadline {
                     return Attempted {
-                        result: Err(FcmError::Transient {
+                        result: Err(SendError::Transient {
                             code: THROTTLED.into(),
                             detail:
                                 "the project's FCM quota is exhausted: sends wait until it passes"
@@ -257,7 +271,7 @@ impl FcmClient {
                 };
             };
             attempts += 1;
-            let Err(FcmError::Transient { retry_after, .. }) = &result else {
+            let Err(SendError::Transient { retry_after, .. }) = &result else {
                 return Attempted { result, attempts };
             };
             if self.throttled_until().is_some() {
@@ -335,13 +349,13 @@ fn project_quota(body: &str) -> bool {
 /// project (`prefix` is `projects/<project_id>/messages/`). Anything else that answers 2xx (a
 /// TLS-inspecting proxy's page, an empty 204, a wrong `PUSHQ_FCM_ENDPOINT`, another project's
 /// name) did not deliver: the deployment's fault, handed back, never recorded `sent`.
-fn accepted(http_status: u16, body: &str, prefix: &str) -> Result<Sent, FcmError> {
+fn accepted(http_status: u16, body: &str, prefix: &str) -> Result<Sent, SendError> {
     let name = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned));
     match name {
         Some(name) if name.len() > prefix.len() && name.starts_with(prefix) => Ok(Sent { name }),
-        _ => Err(FcmError::Deployment {
+        _ => Err(SendError::Deployment {
             code: format!("HTTP_{http_status}"),
             detail: format!(
                 "a {http_status} answer without a message name under {prefix}: not FCM's ({})",
@@ -351,8 +365,8 @@ fn accepted(http_status: u16, body: &str, prefix: &str) -> Result<Sent, FcmError
     }
 }
 
-fn deadline_passed() -> FcmError {
-    FcmError::Transient {
+fn deadline_passed() -> SendError {
+    SendError::Transient {
         code: "DEADLINE".into(),
         detail: "the batch's time ran out before FCM answered".into(),
         retry_after: None,
@@ -361,16 +375,16 @@ fn deadline_passed() -> FcmError {
 
 /// Whether an answer says the access token itself is not valid: a 401 without an FCM error code
 /// (Google's `UNAUTHENTICATED`), which [`classify`] makes transient.
-fn access_token_refused(http_status: u16, error: &FcmError) -> bool {
-    http_status == 401 && matches!(error, FcmError::Transient { .. })
+fn access_token_refused(http_status: u16, error: &SendError) -> bool {
+    http_status == 401 && matches!(error, SendError::Transient { .. })
 }
 
 /// FCM's answer → whose fault it is and whether it is final (the rule table in
 /// `docs/operations.md`, "Which FCM answers are final"). `details[].errorCode` (FCM's own code)
 /// wins over `error.status` (Google's).
-pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> FcmError {
+pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> SendError {
     let retryable = matches!(http_status, 429 | 500 | 502 | 503 | 504);
-    let transient = |code, detail| FcmError::Transient {
+    let transient = |code, detail| SendError::Transient {
         code,
         detail,
         retry_after,
@@ -389,7 +403,7 @@ pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> 
         );
         return match retryable {
             true => transient(code, detail),
-            false => FcmError::Deployment { code, detail },
+            false => SendError::Deployment { code, detail },
         };
     };
     let details = error.get("details").and_then(Value::as_array);
@@ -406,20 +420,20 @@ pub fn classify(http_status: u16, body: &str, retry_after: Option<Duration>) -> 
         .and_then(Value::as_str)
         .map_or_else(|| body.chars().take(200).collect::<String>(), str::to_owned);
     match fcm_code {
-        Some("UNREGISTERED") => FcmError::InvalidToken { code, detail },
-        Some("SENDER_ID_MISMATCH") => FcmError::SenderMismatch { detail },
+        Some("UNREGISTERED") => SendError::InvalidToken { code, detail },
+        Some("SENDER_ID_MISMATCH") => SendError::SenderMismatch { detail },
         Some("INVALID_ARGUMENT") if names_the_token(&detail, details) => {
-            FcmError::InvalidToken { code, detail }
+            SendError::InvalidToken { code, detail }
         }
-        Some("THIRD_PARTY_AUTH_ERROR") => FcmError::Deployment { code, detail },
+        Some("THIRD_PARTY_AUTH_ERROR") => SendError::Deployment { code, detail },
         Some("QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL") => transient(code, detail),
         Some(_) if retryable => transient(code, detail),
         // FCM's own code for the message (INVALID_ARGUMENT, UNSPECIFIED_ERROR, one added later).
-        Some(_) => FcmError::Rejected { code, detail },
+        Some(_) => SendError::Rejected { code, detail },
         // Google's answer without FCM's: about the access token, the key's rights, the project.
         None if http_status == 401 || retryable => transient(code, detail),
-        None if matches!(http_status, 403 | 404) => FcmError::Deployment { code, detail },
-        None => FcmError::Rejected { code, detail },
+        None if matches!(http_status, 403 | 404) => SendError::Deployment { code, detail },
+        None => SendError::Rejected { code, detail },
     }
 }
 

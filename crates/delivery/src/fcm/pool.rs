@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{FcmConfig, FcmError};
+use super::{FcmConfig, FcmSetupError};
 
 /// Clients to FCM's host, each with its own connection, chosen by the fewest sends in flight.
 pub(super) struct Pool {
@@ -44,7 +44,7 @@ impl Drop for Borrowed<'_> {
 impl Pool {
     /// `config.connections` clients (at least one), each trusting the built-in web roots and
     /// the certificates of `config.ca_file`.
-    pub(super) fn new(config: &FcmConfig) -> Result<Pool, FcmError> {
+    pub(super) fn new(config: &FcmConfig) -> Result<Pool, FcmSetupError> {
         let extra_roots = match &config.ca_file {
             Some(path) => extra_roots(path)?,
             None => Vec::new(),
@@ -58,15 +58,15 @@ impl Pool {
                 for root in &extra_roots {
                     builder = builder.add_root_certificate(root.clone());
                 }
-                let http = builder
-                    .build()
-                    .map_err(|e| FcmError::Setup(format!("cannot build the HTTP client: {e}")))?;
+                let http = builder.build().map_err(|e| {
+                    FcmSetupError::Client(format!("cannot build the HTTP client: {e}"))
+                })?;
                 Ok(Lane {
                     http,
                     in_flight: AtomicUsize::new(0),
                 })
             })
-            .collect::<Result<Vec<_>, FcmError>>()?;
+            .collect::<Result<Vec<_>, FcmSetupError>>()?;
         Ok(Pool {
             lanes,
             next: AtomicUsize::new(0),
@@ -93,9 +93,10 @@ impl Pool {
 
 /// The certificates of a PEM file to trust besides the built-in roots (`PUSHQ_FCM_CA_FILE`):
 /// an error names the variable and the file, and a file without a certificate is one.
-fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, FcmError> {
-    let refuse =
-        |why: String| FcmError::Setup(format!("PUSHQ_FCM_CA_FILE: {}: {why}", path.display()));
+fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, FcmSetupError> {
+    let refuse = |why: String| {
+        FcmSetupError::Client(format!("PUSHQ_FCM_CA_FILE: {}: {why}", path.display()))
+    };
     let pem = std::fs::read(path).map_err(|e| refuse(e.to_string()))?;
     let roots = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| refuse(format!("not a PEM certificate bundle ({e})")))?;

@@ -4,16 +4,16 @@ use super::*;
 fn classifies_fcm_errors() {
     let body = |status: &str, code: &str| {
         format!(
-            r#"{{"error":{{"code":404,"message":"m","status":"{status}","details":[{{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"{code}"}}]}}}}"#
+            r#"{{"error":{{"code":404,"message":"m","status":"{status}","details":[{{"@type":"type.googleapis.com/google.firebase.fcm.v1.SendError","errorCode":"{code}"}}]}}}}"#
         )
     };
     assert!(matches!(
         classify(404, &body("NOT_FOUND", "UNREGISTERED"), None),
-        FcmError::InvalidToken { .. }
+        SendError::InvalidToken { .. }
     ));
     assert!(matches!(
         classify(400, &body("INVALID_ARGUMENT", "INVALID_ARGUMENT"), None),
-        FcmError::Rejected { .. }
+        SendError::Rejected { .. }
     ));
     let e = classify(
         429,
@@ -22,7 +22,7 @@ fn classifies_fcm_errors() {
     );
     assert_eq!(
         e,
-        FcmError::Transient {
+        SendError::Transient {
             code: "QUOTA_EXCEEDED".into(),
             detail: "m".into(),
             retry_after: Some(Duration::from_secs(3))
@@ -32,11 +32,11 @@ fn classifies_fcm_errors() {
     // the deployment's (a wrong endpoint), never final.
     assert!(matches!(
         classify(503, "<html>busy</html>", None),
-        FcmError::Transient { .. }
+        SendError::Transient { .. }
     ));
     assert!(matches!(
         classify(404, "<html>Not Found</html>", None),
-        FcmError::Deployment { .. }
+        SendError::Deployment { .. }
     ));
     assert_eq!(classify(418, "", None).code(), "HTTP_418");
 }
@@ -48,26 +48,26 @@ fn only_a_targets_own_error_is_final() {
     };
     let fcm = |http: u16, code: &str, message: &str| {
         format!(
-            r#"{{"error":{{"code":{http},"message":"{message}","status":"X","details":[{{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"{code}"}}]}}}}"#
+            r#"{{"error":{{"code":{http},"message":"{message}","status":"X","details":[{{"@type":"type.googleapis.com/google.firebase.fcm.v1.SendError","errorCode":"{code}"}}]}}}}"#
         )
     };
     // The key lacks the permission, the project is wrong: the deployment's, not final.
     let e = classify(403, &google(403, "PERMISSION_DENIED"), None);
-    assert!(matches!(&e, FcmError::Deployment { code, .. } if code == "PERMISSION_DENIED"));
+    assert!(matches!(&e, SendError::Deployment { code, .. } if code == "PERMISSION_DENIED"));
     assert!(matches!(
         classify(404, &google(404, "NOT_FOUND"), None),
-        FcmError::Deployment { .. }
+        SendError::Deployment { .. }
     ));
     // The access token is bad: retried with a new one (and only then is it dropped).
     let e = classify(401, &google(401, "UNAUTHENTICATED"), None);
     assert!(access_token_refused(401, &e), "{e:?}");
     // APNs/web push credentials: the deployment's; the OAuth token stays.
     let e = classify(401, &fcm(401, "THIRD_PARTY_AUTH_ERROR", "m"), None);
-    assert!(matches!(e, FcmError::Deployment { .. }));
+    assert!(matches!(e, SendError::Deployment { .. }));
     assert!(!access_token_refused(401, &e));
     assert!(matches!(
         classify(403, &fcm(403, "SENDER_ID_MISMATCH", "m"), None),
-        FcmError::SenderMismatch { .. }
+        SendError::SenderMismatch { .. }
     ));
     // INVALID_ARGUMENT: the token's when it names the token, else the message's.
     let bad_token = fcm(
@@ -77,22 +77,22 @@ fn only_a_targets_own_error_is_final() {
     );
     assert!(matches!(
         classify(400, &bad_token, None),
-        FcmError::InvalidToken { .. }
+        SendError::InvalidToken { .. }
     ));
-    let by_field = r#"{"error":{"code":400,"message":"Invalid value","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"},{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.token","description":"bad"}]}]}}"#;
+    let by_field = r#"{"error":{"code":400,"message":"Invalid value","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.SendError","errorCode":"INVALID_ARGUMENT"},{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.token","description":"bad"}]}]}}"#;
     assert!(matches!(
         classify(400, by_field, None),
-        FcmError::InvalidToken { .. }
+        SendError::InvalidToken { .. }
     ));
     let by_fid = by_field.replace("message.token", "message.fid");
     assert!(matches!(
         classify(400, &by_fid, None),
-        FcmError::InvalidToken { .. }
+        SendError::InvalidToken { .. }
     ));
     let by_other = by_field.replace("message.token", "message.android.ttl");
     assert!(matches!(
         classify(400, &by_other, None),
-        FcmError::Rejected { .. }
+        SendError::Rejected { .. }
     ));
     assert!(matches!(
         classify(
@@ -104,7 +104,7 @@ fn only_a_targets_own_error_is_final() {
             ),
             None
         ),
-        FcmError::Rejected { .. }
+        SendError::Rejected { .. }
     ));
 }
 
@@ -124,7 +124,7 @@ fn a_2xx_is_a_send_only_with_a_message_of_the_keys_project() {
     ] {
         let e = accepted(status, body, prefix).unwrap_err();
         assert!(
-            matches!(&e, FcmError::Deployment { code, .. } if *code == format!("HTTP_{status}")),
+            matches!(&e, SendError::Deployment { code, .. } if *code == format!("HTTP_{status}")),
             "{status} {body}: {e:?}"
         );
     }

@@ -18,18 +18,18 @@ enum Verdict {
     Failed(String),
     /// `SENDER_ID_MISMATCH`: final (`failed`, nothing invalidated) for a lone target; when it
     /// is most of the batch's answers, the key is the wrong one and it is handed back.
-    SenderMismatch(FcmError),
+    SenderMismatch(SendError),
     /// Not final: a `retrying` row, and the message comes back.
-    HandBack(FcmError),
+    HandBack(SendError),
 }
 
-impl From<&Result<Sent, FcmError>> for Verdict {
-    fn from(result: &Result<Sent, FcmError>) -> Verdict {
+impl From<&Result<Sent, SendError>> for Verdict {
+    fn from(result: &Result<Sent, SendError>) -> Verdict {
         match result.clone() {
             Ok(sent) => Verdict::Sent(sent),
-            Err(FcmError::InvalidToken { code, .. }) => Verdict::InvalidToken(code),
-            Err(FcmError::Rejected { code, .. }) => Verdict::Failed(code),
-            Err(e @ FcmError::SenderMismatch { .. }) => Verdict::SenderMismatch(e),
+            Err(SendError::InvalidToken { code, .. }) => Verdict::InvalidToken(code),
+            Err(SendError::Rejected { code, .. }) => Verdict::Failed(code),
+            Err(e @ SendError::SenderMismatch { .. }) => Verdict::SenderMismatch(e),
             // Transient trouble, the deployment's (403/404 without an FCM code, not FCM's
             // answer, THIRD_PARTY_AUTH_ERROR), credentials: never final.
             Err(other) => Verdict::HandBack(other),
@@ -174,7 +174,7 @@ fn judged(verdict: Verdict, t: &TargetJob, e: &Envelope, faults: &DeploymentFaul
         // A topic or condition has no token to invalidate: the message failed.
         Verdict::InvalidToken(code) if t.device.is_none() => Verdict::Failed(code),
         Verdict::InvalidToken(code) if faults.dead_everywhere.contains(app) => {
-            Verdict::HandBack(FcmError::Deployment {
+            Verdict::HandBack(SendError::Deployment {
                 detail: format!(
                     "{code} for most of the batch's device sends: the deployment's, not the tokens'"
                 ),
@@ -185,10 +185,10 @@ fn judged(verdict: Verdict, t: &TargetJob, e: &Envelope, faults: &DeploymentFaul
     }
 }
 
-fn log_hand_back(e: &Envelope, error: &FcmError) {
+fn log_hand_back(e: &Envelope, error: &SendError) {
     let app = e.push.app();
     match error {
-        FcmError::UnknownApp { .. } => {
+        SendError::UnknownApp { .. } => {
             tracing::error!(push_id = %e.id, app = %app, code = error.code(), "{error}; the message will be redelivered (and reach the DLQ if the key does not come)")
         }
         _ => {

@@ -54,7 +54,7 @@ fn planned<'m>(msgs: &'m [QueueMessage], devices: &Resolution, expiry: Expiry) -
 /// Every claimed target answered by `answer` (given its target), then classified and settled.
 fn answered(
     mut batch: Batch<'_>,
-    answer: impl Fn(&TargetJob) -> Result<Sent, FcmError>,
+    answer: impl Fn(&TargetJob) -> Result<Sent, SendError>,
 ) -> Settled {
     let results = batch
         .to_send()
@@ -76,7 +76,7 @@ fn answered(
     batch.settle()
 }
 
-fn sent(_: &TargetJob) -> Result<Sent, FcmError> {
+fn sent(_: &TargetJob) -> Result<Sent, SendError> {
     Ok(Sent {
         name: "projects/p/messages/1".into(),
     })
@@ -161,8 +161,8 @@ fn a_payload_over_the_limit_fails_in_plan_for_each_target() {
     assert_eq!(settled.outcome.counts.failed, 2);
 }
 
-fn mismatch(_: &TargetJob) -> Result<Sent, FcmError> {
-    Err(FcmError::SenderMismatch {
+fn mismatch(_: &TargetJob) -> Result<Sent, SendError> {
+    Err(SendError::SenderMismatch {
         detail: "SenderId mismatch".into(),
     })
 }
@@ -215,8 +215,8 @@ fn sender_id_mismatch_for_most_sends_hands_the_batch_back_as_a_wrong_key() {
 #[test]
 fn a_topic_answering_a_dead_token_fails_and_invalidates_nothing() {
     let msgs = messages(vec![json!({"topic": "news"}), json!({"token": "t"})]);
-    let dead = |_: &TargetJob| -> Result<Sent, FcmError> {
-        Err(FcmError::InvalidToken {
+    let dead = |_: &TargetJob| -> Result<Sent, SendError> {
+        Err(SendError::InvalidToken {
             code: "UNREGISTERED".into(),
             detail: "gone".into(),
         })
@@ -238,7 +238,7 @@ fn dead_tokens_for_most_of_many_sends_are_the_deployments_fault() {
     let tokens: Vec<String> = (0..DEAD_TOKEN_MIN_SENDS).map(|i| format!("t{i}")).collect();
     let msgs = messages(vec![json!({"tokens": tokens})]);
     let settled = answered(planned(&msgs, &Resolution::default(), NOW), |_| {
-        Err(FcmError::InvalidToken {
+        Err(SendError::InvalidToken {
             code: "UNREGISTERED".into(),
             detail: "gone".into(),
         })
