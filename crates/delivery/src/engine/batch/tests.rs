@@ -37,6 +37,12 @@ const NOW: Expiry = Expiry {
 fn planned<'m>(msgs: &'m [QueueMessage], devices: &Resolution, expiry: Expiry) -> Batch<'m> {
     let mut batch = Batch::parse(msgs, false);
     batch.plan(devices, expiry, &HashSet::new());
+    win_every_claim(&mut batch);
+    batch
+}
+
+/// Every planned target of `batch` claimed, and won.
+fn win_every_claim(batch: &mut Batch<'_>) {
     let won: HashMap<TargetKey, Claimed> = batch
         .claims()
         .into_iter()
@@ -48,7 +54,6 @@ fn planned<'m>(msgs: &'m [QueueMessage], devices: &Resolution, expiry: Expiry) -
         })
         .collect();
     batch.keep_claimed(&won);
-    batch
 }
 
 /// Every claimed target answered by `answer` (given its target), then classified and settled.
@@ -256,17 +261,7 @@ fn a_dry_run_is_recorded_as_such_and_takes_no_idempotency_key() {
     let msgs = messages(vec![json!({"token": "a", "idempotencyKey": "k"})]);
     let mut batch = Batch::parse(&msgs, true);
     batch.plan(&Resolution::default(), NOW, &HashSet::new());
-    let won: HashMap<TargetKey, Claimed> = batch
-        .claims()
-        .into_iter()
-        .map(|r| {
-            (
-                TargetKey::new(r.push_id, r.target),
-                Claimed::Won { taken_over: false },
-            )
-        })
-        .collect();
-    batch.keep_claimed(&won);
+    win_every_claim(&mut batch);
     assert!(batch.key_claims().is_empty());
     let settled = answered(batch, sent);
     assert_eq!(statuses(&settled), [("a".into(), "dry_run", None)]);
