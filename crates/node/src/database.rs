@@ -104,14 +104,7 @@ impl LazyStore {
             (None, Some(_)) => "DATABASE_URL",
             (None, None) => "the default database (sqlite://pushq-dev.db)",
         };
-        let app = match with_app {
-            true => app
-                .or_else(|| std::env::var("PUSHQ_APP").ok().filter(|a| !a.is_empty()))
-                .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned()),
-            false => pushq_model::DEFAULT_APP.to_owned(),
-        };
-        pushq_model::check_app(&app)
-            .map_err(|e| bad(format!("options.app (or PUSHQ_APP): {}", e.problem)))?;
+        let app = store_app(app, with_app)?;
         Ok(LazyStore {
             url: pushq_local::database_url(option),
             source,
@@ -177,6 +170,24 @@ impl LazyStore {
         let lazy = self.clone();
         settle(env, async move { query(lazy.get().await?).await }, map)
     }
+}
+
+/// The registry's app: the `app` option, else `PUSHQ_APP`, else `default`, checked as a push's
+/// `app` is; the log's is always `default` (it is asked per call).
+fn store_app(option: Option<String>, with_app: bool) -> std::result::Result<String, BindingError> {
+    let app = match with_app {
+        true => option
+            .or_else(|| std::env::var("PUSHQ_APP").ok().filter(|a| !a.is_empty()))
+            .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned()),
+        false => pushq_model::DEFAULT_APP.to_owned(),
+    };
+    pushq_model::check_app(&app).map_err(|e| {
+        BindingError::from(pushq_producer::Error::Config(format!(
+            "options.app (or PUSHQ_APP): {}",
+            e.problem
+        )))
+    })?;
+    Ok(app)
 }
 
 pub(crate) fn iso(t: chrono::DateTime<chrono::Utc>) -> String {

@@ -71,10 +71,6 @@ fn device_from_json(
     json: Option<&str>,
     app: &str,
 ) -> std::result::Result<CheckedDevice, BindingError> {
-    let invalid = |field: &str, problem: &str| BindingError::InvalidDevice {
-        field: field.to_owned(),
-        message: format!("device.{field}: {problem}"),
-    };
     let Some(Value::Object(mut map)) = json.and_then(|j| serde_json::from_str(j).ok()) else {
         return Err(BindingError::InvalidDevice {
             field: "device".to_owned(),
@@ -84,32 +80,20 @@ fn device_from_json(
     let mut take = |field: &str, required: bool| match map.remove(field) {
         Some(Value::String(s)) => Ok(Some(s)),
         None | Some(Value::Null) if !required => Ok(None),
-        None | Some(Value::Null) => Err(invalid(field, "missing (a string is required)")),
-        Some(other) => Err(invalid(field, &format!("must be a string (got {other})"))),
+        None | Some(Value::Null) => Err(invalid_device(field, "missing (a string is required)")),
+        Some(other) => Err(invalid_device(
+            field,
+            &format!("must be a string (got {other})"),
+        )),
     };
     let user_id = take("userId", true)?.unwrap_or_default();
     let token = take("token", false)?;
     let fid = take("fid", false)?;
     let platform = take("platform", true)?.unwrap_or_default();
     let app = take("app", false)?.unwrap_or_else(|| app.to_owned());
-    let (kind, token) = match (token, fid) {
-        (Some(token), None) => (DeviceKind::Token, token),
-        (None, Some(fid)) => (DeviceKind::Fid, fid),
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "fid",
-                "give a token or a fid, not both (a device is one of the two)",
-            ))
-        }
-        (None, None) => {
-            return Err(invalid(
-                "token",
-                "missing (a registration token, or a fid, is required)",
-            ))
-        }
-    };
+    let (kind, token) = device_kind(token, fid)?;
     if let Some(key) = map.keys().next() {
-        return Err(invalid(
+        return Err(invalid_device(
             key,
             "unknown field (known: userId, token, fid, platform, app)",
         ));
@@ -132,6 +116,33 @@ fn device_from_json(
         },
     })?;
     Ok(device)
+}
+
+/// A `PUSHQ_INVALID_DEVICE` error naming `field` of the device.
+fn invalid_device(field: &str, problem: &str) -> BindingError {
+    BindingError::InvalidDevice {
+        field: field.to_owned(),
+        message: format!("device.{field}: {problem}"),
+    }
+}
+
+/// What the device is, a registration token or a FID, and its id: exactly one must be given.
+fn device_kind(
+    token: Option<String>,
+    fid: Option<String>,
+) -> std::result::Result<(DeviceKind, String), BindingError> {
+    match (token, fid) {
+        (Some(token), None) => Ok((DeviceKind::Token, token)),
+        (None, Some(fid)) => Ok((DeviceKind::Fid, fid)),
+        (Some(_), Some(_)) => Err(invalid_device(
+            "fid",
+            "give a token or a fid, not both (a device is one of the two)",
+        )),
+        (None, None) => Err(invalid_device(
+            "token",
+            "missing (a registration token, or a fid, is required)",
+        )),
+    }
 }
 
 impl CheckedDevice {
