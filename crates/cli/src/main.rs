@@ -258,46 +258,58 @@ async fn devices(action: DevicesAction) {
             Store::check_new_device(&device).unwrap_or_else(|e| fail(e));
             store.register(&device).await.unwrap_or_else(|e| fail(e))
         }
-        DevicesAction::Unregister { token, app } => {
-            if !store
-                .unregister_device_of(&app, &token)
-                .await
-                .unwrap_or_else(|e| fail(e))
-            {
-                let elsewhere = store.apps_of_token(&token).await.unwrap_or_default();
-                match elsewhere.as_slice() {
-                    [] => fail(format!("no such device: the token is not registered in app {app:?}, nor in any other")),
-                    apps => fail(format!(
-                        "no such device in app {app:?}: the token is registered in app {}; pass --app {}",
-                        apps.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "),
-                        apps[0]
-                    )),
-                }
-            }
-        }
-        DevicesAction::List { user_id, app } => {
-            let devices = store
-                .devices_of(&user_id, app.as_deref())
-                .await
-                .unwrap_or_else(|e| fail(e));
-            for d in devices {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\tlast seen {}",
-                    d.app,
-                    d.kind.as_str(),
-                    d.token,
-                    d.platform,
-                    if d.live { "live" } else { "invalidated" },
-                    d.last_seen_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                );
-            }
-        }
+        DevicesAction::Unregister { token, app } => unregister(&store, &app, &token).await,
+        DevicesAction::List { user_id, app } => list(&store, &user_id, app.as_deref()).await,
         DevicesAction::Prune {
             stale_days,
             dry_run,
             chunk,
         } => prune(&store, stale_days, dry_run, chunk).await,
+    }
+}
+
+/// `pushq devices unregister`: removes the device from `app`, or fails naming the apps the
+/// token is registered in instead.
+async fn unregister(store: &Store, app: &str, token: &str) {
+    if !store
+        .unregister_device_of(app, token)
+        .await
+        .unwrap_or_else(|e| fail(e))
+    {
+        let elsewhere = store.apps_of_token(token).await.unwrap_or_default();
+        match elsewhere.as_slice() {
+            [] => fail(format!(
+                "no such device: the token is not registered in app {app:?}, nor in any other"
+            )),
+            apps => {
+                let names: Vec<String> = apps.iter().map(|a| format!("{a:?}")).collect();
+                fail(format!(
+                    "no such device in app {app:?}: the token is registered in app {}; pass --app {}",
+                    names.join(", "),
+                    apps[0]
+                ))
+            }
+        }
+    }
+}
+
+/// `pushq devices list`: one line per device of the user (in `app`, else in every app).
+async fn list(store: &Store, user_id: &str, app: Option<&str>) {
+    let devices = store
+        .devices_of(user_id, app)
+        .await
+        .unwrap_or_else(|e| fail(e));
+    for d in devices {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\tlast seen {}",
+            d.app,
+            d.kind.as_str(),
+            d.token,
+            d.platform,
+            if d.live { "live" } else { "invalidated" },
+            d.last_seen_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageSystemAttributeName,
@@ -364,39 +365,7 @@ async fn delete(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig, receipts: &[&s
                     continue;
                 }
             };
-            let mut again = Vec::new();
-            for failed in out.failed() {
-                let Some(entry) = pending.iter().find(|(i, _)| i.to_string() == failed.id()) else {
-                    continue;
-                };
-                let why = format!(
-                    "{}{}",
-                    failed.code(),
-                    failed
-                        .message()
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default()
-                );
-                if failed.sender_fault() {
-                    refused.push(why);
-                } else {
-                    tracing::warn!(error = %why, "delete entry failed on SQS's side; retrying");
-                    again.push(*entry);
-                }
-            }
-            // An entry SQS neither deleted nor failed is tried again.
-            let answered: Vec<&str> = out
-                .successful()
-                .iter()
-                .map(|s| s.id())
-                .chain(out.failed().iter().map(|f| f.id()))
-                .collect();
-            again.extend(
-                pending
-                    .iter()
-                    .filter(|(i, _)| !answered.contains(&i.to_string().as_str())),
-            );
-            pending = again;
+            pending = to_delete_again(&out, &pending, &mut refused);
             if pending.is_empty() {
                 break;
             }
@@ -412,6 +381,48 @@ async fn delete(sqs: &aws_sdk_sqs::Client, config: &WorkerConfig, receipts: &[&s
         deleted.not_deleted += not_deleted as u64;
     }
     deleted
+}
+
+/// The entries of `pending` to delete again after SQS's answer `out`: those it failed on its
+/// side and those it did not report on. Those it failed on the caller's side go to `refused`.
+fn to_delete_again<'a>(
+    out: &DeleteMessageBatchOutput,
+    pending: &[(usize, &'a str)],
+    refused: &mut Vec<String>,
+) -> Vec<(usize, &'a str)> {
+    let mut again = Vec::new();
+    for failed in out.failed() {
+        let Some(entry) = pending.iter().find(|(i, _)| i.to_string() == failed.id()) else {
+            continue;
+        };
+        let why = format!(
+            "{}{}",
+            failed.code(),
+            failed
+                .message()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        );
+        if failed.sender_fault() {
+            refused.push(why);
+        } else {
+            tracing::warn!(error = %why, "delete entry failed on SQS's side; retrying");
+            again.push(*entry);
+        }
+    }
+    // An entry SQS neither deleted nor failed is tried again.
+    let answered: Vec<&str> = out
+        .successful()
+        .iter()
+        .map(|s| s.id())
+        .chain(out.failed().iter().map(|f| f.id()))
+        .collect();
+    again.extend(
+        pending
+            .iter()
+            .filter(|(i, _)| !answered.contains(&i.to_string().as_str())),
+    );
+    again
 }
 
 /// While a batch runs, pushes its messages' visibility out every half timeout, counted from
