@@ -7,10 +7,11 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::{Store, StoreError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::error::BindingError;
+use crate::options::read;
 use crate::settle;
 
 /// A database failure inside a query (the URL's source is named at connect time).
@@ -21,6 +22,8 @@ pub(crate) fn db(e: StoreError) -> BindingError {
 /// Options of {@link DeviceRegistry} and {@link DeliveryLog}. An unknown option is a
 /// `PUSHQ_CONFIG` error, as for {@link PushClient}.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatabaseOptions {
     /// Database URL (`sqlite:`, `postgres:` or `mysql:`). Falls back to `DATABASE_URL`.
     /// @default 'sqlite://pushq-dev.db'
@@ -39,9 +42,6 @@ pub struct DatabaseOptions {
 
 /// How long connecting to the database may take before `PUSHQ_DATABASE` says it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The option names of {@link DatabaseOptions}.
-const KNOWN: [&str; 3] = ["databaseUrl", "migrate", "app"];
 
 /// A lazily connected store (connecting is I/O: it happens on first use, off the event loop).
 /// A failed connection is not kept: the next call tries again.
@@ -64,52 +64,20 @@ impl LazyStore {
         with_app: bool,
     ) -> std::result::Result<LazyStore, BindingError> {
         let bad = |why: String| BindingError::from(pushq_producer::Error::Config(why));
-        let map = match json.map(serde_json::from_str::<Value>) {
-            None | Some(Ok(Value::Null)) => Map::new(),
-            Some(Ok(Value::Object(map))) => map,
-            _ => return Err(bad("options: must be an object".to_owned())),
-        };
-        let (mut option, mut migrate, mut app) = (None, false, None);
-        for (key, value) in map {
-            match (key.as_str(), value) {
-                (_, Value::Null) => {}
-                ("databaseUrl", Value::String(url)) => option = Some(url).filter(|u| !u.is_empty()),
-                ("migrate", Value::Bool(b)) => migrate = b,
-                ("app", Value::String(name)) if with_app => app = Some(name),
-                ("databaseUrl", other) => {
-                    return Err(bad(format!(
-                        "options.databaseUrl: must be a string (got {other})"
-                    )))
-                }
-                ("migrate", other) => {
-                    return Err(bad(format!(
-                        "options.migrate: must be a boolean (got {other})"
-                    )))
-                }
-                ("app", other) if with_app => {
-                    return Err(bad(format!("options.app: must be a string (got {other})")))
-                }
-                (key, _) => {
-                    let known = KNOWN.iter().filter(|k| with_app || **k != "app");
-                    return Err(bad(format!(
-                        "options.{key}: unknown option (known: {})",
-                        known.copied().collect::<Vec<_>>().join(", ")
-                    )));
-                }
-            }
+        let o: DatabaseOptions = read(json, "option").map_err(|e| bad(e.message("options")))?;
+        if o.app.is_some() && !with_app {
+            return Err(bad(
+                "options.app: unknown option (known: databaseUrl, migrate)".to_owned(),
+            ));
         }
-        let from_env = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
-        let source = match (&option, &from_env) {
-            (Some(_), _) => "options.databaseUrl",
-            (None, Some(_)) => "DATABASE_URL",
-            (None, None) => "the default database (sqlite://pushq-dev.db)",
-        };
-        let app = store_app(app, with_app)?;
+        // The database URL is resolved where local mode resolves its own: one reader of
+        // `DATABASE_URL` for the binding.
+        let (url, source) = pushq_local::database_url_and_source(o.database_url);
         Ok(LazyStore {
-            url: pushq_local::database_url(option),
+            url,
             source,
-            migrate,
-            app,
+            migrate: o.migrate.unwrap_or(false),
+            app: store_app(o.app, with_app)?,
             store: Arc::new(OnceCell::new()),
         })
     }

@@ -6,13 +6,16 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::{DeliveryStatus, PushLogState, Store};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::database::{app_value, db, iso, options_json, string_arg, LazyStore};
 use crate::error::{self, BindingError};
+use crate::options::read;
 
 /// Options of {@link DeliveryLog.forUser}.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ForUserOptions {
     /// Only pushes enqueued at or after this time (a `Date` or an ISO-8601 string).
     #[napi(ts_type = "Date | string")]
@@ -116,6 +119,8 @@ pub struct PushDeliveries {
 
 /// Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WaitForOptions {
     /// Longest wait, in milliseconds (1 to 3,600,000); then the promise rejects with
     /// `PUSHQ_TIMEOUT`.
@@ -209,52 +214,30 @@ type UserQuery = (Option<chrono::DateTime<chrono::Utc>>, Option<String>, u32);
 
 fn for_user_options(json: Option<&str>) -> std::result::Result<UserQuery, BindingError> {
     let bad = |why: String| BindingError::InvalidArgument(why);
-    let map = match json.map(serde_json::from_str::<Value>) {
-        None | Some(Ok(Value::Null)) => Map::new(),
-        Some(Ok(Value::Object(map))) => map,
-        _ => {
-            return Err(bad(
-                "options: must be an object { since, app, limit }".to_owned()
-            ))
+    let o: ForUserOptions = read(json, "option").map_err(|e| bad(e.message("options")))?;
+    let since = o
+        .since
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    bad(format!(
+                        "options.since: must be a Date or an ISO-8601 date-time with a time zone (got {text:?})"
+                    ))
+                })
+        })
+        .transpose()?;
+    let app = o.app.map(|app| app_value(Value::String(app))).transpose()?;
+    let limit = match o.limit {
+        None => FOR_USER_LIMIT.0,
+        Some(n) if (1..=FOR_USER_LIMIT.1).contains(&n) => n,
+        Some(n) => {
+            return Err(bad(format!(
+                "options.limit: must be 1 to {} (got {n})",
+                FOR_USER_LIMIT.1
+            )))
         }
     };
-    let (mut since, mut app, mut limit) = (None, None, FOR_USER_LIMIT.0);
-    for (key, value) in map {
-        match (key.as_str(), value) {
-            (_, Value::Null) => {}
-            ("since", Value::String(text)) => {
-                since = Some(
-                    chrono::DateTime::parse_from_rfc3339(&text)
-                        .map_err(|_| {
-                            bad(format!(
-                                "options.since: must be a Date or an ISO-8601 date-time with a time zone (got {text:?})"
-                            ))
-                        })?
-                        .with_timezone(&chrono::Utc),
-                )
-            }
-            ("app", value) => app = Some(app_value(value)?),
-            ("limit", v) if v.as_u64().is_some_and(|n| (1..=u64::from(FOR_USER_LIMIT.1)).contains(&n)) => {
-                limit = v.as_u64().unwrap_or_default() as u32
-            }
-            ("since", other) => {
-                return Err(bad(format!(
-                    "options.since: must be a Date or an ISO-8601 date-time with a time zone (got {other})"
-                )))
-            }
-            ("limit", other) => {
-                return Err(bad(format!(
-                    "options.limit: must be 1 to {} (got {other})",
-                    FOR_USER_LIMIT.1
-                )))
-            }
-            (key, _) => {
-                return Err(bad(format!(
-                    "options.{key}: unknown option (known: since, app, limit)"
-                )))
-            }
-        }
-    }
     Ok((since, app, limit))
 }
 
@@ -262,31 +245,13 @@ fn for_user_options(json: Option<&str>) -> std::result::Result<UserQuery, Bindin
 /// `PUSHQ_INVALID_ARGUMENT` naming it.
 fn wait_timeout(json: Option<&str>) -> std::result::Result<Duration, BindingError> {
     let bad = |why: String| BindingError::InvalidArgument(why);
-    let map = match json.map(serde_json::from_str::<Value>) {
-        None | Some(Ok(Value::Null)) => Map::new(),
-        Some(Ok(Value::Object(map))) => map,
-        _ => return Err(bad("options: must be an object { timeoutMs }".to_owned())),
-    };
-    let mut ms = 30_000;
-    for (key, value) in map {
-        match (key.as_str(), &value) {
-            ("timeoutMs", Value::Null) => {}
-            ("timeoutMs", v) => {
-                ms = v
-                    .as_u64()
-                    .filter(|n| (1..=3_600_000).contains(n))
-                    .ok_or_else(|| {
-                        bad(format!("options.timeoutMs: must be 1 to 3600000 (got {v})"))
-                    })?
-            }
-            (key, _) => {
-                return Err(bad(format!(
-                    "options.{key}: unknown option (known: timeoutMs)"
-                )))
-            }
-        }
+    let o: WaitForOptions = read(json, "option").map_err(|e| bad(e.message("options")))?;
+    match o.timeout_ms.unwrap_or(30_000) {
+        ms @ 1..=3_600_000 => Ok(Duration::from_millis(u64::from(ms))),
+        ms => Err(bad(format!(
+            "options.timeoutMs: must be 1 to 3600000 (got {ms})"
+        ))),
     }
-    Ok(Duration::from_millis(ms))
 }
 
 /// Reads the delivery log: what happened to a push, per device.

@@ -1,14 +1,80 @@
-//! Options of `new PushClient(options)`, as they appear in `index.d.ts`.
-//! Read through JSON so that a wrong type or an unknown key is a `PUSHQ_CONFIG` error naming it;
-//! the struct documents the options for TypeScript and is never converted itself.
+//! Options of `new PushClient(options)`, as they appear in `index.d.ts`, and the one reader of
+//! every option and argument object JS passes ([`read`]): serde, on the same `#[napi(object)]`
+//! structs that generate `index.d.ts`, with unknown fields refused (`deny_unknown_fields`), so
+//! that a wrong type or an unknown key is an error naming it.
 
 use napi_derive::napi;
 use pushq_producer::{Error, ProducerOptions};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// What is wrong with an object JS passed: where (`maxBacklogBytes`, `userId`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Misread {
+    /// The field, as JS names it; empty for the object itself.
+    pub field: String,
+    /// What is wrong with it: `unknown option (known: …)`, `missing`, serde's `invalid type: …`.
+    pub problem: String,
+}
+
+impl Misread {
+    /// The message for an object JS calls `what` (`options`, `device`): `options.app: …`.
+    pub fn message(&self, what: &str) -> String {
+        match self.field.as_str() {
+            "" => format!("{what}: {}", self.problem),
+            field => format!("{what}.{field}: {}", self.problem),
+        }
+    }
+}
+
+/// Reads an object JS passed (as JSON text; `None` or `null` when it passed none) into `T`. Not
+/// an object, a field of the wrong type, an unknown field (`T` denies them; called an `option` or
+/// a `field` as `kind` says) or a missing required one is a [`Misread`] naming the field.
+pub(crate) fn read<T: DeserializeOwned + Default>(
+    json: Option<&str>,
+    kind: &str,
+) -> Result<T, Misread> {
+    let value = match json.map(serde_json::from_str::<Value>) {
+        None | Some(Ok(Value::Null)) => return Ok(T::default()),
+        Some(Ok(value @ Value::Object(_))) => value,
+        _ => {
+            return Err(Misread {
+                field: String::new(),
+                problem: "must be an object".to_owned(),
+            })
+        }
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let problem = e.into_inner().to_string();
+        if let Some(rest) = problem.strip_prefix("missing field `") {
+            let field = rest.split('`').next().unwrap_or_default().to_owned();
+            let problem = "missing".to_owned();
+            return Misread { field, problem };
+        }
+        let problem = match problem.strip_prefix("unknown field `") {
+            // serde: "unknown field `x`, expected one of `a`, `b`" (or "there are no fields").
+            Some(rest) => format!(
+                "unknown {kind} (known: {})",
+                rest.split_once(", expected ")
+                    .map(|(_, known)| known.trim_start_matches("one of ").replace('`', ""))
+                    .unwrap_or_default()
+            ),
+            // serde names Rust's number types; JS has numbers.
+            None => ["f64", "u32", "u64"].iter().fold(problem, |p, t| {
+                p.replace(&format!("expected {t}"), "expected a number")
+            }),
+        };
+        let field = if path == "." { String::new() } else { path };
+        Misread { field, problem }
+    })
+}
 
 /// Options for a {@link PushClient}. Every option falls back to an environment variable;
 /// an explicit option wins over the environment.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushClientOptions {
     /// URL of the SQS queue pushes go to. Falls back to `PUSHQ_QUEUE_URL`.
     /// Required in `sqs` mode: without it the client throws `PUSHQ_CONFIG`.
@@ -55,20 +121,6 @@ pub struct PushClientOptions {
     pub schedule_group: Option<String>,
 }
 
-/// The option names, in the order `index.d.ts` lists them.
-const KNOWN: [&str; 10] = [
-    "queueUrl",
-    "region",
-    "endpointUrl",
-    "mode",
-    "app",
-    "databaseUrl",
-    "maxBacklogBytes",
-    "pushTimeoutMs",
-    "schedulerRoleArn",
-    "scheduleGroup",
-];
-
 /// The options of a client: the producer's, and the database of local mode.
 #[derive(Debug, Default)]
 pub struct ClientOptions {
@@ -80,57 +132,30 @@ pub struct ClientOptions {
 
 /// Reads options given as JSON text (`None` when the caller passed none).
 pub fn from_json(json: Option<&str>) -> Result<ClientOptions, Error> {
-    let bad = |why: String| Error::Config(why);
-    let map = match json.map(serde_json::from_str::<Value>) {
-        None | Some(Ok(Value::Null)) => return Ok(ClientOptions::default()),
-        Some(Ok(Value::Object(map))) => map,
-        _ => return Err(bad("options: must be an object".to_owned())),
-    };
-    let mut options = ClientOptions::default();
-    for (key, value) in map {
-        let number = match key.as_str() {
-            "maxBacklogBytes" => Some(&mut options.producer.max_backlog_bytes),
-            "pushTimeoutMs" => Some(&mut options.producer.push_timeout_ms),
-            _ => None,
-        };
-        if let Some(slot) = number {
-            *slot = match &value {
-                Value::Null => None,
-                Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
-                other => {
-                    return Err(bad(format!(
-                        "options.{key}: must be a whole number (got {other})"
-                    )))
-                }
-            };
-            continue;
-        }
-        let value = match value {
-            Value::Null => None,
-            Value::String(s) => Some(s),
-            other => {
-                return Err(bad(format!(
-                    "options.{key}: must be a string (got {other})"
-                )))
-            }
-        };
-        let slot = match key.as_str() {
-            "queueUrl" => &mut options.producer.queue_url,
-            "region" => &mut options.producer.region,
-            "endpointUrl" => &mut options.producer.endpoint_url,
-            "mode" => &mut options.producer.mode,
-            "app" => &mut options.producer.app,
-            "databaseUrl" => &mut options.database_url,
-            "schedulerRoleArn" => &mut options.producer.scheduler_role_arn,
-            "scheduleGroup" => &mut options.producer.schedule_group,
-            _ => {
-                return Err(bad(format!(
-                    "options.{key}: unknown option (known: {})",
-                    KNOWN.join(", ")
-                )))
-            }
-        };
-        *slot = value;
+    let o: PushClientOptions =
+        read(json, "option").map_err(|e| Error::Config(e.message("options")))?;
+    Ok(ClientOptions {
+        producer: ProducerOptions {
+            queue_url: o.queue_url,
+            region: o.region,
+            endpoint_url: o.endpoint_url,
+            mode: o.mode,
+            app: o.app,
+            max_backlog_bytes: whole_number("maxBacklogBytes", o.max_backlog_bytes)?,
+            push_timeout_ms: whole_number("pushTimeoutMs", o.push_timeout_ms)?,
+            scheduler_role_arn: o.scheduler_role_arn,
+            schedule_group: o.schedule_group,
+        },
+        database_url: o.database_url,
+    })
+}
+
+/// A number option that must be a whole number (its range is the producer's to check).
+fn whole_number(name: &str, value: Option<f64>) -> Result<Option<u64>, Error> {
+    match value {
+        Some(n) if n.fract() != 0.0 || !(0.0..=u64::MAX as f64).contains(&n) => Err(Error::Config(
+            format!("options.{name}: must be a whole number (got {n})"),
+        )),
+        other => Ok(other.map(|n| n as u64)),
     }
-    Ok(options)
 }

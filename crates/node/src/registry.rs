@@ -8,11 +8,14 @@ use serde_json::Value;
 
 use crate::database::{app_value, db, iso, options_json, string_arg, LazyStore};
 use crate::error::{self, BindingError};
+use crate::options::{read, Misread};
 use crate::settle;
 
 /// A device to register: a registration token or a Firebase Installation ID (exactly one). A
 /// missing or wrong field is a `PUSHQ_INVALID_DEVICE` error whose `field` names it.
 #[napi(object, object_from_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Device {
     /// The user the device belongs to (at most 255 characters).
     pub user_id: String,
@@ -50,6 +53,8 @@ pub struct RegisteredDevice {
 
 /// Options of {@link DeviceRegistry.unregister} and {@link DeviceRegistry.devices}.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppOptions {
     /// Only this app's devices. `unregister` defaults to the registry's `app`; `devices` lists
     /// every app's when not given.
@@ -71,39 +76,30 @@ fn device_from_json(
     json: Option<&str>,
     app: &str,
 ) -> std::result::Result<CheckedDevice, BindingError> {
-    let Some(Value::Object(mut map)) = json.and_then(|j| serde_json::from_str(j).ok()) else {
-        return Err(BindingError::InvalidDevice {
-            field: "device".to_owned(),
-            message: "device: must be an object { userId, token | fid, platform, app? }".to_owned(),
-        });
-    };
-    let mut take = |field: &str, required: bool| match map.remove(field) {
-        Some(Value::String(s)) => Ok(Some(s)),
-        None | Some(Value::Null) if !required => Ok(None),
-        None | Some(Value::Null) => Err(invalid_device(field, "missing (a string is required)")),
-        Some(other) => Err(invalid_device(
-            field,
-            &format!("must be a string (got {other})"),
-        )),
-    };
-    let user_id = take("userId", true)?.unwrap_or_default();
-    let token = take("token", false)?;
-    let fid = take("fid", false)?;
-    let platform = take("platform", true)?.unwrap_or_default();
-    let app = take("app", false)?.unwrap_or_else(|| app.to_owned());
-    let (kind, token) = device_kind(token, fid)?;
-    if let Some(key) = map.keys().next() {
-        return Err(invalid_device(
-            key,
-            "unknown field (known: userId, token, fid, platform, app)",
-        ));
+    let device: Device = match json {
+        // An object is required: `None` and `null` are not "no device".
+        Some(json) if json.trim_start().starts_with('{') => read(Some(json), "field"),
+        _ => Err(Misread {
+            field: String::new(),
+            problem: "must be an object".to_owned(),
+        }),
     }
+    .map_err(|e| BindingError::InvalidDevice {
+        message: match e.field.as_str() {
+            "" => "device: must be an object { userId, token | fid, platform, app? }".to_owned(),
+            _ => e.message("device"),
+        },
+        field: Some(e.field)
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| "device".to_owned()),
+    })?;
+    let (kind, token) = device_kind(device.token, device.fid)?;
     let device = CheckedDevice {
-        app,
-        user_id,
+        app: device.app.unwrap_or_else(|| app.to_owned()),
+        user_id: device.user_id,
         token,
         kind,
-        platform,
+        platform: device.platform,
     };
     Store::check_new_device(&device.as_new()).map_err(|e| BindingError::InvalidDevice {
         field: match (e.field, kind) {
@@ -159,21 +155,9 @@ impl CheckedDevice {
 
 /// The `app` of {@link AppOptions}, as `PUSHQ_INVALID_ARGUMENT` when it is not one.
 fn app_option(json: Option<&str>) -> std::result::Result<Option<String>, BindingError> {
-    let bad = |why: String| BindingError::InvalidArgument(why);
-    let map = match json.map(serde_json::from_str::<Value>) {
-        None | Some(Ok(Value::Null)) => return Ok(None),
-        Some(Ok(Value::Object(map))) => map,
-        _ => return Err(bad("options: must be an object { app }".to_owned())),
-    };
-    let mut app = None;
-    for (key, value) in map {
-        match (key.as_str(), value) {
-            ("app", Value::Null) => {}
-            ("app", value) => app = Some(app_value(value)?),
-            (key, _) => return Err(bad(format!("options.{key}: unknown option (known: app)"))),
-        }
-    }
-    Ok(app)
+    let o: AppOptions =
+        read(json, "option").map_err(|e| BindingError::InvalidArgument(e.message("options")))?;
+    o.app.map(|app| app_value(Value::String(app))).transpose()
 }
 
 /// The devices of each user: what `userId` / `userIds` pushes resolve to.
