@@ -175,7 +175,10 @@ export interface PushqError extends Error {
    * id. Enqueue the push again with `id: pushId` and it is delivered once.
    */
   pushId?: string
-  /** The full detail of the AWS SDK's error underneath, on `PUSHQ_QUEUE`. */
+  /**
+   * The error underneath: the AWS SDK's whole error on `PUSHQ_QUEUE`; the database's on
+   * `PUSHQ_DATABASE` (never with the URL or the password).
+   */
   cause?: Error
 }
 

@@ -3,7 +3,7 @@
 // asked (`migrate: true` or `pushq migrate`), a schema older than this pushq needs is named, an
 // unreachable server fails within seconds without its password in the message, and a failed first
 // connection is not kept. (Local mode's own database errors: local.spec.ts.)
-import { DeviceRegistry, DeliveryLog } from '..'
+import { DeviceRegistry, DeliveryLog, isPushqError } from '..'
 import { freshDatabase, PUSHQ_BIN, runScript, tempDir } from './support/pushq-bin'
 import { execFileSync } from 'child_process'
 import * as fs from 'fs'
@@ -41,6 +41,14 @@ new DeliveryLog().forPush('x').catch((e) => console.log(JSON.stringify({ code: e
     const err = await registry.devices('u1').then(() => null, (e: unknown) => e)
     expect(err).toMatchObject({ code: 'PUSHQ_DATABASE', message: expect.stringContaining('PostgreSQL at 127.0.0.1:1 could not be reached within 5 s') })
     expect((err as Error).message).not.toContain('s3cret-pw')
+  }, 15_000)
+
+  test("a database error carries the database's own error as cause, without the password", async () => {
+    const registry = new DeviceRegistry({ databaseUrl: 'postgres://pushq:s3cret-pw@127.0.0.1:1/test' })
+    const err = await registry.devices('u1').then(() => null, (e: unknown) => e)
+    if (!isPushqError(err) || !err.cause) throw new Error(`expected a PushqError with a cause, got ${String(err)}`)
+    expect(err.cause.message).toContain('PostgreSQL at 127.0.0.1:1 could not be reached within 5 s')
+    expect(err.cause.message).not.toContain('s3cret-pw')
   }, 15_000)
 })
 

@@ -177,12 +177,14 @@ impl LocalDelivery {
     fn setup_error(&self, e: SetupError) -> Error {
         let source = self.url_source;
         match e {
-            SetupError::Store(StoreError::Url(why)) => Error::Database(format!(
-                "local mode cannot open its database: {source}: {why}"
-            )),
-            SetupError::Store(e) => Error::Database(format!(
-                "local mode cannot open its database ({source}): {e}"
-            )),
+            SetupError::Store(StoreError::Url(why)) => Error::database(
+                format!("local mode cannot open its database: {source}: {why}"),
+                None,
+            ),
+            SetupError::Store(e) => Error::database(
+                format!("local mode cannot open its database ({source}): {e}"),
+                Some(Arc::new(e)),
+            ),
             other => Error::Config(format!("local mode: {other}")),
         }
     }
@@ -211,10 +213,13 @@ impl LocalDelivery {
         self.hold(&messages);
         if let Err(e) = engine.store().store_local(&messages).await {
             self.release(messages.iter().map(|m| &m.message_id));
-            let error = Error::Database(format!(
-                "local mode could not store the push ({}): {e}",
-                self.url_source
-            ));
+            let error = Error::database(
+                format!(
+                    "local mode could not store the push ({}): {e}",
+                    self.url_source
+                ),
+                Some(Arc::new(e)),
+            );
             return batch.into_iter().for_each(|o| o.refuse(error.clone()));
         }
         self.book_scheduled(engine, &messages, now_ms).await;

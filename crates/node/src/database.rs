@@ -16,7 +16,10 @@ use crate::settle;
 
 /// A database failure inside a query (the URL's source is named at connect time).
 pub(crate) fn db(e: StoreError) -> BindingError {
-    BindingError::Database(e.to_string())
+    BindingError::Database {
+        message: e.to_string(),
+        cause: Some(Arc::new(e)),
+    }
 }
 
 /// Options of {@link DeviceRegistry} and {@link DeliveryLog}. An unknown option is a
@@ -115,11 +118,14 @@ impl LazyStore {
     /// A database failure as the binding reports it, naming where the URL came from (the
     /// store's messages never hold a password).
     pub(crate) fn database(&self, e: StoreError) -> BindingError {
-        let message = match e {
+        let message = match &e {
             StoreError::Url(why) => format!("{}: {why}", self.source),
             e => format!("{e} (database from {})", self.source),
         };
-        BindingError::Database(message)
+        BindingError::Database {
+            message,
+            cause: Some(Arc::new(e)),
+        }
     }
 
     /// A promise of `query` run on the store (connected first if need be), its result mapped

@@ -3,6 +3,9 @@
 
 use napi::bindgen_prelude::*;
 
+use std::sync::Arc;
+
+use pushq_delivery::store::StoreError;
 use pushq_producer::Error as ProducerError;
 
 /// Everything the binding can reject with: producer errors, and the database side's.
@@ -10,8 +13,14 @@ use pushq_producer::Error as ProducerError;
 pub enum BindingError {
     /// From the producer: invalid push, too large, configuration, queue, closed.
     Producer(ProducerError),
-    /// The database could not be reached or used (its message never holds the password).
-    Database(String),
+    /// The database could not be reached or used (its message never holds the password), and
+    /// the store's error underneath.
+    Database {
+        /// What failed, naming where the database's URL came from.
+        message: String,
+        /// The store's error, for `err.cause`.
+        cause: Option<Arc<StoreError>>,
+    },
     /// An argument that is not what the function takes (not a push: those are `InvalidPush`).
     InvalidArgument(String),
     /// A wait ran out of time.
@@ -46,12 +55,12 @@ impl BindingError {
                 ProducerError::TooLarge(_) => "PUSHQ_TOO_LARGE",
                 ProducerError::Config(_) => "PUSHQ_CONFIG",
                 ProducerError::Closed => "PUSHQ_CLOSED",
-                ProducerError::Database(_) => "PUSHQ_DATABASE",
+                ProducerError::Database { .. } => "PUSHQ_DATABASE",
                 ProducerError::Delivery(_) => "PUSHQ_DELIVERY",
                 ProducerError::QueueUnknown { .. } => "PUSHQ_QUEUE_UNKNOWN",
                 _ => "PUSHQ_QUEUE",
             },
-            BindingError::Database(_) => "PUSHQ_DATABASE",
+            BindingError::Database { .. } => "PUSHQ_DATABASE",
             BindingError::InvalidArgument(_) => "PUSHQ_INVALID_ARGUMENT",
             BindingError::Timeout(_) => "PUSHQ_TIMEOUT",
             BindingError::InvalidDevice { .. } => "PUSHQ_INVALID_DEVICE",
@@ -78,12 +87,19 @@ impl BindingError {
         }
     }
 
-    /// The full detail of the error underneath (the AWS SDK's), for `err.cause`.
+    /// The full detail of the error underneath, for `err.cause`: the AWS SDK's, or the store's
+    /// (its message: the store never puts a URL or a password in one).
     fn cause(&self) -> Option<String> {
         match self {
             BindingError::Producer(ProducerError::Queue {
                 cause: Some(cause), ..
             }) => Some(format!("{cause:?}")),
+            BindingError::Producer(ProducerError::Database {
+                cause: Some(cause), ..
+            }) => Some(cause.to_string()),
+            BindingError::Database {
+                cause: Some(cause), ..
+            } => Some(cause.to_string()),
             _ => None,
         }
     }
@@ -91,7 +107,7 @@ impl BindingError {
     fn message(&self) -> String {
         match self {
             BindingError::Producer(e) => e.to_string(),
-            BindingError::Database(message)
+            BindingError::Database { message, .. }
             | BindingError::InvalidArgument(message)
             | BindingError::Timeout(message) => message.clone(),
             BindingError::InvalidDevice { message, .. } => message.clone(),

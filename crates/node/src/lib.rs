@@ -98,7 +98,7 @@ impl Client {
             let store = local.store().await?;
             return schedule::cancel(store, id, false)
                 .await
-                .map_err(|e| BindingError::Database(e.to_string()));
+                .map_err(database::db);
         }
         let Some(lazy) = &self.store else {
             return Err(pushq_producer::Error::Config(

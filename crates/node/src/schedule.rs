@@ -1,6 +1,8 @@
 //! Scheduled pushes from Node: where a client writes them down (the deployment's database, for
 //! `DeliveryLog` and `cancelPush`), and `cancelPush` itself.
 
+use std::sync::Arc;
+
 use pushq_delivery::store::{PushLogState, Store};
 use pushq_producer::{Booking, BoxFuture, Error, ScheduleBook};
 
@@ -36,10 +38,13 @@ impl ScheduleBook for StoreBook {
 fn into_producer(e: BindingError) -> Error {
     match e {
         BindingError::Producer(e) => e,
-        BindingError::Database(message) => Error::Database(format!(
-            "the scheduled push could not be written down, so it was not scheduled: {message}"
-        )),
-        other => Error::Database(format!("{other:?}")),
+        BindingError::Database { message, cause } => Error::database(
+            format!(
+                "the scheduled push could not be written down, so it was not scheduled: {message}"
+            ),
+            cause.map(|c| c as Arc<dyn std::error::Error + Send + Sync>),
+        ),
+        other => Error::database(format!("{other:?}"), None),
     }
 }
 

@@ -44,15 +44,33 @@ pub enum Error {
     /// The client was closed before the push was handed over.
     #[error("client is closed: no pushes are accepted after close()")]
     Closed,
-    /// Local mode: the database of the in-process delivery could not be opened or used.
-    #[error("database: {0}")]
-    Database(String),
+    /// The database could not be opened or used: local mode's, or the one a scheduled push is
+    /// written down in.
+    #[error("database: {message}")]
+    Database {
+        /// What failed, in one line naming where the database's URL came from (never the URL).
+        message: String,
+        /// The error underneath (the store's), kept whole for callers that want it.
+        #[source]
+        cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// Local mode: pushes that the in-process delivery accepted could not be delivered.
     #[error("delivery: {0}")]
     Delivery(String),
 }
 
 impl Error {
+    /// A database error: `message`, and the error underneath when there is one.
+    pub fn database(
+        message: impl Into<String>,
+        cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Error::Database {
+            message: message.into(),
+            cause,
+        }
+    }
+
     /// A queue error without an underlying cause.
     pub fn queue(message: impl Into<String>) -> Error {
         Error::Queue {

@@ -120,7 +120,7 @@ impl Scheduler {
             .ok_or_else(|| self.missing().expect("no book"))?;
         tokio::time::timeout(left(), book.book(&push.booking))
             .await
-            .map_err(|_| Error::Database("writing the scheduled push down timed out".into()))??;
+            .map_err(|_| Error::database("writing the scheduled push down timed out", None))??;
         let created = tokio::time::timeout(left(), self.create_all(&push))
             .await
             .unwrap_or_else(|_| {
