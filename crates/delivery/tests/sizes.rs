@@ -44,9 +44,9 @@ fn long_functions(text: &str) -> Vec<(usize, String, usize)> {
         let Some(at) = words.iter().position(|w| *w == "fn") else {
             continue;
         };
-        let before_ok = words[..at].iter().all(|w| {
-            matches!(*w, "pub" | "async" | "const" | "unsafe") || w.starts_with("pub(")
-        });
+        let before_ok = words[..at]
+            .iter()
+            .all(|w| matches!(*w, "pub" | "async" | "const" | "unsafe") || w.starts_with("pub("));
         if !before_ok || trimmed.starts_with("//") {
             continue;
         }

@@ -15,14 +15,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The database server could not be reached in time (`what` is `PostgreSQL at host:port`, or
     /// MySQL's; never the password).
-    #[error("{what} could not be reached within {seconds} s: {detail}")]
+    #[error("{what} could not be reached within {seconds} s: {}", .source.as_ref().map_or_else(|| "no answer".to_owned(), |e| e.to_string()))]
     Unreachable {
         /// The database and where it was looked for.
         what: String,
         /// How long was waited.
         seconds: u64,
-        /// The driver's last error.
-        detail: String,
+        /// The driver's last error (none when the server never answered at all).
+        #[source]
+        source: Option<Unanswered>,
     },
     /// A statement of a batch did not finish in time (`PUSHQ_DB_STATEMENT_TIMEOUT_MS`, or the
     /// batch's deadline for the lookups before its sends); pushq stopped waiting for it.
@@ -34,14 +35,27 @@ pub enum StoreError {
         limit_ms: u64,
     },
     /// A SQLite file could not be opened or created (`what` names the file).
-    #[error("cannot open {what}: {detail} (does its directory exist, and may this process write there?)")]
+    #[error("cannot open {what}: {source} (does its directory exist, and may this process write there?)")]
     CannotOpen {
         /// The database, e.g. `the SQLite file ./pushq-dev.db`.
         what: String,
         /// The driver's error.
-        detail: String,
+        #[source]
+        source: sqlx::Error,
     },
     /// The database's schema is older than this build needs (or absent); nothing was changed.
     #[error("the database schema is {0}: run `pushq migrate` (or pass migrate: true) to apply it")]
     SchemaOutdated(String),
+}
+
+/// Why a database server was not reached: the driver's error, or the network's.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unanswered {
+    /// The pool's (it timed out waiting for a connection).
+    #[error(transparent)]
+    Driver(#[from] sqlx::Error),
+    /// The network's, while probing the server.
+    #[error(transparent)]
+    Network(#[from] std::io::Error),
 }

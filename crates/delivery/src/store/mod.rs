@@ -149,7 +149,7 @@ mod tls;
 pub use claims::{Claim, Claimed, KeyClaim, KeyOwner, TargetKey};
 pub use deliveries::{Delivery, DeliveryStatus};
 pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};
-pub use error::StoreError;
+pub use error::{StoreError, Unanswered};
 pub use local_queue::LocalMessage;
 pub use log::{DeliveryRecord, PushLog, PushLogState, UserDelivery};
 use probe::probe;
@@ -171,10 +171,7 @@ async fn open_sqlite(
                 .busy_timeout(std::time::Duration::from_secs(10)),
         )
         .await
-        .map_err(|e| StoreError::CannotOpen {
-            what,
-            detail: e.to_string(),
-        })?;
+        .map_err(|source| StoreError::CannotOpen { what, source })?;
     Ok(Pool::Sqlite(pool))
 }
 
@@ -189,7 +186,7 @@ fn unreachable(
         sqlx::Error::PoolTimedOut => StoreError::Unreachable {
             what,
             seconds: timeout.as_secs(),
-            detail: e.to_string(),
+            source: Some(e.into()),
         },
         e => StoreError::Database(e),
     }

@@ -34,7 +34,7 @@ pub(super) async fn probe<C: sqlx::Connection>(
                 return Err(StoreError::Unreachable {
                     what: what.to_owned(),
                     seconds: limit.as_secs(),
-                    detail: e.to_string(),
+                    source: Some(e.into()),
                 })
             }
             Ok(Err(e)) => return Err(StoreError::Database(e)),
@@ -42,7 +42,7 @@ pub(super) async fn probe<C: sqlx::Connection>(
                 return Err(StoreError::Unreachable {
                     what: what.to_owned(),
                     seconds: limit.as_secs(),
-                    detail: "no answer".to_owned(),
+                    source: None,
                 })
             }
         }
