@@ -11,29 +11,14 @@ use pushq_test_support::*;
 
 mod support;
 use serde_json::{json, Value};
+use support::{message_at, soon};
 
 async fn engine(db: &Db, fcm_env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Engine {
     support::engine_from(&db.url, fcm_env, extra).await
 }
 
-/// A queue message holding `push`, enqueued at `enqueued_at_ms` (epoch milliseconds).
-fn message_at(push: Value, enqueued_at_ms: i64) -> QueueMessage {
-    let id = uuid::Uuid::now_v7().to_string();
-    let body = json!({"v": 1, "id": id, "enqueuedAt": enqueued_at_ms, "push": push}).to_string();
-    QueueMessage {
-        message_id: format!("msg-{id}"),
-        body,
-        sent_at_ms: 0,
-        ..QueueMessage::default()
-    }
-}
-
 fn message(push: Value) -> QueueMessage {
     message_at(push, chrono::Utc::now().timestamp_millis())
-}
-
-fn soon() -> Instant {
-    Instant::now() + Duration::from_secs(20)
 }
 
 async fn register(store: &Store, app: &str, user: &str, id: &str, kind: DeviceKind) {

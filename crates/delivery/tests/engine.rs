@@ -10,6 +10,7 @@ use pushq_test_support::*;
 
 mod support;
 use serde_json::{json, Value};
+use support::soon;
 
 async fn engine(db: &Db, fcm: &Fcm) -> Engine {
     engine_with(&db.url, fcm, &[]).await
@@ -20,20 +21,9 @@ async fn engine_with(url: &str, fcm: &Fcm, extra: &[(&str, &str)]) -> Engine {
     support::engine_from(url, fcm.env(), extra).await
 }
 
+/// A queue message holding `push`, enqueued at a fixed time (November 2026).
 fn message(push: Value) -> QueueMessage {
-    let id = uuid::Uuid::now_v7().to_string();
-    let body =
-        json!({"v": 1, "id": id, "enqueuedAt": 1_795_000_000_000i64, "push": push}).to_string();
-    QueueMessage {
-        message_id: format!("msg-{id}"),
-        body,
-        sent_at_ms: 0,
-        ..QueueMessage::default()
-    }
-}
-
-fn soon() -> Instant {
-    Instant::now() + Duration::from_secs(20)
+    support::message_at(push, 1_795_000_000_000)
 }
 
 /// Counts the statements one database executes, where the database sees them: PostgreSQL's

@@ -1,6 +1,28 @@
-//! What the engine's integration tests share: an engine from an environment.
+//! What the engine's integration tests share: an engine from an environment, queue messages
+//! holding a push, and a batch deadline.
 
-use pushq_delivery::{DeliveryConfig, Engine, WithoutCredentials};
+use std::time::{Duration, Instant};
+
+use pushq_delivery::{DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
+use serde_json::{json, Value};
+
+/// A queue message holding `push` (with a fresh push id), enqueued at `enqueued_at_ms` (epoch
+/// milliseconds).
+pub fn message_at(push: Value, enqueued_at_ms: i64) -> QueueMessage {
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = json!({"v": 1, "id": id, "enqueuedAt": enqueued_at_ms, "push": push}).to_string();
+    QueueMessage {
+        message_id: format!("msg-{id}"),
+        body,
+        sent_at_ms: 0,
+        ..QueueMessage::default()
+    }
+}
+
+/// A batch's deadline, 20 s away: time enough for any test's sends.
+pub fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
 
 /// An engine configured from `env` (the FCM emulator's, say), the database at `url` and `extra`
 /// settings, with the schema applied; it refuses to start without FCM credentials.
