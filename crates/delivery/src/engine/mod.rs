@@ -160,11 +160,11 @@ impl Engine {
         let mut batch = Batch::parse(messages, self.sink.validate_only());
         batch.hand_back_apps_without_keys(|app| self.sink.has_app(app));
         let devices = self.resolve_users(&batch, deadline).await?;
-        let cancelled = self.cancelled(&batch, deadline).await?;
         let expiry = Expiry {
             now_ms: chrono::Utc::now().timestamp_millis(),
             max_age_ms: self.policy.max_push_age.map(|d| d.as_millis() as i64),
         };
+        let cancelled = self.cancelled(&batch, deadline).await?;
         batch.plan(&devices, expiry, &cancelled);
         self.close_earlier_rows(&mut batch, deadline).await?;
         // A claim lasts until the sends are over (the deadline, and what an attempt in flight

@@ -50,15 +50,19 @@ fn payload_hash(e: &Envelope) -> String {
 impl<'m> Batch<'m> {
     /// Phase 4, first half: a `sending` row for every planned (push, target), to claim them
     /// with. This is the batch's one deduplication point: a (push, target) the batch names again
-    /// (the same message delivered twice, `tokens: ["a", "a"]`) is [`Skip::Repeated`].
+    /// (the same message delivered twice, `tokens: ["a", "a"]`) is [`Skip::Repeated`]. Targets to
+    /// send come first, whatever the order of their messages: when two copies of one push
+    /// disagree (one expired by its own `enqueuedAt`, say), the one that sends is kept.
     pub fn claims(&mut self) -> Vec<Delivery> {
         let mut seen: HashSet<TargetKey> = HashSet::new();
         let mut rows = Vec::new();
-        for n in 0..self.targets.len() {
+        let to_send =
+            (0..self.targets.len()).filter(|&n| matches!(self.targets[n].state, State::ToSend));
+        let to_record = (0..self.targets.len())
+            .filter(|&n| matches!(self.targets[n].state, State::ToRecord(..)));
+        let order: Vec<usize> = to_send.chain(to_record).collect();
+        for n in order {
             let t = &self.targets[n];
-            if !matches!(t.state, State::ToSend | State::ToRecord(..)) {
-                continue;
-            }
             if !seen.insert(t.key.clone()) {
                 self.targets[n].state = State::Skipped(Skip::Repeated);
                 continue;

@@ -68,13 +68,19 @@ impl<'m> Batch<'m> {
         }
     }
 
-    /// Each answered device send's verdict with its app: what the deployment is judged on.
+    /// Each answered device send's verdict with its app: what the deployment is judged on. A
+    /// device target over FCM's payload limit counts as a send FCM refused, as it would have.
     fn device_verdicts(&self) -> impl Iterator<Item = (&str, Verdict)> {
-        self.targets.iter().filter_map(|t| match &t.state {
-            State::Answered(a) if t.device.is_some() => {
-                Some((self.envelope(t).push.app(), Verdict::from(&a.result)))
-            }
-            _ => None,
+        self.targets.iter().filter_map(|t| {
+            let verdict = match &t.state {
+                _ if t.device.is_none() => return None,
+                State::Answered(a) => Verdict::from(&a.result),
+                State::Final(r) if r.error_code.as_deref() == Some(PAYLOAD_TOO_LARGE) => {
+                    Verdict::Failed(PAYLOAD_TOO_LARGE.to_owned())
+                }
+                _ => return None,
+            };
+            Some((self.envelope(t).push.app(), verdict))
         })
     }
 

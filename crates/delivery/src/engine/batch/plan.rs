@@ -32,8 +32,23 @@ impl<'m> Batch<'m> {
             }
         }
         self.targets.extend(planned);
-        for ((app, _), n) in &devices.stale {
-            *self.stale_devices.entry(app.clone()).or_default() += n;
+        self.count_stale(devices);
+    }
+
+    /// Counts, per app, the stale devices each push's users have (a user named by two pushes
+    /// counts twice: the count is of devices a push left out).
+    fn count_stale(&mut self, devices: &Resolution) {
+        let mut stale = Vec::new();
+        for (_, e) in self.sendable() {
+            for u in user_ids(e) {
+                let key = (e.push.app().to_owned(), u.clone());
+                if let Some(n) = devices.stale.get(&key) {
+                    stale.push((key.0, *n));
+                }
+            }
+        }
+        for (app, n) in stale {
+            *self.stale_devices.entry(app).or_default() += n;
         }
     }
 

@@ -49,12 +49,14 @@ impl<'m> Batch<'m> {
         }
     }
 
-    /// The messages that come back for redelivery, in batch order.
+    /// The messages that come back for redelivery, in batch order: those with a target handed
+    /// back, and (should a phase ever leave one unfinished) a target neither final nor skipped,
+    /// so that nothing is deleted from the queue unrecorded.
     fn handed_back(&self) -> BTreeSet<usize> {
         let targets = self
             .targets
             .iter()
-            .filter(|t| matches!(t.state, State::HandedBack(_)))
+            .filter(|t| !matches!(t.state, State::Final(_) | State::Skipped(_)))
             .map(|t| self.pushes[t.push].message);
         let without_key = self.pushes.iter().filter(|p| !p.has_key).map(|p| p.message);
         self.newer
@@ -135,7 +137,10 @@ impl<'m> Batch<'m> {
             c.taken_over += usize::from(t.taken_over);
             let app = || self.envelope(t).push.app().to_owned();
             match &t.state {
-                State::Final(r) => count_final(&mut c, apps.entry(app()).or_default(), r),
+                State::Final(r) if per_app(r) => {
+                    count_final(&mut c, apps.entry(app()).or_default(), r)
+                }
+                State::Final(r) => count_final(&mut c, &mut AppCounts::default(), r),
                 State::HandedBack(HandBack::Transient { code, attempts }) => {
                     let app = apps.entry(app()).or_default();
                     c.retried += attempts.saturating_sub(1) as usize;
@@ -153,8 +158,6 @@ impl<'m> Batch<'m> {
             }
         }
         c.skipped = c.repeated + c.already_final + c.duplicates;
-        // An app's line in the metrics when something of it counted.
-        apps.retain(|_, a| *a != AppCounts::default());
         if c.busy > 0 {
             tracing::info!(
                 targets = c.busy,
@@ -163,6 +166,15 @@ impl<'m> Batch<'m> {
         }
         (c, apps)
     }
+}
+
+/// Whether a final row is counted in its app's metrics line: what FCM answered, what expired;
+/// not a user without devices, a cancelled push, a duplicate or a row closed `DEVICE_GONE`.
+fn per_app(r: &Delivery) -> bool {
+    !matches!(
+        r.status,
+        DeliveryStatus::NoDevices | DeliveryStatus::Cancelled | DeliveryStatus::Duplicate
+    ) && r.error_code.as_deref() != Some(DEVICE_GONE)
 }
 
 /// Counts a final target's row, in the batch's counts and its app's.
@@ -196,8 +208,7 @@ fn count_final(c: &mut BatchCounts, app: &mut AppCounts, r: &Delivery) {
             c.duplicates += 1;
             c.key_reused += usize::from(r.error_code.is_some());
         }
-        DeliveryStatus::Sending | DeliveryStatus::Retrying => {
-            unreachable!("a final row is never sending or retrying")
-        }
+        // Never a final row's (and no reason to fail a batch whose sends are done).
+        DeliveryStatus::Sending | DeliveryStatus::Retrying => {}
     }
 }

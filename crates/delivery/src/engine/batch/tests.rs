@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::outcome::AppCounts;
 use crate::store::{Claimed, Resolution, Resolved};
 use classify::DEAD_TOKEN_MIN_SENDS;
 
@@ -318,4 +319,63 @@ fn a_target_final_in_the_log_or_held_elsewhere_is_not_sent() {
         (1, 1, 1, 1)
     );
     assert_eq!(settled.outcome.failed_message_ids, ["m-0"]);
+}
+
+#[test]
+fn when_two_copies_of_a_push_disagree_the_one_that_sends_is_kept_whatever_their_order() {
+    // A foreign producer's push without `enqueuedAt`: each copy is as old as its own SQS
+    // timestamp, so the older copy is past the age limit and the newer one is not.
+    let copy = |id: &str, sent_at_ms: i64| QueueMessage {
+        message_id: id.into(),
+        body: json!({"v": 1, "id": "p", "push": {"token": "t"}}).to_string(),
+        sent_at_ms,
+        ..QueueMessage::default()
+    };
+    let expiry = Expiry {
+        now_ms: 10_000_000,
+        max_age_ms: Some(3_600_000),
+    };
+    let (old, new) = (copy("m-old", 1_000), copy("m-new", 9_999_000));
+    for msgs in [[old.clone(), new.clone()], [new, old]] {
+        let settled = answered(planned(&msgs, &Resolution::default(), expiry), sent);
+        assert_eq!(statuses(&settled), [("t".into(), "sent", None)]);
+        assert_eq!(settled.outcome.counts.expired, 0);
+    }
+}
+
+#[test]
+fn a_device_target_over_the_payload_limit_counts_among_the_sends_a_wrong_key_is_judged_on() {
+    // One send FCM answers SENDER_ID_MISMATCH, one refused before sending as too large: half of
+    // the device sends, not most, so the mismatch is the token's own.
+    let big = "x".repeat(5000);
+    let msgs = messages(vec![
+        json!({"token": "t-big", "data": {"big": big}}),
+        json!({"token": "t-x"}),
+    ]);
+    let settled = answered(planned(&msgs, &Resolution::default(), NOW), mismatch);
+    assert_eq!(
+        statuses(&settled)[1],
+        ("t-x".into(), "failed", Some("SENDER_ID_MISMATCH".into()))
+    );
+    assert!(settled.outcome.failed_message_ids.is_empty());
+}
+
+#[test]
+fn stale_devices_are_counted_for_each_push_that_names_their_user() {
+    let msgs = messages(vec![json!({"userId": "u"}), json!({"userId": "u"})]);
+    let mut devices = Resolution::default();
+    devices.stale.insert(("default".into(), "u".into()), 2);
+    let settled = answered(planned(&msgs, &devices, NOW), sent);
+    assert_eq!(settled.outcome.counts.stale_devices, 4);
+    assert_eq!(settled.outcome.apps["default"].stale_devices, 4);
+}
+
+#[test]
+fn a_dry_run_gives_its_app_a_metrics_line() {
+    let msgs = messages(vec![json!({"token": "a"})]);
+    let mut batch = Batch::parse(&msgs, true);
+    batch.plan(&Resolution::default(), NOW, &HashSet::new());
+    win_every_claim(&mut batch);
+    let settled = answered(batch, sent);
+    assert_eq!(settled.outcome.apps["default"], AppCounts::default());
 }
