@@ -2,7 +2,7 @@
 // its code, and, where they apply, awsCode and the underlying error as cause; a method given an
 // argument of the wrong type rejects with PUSHQ_INVALID_ARGUMENT naming it. (Which code a failure
 // gets is tested with its feature: options, validation, sqs-failures, database, local.)
-import { DeliveryLog, DeviceRegistry, PushClient, isPushqError } from '..'
+import { DeliveryLog, DeviceRegistry, PushClient, cancelPush, isPushqError } from '..'
 import { freshQueue } from './support/sqs'
 import { tempDir } from './support/pushq-bin'
 import * as path from 'path'
@@ -57,4 +57,17 @@ describe('arguments of the wrong type', () => {
       expect(error).toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', message: expect.stringContaining(message) })
     }
   })
+})
+
+test("cancelPush given a push id that is not a string rejects with PUSHQ_INVALID_ARGUMENT, not napi's TypeError", async () => {
+  const client = new PushClient({ queueUrl: 'http://127.0.0.1:1/000000000000/q', databaseUrl: `sqlite://${path.join(tempDir(), 'cancel.db')}` })
+  try {
+    for (const call of [() => client.cancelPush(42 as any), () => cancelPush({ id: 'x' } as any)]) {
+      const error = await call().then(() => undefined, (e: unknown) => e)
+      expect(isPushqError(error)).toBe(true)
+      expect(error).toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', message: expect.stringContaining('pushId: must be a string') })
+    }
+  } finally {
+    await client.close()
+  }
 })

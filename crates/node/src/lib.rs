@@ -217,10 +217,11 @@ impl PushClient {
     pub fn cancel_push<'env>(
         &self,
         env: &'env Env,
-        push_id: String,
+        push_id: Unknown,
     ) -> Result<PromiseRaw<'env, schedule::Cancelled>> {
+        let push_id = database::string_arg(push_id, "pushId")?;
         let client = self.client.clone();
-        settle(env, async move { client.cancel(push_id).await }, |c| c)
+        settle(env, async move { client.cancel(push_id?).await }, |c| c)
     }
 
     /// Resolves once every push handed over so far has been answered by SQS, without closing
@@ -263,7 +264,15 @@ pub fn enqueue_push<'env>(
 
 /// {@link PushClient.cancelPush} on the default client (configured from the environment).
 #[napi(ts_args_type = "pushId: string", ts_return_type = "Promise<Cancelled>")]
-pub fn cancel_push(env: &Env, push_id: String) -> Result<PromiseRaw<'_, schedule::Cancelled>> {
+pub fn cancel_push<'env>(
+    env: &'env Env,
+    push_id: Unknown,
+) -> Result<PromiseRaw<'env, schedule::Cancelled>> {
+    // The argument first: a wrong one is the caller's, whatever the environment.
+    let push_id = match database::string_arg(push_id, "pushId")? {
+        Ok(id) => id,
+        Err(e) => return rejected(env, error::to_js(env, &e), None),
+    };
     match default_client(true) {
         Ok(Some(client)) => settle(env, async move { client.cancel(push_id).await }, |c| c),
         Ok(None) => unreachable!("the default client is created when asked"),
