@@ -3,7 +3,7 @@
 // naming the field. (The database it opens: database.spec.ts; devices of several apps:
 // local.spec.ts.)
 import { DeviceRegistry } from '..'
-import { freshDatabase } from './support/pushq-bin'
+import { freshDatabase, runScript } from './support/pushq-bin'
 
 test('DeviceRegistry: register, list, move a token, unregister; bad devices name the field', async () => {
   const registry = new DeviceRegistry({ databaseUrl: freshDatabase('sqlite'), migrate: true })
@@ -32,4 +32,25 @@ test('a missing or mistyped device field is PUSHQ_INVALID_DEVICE with field', as
     code: 'PUSHQ_INVALID_DEVICE',
     field: 'plaform',
   })
+})
+
+test("without an app option the registry's app is PUSHQ_APP, checked as the client's is", async () => {
+  // In a process of its own: jest's process.env is not the environment the addon reads.
+  const script = `
+    const { DeviceRegistry } = require('pushq')
+    const databaseUrl = process.env.TEST_DATABASE_URL
+    ;(async () => {
+      try {
+        const registry = new DeviceRegistry({ databaseUrl, migrate: true })
+        await registry.register({ userId: 'u1', token: 't1', platform: 'ios' })
+        console.log(JSON.stringify((await registry.devices('u1')).map((d) => d.app)))
+      } catch (e) {
+        console.log(JSON.stringify({ code: e.code, message: e.message }))
+      }
+    })()
+  `
+  const bad = await runScript(script, { TEST_DATABASE_URL: freshDatabase('sqlite'), PUSHQ_APP: 'not an app!' })
+  expect(JSON.parse(bad.stdout)).toEqual({ code: 'PUSHQ_CONFIG', message: expect.stringContaining('PUSHQ_APP') })
+  const member = await runScript(script, { TEST_DATABASE_URL: freshDatabase('sqlite'), PUSHQ_APP: 'member' })
+  expect(JSON.parse(member.stdout)).toEqual(['member'])
 })

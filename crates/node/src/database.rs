@@ -146,22 +146,15 @@ impl LazyStore {
     }
 }
 
-/// The registry's app: the `app` option, else `PUSHQ_APP`, else `default`, checked as a push's
-/// `app` is; the log's is always `default` (it is asked per call).
+/// The registry's app: resolved as the client's is (the `app` option, else `PUSHQ_APP`, else
+/// `default`); the log's is always `default` (it is asked per call).
 fn store_app(option: Option<String>, with_app: bool) -> std::result::Result<String, BindingError> {
-    let app = match with_app {
-        true => option
-            .or_else(|| std::env::var("PUSHQ_APP").ok().filter(|a| !a.is_empty()))
-            .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned()),
-        false => pushq_model::DEFAULT_APP.to_owned(),
-    };
-    pushq_model::check_app(&app).map_err(|e| {
-        BindingError::from(pushq_producer::Error::Config(format!(
-            "options.app (or PUSHQ_APP): {}",
-            e.problem
-        )))
-    })?;
-    Ok(app)
+    match with_app {
+        true => Ok(pushq_producer::config::default_app(option, |name| {
+            std::env::var(name).ok()
+        })?),
+        false => Ok(pushq_model::DEFAULT_APP.to_owned()),
+    }
 }
 
 pub(crate) fn iso(t: chrono::DateTime<chrono::Utc>) -> String {

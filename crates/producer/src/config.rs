@@ -87,6 +87,19 @@ pub struct ProducerConfig {
     pub app: String,
 }
 
+/// The app of pushes (and devices) that name none: the `app` option, else `PUSHQ_APP` (looked up
+/// with `env`), else `default`, checked as a push's `app` is. The one reader of `PUSHQ_APP`: the
+/// client's and `DeviceRegistry`'s default app are resolved alike.
+pub fn default_app(option: Option<String>, env: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let app = option
+        .filter(|v| !v.is_empty())
+        .or_else(|| env("PUSHQ_APP").filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned());
+    pushq_model::check_app(&app)
+        .map_err(|e| Error::Config(format!("app (option app or PUSHQ_APP): {}", e.problem)))?;
+    Ok(app)
+}
+
 impl ProducerConfig {
     /// Resolves options against the process environment.
     pub fn resolve(options: ProducerOptions) -> Result<ProducerConfig> {
@@ -117,10 +130,7 @@ impl ProducerConfig {
         };
         let max_backlog_bytes = max_backlog_bytes(options.max_backlog_bytes)?;
         let push_timeout = push_timeout(options.push_timeout_ms)?;
-        let app =
-            pick(options.app, "PUSHQ_APP").unwrap_or_else(|| pushq_model::DEFAULT_APP.to_owned());
-        pushq_model::check_app(&app)
-            .map_err(|e| Error::Config(format!("app (option app or PUSHQ_APP): {}", e.problem)))?;
+        let app = default_app(options.app, env)?;
         let schedule_group = pick(options.schedule_group, "PUSHQ_SCHEDULE_GROUP")
             .unwrap_or_else(|| DEFAULT_SCHEDULE_GROUP.to_owned());
         check_schedule_group(&schedule_group)?;
