@@ -68,26 +68,12 @@ impl<'m> Batch<'m> {
         }
     }
 
-    /// Each answered device send's verdict with its app: what the deployment is judged on. A
-    /// device target over FCM's payload limit counts as a send FCM refused, as it would have.
-    fn device_verdicts(&self) -> impl Iterator<Item = (&str, Verdict)> {
-        self.targets.iter().filter_map(|t| {
-            let verdict = match &t.state {
-                _ if t.device.is_none() => return None,
-                State::Answered(a) => Verdict::from(&a.result),
-                State::Final(r) if r.error_code.as_deref() == Some(PAYLOAD_TOO_LARGE) => {
-                    Verdict::Failed(PAYLOAD_TOO_LARGE.to_owned())
-                }
-                _ => return None,
-            };
-            Some((self.envelope(t).push.app(), verdict))
-        })
-    }
-
     /// The apps whose answers in this batch describe the deployment rather than the targets,
     /// judged over device sends only (a topic or condition send that worked says nothing about
-    /// tokens). Nothing of theirs is invalidated; their messages come back.
-    fn deployment_faults(&self) -> DeploymentFaults {
+    /// tokens): `verdicts` are the answered targets', and a device target over FCM's payload
+    /// limit counts as a send FCM refused, as it would have. Nothing of theirs is invalidated;
+    /// their messages come back.
+    fn deployment_faults(&self, verdicts: &[(usize, Verdict)]) -> DeploymentFaults {
         #[derive(Default)]
         struct Answers {
             device_sends: usize,
@@ -95,11 +81,22 @@ impl<'m> Batch<'m> {
             dead: usize,
         }
         let mut by_app: HashMap<&str, Answers> = HashMap::new();
-        for (app, v) in self.device_verdicts() {
-            let answers = by_app.entry(app).or_default();
+        let app = |t: &TargetJob| self.envelope(t).push.app();
+        for (t, v) in verdicts.iter().map(|(n, v)| (&self.targets[*n], v)) {
+            if t.device.is_none() {
+                continue;
+            }
+            let answers = by_app.entry(app(t)).or_default();
             answers.device_sends += usize::from(v.about_the_send());
             answers.mismatched += usize::from(matches!(v, Verdict::SenderMismatch(_)));
             answers.dead += usize::from(matches!(v, Verdict::InvalidToken(_)));
+        }
+        for t in self.targets.iter().filter(|t| t.device.is_some()) {
+            if let State::Final(r) = &t.state {
+                if r.error_code.as_deref() == Some(PAYLOAD_TOO_LARGE) {
+                    by_app.entry(app(t)).or_default().device_sends += 1;
+                }
+            }
         }
         let mut faults = DeploymentFaults::default();
         for (app, a) in by_app {
@@ -128,14 +125,21 @@ impl<'m> Batch<'m> {
     /// Phase 6: each answered target becomes final (a row; a dead device is invalidated when
     /// the log is written) or is handed back.
     pub fn classify(&mut self) {
-        let faults = self.deployment_faults();
+        let verdicts: Vec<(usize, Verdict)> = (0..self.targets.len())
+            .filter_map(|n| match &self.targets[n].state {
+                State::Answered(a) => Some((n, Verdict::from(&a.result))),
+                _ => None,
+            })
+            .collect();
+        let faults = self.deployment_faults(&verdicts);
         let now = Utc::now();
-        for n in 0..self.targets.len() {
+        for (n, verdict) in verdicts {
             let t = &self.targets[n];
+            // Always answered: the verdicts are the answered targets'.
             let State::Answered(answer) = &t.state else {
                 continue;
             };
-            let verdict = judged(Verdict::from(&answer.result), t, self.envelope(t), &faults);
+            let verdict = judged(verdict, t, self.envelope(t), &faults);
             let attempts = answer.attempts;
             let next = match verdict {
                 Verdict::Sent(_) if self.envelope(t).dry_run => {

@@ -32,18 +32,18 @@ impl Settled {
 }
 
 impl<'m> Batch<'m> {
-    /// The row each target leaves in the log, if any.
-    fn settled_row(&self, t: &TargetJob) -> Option<Delivery> {
-        match &t.state {
-            State::Final(row) => Some(row.clone()),
+    /// The row a target leaves in the log, if any (a final target's is moved, not copied).
+    fn settled_row(&self, t: TargetJob) -> Option<Delivery> {
+        match t.state {
+            State::Final(row) => Some(row),
             State::HandedBack(HandBack::NoCredentials) => Some(self.row(
-                t,
+                &t,
                 DeliveryStatus::Retrying,
                 Some(crate::sink::NO_CREDENTIALS.to_owned()),
                 0,
             )),
-            State::HandedBack(HandBack::Transient { code, attempts }) => {
-                Some(self.row(t, DeliveryStatus::Retrying, Some(code.clone()), *attempts))
+            State::HandedBack(HandBack::Transient { ref code, attempts }) => {
+                Some(self.row(&t, DeliveryStatus::Retrying, Some(code.clone()), attempts))
             }
             _ => None,
         }
@@ -69,12 +69,7 @@ impl<'m> Batch<'m> {
 
     /// The batch's end: rows, dead devices, hand-backs and counts, each derived from the
     /// targets' states.
-    pub fn settle(self) -> Settled {
-        let rows: Vec<Delivery> = self
-            .targets
-            .iter()
-            .filter_map(|t| self.settled_row(t))
-            .collect();
+    pub fn settle(mut self) -> Settled {
         let dead_tokens = self
             .targets
             .iter()
@@ -100,6 +95,11 @@ impl<'m> Batch<'m> {
             apps,
             push_ids: unique(self.sendable().map(|(_, e)| e.id.clone())),
         };
+        let targets = std::mem::take(&mut self.targets);
+        let rows: Vec<Delivery> = targets
+            .into_iter()
+            .filter_map(|t| self.settled_row(t))
+            .collect();
         Settled {
             rows,
             rejected: self.rejected,
