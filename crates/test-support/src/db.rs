@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// Runs `$body` with `$c` a new connection to the test database `$db`, whatever its dialect.
+macro_rules! with_connection {
+    ($db:expr, $c:ident, $body:expr) => {
+        match $db.dialect {
+            "postgres" => {
+                let mut $c = <sqlx::PgConnection as sqlx::Connection>::connect(&$db.url)
+                    .await
+                    .unwrap();
+                $body
+            }
+            "mysql" => {
+                let mut $c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&$db.url)
+                    .await
+                    .unwrap();
+                $body
+            }
+            _ => {
+                let mut $c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&$db.url)
+                    .await
+                    .unwrap();
+                $body
+            }
+        }
+    };
+}
+
 /// A fresh, empty database of one dialect; dropped with the value (server databases).
 pub struct Db {
     pub url: String,
@@ -107,51 +133,15 @@ impl Db {
         } else {
             "SELECT push_id, target, status, error_code, user_id FROM pushq_deliveries ORDER BY push_id, target"
         };
-        match self.dialect {
-            "postgres" => {
-                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
-            }
-            "mysql" => {
-                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
-            }
-            _ => {
-                let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
-            }
-        }
+        with_connection!(self, c, sqlx::query_as(q).fetch_all(&mut c).await.unwrap())
     }
 
     /// Runs SQL as the test's own hand on the database (e.g. to age a device), unprepared: one
     /// or several statements, DDL such as a trigger included.
     pub async fn execute(&self, sql: &str) {
-        match self.dialect {
-            "postgres" => {
-                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-            }
-            "mysql" => {
-                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-            }
-            _ => {
-                let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-            }
-        }
+        with_connection!(self, c, {
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        })
     }
 
     /// Rows of pushq_rejected as (queue_message_id, reason).
@@ -161,26 +151,7 @@ impl Db {
         } else {
             "SELECT queue_message_id, reason FROM pushq_rejected ORDER BY queue_message_id"
         };
-        match self.dialect {
-            "postgres" => {
-                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
-            }
-            "mysql" => {
-                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
-            }
-            _ => {
-                let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
-                    .await
-                    .unwrap();
-                sqlx::query_as(q).fetch_all(&mut c).await.unwrap()
-            }
-        }
+        with_connection!(self, c, sqlx::query_as(q).fetch_all(&mut c).await.unwrap())
     }
 }
 
