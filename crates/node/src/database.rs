@@ -7,7 +7,6 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::{Store, StoreError};
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::error::BindingError;
@@ -192,12 +191,10 @@ pub(crate) fn string_arg(
     ))))
 }
 
-/// An `options.app` value: an app name (as a push's `app`), else `PUSHQ_INVALID_ARGUMENT`.
-pub(crate) fn app_value(value: Value) -> std::result::Result<String, BindingError> {
-    let bad = |why: String| BindingError::InvalidArgument(why);
-    let Value::String(name) = value else {
-        return Err(bad(format!("options.app: must be a string (got {value})")));
-    };
-    pushq_model::check_app(&name).map_err(|e| bad(format!("options.app: {}", e.problem)))?;
+/// An `options.app` value (a string: the options' reader typed it): an app name, checked as a
+/// push's `app` is, else `PUSHQ_INVALID_ARGUMENT`.
+pub(crate) fn app_value(name: String) -> std::result::Result<String, BindingError> {
+    pushq_model::check_app(&name)
+        .map_err(|e| BindingError::InvalidArgument(format!("options.app: {}", e.problem)))?;
     Ok(name)
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::{DeliveryStatus, PushLogState, Store};
-use serde_json::Value;
 
 use crate::database::{app_value, db, iso, options_json, string_arg, LazyStore};
 use crate::error::{self, BindingError};
@@ -227,7 +226,7 @@ fn for_user_options(json: Option<&str>) -> std::result::Result<UserQuery, Bindin
                 })
         })
         .transpose()?;
-    let app = o.app.map(|app| app_value(Value::String(app))).transpose()?;
+    let app = o.app.map(app_value).transpose()?;
     let limit = match o.limit {
         None => FOR_USER_LIMIT.0,
         Some(n) if (1..=FOR_USER_LIMIT.1).contains(&n) => n,

@@ -4,7 +4,6 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::{DeviceKind, NewDevice, Store};
-use serde_json::Value;
 
 use crate::database::{app_value, db, iso, options_json, string_arg, LazyStore};
 use crate::error::{self, BindingError};
@@ -157,7 +156,7 @@ impl CheckedDevice {
 fn app_option(json: Option<&str>) -> std::result::Result<Option<String>, BindingError> {
     let o: AppOptions =
         read(json, "option").map_err(|e| BindingError::InvalidArgument(e.message("options")))?;
-    o.app.map(|app| app_value(Value::String(app))).transpose()
+    o.app.map(app_value).transpose()
 }
 
 /// The devices of each user: what `userId` / `userIds` pushes resolve to.
