@@ -1,5 +1,5 @@
-//! Fault injection: the rules a test posts to `/__faults`, which send each rule answers, and the
-//! answer (a delay, a raw HTTP response, or an FCM error) that stands in for accepting the send.
+//! Fault injection: the rules a test posts to `/__faults`, which request (send or topic call) each
+//! rule answers, and the answer (a delay, a raw HTTP response, or an FCM error) that stands in.
 
 use std::time::Duration;
 
@@ -9,12 +9,25 @@ use serde::Deserialize;
 
 use crate::{fcm_error, google_error};
 
+/// The kind of FCM call a rule may be restricted to (its `on`).
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Call {
+    /// `messages:send`.
+    Send,
+    /// A topic subscription's `POST` or `DELETE`.
+    Topics,
+}
+
 /// One fault rule, as posted to `/__faults`.
 #[derive(Default, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Rule {
-    /// The device the rule answers sends to: a registration token or a FID.
+    /// The device the rule answers calls about: a send's registration token or FID, a topic
+    /// call's registration token.
     token: Option<String>,
+    /// The kind of call the rule answers; absent: every kind.
+    on: Option<Call>,
     #[serde(default)]
     error: String,
     times: Option<u32>,
@@ -38,7 +51,7 @@ pub(crate) struct Rule {
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Faults {
-    /// Tried in order for every send; the first that answers it wins.
+    /// Tried in order for every send and topic call; the first that answers it wins.
     #[serde(default)]
     pub(crate) rules: Vec<Rule>,
     /// Forget every access token issued so far, so that sends get 401 until a new one is fetched.
@@ -47,9 +60,12 @@ pub(crate) struct Faults {
 }
 
 impl Rule {
-    /// Whether this rule answers a send to `device` (its token or FID). Counts the send towards
-    /// `percent`, so a rule with a share must be asked once per matching send.
-    fn answers(&mut self, device: Option<&str>) -> bool {
+    /// Whether this rule answers a `call` about `device` (its token or FID). Counts the call
+    /// towards `percent`, so a rule with a share must be asked once per matching call.
+    fn answers(&mut self, call: Call, device: Option<&str>) -> bool {
+        if self.on.is_some_and(|on| on != call) {
+            return false;
+        }
         if self.token.is_some() && self.token.as_deref() != device {
             return false;
         }
@@ -62,11 +78,11 @@ impl Rule {
     }
 }
 
-/// Takes the first rule that answers a send to `device` (the message's `token` or `fid`; `None`
-/// for a topic or condition), using up one of its `times` (the rule leaves the list with its
-/// last one).
-pub(crate) fn take_fault(rules: &mut Vec<Rule>, device: Option<&str>) -> Option<Rule> {
-    let i = rules.iter_mut().position(|r| r.answers(device))?;
+/// Takes the first rule that answers a `call` about `device` (a send's `token` or `fid`, `None`
+/// for a send to a topic or condition; a topic call's registration token), using up one of its
+/// `times` (the rule leaves the list with its last one).
+pub(crate) fn take_fault(rules: &mut Vec<Rule>, call: Call, device: Option<&str>) -> Option<Rule> {
+    let i = rules.iter_mut().position(|r| r.answers(call, device))?;
     let rule = rules[i].clone();
     if let Some(times) = rules[i].times.as_mut() {
         // `times: 0` answers nothing more than `times: 1` would: the rule is used up at once.
@@ -79,7 +95,7 @@ pub(crate) fn take_fault(rules: &mut Vec<Rule>, device: Option<&str>) -> Option<
 }
 
 /// Waits out the rule's delay, then gives the response it answers with: a raw one, an FCM error,
-/// or `None` when the rule only delays and the send goes on.
+/// or `None` when the rule only delays and the call goes on.
 pub(crate) async fn answer(rule: &Rule) -> Option<Response> {
     if rule.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;

@@ -9,27 +9,43 @@
 //! as FCM does). It checks request bodies (one target: `token`, `fid`, `topic` or `condition`),
 //! records what it received, and injects faults on request.
 //!
+//! It also serves FCM v1's topic subscriptions as firebase-admin calls them, one registration
+//! token per call, authorised as sends are: `POST
+//! /v1/projects/{project}/registrations/{token}/topicSubscriptions?topic_name={topic}` with the
+//! body `{}` subscribes, `DELETE …/topicSubscriptions/{topic}?allow_missing=true` unsubscribes
+//! (without `allow_missing`, a token that is not a member is 404 `NOT_FOUND`); both answer 200
+//! `{}`, a topic that does not match `^(private/)?[a-zA-Z0-9-_.~%]+$` or another body 400
+//! `INVALID_ARGUMENT`. A send to a topic records the tokens it reached.
+//!
 //! It serves plain HTTP (HTTP/1.1) or, given a certificate, TLS with HTTP/2 by ALPN, allowing
 //! [`Options::max_streams`] concurrent streams per connection as FCM does (100), and can answer
 //! after a round trip's [`Options::latency`].
 //!
 //! Control endpoints (for tests): `GET /__received` (accepted sends, each with the `project` it
-//! was sent to and the `protocol` and `connection` it came on; `sendRequests`: every send
-//! request, faulted ones too, `tokenRequests`; `connections`: each connection's protocol,
-//! requests and peak of requests in flight), `POST /__reset`, `POST /__faults` with
-//! `{"rules":[{"token":"t","error":"UNREGISTERED","times":1,"retryAfter":2,"delayMs":0,
-//! "percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}` (a rule's
-//! `token` matches a send to that token or FID, a rule without one every send; `times` absent =
-//! always; `percent` answers that share of the matching sends; `status`/`body` answer raw instead
-//! of with an FCM error; `error` is an FCM error code, answered with FCM's HTTP status, or one of
-//! Google's statuses without an FCM code: `PERMISSION_DENIED` (403), `NOT_FOUND` (404),
-//! `UNAUTHENTICATED` (401); `message` replaces the error's message, e.g. an `INVALID_ARGUMENT`
-//! that names the registration token).
+//! was sent to and the `protocol` and `connection` it came on, a topic send with the sorted
+//! tokens subscribed to its topic then, `reached`; `sendRequests`: every send request, faulted
+//! ones too, `tokenRequests`; `topicRequests`: every topic call, faulted or refused ones too, as
+//! `{"method","path","headers","body","project","token","topic","action","status","protocol",
+//! "connection"}`, `path` with its query and percent-encoding as received, `headers` every one,
+//! by lower-case name, `body` raw; `connections`: each connection's protocol, requests and peak
+//! of requests in flight), `GET /__topics` (`{"<project>":{"<topic>":["<token>",…]}}`, tokens
+//! sorted, topics without members left out), `POST /__reset` (forgets the sends, topic calls,
+//! subscriptions and faults), `POST /__faults` with
+//! `{"rules":[{"token":"t","on":"send","error":"UNREGISTERED","times":1,"retryAfter":2,
+//! "delayMs":0,"percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}`
+//! (a rule's `token` matches a send to that token or FID and a topic call about that
+//! registration token, a rule without one every call; `on` restricts it to sends (`"send"`) or
+//! to topic calls (`"topics"`), absent both; `times` absent = always; `percent` answers that
+//! share of the matching calls; `status`/`body` answer raw instead of with an FCM error; `error`
+//! is an FCM error code, answered with FCM's HTTP status, or one of Google's statuses without an
+//! FCM code: `PERMISSION_DENIED` (403), `NOT_FOUND` (404), `UNAUTHENTICATED` (401); `message`
+//! replaces the error's message, e.g. an `INVALID_ARGUMENT` that names the registration token).
 
 mod checks;
 mod faults;
 mod oauth;
 mod serve;
+mod topics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -39,13 +55,13 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use checks::check_body;
 pub use checks::check_send_body;
-use faults::{Faults, Rule};
+use faults::{Call, Faults, Rule};
 use serve::{Connections, RequestInfo};
 pub use serve::{Options, TlsFiles, FCM_MAX_STREAMS};
 
@@ -58,6 +74,10 @@ struct Inner {
     tokens: HashMap<String, String>,
     received: Vec<Value>,
     rules: Vec<Rule>,
+    /// The members of each project's topics.
+    topics: topics::Membership,
+    /// Every topic call that reached its handler, answered or faulted, as received.
+    topic_requests: Vec<Value>,
     token_requests: u64,
     /// Every send request that reached the handler, answered or faulted.
     send_requests: u64,
@@ -123,7 +143,16 @@ pub async fn spawn_with(options: &Options) -> Result<Running, EmulatorError> {
     let app = Router::new()
         .route("/token", post(oauth::token))
         .route("/v1/projects/{project}/messages:send", post(send))
+        .route(
+            "/v1/projects/{project}/registrations/{token}/topicSubscriptions",
+            post(topics::subscribe),
+        )
+        .route(
+            "/v1/projects/{project}/registrations/{token}/topicSubscriptions/{topic}",
+            delete(topics::unsubscribe),
+        )
         .route("/__received", get(received))
+        .route("/__topics", get(topics::report))
         .route("/__reset", post(reset))
         .route("/__faults", post(faults))
         .with_state(state);
@@ -287,22 +316,26 @@ async fn send(
     }
     let message = &value["message"];
     let device = message["token"].as_str().or(message["fid"].as_str());
-    let fault = {
-        let mut inner = emu.inner.lock().expect("emulator state");
-        inner.send_requests += 1;
-        faults::take_fault(&mut inner.rules, device)
-    };
-    if let Some(rule) = fault {
-        if let Some(response) = faults::answer(&rule).await {
-            return response;
-        }
+    emu.inner.lock().expect("emulator state").send_requests += 1;
+    if let Some(response) = injected(&emu, Call::Send, device).await {
+        return response;
     }
     record(&emu, &project, value, info)
 }
 
-/// The refusal of a send without a bearer token the emulator issued (401), then of one to a
-/// project it does not serve (404), then of one with another project's token (403); `None` when
-/// the send may go on.
+/// The answer of the first fault rule that answers a `call` about `device`, once its delay is
+/// waited out; `None` when no rule matches or the one that does only delays.
+async fn injected(emu: &Emulator, call: Call, device: Option<&str>) -> Option<Response> {
+    let rule = {
+        let mut inner = emu.inner.lock().expect("emulator state");
+        faults::take_fault(&mut inner.rules, call, device)
+    }?;
+    faults::answer(&rule).await
+}
+
+/// The refusal of a send or topic call without a bearer token the emulator issued (401), then of
+/// one to a project it does not serve (404), then of one with another project's token (403);
+/// `None` when the call may go on.
 fn unauthorised(emu: &Emulator, headers: &HeaderMap, project: &str) -> Option<Response> {
     let bearer = headers
         .get("authorization")
@@ -343,8 +376,9 @@ fn checked_body(body: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Accepts a send: records it for `/__received` (with its project, and the connection and
-/// protocol it came on) and answers with the new message's name.
+/// Accepts a send: records it for `/__received` (with its project, the connection and protocol
+/// it came on, and for a topic the tokens subscribed to it now) and answers with the new
+/// message's name.
 fn record(emu: &Emulator, project: &str, value: Value, info: RequestInfo) -> Response {
     let name = format!(
         "projects/{project}/messages/{}",
@@ -354,10 +388,14 @@ fn record(emu: &Emulator, project: &str, value: Value, info: RequestInfo) -> Res
         .get("validate_only")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    emu.inner.lock().expect("emulator state").received.push(
-        json!({"name": name, "project": project, "body": value, "validateOnly": validate_only,
-            "protocol": info.protocol, "connection": info.connection}),
-    );
+    let topic = value["message"]["topic"].as_str().map(str::to_owned);
+    let mut entry = json!({"name": name, "project": project, "body": value,
+        "validateOnly": validate_only, "protocol": info.protocol, "connection": info.connection});
+    let mut inner = emu.inner.lock().expect("emulator state");
+    if let Some(topic) = topic {
+        entry["reached"] = json!(inner.topics.members(project, &topic));
+    }
+    inner.received.push(entry);
     Json(json!({"name": name})).into_response()
 }
 
@@ -367,6 +405,7 @@ async fn received(State(emu): State<Arc<Emulator>>) -> Json<Value> {
         "messages": inner.received,
         "tokenRequests": inner.token_requests,
         "sendRequests": inner.send_requests,
+        "topicRequests": inner.topic_requests,
         "accessTokens": inner.issued,
         "connections": emu.connections.report(),
     }))
@@ -376,6 +415,8 @@ async fn reset(State(emu): State<Arc<Emulator>>) -> StatusCode {
     let mut inner = emu.inner.lock().expect("emulator state");
     inner.received.clear();
     inner.rules.clear();
+    inner.topics.clear();
+    inner.topic_requests.clear();
     StatusCode::NO_CONTENT
 }
 

@@ -35,8 +35,8 @@ pub struct Options {
     /// SETTINGS_MAX_CONCURRENT_STREAMS: HTTP/2 streams a client may have open at once on one
     /// connection. Default [`FCM_MAX_STREAMS`].
     pub max_streams: u32,
-    /// How long every answer of FCM's endpoints (token and send; not the control endpoints)
-    /// waits, like a round trip to Google. Default none.
+    /// How long every answer of FCM's endpoints (token, send and topic calls; not the control
+    /// endpoints) waits, like a round trip to Google. Default none.
     pub latency: Duration,
     /// The Firebase projects served, each with a service-account key of its own; the first is
     /// [`Running::credentials`](crate::Running::credentials). Names are 1–64 characters of
