@@ -65,6 +65,13 @@ pub struct BatchCounts {
     pub scheduled_early: usize,
     /// Targets not sent because their push was cancelled (`cancelled` rows).
     pub cancelled: usize,
+    /// Messages that were topic changes (`DeviceRegistry.subscribe` and the like).
+    pub topic_changes: usize,
+    /// Topic calls FCM accepted (a token subscribed or unsubscribed).
+    pub topic_calls: usize,
+    /// Topic calls that failed for good (a dead token, now invalidated, or FCM refusing the
+    /// token, e.g. `TOO_MANY_TOPICS`).
+    pub topic_failed: usize,
 }
 
 /// The counts of one app (Firebase project) in a batch: what the metrics' `App` dimension
@@ -149,6 +156,9 @@ impl BatchOutcome {
             scheduled_fired = c.scheduled_fired,
             scheduled_early = c.scheduled_early,
             cancelled = c.cancelled,
+            topic_changes = c.topic_changes,
+            topic_calls = c.topic_calls,
+            topic_failed = c.topic_failed,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),
@@ -187,6 +197,9 @@ impl BatchCounts {
             scheduled_fired,
             scheduled_early,
             cancelled,
+            topic_changes,
+            topic_calls,
+            topic_failed,
         } = other;
         self.messages += messages;
         self.sent += sent;
@@ -213,6 +226,9 @@ impl BatchCounts {
         self.scheduled_fired += scheduled_fired;
         self.scheduled_early += scheduled_early;
         self.cancelled += cancelled;
+        self.topic_changes += topic_changes;
+        self.topic_calls += topic_calls;
+        self.topic_failed += topic_failed;
     }
 }
 

@@ -148,6 +148,44 @@ pub trait Sink: Send + Sync {
     fn overrun(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// Subscribes a registration token to a topic of `app`, or unsubscribes it, as
+    /// firebase-admin's `subscribeToTopic` / `unsubscribeFromTopic` do, with retries within the
+    /// deadline. A sink that cannot make the call answers [`SendError::UnknownApp`].
+    fn manage_topic<'a>(
+        &'a self,
+        app: &'a str,
+        call: TopicCall<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, TopicAttempted> {
+        let _ = (call, deadline);
+        Box::pin(std::future::ready(TopicAttempted {
+            result: Err(SendError::UnknownApp {
+                app: app.to_owned(),
+            }),
+            attempts: 0,
+        }))
+    }
+}
+
+/// One topic-management call: one token, one topic.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicCall<'a> {
+    /// The registration token.
+    pub token: &'a str,
+    /// The topic, without `/topics/`.
+    pub topic: &'a str,
+    /// Subscribe (true) or unsubscribe.
+    pub subscribe: bool,
+}
+
+/// A topic call's outcome after its retries, and how many requests it took.
+#[derive(Debug)]
+pub struct TopicAttempted {
+    /// `Ok` when FCM has the token as asked.
+    pub result: Result<(), SendError>,
+    /// Requests made.
+    pub attempts: u32,
 }
 
 /// Reports each send done without sending it, printing the request FCM would have received on
@@ -182,5 +220,28 @@ impl Sink for LogSink {
 
     fn validate_only(&self) -> bool {
         true
+    }
+
+    fn manage_topic<'a>(
+        &'a self,
+        app: &'a str,
+        call: TopicCall<'a>,
+        _deadline: Instant,
+    ) -> BoxFuture<'a, TopicAttempted> {
+        if self.print_requests {
+            let what = if call.subscribe {
+                "subscribe"
+            } else {
+                "unsubscribe"
+            };
+            eprintln!(
+                "pushq local mode (no FCM credentials): would {what} a device of app {app} to topic {}",
+                call.topic
+            );
+        }
+        Box::pin(std::future::ready(TopicAttempted {
+            result: Ok(()),
+            attempts: 1,
+        }))
     }
 }

@@ -804,7 +804,7 @@ async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
         ),
         raw("m-truncated", r#"{"v":1,"push":{"token":"t""#.into()),
         // A newer producer's: handed back, not rejected.
-        raw("m-v2", r#"{"v":2,"push":{"token":"t"}}"#.into()),
+        raw("m-v3", r#"{"v":3,"push":{"token":"t"}}"#.into()),
         raw(
             "m-new-field",
             r#"{"v":1,"push":{"token":"t","laterField":{"x":1}}}"#.into(),
@@ -835,7 +835,7 @@ async fn hostile_messages_are_recorded_and_the_batch_goes_on(db: Db) {
     let outcome = engine.process(&batch, soon()).await.unwrap();
     let mut handed_back = outcome.failed_message_ids.clone();
     handed_back.sort();
-    assert_eq!(handed_back, ["m-new-field", "m-v2"], "{outcome:?}");
+    assert_eq!(handed_back, ["m-new-field", "m-v3"], "{outcome:?}");
     assert_eq!(outcome.counts.rejected, 8);
     assert_eq!(
         (

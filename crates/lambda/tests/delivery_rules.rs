@@ -456,8 +456,8 @@ async fn a_newer_producers_messages_wait_and_broken_ones_are_rejected() {
     let mut lambda = setup(&db, &fcm, &[], &[]).await;
     let event = sqs_event(&[
         (
-            "m-v2",
-            json!({"v": 2, "id": "p-v2", "push": {"token": "t-v2"}}).to_string(),
+            "m-v3",
+            json!({"v": 3, "id": "p-v3", "push": {"token": "t-v3"}}).to_string(),
         ),
         (
             "m-field",
@@ -489,7 +489,7 @@ async fn a_newer_producers_messages_wait_and_broken_ones_are_rejected() {
         let answer = lambda.invoke(request, event.clone(), 30, WAIT).await;
         assert_eq!(
             failed_items(&answer),
-            ["m-field", "m-group", "m-v2"],
+            ["m-field", "m-group", "m-v3"],
             "{request}"
         );
     }

@@ -15,8 +15,46 @@ use serde_json::{Map, Value};
 use crate::error::{EnvelopeError, TooLarge};
 use crate::push::{Push, Target};
 
-/// The envelope format version this build writes and reads.
+/// The envelope format version this build writes pushes with.
 pub const ENVELOPE_VERSION: u64 = 1;
+/// The newest envelope version this build reads: 2 adds topic changes
+/// ([`crate::topics::TopicChange`]); a version-2 envelope carries `push` or `topics`.
+pub const NEWEST_READ_VERSION: u64 = crate::topics::TOPICS_ENVELOPE_VERSION;
+
+/// What a queue message carries.
+#[derive(Debug, Clone, PartialEq)]
+// Read once per message and moved on: boxing the push would cost every push an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum QueueBody {
+    /// A push.
+    Push(Envelope),
+    /// A topic subscription to bring in line with the database.
+    Topics(crate::topics::TopicChange),
+}
+
+/// Reads a queue message body: a push, or (version 2) a topic change. `message_id` and
+/// `sent_at_ms` stand in for `id` and `enqueuedAt` as in [`Envelope::parse`].
+pub fn read_body(
+    body: &str,
+    message_id: &str,
+    sent_at_ms: i64,
+) -> Result<QueueBody, EnvelopeError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| EnvelopeError::NotJson(Arc::new(e)))?;
+    let Value::Object(mut map) = value else {
+        return Err(EnvelopeError::NotAnObject);
+    };
+    check_version(&map)?;
+    let id = push_id(&map, message_id)?;
+    let enqueued_at = enqueued_at(&map, sent_at_ms)?;
+    if !map.contains_key("push") {
+        if let Some(topics) = map.remove("topics") {
+            let change = crate::topics::TopicChange::from_envelope(id, enqueued_at, topics)?;
+            return Ok(QueueBody::Topics(change));
+        }
+    }
+    Envelope::from_map(map, id, enqueued_at).map(QueueBody::Push)
+}
 /// Most `tokens`/`fids`/`userIds` entries in one envelope.
 pub const MAX_TARGETS_PER_ENVELOPE: usize = 500;
 /// Largest envelope body pushq writes, in bytes: a quarter of SQS's original 256 KiB message
@@ -156,15 +194,20 @@ impl Envelope {
 
     /// Reads a queue message body. `message_id` and `sent_at_ms` (the SQS message id and
     /// `SentTimestamp`) stand in for `id` and `enqueuedAt` when a foreign producer left them out.
+    /// A topic change is not a push: `push: missing`.
     pub fn parse(body: &str, message_id: &str, sent_at_ms: i64) -> Result<Envelope, EnvelopeError> {
-        let value: Value =
-            serde_json::from_str(body).map_err(|e| EnvelopeError::NotJson(Arc::new(e)))?;
-        let Value::Object(mut map) = value else {
-            return Err(EnvelopeError::NotAnObject);
-        };
-        check_version(&map)?;
-        let id = push_id(&map, message_id)?;
-        let enqueued_at = enqueued_at(&map, sent_at_ms)?;
+        match read_body(body, message_id, sent_at_ms)? {
+            QueueBody::Push(envelope) => Ok(envelope),
+            QueueBody::Topics(_) => Err(bad("push", "missing (the message is a topic change)")),
+        }
+    }
+
+    /// The push of an envelope whose version, `id` and `enqueuedAt` are read already.
+    fn from_map(
+        mut map: Map<String, Value>,
+        id: String,
+        enqueued_at: i64,
+    ) -> Result<Envelope, EnvelopeError> {
         let dry_run = match map.get("dryRun") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -191,12 +234,12 @@ fn bad(field: &'static str, problem: &str) -> EnvelopeError {
     }
 }
 
-/// Checks the envelope's `v`: this build reads [`ENVELOPE_VERSION`], and tells a newer version
-/// (to wait for) from a malformed or missing one.
+/// Checks the envelope's `v`: this build reads versions 1 to [`NEWEST_READ_VERSION`], and tells
+/// a newer version (to wait for) from a malformed or missing one.
 fn check_version(map: &Map<String, Value>) -> Result<(), EnvelopeError> {
     match map.get("v").map(|v| (v, v.as_u64())) {
-        Some((_, Some(ENVELOPE_VERSION))) => Ok(()),
-        Some((_, Some(newer))) if newer > ENVELOPE_VERSION => {
+        Some((_, Some(1..=NEWEST_READ_VERSION))) => Ok(()),
+        Some((_, Some(newer))) if newer > NEWEST_READ_VERSION => {
             Err(EnvelopeError::UnknownVersion(newer))
         }
         Some((v, _)) => Err(EnvelopeError::BadVersion(crate::push::describe(v))),

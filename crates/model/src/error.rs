@@ -108,7 +108,7 @@ pub enum EnvelopeError {
     MissingVersion,
     /// `v` is a later version than this build reads: written by a newer producer. Not the
     /// producer's mistake: the message waits for a consumer that reads it.
-    #[error("v: envelope version {0} is newer than this build reads ({expected})", expected = crate::envelope::ENVELOPE_VERSION)]
+    #[error("v: envelope version {0} is newer than this build reads ({expected})", expected = crate::envelope::NEWEST_READ_VERSION)]
     UnknownVersion(u64),
     /// `v` is not a version any build could read (not a whole number ≥ 1).
     #[error("v: must be a whole number >= 1 (got {0})")]

@@ -7,8 +7,9 @@
 pub mod envelope;
 pub mod error;
 pub mod push;
+pub mod topics;
 
-pub use envelope::Envelope;
+pub use envelope::{read_body, Envelope, QueueBody};
 pub use error::{EnvelopeError, InvalidPush, TooLarge};
 pub use push::{
     check_app, check_fcm_shape, Push, Recipient, ShapeViolation, Target, Violation, DEFAULT_APP,

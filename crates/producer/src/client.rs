@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pushq_model::push::{FCM_PAYLOAD_LIMIT, MAX_DELAY_SECONDS};
+use pushq_model::topics::{Subscriber, TopicChange};
 use pushq_model::{Envelope, InvalidPush, Push, Target, TooLarge};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -107,6 +108,26 @@ impl Producer {
     pub fn enqueue(&self, push: Push, index: Option<usize>) -> Result<Ticket> {
         let prepared = self.prepare(push, index, false)?;
         self.submit(prepared)
+    }
+
+    /// Hands a topic change (a subscription stored in the database, to bring FCM in line with)
+    /// to the queue. On a FIFO queue the changes of one (app, user or token) stay in order.
+    pub fn enqueue_topic_change(&self, change: &TopicChange) -> Result<Ticket> {
+        let fifo = self.config.is_fifo();
+        // A name for the subscriber that fits SQS's 128-character group id, whatever its length.
+        let group_id = fifo.then(|| {
+            let who = match &change.subscriber {
+                Subscriber::User(u) => format!("{}\nuser\n{u}", change.app),
+                Subscriber::Token(t) => format!("{}\ntoken\n{t}", change.app),
+            };
+            format!("topics:{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, who.as_bytes()))
+        });
+        self.submit(Prepared {
+            id: change.id.clone(),
+            booking: None,
+            delay_seconds: None,
+            messages: queue_messages(vec![change.to_json()], &change.id, fifo, group_id),
+        })
     }
 
     /// Checks what the queue needs of a push and builds its messages, sending nothing.

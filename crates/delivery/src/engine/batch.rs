@@ -17,7 +17,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
-use pushq_model::{Envelope, Target};
+use pushq_model::topics::TopicChange;
+use pushq_model::{Envelope, QueueBody, Target};
 
 use super::QueueMessage;
 
@@ -28,6 +29,7 @@ mod settle;
 #[cfg(test)]
 mod tests;
 
+pub(super) use classify::DEAD_TOKEN_MIN_SENDS;
 pub(super) use settle::Settled;
 
 use crate::sink::{Attempted, SendError, Sent};
@@ -119,6 +121,9 @@ pub(super) struct Batch<'m> {
     superseded: Vec<TargetKey>,
     /// Live devices of the batch's users left out as stale, per app.
     stale_devices: BTreeMap<String, usize>,
+    /// The batch's topic changes, with the index of their message: taken out by the engine
+    /// ([`super::Engine::manage_topics`]) before the pushes are planned.
+    pub changes: Vec<(usize, TopicChange)>,
 }
 
 /// When a batch's pushes are too old to send ([`Batch::plan`]).
@@ -157,10 +162,12 @@ impl<'m> Batch<'m> {
             newer: Vec::new(),
             superseded: Vec::new(),
             stale_devices: BTreeMap::new(),
+            changes: Vec::new(),
         };
         for (i, m) in messages.iter().enumerate() {
-            match Envelope::parse(&m.body, m.original_id(), m.sent_at_ms) {
-                Ok(mut envelope) => {
+            match pushq_model::read_body(&m.body, m.original_id(), m.sent_at_ms) {
+                Ok(QueueBody::Topics(change)) => batch.changes.push((i, change)),
+                Ok(QueueBody::Push(mut envelope)) => {
                     envelope.dry_run |= all_dry_runs;
                     batch.pushes.push(Push {
                         message: i,

@@ -20,18 +20,22 @@
 //! 7. **settle** (`Batch::settle`): rows, dead devices, hand-backs and counts, derived once from
 //!    the targets' states;
 //! 8. **record** (`Engine::record`): one statement each for the delivery rows, the rejected
-//!    messages and the dead tokens.
+//!    messages and the dead tokens;
+//! 9. **topic changes** (`Engine::manage_topics`, in `topics.rs`): the batch's topic
+//!    subscription changes, brought in line with the database through FCM's topic calls.
 
 mod batch;
 mod connect;
 mod early;
 mod fifo;
 mod message;
+mod topics;
 
 pub use connect::SetupError;
 use early::due_at;
 pub use early::scheduled_after;
 pub use message::{QueueMessage, FIRST_MESSAGE_ID};
+pub use topics::TOPIC_CALLS_AT_ONCE;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,6 +162,7 @@ impl Engine {
     ) -> Result<BatchOutcome, StoreError> {
         // PUSHQ_FCM_DRY_RUN: every push of the deployment is a dry run.
         let mut batch = Batch::parse(messages, self.sink.validate_only());
+        let changes = std::mem::take(&mut batch.changes);
         batch.hand_back_apps_without_keys(|app| self.sink.has_app(app));
         let devices = self.resolve_users(&batch, deadline).await?;
         let expiry = Expiry {
@@ -189,7 +194,10 @@ impl Engine {
             self.release(&claim, Some(&settled.unaccepted())).await;
             return Err(e);
         }
-        Ok(settled.outcome)
+        let mut outcome = settled.outcome;
+        self.manage_topics(messages, changes, deadline, &mut outcome)
+            .await?;
+        Ok(outcome)
     }
 
     /// The batch's scheduled pushes that were cancelled: one query, asked only when the batch

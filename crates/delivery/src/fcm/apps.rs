@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use pushq_model::{Push, Recipient};
 
 use super::{FcmClient, FcmConfig, FcmSetupError, SendError, ServiceAccount};
-use crate::sink::{Attempted, Sink};
+use crate::sink::{Attempted, Sink, TopicAttempted, TopicCall};
 
 /// The FCM clients of a deployment's apps, by app name.
 pub struct FcmApps {
@@ -75,6 +75,23 @@ impl Sink for FcmApps {
 
     fn validate_only(&self) -> bool {
         self.clients.values().any(FcmClient::dry_run)
+    }
+
+    fn manage_topic<'a>(
+        &'a self,
+        app: &'a str,
+        call: TopicCall<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, TopicAttempted> {
+        match self.clients.get(app) {
+            Some(client) => Box::pin(client.manage_topic(call, deadline)),
+            None => Box::pin(std::future::ready(TopicAttempted {
+                result: Err(SendError::UnknownApp {
+                    app: app.to_owned(),
+                }),
+                attempts: 0,
+            })),
+        }
     }
 
     fn overrun(&self) -> Duration {

@@ -5,6 +5,7 @@ mod apps;
 pub mod auth;
 pub mod key;
 mod pool;
+mod topics;
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use futures::future::BoxFuture;
 use pushq_model::{Push, Recipient};
 use serde_json::Value;
 
-use crate::sink::{Attempted, Sink};
+use crate::sink::{Attempted, Sink, TopicAttempted, TopicCall};
 pub use crate::sink::{SendError, Sent, NO_CREDENTIALS};
 
 /// Why the FCM client cannot be set up, at start: never a send's result (that is a
@@ -151,7 +152,9 @@ impl FcmClient {
 
     /// One attempt: POSTs the request body (already holding `validate_only` when dry-run).
     pub async fn send_once(&self, body: &Value) -> Result<Sent, SendError> {
-        self.attempt(body, None)
+        let post: &Request<'_, Sent> =
+            &|token| Box::pin(async move { self.post(body, &token).await });
+        self.attempt(post, None)
             .await
             .unwrap_or_else(|| Err(deadline_passed()))
     }
@@ -160,11 +163,11 @@ impl FcmClient {
     /// take a while (fetched, or waited for behind another send's fetch), and a request that
     /// starts after the batch's deadline could outlast the batch's claim on its target, when
     /// another consumer may send it too. `None`: no request was made.
-    async fn attempt(
+    async fn attempt<T>(
         &self,
-        body: &Value,
+        request: &Request<'_, T>,
         start_by: Option<Instant>,
-    ) -> Option<Result<Sent, SendError>> {
+    ) -> Option<Result<T, SendError>> {
         let token = match self.tokens.token().await {
             Ok(token) => token,
             Err(e) => return Some(Err(e)),
@@ -172,52 +175,46 @@ impl FcmClient {
         if start_by.is_some_and(|t| Instant::now() >= t) {
             return None;
         }
-        Some(self.post(body, &token).await)
+        Some(request(token).await)
     }
 
     /// The request itself, with an access token.
     async fn post(&self, body: &Value, token: &str) -> Result<Sent, SendError> {
         // Counted in flight on its connection until the answer is read.
         let lane = self.http.borrow();
-        let response = lane
+        let request = lane
             .http()
             .post(self.send_url.clone())
             .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| SendError::Transient {
-                code: "NETWORK".into(),
-                detail: auth::without_url(&e),
-                retry_after: None,
-            })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = response.text().await.map_err(|e| SendError::Transient {
-            code: "NETWORK".into(),
-            detail: auth::without_url(&e),
-            retry_after: None,
-        })?;
-        if status.is_success() {
-            return accepted(status.as_u16(), &text, &self.message_prefix);
+            .json(body);
+        let (status, retry_after, text) = read_answer(request).await?;
+        if (200..300).contains(&status) {
+            return accepted(status, &text, &self.message_prefix);
         }
-        let error = classify(status.as_u16(), &text, retry_after);
-        if status.as_u16() == 429 && project_quota(&text) {
+        Err(self.refused(status, &text, retry_after, token).await)
+    }
+
+    /// FCM's error answer, classified; what it says of the project's quota and of the access
+    /// token acted on.
+    async fn refused(
+        &self,
+        status: u16,
+        text: &str,
+        retry_after: Option<Duration>,
+        token: &str,
+    ) -> SendError {
+        let error = classify(status, text, retry_after);
+        if status == 429 && project_quota(text) {
             // The project's quota: every send of the process waits, not only this one.
             self.throttle(retry_after.unwrap_or(QUOTA_PAUSE));
         }
-        if access_token_refused(status.as_u16(), &error) {
+        if access_token_refused(status, &error) {
             // Google says the access token itself is bad (expired or revoked early): drop it so
             // the retry fetches a new one. Not for THIRD_PARTY_AUTH_ERROR (a 401 about the APNs
             // or web push credentials), which a new token does not cure.
             self.tokens.invalidate(token).await;
         }
-        Err(error)
+        error
     }
 
     /// Sends with retries: transient failures back off (honouring `Retry-After`) until
@@ -226,6 +223,19 @@ impl FcmClient {
     /// waiting for FCM then is cut short as a transient `DEADLINE` error (its message is
     /// redelivered), so a slow answer cannot run a Lambda batch past its invocation's end.
     pub async fn send_with_retries(&self, body: &Value, deadline: Instant) -> Attempted {
+        let post: &Request<'_, Sent> =
+            &|token| Box::pin(async move { self.post(body, &token).await });
+        let (result, attempts) = self.with_retries(post, deadline).await;
+        Attempted { result, attempts }
+    }
+
+    /// `request` with retries, as [`FcmClient::send_with_retries`] describes: the result and
+    /// the number of attempts made.
+    async fn with_retries<T>(
+        &self,
+        request: &Request<'_, T>,
+        deadline: Instant,
+    ) -> (Result<T, SendError>, u32) {
         let cut = self.cut_at_deadline;
         let mut attempts = 0;
         loop {
@@ -233,16 +243,13 @@ impl FcmClient {
             // otherwise the send is not made and its message comes back later.
             if let Some(until) = self.throttled_until() {
                 if until >= deadline {
-                    return Attempted {
-                        result: Err(SendError::Transient {
-                            code: THROTTLED.into(),
-                            detail:
-                                "the project's FCM quota is exhausted: sends wait until it passes"
-                                    .into(),
-                            retry_after: Some(until - Instant::now()),
-                        }),
-                        attempts,
+                    let throttled = SendError::Transient {
+                        code: THROTTLED.into(),
+                        detail: "the project's FCM quota is exhausted: sends wait until it passes"
+                            .into(),
+                        retry_after: Some(until - Instant::now()),
                     };
+                    return (Err(throttled), attempts);
                 }
                 tokio::time::sleep_until(until.into()).await;
             }
@@ -250,12 +257,9 @@ impl FcmClient {
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
             else {
-                return Attempted {
-                    result: Err(deadline_passed()),
-                    attempts,
-                };
+                return (Err(deadline_passed()), attempts);
             };
-            let attempt = self.attempt(body, Some(deadline));
+            let attempt = self.attempt(request, Some(deadline));
             let made = if cut {
                 tokio::time::timeout(left, attempt)
                     .await
@@ -265,14 +269,11 @@ impl FcmClient {
             };
             let Some(result) = made else {
                 // The token came after the deadline: no request was started.
-                return Attempted {
-                    result: Err(deadline_passed()),
-                    attempts,
-                };
+                return (Err(deadline_passed()), attempts);
             };
             attempts += 1;
             let Err(SendError::Transient { retry_after, .. }) = &result else {
-                return Attempted { result, attempts };
+                return (result, attempts);
             };
             if self.throttled_until().is_some() {
                 // The throttle decides when (and whether) the next attempt goes.
@@ -280,11 +281,36 @@ impl FcmClient {
             }
             let wait = retry_after.unwrap_or_else(|| backoff(attempts));
             if Instant::now() + wait >= deadline {
-                return Attempted { result, attempts };
+                return (result, attempts);
             }
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// One kind of request, given an access token: a send, or a topic call.
+type Request<'r, T> = dyn Fn(String) -> BoxFuture<'r, Result<T, SendError>> + Send + Sync + 'r;
+
+/// Sends a request and reads FCM's answer: its status, `Retry-After` and body. A request that
+/// fails on the way (or whose answer breaks off) is a transient `NETWORK` error.
+async fn read_answer(
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, Option<Duration>, String), SendError> {
+    let network = |e: reqwest::Error| SendError::Transient {
+        code: "NETWORK".into(),
+        detail: auth::without_url(&e),
+        retry_after: None,
+    };
+    let response = request.send().await.map_err(network)?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = response.text().await.map_err(network)?;
+    Ok((status, retry_after, text))
 }
 
 impl Sink for FcmClient {
@@ -316,6 +342,15 @@ impl Sink for FcmClient {
 
     fn overrun(&self) -> Duration {
         self.overrun
+    }
+
+    fn manage_topic<'a>(
+        &'a self,
+        _app: &'a str,
+        call: TopicCall<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, TopicAttempted> {
+        Box::pin(FcmClient::manage_topic(self, call, deadline))
     }
 }
 

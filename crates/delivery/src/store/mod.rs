@@ -145,6 +145,7 @@ mod probe;
 mod rejected;
 mod scheduled;
 mod tls;
+mod topics;
 
 pub use claims::{Claim, Claimed, KeyClaim, KeyOwner, TargetKey};
 pub use deliveries::{Delivery, DeliveryStatus};
@@ -156,6 +157,7 @@ use probe::probe;
 pub use rejected::Rejected;
 pub use scheduled::ScheduledPush;
 pub use tls::{tls_warning, warn_if_unverified};
+pub use topics::Membership;
 
 /// Opens (creating it if missing) the SQLite file `options` names.
 async fn open_sqlite(

@@ -77,7 +77,7 @@ fn rejects_what_is_not_an_envelope() {
 #[test]
 fn a_newer_producer_is_told_apart_from_a_broken_one() {
     for body in [
-        r#"{"v":2,"push":{"token":"t"}}"#,
+        r#"{"v":3,"push":{"token":"t"}}"#,
         r#"{"v":7,"whatever":"v7 looks like"}"#,
         r#"{"v":1,"push":{"token":"t","priorityHint":"high"}}"#,
         // A new kind of target: the push names none this build knows.

@@ -21,7 +21,7 @@ fn non_empty_string(value: &Value, field: &str) -> Result<String, InvalidPush> {
 
 /// A string pushq stores in its database: non-empty, at most `max_chars` characters (the
 /// column's size) and without U+0000 (PostgreSQL text cannot hold it).
-pub(super) fn stored_string(
+pub(crate) fn stored_string(
     value: &Value,
     field: &str,
     max_chars: usize,

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::InvalidPush;
 pub use fcm_shape::{check_fcm_shape, ShapeViolation, Violation};
 pub use fields::check_app;
+pub(crate) use fields::stored_string;
 use fields::{
     parse_app, parse_category, parse_delay, parse_expires_at, parse_idempotency_key, parse_push_id,
     parse_send_at,

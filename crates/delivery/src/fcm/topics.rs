@@ -1,0 +1,159 @@
+//! FCM's topic-management calls, as firebase-admin 14.5's `subscribeToTopic` /
+//! `unsubscribeFromTopic` make them (`sendTopicManagementRequestV1`): one token per request, on
+//! the client's own connections and access token, with the sends' retries and quota throttle.
+//! - subscribe: `POST …/registrations/<token>/topicSubscriptions?topic_name=<topic>`, body `{}`;
+//! - unsubscribe: `DELETE …/registrations/<token>/topicSubscriptions/<topic>?allow_missing=true`.
+//!
+//! Token and topic are encoded as JavaScript's `encodeURIComponent` encodes them. Answers are
+//! read as firebase-admin reads them: 200 is done (and a subscribe answered 409 or
+//! `ALREADY_EXISTS`); `NOT_FOUND`, `UNREGISTERED` and `INVALID_ARGUMENT` say the token is dead;
+//! the deployment's and the service's faults are classified as a send's are ([`super::classify`]).
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::{read_answer, FcmClient, Request, SendError};
+use crate::sink::{TopicAttempted, TopicCall};
+
+impl FcmClient {
+    /// Subscribes or unsubscribes one token, with retries until `deadline`.
+    pub async fn manage_topic(&self, call: TopicCall<'_>, deadline: Instant) -> TopicAttempted {
+        let request: &Request<'_, ()> =
+            &|token| Box::pin(async move { self.topic_request(call, &token).await });
+        let (result, attempts) = self.with_retries(request, deadline).await;
+        TopicAttempted { result, attempts }
+    }
+
+    async fn topic_request(&self, call: TopicCall<'_>, token: &str) -> Result<(), SendError> {
+        let base = self
+            .send_url
+            .as_str()
+            .strip_suffix("messages:send")
+            .unwrap_or_default();
+        let path = format!(
+            "{base}registrations/{}/topicSubscriptions",
+            encode_uri_component(call.token)
+        );
+        let topic = encode_uri_component(call.topic);
+        let lane = self.http.borrow();
+        let request = match call.subscribe {
+            true => lane
+                .http()
+                .post(format!("{path}?topic_name={topic}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body("{}"),
+            false => lane
+                .http()
+                .delete(format!("{path}/{topic}?allow_missing=true")),
+        };
+        let request = request
+            .bearer_auth(token)
+            .header("access_token_auth", "true");
+        let (status, retry_after, text) = read_answer(request).await?;
+        if status == 200 && is_json_object(&text) {
+            return Ok(());
+        }
+        if call.subscribe
+            && (status == 409 || error_code(&text).as_deref() == Some("ALREADY_EXISTS"))
+        {
+            return Ok(());
+        }
+        if (200..300).contains(&status) {
+            return Err(SendError::Deployment {
+                code: format!("HTTP_{status}"),
+                detail: format!(
+                    "a {status} answer to a topic call that is not FCM's ({})",
+                    text.chars().take(200).collect::<String>()
+                ),
+            });
+        }
+        Err(dead_token(
+            self.refused(status, &text, retry_after, token).await,
+            &text,
+        ))
+    }
+}
+
+/// firebase-admin reads `NOT_FOUND` and `UNREGISTERED` as a token not registered and
+/// `INVALID_ARGUMENT` as an invalid token (the topic was checked before it was enqueued); a
+/// send's classification takes `NOT_FOUND` without FCM's code for a wrong endpoint, which a topic
+/// call's JSON answer is not.
+fn dead_token(error: SendError, body: &str) -> SendError {
+    let said = error_code(body);
+    match (error, said.as_deref()) {
+        (
+            SendError::Deployment { code, detail } | SendError::Rejected { code, detail },
+            Some("NOT_FOUND" | "UNREGISTERED" | "INVALID_ARGUMENT"),
+        ) => SendError::InvalidToken { code, detail },
+        (error, _) => error,
+    }
+}
+
+/// An FCM error body's code, as firebase-admin's `getErrorCode` reads it: FCM's own
+/// `details[].errorCode`, else Google's `status`.
+fn error_code(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    let error = value.get("error")?;
+    error
+        .get("details")
+        .and_then(Value::as_array)
+        .and_then(|d| {
+            d.iter()
+                .find_map(|d| d.get("errorCode").and_then(Value::as_str))
+        })
+        .or_else(|| error.get("status").and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+fn is_json_object(body: &str) -> bool {
+    matches!(serde_json::from_str::<Value>(body), Ok(Value::Object(_)))
+}
+
+/// JavaScript's `encodeURIComponent`: every byte but `A–Z a–z 0–9 - _ . ! ~ * ' ( )`
+/// percent-encoded, as UTF-8.
+pub(crate) fn encode_uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_topics_are_encoded_as_encode_uri_component_does() {
+        assert_eq!(encode_uri_component("abc:APA91b-_.~"), "abc%3AAPA91b-_.~");
+        assert_eq!(encode_uri_component("private/news%"), "private%2Fnews%25");
+        assert_eq!(encode_uri_component("ü *'()!"), "%C3%BC%20*'()!");
+    }
+
+    #[test]
+    fn answers_are_read_as_firebase_admin_reads_them() {
+        let fcm = |code: &str, status: u16| {
+            format!(r#"{{"error":{{"code":{status},"message":"m","status":"{code}"}}}}"#)
+        };
+        let dead = |status, body: &str| {
+            matches!(
+                dead_token(super::super::classify(status, body, None), body),
+                SendError::InvalidToken { .. }
+            )
+        };
+        assert!(dead(404, &fcm("NOT_FOUND", 404)));
+        assert!(dead(400, &fcm("INVALID_ARGUMENT", 400)));
+        assert!(!dead(403, &fcm("PERMISSION_DENIED", 403)));
+        // Not FCM's JSON: a wrong endpoint, never a dead token.
+        assert!(!dead(404, "<html>Not Found</html>"));
+        assert_eq!(
+            error_code(&fcm("ALREADY_EXISTS", 409)).as_deref(),
+            Some("ALREADY_EXISTS")
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Topic subscriptions through the engine: a change on the queue is brought in line with the
+//! database by FCM's topic calls (against the FCM emulator, which keeps each project's topic
+//! membership), on SQLite, PostgreSQL and MariaDB.
+
+use pushq_delivery::store::{DeviceKind, NewDevice, Store};
+use pushq_delivery::{Engine, QueueMessage};
+use pushq_model::topics::{Subscriber, TopicChange};
+use pushq_test_support::*;
+use serde_json::{json, Value};
+
+mod support;
+use support::{message_at, soon};
+
+fn user(id: &str) -> Subscriber {
+    Subscriber::User(id.to_owned())
+}
+
+fn token(t: &str) -> Subscriber {
+    Subscriber::Token(t.to_owned())
+}
+
+/// The queue message a server enqueues after storing a subscription change.
+fn change(app: &str, topic: &str, who: Subscriber) -> QueueMessage {
+    let change = TopicChange::new(app, &json!(topic), who).unwrap();
+    QueueMessage {
+        message_id: format!("msg-{}", change.id),
+        body: change.to_json(),
+        ..QueueMessage::default()
+    }
+}
+
+async fn register(store: &Store, user: &str, id: &str, kind: DeviceKind) {
+    let device = NewDevice {
+        app: "default",
+        user_id: user,
+        token: id,
+        kind,
+        platform: "android",
+    };
+    store.register(&device).await.unwrap();
+}
+
+/// The emulator's members of `topic`, sorted.
+async fn members(fcm: &Fcm, topic: &str) -> Vec<String> {
+    let topics = fcm.call("GET", "/__topics", None).await;
+    let list = topics["pushq-emulator"][topic].as_array().cloned();
+    let mut members: Vec<String> = list
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    members.sort();
+    members
+}
+
+async fn engine(db: &Db, fcm: &Fcm) -> Engine {
+    support::engine_from(&db.url, fcm.env(), &[]).await
+}
+
+async fn run(engine: &Engine, messages: &[QueueMessage]) -> Vec<String> {
+    engine.process(messages, soon()).await.unwrap().failed_message_ids
+}
+
+/// A user's subscription covers the devices the user has (tokens: FCM's topic API takes no
+/// FIDs) and the one registered later; a topic push reaches them all; an unregistered device
+/// and then the user leave the topic.
+async fn a_users_subscription_follows_the_users_devices(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    register(store, "u", "tok-a", DeviceKind::Token).await;
+    register(store, "u", "tok-b", DeviceKind::Token).await;
+    register(store, "u", "fid-c", DeviceKind::Fid).await;
+    register(store, "other", "tok-o", DeviceKind::Token).await;
+    let app = "default";
+    assert!(store.subscribe(app, "news", &user("u")).await.unwrap());
+
+    assert_eq!(run(&engine, &[change(app, "news", user("u"))]).await, Vec::<String>::new());
+    assert_eq!(members(&fcm, "news").await, ["tok-a", "tok-b"]);
+
+    // A second device, registered later: what DeviceRegistry.register enqueues for it.
+    register(store, "u", "tok-d", DeviceKind::Token).await;
+    run(&engine, &[change(app, "news", token("tok-d"))]).await;
+    assert_eq!(members(&fcm, "news").await, ["tok-a", "tok-b", "tok-d"]);
+    let push = message_at(json!({"topic": "news", "notification": {"title": "t"}}), 0);
+    run(&engine, &[push]).await;
+    let received = fcm.received().await;
+    let reached: Vec<Value> = received.iter().map(|m| m["reached"].clone()).collect();
+    assert_eq!(reached, [json!(["tok-a", "tok-b", "tok-d"])]);
+
+    // Unregistered: what DeviceRegistry.unregister enqueues.
+    store.unregister_device_of(app, "tok-b").await.unwrap();
+    run(&engine, &[change(app, "news", token("tok-b"))]).await;
+    assert_eq!(members(&fcm, "news").await, ["tok-a", "tok-d"]);
+
+    assert!(store.unsubscribe(app, "news", &user("u")).await.unwrap());
+    run(&engine, &[change(app, "news", user("u"))]).await;
+    assert_eq!(members(&fcm, "news").await, Vec::<String>::new());
+    assert_eq!(store.topics_of(app, &user("u")).await.unwrap(), Vec::<String>::new());
+}
+on_every_db!(a_users_subscription_follows_the_users_devices);
+
+/// Changes that arrive out of order or twice end as the database says: an unsubscribe taken
+/// after the subscription was stored again subscribes.
+async fn the_database_decides_whatever_the_order(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let app = "default";
+    // Subscribed, unsubscribed, subscribed again; the queue hands the changes over late.
+    store.subscribe(app, "private/staff", &token("tok-x")).await.unwrap();
+    store.unsubscribe(app, "private/staff", &token("tok-x")).await.unwrap();
+    store.subscribe(app, "private/staff", &token("tok-x")).await.unwrap();
+    let messages = [
+        change(app, "private/staff", token("tok-x")),
+        change(app, "private/staff", token("tok-x")),
+    ];
+    assert_eq!(run(&engine, &messages).await, Vec::<String>::new());
+    assert_eq!(members(&fcm, "private/staff").await, ["tok-x"]);
+    assert_eq!(
+        store.topics_of(app, &token("tok-x")).await.unwrap(),
+        ["private/staff"]
+    );
+}
+on_every_db!(the_database_decides_whatever_the_order);
+
+/// A dead token's answer invalidates its device, whose subscriptions end with it; a 403 from a
+/// proxy (HTML) is the deployment's fault: the change comes back, nothing is invalidated, and
+/// it completes once the fault is gone.
+async fn dead_tokens_end_and_deployment_faults_hand_back(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let app = "default";
+    register(store, "u", "tok-dead", DeviceKind::Token).await;
+    register(store, "u", "tok-live", DeviceKind::Token).await;
+    store.subscribe(app, "news", &user("u")).await.unwrap();
+    store.subscribe(app, "alerts", &token("tok-dead")).await.unwrap();
+
+    fcm.faults(json!({"rules": [{"on": "topics", "status": 403, "body": "<html>denied</html>"}]}))
+        .await;
+    let message = change(app, "news", user("u"));
+    assert_eq!(run(&engine, std::slice::from_ref(&message)).await, [message.message_id.clone()]);
+    let devices = store.devices_of("u", Some(app)).await.unwrap();
+    assert!(devices.iter().all(|d| d.live), "{devices:?}");
+
+    fcm.faults(json!({"rules": [{"on": "topics", "token": "tok-dead", "error": "UNREGISTERED"}]}))
+        .await;
+    assert_eq!(run(&engine, &[message]).await, Vec::<String>::new());
+    assert_eq!(members(&fcm, "news").await, ["tok-live"]);
+    let dead = store.devices_of("u", Some(app)).await.unwrap();
+    let live: Vec<(&str, bool)> = dead.iter().map(|d| (d.token.as_str(), d.live)).collect();
+    assert_eq!(live, [("tok-dead", false), ("tok-live", true)]);
+    assert_eq!(store.topics_of(app, &token("tok-dead")).await.unwrap(), Vec::<String>::new());
+}
+on_every_db!(dead_tokens_end_and_deployment_faults_hand_back);
+
+/// A batch of topic changes costs two statements whatever its size: one resolves its users,
+/// one reads the subscriptions; the calls go at most 100 at once.
+async fn a_batch_of_changes_costs_two_statements(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let app = "default";
+    let mut messages = Vec::new();
+    for n in 0..10 {
+        let u = format!("u{n}");
+        for d in 0..3 {
+            register(store, &u, &format!("tok-{n}-{d}"), DeviceKind::Token).await;
+        }
+        store.subscribe(app, "news", &user(&u)).await.unwrap();
+        messages.push(change(app, "news", user(&u)));
+    }
+    let before = store.statements();
+    assert_eq!(run(&engine, &messages).await, Vec::<String>::new());
+    assert_eq!(store.statements() - before, 2);
+    assert_eq!(members(&fcm, "news").await.len(), 30);
+}
+on_every_db!(a_batch_of_changes_costs_two_statements);
