@@ -1,7 +1,8 @@
-//! `pushq`: the operator tool. `migrate`, `worker`, `fcm-emulator` and `devices`.
+//! `pushq`: the operator tool. `migrate`, `worker`, `fcm-emulator`, `dlq`, `devices` and `topics`.
 //! Configuration comes from the environment (see the README); flags override it.
 
 mod dlq;
+mod topics;
 mod worker;
 
 use std::sync::Arc;
@@ -36,6 +37,12 @@ enum Command {
     Devices {
         #[command(subcommand)]
         action: DevicesAction,
+    },
+    /// Lists a user's or a token's topics; subscribes and unsubscribes them (stored, then
+    /// enqueued for the consumer to make FCM's calls).
+    Topics {
+        #[command(subcommand)]
+        action: topics::TopicsAction,
     },
 }
 
@@ -219,6 +226,7 @@ async fn main() {
         },
         Command::Migrate => migrate().await,
         Command::Devices { action } => devices(action).await,
+        Command::Topics { action } => topics::run(action).await,
         Command::Worker(args) => worker(args).await,
     }
 }
