@@ -241,6 +241,24 @@ export declare class DeviceRegistry {
   unregister(token: string, options?: AppOptions): Promise<boolean>
   /** A user's devices, oldest first, live and dead: of `options.app`, or of every app. */
   devices(userId: string, options?: AppOptions): Promise<Array<RegisteredDevice>>
+  /**
+   * Subscribes a user's devices (now and later) or one token to a topic: stored, then
+   * enqueued for the consumer, which makes FCM's calls. Resolves once the queue has the
+   * change. Rejects with `PUSHQ_INVALID_ARGUMENT` naming the field (`topic`, `userId`,
+   * `token`, `app`), `PUSHQ_DATABASE`, `PUSHQ_CONFIG` (no queue: `PUSHQ_QUEUE_URL` or
+   * `PUSHQ_MODE=local`) or `PUSHQ_QUEUE`.
+   */
+  subscribe(subscription: Subscription): Promise<TopicChanged>
+  /**
+   * Ends a subscription (as {@link DeviceRegistry.subscribe}); a device subscribed also by
+   * another subscription (its user's, or its token's) stays subscribed.
+   */
+  unsubscribe(subscription: Subscription): Promise<TopicChanged>
+  /**
+   * The topics of a user, or of a token (its own and its user's), sorted. FCM has no call
+   * that lists them: this is what pushq stored.
+   */
+  topics(subscriber: SubscriberOptions): Promise<Array<string>>
 }
 
 /** A client that puts pushes on the queue. Create one per process and share it. */
@@ -819,6 +837,45 @@ export interface RegisteredDevice {
    * (default 270) gets no pushes, and `pushq devices prune` deletes it.
    */
   lastSeenAt: string
+}
+
+/** Whose topics {@link DeviceRegistry.topics} lists. */
+export interface SubscriberOptions {
+  /** The user (exactly one of `userId` and `token`). */
+  userId?: string
+  /** One registration token: its own topics and its user's. */
+  token?: string
+  /** The app; the registry's when not given. */
+  app?: string
+}
+
+/**
+ * A subscription: a topic and whose it is, a user's (every device the user has in the app,
+ * now and later) or one registration token's.
+ */
+export interface Subscription {
+  /**
+   * The topic, as firebase-admin's `subscribeToTopic` takes it (`news`, `/topics/news`,
+   * `private/staff`).
+   */
+  topic: string
+  /** The user (exactly one of `userId` and `token`). */
+  userId?: string
+  /** One registration token. */
+  token?: string
+  /** The app; the registry's when not given. */
+  app?: string
+}
+
+/** What `subscribe` and `unsubscribe` resolve to. */
+export interface TopicChanged {
+  /** The change's id (a UUIDv7), as the consumer's logs name it. */
+  id: string
+  /**
+   * False when the database had it so already (the change is enqueued all the same, so
+   * that FCM ends as the database says).
+   */
+  changed: boolean
 }
 
 /** One row of a user's delivery log. */

@@ -58,7 +58,11 @@ async fn engine(db: &Db, fcm: &Fcm) -> Engine {
 }
 
 async fn run(engine: &Engine, messages: &[QueueMessage]) -> Vec<String> {
-    engine.process(messages, soon()).await.unwrap().failed_message_ids
+    engine
+        .process(messages, soon())
+        .await
+        .unwrap()
+        .failed_message_ids
 }
 
 /// A user's subscription covers the devices the user has (tokens: FCM's topic API takes no
@@ -75,7 +79,10 @@ async fn a_users_subscription_follows_the_users_devices(db: Db) {
     let app = "default";
     assert!(store.subscribe(app, "news", &user("u")).await.unwrap());
 
-    assert_eq!(run(&engine, &[change(app, "news", user("u"))]).await, Vec::<String>::new());
+    assert_eq!(
+        run(&engine, &[change(app, "news", user("u"))]).await,
+        Vec::<String>::new()
+    );
     assert_eq!(members(&fcm, "news").await, ["tok-a", "tok-b"]);
 
     // A second device, registered later: what DeviceRegistry.register enqueues for it.
@@ -96,7 +103,10 @@ async fn a_users_subscription_follows_the_users_devices(db: Db) {
     assert!(store.unsubscribe(app, "news", &user("u")).await.unwrap());
     run(&engine, &[change(app, "news", user("u"))]).await;
     assert_eq!(members(&fcm, "news").await, Vec::<String>::new());
-    assert_eq!(store.topics_of(app, &user("u")).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.topics_of(app, &user("u")).await.unwrap(),
+        Vec::<String>::new()
+    );
 }
 on_every_db!(a_users_subscription_follows_the_users_devices);
 
@@ -108,9 +118,18 @@ async fn the_database_decides_whatever_the_order(db: Db) {
     let store = engine.store();
     let app = "default";
     // Subscribed, unsubscribed, subscribed again; the queue hands the changes over late.
-    store.subscribe(app, "private/staff", &token("tok-x")).await.unwrap();
-    store.unsubscribe(app, "private/staff", &token("tok-x")).await.unwrap();
-    store.subscribe(app, "private/staff", &token("tok-x")).await.unwrap();
+    store
+        .subscribe(app, "private/staff", &token("tok-x"))
+        .await
+        .unwrap();
+    store
+        .unsubscribe(app, "private/staff", &token("tok-x"))
+        .await
+        .unwrap();
+    store
+        .subscribe(app, "private/staff", &token("tok-x"))
+        .await
+        .unwrap();
     let messages = [
         change(app, "private/staff", token("tok-x")),
         change(app, "private/staff", token("tok-x")),
@@ -135,12 +154,16 @@ async fn dead_tokens_end_and_deployment_faults_hand_back(db: Db) {
     register(store, "u", "tok-dead", DeviceKind::Token).await;
     register(store, "u", "tok-live", DeviceKind::Token).await;
     store.subscribe(app, "news", &user("u")).await.unwrap();
-    store.subscribe(app, "alerts", &token("tok-dead")).await.unwrap();
+    store
+        .subscribe(app, "alerts", &token("tok-dead"))
+        .await
+        .unwrap();
 
     fcm.faults(json!({"rules": [{"on": "topics", "status": 403, "body": "<html>denied</html>"}]}))
         .await;
     let message = change(app, "news", user("u"));
-    assert_eq!(run(&engine, std::slice::from_ref(&message)).await, [message.message_id.clone()]);
+    let id = message.message_id.clone();
+    assert_eq!(run(&engine, std::slice::from_ref(&message)).await, [id]);
     let devices = store.devices_of("u", Some(app)).await.unwrap();
     assert!(devices.iter().all(|d| d.live), "{devices:?}");
 
@@ -151,7 +174,10 @@ async fn dead_tokens_end_and_deployment_faults_hand_back(db: Db) {
     let dead = store.devices_of("u", Some(app)).await.unwrap();
     let live: Vec<(&str, bool)> = dead.iter().map(|d| (d.token.as_str(), d.live)).collect();
     assert_eq!(live, [("tok-dead", false), ("tok-live", true)]);
-    assert_eq!(store.topics_of(app, &token("tok-dead")).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.topics_of(app, &token("tok-dead")).await.unwrap(),
+        Vec::<String>::new()
+    );
 }
 on_every_db!(dead_tokens_end_and_deployment_faults_hand_back);
 
@@ -177,3 +203,42 @@ async fn a_batch_of_changes_costs_two_statements(db: Db) {
     assert_eq!(members(&fcm, "news").await.len(), 30);
 }
 on_every_db!(a_batch_of_changes_costs_two_statements);
+
+/// FCM's project quota (429 `QUOTA_EXCEEDED`, asking for longer than the batch has) throttles the
+/// topic calls as it throttles sends: the change comes back, and a consumer after the pause
+/// makes it.
+async fn the_project_quota_hands_a_change_back(db: Db) {
+    let fcm = Fcm::start();
+    let first = engine(&db, &fcm).await;
+    let app = "default";
+    first
+        .store()
+        .subscribe(app, "news", &token("tok-q"))
+        .await
+        .unwrap();
+    let rule = json!({"on": "topics", "error": "QUOTA_EXCEEDED", "retryAfter": 600, "times": 1});
+    fcm.faults(json!({ "rules": [rule] })).await;
+    let message = change(app, "news", token("tok-q"));
+    let id = message.message_id.clone();
+    assert_eq!(run(&first, std::slice::from_ref(&message)).await, [id]);
+    assert_eq!(members(&fcm, "news").await, Vec::<String>::new());
+    // Another consumer (the first still waits out the pause): the quota is back.
+    let second = engine(&db, &fcm).await;
+    assert_eq!(run(&second, &[message]).await, Vec::<String>::new());
+    assert_eq!(members(&fcm, "news").await, ["tok-q"]);
+}
+on_every_db!(the_project_quota_hands_a_change_back);
+
+/// A change for an app the deployment has no key for waits (handed back), as a push does.
+async fn an_app_without_a_key_hands_the_change_back(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let message = change("trainer", "news", user("u"));
+    let id = message.message_id.clone();
+    assert_eq!(run(&engine, &[message]).await, [id]);
+    assert_eq!(
+        fcm.call("GET", "/__received", None).await["topicRequests"],
+        json!([])
+    );
+}
+on_every_db!(an_app_without_a_key_hands_the_change_back);

@@ -25,6 +25,14 @@ pub enum BindingError {
     InvalidArgument(String),
     /// A wait ran out of time.
     Timeout(String),
+    /// An argument's field that is not what the function takes (`PUSHQ_INVALID_ARGUMENT`,
+    /// with `field`): a subscription's topic, say.
+    InvalidField {
+        /// The field, as the caller names it.
+        field: String,
+        /// The whole message.
+        message: String,
+    },
     /// A device does not fit the schema: the field and what is wrong.
     InvalidDevice {
         /// The device field (`userId`, `token`, `platform`).
@@ -61,7 +69,9 @@ impl BindingError {
                 _ => "PUSHQ_QUEUE",
             },
             BindingError::Database { .. } => "PUSHQ_DATABASE",
-            BindingError::InvalidArgument(_) => "PUSHQ_INVALID_ARGUMENT",
+            BindingError::InvalidArgument(_) | BindingError::InvalidField { .. } => {
+                "PUSHQ_INVALID_ARGUMENT"
+            }
             BindingError::Timeout(_) => "PUSHQ_TIMEOUT",
             BindingError::InvalidDevice { .. } => "PUSHQ_INVALID_DEVICE",
         }
@@ -71,7 +81,8 @@ impl BindingError {
     fn field(&self) -> Option<String> {
         match self {
             BindingError::Producer(ProducerError::InvalidPush(invalid)) => Some(invalid.path()),
-            BindingError::InvalidDevice { field, .. } => Some(field.clone()),
+            BindingError::InvalidDevice { field, .. }
+            | BindingError::InvalidField { field, .. } => Some(field.clone()),
             BindingError::Producer(ProducerError::TooLarge(too_large)) => {
                 too_large.largest_field.clone()
             }
@@ -110,7 +121,8 @@ impl BindingError {
             BindingError::Database { message, .. }
             | BindingError::InvalidArgument(message)
             | BindingError::Timeout(message) => message.clone(),
-            BindingError::InvalidDevice { message, .. } => message.clone(),
+            BindingError::InvalidDevice { message, .. }
+            | BindingError::InvalidField { message, .. } => message.clone(),
         }
     }
 }

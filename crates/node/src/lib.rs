@@ -9,6 +9,7 @@ pub mod options;
 pub mod push_types;
 pub mod registry;
 pub mod schedule;
+pub mod topics;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,8 +43,8 @@ pub struct PushClient {
 
 /// What `PushClient` and the module-level functions share: the producer, local mode's
 /// in-process delivery, and the promises not yet settled in JS.
-struct Client {
-    producer: Producer,
+pub(crate) struct Client {
+    pub(crate) producer: Producer,
     /// Local mode's delivery, whose work goes on after a push's promise resolved.
     local: Option<Arc<LocalDelivery>>,
     /// `sqs` mode: the database named by `databaseUrl` or `DATABASE_URL`, if any (scheduled
@@ -54,7 +55,7 @@ struct Client {
     /// The client's promises not yet settled in JS (one guard each, dropped on the JS thread
     /// once its promise is settled). `close()` resolves only after all of them, so that code
     /// after `await client.close()` sees every earlier push settled.
-    in_flight: Arc<Pending>,
+    pub(crate) in_flight: Arc<Pending>,
 }
 
 impl Client {
@@ -337,7 +338,7 @@ fn last_closed() -> Option<Arc<Client>> {
 }
 
 /// The default client; created if `create` and there is none yet.
-fn default_client(create: bool) -> BindingResult<Option<Arc<Client>>> {
+pub(crate) fn default_client(create: bool) -> BindingResult<Option<Arc<Client>>> {
     let mut slot = DEFAULT.lock().unwrap_or_else(|p| p.into_inner());
     if slot.is_none() && create {
         *slot = Some(start_client(None)?);
@@ -425,7 +426,7 @@ fn dry_run_flag(env: &Env, value: Option<Unknown>) -> Result<bool> {
     }
 }
 
-async fn accept_all(tickets: Vec<Ticket>) -> BindingResult<Vec<String>> {
+pub(crate) async fn accept_all(tickets: Vec<Ticket>) -> BindingResult<Vec<String>> {
     let mut ids = Vec::with_capacity(tickets.len());
     let mut first_error = None;
     // Await every ticket, so the caller's promise settles only when SQS has answered for all.

@@ -4,6 +4,7 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::{DeviceKind, NewDevice, Store};
+use pushq_model::topics::Subscriber;
 
 use crate::database::{app_value, db, iso, options_json, string_arg, LazyStore};
 use crate::error::{self, BindingError};
@@ -166,6 +167,13 @@ pub struct DeviceRegistry {
     store: LazyStore,
 }
 
+impl DeviceRegistry {
+    /// The registry's database (and app).
+    pub(crate) fn store(&self) -> &LazyStore {
+        &self.store
+    }
+}
+
 #[napi]
 impl DeviceRegistry {
     /// Opens the registry; the database is connected on first use (and its schema applied, with
@@ -196,7 +204,18 @@ impl DeviceRegistry {
                 let s = store.get().await?;
                 s.register(&device.as_new())
                     .await
-                    .map_err(|e| store.database(e))
+                    .map_err(|e| store.database(e))?;
+                if device.kind != DeviceKind::Token {
+                    // FCM's topic calls take registration tokens only.
+                    return Ok(());
+                }
+                // The device joins its user's topics (and any its token had).
+                let who = Subscriber::Token(device.token.clone());
+                let topics = s
+                    .topics_of(&device.app, &who)
+                    .await
+                    .map_err(|e| store.database(e))?;
+                crate::topics::enqueue_token_topics(&device.app, &device.token, topics).await
             },
             |()| (),
         )
@@ -223,7 +242,14 @@ impl DeviceRegistry {
             move |s| async move {
                 let token = token?;
                 let app = app?.unwrap_or(default_app);
-                s.unregister_device_of(&app, &token).await.map_err(db)
+                // Its topics, read while the device still names its user: the consumer then
+                // unsubscribes the token from each, the database no longer wanting it there.
+                let who = Subscriber::Token(token.clone());
+                let topics = s.topics_of(&app, &who).await.map_err(db)?;
+                let removed = s.unregister_device_of(&app, &token).await.map_err(db)?;
+                s.end_token_subscriptions(&app, &token).await.map_err(db)?;
+                crate::topics::enqueue_token_topics(&app, &token, topics).await?;
+                Ok(removed)
             },
             |removed| removed,
         )

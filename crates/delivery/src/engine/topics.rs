@@ -68,38 +68,13 @@ impl Engine {
             )
             .await?;
         let answers = self.topic_calls(&candidates, &wanted, deadline).await;
-        let verdicts = judge(&candidates, &answers);
-        let mut handed_back: HashSet<usize> = HashSet::new();
-        let mut dead = Vec::new();
-        for (n, (verdict, attempted)) in verdicts.iter().zip(&answers).enumerate() {
-            let (app, topic, token) = &candidates[n];
-            outcome.counts.retried += attempted.attempts.saturating_sub(1) as usize;
-            match verdict {
-                Verdict::Done => outcome.counts.topic_calls += 1,
-                Verdict::DeadToken => {
-                    outcome.counts.topic_failed += 1;
-                    outcome.counts.invalid_tokens += 1;
-                    dead.push((app.clone(), token.clone()));
-                }
-                Verdict::Failed | Verdict::HandBack => {
-                    let error = attempted.result.as_ref().err();
-                    tracing::warn!(app = %app, topic = %topic, code = error.map_or("", SendError::code),
-                        error = ?error.map(ToString::to_string), "topic call failed");
-                    if matches!(verdict, Verdict::Failed) {
-                        outcome.counts.topic_failed += 1;
-                    } else {
-                        handed_back.extend(
-                            tokens
-                                .iter()
-                                .filter(|(_, m)| m == &candidates[n])
-                                .map(|(i, _)| *i),
-                        );
-                    }
-                }
-            }
-        }
+        let (dead, handed_back) = tally(&candidates, &answers, outcome);
         for (i, (m, _)) in changes.iter().enumerate() {
-            if handed_back.contains(&i) {
+            let calls = tokens.iter().filter(|(c, _)| *c == i);
+            if calls
+                .into_iter()
+                .any(|(_, call)| handed_back.contains(call))
+            {
                 outcome
                     .failed_message_ids
                     .push(messages[*m].message_id.clone());
@@ -167,15 +142,18 @@ impl Engine {
         deadline: Instant,
     ) -> Vec<TopicAttempted> {
         let sink = self.sink.as_ref();
-        let mut answers: Vec<(usize, TopicAttempted)> = stream::iter(calls.iter().enumerate())
-            .map(|(n, m)| {
-                let (app, topic, token) = m;
+        // By index: futures over borrowed calls must name one lifetime to stay `Send`.
+        let mut answers: Vec<(usize, TopicAttempted)> = stream::iter(0..calls.len())
+            .map(|n| {
+                let (app, topic, token) = &calls[n];
+                let subscribe = wanted.contains(&calls[n]);
                 let call = TopicCall {
                     token,
                     topic,
-                    subscribe: wanted.contains(m),
+                    subscribe,
                 };
-                async move { (n, sink.manage_topic(app, call, deadline).await) }
+                let answer = sink.manage_topic(app, call, deadline);
+                async move { (n, answer.await) }
             })
             .buffer_unordered(TOPIC_CALLS_AT_ONCE)
             .collect()
@@ -183,6 +161,39 @@ impl Engine {
         answers.sort_by_key(|(n, _)| *n);
         answers.into_iter().map(|(_, a)| a).collect()
     }
+}
+
+/// Counts each call's verdict into `outcome`: the dead tokens to invalidate, and the calls whose
+/// changes come back.
+fn tally<'c>(
+    calls: &'c [Membership],
+    answers: &[TopicAttempted],
+    outcome: &mut BatchOutcome,
+) -> (Vec<(String, String)>, HashSet<&'c Membership>) {
+    let (mut dead, mut handed_back) = (Vec::new(), HashSet::new());
+    for ((call, verdict), attempted) in calls.iter().zip(judge(calls, answers)).zip(answers) {
+        let (app, topic, token) = call;
+        outcome.counts.retried += attempted.attempts.saturating_sub(1) as usize;
+        match verdict {
+            Verdict::Done => outcome.counts.topic_calls += 1,
+            Verdict::DeadToken => {
+                outcome.counts.topic_failed += 1;
+                outcome.counts.invalid_tokens += 1;
+                dead.push((app.clone(), token.clone()));
+            }
+            Verdict::Failed | Verdict::HandBack => {
+                let error = attempted.result.as_ref().err();
+                tracing::warn!(app = %app, topic = %topic, code = error.map_or("", SendError::code),
+                    error = ?error.map(ToString::to_string), "topic call failed");
+                if matches!(verdict, Verdict::Failed) {
+                    outcome.counts.topic_failed += 1;
+                } else {
+                    handed_back.insert(call);
+                }
+            }
+        }
+    }
+    (dead, handed_back)
 }
 
 /// Each call's verdict. Dead-token answers for most of an app's calls in the batch (at least

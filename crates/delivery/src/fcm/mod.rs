@@ -7,6 +7,8 @@ pub mod key;
 mod pool;
 mod topics;
 
+use pool::read_answer;
+
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -290,28 +292,6 @@ impl FcmClient {
 
 /// One kind of request, given an access token: a send, or a topic call.
 type Request<'r, T> = dyn Fn(String) -> BoxFuture<'r, Result<T, SendError>> + Send + Sync + 'r;
-
-/// Sends a request and reads FCM's answer: its status, `Retry-After` and body. A request that
-/// fails on the way (or whose answer breaks off) is a transient `NETWORK` error.
-async fn read_answer(
-    request: reqwest::RequestBuilder,
-) -> Result<(u16, Option<Duration>, String), SendError> {
-    let network = |e: reqwest::Error| SendError::Transient {
-        code: "NETWORK".into(),
-        detail: auth::without_url(&e),
-        retry_after: None,
-    };
-    let response = request.send().await.map_err(network)?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let text = response.text().await.map_err(network)?;
-    Ok((status, retry_after, text))
-}
 
 impl Sink for FcmClient {
     /// Builds the request body for this target (with `validate_only` when the client is dry-run

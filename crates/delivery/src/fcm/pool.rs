@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{FcmConfig, FcmSetupError};
+use super::{FcmConfig, FcmSetupError, SendError};
 
 /// Clients to FCM's host, each with its own connection, chosen by the fewest sends in flight.
 pub(super) struct Pool {
@@ -104,6 +104,28 @@ fn extra_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, FcmSetupError> 
         return Err(refuse("no PEM certificate in the file".into()));
     }
     Ok(roots)
+}
+
+/// Sends a request and reads FCM's answer: its status, `Retry-After` and body. A request that
+/// fails on the way (or whose answer breaks off) is a transient `NETWORK` error.
+pub(super) async fn read_answer(
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, Option<Duration>, String), SendError> {
+    let network = |e: reqwest::Error| SendError::Transient {
+        code: "NETWORK".into(),
+        detail: super::auth::without_url(&e),
+        retry_after: None,
+    };
+    let response = request.send().await.map_err(network)?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = response.text().await.map_err(network)?;
+    Ok((status, retry_after, text))
 }
 
 #[cfg(test)]

@@ -41,7 +41,10 @@ impl FcmClient {
             true => lane
                 .http()
                 .post(format!("{path}?topic_name={topic}"))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/json;charset=utf-8",
+                )
                 .body("{}"),
             false => lane
                 .http()
