@@ -120,7 +120,10 @@ impl Producer {
                 Subscriber::User(u) => format!("{}\nuser\n{u}", change.app),
                 Subscriber::Token(t) => format!("{}\ntoken\n{t}", change.app),
             };
-            format!("topics:{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, who.as_bytes()))
+            format!(
+                "topics:{}",
+                uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, who.as_bytes())
+            )
         });
         self.submit(Prepared {
             id: change.id.clone(),
