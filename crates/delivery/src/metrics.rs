@@ -42,6 +42,8 @@ fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'
         ("ScheduledFired", "Count", c.scheduled_fired as u64),
         ("ScheduledEarly", "Count", c.scheduled_early as u64),
         ("Cancelled", "Count", c.cancelled as u64),
+        ("TopicCalls", "Count", c.topic_calls as u64),
+        ("TopicCallsFailed", "Count", c.topic_failed as u64),
         ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
     ]
 }
