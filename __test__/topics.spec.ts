@@ -159,6 +159,11 @@ test('a user subscribed to a topic who registers a second device has both subscr
   await server(env, `await registry.unregister('${tokens[0]}')`)
   await worker(queueUrl, env, () => waitFor('the unregistered device unsubscribed', 30_000, async () => (await members(topic)).length === 1))
   expect(await members(topic)).toEqual([tokens[1]])
+
+  // The phone changes hands: registered by another user, it leaves the first user's topics.
+  await server(env, `await registry.register({ userId: 'u2', token: '${tokens[1]}', platform: 'ios' })`)
+  await worker(queueUrl, env, () => waitFor('the moved device unsubscribed', 30_000, async () => (await members(topic)).length === 0))
+  expect(await members(topic)).toEqual([])
 })
 
 test('an FCM answering 403 with HTML hands the change back; it completes once the fault is gone', async () => {

@@ -202,19 +202,23 @@ impl DeviceRegistry {
             async move {
                 let device = device?;
                 let s = store.get().await?;
-                s.register(&device.as_new())
-                    .await
-                    .map_err(|e| store.database(e))?;
+                let database = |e| store.database(e);
+                // The token's topics before and after: a device joins its user's topics, and a
+                // token that moves to another user leaves the old user's (FCM's topic calls take
+                // registration tokens only: a FID has none).
+                let who = Subscriber::Token(device.token.clone());
+                let before = match device.kind {
+                    DeviceKind::Token => s.topics_of(&device.app, &who).await.map_err(database)?,
+                    DeviceKind::Fid => Vec::new(),
+                };
+                s.register(&device.as_new()).await.map_err(database)?;
                 if device.kind != DeviceKind::Token {
-                    // FCM's topic calls take registration tokens only.
                     return Ok(());
                 }
-                // The device joins its user's topics (and any its token had).
-                let who = Subscriber::Token(device.token.clone());
-                let topics = s
-                    .topics_of(&device.app, &who)
-                    .await
-                    .map_err(|e| store.database(e))?;
+                let mut topics = s.topics_of(&device.app, &who).await.map_err(database)?;
+                topics.extend(before);
+                topics.sort_unstable();
+                topics.dedup();
                 crate::topics::enqueue_token_topics(&device.app, &device.token, topics).await
             },
             |()| (),

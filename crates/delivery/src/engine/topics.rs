@@ -87,6 +87,16 @@ impl Engine {
                 self.store.invalidate_devices(&dead),
             )
             .await?;
+            // A dead token's own subscriptions end with it (also one never registered as a
+            // device); rare, so one statement each.
+            for (app, token) in &dead {
+                self.timed(
+                    "ending a dead token's subscriptions",
+                    Some(deadline),
+                    self.store.end_token_subscriptions(app, token),
+                )
+                .await?;
+            }
         }
         Ok(())
     }

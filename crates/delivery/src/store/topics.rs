@@ -73,7 +73,8 @@ impl Store {
     }
 
     /// The topics a user is subscribed to in `app`; for a token, its own and those of the user
-    /// whose live device it is (none for an invalidated device). Sorted, each once.
+    /// whose live token device it is (none for an invalidated device; a FID takes no topics).
+    /// Sorted, each once.
     pub async fn topics_of(&self, app: &str, who: &Subscriber) -> StoreResult<Vec<String>> {
         let d = self.dialect;
         self.count();
@@ -86,7 +87,7 @@ impl Store {
             push_subscriber(&mut q, "s.", who);
             if let Subscriber::Token(token) = who {
                 q.push(" AND NOT EXISTS (SELECT 1 FROM pushq_devices x WHERE x.app = s.app AND x.token = s.token AND x.invalidated_at IS NOT NULL)");
-                q.push(format!(" UNION SELECT {} AS topic FROM pushq_devices d JOIN pushq_topic_subscriptions s ON s.app = d.app AND s.user_id = d.user_id WHERE d.invalidated_at IS NULL AND d.app = ", d.text("s.topic")));
+                q.push(format!(" UNION SELECT {} AS topic FROM pushq_devices d JOIN pushq_topic_subscriptions s ON s.app = d.app AND s.user_id = d.user_id WHERE d.invalidated_at IS NULL AND d.kind = 'token' AND d.app = ", d.text("s.topic")));
                 q.push_bind(app)
                     .push(" AND d.token = ")
                     .push_bind(token.as_str());
@@ -127,7 +128,7 @@ impl Store {
                 push_in(&mut q, " AND s.topic", &topics);
                 push_in(&mut q, " AND s.token", chunk);
                 q.push(format!(
-                    " UNION ALL SELECT {} AS app, {} AS topic, {} AS token FROM pushq_devices d JOIN pushq_topic_subscriptions s ON s.app = d.app AND s.user_id = d.user_id WHERE d.invalidated_at IS NULL",
+                    " UNION ALL SELECT {} AS app, {} AS topic, {} AS token FROM pushq_devices d JOIN pushq_topic_subscriptions s ON s.app = d.app AND s.user_id = d.user_id WHERE d.invalidated_at IS NULL AND d.kind = 'token'",
                     d.text("d.app"), d.text("s.topic"), d.text("d.token")
                 ));
                 push_in(&mut q, " AND d.app", &apps);
