@@ -246,7 +246,8 @@ export declare class DeviceRegistry {
    * enqueued for the consumer, which makes FCM's calls. Resolves once the queue has the
    * change. Rejects with `PUSHQ_INVALID_ARGUMENT` naming the field (`topic`, `userId`,
    * `token`, `app`), `PUSHQ_DATABASE`, `PUSHQ_CONFIG` (no queue: `PUSHQ_QUEUE_URL` or
-   * `PUSHQ_MODE=local`) or `PUSHQ_QUEUE`.
+   * `PUSHQ_MODE=local`), `PUSHQ_QUEUE` or `PUSHQ_QUEUE_UNKNOWN` (its `pushId` is the change's
+   * id). The subscription stays stored when the queue refuses: call again to enqueue it.
    */
   subscribe(subscription: Subscription): Promise<TopicChanged>
   /**

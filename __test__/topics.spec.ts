@@ -5,6 +5,7 @@
 // token and topic, both captured by the emulator.
 import * as crypto from 'crypto'
 import * as fs from 'fs'
+import * as path from 'path'
 import { initializeApp, deleteApp } from 'firebase-admin/app'
 import { getMessaging } from 'firebase-admin/messaging'
 import { DeviceRegistry } from '..'
@@ -192,4 +193,20 @@ test('a bad topic, or a subscription naming no one or two, is refused with the f
   await expect(registry.subscribe({ userId: 'u1', topic: 'news', tpoic: 'x' } as any)).rejects.toEqual(refused('tpoic'))
   await expect(registry.topics({} as any)).rejects.toEqual(refused('userId'))
   expect(await registry.topics({ userId: 'u1' })).toEqual([])
+})
+
+test("the README and the examples hold no firebase-admin call a server still needs (only '// before:' lines show one)", () => {
+  const root = path.resolve(__dirname, '..')
+  const files = ['README.md', ...fs.readdirSync(path.join(root, 'examples')).map((f) => path.join('examples', f))]
+  const calls = /firebase-admin['"]|getMessaging\(|\.messaging\(\)|initializeApp\(|subscribeToTopic\(|unsubscribeFromTopic\(|sendEach(ForMulticast)?\(|sendMulticast\(/
+  const found = files.flatMap((file) =>
+    fs
+      .readFileSync(path.join(root, file), 'utf8')
+      .split('\n')
+      .map((line, i) => ({ file, line: i + 1, text: line.trim() }))
+      .filter(({ text }) => calls.test(text) && !text.startsWith('// before:')),
+  )
+  expect(found).toEqual([])
+  // The README does show the calls it replaces.
+  expect(fs.readFileSync(path.join(root, 'README.md'), 'utf8')).toMatch(/\/\/ before: .*subscribeToTopic\(/)
 })
