@@ -1,13 +1,15 @@
 // The delivery side against the status quo: pushq's Lambda `bootstrap` (the x86_64 build
-// scripts/build-lambda.sh writes) and a Node.js handler written the way the servers sent pushes
-// (bench/node-lambda: firebase-admin's HTTP/2 `sendEach()` and `pg` per message), each started as
-// Lambda starts a function and fed the same SQS events through a Lambda Runtime API served here,
-// against the FCM emulator over HTTP/2 and TLS (FCM's shape), answering at once and after a round
-// trip's latency. Per function and latency: cold start (process start to first poll), pushes per
-// second, CPU per push, each invocation's duration (event handed out to response received), DB
-// statements per push (pg_stat_statements, each function under its own role), peak RSS, and the
-// protocol and connections the emulator saw its sends arrive on. With `perf` on PATH, one more pass
-// of pushq's bootstrap built with symbols runs under `perf record` for where its CPU goes.
+// scripts/build-lambda.sh writes) and two Node.js handlers (bench/node-lambda): the naive one, written
+// the way the servers sent pushes (firebase-admin `sendEach()` and `pg` per message), and the lean
+// one a careful engineer writes (`send()` per token over keep-alive, one SELECT and one INSERT per
+// batch, the records concurrent). Each is started as Lambda starts a function and fed the same SQS
+// events through a Lambda Runtime API served here, against the FCM emulator over HTTP/2 and TLS
+// (FCM's shape) and over plain HTTP/1.1, answering at once and after a round trip's latency. Per
+// function and configuration: init (process start to first poll), pushes per second, CPU per push,
+// each invocation's duration (event handed out to response received), DB statements per push
+// (pg_stat_statements, each function under its own role), peak RSS, and the protocol and
+// connections the emulator saw its sends arrive on. With `profile`, one more pass of pushq's
+// bootstrap built with symbols runs under `perf record` for where its CPU goes.
 'use strict'
 const { spawn, execFileSync } = require('child_process')
 const fs = require('fs')
@@ -225,63 +227,102 @@ function perfProfile(file, binary) {
   }
   return { samples: dsos.reduce((n, d) => n + d.samples, 0), event, groups, dsos, topSymbols: symbols.slice(0, 15) }
 }
+/** The FCM stand-in's two shapes: what FCM serves, and the plain HTTP/1.1 of earlier measurements. */
+const TRANSPORTS = [
+  { transport: 'h2-tls', transportLabel: 'HTTP/2 over TLS', tls: true },
+  { transport: 'h1-plain', transportLabel: 'HTTP/1.1, plain', tls: false },
+]
 
 /**
- * Both functions, the same events: `pushes` to users with 3 devices each, 10 per event, over
- * HTTP/2 and TLS to a fresh emulator per run (so its record is that run's), at each of
- * `latencies` (ms); then the profile pass when `perf` is on PATH. Throws if a run failed a push,
- * missed a delivery row or sent over anything but HTTP/2.
+ * The three functions, each with the protocol its sends must arrive on over each transport:
+ * pushq speaks HTTP/2 where ALPN offers it and HTTP/1.1 to a plain endpoint; the naive handler's
+ * `sendEach()` is HTTP/2, switched to firebase-admin's HTTP/1.1 transport for the plain
+ * configuration (BENCH_FCM_HTTP1); the lean handler's `send()` is HTTP/1.1 in firebase-admin
+ * 14.5.1 whatever the transport (bench/node-lambda/lean.js).
  */
-async function runDelivery({ pg, pushes, latencies = [0, 40], profile = onPath('perf') }) {
+function functions(lambda) {
+  const node = (handler) => ({ command: process.execPath, args: [path.join(__dirname, 'node-lambda', 'bootstrap.js'), handler] })
+  return [
+    {
+      kind: 'pushq',
+      name: 'pushq bootstrap (Rust)',
+      role: 'pushq_app',
+      command: lambda,
+      args: [],
+      env: (t, certs) => (t.tls ? { PUSHQ_FCM_CA_FILE: certs.ca } : {}),
+      protocol: (t) => (t.tls ? 'HTTP/2' : 'HTTP/1.1'),
+    },
+    {
+      kind: 'naive',
+      name: 'Node.js handler, naive: sendEach per message, pg per message',
+      role: 'node_app',
+      ...node('handler.js'),
+      env: (t, certs) => (t.tls ? { NODE_EXTRA_CA_CERTS: certs.ca } : { BENCH_FCM_HTTP1: '1' }),
+      protocol: (t) => (t.tls ? 'HTTP/2' : 'HTTP/1.1'),
+    },
+    {
+      kind: 'lean',
+      name: 'Node.js handler, lean: firebase-admin send() per token over keep-alive, pg, records concurrent',
+      role: 'node_lean',
+      ...node('lean.js'),
+      env: (t, certs) => (t.tls ? { NODE_EXTRA_CA_CERTS: certs.ca } : {}),
+      protocol: () => 'HTTP/1.1',
+    },
+  ]
+}
+
+/**
+ * The three functions, the same events: `pushes` to users with 3 devices each, 10 per event, to a
+ * fresh emulator per run (so its record is that run's), over each of `transports` ('h2-tls',
+ * 'h1-plain') at each of `latencies` (ms); then, with `profile`, pushq's profiling build under
+ * perf. `kinds` picks the functions ('pushq', 'naive', 'lean'). Throws if a run failed a push,
+ * missed a delivery row or sent over another protocol than its function's for that transport.
+ */
+async function runDelivery({ pg, pushes, latencies = [0, 40], transports = ['h2-tls', 'h1-plain'], kinds = ['pushq', 'naive', 'lean'], profile = onPath('perf') }) {
   const lambda = path.join(root, 'dist', 'lambda', 'x86_64', 'bootstrap')
-  if (!fs.existsSync(lambda)) execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { stdio: 'inherit' })
+  if (kinds.includes('pushq') && !fs.existsSync(lambda)) execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { stdio: 'inherit' })
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushq-bench-delivery-'))
   const certs = makeCerts(dir)
   const list = Array.from({ length: pushes }, (_, i) => ({ userId: `u${i}`, notification: { title: 'Spin 45', body: `Studio ${i % 7}` }, category: 'delivery' }))
   const events = []
   for (let i = 0; i < pushes; i += BATCH) events.push(sqsEvent(list, i, Math.min(pushes, i + BATCH)))
-  const pushq = { name: 'pushq bootstrap (Rust)', role: 'pushq_app', command: lambda, args: [], env: { PUSHQ_FCM_CA_FILE: certs.ca } }
-  const node = {
-    name: 'Node.js handler (firebase-admin sendEach + pg per message)',
-    role: 'node_app',
-    command: process.execPath,
-    args: [path.join(__dirname, 'node-lambda', 'bootstrap.js')],
-    env: { NODE_EXTRA_CA_CERTS: certs.ca },
+  const all = functions(lambda)
+  const chosen = all.filter((f) => kinds.includes(f.kind))
+  for (const f of chosen) {
+    try {
+      pg.psql('postgres', `CREATE ROLE ${f.role} LOGIN`)
+    } catch {}
   }
-  try {
-    pg.psql('postgres', 'CREATE ROLE node_app LOGIN')
-  } catch {}
   let runs = 0
 
-  /** One function at one latency: its own database and emulator; checked, then measured. */
-  async function measure(f, latencyMs, spawned) {
+  /** One function over one transport at one latency: its own database and emulator; checked, then measured. */
+  async function measure(f, t, latencyMs, spawned) {
     const db = `bench_delivery_${f.role}_${Date.now()}`
     pg.psql('postgres', `CREATE DATABASE ${db} OWNER ${f.role}`)
     const url = `postgres://${f.role}@127.0.0.1:${pg.port}/${db}`
     execFileSync(bin('pushq'), ['migrate'], { env: { ...process.env, DATABASE_URL: url }, stdio: 'ignore' })
     pg.psql(db, `INSERT INTO pushq_devices (user_id, token, platform) SELECT 'u' || u, 'tok-u' || u || '-' || d, 'android' FROM generate_series(0, ${pushes - 1}) u, generate_series(0, ${DEVICES - 1}) d`)
     const credentials = path.join(dir, `sa-${++runs}.json`)
-    const emu = await startListening(bin('pushq'), [
-      'fcm-emulator', '--port', '0', '--write-credentials', credentials,
-      '--tls-cert', certs.cert, '--tls-key', certs.key, '--latency-ms', String(latencyMs),
-    ])
+    const tls = t.tls ? ['--tls-cert', certs.cert, '--tls-key', certs.key] : []
+    const emu = await startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', credentials, ...tls, '--latency-ms', String(latencyMs)])
     try {
       pg.psql('postgres', 'SELECT pg_stat_statements_reset()')
-      process.stderr.write(`delivery: ${f.name}, ${latencyMs} ms FCM latency, ${events.length} events of ${BATCH}\n`)
+      process.stderr.write(`delivery: ${f.name}, ${t.transportLabel}, ${latencyMs} ms FCM latency, ${events.length} events of ${BATCH}\n`)
       const r = await runFunction({
         command: f.command,
         args: f.args,
-        env: { DATABASE_URL: url, PUSHQ_DB_POOL_SIZE: '2', PUSHQ_FCM_CREDENTIALS: credentials, PUSHQ_FCM_ENDPOINT: emu.url, PUSHQ_LOG: 'warn', NODE_NO_WARNINGS: '1', ...f.env },
+        env: { DATABASE_URL: url, PUSHQ_DB_POOL_SIZE: '2', PUSHQ_FCM_CREDENTIALS: credentials, PUSHQ_FCM_ENDPOINT: emu.url, PUSHQ_LOG: 'warn', NODE_NO_WARNINGS: '1', ...f.env(t, certs) },
         events,
         spawned,
       })
-      const calls = Number(
-        pg.psql(
+      const [calls, dbMs] = pg
+        .psql(
           'postgres',
-          `SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+          `SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
            JOIN pg_roles r ON r.oid = s.userid WHERE d.datname = '${db}' AND r.rolname = '${f.role}'`,
-        ),
-      )
+        )
+        .split('|')
+        .map(Number)
       const rows = Number(pg.psql(db, "SELECT count(*) FROM pushq_deliveries WHERE status = 'sent'"))
       const missing = Number(
         pg.psql(
@@ -291,14 +332,17 @@ async function runDelivery({ pg, pushes, latencies = [0, 40], profile = onPath('
         ),
       )
       const fcm = await emulatorStats(emu.url, certs.ca)
-      const where = `delivery: ${f.name} at ${latencyMs} ms`
+      const where = `delivery: ${f.name}, ${t.transportLabel}, ${latencyMs} ms`
+      const protocol = f.protocol(t)
       if (r.failures !== 0) throw new Error(`${where}: ${r.failures} batch item failures (expected 0)`)
       if (missing !== 0) throw new Error(`${where}: ${missing} of ${pushes * DEVICES} expected 'sent' delivery rows are missing`)
-      if (fcm.sends < pushes * DEVICES || fcm.protocols['HTTP/2'] !== fcm.sends) {
-        throw new Error(`${where}: the emulator received ${fcm.sends} sends (expected ${pushes * DEVICES}), by protocol ${JSON.stringify(fcm.protocols)} (expected all HTTP/2)`)
+      if (fcm.sends < pushes * DEVICES || fcm.protocols[protocol] !== fcm.sends) {
+        throw new Error(`${where}: the emulator received ${fcm.sends} sends (expected ${pushes * DEVICES}), by protocol ${JSON.stringify(fcm.protocols)} (expected all ${protocol})`)
       }
       return {
+        kind: f.kind,
         name: f.name,
+        transport: t.transport,
         latencyMs,
         pushes,
         events: events.length,
@@ -308,6 +352,9 @@ async function runDelivery({ pg, pushes, latencies = [0, 40], profile = onPath('
         cpuUsPerPush: (r.cpuMs * 1000) / pushes,
         sendsPerPush: rows / pushes,
         statementsPerPush: calls / pushes,
+        // Execution time inside PostgreSQL per statement (pg_stat_statements), for the batch's DB floor.
+        dbMsPerStatement: calls ? dbMs / calls : NaN,
+        protocol,
         fcm,
       }
     } finally {
@@ -317,24 +364,57 @@ async function runDelivery({ pg, pushes, latencies = [0, 40], profile = onPath('
   }
 
   const configs = []
-  for (const latencyMs of latencies) configs.push({ latencyMs, functions: [await measure(pushq, latencyMs), await measure(node, latencyMs)] })
+  for (const t of TRANSPORTS.filter((x) => transports.includes(x.transport))) {
+    for (const latencyMs of latencies) {
+      const measured = []
+      for (const f of chosen) measured.push(await measure(f, t, latencyMs))
+      configs.push({ transport: t.transport, transportLabel: t.transportLabel, latencyMs, functions: measured })
+    }
+  }
 
   let prof = { skipped: onPath('perf') ? 'the profile pass was not asked for' : 'perf is not on PATH' }
   const profiled = profilingBin('pushq-lambda')
-  if (profile && !fs.existsSync(profiled)) prof = { skipped: `${profiled} is not built (cargo build --profile profiling -p pushq-lambda)` }
+  const pushq = all.find((f) => f.kind === 'pushq')
+  if (profile && !onPath('perf')) prof = { skipped: 'perf is not on PATH' }
+  else if (profile && !fs.existsSync(profiled)) prof = { skipped: `${profiled} is not built (cargo build --profile profiling -p pushq-lambda)` }
   else if (profile) {
     // A failed profile is reported, not fatal: the comparison above is what the run is for.
     try {
       const data = path.join(dir, 'perf.data')
-      const run = await measure({ ...pushq, name: 'pushq bootstrap (profiling build) under perf', command: profiled }, 0, (child) => perfRecord(child, data))
-      prof = { binary: profiled, latencyMs: 0, pushesPerSecond: run.pushesPerSecond, cpuUsPerPush: run.cpuUsPerPush, ...perfProfile(data, profiled) }
+      const t = TRANSPORTS[0]
+      const run = await measure({ ...pushq, name: 'pushq bootstrap (profiling build) under perf', command: profiled }, t, 0, (child) => perfRecord(child, data))
+      prof = { binary: profiled, transport: t.transport, latencyMs: 0, pushesPerSecond: run.pushesPerSecond, cpuUsPerPush: run.cpuUsPerPush, ...perfProfile(data, profiled) }
     } catch (e) {
       process.stderr.write(`delivery: THE PROFILE PASS FAILED: ${e.stack || e}\n`)
       prof = { error: String(e.message || e) }
     }
   }
   fs.rmSync(dir, { recursive: true, force: true })
-  return { protocol: 'HTTP/2 over TLS', batch: BATCH, devices: DEVICES, configs, profile: prof }
+  return { batch: BATCH, devices: DEVICES, configs, profile: prof }
 }
 
-module.exports = { runDelivery }
+/**
+ * The delivery comparison's configurations from saved results, in today's shape: `delivery.configs`
+ * (each with its transport, and each function with its kind), or results saved before: HTTP/2 over
+ * TLS configurations of [pushq, naive], or `del` (HTTP/1.1, no latency, [pushq, naive]) as one
+ * configuration marked `legacy`.
+ */
+function deliveryConfigs(results) {
+  const kinds = ['pushq', 'naive', 'lean']
+  const withKinds = (functions) => functions.map((d, i) => ({ kind: kinds[i], ...d }))
+  if (results.delivery) {
+    return results.delivery.configs.map((c) =>
+      c.transport ? c : { ...c, transport: 'h2-tls', transportLabel: 'HTTP/2 over TLS', functions: withKinds(c.functions) },
+    )
+  }
+  if (Array.isArray(results.del)) return [{ transport: 'h1-plain', transportLabel: 'HTTP/1.1, plain', latencyMs: 0, legacy: true, functions: withKinds(results.del) }]
+  return []
+}
+
+/** A configuration's name: transport and FCM latency. */
+const configLabel = (c) => `${c.transportLabel}, ${c.latencyMs} ms`
+
+/** The function of `kind` in configuration `c`, or undefined when it was not measured. */
+const fn = (c, kind) => c.functions.find((d) => d.kind === kind)
+
+module.exports = { runDelivery, deliveryConfigs, configLabel, fn, BATCH }

@@ -28,17 +28,32 @@ function onPath(command) {
   })
 }
 
+const cargoBuild = (args) => execFileSync('cargo', ['build', ...args], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
+/** The Lambda's x86_64 `bootstrap` as scripts/build-lambda.sh packages it (dist/lambda/x86_64/bootstrap). */
+const buildLambda = () => execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
+
 /**
  * Builds what the benchmarks run, all with the shipped `dist` profile: the CLI and bench binaries, the Lambda's x86_64 `bootstrap` as
  * scripts/build-lambda.sh packages it (rebuilt every run, so it is this checkout's), the addon as
  * it is packaged, and, when `perf` is on PATH, the Lambda built with the `profiling` profile.
  */
 function build() {
-  const cargo = (args) => execFileSync('cargo', ['build', ...args], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
-  cargo(['--profile', 'dist', '-p', 'pushq-cli', '-p', 'pushq-bench'])
-  execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { cwd: root, stdio: 'inherit', env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
-  if (onPath('perf')) cargo(['--profile', 'profiling', '-p', 'pushq-lambda'])
+  cargoBuild(['--profile', 'dist', '-p', 'pushq-cli', '-p', 'pushq-bench'])
+  buildLambda()
+  if (onPath('perf')) cargoBuild(['--profile', 'profiling', '-p', 'pushq-lambda'])
   execFileSync('npm', ['run', 'build:dist', '--silent'], { cwd: root, stdio: 'inherit' })
+}
+
+/**
+ * Builds what the delivery comparison needs when it runs alone (`run.js --only delivery`): the CLI
+ * (`pushq migrate`, `pushq fcm-emulator`) and the Lambda's x86_64 `bootstrap`, both `dist`, and with
+ * `profile` (and `perf` on PATH) the Lambda's `profiling` build. Part 3 uses neither sqs-lite,
+ * fcm-load nor the addon, so they are not built.
+ */
+function buildDelivery({ profile }) {
+  cargoBuild(['--profile', 'dist', '-p', 'pushq-cli'])
+  buildLambda()
+  if (profile && onPath('perf')) cargoBuild(['--profile', 'profiling', '-p', 'pushq-lambda'])
 }
 
 /**
@@ -197,11 +212,12 @@ function barChart({ title, unit, groups, series, log = false }) {
     })
     out += `<text x="${(left + gi * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 18}" text-anchor="middle">${esc(g)}</text>\n`
   })
+  const legendW = Math.min(200, (W - left) / series.length)
   series.forEach((s, si) => {
-    const x = left + si * 150
+    const x = left + si * legendW
     out += `<rect x="${x}" y="${H - 22}" width="12" height="12" fill="${colors[si % colors.length]}"/><text x="${x + 16}" y="${H - 12}">${esc(s.name)}</text>\n`
   })
   return out + '</svg>\n'
 }
 
-module.exports = { root, targetDir, bin, profilingBin, onPath, sleep, build, makeCerts, startListening, startPostgres, progress, barChart, freePort }
+module.exports = { root, targetDir, bin, profilingBin, onPath, sleep, build, buildDelivery, makeCerts, startListening, startPostgres, progress, barChart, freePort }

@@ -1,8 +1,10 @@
 // A minimal custom-runtime loop (what the Node.js managed runtime does): poll the Runtime API
-// for the next event, run the handler, post its result.
+// for the next event, run the handler, post its result. The handler's module is the first
+// argument (a file in this folder; handler.js, the naive one, when none is given).
 'use strict'
+const path = require('path')
 const api = `http://${process.env.AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation`
-const { handler } = require('./handler')
+const { handler } = require(path.join(__dirname, path.basename(process.argv[2] || 'handler.js')))
 
 async function loop() {
   for (;;) {

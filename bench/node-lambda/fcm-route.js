@@ -17,12 +17,22 @@ function routeFcmTo(endpoint) {
   const target = new URL(endpoint)
   const tls = target.protocol === 'https:'
   const port = target.port || (tls ? 443 : 80)
+  // Without an agent of the caller's, keep-alive connections as Node's global agent keeps them.
   const agent = tls ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
+  // The caller's agent (firebase-admin's `httpAgent`) is used as given over TLS; for a plain
+  // emulator, an http.Agent with its settings (keep-alive, sockets) stands in for it.
+  const plainAgents = new WeakMap()
+  const agentFor = (given) => {
+    if (!given) return agent
+    if (tls) return given
+    if (!plainAgents.has(given)) plainAgents.set(given, new http.Agent({ ...given.options }))
+    return plainAgents.get(given)
+  }
   const originalRequest = https.request
   https.request = function (options, cb) {
     if (options && (options.hostname === FCM_HOST || options.host === FCM_HOST)) {
       // servername '': no SNI, and the certificate is checked against the address connected to.
-      const routed = { ...options, protocol: target.protocol, host: target.hostname, hostname: target.hostname, port, agent, servername: '' }
+      const routed = { ...options, protocol: target.protocol, host: target.hostname, hostname: target.hostname, port, agent: agentFor(options.agent), servername: '' }
       return (tls ? originalRequest : http.request).call(this, routed, cb)
     }
     return originalRequest.apply(this, arguments)

@@ -1,8 +1,11 @@
-// The status quo, as a Lambda: the way each app server sent pushes before pushq, moved into an
-// SQS-triggered Node.js handler. Per message: one query for the user's tokens, then one
-// firebase-admin `sendEach()` of a message per device (HTTP/2, firebase-admin ≥ 12.3) and one
-// INSERT of the delivery row per device sent. Fed the same envelopes as pushq's bootstrap,
-// against the same emulator and database.
+// The status quo, as a Lambda ("Node.js handler, naive: sendEach per message, pg per message"):
+// the way each app server sent pushes before pushq, moved into an SQS-triggered Node.js handler.
+// The records one after another; per message one query for the user's tokens, then one
+// firebase-admin `sendEach()` of a message per device and one INSERT of the delivery row per
+// device sent. `sendEach()` speaks HTTP/2 (firebase-admin ≥ 12.3) on a connection of its own per
+// call; with BENCH_FCM_HTTP1 set (the benchmark's plain HTTP/1.1 configuration) it is switched to
+// firebase-admin's HTTP/1.1 transport. Fed the same envelopes as pushq's bootstrap, against the
+// same emulator and database.
 'use strict'
 const { Pool } = require('pg')
 const { initializeApp } = require('firebase-admin/app')
@@ -13,6 +16,7 @@ const account = JSON.parse(require('fs').readFileSync(process.env.PUSHQ_FCM_CRED
 routeFcmTo(process.env.PUSHQ_FCM_ENDPOINT)
 const app = initializeApp({ credential: emulatorCredential(account), projectId: account.project_id })
 const messaging = getMessaging(app)
+if (process.env.BENCH_FCM_HTTP1) messaging.enableLegacyHttpTransport()
 const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: 2 })
 
 exports.handler = async (event) => {
