@@ -80,23 +80,34 @@ impl Engine {
                     .push(messages[*m].message_id.clone());
             }
         }
-        if !dead.is_empty() {
+        self.end_dead_tokens(&dead, deadline).await
+    }
+
+    /// Invalidates the dead tokens' devices (one statement) and ends their own subscriptions
+    /// (one statement each, also for a token never registered as a device; rare).
+    async fn end_dead_tokens(
+        &self,
+        dead: &[(String, String)],
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        self.timed(
+            "invalidating dead tokens",
+            Some(deadline),
+            self.store.invalidate_devices(dead),
+        )
+        .await?;
+        // A dead token's own subscriptions end with it (also one never registered as a
+        // device); rare, so one statement each.
+        for (app, token) in dead {
             self.timed(
-                "invalidating dead tokens",
+                "ending a dead token's subscriptions",
                 Some(deadline),
-                self.store.invalidate_devices(&dead),
+                self.store.end_token_subscriptions(app, token),
             )
             .await?;
-            // A dead token's own subscriptions end with it (also one never registered as a
-            // device); rare, so one statement each.
-            for (app, token) in &dead {
-                self.timed(
-                    "ending a dead token's subscriptions",
-                    Some(deadline),
-                    self.store.end_token_subscriptions(app, token),
-                )
-                .await?;
-            }
         }
         Ok(())
     }
