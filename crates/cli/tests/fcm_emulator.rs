@@ -124,6 +124,8 @@ async fn access_token(key: &Value) -> String {
         .token()
         .await
         .unwrap()
+        .token
+        .clone()
 }
 
 /// `POST {base}/v1/projects/{project}/messages:send` with `bearer`: the status and JSON answer.

@@ -8,9 +8,8 @@
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use pushq_model::{Push, Recipient};
 
-use crate::request::request_body;
+use bytes::Bytes;
 
 /// Why a send did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,17 +110,11 @@ pub struct Attempted {
 
 /// Sends one push to one target.
 pub trait Sink: Send + Sync {
-    /// Sends `push` (whose id is `push_id`) to the device `to` (or to the push's own target
-    /// when `None`), retrying what is transient until `deadline`; with `validate_only` (a dry
-    /// run) FCM checks the message and delivers nothing.
-    fn send<'a>(
-        &'a self,
-        push: &'a Push,
-        push_id: &'a str,
-        to: Option<Recipient<'a>>,
-        validate_only: bool,
-        deadline: Instant,
-    ) -> BoxFuture<'a, Attempted>;
+    /// Sends the FCM request `body` (one push to one target, built by
+    /// [`crate::request::RequestBodies`]; with `validate_only` for a dry run) with `app`'s key,
+    /// retrying what is transient until `deadline`.
+    fn send<'a>(&'a self, app: &'a str, body: Bytes, deadline: Instant)
+        -> BoxFuture<'a, Attempted>;
 
     /// Until when sends are held back by the FCM project's quota throttle, if they are now:
     /// a caller that polls for work (`pushq worker`) waits rather than taking batches it would
@@ -200,14 +193,12 @@ pub struct LogSink {
 impl Sink for LogSink {
     fn send<'a>(
         &'a self,
-        push: &'a Push,
-        push_id: &'a str,
-        to: Option<Recipient<'a>>,
-        validate_only: bool,
+        _app: &'a str,
+        body: Bytes,
         _deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
         if self.print_requests {
-            let body = request_body(push, push_id, to, validate_only);
+            let body = String::from_utf8_lossy(&body);
             eprintln!("pushq local mode (no FCM credentials): would send {body}");
         }
         Box::pin(std::future::ready(Attempted {

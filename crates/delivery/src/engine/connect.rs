@@ -36,15 +36,35 @@ impl Engine {
             .database_url
             .as_deref()
             .ok_or_else(|| SetupError::Config(ConfigError("DATABASE_URL: not set".into())))?;
-        let store = Store::connect(url, config.pool_size).await?;
-        if config.migrate {
-            store.migrate().await?;
-        } else {
-            // A database that was never migrated (or is behind this build) fails at start,
-            // saying to run `pushq migrate`, instead of failing every batch towards the DLQ.
-            store.check_schema().await?;
-        }
-        let sink: Arc<dyn Sink> = match (&config.credentials, without_credentials) {
+        // The database's round trips and the FCM set-up's CPU (keys, TLS roots) overlap: the
+        // connection is under way while the sink is built.
+        let store = async {
+            let store = Store::connect(url, config.pool_size).await?;
+            if config.migrate {
+                store.migrate().await?;
+            } else {
+                // A database that was never migrated (or is behind this build) fails at start,
+                // saying to run `pushq migrate`, instead of failing every batch towards the DLQ.
+                store.check_schema().await?;
+            }
+            Ok::<_, SetupError>(store)
+        };
+        let sink = async { sink(config, without_credentials) };
+        let (store, sink) = tokio::join!(store, sink);
+        let (store, sink) = (store?, sink?);
+        Ok(Engine::new(store, sink, config.send_concurrency)
+            .with_statement_timeout(config.statement_timeout)
+            .with_policy(config.policy))
+    }
+}
+
+/// The sink the engine sends through: FCM with the configured keys, or (without credentials)
+/// what `without_credentials` says.
+fn sink(
+    config: &DeliveryConfig,
+    without_credentials: WithoutCredentials,
+) -> Result<Arc<dyn Sink>, SetupError> {
+    Ok(match (&config.credentials, without_credentials) {
             (Some(credentials), _) => {
                 let keys = ServiceAccount::load_apps(credentials)?;
                 let apps: Vec<&str> = keys.keys().map(String::as_str).collect();
@@ -67,9 +87,5 @@ impl Engine {
                     "FCM credentials: set PUSHQ_FCM_CREDENTIALS (path or JSON) or GOOGLE_APPLICATION_CREDENTIALS".into(),
                 )))
             }
-        };
-        Ok(Engine::new(store, sink, config.send_concurrency)
-            .with_statement_timeout(config.statement_timeout)
-            .with_policy(config.policy))
-    }
+        })
 }

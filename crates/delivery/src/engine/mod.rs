@@ -45,6 +45,7 @@ use futures::stream::{self, StreamExt};
 use self::batch::{Batch, Expiry, Settled};
 pub use crate::config::PushPolicy;
 use crate::outcome::BatchOutcome;
+use crate::request::RequestBodies;
 use crate::sink::{Attempted, Sink};
 use crate::store::{Claim, DeviceKind, Resolution, Store, StoreError};
 use pushq_model::Recipient;
@@ -322,23 +323,25 @@ impl Engine {
     /// answer with its target's index.
     async fn send(&self, batch: &Batch<'_>, deadline: Instant) -> Vec<(usize, Attempted)> {
         let sink = self.sink.as_ref();
+        // Each push's body is serialised once per kind of device, each send's spliced from it.
+        let bodies: Vec<RequestBodies<'_>> = batch
+            .pushes
+            .iter()
+            .map(|p| RequestBodies::new(&p.envelope.push, &p.envelope.id, p.envelope.dry_run))
+            .collect();
         // By index: futures over borrowed targets must name one lifetime to stay `Send`.
         stream::iter(batch.to_send().collect::<Vec<_>>())
             .map(|n| {
                 let target = &batch.targets[n];
                 let envelope = &batch.pushes[target.push].envelope;
-                // The request body is built inside the send, as it starts: at most
-                // `send_concurrency` bodies exist at once, whatever the payload × targets.
-                let send = sink.send(
-                    &envelope.push,
-                    &envelope.id,
-                    target.device.as_ref().map(|(kind, id)| match kind {
+                // The request body is built as its send starts: at most `send_concurrency`
+                // bodies exist at once, whatever the payload × targets.
+                let body =
+                    bodies[target.push].body(target.device.as_ref().map(|(kind, id)| match kind {
                         DeviceKind::Token => Recipient::Token(id),
                         DeviceKind::Fid => Recipient::Fid(id),
-                    }),
-                    envelope.dry_run,
-                    deadline,
-                );
+                    }));
+                let send = sink.send(envelope.push.app(), body, deadline);
                 async move { (n, send.await) }
             })
             .buffer_unordered(self.send_concurrency)

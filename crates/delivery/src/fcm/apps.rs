@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
-use pushq_model::{Push, Recipient};
 
 use super::{FcmClient, FcmConfig, FcmSetupError, SendError, ServiceAccount};
 use crate::sink::{Attempted, Sink, TopicAttempted, TopicCall};
@@ -39,17 +39,15 @@ impl FcmApps {
 impl Sink for FcmApps {
     fn send<'a>(
         &'a self,
-        push: &'a Push,
-        push_id: &'a str,
-        to: Option<Recipient<'a>>,
-        validate_only: bool,
+        app: &'a str,
+        body: Bytes,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
-        match self.clients.get(push.app()) {
-            Some(client) => client.send(push, push_id, to, validate_only, deadline),
+        match self.clients.get(app) {
+            Some(client) => client.send(app, body, deadline),
             None => Box::pin(std::future::ready(Attempted {
                 result: Err(SendError::UnknownApp {
-                    app: push.app().to_owned(),
+                    app: app.to_owned(),
                 }),
                 attempts: 0,
             })),

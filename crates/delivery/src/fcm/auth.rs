@@ -1,6 +1,7 @@
 //! OAuth2 for FCM from a service-account key: a JWT-bearer grant signed RS256, posted to the
 //! key's own `token_uri`; the access token is cached and refreshed before it expires.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -30,7 +31,35 @@ pub struct TokenSource {
     account: ServiceAccount,
     key: jsonwebtoken::EncodingKey,
     http: reqwest::Client,
-    cached: Mutex<Option<(String, Instant)>>,
+    cached: Mutex<Option<(Arc<AccessToken>, Instant)>>,
+}
+
+/// An access token, with the `authorization` header that carries it: made once per token, not
+/// once per request.
+pub struct AccessToken {
+    /// The token itself.
+    pub token: String,
+    /// `Bearer <token>`, marked sensitive (never printed by the HTTP client's debug output).
+    pub header: reqwest::header::HeaderValue,
+}
+
+impl AccessToken {
+    fn new(token: String) -> Result<AccessToken, SendError> {
+        let mut header = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| {
+                SendError::Credentials(
+                    "the token endpoint answered an access token that is not header text".into(),
+                )
+            })?;
+        header.set_sensitive(true);
+        Ok(AccessToken { token, header })
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(…)")
+    }
 }
 
 impl TokenSource {
@@ -58,7 +87,7 @@ impl TokenSource {
     }
 
     /// A valid access token; fetched when there is none or it is about to expire.
-    pub async fn token(&self) -> Result<String, SendError> {
+    pub async fn token(&self) -> Result<Arc<AccessToken>, SendError> {
         let mut cached = self.cached.lock().await;
         if let Some((token, expires)) = cached.as_ref() {
             if Instant::now() + REFRESH_MARGIN < *expires {
@@ -66,6 +95,7 @@ impl TokenSource {
             }
         }
         let (token, lifetime) = self.fetch().await?;
+        let token = Arc::new(AccessToken::new(token)?);
         *cached = Some((token.clone(), Instant::now() + lifetime));
         Ok(token)
     }
@@ -73,7 +103,7 @@ impl TokenSource {
     /// Forgets `token` if it is the cached one (FCM said it is no longer valid).
     pub async fn invalidate(&self, token: &str) {
         let mut cached = self.cached.lock().await;
-        if cached.as_ref().is_some_and(|(t, _)| t == token) {
+        if cached.as_ref().is_some_and(|(t, _)| t.token == token) {
             *cached = None;
         }
     }

@@ -11,8 +11,8 @@ use pool::read_answer;
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
-use pushq_model::{Push, Recipient};
 use serde_json::Value;
 
 use crate::sink::{Attempted, Sink, TopicAttempted, TopicCall};
@@ -34,8 +34,9 @@ pub enum FcmSetupError {
 
 pub use crate::config::{connections_for, DEFAULT_ENDPOINT, FCM_STREAMS_PER_CONNECTION};
 pub use apps::FcmApps;
-pub use auth::TokenSource;
+pub use auth::{AccessToken, TokenSource};
 pub use key::ServiceAccount;
+use std::sync::Arc;
 
 /// FCM client settings.
 #[derive(Debug, Clone)]
@@ -154,8 +155,8 @@ impl FcmClient {
 
     /// One attempt: POSTs the request body (already holding `validate_only` when dry-run).
     pub async fn send_once(&self, body: &Value) -> Result<Sent, SendError> {
-        let post: &Request<'_, Sent> =
-            &|token| Box::pin(async move { self.post(body, &token).await });
+        let body = Bytes::from(serde_json::to_vec(body).expect("a JSON value always serializes"));
+        let post: &Request<'_, Sent> = &|token| Box::pin(self.post(body.clone(), token));
         self.attempt(post, None)
             .await
             .unwrap_or_else(|| Err(deadline_passed()))
@@ -181,19 +182,20 @@ impl FcmClient {
     }
 
     /// The request itself, with an access token.
-    async fn post(&self, body: &Value, token: &str) -> Result<Sent, SendError> {
+    async fn post(&self, body: Bytes, token: Arc<AccessToken>) -> Result<Sent, SendError> {
         // Counted in flight on its connection until the answer is read.
         let lane = self.http.borrow();
         let request = lane
             .http()
             .post(self.send_url.clone())
-            .bearer_auth(token)
-            .json(body);
+            .header(reqwest::header::AUTHORIZATION, token.header.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         let (status, retry_after, text) = read_answer(request).await?;
         if (200..300).contains(&status) {
             return accepted(status, &text, &self.message_prefix);
         }
-        Err(self.refused(status, &text, retry_after, token).await)
+        Err(self.refused(status, &text, retry_after, &token.token).await)
     }
 
     /// FCM's error answer, classified; what it says of the project's quota and of the access
@@ -224,9 +226,8 @@ impl FcmClient {
     /// already passed). With `cut_at_deadline`, no attempt outlives the deadline: one still
     /// waiting for FCM then is cut short as a transient `DEADLINE` error (its message is
     /// redelivered), so a slow answer cannot run a Lambda batch past its invocation's end.
-    pub async fn send_with_retries(&self, body: &Value, deadline: Instant) -> Attempted {
-        let post: &Request<'_, Sent> =
-            &|token| Box::pin(async move { self.post(body, &token).await });
+    pub async fn send_with_retries(&self, body: Bytes, deadline: Instant) -> Attempted {
+        let post: &Request<'_, Sent> = &|token| Box::pin(self.post(body.clone(), token));
         let (result, attempts) = self.with_retries(post, deadline).await;
         Attempted { result, attempts }
     }
@@ -291,25 +292,18 @@ impl FcmClient {
 }
 
 /// One kind of request, given an access token: a send, or a topic call.
-type Request<'r, T> = dyn Fn(String) -> BoxFuture<'r, Result<T, SendError>> + Send + Sync + 'r;
+type Request<'r, T> =
+    dyn Fn(Arc<AccessToken>) -> BoxFuture<'r, Result<T, SendError>> + Send + Sync + 'r;
 
 impl Sink for FcmClient {
-    /// Builds the request body for this target (with `validate_only` when the client is dry-run
-    /// or the push is)
-    /// and sends it with retries.
+    /// Sends the body with retries.
     fn send<'a>(
         &'a self,
-        push: &'a Push,
-        push_id: &'a str,
-        to: Option<Recipient<'a>>,
-        validate_only: bool,
+        _app: &'a str,
+        body: Bytes,
         deadline: Instant,
     ) -> BoxFuture<'a, Attempted> {
-        Box::pin(async move {
-            let body =
-                crate::request::request_body(push, push_id, to, self.dry_run || validate_only);
-            self.send_with_retries(&body, deadline).await
-        })
+        Box::pin(self.send_with_retries(body, deadline))
     }
 
     fn throttled_until(&self) -> Option<Instant> {
@@ -365,9 +359,14 @@ fn project_quota(body: &str) -> bool {
 /// TLS-inspecting proxy's page, an empty 204, a wrong `PUSHQ_FCM_ENDPOINT`, another project's
 /// name) did not deliver: the deployment's fault, handed back, never recorded `sent`.
 fn accepted(http_status: u16, body: &str, prefix: &str) -> Result<Sent, SendError> {
-    let name = serde_json::from_str::<Value>(body)
+    /// FCM's answer, of which only the message name is read.
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        name: Option<String>,
+    }
+    let name = serde_json::from_str::<Answer>(body)
         .ok()
-        .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned));
+        .and_then(|a| a.name);
     match name {
         Some(name) if name.len() > prefix.len() && name.starts_with(prefix) => Ok(Sent { name }),
         _ => Err(SendError::Deployment {

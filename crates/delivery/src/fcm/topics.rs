@@ -13,19 +13,25 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{read_answer, FcmClient, Request, SendError};
+use std::sync::Arc;
+
+use super::{read_answer, AccessToken, FcmClient, Request, SendError};
 use crate::sink::{TopicAttempted, TopicCall};
 
 impl FcmClient {
     /// Subscribes or unsubscribes one token, with retries until `deadline`.
     pub async fn manage_topic(&self, call: TopicCall<'_>, deadline: Instant) -> TopicAttempted {
         let request: &Request<'_, ()> =
-            &|token| Box::pin(async move { self.topic_request(call, &token).await });
+            &|token| Box::pin(async move { self.topic_request(call, token).await });
         let (result, attempts) = self.with_retries(request, deadline).await;
         TopicAttempted { result, attempts }
     }
 
-    async fn topic_request(&self, call: TopicCall<'_>, token: &str) -> Result<(), SendError> {
+    async fn topic_request(
+        &self,
+        call: TopicCall<'_>,
+        token: Arc<AccessToken>,
+    ) -> Result<(), SendError> {
         let base = self
             .send_url
             .as_str()
@@ -51,7 +57,7 @@ impl FcmClient {
                 .delete(format!("{path}/{topic}?allow_missing=true")),
         };
         let request = request
-            .bearer_auth(token)
+            .header(reqwest::header::AUTHORIZATION, token.header.clone())
             .header("access_token_auth", "true");
         let (status, retry_after, text) = read_answer(request).await?;
         if status == 200 && is_json_object(&text) {
@@ -72,7 +78,7 @@ impl FcmClient {
             });
         }
         Err(dead_token(
-            self.refused(status, &text, retry_after, token).await,
+            self.refused(status, &text, retry_after, &token.token).await,
             &text,
         ))
     }
