@@ -110,31 +110,41 @@ async fn a_users_subscription_follows_the_users_devices(db: Db) {
 }
 on_every_db!(a_users_subscription_follows_the_users_devices);
 
-/// Changes that arrive out of order or twice end as the database says: an unsubscribe taken
-/// after the subscription was stored again subscribes.
+/// Changes that arrive out of order or twice end as the database says, in both directions: the
+/// same message, taken again after the subscription ended, unsubscribes; taken again after it was
+/// stored once more, subscribes.
 async fn the_database_decides_whatever_the_order(db: Db) {
     let fcm = Fcm::start();
     let engine = engine(&db, &fcm).await;
     let store = engine.store();
     let app = "default";
-    // Subscribed, unsubscribed, subscribed again; the queue hands the changes over late.
+    let message = change(app, "private/staff", token("tok-x"));
     store
         .subscribe(app, "private/staff", &token("tok-x"))
         .await
         .unwrap();
+    assert_eq!(
+        run(&engine, std::slice::from_ref(&message)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(members(&fcm, "private/staff").await, ["tok-x"]);
+
     store
         .unsubscribe(app, "private/staff", &token("tok-x"))
         .await
         .unwrap();
-    store
+    run(&engine, std::slice::from_ref(&message)).await;
+    assert_eq!(members(&fcm, "private/staff").await, Vec::<String>::new());
+    assert_eq!(
+        store.topics_of(app, &token("tok-x")).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    assert!(store
         .subscribe(app, "private/staff", &token("tok-x"))
         .await
-        .unwrap();
-    let messages = [
-        change(app, "private/staff", token("tok-x")),
-        change(app, "private/staff", token("tok-x")),
-    ];
-    assert_eq!(run(&engine, &messages).await, Vec::<String>::new());
+        .unwrap());
+    run(&engine, &[message.clone(), message]).await;
     assert_eq!(members(&fcm, "private/staff").await, ["tok-x"]);
     assert_eq!(
         store.topics_of(app, &token("tok-x")).await.unwrap(),
@@ -181,9 +191,9 @@ async fn dead_tokens_end_and_deployment_faults_hand_back(db: Db) {
 }
 on_every_db!(dead_tokens_end_and_deployment_faults_hand_back);
 
-/// A batch of topic changes costs two statements whatever its size: one resolves its users,
-/// one reads the subscriptions; the calls go at most 100 at once.
-async fn a_batch_of_changes_costs_two_statements(db: Db) {
+/// A batch of topic changes costs three statements whatever its size: one resolves its users,
+/// one reads the subscriptions, one reads them again once the calls are answered.
+async fn a_batch_of_changes_costs_three_statements(db: Db) {
     let fcm = Fcm::start();
     let engine = engine(&db, &fcm).await;
     let store = engine.store();
@@ -199,10 +209,10 @@ async fn a_batch_of_changes_costs_two_statements(db: Db) {
     }
     let before = store.statements();
     assert_eq!(run(&engine, &messages).await, Vec::<String>::new());
-    assert_eq!(store.statements() - before, 2);
+    assert_eq!(store.statements() - before, 3);
     assert_eq!(members(&fcm, "news").await.len(), 30);
 }
-on_every_db!(a_batch_of_changes_costs_two_statements);
+on_every_db!(a_batch_of_changes_costs_three_statements);
 
 /// FCM's project quota (429 `QUOTA_EXCEEDED`, asking for longer than the batch has) throttles the
 /// topic calls as it throttles sends: the change comes back, and a consumer after the pause
@@ -242,3 +252,87 @@ async fn an_app_without_a_key_hands_the_change_back(db: Db) {
     );
 }
 on_every_db!(an_app_without_a_key_hands_the_change_back);
+
+/// An unregistered device's topics stay as its tombstones: not listed, not wanted (the consumer
+/// unsubscribes it), and found again when `unregister` is repeated after its enqueue failed.
+async fn an_unregistered_devices_topics_stay_as_tombstones(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let app = "default";
+    register(store, "u", "tok-a", DeviceKind::Token).await;
+    store.subscribe(app, "news", &user("u")).await.unwrap();
+    store
+        .subscribe(app, "alerts", &token("tok-a"))
+        .await
+        .unwrap();
+    run(
+        &engine,
+        &[
+            change(app, "news", user("u")),
+            change(app, "alerts", token("tok-a")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (members(&fcm, "news").await, members(&fcm, "alerts").await),
+        (vec!["tok-a".to_owned()], vec!["tok-a".to_owned()])
+    );
+
+    // What DeviceRegistry.unregister does: its topics to tombstones, the device deleted.
+    let topics = store.token_topics_to_sync(app, "tok-a").await.unwrap();
+    assert_eq!(topics, ["alerts", "news"]);
+    store.end_token_topics(app, "tok-a", &topics).await.unwrap();
+    store.unregister_device_of(app, "tok-a").await.unwrap();
+    // Its enqueue failed; repeated, the call finds the same topics.
+    assert_eq!(
+        store.token_topics_to_sync(app, "tok-a").await.unwrap(),
+        topics
+    );
+    assert_eq!(
+        store.topics_of(app, &token("tok-a")).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let messages: Vec<QueueMessage> = topics
+        .iter()
+        .map(|t| change(app, t, token("tok-a")))
+        .collect();
+    assert_eq!(run(&engine, &messages).await, Vec::<String>::new());
+    assert_eq!(
+        (members(&fcm, "news").await, members(&fcm, "alerts").await),
+        (vec![], vec![])
+    );
+}
+on_every_db!(an_unregistered_devices_topics_stay_as_tombstones);
+
+/// A later change made by another consumer while this one's call was in flight (the emulator
+/// holds the call): the database no longer agrees with the call once it is answered, so the
+/// change comes back, and taken again it makes FCM agree.
+async fn a_change_overtaken_while_its_call_is_in_flight_comes_back(db: Db) {
+    let fcm = Fcm::start();
+    let engine = engine(&db, &fcm).await;
+    let store = engine.store();
+    let app = "default";
+    store.subscribe(app, "news", &token("tok-r")).await.unwrap();
+    fcm.faults(json!({"rules": [{"on": "topics", "token": "tok-r", "delayMs": 1500, "times": 1}]}))
+        .await;
+    let message = change(app, "news", token("tok-r"));
+    let id = message.message_id.clone();
+    let overtake = async {
+        // The engine read the subscriptions, then fetches its access token for the call (a fresh
+        // engine has none), which FCM holds for 1.5 s: meanwhile the server unsubscribes (and
+        // another consumer would have unsubscribed the token at FCM before this call lands).
+        let calling = || async { fcm.call("GET", "/__received", None).await["tokenRequests"] == 1 };
+        while !calling().await {
+            tokio::task::yield_now().await;
+        }
+        let who = token("tok-r");
+        assert!(store.unsubscribe(app, "news", &who).await.unwrap());
+    };
+    let (handed_back, ()) = tokio::join!(run(&engine, std::slice::from_ref(&message)), overtake);
+    assert_eq!(handed_back, [id]);
+    assert_eq!(members(&fcm, "news").await, ["tok-r"]);
+    assert_eq!(run(&engine, &[message]).await, Vec::<String>::new());
+    assert_eq!(members(&fcm, "news").await, Vec::<String>::new());
+}
+on_every_db!(a_change_overtaken_while_its_call_is_in_flight_comes_back);

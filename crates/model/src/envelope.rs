@@ -47,7 +47,8 @@ pub fn read_body(
     check_version(&map)?;
     let id = push_id(&map, message_id)?;
     let enqueued_at = enqueued_at(&map, sent_at_ms)?;
-    if !map.contains_key("push") {
+    let v2 = map.get("v").and_then(Value::as_u64) >= Some(crate::topics::TOPICS_ENVELOPE_VERSION);
+    if v2 && !map.contains_key("push") {
         if let Some(topics) = map.remove("topics") {
             let change = crate::topics::TopicChange::from_envelope(id, enqueued_at, topics)?;
             return Ok(QueueBody::Topics(change));

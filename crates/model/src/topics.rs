@@ -214,5 +214,9 @@ mod tests {
         );
         assert!(read(json!({"app": "a b", "topic": "x", "token": "t"})).contains("app"));
         assert!(read(json!({"app": "a", "topic": "x", "token": "t", "more": 1})).contains("more"));
+        // Version 1 has no topic changes: such a body is a push without one.
+        let v1 = json!({"v": 1, "id": "c", "topics": {"app": "a", "topic": "x", "token": "t"}});
+        let err = crate::envelope::read_body(&v1.to_string(), "m", 0).unwrap_err();
+        assert!(err.to_string().starts_with("push: missing"), "{err}");
     }
 }

@@ -204,18 +204,32 @@ impl DeviceRegistry {
                 let s = store.get().await?;
                 let database = |e| store.database(e);
                 // The token's topics before and after: a device joins its user's topics, and a
-                // token that moves to another user leaves the old user's (FCM's topic calls take
-                // registration tokens only: a FID has none).
-                let who = Subscriber::Token(device.token.clone());
+                // token that moves to another user leaves the old user's, which stay as its
+                // tombstones until then, so that a call repeated after a failed enqueue finds
+                // them again (FCM's topic calls take registration tokens only: a FID has none).
+                let (app, token) = (&device.app, &device.token);
                 let before = match device.kind {
-                    DeviceKind::Token => s.topics_of(&device.app, &who).await.map_err(database)?,
+                    DeviceKind::Token => {
+                        s.token_topics_to_sync(app, token).await.map_err(database)?
+                    }
                     DeviceKind::Fid => Vec::new(),
                 };
                 s.register(&device.as_new()).await.map_err(database)?;
                 if device.kind != DeviceKind::Token {
                     return Ok(());
                 }
-                let mut topics = s.topics_of(&device.app, &who).await.map_err(database)?;
+                let after = s.token_topics_to_sync(app, token).await.map_err(database)?;
+                let who = Subscriber::Token(token.clone());
+                let kept = s.topics_of(app, &who).await.map_err(database)?;
+                let left: Vec<String> = before
+                    .iter()
+                    .filter(|t| !kept.contains(t))
+                    .cloned()
+                    .collect();
+                s.end_token_topics(app, token, &left)
+                    .await
+                    .map_err(database)?;
+                let mut topics = after;
                 topics.extend(before);
                 topics.sort_unstable();
                 topics.dedup();
@@ -246,12 +260,14 @@ impl DeviceRegistry {
             move |s| async move {
                 let token = token?;
                 let app = app?.unwrap_or(default_app);
-                // Its topics, read while the device still names its user: the consumer then
-                // unsubscribes the token from each, the database no longer wanting it there.
-                let who = Subscriber::Token(token.clone());
-                let topics = s.topics_of(&app, &who).await.map_err(db)?;
+                // Its topics, read while the device still names its user, become its tombstones
+                // (found again when this call is repeated after a failed enqueue); the consumer
+                // then unsubscribes the token from each, the database no longer wanting it there.
+                let topics = s.token_topics_to_sync(&app, &token).await.map_err(db)?;
+                s.end_token_topics(&app, &token, &topics)
+                    .await
+                    .map_err(db)?;
                 let removed = s.unregister_device_of(&app, &token).await.map_err(db)?;
-                s.end_token_subscriptions(&app, &token).await.map_err(db)?;
                 crate::topics::enqueue_token_topics(&app, &token, topics).await?;
                 Ok(removed)
             },

@@ -7,9 +7,12 @@
 //!    ([`Store::wanted_memberships`]): each is subscribed, the others unsubscribed;
 //! 4. the calls go to the sink, each (app, topic, token) once, at most
 //!    [`TOPIC_CALLS_AT_ONCE`] at once (firebase-admin's own bound);
-//! 5. a dead token is invalidated (unless most of an app's calls in the batch said so: a
+//! 5. one query reads the subscriptions again: a call the database no longer agrees with (another
+//!    consumer made a later change for the same device meanwhile) is made again;
+//! 6. a dead token is invalidated (unless most of an app's calls in the batch said so: a
 //!    wrong key or endpoint, handed back); a change with a call that failed for the deployment
-//!    or transiently is handed back whole, to be made again (the calls are idempotent).
+//!    or transiently, or that the database no longer agrees with, is handed back whole, to be
+//!    made again (the calls are idempotent).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
@@ -44,31 +47,32 @@ impl Engine {
         outcome: &mut BatchOutcome,
     ) -> Result<(), StoreError> {
         outcome.counts.topic_changes += changes.len();
-        let (changes, keyless): (Vec<_>, Vec<_>) = changes
-            .into_iter()
-            .partition(|(_, c)| self.sink.has_app(&c.app));
-        for (m, change) in &keyless {
-            tracing::error!(change_id = %change.id, app = %change.app, code = crate::sink::NO_CREDENTIALS,
-                "the topic change's app has no FCM credentials; the message will be redelivered");
-            outcome
-                .failed_message_ids
-                .push(messages[*m].message_id.clone());
-        }
-        outcome.counts.no_credentials += keyless.len();
-        if changes.is_empty() {
-            return Ok(());
-        }
+        let changes = self.hand_back_keyless(messages, changes, outcome);
         let tokens = self.topic_tokens(&changes, deadline).await?;
         let candidates: Vec<Membership> = unique(tokens.iter().map(|(_, m)| m.clone()));
-        let wanted = self
-            .timed(
+        if candidates.is_empty() {
+            // Users without token devices: nothing to call.
+            return Ok(());
+        }
+        let read = || {
+            self.timed(
                 "reading topic subscriptions",
                 Some(deadline),
                 self.store.wanted_memberships(&candidates),
             )
-            .await?;
+        };
+        let wanted = read().await?;
         let answers = self.topic_calls(&candidates, &wanted, deadline).await;
-        let (dead, handed_back) = tally(&candidates, &answers, outcome);
+        let (dead, mut handed_back) = tally(&candidates, &answers, outcome);
+        // Read again once the calls are answered: a later change for the same device may have
+        // been made meanwhile by another consumer, whose call FCM took before this one's. A
+        // call the database no longer agrees with comes back, to be made as it now says.
+        let now_wanted = read().await?;
+        handed_back.extend(
+            candidates
+                .iter()
+                .filter(|c| wanted.contains(*c) != now_wanted.contains(*c)),
+        );
         for (i, (m, _)) in changes.iter().enumerate() {
             let calls = tokens.iter().filter(|(c, _)| *c == i);
             if calls
@@ -96,7 +100,7 @@ impl Engine {
         self.timed(
             "invalidating dead tokens",
             Some(deadline),
-            self.store.invalidate_devices(dead),
+            self.store.invalidate_tokens(dead),
         )
         .await?;
         // A dead token's own subscriptions end with it (also one never registered as a
@@ -110,6 +114,27 @@ impl Engine {
             .await?;
         }
         Ok(())
+    }
+
+    /// Hands back the changes for apps without a key (as a push for one is); the others.
+    fn hand_back_keyless(
+        &self,
+        messages: &[QueueMessage],
+        changes: Vec<(usize, TopicChange)>,
+        outcome: &mut BatchOutcome,
+    ) -> Vec<(usize, TopicChange)> {
+        let (changes, keyless): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|(_, c)| self.sink.has_app(&c.app));
+        for (m, change) in &keyless {
+            tracing::error!(change_id = %change.id, app = %change.app, code = crate::sink::NO_CREDENTIALS,
+                "the topic change's app has no FCM credentials; the message will be redelivered");
+            outcome
+                .failed_message_ids
+                .push(messages[*m].message_id.clone());
+        }
+        outcome.counts.no_credentials += keyless.len();
+        changes
     }
 
     /// Each change's (app, topic, token)s, by the change's index: its token, or its user's

@@ -322,6 +322,16 @@ impl Store {
     /// Marks devices dead (FCM said `UNREGISTERED`, or `INVALID_ARGUMENT` naming the token):
     /// `devices` are (app, token or FID) pairs; one statement per app among them.
     pub async fn invalidate_devices(&self, devices: &[(String, String)]) -> StoreResult<()> {
+        self.invalidate(devices, false).await
+    }
+
+    /// [`Store::invalidate_devices`] for registration tokens only: a FID named by a topic call
+    /// (FCM's topic API takes tokens, and refuses a FID) stays live.
+    pub async fn invalidate_tokens(&self, tokens: &[(String, String)]) -> StoreResult<()> {
+        self.invalidate(tokens, true).await
+    }
+
+    async fn invalidate(&self, devices: &[(String, String)], only_tokens: bool) -> StoreResult<()> {
         let now = Utc::now();
         let mut by_app: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
         for (app, token) in devices {
@@ -335,8 +345,11 @@ impl Store {
                         QueryBuilder::<DB>::new("UPDATE pushq_devices SET invalidated_at = ");
                     q.push_bind(now).push(", updated_at = ").push_bind(now);
                     q.push(" WHERE invalidated_at IS NULL AND app = ")
-                        .push_bind(app)
-                        .push(" AND token IN (");
+                        .push_bind(app);
+                    if only_tokens {
+                        q.push(" AND kind = 'token'");
+                    }
+                    q.push(" AND token IN (");
                     let mut list = q.separated(", ");
                     for t in chunk {
                         list.push_bind(*t);

@@ -3,7 +3,10 @@
 //! [`Store::unsubscribe`]) and enqueue a topic change; the consumer asks, in one query per batch,
 //! which of its (app, topic, token)s the database wants subscribed ([`Store::wanted_memberships`])
 //! and makes FCM agree. A device that was invalidated keeps no subscription: its token's rows are
-//! not reported, and its user's no longer reach it.
+//! not reported, and its user's no longer reach it. A token's subscription that ended (the token
+//! was unsubscribed, its device unregistered or moved to another user) stays as a tombstone
+//! (`ended_at`): never wanted or listed, but found by [`Store::token_topics_to_sync`], so that a
+//! change whose first enqueue failed is enqueued again when the call is repeated.
 
 use std::collections::HashSet;
 
@@ -16,9 +19,28 @@ use super::{Dialect, Pool, Store, StoreResult};
 pub type Membership = (String, String, String);
 
 impl Store {
-    /// Stores a subscription; true when it is new.
+    /// Stores a subscription; true when it is new (or a token's that had ended).
     pub async fn subscribe(&self, app: &str, topic: &str, who: &Subscriber) -> StoreResult<bool> {
         let (user_id, token) = columns(who);
+        if let Some(token) = token {
+            // A tombstone comes back to life.
+            self.count();
+            let revived = with_pool!(self, pool, {
+                let mut q = QueryBuilder::<DB>::new(
+                    "UPDATE pushq_topic_subscriptions SET ended_at = NULL WHERE ended_at IS NOT NULL AND app = ",
+                );
+                q.push_bind(app).push(" AND topic = ").push_bind(topic);
+                q.push(" AND token = ").push_bind(token);
+                q.build()
+                    .persistent(false)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+            if revived > 0 {
+                return Ok(true);
+            }
+        }
         let (insert, tail) = match self.dialect {
             Dialect::MySql => ("INSERT IGNORE INTO", ""),
             _ => ("INSERT INTO", " ON CONFLICT DO NOTHING"),
@@ -40,12 +62,23 @@ impl Store {
         Ok(affected > 0)
     }
 
-    /// Removes a subscription; true when it was stored.
+    /// Ends a subscription (a user's is deleted, a token's left as a tombstone); true when it
+    /// was stored.
     pub async fn unsubscribe(&self, app: &str, topic: &str, who: &Subscriber) -> StoreResult<bool> {
         self.count();
         let affected = with_pool!(self, pool, {
-            let mut q =
-                QueryBuilder::<DB>::new("DELETE FROM pushq_topic_subscriptions WHERE app = ");
+            let mut q = match who {
+                Subscriber::User(_) => {
+                    QueryBuilder::<DB>::new("DELETE FROM pushq_topic_subscriptions WHERE app = ")
+                }
+                Subscriber::Token(_) => {
+                    let mut q =
+                        QueryBuilder::<DB>::new("UPDATE pushq_topic_subscriptions SET ended_at = ");
+                    q.push_bind(chrono::Utc::now());
+                    q.push(" WHERE ended_at IS NULL AND app = ");
+                    q
+                }
+            };
             q.push_bind(app).push(" AND topic = ").push_bind(topic);
             push_subscriber(&mut q, "", who);
             q.build()
@@ -57,7 +90,41 @@ impl Store {
         Ok(affected > 0)
     }
 
-    /// Removes every subscription of one token (its device was unregistered); the topics it had.
+    /// Leaves a tombstone for each of `topics` on `token` (its device is being unregistered, or
+    /// moved to a user who does not have them): one statement.
+    pub async fn end_token_topics(
+        &self,
+        app: &str,
+        token: &str,
+        topics: &[String],
+    ) -> StoreResult<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        let upsert = match self.dialect {
+            Dialect::MySql => " ON DUPLICATE KEY UPDATE ended_at = VALUES(ended_at)",
+            _ => " ON CONFLICT (app, token, topic) DO UPDATE SET ended_at = excluded.ended_at",
+        };
+        self.count();
+        with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO pushq_topic_subscriptions (app, topic, token, ended_at) ",
+            );
+            q.push_values(topics, |mut b, topic| {
+                b.push_bind(app)
+                    .push_bind(topic.as_str())
+                    .push_bind(token)
+                    .push_bind(now);
+            });
+            q.push(upsert);
+            q.build().persistent(false).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Deletes every subscription of one token, tombstones too (FCM reported it dead: it needs
+    /// no call again).
     pub async fn end_token_subscriptions(&self, app: &str, token: &str) -> StoreResult<u64> {
         self.count();
         Ok(with_pool!(self, pool, {
@@ -76,6 +143,23 @@ impl Store {
     /// whose live token device it is (none for an invalidated device; a FID takes no topics).
     /// Sorted, each once.
     pub async fn topics_of(&self, app: &str, who: &Subscriber) -> StoreResult<Vec<String>> {
+        self.token_topics(app, who, false).await
+    }
+
+    /// A token's topics as [`Store::topics_of`] lists them, and its tombstones: every topic a
+    /// change for this token may have to bring in line (`register` and `unregister` enqueue one
+    /// for each).
+    pub async fn token_topics_to_sync(&self, app: &str, token: &str) -> StoreResult<Vec<String>> {
+        self.token_topics(app, &Subscriber::Token(token.to_owned()), true)
+            .await
+    }
+
+    async fn token_topics(
+        &self,
+        app: &str,
+        who: &Subscriber,
+        with_tombstones: bool,
+    ) -> StoreResult<Vec<String>> {
         let d = self.dialect;
         self.count();
         let rows: Vec<(String,)> = with_pool!(self, pool, {
@@ -85,9 +169,13 @@ impl Store {
             ));
             q.push_bind(app);
             push_subscriber(&mut q, "s.", who);
+            if !with_tombstones {
+                q.push(" AND s.ended_at IS NULL");
+            }
             if let Subscriber::Token(token) = who {
                 q.push(" AND NOT EXISTS (SELECT 1 FROM pushq_devices x WHERE x.app = s.app AND x.token = s.token AND x.invalidated_at IS NOT NULL)");
-                q.push(format!(" UNION SELECT {} AS topic FROM pushq_devices d JOIN pushq_topic_subscriptions s ON s.app = d.app AND s.user_id = d.user_id WHERE d.invalidated_at IS NULL AND d.kind = 'token' AND d.app = ", d.text("s.topic")));
+                // UNION ALL: the rows are deduplicated here, byte for byte, never by a collation.
+                q.push(format!(" UNION ALL SELECT {} AS topic FROM pushq_devices d JOIN pushq_topic_subscriptions s ON s.app = d.app AND s.user_id = d.user_id WHERE d.invalidated_at IS NULL AND d.kind = 'token' AND d.app = ", d.text("s.topic")));
                 q.push_bind(app)
                     .push(" AND d.token = ")
                     .push_bind(token.as_str());
@@ -121,7 +209,7 @@ impl Store {
             let d = self.dialect;
             let rows: Vec<Membership> = with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(format!(
-                    "SELECT {} AS app, {} AS topic, {} AS token FROM pushq_topic_subscriptions s WHERE s.token IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pushq_devices x WHERE x.app = s.app AND x.token = s.token AND x.invalidated_at IS NOT NULL)",
+                    "SELECT {} AS app, {} AS topic, {} AS token FROM pushq_topic_subscriptions s WHERE s.token IS NOT NULL AND s.ended_at IS NULL AND NOT EXISTS (SELECT 1 FROM pushq_devices x WHERE x.app = s.app AND x.token = s.token AND x.invalidated_at IS NOT NULL)",
                     d.text("s.app"), d.text("s.topic"), d.text("s.token")
                 ));
                 push_in(&mut q, " AND s.app", &apps);
