@@ -4,7 +4,8 @@
 //!
 //! A change names what to bring in line with the database, not what to do: (app, topic, a user
 //! or a token). The consumer reads the stored subscriptions when it takes the change and
-//! subscribes or unsubscribes each device accordingly, so changes that arrive out of order (a
+//! subscribes or unsubscribes each device accordingly (and reads again once FCM answered, handing
+//! the change back if the database changed meanwhile), so changes that arrive out of order (a
 //! standard queue) or twice (a redelivery) end in the state the database holds.
 //!
 //! The body is `{"v":2,"id":"<uuid>","enqueuedAt":<ms>,"topics":{"app":"member","topic":"news",
