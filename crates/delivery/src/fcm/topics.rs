@@ -5,9 +5,11 @@
 //! - unsubscribe: `DELETE …/registrations/<token>/topicSubscriptions/<topic>?allow_missing=true`.
 //!
 //! Token and topic are encoded as JavaScript's `encodeURIComponent` encodes them. Answers are
-//! read as firebase-admin reads them: 200 is done (and a subscribe answered 409 or
-//! `ALREADY_EXISTS`); `NOT_FOUND`, `UNREGISTERED` and `INVALID_ARGUMENT` say the token is dead;
-//! the deployment's and the service's faults are classified as a send's are ([`super::classify`]).
+//! read as firebase-admin reads them (FCM's `details[].errorCode`, else Google's `status`): 200 is
+//! done (and a subscribe answered 409 or `ALREADY_EXISTS`); everything else is judged as a send's
+//! answer is ([`super::classify`]): FCM's own `UNREGISTERED`, or `INVALID_ARGUMENT` naming the
+//! token, says the token is dead; Google's bare `NOT_FOUND` (a wrong project answers so too) and
+//! the other faults of the deployment or the service hand the change back.
 
 use std::time::Instant;
 
@@ -77,25 +79,10 @@ impl FcmClient {
                 ),
             });
         }
-        Err(dead_token(
-            self.refused(status, &text, retry_after, &token.token).await,
-            &text,
-        ))
-    }
-}
-
-/// firebase-admin reads `NOT_FOUND` and `UNREGISTERED` as a token not registered and
-/// `INVALID_ARGUMENT` as an invalid token (the topic was checked before it was enqueued); a
-/// send's classification takes `NOT_FOUND` without FCM's code for a wrong endpoint, which a topic
-/// call's JSON answer is not.
-fn dead_token(error: SendError, body: &str) -> SendError {
-    let said = error_code(body);
-    match (error, said.as_deref()) {
-        (
-            SendError::Deployment { code, detail } | SendError::Rejected { code, detail },
-            Some("NOT_FOUND" | "UNREGISTERED" | "INVALID_ARGUMENT"),
-        ) => SendError::InvalidToken { code, detail },
-        (error, _) => error,
+        // Judged as a send's answer: FCM's own `UNREGISTERED`, or `INVALID_ARGUMENT` naming the
+        // registration token, is a dead token; Google's bare `NOT_FOUND` (what a wrong project
+        // answers too) is the deployment's, never a reason to invalidate a device.
+        Err(self.refused(status, &text, retry_after, &token.token).await)
     }
 }
 
@@ -145,23 +132,27 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_read_as_firebase_admin_reads_them() {
-        let fcm = |code: &str, status: u16| {
+    fn only_fcms_own_code_says_a_token_is_dead() {
+        let google = |code: &str, status: u16| {
             format!(r#"{{"error":{{"code":{status},"message":"m","status":"{code}"}}}}"#)
         };
+        let fcm = r#"{"error":{"code":404,"message":"m","status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#;
         let dead = |status, body: &str| {
             matches!(
-                dead_token(super::super::classify(status, body, None), body),
+                super::super::classify(status, body, None),
                 SendError::InvalidToken { .. }
             )
         };
-        assert!(dead(404, &fcm("NOT_FOUND", 404)));
-        assert!(dead(400, &fcm("INVALID_ARGUMENT", 400)));
-        assert!(!dead(403, &fcm("PERMISSION_DENIED", 403)));
-        // Not FCM's JSON: a wrong endpoint, never a dead token.
+        assert!(dead(404, fcm));
+        // A wrong project answers Google's bare NOT_FOUND too: the deployment's, handed back.
+        assert!(matches!(
+            super::super::classify(404, &google("NOT_FOUND", 404), None),
+            SendError::Deployment { .. }
+        ));
+        assert!(!dead(403, &google("PERMISSION_DENIED", 403)));
         assert!(!dead(404, "<html>Not Found</html>"));
         assert_eq!(
-            error_code(&fcm("ALREADY_EXISTS", 409)).as_deref(),
+            error_code(&google("ALREADY_EXISTS", 409)).as_deref(),
             Some("ALREADY_EXISTS")
         );
     }
