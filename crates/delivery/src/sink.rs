@@ -152,12 +152,7 @@ pub trait Sink: Send + Sync {
         deadline: Instant,
     ) -> BoxFuture<'a, TopicAttempted> {
         let _ = (call, deadline);
-        Box::pin(std::future::ready(TopicAttempted {
-            result: Err(SendError::UnknownApp {
-                app: app.to_owned(),
-            }),
-            attempts: 0,
-        }))
+        Box::pin(std::future::ready(TopicAttempted::unknown_app(app)))
     }
 }
 
@@ -179,6 +174,18 @@ pub struct TopicAttempted {
     pub result: Result<(), SendError>,
     /// Requests made.
     pub attempts: u32,
+}
+
+impl TopicAttempted {
+    /// No call made: the deployment has no FCM key for `app`.
+    pub fn unknown_app(app: &str) -> TopicAttempted {
+        TopicAttempted {
+            result: Err(SendError::UnknownApp {
+                app: app.to_owned(),
+            }),
+            attempts: 0,
+        }
+    }
 }
 
 /// Reports each send done without sending it, printing the request FCM would have received on

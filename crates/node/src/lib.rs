@@ -256,9 +256,8 @@ pub fn enqueue_push<'env>(
     push: Unknown,
     dry_run: Option<Unknown>,
 ) -> Result<PromiseRaw<'env, Enqueued>> {
-    match default_client(true) {
-        Ok(Some(client)) => enqueue_one(env, &client, push, dry_run),
-        Ok(None) => unreachable!("the default client is created when asked"),
+    match the_default_client() {
+        Ok(client) => enqueue_one(env, &client, push, dry_run),
         Err(e) => rejected(env, error::to_js(env, &e), None),
     }
 }
@@ -274,9 +273,8 @@ pub fn cancel_push<'env>(
         Ok(id) => id,
         Err(e) => return rejected(env, error::to_js(env, &e), None),
     };
-    match default_client(true) {
-        Ok(Some(client)) => settle(env, async move { client.cancel(push_id).await }, |c| c),
-        Ok(None) => unreachable!("the default client is created when asked"),
+    match the_default_client() {
+        Ok(client) => settle(env, async move { client.cancel(push_id).await }, |c| c),
         Err(e) => rejected(env, error::to_js(env, &e), None),
     }
 }
@@ -344,6 +342,11 @@ pub(crate) fn default_client(create: bool) -> BindingResult<Option<Arc<Client>>>
         *slot = Some(start_client(None)?);
     }
     Ok(slot.clone())
+}
+
+/// The default client, created from the environment if there is none yet.
+pub(crate) fn the_default_client() -> BindingResult<Arc<Client>> {
+    Ok(default_client(true)?.expect("the default client is created when asked"))
 }
 
 fn start_client(options_json: Option<&str>) -> BindingResult<Arc<Client>> {

@@ -4,8 +4,6 @@
 //! as module-level `enqueuePush` is); the consumer subscribes or unsubscribes each device as the
 //! database then says. Thin: the SQL lives in pushq-delivery, the change in pushq-model.
 
-use std::sync::Arc;
-
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pushq_delivery::store::Store;
@@ -169,8 +167,7 @@ async fn stored_and_enqueued(
     change: TopicChange,
     subscribe: bool,
 ) -> BindingResult<TopicChanged> {
-    let client = crate::default_client(true)?
-        .ok_or_else(|| BindingError::InvalidArgument("no default client".into()))?;
+    let client = crate::the_default_client()?;
     let store: Store = lazy.get().await?;
     let (app, topic, who) = (&change.app, &change.topic, &change.subscriber);
     let changed = match subscribe {
@@ -200,8 +197,7 @@ pub(crate) async fn enqueue_token_topics(
     if topics.is_empty() {
         return Ok(());
     }
-    let client: Arc<crate::Client> = crate::default_client(true)?
-        .ok_or_else(|| BindingError::InvalidArgument("no default client".into()))?;
+    let client = crate::the_default_client()?;
     let _settling = client.in_flight.enter();
     let mut tickets = Vec::new();
     for topic in topics {

@@ -73,12 +73,14 @@ impl Engine {
                 .iter()
                 .filter(|c| wanted.contains(*c) != now_wanted.contains(*c)),
         );
+        // A change comes back whole when any of its calls does.
+        let back: HashSet<usize> = tokens
+            .iter()
+            .filter(|(_, call)| handed_back.contains(call))
+            .map(|(change, _)| *change)
+            .collect();
         for (i, (m, _)) in changes.iter().enumerate() {
-            let calls = tokens.iter().filter(|(c, _)| *c == i);
-            if calls
-                .into_iter()
-                .any(|(_, call)| handed_back.contains(call))
-            {
+            if back.contains(&i) {
                 outcome
                     .failed_message_ids
                     .push(messages[*m].message_id.clone());
@@ -103,8 +105,6 @@ impl Engine {
             self.store.invalidate_tokens(dead),
         )
         .await?;
-        // A dead token's own subscriptions end with it (also one never registered as a
-        // device); rare, so one statement each.
         for (app, token) in dead {
             self.timed(
                 "ending a dead token's subscriptions",

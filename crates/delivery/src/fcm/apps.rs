@@ -83,12 +83,7 @@ impl Sink for FcmApps {
     ) -> BoxFuture<'a, TopicAttempted> {
         match self.clients.get(app) {
             Some(client) => Box::pin(client.manage_topic(call, deadline)),
-            None => Box::pin(std::future::ready(TopicAttempted {
-                result: Err(SendError::UnknownApp {
-                    app: app.to_owned(),
-                }),
-                attempts: 0,
-            })),
+            None => Box::pin(std::future::ready(TopicAttempted::unknown_app(app))),
         }
     }
 
