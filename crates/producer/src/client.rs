@@ -127,6 +127,7 @@ impl Producer {
         });
         self.submit(Prepared {
             id: change.id.clone(),
+            schedule_as: None,
             booking: None,
             delay_seconds: None,
             messages: queue_messages(vec![change.to_json()], &change.id, fifo, group_id),
@@ -134,9 +135,19 @@ impl Producer {
     }
 
     /// Checks what the queue needs of a push and builds its messages, sending nothing.
-    fn prepare(&self, push: Push, index: Option<usize>, dry_run: bool) -> Result<Prepared> {
+    pub(crate) fn prepare(
+        &self,
+        push: Push,
+        index: Option<usize>,
+        dry_run: bool,
+    ) -> Result<Prepared> {
         let subject = || index.map_or_else(|| "push".to_owned(), |i| format!("pushes[{i}]"));
         check_size(&push, subject)?;
+        push.check_advertising(&self.config.ad_prefix)
+            .map_err(|e| match index {
+                Some(i) => e.at_index(i),
+                None => e,
+            })?;
         let fifo = self.config.is_fifo();
         let (delay_seconds, scheduled_at) = self.when(&push, fifo).map_err(|e| match index {
             Some(i) => e.at_index(i),
@@ -163,6 +174,7 @@ impl Producer {
                 send_at_ms,
             }),
             messages: queue_messages(bodies, &id, fifo, group_id),
+            schedule_as: None,
             id,
             delay_seconds,
         })
@@ -270,7 +282,7 @@ impl Producer {
         }
     }
 
-    fn submit(&self, prepared: Prepared) -> Result<Ticket> {
+    pub(crate) fn submit(&self, prepared: Prepared) -> Result<Ticket> {
         Ok(self.submit_all(vec![prepared])?.remove(0))
     }
 
@@ -341,8 +353,10 @@ impl Producer {
         // Taken at once: the ticket waits for the scheduler's answer, which comes by the deadline.
         fate.take();
         let unanswered = self.unanswered.enter();
+        let booking = push.booking.expect("a scheduled push has its booking");
         let scheduled = Scheduled {
-            booking: push.booking.expect("a scheduled push has its booking"),
+            name: push.schedule_as.unwrap_or_else(|| booking.push_id.clone()),
+            booking,
             parts: push
                 .messages
                 .into_iter()
@@ -465,8 +479,11 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-struct Prepared {
+pub(crate) struct Prepared {
     id: String,
+    /// What its schedules are named after, when it is scheduled and not named after its id
+    /// (a deferral).
+    pub(crate) schedule_as: Option<String>,
     /// Set when the push is scheduled (EventBridge Scheduler) rather than sent to the queue.
     booking: Option<Booking>,
     delay_seconds: Option<i32>,

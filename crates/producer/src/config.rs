@@ -85,6 +85,8 @@ pub struct ProducerConfig {
     pub metrics_namespace: Option<String>,
     /// The app (Firebase project) of pushes that name none.
     pub app: String,
+    /// `PUSHQ_AD_PREFIX`, else `(광고)`: what every title of an advertising push starts with.
+    pub ad_prefix: String,
 }
 
 /// The app of pushes (and devices) that name none: the `app` option, else `PUSHQ_APP` (looked up
@@ -142,7 +144,10 @@ impl ProducerConfig {
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| queue_url.as_deref().and_then(non_aws_origin));
         let metrics_namespace = metrics_namespace(env)?;
+        let ad_prefix = env("PUSHQ_AD_PREFIX")
+            .unwrap_or_else(|| pushq_model::push::DEFAULT_AD_PREFIX.to_owned());
         Ok(ProducerConfig {
+            ad_prefix,
             metrics_namespace,
             schedule_group,
             scheduler_role_arn,

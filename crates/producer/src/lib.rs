@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod client;
 pub mod config;
+mod defer;
 mod dispatch;
 pub mod error;
 pub mod schedule;

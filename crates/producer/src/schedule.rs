@@ -48,6 +48,9 @@ pub trait ScheduleBook: Send + Sync + 'static {
 /// FIFO message group).
 pub(crate) struct Scheduled {
     pub booking: Booking,
+    /// What its schedules are named after: the push id, or a deferral's own name
+    /// ([`deferral_name`]).
+    pub name: String,
     pub parts: Vec<(String, Option<String>)>,
 }
 
@@ -55,6 +58,10 @@ pub(crate) struct Scheduled {
 pub struct Scheduler {
     config: ProducerConfig,
     book: Option<Arc<dyn ScheduleBook>>,
+    /// Whether a push is scheduled only once written down in `book` (a client's pushes, which
+    /// `cancelPush` and `DeliveryLog` look up); the consumer's deferrals are not: their
+    /// `deferred` rows say where they are.
+    needs_book: bool,
     /// The client, and the queue's ARN (the schedules' target).
     client: OnceCell<(aws_sdk_scheduler::Client, String)>,
 }
@@ -65,6 +72,18 @@ impl Scheduler {
         Arc::new(Scheduler {
             config,
             book,
+            needs_book: true,
+            client: OnceCell::new(),
+        })
+    }
+
+    /// The consumer's scheduler: what the recipient rules defer beyond 900 s, written down
+    /// nowhere but in the schedule (the delivery log's `deferred` rows say where it is).
+    pub fn for_deferrals(config: ProducerConfig) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            config,
+            book: None,
+            needs_book: false,
             client: OnceCell::new(),
         })
     }
@@ -77,7 +96,7 @@ impl Scheduler {
                 "schedulerRoleArn: not set (option schedulerRoleArn or PUSHQ_SCHEDULER_ROLE_ARN): a push with sendAt more than 900 s ahead is an EventBridge Scheduler schedule, which sends to the queue with that role (the SAM template's SchedulerRoleArn output)".into(),
             ));
         }
-        if self.book.is_none() {
+        if self.book.is_none() && self.needs_book {
             return Some(Error::Config(
                 "databaseUrl: not set (option databaseUrl or DATABASE_URL): a push with sendAt more than 900 s ahead is written down in the deployment's database, where cancelPush and DeliveryLog find it".into(),
             ));
@@ -114,13 +133,16 @@ impl Scheduler {
     /// (`Error::QueueUnknown`: enqueue it again with the same id).
     pub(crate) async fn schedule(&self, push: Scheduled, deadline: Instant) -> Result<()> {
         let left = || deadline.saturating_duration_since(Instant::now());
-        let book = self
-            .book
-            .as_ref()
-            .ok_or_else(|| self.missing().expect("no book"))?;
-        tokio::time::timeout(left(), book.book(&push.booking))
-            .await
-            .map_err(|_| Error::database("writing the scheduled push down timed out", None))??;
+        if let Some(e) = self.missing() {
+            return Err(e);
+        }
+        if let Some(book) = &self.book {
+            tokio::time::timeout(left(), book.book(&push.booking))
+                .await
+                .map_err(|_| {
+                    Error::database("writing the scheduled push down timed out", None)
+                })??;
+        }
         let created = tokio::time::timeout(left(), self.create_all(&push))
             .await
             .unwrap_or_else(|_| {
@@ -134,7 +156,9 @@ impl Scheduler {
             });
         if let Err(e @ (Error::Config(_) | Error::Queue { .. })) = &created {
             // Scheduled for sure not (or only in part, which a retry with the id completes).
-            let _ = book.unbook(&push.booking.push_id).await;
+            if let Some(book) = &self.book {
+                let _ = book.unbook(&push.booking.push_id).await;
+            }
             return Err(e.clone());
         }
         if created.is_ok() {
@@ -173,7 +197,7 @@ impl Scheduler {
             .format("at(%Y-%m-%dT%H:%M:%S)")
             .to_string();
         for (i, (body, group_id)) in push.parts.iter().enumerate() {
-            let name = schedule_name(&push.booking.push_id, i);
+            let name = schedule_name(&push.name, i);
             let target = Target::builder()
                 .arn(queue_arn)
                 .role_arn(&role)
@@ -318,6 +342,14 @@ pub fn schedule_name(push_id: &str, part: usize) -> String {
         0 => push_id.to_owned(),
         n => format!("{push_id}.{}", n + 1),
     }
+}
+
+/// The schedule name of a push's part deferred by the consumer until `until_ms` (a recipient's
+/// night-time or quiet-hours window): the same push deferred again to the same time (a batch
+/// delivered twice) names the schedule that exists, and makes no second one. At most 64
+/// characters for a pushq push id (a UUID): `<id>.p<part>.<minutes since the epoch>`.
+pub fn deferral_name(push_id: &str, part: u32, until_ms: i64) -> String {
+    format!("{push_id}.p{part}.{}", until_ms / 60_000)
 }
 
 fn is_schedule_of(name: &str, push_id: &str) -> bool {

@@ -1,6 +1,7 @@
 //! The Push: firebase-admin's `Message` plus pushq's targets and options, validated once.
 //! Validation mirrors firebase-admin's `validateMessage` and produces the FCM v1 wire form as it goes.
 
+mod advertising;
 mod fcm_body;
 mod fcm_shape;
 mod fields;
@@ -11,6 +12,7 @@ mod url_check;
 use serde_json::{Map, Value};
 
 use crate::error::InvalidPush;
+pub use advertising::DEFAULT_AD_PREFIX;
 pub use fcm_shape::{check_fcm_shape, ShapeViolation, Violation};
 pub use fields::check_app;
 pub(crate) use fields::stored_string;
@@ -50,7 +52,7 @@ pub const FCM_PAYLOAD_LIMIT: usize = 4096;
 pub const FCM_TOPIC_PAYLOAD_LIMIT: usize = 2048;
 
 /// The fields of a push that pushq reads itself and never sends to FCM.
-const PUSHQ_FIELDS: [&str; 11] = [
+const PUSHQ_FIELDS: [&str; 12] = [
     "id",
     "tokens",
     "fids",
@@ -62,6 +64,7 @@ const PUSHQ_FIELDS: [&str; 11] = [
     "delaySeconds",
     "sendAt",
     "category",
+    "advertising",
 ];
 /// The top-level fields of firebase-admin's `Message` other than its targets.
 const MESSAGE_FIELDS: [&str; 7] = [
@@ -95,6 +98,7 @@ pub struct Push {
     delay_seconds: Option<u32>,
     send_at_ms: Option<i64>,
     category: Option<String>,
+    advertising: bool,
 }
 
 impl Push {
@@ -131,7 +135,7 @@ impl Push {
             let name = if key.is_empty() { "\"\"" } else { key.as_str() };
             return Err(InvalidPush::new(
                 name,
-                "is not a field of a push (firebase-admin's Message fields, a target, or pushq's id, app, idempotencyKey, expiresAt, delaySeconds, sendAt, category)".to_owned(),
+                "is not a field of a push (firebase-admin's Message fields, a target, or pushq's id, app, idempotencyKey, expiresAt, delaySeconds, sendAt, category, advertising)".to_owned(),
             ));
         }
         let mut raw = raw;
@@ -156,6 +160,7 @@ impl Push {
             ));
         }
         let category = parse_category(raw.get("category"))?;
+        let advertising = advertising::parse_advertising(raw.get("advertising"))?;
         let wire = wire_message(&raw)?;
         Ok(Push {
             raw,
@@ -168,6 +173,7 @@ impl Push {
             delay_seconds,
             send_at_ms,
             category,
+            advertising,
         })
     }
 

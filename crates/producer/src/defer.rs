@@ -1,0 +1,36 @@
+//! The consumer's side of the producer: what the recipient rules defer is enqueued again for
+//! the users it concerns, due at the window's end, through the same transport and scheduler as
+//! any scheduled push.
+
+use pushq_model::{Envelope, Push};
+
+use crate::client::{Producer, Ticket};
+use crate::error::Result;
+
+impl Producer {
+    /// The consumer's deferral: `envelope`'s push again, for `users` only, due at `until_ms`
+    /// (a recipient's night-time or quiet-hours window). The same push id and part, so that
+    /// the delivery log's `deferred` rows become final when the copy is delivered; an SQS delay
+    /// within 900 s, else a schedule named by [`crate::schedule::deferral_name`] (deferring the
+    /// same part to the same time again finds that schedule, and makes no second one).
+    pub fn defer(&self, envelope: &Envelope, users: &[String], until_ms: i64) -> Result<Ticket> {
+        let mut raw = envelope.push.raw().clone();
+        for field in ["userId", "userIds", "delaySeconds", "sendAt", "id"] {
+            raw.remove(field);
+        }
+        let users = users
+            .iter()
+            .cloned()
+            .map(serde_json::Value::String)
+            .collect();
+        raw.insert("userIds".into(), serde_json::Value::Array(users));
+        raw.insert("id".into(), envelope.id.clone().into());
+        let until = chrono::DateTime::from_timestamp_millis(until_ms).unwrap_or_default();
+        raw.insert("sendAt".into(), until.to_rfc3339().into());
+        let push = Push::from_value(serde_json::Value::Object(raw))?;
+        let mut prepared = self.prepare(push, None, envelope.dry_run)?;
+        let part = envelope.part.map_or(0, |(i, _)| i);
+        prepared.schedule_as = Some(crate::schedule::deferral_name(&envelope.id, part, until_ms));
+        self.submit(prepared)
+    }
+}
