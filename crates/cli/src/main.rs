@@ -1,6 +1,7 @@
 //! `pushq`: the operator tool. `migrate`, `worker`, `fcm-emulator`, `dlq`, `devices` and `topics`.
 //! Configuration comes from the environment (see the README); flags override it.
 
+mod consent;
 mod dlq;
 mod topics;
 mod worker;
@@ -43,6 +44,11 @@ enum Command {
     Topics {
         #[command(subcommand)]
         action: topics::TopicsAction,
+    },
+    /// Advertising consent: lists the users due the biennial reminder.
+    Consent {
+        #[command(subcommand)]
+        action: consent::ConsentAction,
     },
 }
 
@@ -227,6 +233,7 @@ async fn main() {
         Command::Migrate => migrate().await,
         Command::Devices { action } => devices(action).await,
         Command::Topics { action } => topics::run(action).await,
+        Command::Consent { action } => consent::run(action).await,
         Command::Worker(args) => worker(args).await,
     }
 }
@@ -392,6 +399,13 @@ async fn worker(args: WorkerArgs) {
     config.batches_at_once = worker_config.concurrency.max(1);
     // The worker runs no DDL, whatever PUSHQ_MIGRATE says: `pushq migrate` applies the schema.
     config.migrate = false;
+    // What the recipient rules defer goes back on the queue the worker polls, unless
+    // PUSHQ_QUEUE_URL names another.
+    if config.defer.is_none() {
+        config
+            .defer_through(worker_config.queue_url.clone())
+            .unwrap_or_else(|e| fail(e));
+    }
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)
         .await
         .unwrap_or_else(|e| fail(e));

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono_tz::Tz;
+
 /// A setting that cannot be used; names the variable, never its value when that may be a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -91,6 +93,14 @@ pub struct DeliveryConfig {
     /// `PUSHQ_STALE_DEVICE_DAYS` (default 270) and `PUSHQ_MAX_PUSH_AGE_SECONDS` (off): which
     /// devices and pushes are too old to send to.
     pub policy: PushPolicy,
+    /// `PUSHQ_TIME_ZONE`, `PUSHQ_FREQUENCY_CAPS`, `PUSHQ_CRITICAL_CATEGORIES`: the recipient
+    /// rules.
+    pub rules: RecipientRules,
+    /// Where the Lambda and `pushq worker` put what the recipient rules defer: a producer on
+    /// `PUSHQ_QUEUE_URL` (`pushq worker` falls back to its `--queue-url`), with the scheduled
+    /// pushes' settings (`PUSHQ_SCHEDULER_ROLE_ARN`, `PUSHQ_SCHEDULE_GROUP`). Unset: deferred
+    /// targets come back for redelivery (`NO_DEFER_QUEUE`).
+    pub defer: Option<pushq_producer::ProducerConfig>,
 }
 
 /// The FCM service-account setting as given: the value (the key's JSON, or the path of a file
@@ -134,6 +144,11 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("metrics_namespace", &self.metrics_namespace)
             .field("cut_sends_at_deadline", &self.cut_sends_at_deadline)
             .field("policy", &self.policy)
+            .field("rules", &self.rules)
+            .field(
+                "defer",
+                &self.defer.as_ref().and_then(|p| p.queue_url.as_deref()),
+            )
             .finish()
     }
 }
@@ -159,14 +174,12 @@ impl DeliveryConfig {
                 }),
             }
         };
-        let flag = |name: &str| match env(name).as_deref() {
-            None | Some("0") | Some("false") => Ok(false),
-            Some("1") | Some("true") => Ok(true),
-            Some(other) => Err(ConfigError(format!(
-                "{name}: must be 1 or 0 (got {other:?})"
-            ))),
-        };
+        let flag = |name: &str| flag(name, env(name).as_deref());
         Ok(DeliveryConfig {
+            rules: RecipientRules::from_env(env).map_err(ConfigError)?,
+            defer: env("PUSHQ_QUEUE_URL")
+                .map(|url| defer_through_with(url, env))
+                .transpose()?,
             database_url: env("DATABASE_URL"),
             pool_size: number("PUSHQ_DB_POOL_SIZE", 2, 1)? as u32,
             migrate: flag("PUSHQ_MIGRATE")?,
@@ -204,6 +217,15 @@ impl DeliveryConfig {
                     .map(std::time::Duration::from_secs),
             },
         })
+    }
+
+    /// The consumer's deferrals go onto `queue_url` (the settings of its producer from the
+    /// process environment).
+    pub fn defer_through(&mut self, queue_url: String) -> Result<(), ConfigError> {
+        self.defer = Some(defer_through_with(queue_url, |name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        })?);
+        Ok(())
     }
 
     /// The HTTP/2 connections the process keeps to FCM: enough for every send it may have in
@@ -331,4 +353,133 @@ mod tests {
         let e = read(&[("PUSHQ_DB_POOL_SIZE", "0")]).unwrap_err();
         assert!(e.to_string().contains("PUSHQ_DB_POOL_SIZE"), "{e}");
     }
+}
+
+/// A `1`/`0` setting (`true`/`false` too); unset is off.
+fn flag(name: &str, value: Option<&str>) -> Result<bool, ConfigError> {
+    match value {
+        None | Some("0") | Some("false") => Ok(false),
+        Some("1") | Some("true") => Ok(true),
+        Some(other) => Err(ConfigError(format!(
+            "{name}: must be 1 or 0 (got {other:?})"
+        ))),
+    }
+}
+
+/// The producer the consumer defers through, onto `queue_url`, its other settings from `env`.
+fn defer_through_with(
+    queue_url: String,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<pushq_producer::ProducerConfig, ConfigError> {
+    pushq_producer::ProducerConfig::resolve_with(
+        pushq_producer::ProducerOptions {
+            queue_url: Some(queue_url),
+            // The queue, whatever PUSHQ_MODE says (local mode defers into its own queue).
+            mode: Some("sqs".into()),
+            ..Default::default()
+        },
+        env,
+    )
+    .map_err(|e| ConfigError(format!("PUSHQ_QUEUE_URL (where deferred pushes go): {e}")))
+}
+
+// The recipient rules' settings (rules.rs judges by them).
+
+/// The time zone of users who set none, when `PUSHQ_TIME_ZONE` is unset.
+pub const DEFAULT_TIME_ZONE: Tz = chrono_tz::Asia::Seoul;
+/// The category frequency caps count advertising pushes under (whatever their own category).
+pub const ADVERTISING: &str = "advertising";
+
+/// One frequency cap: at most `limit` pushes of a category per `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrequencyCap {
+    /// The category, or `None` for advertising pushes (`advertising=…`).
+    pub category: Option<String>,
+    /// Most pushes within the window.
+    pub limit: u64,
+    /// The window: the last hour, day or week.
+    pub window: Duration,
+}
+
+/// The deployment's recipient rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientRules {
+    /// `PUSHQ_TIME_ZONE`: users without a time zone of their own.
+    pub time_zone: Tz,
+    /// `PUSHQ_FREQUENCY_CAPS`.
+    pub caps: Vec<FrequencyCap>,
+    /// `PUSHQ_CRITICAL_CATEGORIES`.
+    pub critical: Vec<String>,
+}
+
+impl Default for RecipientRules {
+    fn default() -> Self {
+        RecipientRules {
+            time_zone: DEFAULT_TIME_ZONE,
+            caps: Vec::new(),
+            critical: Vec::new(),
+        }
+    }
+}
+
+impl RecipientRules {
+    /// From `PUSHQ_TIME_ZONE`, `PUSHQ_FREQUENCY_CAPS` and `PUSHQ_CRITICAL_CATEGORIES`, looked
+    /// up with `env`; a value that cannot be read is an error naming the variable.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<RecipientRules, String> {
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let time_zone = match env("PUSHQ_TIME_ZONE") {
+            Some(name) => parse_time_zone(&name).map_err(|e| format!("PUSHQ_TIME_ZONE: {e}"))?,
+            None => DEFAULT_TIME_ZONE,
+        };
+        let caps = match env("PUSHQ_FREQUENCY_CAPS") {
+            Some(text) => parse_caps(&text).map_err(|e| format!("PUSHQ_FREQUENCY_CAPS: {e}"))?,
+            None => Vec::new(),
+        };
+        let critical = env("PUSHQ_CRITICAL_CATEGORIES")
+            .map(|v| {
+                v.split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RecipientRules {
+            time_zone,
+            caps,
+            critical,
+        })
+    }
+}
+
+/// An IANA time zone name (`Asia/Seoul`), or why not.
+pub fn parse_time_zone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>()
+        .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. Asia/Seoul)"))
+}
+
+/// `advertising=1/day,marketing=3/week`: per category, a count per hour, day or week.
+pub fn parse_caps(text: &str) -> Result<Vec<FrequencyCap>, String> {
+    let mut caps = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || format!("{entry:?} is not <category>=<count>/<hour|day|week>");
+        let (category, rule) = entry.split_once('=').ok_or_else(bad)?;
+        let (count, unit) = rule.trim().split_once('/').ok_or_else(bad)?;
+        let limit: u64 = count.trim().parse().map_err(|_| bad())?;
+        let window = match unit.trim() {
+            "hour" => Duration::from_secs(3600),
+            "day" => Duration::from_secs(86_400),
+            "week" => Duration::from_secs(7 * 86_400),
+            _ => return Err(bad()),
+        };
+        let category = category.trim();
+        if category.is_empty() {
+            return Err(bad());
+        }
+        caps.push(FrequencyCap {
+            category: (category != ADVERTISING).then(|| category.to_owned()),
+            limit,
+            window,
+        });
+    }
+    Ok(caps)
 }

@@ -9,6 +9,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outcome;
 pub mod request;
+pub mod rules;
 pub mod setting;
 pub mod sink;
 pub mod store;

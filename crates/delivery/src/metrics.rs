@@ -42,6 +42,8 @@ fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'
         ("ScheduledFired", "Count", c.scheduled_fired as u64),
         ("ScheduledEarly", "Count", c.scheduled_early as u64),
         ("Cancelled", "Count", c.cancelled as u64),
+        ("Suppressed", "Count", c.suppressed as u64),
+        ("Deferred", "Count", c.deferred as u64),
         ("TopicCalls", "Count", c.topic_calls as u64),
         ("TopicCallsFailed", "Count", c.topic_failed as u64),
         ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
@@ -119,6 +121,16 @@ pub fn emf_lines_with(
             namespace,
             timestamp_ms,
         ));
+        // The recipient rules' counts, per reason (dimensions `Service`, `App`, `Reason`).
+        for ((metric, reason), n) in &counts.held_back {
+            lines.extend(lines_of(
+                &[("Service", service), ("App", app), ("Reason", reason)],
+                &[(metric, "Count", *n as u64)],
+                &[],
+                namespace,
+                timestamp_ms,
+            ));
+        }
     }
     lines
 }

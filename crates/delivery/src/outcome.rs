@@ -65,6 +65,10 @@ pub struct BatchCounts {
     pub scheduled_early: usize,
     /// Targets not sent because their push was cancelled (`cancelled` rows).
     pub cancelled: usize,
+    /// Targets a recipient rule suppressed (`suppressed`).
+    pub suppressed: usize,
+    /// Targets a recipient rule deferred (`deferred`), enqueued again for later.
+    pub deferred: usize,
     /// Messages that were topic changes (`DeviceRegistry.subscribe` and the like).
     pub topic_changes: usize,
     /// Topic calls FCM accepted (a token subscribed or unsubscribed).
@@ -95,6 +99,9 @@ pub struct AppCounts {
     pub stale_devices: usize,
     /// Enqueue-to-send latency of each target sent, in milliseconds.
     pub send_latency_ms: Vec<u64>,
+    /// Targets the recipient rules held back, by metric (`Suppressed`, `Deferred`) and reason
+    /// (`NO_CONSENT`, `OPTED_OUT`, `FREQUENCY_CAPPED`, `NIGHT_TIME`, `QUIET_HOURS`).
+    pub held_back: std::collections::BTreeMap<(&'static str, String), usize>,
 }
 
 impl AppCounts {
@@ -108,6 +115,9 @@ impl AppCounts {
         self.handed_back += other.handed_back;
         self.stale_devices += other.stale_devices;
         self.send_latency_ms.extend(other.send_latency_ms);
+        for (k, n) in other.held_back {
+            *self.held_back.entry(k).or_default() += n;
+        }
     }
 }
 
@@ -156,6 +166,8 @@ impl BatchOutcome {
             scheduled_fired = c.scheduled_fired,
             scheduled_early = c.scheduled_early,
             cancelled = c.cancelled,
+            suppressed = c.suppressed,
+            deferred = c.deferred,
             topic_changes = c.topic_changes,
             topic_calls = c.topic_calls,
             topic_failed = c.topic_failed,
@@ -171,7 +183,14 @@ impl BatchCounts {
     /// Adds `other`'s counts to these. Every field is named, so that a new counter cannot be
     /// forgotten here.
     pub fn add(&mut self, other: &BatchCounts) {
-        let BatchCounts {
+        /// Destructures `other` naming every field (no `..`), then adds each.
+        macro_rules! add_all {
+            ($($field:ident),* $(,)?) => {{
+                let BatchCounts { $($field),* } = other;
+                $(self.$field += $field;)*
+            }};
+        }
+        add_all!(
             messages,
             sent,
             failed,
@@ -197,38 +216,12 @@ impl BatchCounts {
             scheduled_fired,
             scheduled_early,
             cancelled,
+            suppressed,
+            deferred,
             topic_changes,
             topic_calls,
             topic_failed,
-        } = other;
-        self.messages += messages;
-        self.sent += sent;
-        self.failed += failed;
-        self.invalid_tokens += invalid_tokens;
-        self.no_devices += no_devices;
-        self.skipped += skipped;
-        self.repeated += repeated;
-        self.already_final += already_final;
-        self.duplicates += duplicates;
-        self.retried += retried;
-        self.transient += transient;
-        self.rejected += rejected;
-        self.newer += newer;
-        self.dry_runs += dry_runs;
-        self.throttled += throttled;
-        self.busy += busy;
-        self.taken_over += taken_over;
-        self.key_reused += key_reused;
-        self.expired += expired;
-        self.stale_devices += stale_devices;
-        self.no_credentials += no_credentials;
-        self.closed += closed;
-        self.scheduled_fired += scheduled_fired;
-        self.scheduled_early += scheduled_early;
-        self.cancelled += cancelled;
-        self.topic_changes += topic_changes;
-        self.topic_calls += topic_calls;
-        self.topic_failed += topic_failed;
+        );
     }
 }
 

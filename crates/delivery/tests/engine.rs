@@ -300,7 +300,9 @@ async fn count_per_batch(
     server: &mut ServerCount,
 ) -> (Vec<(usize, u64)>, u64) {
     // One connection: a second one opening mid-batch would add its own setup statements.
-    let engine = engine_with(url, fcm, &[("PUSHQ_DB_POOL_SIZE", "1")]).await;
+    // The recipient rules on: frequency caps add their counts to the rules' one statement.
+    let rules = ("PUSHQ_FREQUENCY_CAPS", "marketing=3/week,advertising=1/day");
+    let engine = engine_with(url, fcm, &[("PUSHQ_DB_POOL_SIZE", "1"), rules]).await;
     let store = engine.store();
     let mut out = Vec::new();
     for size in [1usize, 10, 100] {
@@ -312,7 +314,7 @@ async fn count_per_batch(
                 .await
                 .unwrap();
             batch.push(message(
-                json!({"userId": user, "notification": {"title": "x"}}),
+                json!({"userId": user, "category": "marketing", "notification": {"title": "x"}}),
             ));
         }
         let before = server.count().await;
@@ -379,12 +381,12 @@ async fn db_statements_per_batch_do_not_grow_with_the_batch() {
         let claim = if dialect == "mysql" { 2 } else { 1 };
         assert_eq!(
             counts[0].1,
-            2 + claim,
-            "{dialect}: resolve users, claim targets, write log"
+            3 + claim,
+            "{dialect}: resolve users, read the recipient rules, claim targets, write log"
         );
         assert_eq!(
             mixed,
-            4 + 2 * claim,
+            5 + 2 * claim,
             "{dialect}: one statement for each kind of work"
         );
     }
@@ -980,6 +982,7 @@ fn claim_row(push_id: &str, target: &str) -> pushq_delivery::store::Delivery {
         error_code: None,
         attempts: 0,
         category: None,
+        advertising: false,
         idempotency_key: None,
         enqueued_at: chrono::Utc::now(),
         sent_at: None,

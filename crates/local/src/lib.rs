@@ -7,10 +7,13 @@ mod deliver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pushq_delivery::config::DeliveryConfig;
-use pushq_delivery::engine::{scheduled_after, Engine, SetupError, WithoutCredentials};
+use pushq_delivery::config::{ConfigError, DeliveryConfig};
+use pushq_delivery::engine::{scheduled_after, Deferrer, Engine, SetupError, WithoutCredentials};
 use pushq_delivery::store::{LocalMessage, StoreError};
-use pushq_producer::{BoxFuture, Error, Outgoing, Pending, PendingGuard, Result, Transport};
+use pushq_producer::{
+    BoxFuture, Error, Outgoing, Pending, PendingGuard, Producer, ProducerConfig, ProducerOptions,
+    Result, Transport,
+};
 use tokio::sync::OnceCell;
 
 /// The database of local mode when neither the option nor `DATABASE_URL` names one.
@@ -156,7 +159,8 @@ impl LocalDelivery {
                 let print_requests = self.verbosity >= Verbosity::PerDevice;
                 let engine =
                     Engine::connect(&self.config, WithoutCredentials::LogSink { print_requests })
-                        .await?;
+                        .await?
+                        .with_deferrer(self.deferrer()?);
                 engine
                     .store()
                     .ensure_local_queue()
@@ -172,6 +176,20 @@ impl LocalDelivery {
             })
             .await
             .map_err(|e| self.setup_error(e))
+    }
+
+    /// What the recipient rules defer goes back into local mode's own queue, due at the
+    /// window's end, as a scheduled push of local mode does (held, and delivered when due by
+    /// this process or the next).
+    fn deferrer(&self) -> std::result::Result<Arc<dyn Deferrer>, SetupError> {
+        let config = ProducerConfig::resolve(ProducerOptions {
+            mode: Some("local".into()),
+            ..Default::default()
+        })
+        .map_err(|e| SetupError::Config(ConfigError(e.to_string())))?;
+        let transport = Arc::new(Requeue(self.me.clone()));
+        let producer = Producer::start(config, transport, &tokio::runtime::Handle::current());
+        Ok(Arc::new(producer))
     }
 
     fn setup_error(&self, e: SetupError) -> Error {
@@ -326,6 +344,23 @@ impl LocalDelivery {
                 }
             }
         });
+    }
+}
+
+/// Local mode's delivery as the transport of its own deferrals (held weakly: the engine that
+/// defers belongs to the delivery).
+struct Requeue(std::sync::Weak<LocalDelivery>);
+
+impl Transport for Requeue {
+    fn send(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, ()> {
+        match self.0.upgrade() {
+            Some(local) => Box::pin(async move { local.send(batch).await }),
+            None => Box::pin(async move {
+                for o in batch {
+                    o.refuse(Error::Closed);
+                }
+            }),
+        }
     }
 }
 

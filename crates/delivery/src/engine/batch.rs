@@ -9,7 +9,8 @@
 //! ToSend ──────────────▶ Claimed ───────────────▶ Answered ─────────▶ Final(row)
 //!   │                      │  └─ key owned by another push ─▶ Final(duplicate)
 //!   │                      └─ key not answered ─▶ HandedBack(KeyUnanswered)        └─▶ HandedBack(Transient)
-//! ToRecord(status) ─ claim ─▶ Final(row)
+//! ToSend ─ rules ─▶ ToRecord(suppressed | deferred | expired)
+//! ToRecord(status) ─ claim ─▶ Final(row)   (a won `deferred` row whose re-enqueue fails ─▶ HandedBack(Transient))
 //! ToSend / ToRecord ─ claim ─▶ Skipped(Repeated | AlreadyFinal) / HandedBack(ClaimedElsewhere)
 //! (a push for an app without a key) ─ parse ─▶ HandedBack(NoCredentials)
 //! ```
@@ -25,11 +26,13 @@ use super::QueueMessage;
 mod claim;
 mod classify;
 mod plan;
+mod rules;
 mod settle;
 #[cfg(test)]
 mod tests;
 
 pub(super) use classify::DEAD_TOKEN_MIN_SENDS;
+pub(super) use rules::Deferral;
 pub(super) use settle::Settled;
 
 use crate::sink::{Attempted, SendError, Sent};
@@ -124,6 +127,8 @@ pub(super) struct Batch<'m> {
     /// The batch's topic changes, with the index of their message: taken out by the engine
     /// ([`super::Engine::manage_topics`]) before the pushes are planned.
     pub changes: Vec<(usize, TopicChange)>,
+    /// The targets the recipient rules deferred, by index, with when they are due.
+    deferred_until: BTreeMap<usize, i64>,
 }
 
 /// When a batch's pushes are too old to send ([`Batch::plan`]).
@@ -163,6 +168,7 @@ impl<'m> Batch<'m> {
             superseded: Vec::new(),
             stale_devices: BTreeMap::new(),
             changes: Vec::new(),
+            deferred_until: BTreeMap::new(),
         };
         for (i, m) in messages.iter().enumerate() {
             match pushq_model::read_body(&m.body, m.original_id(), m.sent_at_ms) {
@@ -337,6 +343,7 @@ fn row(
         error_code: error.map(|code| fit(&code, 64)),
         attempts,
         category: e.push.category().map(str::to_owned),
+        advertising: e.push.is_advertising(),
         idempotency_key: e.push.idempotency_key().map(str::to_owned),
         enqueued_at: Utc
             .timestamp_millis_opt(e.enqueued_at)

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{Engine, WithoutCredentials};
+use pushq_producer::sqs::SqsTransport;
+use pushq_producer::{Producer, Scheduler};
+
+use super::{Deferrer, Engine, WithoutCredentials};
 use crate::config::{ConfigError, DeliveryConfig};
 use crate::fcm::{FcmApps, FcmConfig, FcmSetupError, ServiceAccount};
 use crate::sink::{LogSink, Sink};
@@ -52,10 +55,34 @@ impl Engine {
         let sink = async { sink(config, without_credentials) };
         let (store, sink) = tokio::join!(store, sink);
         let (store, sink) = (store?, sink?);
+        let deferrer = match without_credentials {
+            WithoutCredentials::Refuse => sqs_deferrer(config)?,
+            // Local mode defers through its own queue (`pushq-local` sets it).
+            WithoutCredentials::LogSink { .. } => None,
+        };
         Ok(Engine::new(store, sink, config.send_concurrency)
             .with_statement_timeout(config.statement_timeout)
-            .with_policy(config.policy))
+            .with_policy(config.policy)
+            .with_rules(config.rules.clone(), deferrer))
     }
+}
+
+/// The Lambda's and `pushq worker`'s way of deferring: a producer on the configured queue (an
+/// SQS delay within 900 s, else an EventBridge Scheduler schedule with
+/// `PUSHQ_SCHEDULER_ROLE_ARN`).
+fn sqs_deferrer(config: &DeliveryConfig) -> Result<Option<Arc<dyn Deferrer>>, SetupError> {
+    let Some(producer_config) = config.defer.clone() else {
+        return Ok(None);
+    };
+    let scheduler = Scheduler::for_deferrals(producer_config.clone());
+    let transport = SqsTransport::new(producer_config.clone());
+    let producer = Producer::start(
+        producer_config,
+        transport,
+        &tokio::runtime::Handle::current(),
+    )
+    .with_scheduler(scheduler);
+    Ok(Some(Arc::new(producer)))
 }
 
 /// The sink the engine sends through: FCM with the configured keys, or (without credentials)

@@ -19,7 +19,7 @@ impl Engine {
         due: &[Option<i64>],
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.now().timestamp_millis();
         let now: Vec<QueueMessage> = messages
             .iter()
             .zip(due)
@@ -29,7 +29,7 @@ impl Engine {
         let mut outcome = self.process_due(&now, deadline).await?;
         // Time kept for the sends after the wait: half of what is left, at most 10 s.
         let left = deadline.saturating_duration_since(Instant::now());
-        let wait_until_ms = chrono::Utc::now().timestamp_millis()
+        let wait_until_ms = self.now().timestamp_millis()
             + left
                 .saturating_sub((left / 2).min(HELD_SEND_TIME))
                 .as_millis() as i64;
@@ -54,7 +54,7 @@ impl Engine {
             outcome.failed_message_ids.extend(too_early);
         }
         if !waiting.is_empty() {
-            let wait_ms = latest - chrono::Utc::now().timestamp_millis();
+            let wait_ms = latest - self.now().timestamp_millis();
             if wait_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
             }

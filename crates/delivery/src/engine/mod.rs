@@ -26,12 +26,14 @@
 
 mod batch;
 mod connect;
+mod defer;
 mod early;
 mod fifo;
 mod message;
 mod topics;
 
 pub use connect::SetupError;
+pub use defer::{Deferrer, DEFER_FAILED, NO_DEFER_QUEUE};
 use early::due_at;
 pub use early::scheduled_after;
 pub use message::{QueueMessage, FIRST_MESSAGE_ID};
@@ -46,6 +48,7 @@ use self::batch::{Batch, Expiry, Settled};
 pub use crate::config::PushPolicy;
 use crate::outcome::BatchOutcome;
 use crate::request::RequestBodies;
+use crate::rules::RecipientRules;
 use crate::sink::{Attempted, Sink};
 use crate::store::{Claim, DeviceKind, Resolution, Store, StoreError};
 use pushq_model::Recipient;
@@ -70,7 +73,13 @@ pub struct Engine {
     send_concurrency: usize,
     statement_timeout: Duration,
     policy: PushPolicy,
+    rules: RecipientRules,
+    deferrer: Option<Arc<dyn Deferrer>>,
+    clock: Clock,
 }
+
+/// What the engine reads the time of day from: the system clock, or (in tests) a set one.
+pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
 
 impl Engine {
     /// An engine over a store and a sink, with at most `send_concurrency` sends in flight.
@@ -81,6 +90,9 @@ impl Engine {
             send_concurrency: send_concurrency.max(1),
             statement_timeout: Duration::from_millis(crate::config::DEFAULT_STATEMENT_TIMEOUT_MS),
             policy: PushPolicy::default(),
+            rules: RecipientRules::default(),
+            deferrer: None,
+            clock: Arc::new(chrono::Utc::now),
         }
     }
 
@@ -144,7 +156,7 @@ impl Engine {
         messages: &[QueueMessage],
         deadline: Instant,
     ) -> Result<BatchOutcome, StoreError> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.now().timestamp_millis();
         // When each early copy is due (read once: only bodies that mention `sendAt` are parsed).
         let due: Vec<Option<i64>> = messages.iter().map(|m| due_at(m, now_ms)).collect();
         if due.iter().all(Option::is_none) {
@@ -166,12 +178,14 @@ impl Engine {
         let changes = std::mem::take(&mut batch.changes);
         batch.hand_back_apps_without_keys(|app| self.sink.has_app(app));
         let devices = self.resolve_users(&batch, deadline).await?;
+        let now = self.now();
         let expiry = Expiry {
-            now_ms: chrono::Utc::now().timestamp_millis(),
+            now_ms: now.timestamp_millis(),
             max_age_ms: self.policy.max_push_age.map(|d| d.as_millis() as i64),
         };
         let cancelled = self.cancelled(&batch, deadline).await?;
         batch.plan(&devices, expiry, &cancelled);
+        self.apply_rules(&mut batch, now, deadline).await?;
         self.close_earlier_rows(&mut batch, deadline).await?;
         // A claim lasts until the sends are over (the deadline, and what an attempt in flight
         // may take past it) and the log is written (one statement's time).
@@ -185,9 +199,10 @@ impl Engine {
             self.release(&claim, None).await;
             return Err(e);
         }
+        self.defer(&mut batch, deadline).await;
         let answers = self.send(&batch, deadline).await;
         batch.answered(answers);
-        batch.classify();
+        batch.classify(self.now());
         let settled = batch.settle();
         if let Err(e) = self.record_until(&settled, &claim, lapses_at).await {
             // What FCM accepted stays claimed until the claim lapses: a redelivery before then
@@ -253,7 +268,7 @@ impl Engine {
         }
         let stale_before = chrono::Duration::from_std(self.policy.stale_device_after)
             .ok()
-            .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
+            .and_then(|age| self.now().checked_sub_signed(age));
         self.timed(
             "resolving user ids",
             Some(deadline),

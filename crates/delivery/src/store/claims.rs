@@ -37,21 +37,22 @@ impl ClaimRow {
 }
 
 /// What the claiming insert does with a row the log has already: takes it when it is
-/// `retrying`, or `sending` under a claim that lapsed before `now` (marking a `sending` one
+/// `retrying` or `deferred`, or `sending` under a claim that lapsed before `now` (marking a `sending` one
 /// [`TAKEN_OVER`]); else leaves it. Returns the claimed rows, but on MySQL.
 fn push_claim_conflict<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, d: Dialect, now: i64)
 where
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let (retrying, sending) = (
+    let (retrying, sending, deferred) = (
         DeliveryStatus::Retrying.as_str(),
         DeliveryStatus::Sending.as_str(),
+        DeliveryStatus::Deferred.as_str(),
     );
     if d == Dialect::MySql {
         // Assignments run in order and see the values already set: the claim id decides
         // first, the others follow it.
         q.push(format!(
-            " ON DUPLICATE KEY UPDATE claim_id = IF(status = '{retrying}' OR (status = '{sending}' AND claimed_until < "
+            " ON DUPLICATE KEY UPDATE claim_id = IF(status IN ('{retrying}', '{deferred}') OR (status = '{sending}' AND claimed_until < "
         ));
         q.push_bind(now);
         q.push(format!(
@@ -64,7 +65,7 @@ where
     }
     let lapsed = |q: &mut QueryBuilder<'a, DB>| {
         q.push(format!(
-            "(pushq_deliveries.status = '{retrying}' OR (pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
+            "(pushq_deliveries.status IN ('{retrying}', '{deferred}') OR (pushq_deliveries.status = '{sending}' AND pushq_deliveries.claimed_until < "
         ));
         q.push_bind(now);
         q.push("))");
@@ -231,7 +232,7 @@ impl Store {
         let d = self.dialect;
         Ok(with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, attempts, category, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
+                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, attempts, category, advertising, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.push_id.as_str())
@@ -241,6 +242,7 @@ impl Store {
                     .push_bind(sending)
                     .push_bind(0i32)
                     .push_bind(r.category.as_deref())
+                    .push_bind(r.advertising)
                     .push_bind(r.idempotency_key.as_deref())
                     .push_bind(r.enqueued_at)
                     .push_bind(r.part.map(|(i, _)| i as i32))

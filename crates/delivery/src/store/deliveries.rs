@@ -37,6 +37,12 @@ pub enum DeliveryStatus {
     Expired,
     /// Not sent: the push was cancelled (`cancelPush`) before a consumer took it.
     Cancelled,
+    /// Not sent: a recipient rule refused it (`error_code` `NO_CONSENT`, `OPTED_OUT`,
+    /// `FREQUENCY_CAPPED`).
+    Suppressed,
+    /// Not final: a recipient rule deferred it (`error_code` `NIGHT_TIME` or `QUIET_HOURS`) and
+    /// it was enqueued again for the window's end, when its final row replaces this one.
+    Deferred,
 }
 
 impl DeliveryStatus {
@@ -53,14 +59,16 @@ impl DeliveryStatus {
             DeliveryStatus::Sending => "sending",
             DeliveryStatus::Expired => "expired",
             DeliveryStatus::Cancelled => "cancelled",
+            DeliveryStatus::Suppressed => "suppressed",
+            DeliveryStatus::Deferred => "deferred",
         }
     }
 }
 
 /// Values one delivery row binds in the statement that writes the log.
-pub const DELIVERY_COLUMNS: usize = 14;
+pub const DELIVERY_COLUMNS: usize = 15;
 /// Values one row binds in the statement that claims a batch's targets.
-pub const CLAIM_COLUMNS: usize = 13;
+pub const CLAIM_COLUMNS: usize = 14;
 
 /// The most rows of `columns` values one statement carries in `dialect`: a batch with more is
 /// written in more statements (one bind is kept for the statement's own parameter).
@@ -89,6 +97,8 @@ pub struct Delivery {
     pub attempts: u32,
     /// The push's category.
     pub category: Option<String>,
+    /// Whether the push is advertising (frequency caps count these as their own category).
+    pub advertising: bool,
     /// The push's idempotency key.
     pub idempotency_key: Option<String>,
     /// When the push was enqueued.
@@ -115,11 +125,12 @@ impl Store {
             let got: Vec<(String, String, String)> = with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(format!(
                     "SELECT {}, {}, {} FROM pushq_deliveries WHERE user_id IS NOT NULL \
-                     AND (status = '{}' OR (status = '{}' AND claimed_until < ",
+                     AND (status IN ('{}', '{}') OR (status = '{}' AND claimed_until < ",
                     d.text("push_id"),
                     d.text("target"),
                     d.text("user_id"),
                     DeliveryStatus::Retrying.as_str(),
+                    DeliveryStatus::Deferred.as_str(),
                     DeliveryStatus::Sending.as_str(),
                 ));
                 q.push_bind(now.timestamp_millis());
@@ -198,7 +209,7 @@ impl Store {
         let d = self.dialect;
         with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, fcm_message_id, error_code, attempts, category, idempotency_key, enqueued_at, sent_at, part, parts) ",
+                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, fcm_message_id, error_code, attempts, category, advertising, idempotency_key, enqueued_at, sent_at, part, parts) ",
             );
             q.push_values(chunk, |mut b, d| {
                 b.push_bind(d.push_id.as_str())
@@ -210,6 +221,7 @@ impl Store {
                     .push_bind(d.error_code.as_deref())
                     .push_bind(d.attempts as i32)
                     .push_bind(d.category.as_deref())
+                    .push_bind(d.advertising)
                     .push_bind(d.idempotency_key.as_deref())
                     .push_bind(d.enqueued_at)
                     .push_bind(d.sent_at)

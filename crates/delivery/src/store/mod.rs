@@ -78,6 +78,34 @@ impl Dialect {
         }
     }
 
+    /// A boolean literal.
+    pub(crate) fn boolean(self, value: bool) -> &'static str {
+        match (self, value) {
+            (Dialect::Sqlite, true) => "1",
+            (Dialect::Sqlite, false) => "0",
+            (_, true) => "TRUE",
+            (_, false) => "FALSE",
+        }
+    }
+
+    /// An integer expression as a 64-bit integer (what a UNION's branches agree on).
+    pub(crate) fn integer(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => expr.to_owned(),
+            Dialect::Postgres => format!("CAST({expr} AS BIGINT)"),
+            Dialect::MySql => format!("CAST({expr} AS SIGNED)"),
+        }
+    }
+
+    /// A text NULL (what a UNION's branches agree on).
+    pub(crate) fn null_text(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "NULL",
+            Dialect::Postgres => "CAST(NULL AS TEXT)",
+            Dialect::MySql => "CONVERT(NULL USING utf8mb4)",
+        }
+    }
+
     /// A text column as a SELECT should read it. MySQL reports `utf8mb4_bin` columns (binary
     /// collation, so tokens stay case-sensitive) as VARBINARY; converting gives text back.
     pub(crate) fn text(self, column: &str) -> String {
@@ -141,6 +169,7 @@ mod devices;
 mod error;
 mod local_queue;
 mod log;
+mod preferences;
 mod probe;
 mod rejected;
 mod scheduled;
@@ -153,6 +182,7 @@ pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Reso
 pub use error::{StoreError, Unanswered};
 pub use local_queue::LocalMessage;
 pub use log::{DeliveryRecord, PushLog, PushLogState, UserDelivery};
+pub use preferences::{CapCount, Consent, ConsentReminder, RulesData, UserPreferences};
 use probe::probe;
 pub use rejected::Rejected;
 pub use scheduled::ScheduledPush;

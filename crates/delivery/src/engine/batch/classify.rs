@@ -123,8 +123,8 @@ impl<'m> Batch<'m> {
     }
 
     /// Phase 6: each answered target becomes final (a row; a dead device is invalidated when
-    /// the log is written) or is handed back.
-    pub fn classify(&mut self) {
+    /// the log is written) or is handed back; a sent one was sent at `now`.
+    pub fn classify(&mut self, now: DateTime<Utc>) {
         let verdicts: Vec<(usize, Verdict)> = (0..self.targets.len())
             .filter_map(|n| match &self.targets[n].state {
                 State::Answered(a) => Some((n, Verdict::from(&a.result))),
@@ -132,7 +132,6 @@ impl<'m> Batch<'m> {
             })
             .collect();
         let faults = self.deployment_faults(&verdicts);
-        let now = Utc::now();
         for (n, verdict) in verdicts {
             let t = &self.targets[n];
             // Always answered: the verdicts are the answered targets'.

@@ -88,12 +88,15 @@ impl<'m> Batch<'m> {
     }
 
     /// The pushes naming users that the queue may have delivered before (a later receive, a
-    /// redrive): their earlier attempts may have left rows this one will not write.
+    /// redrive), or whose earlier attempt may have deferred some users (a push with `sendAt`:
+    /// a deferred copy is one): their earlier attempts may have left rows this one will not
+    /// write.
     pub fn seen_user_pushes(&self) -> Vec<String> {
         unique(
             self.sendable()
                 .filter(|(p, e)| {
-                    self.messages[self.pushes[*p].message].maybe_seen_before()
+                    (self.messages[self.pushes[*p].message].maybe_seen_before()
+                        || e.push.send_at_ms().is_some())
                         && !user_ids(e).is_empty()
                 })
                 .map(|(_, e)| e.id.clone()),
@@ -109,8 +112,17 @@ impl<'m> Batch<'m> {
         let planned: HashSet<TargetKey> = self.targets.iter().map(|t| t.key.clone()).collect();
         let by_id: HashMap<String, usize> =
             self.sendable().map(|(p, e)| (e.id.clone(), p)).collect();
+        // Only the rows of users this batch's copies name: another part of a split push, or
+        // a deferral of other users, owns the rest.
+        let named: HashSet<(String, String)> = self
+            .sendable()
+            .flat_map(|(_, e)| user_ids(e).iter().map(|u| (e.id.clone(), u.clone())))
+            .collect();
         let mut closing = Vec::new();
         for (push_id, target, user_id) in open {
+            if !named.contains(&(push_id.clone(), user_id.clone())) {
+                continue;
+            }
             let key = TargetKey::new(push_id, target);
             let Some(&p) = by_id.get(&key.push_id) else {
                 continue;

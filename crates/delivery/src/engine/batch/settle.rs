@@ -204,6 +204,17 @@ fn count_final(c: &mut BatchCounts, app: &mut AppCounts, r: &Delivery) {
             app.expired += 1;
         }
         DeliveryStatus::Cancelled => c.cancelled += 1,
+        DeliveryStatus::Suppressed | DeliveryStatus::Deferred => {
+            let metric = if r.status == DeliveryStatus::Suppressed {
+                c.suppressed += 1;
+                "Suppressed"
+            } else {
+                c.deferred += 1;
+                "Deferred"
+            };
+            let reason = r.error_code.clone().unwrap_or_default();
+            *app.held_back.entry((metric, reason)).or_default() += 1;
+        }
         DeliveryStatus::Duplicate => {
             c.duplicates += 1;
             c.key_reused += usize::from(r.error_code.is_some());

@@ -78,7 +78,7 @@ fn answered(
         })
         .collect();
     batch.answered(results);
-    batch.classify();
+    batch.classify(Utc::now());
     batch.settle()
 }
 
