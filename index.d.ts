@@ -262,6 +262,44 @@ export declare class DeviceRegistry {
   topics(subscriber: SubscriberOptions): Promise<Array<string>>
 }
 
+/**
+ * Each user's advertising and night-time consent, category opt-outs and quiet hours, which the
+ * consumer checks before it sends (see the README's *Advertising pushes*). Errors:
+ * `PUSHQ_INVALID_ARGUMENT` (with `field`), `PUSHQ_DATABASE`.
+ */
+export declare class Preferences {
+  /**
+   * Opens the preferences; the database is connected on first use (and its schema applied,
+   * with `migrate: true`).
+   */
+  constructor(options?: DatabaseOptions)
+  /**
+   * Grants or withdraws advertising consent (and, with `night`, night-time consent), now;
+   * every change is also kept in `pushq_consent_events`.
+   */
+  setAdvertisingConsent(userId: string, consent: AdvertisingConsent): Promise<void>
+  /**
+   * Opts the user out of a category: its pushes are recorded `suppressed` `OPTED_OUT`
+   * (unless the category is critical, `PUSHQ_CRITICAL_CATEGORIES`).
+   */
+  optOut(userId: string, category: string, options?: AppOptions): Promise<void>
+  /** Opts the user back in to a category. */
+  optIn(userId: string, category: string, options?: AppOptions): Promise<void>
+  /**
+   * Sets the user's quiet hours (pushes inside them wait until their end), or clears them
+   * with `null`.
+   */
+  setQuietHours(userId: string, hours: QuietHours | null, options?: AppOptions): Promise<void>
+  /** The user's preferences (defaults when nothing is stored: no consent, no quiet hours). */
+  get(userId: string, options?: AppOptions): Promise<UserPreferences>
+  /**
+   * The users whose advertising consent was granted `olderThanDays` (default 730) or more
+   * days ago and still holds: Korea's Network Act asks that each be reminded of it every two
+   * years. Oldest first.
+   */
+  consentReminders(options?: ReminderOptions): Promise<Array<ConsentReminder>>
+}
+
 /** A client that puts pushes on the queue. Create one per process and share it. */
 export declare class PushClient {
   /**
@@ -313,6 +351,19 @@ export declare class PushClient {
    * call more than once.
    */
   close(): Promise<void>
+}
+
+/** What {@link Preferences.setAdvertisingConsent} sets. */
+export interface AdvertisingConsent {
+  /** Consent to advertising pushes (granted or withdrawn now). */
+  granted: boolean
+  /**
+   * Consent to advertising between 21:00 and 08:00 in the user's time zone. Left out: kept
+   * as it is, but withdrawn with `granted: false`.
+   */
+  night?: boolean
+  /** The app; the object's `app` option when not given. */
+  app?: string
 }
 
 /** Android-specific options (firebase-admin's `AndroidConfig`). */
@@ -505,6 +556,28 @@ export declare function cancelPush(pushId: string): Promise<Cancelled>
  */
 export declare function close(): Promise<void>
 
+/** A user due the biennial reminder of advertising consent. */
+export interface ConsentReminder {
+  /** The app. */
+  app: string
+  /** The user. */
+  userId: string
+  /** ISO-8601: when advertising consent was last granted. */
+  grantedAt: string
+  /** Whether night-time consent is given too. */
+  night: boolean
+}
+
+/** A consent as stored: whether it holds, and when it was last granted and withdrawn. */
+export interface ConsentState {
+  /** Whether the consent holds now. */
+  granted: boolean
+  /** ISO-8601, when last granted. */
+  grantedAt?: string
+  /** ISO-8601, when last withdrawn. */
+  withdrawnAt?: string
+}
+
 /** A critical-alert sound. */
 export interface CriticalSound {
   /** Mark the sound critical. */
@@ -677,8 +750,19 @@ export interface PushBase {
    * @default 0
    */
   delaySeconds?: number
-  /** A label recorded with each delivery (at most 100 characters), e.g. `"promo"`. */
+  /**
+   * A label recorded with each delivery (at most 100 characters), e.g. `"promo"`; what
+   * users opt out of (`Preferences.optOut`), frequency caps count and
+   * `PUSHQ_CRITICAL_CATEGORIES` names.
+   */
   category?: string
+  /**
+   * An advertising push (Korea's Network Act art. 50): every title must start with
+   * `PUSHQ_AD_PREFIX` (default `(광고)`) and the target must be `userId` or `userIds`. Only
+   * users with advertising consent get it, and between 21:00 and 08:00 (their time) only those
+   * with night-time consent; the others wait until 08:00.
+   */
+  advertising?: boolean
   /**
    * Which of the deployment's apps (Firebase projects) sends the push: a key of its
    * credentials map (1–64 characters of `A-Z a-z 0-9 _ . -`). A `userId` push reaches the
@@ -819,6 +903,16 @@ export interface PushDeliveries {
   sendAt?: string
 }
 
+/** Quiet hours: no push (but critical categories) from `start` to `end` in `timeZone`. */
+export interface QuietHours {
+  /** `HH:MM`, 24-hour. */
+  start: string
+  /** `HH:MM`, 24-hour; before `start` for hours across midnight (`22:00`–`07:00`). */
+  end: string
+  /** IANA time zone (`Asia/Seoul`); also the user's zone for the night-time rule. */
+  timeZone: string
+}
+
 /** A registered device. */
 export interface RegisteredDevice {
   /** The app (Firebase project) it belongs to. */
@@ -838,6 +932,14 @@ export interface RegisteredDevice {
    * (default 270) gets no pushes, and `pushq devices prune` deletes it.
    */
   lastSeenAt: string
+}
+
+/** Options of {@link Preferences.consentReminders}. */
+export interface ReminderOptions {
+  /** Only this app's users; every app's when not given. */
+  app?: string
+  /** Consent granted at least this many days ago (default 730: two years). */
+  olderThanDays?: number
 }
 
 /** Whose topics {@link DeviceRegistry.topics} lists. */
@@ -902,6 +1004,22 @@ export interface UserDeliveryRecord {
    * firebase-admin's `send()` resolved with.
    */
   fcmMessageId?: string
+}
+
+/** A user's preferences. */
+export interface UserPreferences {
+  /** The app. */
+  app: string
+  /** The user. */
+  userId: string
+  /** Consent to advertising pushes. */
+  advertising: ConsentState
+  /** Consent to advertising pushes between 21:00 and 08:00. */
+  night: ConsentState
+  /** Categories the user opted out of. */
+  optedOut: Array<string>
+  /** The user's quiet hours, when set. */
+  quietHours?: QuietHours
 }
 
 /** Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`. */

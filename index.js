@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.DeliveryLog = nativeBinding.DeliveryLog
 module.exports.DeviceRegistry = nativeBinding.DeviceRegistry
+module.exports.Preferences = nativeBinding.Preferences
 module.exports.PushClient = nativeBinding.PushClient
 module.exports.cancelPush = nativeBinding.cancelPush
 module.exports.close = nativeBinding.close

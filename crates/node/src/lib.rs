@@ -6,6 +6,7 @@ pub mod database;
 pub mod delivery_log;
 mod error;
 pub mod options;
+pub mod preferences;
 pub mod push_types;
 pub mod registry;
 pub mod schedule;

@@ -23,8 +23,15 @@ pub struct PushBase {
     /// Seconds SQS holds the push before delivery (0–900; standard queues only).
     /// @default 0
     pub delay_seconds: Option<u32>,
-    /// A label recorded with each delivery (at most 100 characters), e.g. `"promo"`.
+    /// A label recorded with each delivery (at most 100 characters), e.g. `"promo"`; what
+    /// users opt out of (`Preferences.optOut`), frequency caps count and
+    /// `PUSHQ_CRITICAL_CATEGORIES` names.
     pub category: Option<String>,
+    /// An advertising push (Korea's Network Act art. 50): every title must start with
+    /// `PUSHQ_AD_PREFIX` (default `(광고)`) and the target must be `userId` or `userIds`. Only
+    /// users with advertising consent get it, and between 21:00 and 08:00 (their time) only those
+    /// with night-time consent; the others wait until 08:00.
+    pub advertising: Option<bool>,
     /// Which of the deployment's apps (Firebase projects) sends the push: a key of its
     /// credentials map (1–64 characters of `A-Z a-z 0-9 _ . -`). A `userId` push reaches the
     /// user's devices of this app only. A push for an app the deployment has no key for waits
