@@ -4,7 +4,7 @@
 // crates/delivery/tests/rules.rs.)
 import { execFileSync } from 'child_process'
 
-import { PushClient, Preferences } from '..'
+import { DeliveryLog, DeviceRegistry, PushClient, Preferences } from '..'
 import { dropDatabases, freshDatabase, pushq } from './support/pushq-bin'
 
 afterAll(dropDatabases)
@@ -95,4 +95,24 @@ test('consentReminders and `pushq consent reminders` list the consents two years
   expect(lines.slice(1).map((l) => l.split(',')[1])).toEqual(['older', 'old'])
   const json = JSON.parse(pushq(['consent', 'reminders', '--format', 'json'], { DATABASE_URL: databaseUrl }))
   expect(json).toEqual(due.map((r) => ({ app: 'default', userId: r.userId, grantedAt: r.grantedAt, night: r.night })))
+})
+
+test('local mode applies the recipient rules as the Lambda and the worker do: suppressed, deferred', async () => {
+  const databaseUrl = freshDatabase('sqlite')
+  const registry = new DeviceRegistry({ databaseUrl, migrate: true })
+  await registry.register({ userId: 'none', token: 'tok-none', platform: 'ios' })
+  await registry.register({ userId: 'quiet', token: 'tok-quiet', platform: 'ios' })
+  // Quiet hours (UTC) from an hour ago to half an hour ahead.
+  const hhmm = (offsetMinutes: number) => new Date(Date.now() + offsetMinutes * 60_000).toISOString().slice(11, 16)
+  await new Preferences({ databaseUrl }).setQuietHours('quiet', { start: hhmm(-60), end: hhmm(30), timeZone: 'UTC' })
+  const client = new PushClient({ mode: 'local', databaseUrl })
+  const ad = await client.enqueuePush({ userId: 'none', advertising: true, notification: { title: '(광고) 30% off' } })
+  const quiet = await client.enqueuePush({ userId: 'quiet', notification: { title: 'Spin class' } })
+  await client.flush()
+  const log = new DeliveryLog({ databaseUrl })
+  expect((await log.forPush(ad.id)).deliveries).toEqual([expect.objectContaining({ target: 'tok-none', status: 'suppressed', errorCode: 'NO_CONSENT' })])
+  const deferred = await log.forPush(quiet.id)
+  expect(deferred.deliveries).toEqual([expect.objectContaining({ target: 'tok-quiet', status: 'deferred', errorCode: 'QUIET_HOURS' })])
+  expect(deferred.state).not.toBe('final')
+  await client.close()
 })

@@ -610,3 +610,33 @@ async fn the_worker_reaches_a_queue_at_its_urls_own_host() {
     let status = worker.stop();
     assert!(status.success(), "{status}");
 }
+
+/// The recipient rules through `pushq worker`: the same case as the Lambda's
+/// (crates/test-support/src/rules.rs), the same rows, no send, the same deferral, which the
+/// worker puts on EventBridge Scheduler for the queue it polls (no PUSHQ_QUEUE_URL needed).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_suppresses_and_defers_as_the_engine_does() {
+    use pushq_test_support::rules::{check_rules_case, rules_bodies, rules_case};
+    let (sqs, fcm) = (Sqs::start(), Fcm::start());
+    let queue = sqs.fresh_queue().await;
+    let (db, mut env) = setup(&sqs, &fcm, sqs.env()).await;
+    let case = rules_case(&sqs, &db, &queue).await;
+    env.extend(
+        case.env
+            .iter()
+            .filter(|(k, _)| k != "PUSHQ_QUEUE_URL")
+            .cloned(),
+    );
+    sqs.send_bodies(&queue, &rules_bodies()).await;
+    let worker = Worker::start(&queue, &[], &env);
+    worker.wait_for("both messages done", Duration::from_secs(60), || {
+        worker
+            .lines("batch done")
+            .iter()
+            .map(|l| l["batch_size"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            >= 2
+    });
+    assert!(worker.stop().success());
+    check_rules_case(&db, &fcm, &sqs, &case).await;
+}

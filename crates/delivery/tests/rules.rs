@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Seoul;
 use pushq_delivery::store::{Consent, Store};
 use pushq_delivery::{Engine, QueueMessage};
+use pushq_test_support::rules::scheduler;
 use pushq_test_support::*;
 use serde_json::{json, Value};
 
@@ -140,18 +141,6 @@ impl World {
             .unwrap();
         list.schedules.len()
     }
-}
-
-async fn scheduler(sqs: &Sqs) -> aws_sdk_scheduler::Client {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&sqs.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_scheduler::Client::new(&conf)
 }
 
 /// A queue message holding `push` under push id `id`.

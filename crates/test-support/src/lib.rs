@@ -7,6 +7,7 @@ pub mod certs;
 mod db;
 pub mod lambda;
 pub mod leaks;
+pub mod rules;
 
 pub use db::{Db, PgCluster};
 
