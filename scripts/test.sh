@@ -29,7 +29,10 @@ npm audit --omit=dev
 
 section "Rust tests (core, CLI and Lambda; moto_server, PostgreSQL and MariaDB on 127.0.0.1)"
 # pushq-node is a cdylib that links against Node at load time: it is tested through jest below.
-cargo test --workspace --exclude pushq-node
+# nextest runs every binary's tests at once (the workspace has no doctests): the fault suite's
+# 100 s no longer waits for the other binaries, nor they for it. Most tests wait on moto, the
+# databases or a child process, so four run at once on two cores.
+cargo nextest run --workspace --exclude pushq-node --test-threads 4 --no-fail-fast
 # The jest suite drives this build of the CLI (worker, fcm-emulator).
 export PUSHQ_BIN="$CARGO_TARGET_DIR/debug/pushq"
 
