@@ -278,7 +278,10 @@ async fn advertising_consent_and_the_night_in_each_users_time_zone(db: Db) {
     for (id, until, token) in &fired {
         let copy = w.fire(id, *until).await;
         // Fired twice (a duplicate delivery): sent once.
-        assert_eq!(w.at(*until, &[copy.clone()]).await, Vec::<String>::new());
+        assert_eq!(
+            w.at(*until, std::slice::from_ref(&copy)).await,
+            Vec::<String>::new()
+        );
         assert_eq!(w.at(*until, &[copy]).await, Vec::<String>::new());
         let rows = rows_of(&db, id).await;
         assert!(
