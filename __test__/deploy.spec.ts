@@ -86,11 +86,28 @@ test('secrets reach the function only as Secrets Manager ARNs, read with a polic
           Action: 'secretsmanager:GetSecretValue',
           Resource: [{ Ref: 'FcmCredentialsSecretArn' }, { Ref: 'DatabaseUrlSecretArn' }],
         },
+        // What the recipient rules defer goes back on the function's own queue, or into a schedule
+        // of the stack's group sent with the scheduler's role: no listing, no deleting, no other queue.
+        { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': ['PushQueue', 'Arn'] } },
+        {
+          Effect: 'Allow',
+          Action: 'scheduler:CreateSchedule',
+          Resource: { 'Fn::Sub': 'arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScheduleGroup}/*' },
+        },
+        {
+          Effect: 'Allow',
+          Action: 'iam:PassRole',
+          Resource: { 'Fn::GetAtt': ['SchedulerRole', 'Arn'] },
+          Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+        },
       ],
     },
   ])
+  expect(vars.PUSHQ_QUEUE_URL).toEqual({ Ref: 'PushQueue' })
+  expect(vars.PUSHQ_SCHEDULER_ROLE_ARN).toEqual({ 'Fn::GetAtt': ['SchedulerRole', 'Arn'] })
+  expect(vars.PUSHQ_SCHEDULE_GROUP).toEqual({ Ref: 'ScheduleGroup' })
   // Every variable the template sets is one the code reads.
-  const sources = ['crates/lambda/src/main.rs', 'crates/delivery/src/config.rs', 'crates/delivery/src/logging.rs'].map((f) => fs.readFileSync(path.join(root, f), 'utf8')).join('\n')
+  const sources = ['crates/lambda/src/main.rs', 'crates/delivery/src/config.rs', 'crates/delivery/src/logging.rs', 'crates/producer/src/config.rs'].map((f) => fs.readFileSync(path.join(root, f), 'utf8')).join('\n')
   for (const name of Object.keys(vars)) expect(sources).toContain(`"${name}"`)
 })
 
