@@ -630,11 +630,14 @@ export interface DeliveryRecord {
    * `expiresAt`, or the deployment's `PUSHQ_MAX_PUSH_AGE_SECONDS`, had passed: not sent),
    * `dry_run` (FCM validated a dry run and delivered nothing), `duplicate` (another push
    * with the same idempotency key owns this target; `errorCode` is `IDEMPOTENCY_KEY_REUSED`
-   * when its payload differed) or `cancelled` (`cancelPush` came first: not sent).
-   * Not final: `retrying` (the send failed transiently and the message was handed back for
-   * redelivery) or `sending` (a consumer has claimed it and is sending it).
+   * when its payload differed), `cancelled` (`cancelPush` came first: not sent) or
+   * `suppressed` (a recipient rule refused it; `errorCode` `NO_CONSENT`, `OPTED_OUT` or
+   * `FREQUENCY_CAPPED`). Not final: `retrying` (the send failed transiently and the message
+   * was handed back for redelivery), `sending` (a consumer has claimed it and is sending it)
+   * or `deferred` (a recipient rule deferred it to the end of the user's night or quiet
+   * hours, `errorCode` `NIGHT_TIME` or `QUIET_HOURS`; it is sent then).
    */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'retrying' | 'sending'
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'suppressed' | 'retrying' | 'sending' | 'deferred'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** FCM requests made for this target. */
@@ -990,7 +993,7 @@ export interface UserDeliveryRecord {
   /** The device (its token, or `fid:<id>`), or `user:<id>` for `no_devices`. */
   target: string
   /** As in {@link DeliveryRecord.status}. */
-  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'retrying' | 'sending'
+  status: 'sent' | 'failed' | 'invalid_token' | 'no_devices' | 'expired' | 'dry_run' | 'duplicate' | 'cancelled' | 'suppressed' | 'retrying' | 'sending' | 'deferred'
   /** FCM's error code, when not sent. */
   errorCode?: string
   /** The push's category. */

@@ -113,6 +113,8 @@ test('local mode applies the recipient rules as the Lambda and the worker do: su
   expect((await log.forPush(ad.id)).deliveries).toEqual([expect.objectContaining({ target: 'tok-none', status: 'suppressed', errorCode: 'NO_CONSENT' })])
   const deferred = await log.forPush(quiet.id)
   expect(deferred.deliveries).toEqual([expect.objectContaining({ target: 'tok-quiet', status: 'deferred', errorCode: 'QUIET_HOURS' })])
-  expect(deferred.state).not.toBe('final')
+  // Not final: waitFor waits for the copy enqueued for the end of the quiet hours.
+  expect(deferred.state).toBe('pending')
+  await expect(log.waitFor(quiet.id, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'PUSHQ_TIMEOUT' })
   await client.close()
 })

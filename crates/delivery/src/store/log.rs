@@ -95,9 +95,11 @@ impl Store {
             };
             return Ok(PushLog { state, deliveries });
         }
+        // Not final: handed back, claimed, or deferred by a recipient rule.
         let retrying = deliveries.iter().any(|d| {
             d.status == DeliveryStatus::Retrying.as_str()
                 || d.status == DeliveryStatus::Sending.as_str()
+                || d.status == DeliveryStatus::Deferred.as_str()
         });
         let parts = deliveries
             .iter()
