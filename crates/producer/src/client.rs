@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pushq_model::push::{FCM_PAYLOAD_LIMIT, MAX_DELAY_SECONDS};
+use pushq_model::push::FCM_PAYLOAD_LIMIT;
 use pushq_model::topics::{Subscriber, TopicChange};
 use pushq_model::{Envelope, InvalidPush, Push, Target, TooLarge};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -33,7 +33,7 @@ pub const MIN_TIME_TO_SEND: Duration = Duration::from_secs(1);
 
 /// Sends pushes to one queue. Cheap to share; `close` flushes and stops it.
 pub struct Producer {
-    config: ProducerConfig,
+    pub(crate) config: ProducerConfig,
     sender: Mutex<Option<mpsc::UnboundedSender<Outgoing>>>,
     /// Envelope bytes the backlog may still take (one permit a byte).
     backlog: Arc<Semaphore>,
@@ -156,18 +156,34 @@ impl Producer {
         if scheduled_at.is_some() {
             self.scheduler()?;
         }
+        let push = push.with_default_app(&self.config.app);
+        let envelope = Envelope::new(push).into_dry_run(dry_run);
+        self.prepare_envelope(envelope, scheduled_at.is_some(), delay_seconds, index)
+    }
+
+    /// Builds the queue messages of an envelope whose time to send was decided (`scheduled`:
+    /// a schedule, else `delay_seconds`), sending nothing.
+    pub(crate) fn prepare_envelope(
+        &self,
+        envelope: Envelope,
+        scheduled: bool,
+        delay_seconds: Option<i32>,
+        index: Option<usize>,
+    ) -> Result<Prepared> {
+        let subject = || index.map_or_else(|| "push".to_owned(), |i| format!("pushes[{i}]"));
+        let fifo = self.config.is_fifo();
+        let push = &envelope.push;
         let group_id = fifo.then(|| match push.target() {
             // Pushes to one user stay in order; others need no ordering and should not wait on each other.
             Target::User(user) => format!("user:{user}"),
             _ => String::new(),
         });
-        let push = push.with_default_app(&self.config.app);
         let (app, target) = (push.app().to_owned(), push.target().summary());
-        let envelope = Envelope::new(push).into_dry_run(dry_run);
+        let send_at_ms = push.send_at_ms();
         let bodies = envelope.to_bodies().map_err(|e| e.about(subject()))?;
         let id = envelope.id;
         Ok(Prepared {
-            booking: scheduled_at.map(|send_at_ms| Booking {
+            booking: send_at_ms.filter(|_| scheduled).map(|send_at_ms| Booking {
                 push_id: id.clone(),
                 app,
                 target,
@@ -180,87 +196,8 @@ impl Producer {
         })
     }
 
-    /// When the push may be sent: its SQS delay, or the time of its schedule. Refuses a delay
-    /// on a FIFO queue, an `expiresAt` already past (the push would only ever be recorded
-    /// `expired`), and a `sendAt` [`Producer::when_due`] refuses.
-    fn when(&self, push: &Push, fifo: bool) -> Result<(Option<i32>, Option<i64>), InvalidPush> {
-        if fifo && push.delay_seconds().unwrap_or(0) > 0 {
-            return Err(InvalidPush::new(
-                "delaySeconds",
-                "FIFO queues do not support per-message delays (set the delay on the queue, or use a standard queue)",
-            ));
-        }
-        if let Some(expires_at) = push.expires_at_ms() {
-            let now = now_ms();
-            if expires_at <= now {
-                return Err(InvalidPush::new(
-                    "expiresAt",
-                    format!(
-                        "has already passed ({} ms ago): the push would never be sent",
-                        now - expires_at
-                    ),
-                ));
-            }
-        }
-        let delay_seconds = push.delay_seconds().filter(|d| *d > 0).map(|d| d as i32);
-        let Some(send_at) = push.send_at_ms() else {
-            return Ok((delay_seconds, None));
-        };
-        Ok(match self.when_due(send_at, push.expires_at_ms(), fifo)? {
-            Due::Delay(seconds) => (seconds, None),
-            Due::Schedule => (None, Some(send_at)),
-        })
-    }
-
-    /// How a push with `sendAt` waits: an SQS delay when it is due within 900 s on a standard
-    /// queue, else a schedule; in local mode the in-process delivery holds it (no delay here).
-    /// A time already past (by more than a second), more than 365 days ahead, or not before
-    /// `expiresAt` is refused, naming `sendAt`.
-    fn when_due(
-        &self,
-        send_at: i64,
-        expires_at: Option<i64>,
-        fifo: bool,
-    ) -> Result<Due, InvalidPush> {
-        let now = now_ms();
-        if send_at < now - SEND_AT_GRACE_MS {
-            return Err(InvalidPush::new(
-                "sendAt",
-                format!(
-                    "has already passed ({} s ago): leave sendAt out to send the push now",
-                    (now - send_at) / 1000
-                ),
-            ));
-        }
-        let furthest = now + pushq_model::push::MAX_SCHEDULE_DAYS * 86_400_000;
-        if send_at > furthest {
-            return Err(InvalidPush::new(
-                "sendAt",
-                format!(
-                    "is more than {} days ahead",
-                    pushq_model::push::MAX_SCHEDULE_DAYS
-                ),
-            ));
-        }
-        if expires_at.is_some_and(|e| e <= send_at) {
-            return Err(InvalidPush::new(
-                "sendAt",
-                "is not before expiresAt: the push would expire before it is due",
-            ));
-        }
-        let wait_ms = (send_at - now).max(0);
-        Ok(match self.config.mode {
-            Mode::Local => Due::Delay(None),
-            Mode::Sqs if !fifo && wait_ms <= i64::from(MAX_DELAY_SECONDS) * 1000 => {
-                // Rounded up: SQS delays in whole seconds, and an early copy only waits.
-                Due::Delay(Some(((wait_ms + 999) / 1000) as i32).filter(|s| *s > 0))
-            }
-            Mode::Sqs => Due::Schedule,
-        })
-    }
-
     /// The scheduler, when this producer can schedule pushes; else why not.
-    fn scheduler(&self) -> Result<&Arc<Scheduler>> {
+    pub(crate) fn scheduler(&self) -> Result<&Arc<Scheduler>> {
         let scheduler = self.scheduler.as_ref().ok_or_else(|| {
             Error::Config("this client cannot schedule pushes beyond 900 s (no scheduler)".into())
         })?;
@@ -460,23 +397,6 @@ fn queue_messages(
             (body, group_id, dedup_id)
         })
         .collect()
-}
-
-/// How a push with `sendAt` waits for its time.
-enum Due {
-    /// On the queue with this SQS delay (none: local mode holds it itself).
-    Delay(Option<i32>),
-    /// In an EventBridge Scheduler schedule.
-    Schedule,
-}
-
-/// A `sendAt` this close behind the clock is taken as now (a `new Date()` handed straight over).
-const SEND_AT_GRACE_MS: i64 = 1_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub(crate) struct Prepared {

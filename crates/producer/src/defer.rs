@@ -9,28 +9,44 @@ use crate::error::Result;
 
 impl Producer {
     /// The consumer's deferral: `envelope`'s push again, for `users` only, due at `until_ms`
-    /// (a recipient's night-time or quiet-hours window). The same push id and part, so that
-    /// the delivery log's `deferred` rows become final when the copy is delivered; an SQS delay
-    /// within 900 s, else a schedule named by [`crate::schedule::deferral_name`] (deferring the
-    /// same part to the same time again finds that schedule, and makes no second one).
+    /// (a recipient's night-time or quiet-hours window). The same envelope otherwise (push id,
+    /// part, `enqueuedAt`, dry run), so that the delivery log's `deferred` rows become final when
+    /// the copy is delivered; not checked again as a client's push is (another producer's push
+    /// id need not be a UUID, and the title prefix was the producer's to check). An SQS delay
+    /// within 900 s, else a schedule named by [`crate::schedule::deferral_name`] after the push,
+    /// its part, the time and the users: deferring the same users to the same time again (a
+    /// batch delivered twice) finds that schedule, and makes no second one.
     pub fn defer(&self, envelope: &Envelope, users: &[String], until_ms: i64) -> Result<Ticket> {
         let mut raw = envelope.push.raw().clone();
         for field in ["userId", "userIds", "delaySeconds", "sendAt", "id"] {
             raw.remove(field);
         }
-        let users = users
+        let list = users
             .iter()
             .cloned()
             .map(serde_json::Value::String)
             .collect();
-        raw.insert("userIds".into(), serde_json::Value::Array(users));
-        raw.insert("id".into(), envelope.id.clone().into());
+        raw.insert("userIds".into(), serde_json::Value::Array(list));
         let until = chrono::DateTime::from_timestamp_millis(until_ms).unwrap_or_default();
         raw.insert("sendAt".into(), until.to_rfc3339().into());
         let push = Push::from_value(serde_json::Value::Object(raw))?;
-        let mut prepared = self.prepare(push, None, envelope.dry_run)?;
+        let (delay_seconds, scheduled_at) = self.when(&push, self.config.is_fifo())?;
+        if scheduled_at.is_some() {
+            self.scheduler()?;
+        }
+        let copy = Envelope {
+            push,
+            ..envelope.clone()
+        };
         let part = envelope.part.map_or(0, |(i, _)| i);
-        prepared.schedule_as = Some(crate::schedule::deferral_name(&envelope.id, part, until_ms));
+        let mut prepared =
+            self.prepare_envelope(copy, scheduled_at.is_some(), delay_seconds, None)?;
+        prepared.schedule_as = Some(crate::schedule::deferral_name(
+            &envelope.id,
+            part,
+            until_ms,
+            users,
+        ));
         self.submit(prepared)
     }
 }

@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod sqs;
 pub mod ticket;
 pub mod transport;
+mod when;
 
 pub use client::{Enqueued, Producer, Ticket, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 pub use config::{Mode, ProducerConfig, ProducerOptions};

@@ -344,20 +344,50 @@ pub fn schedule_name(push_id: &str, part: usize) -> String {
     }
 }
 
-/// The schedule name of a push's part deferred by the consumer until `until_ms` (a recipient's
-/// night-time or quiet-hours window): the same push deferred again to the same time (a batch
-/// delivered twice) names the schedule that exists, and makes no second one. At most 64
-/// characters for a pushq push id (a UUID): `<id>.p<part>.<minutes since the epoch>`.
-pub fn deferral_name(push_id: &str, part: u32, until_ms: i64) -> String {
-    format!("{push_id}.p{part}.{}", until_ms / 60_000)
+/// The schedule name of a push's part deferred by the consumer until `until_ms` for `users` (a
+/// recipient's night-time or quiet-hours window): the same users of the same push deferred again
+/// to the same time (a batch delivered twice) name the schedule that exists, and make no second
+/// one; other users of it, deferred to the same minute by a later delivery, get a schedule of
+/// their own. At most 64 characters for a pushq push id (a UUID):
+/// `<id>.p<part>.<minutes since the epoch>.<hash of the users>`.
+pub fn deferral_name(push_id: &str, part: u32, until_ms: i64, users: &[String]) -> String {
+    let mut sorted: Vec<&str> = users.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sorted.join("\n").bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!(
+        "{push_id}.p{part}.{}.{:08x}",
+        until_ms / 60_000,
+        hash as u32
+    )
 }
 
+/// Whether `name` is one of the push's schedules: its own (`<id>`, `<id>.2`, …) or a
+/// deferral's (`<id>.p…`), which `cancelPush` deletes too.
 fn is_schedule_of(name: &str, push_id: &str) -> bool {
     name == push_id
         || name
             .strip_prefix(push_id)
             .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|n| n.parse::<u32>().is_ok())
+            .is_some_and(|n| n.parse::<u32>().is_ok() || is_deferral(n))
+}
+
+/// `p<part>.<minute>.<hash>`: the tail of a [`deferral_name`].
+fn is_deferral(tail: &str) -> bool {
+    let mut parts = tail.split('.');
+    let (Some(part), Some(minute), Some(hash), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    part.strip_prefix('p')
+        .is_some_and(|p| p.parse::<u32>().is_ok())
+        && minute.parse::<i64>().is_ok()
+        && hash.len() == 8
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The ARN of the queue at `queue_url` (`…/<account>/<name>`) in `region`.
@@ -407,6 +437,20 @@ mod tests {
         assert_eq!(schedule_name(id, 0), id);
         assert_eq!(schedule_name(id, 1), format!("{id}.2"));
         assert!(is_schedule_of(&schedule_name(id, 2), id));
+        let users = ["b".to_owned(), "a".to_owned()];
+        let deferral = deferral_name(id, 3, 1_796_000_000_000, &users);
+        assert!(deferral.len() <= 64, "{deferral}");
+        assert!(is_schedule_of(&deferral, id));
+        // The same users in another order: the same schedule; other users: another one.
+        assert_eq!(
+            deferral,
+            deferral_name(id, 3, 1_796_000_000_000, &["a".into(), "b".into()])
+        );
+        assert_ne!(
+            deferral,
+            deferral_name(id, 3, 1_796_000_000_000, &["a".into()])
+        );
+        assert!(!is_schedule_of(&format!("{id}.p3.x.00000000"), id));
         assert!(is_schedule_of(id, id));
         assert!(!is_schedule_of(&format!("{id}0"), id));
         assert!(!is_schedule_of(&format!("{id}.x"), id));
