@@ -167,17 +167,25 @@ pub fn window_end(now: DateTime<Utc>, zone: Tz, start: NaiveTime, end: NaiveTime
     if !inside {
         return None;
     }
-    let mut date = local.date_naive();
-    if t >= end {
-        date = date.succ_opt()?;
+    // The first `end` after now: today's, else tomorrow's. A wall-clock time a DST change
+    // repeats maps to the first of its instants after now; one it skips, to an hour later.
+    let today = local.date_naive();
+    for date in [today, today.succ_opt()?] {
+        let naive = date.and_time(end);
+        let at = match zone.from_local_datetime(&naive) {
+            chrono::LocalResult::None => zone
+                .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                .earliest(),
+            mapped => [mapped.earliest(), mapped.latest()]
+                .into_iter()
+                .flatten()
+                .find(|t| *t > local),
+        };
+        if let Some(at) = at.filter(|t| *t > local) {
+            return Some(at.with_timezone(&Utc).timestamp_millis());
+        }
     }
-    let naive = date.and_time(end);
-    // A wall-clock time a DST change skips: the first instant after the gap.
-    let at = zone.from_local_datetime(&naive).earliest().or_else(|| {
-        zone.from_local_datetime(&(naive + chrono::Duration::hours(1)))
-            .earliest()
-    })?;
-    Some(at.with_timezone(&Utc).timestamp_millis())
+    None
 }
 
 /// `HH:MM` (00:00–23:59).

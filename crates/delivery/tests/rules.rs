@@ -107,8 +107,10 @@ impl World {
 
     /// The schedule a deferral of `push_id` to `until` made, fired: its `Target.Input` as a
     /// queue message.
-    async fn fire(&self, push_id: &str, until: DateTime<Utc>) -> QueueMessage {
-        let name = pushq_producer::schedule::deferral_name(push_id, 0, until.timestamp_millis());
+    async fn fire(&self, push_id: &str, until: DateTime<Utc>, users: &[&str]) -> QueueMessage {
+        let users: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+        let name =
+            pushq_producer::schedule::deferral_name(push_id, 0, until.timestamp_millis(), &users);
         let s = scheduler(&self.sqs)
             .await
             .get_schedule()
@@ -270,13 +272,13 @@ async fn advertising_consent_and_the_night_in_each_users_time_zone(db: Db) {
     // 20:59 and 21:00 KST are 06:59 and 07:00 in New York: deferred to 08:00 there (22:00 KST).
     // 21:00's "ok" waits for 08:00 KST the next morning, 07:59's for a minute.
     let fired = [
-        (p(1), ny_eight(0), "tok-ny"),
-        (p(2), ny_eight(0), "tok-ny"),
-        (p(2), kst(1, 8, 0), "tok-ok"),
-        (p(3), kst(1, 8, 0), "tok-ok"),
+        (p(1), ny_eight(0), "tok-ny", "ny"),
+        (p(2), ny_eight(0), "tok-ny", "ny"),
+        (p(2), kst(1, 8, 0), "tok-ok", "ok"),
+        (p(3), kst(1, 8, 0), "tok-ok", "ok"),
     ];
-    for (id, until, token) in &fired {
-        let copy = w.fire(id, *until).await;
+    for (id, until, token, user) in &fired {
+        let copy = w.fire(id, *until, &[user]).await;
         // Fired twice (a duplicate delivery): sent once.
         assert_eq!(
             w.at(*until, std::slice::from_ref(&copy)).await,
@@ -365,6 +367,31 @@ async fn opt_outs_quiet_hours_caps_and_critical_categories(db: Db) {
         rows_of(&db, &p(4)).await,
         vec![row("tok-t", "suppressed", Some("FREQUENCY_CAPPED"))]
     );
+    // A push redelivered in part is not over its cap by its own earlier send: one device of
+    // "two" was sent, the other handed back (FCM refused the key for it once).
+    s.register_device("two", "tok-2a", "android").await.unwrap();
+    s.register_device("two", "tok-2b", "android").await.unwrap();
+    w.fcm
+        .faults(json!({"rules": [{"token": "tok-2b", "error": "PERMISSION_DENIED", "times": 1}]}))
+        .await;
+    let both = push(&p(8), marketing(&["two"]));
+    let handed_back = vec![both.message_id.clone()];
+    assert_eq!(
+        w.at(
+            night - chrono::Duration::hours(2),
+            std::slice::from_ref(&both)
+        )
+        .await,
+        handed_back
+    );
+    assert_eq!(
+        w.at(night - chrono::Duration::hours(2), &[both]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rows_of(&db, &p(8)).await,
+        vec![row("tok-2a", "sent", None), row("tok-2b", "sent", None)]
+    );
     // A critical category: through quiet hours, opt-outs and caps; not without ad consent.
     let security = json!({"userIds": ["quiet", "out", "capped"], "category": "security", "notification": {"title": "new login"}});
     let security_ad = json!({"userId": "capped", "category": "security", "advertising": true, "notification": {"title": "(광고) x"}});
@@ -392,7 +419,7 @@ async fn opt_outs_quiet_hours_caps_and_critical_categories(db: Db) {
         vec![row("tok-q", "expired", None)]
     );
     // The deferred one, fired at 07:00: delivered.
-    let copy = w.fire(&p(1), kst(1, 7, 0)).await;
+    let copy = w.fire(&p(1), kst(1, 7, 0), &["quiet"]).await;
     assert!(w.at(kst(1, 7, 0), &[copy]).await.is_empty());
     assert!(rows_of(&db, &p(1))
         .await

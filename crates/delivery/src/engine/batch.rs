@@ -239,6 +239,11 @@ impl<'m> Batch<'m> {
             .map(|(i, p)| (i, &p.envelope))
     }
 
+    /// The ids of the pushes the batch sends for, once each.
+    pub fn sendable_push_ids(&self) -> Vec<String> {
+        unique(self.sendable().map(|(_, e)| e.id.clone()))
+    }
+
     /// Every (app, user id) the batch's pushes name, once each.
     pub fn app_users(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self

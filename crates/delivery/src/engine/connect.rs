@@ -74,6 +74,11 @@ fn sqs_deferrer(config: &DeliveryConfig) -> Result<Option<Arc<dyn Deferrer>>, Se
     let Some(producer_config) = config.defer.clone() else {
         return Ok(None);
     };
+    if producer_config.scheduler_role_arn.is_none() {
+        tracing::warn!(
+            "PUSHQ_SCHEDULER_ROLE_ARN is not set: a push the recipient rules defer beyond 900 s (to 08:00, to the end of quiet hours) cannot be scheduled; its targets will come back as retrying DEFER_FAILED until it is set"
+        );
+    }
     let scheduler = Scheduler::for_deferrals(producer_config.clone());
     let transport = SqsTransport::new(producer_config.clone());
     let producer = Producer::start(

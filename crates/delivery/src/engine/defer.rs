@@ -22,6 +22,10 @@ pub const DEFER_FAILED: &str = "DEFER_FAILED";
 /// (`PUSHQ_QUEUE_URL` unset): recorded `retrying`, their message comes back.
 pub const NO_DEFER_QUEUE: &str = "NO_DEFER_QUEUE";
 
+/// Most time a batch waits for its deferrals to be enqueued; those unanswered come back
+/// (`DEFER_FAILED`), and their redelivery finds the schedules that were made after all.
+const DEFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Enqueues a push again for some of its users, due later.
 pub trait Deferrer: Send + Sync {
     /// `envelope`'s push again, for `users` only, due at `until_ms`; resolves once the queue
@@ -95,7 +99,8 @@ impl Engine {
             self.timed(
                 "reading recipient rules",
                 Some(deadline),
-                self.store.recipient_rules(&users, &caps),
+                self.store
+                    .recipient_rules(&users, &caps, &batch.sendable_push_ids()),
             )
             .await?
         };
@@ -121,7 +126,9 @@ impl Engine {
             }
             return;
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        // Deferring comes before the sends: it may take a quarter of what is left (at most
+        // 10 s), so that a slow scheduler cannot take the rest of the batch's time.
+        let left = (deadline.saturating_duration_since(Instant::now()) / 4).min(DEFER_WAIT);
         let calls = deferrals
             .iter()
             .map(|d| defer_one(deferrer.clone(), &batch.pushes[d.push].envelope, d));

@@ -1,4 +1,5 @@
 use super::*;
+use chrono::NaiveTime;
 
 fn kst(h: u32, m: u32) -> DateTime<Utc> {
     DEFAULT_TIME_ZONE
@@ -173,4 +174,37 @@ fn settings_that_cannot_be_read_name_their_variable() {
     assert_eq!(rules.critical, vec!["security", "billing"]);
     assert_eq!(parse_hhmm("7:00"), None);
     assert_eq!(parse_hhmm("24:00"), None);
+}
+
+#[test]
+fn a_window_ends_at_the_first_end_after_now_across_dst_changes() {
+    let berlin = chrono_tz::Europe::Berlin;
+    let at = |y, mo, d, h, mi| {
+        berlin
+            .with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+    // Autumn: 02:00-03:00 happens twice on 2026-10-25. Inside 01:00-02:30, at the second 02:10:
+    // the window ends at the second 02:30, never at the first one, which is past.
+    let second_0210 = berlin
+        .from_local_datetime(
+            &chrono::NaiveDate::from_ymd_opt(2026, 10, 25)
+                .unwrap()
+                .and_hms_opt(2, 10, 0)
+                .unwrap(),
+        )
+        .latest()
+        .unwrap()
+        .with_timezone(&Utc);
+    let end = window_end(second_0210, berlin, t(1, 0), t(2, 30)).unwrap();
+    assert_eq!(end - second_0210.timestamp_millis(), 20 * 60_000);
+    // Spring: 02:00-03:00 does not exist on 2026-03-29: a window ending at 02:30 ends an hour later.
+    let end = window_end(at(2026, 3, 29, 1, 0), berlin, t(0, 0), t(2, 30)).unwrap();
+    assert_eq!(end, at(2026, 3, 29, 3, 30).timestamp_millis());
+    // Across midnight, after its end has passed today: tomorrow's.
+    let end = window_end(at(2026, 12, 7, 23, 0), berlin, t(22, 0), t(7, 0)).unwrap();
+    assert_eq!(end, at(2026, 12, 8, 7, 0).timestamp_millis());
 }

@@ -105,6 +105,7 @@ impl Store {
         &self,
         users: &[(String, String)],
         caps: &[CapCount],
+        batch_pushes: &[String],
     ) -> StoreResult<RulesData> {
         let mut out = RulesData::default();
         let wanted: std::collections::HashSet<(&str, &str)> = users
@@ -118,14 +119,16 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         let parts = 2 + caps.len();
-        let per_chunk = (self.dialect.max_binds() / parts)
-            .saturating_sub(apps.len() + 2)
-            .max(1);
+        // Each part binds the apps and a chunk of ids; each cap also its time, category and the
+        // batch's own pushes (which a cap does not count: a push redelivered in part is not
+        // over its cap by its own earlier sends).
+        let fixed = parts * apps.len() + caps.len() * (2 + batch_pushes.len());
+        let per_chunk = (self.dialect.max_binds().saturating_sub(fixed) / parts).max(1);
         for chunk in ids.chunks(per_chunk) {
             self.count();
             let rows: Vec<RuleRow> = with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new("");
-                rules_statement(&mut q, self.dialect, &apps, chunk, caps);
+                rules_statement(&mut q, self.dialect, &apps, chunk, caps, batch_pushes);
                 q.build_query_as().persistent(false).fetch_all(pool).await?
             });
             for r in rows {
@@ -203,7 +206,8 @@ impl Store {
         Ok(())
     }
 
-    /// Sets (or, with `None`, clears) a user's quiet hours (`HH:MM`, `HH:MM`) and time zone.
+    /// Sets (or, with `None`, clears) a user's quiet hours (`HH:MM`, `HH:MM`) and, when set,
+    /// their time zone (cleared quiet hours leave the time zone as it is).
     pub async fn set_quiet_hours(
         &self,
         app: &str,
@@ -211,17 +215,37 @@ impl Store {
         hours: Option<(&str, &str, &str)>,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let (start, end, zone) = match hours {
-            Some((s, e, z)) => (Some(s), Some(e), Some(z)),
-            None => (None, None, None),
-        };
         self.ensure_preferences(app, user_id, at).await?;
         self.count();
         with_pool!(self, pool, {
             let mut q = QueryBuilder::<DB>::new("UPDATE pushq_preferences SET quiet_start = ");
-            q.push_bind(start);
-            q.push(", quiet_end = ").push_bind(end);
-            q.push(", time_zone = ").push_bind(zone);
+            q.push_bind(hours.map(|h| h.0));
+            q.push(", quiet_end = ").push_bind(hours.map(|h| h.1));
+            if let Some((_, _, zone)) = hours {
+                q.push(", time_zone = ").push_bind(zone);
+            }
+            q.push(", updated_at = ").push_bind(at);
+            q.push(" WHERE app = ").push_bind(app);
+            q.push(" AND user_id = ").push_bind(user_id);
+            q.build().persistent(false).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, clears) a user's IANA time zone: where their night and quiet
+    /// hours are counted (else `PUSHQ_TIME_ZONE`).
+    pub async fn set_time_zone(
+        &self,
+        app: &str,
+        user_id: &str,
+        zone: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.ensure_preferences(app, user_id, at).await?;
+        self.count();
+        with_pool!(self, pool, {
+            let mut q = QueryBuilder::<DB>::new("UPDATE pushq_preferences SET time_zone = ");
+            q.push_bind(zone);
             q.push(", updated_at = ").push_bind(at);
             q.push(" WHERE app = ").push_bind(app);
             q.push(" AND user_id = ").push_bind(user_id);
@@ -361,6 +385,7 @@ fn rules_statement<'a, DB: sqlx::Database>(
     apps: &[&'a str],
     ids: &[&'a str],
     caps: &'a [CapCount],
+    batch_pushes: &'a [String],
 ) where
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -404,7 +429,7 @@ fn rules_statement<'a, DB: sqlx::Database>(
     ));
     users(q, "o");
     for (i, cap) in caps.iter().enumerate() {
-        cap_branch(q, d, i, cap, &users);
+        cap_branch(q, d, i, cap, &users, batch_pushes);
     }
 }
 
@@ -416,6 +441,7 @@ fn cap_branch<'a, DB: sqlx::Database>(
     i: usize,
     cap: &'a CapCount,
     users: &dyn Fn(&mut QueryBuilder<'a, DB>, &str),
+    batch_pushes: &'a [String],
 ) where
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -438,6 +464,14 @@ fn cap_branch<'a, DB: sqlx::Database>(
         None => {
             q.push(format!(" AND x.advertising = {}", d.boolean(true)));
         }
+    }
+    if !batch_pushes.is_empty() {
+        q.push(" AND x.push_id NOT IN (");
+        let mut list = q.separated(", ");
+        for id in batch_pushes {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
     }
     q.push(" GROUP BY x.app, x.user_id");
 }
