@@ -290,6 +290,11 @@ export declare class Preferences {
    * with `null`.
    */
   setQuietHours(userId: string, hours: QuietHours | null, options?: AppOptions): Promise<void>
+  /**
+   * Sets the user's IANA time zone (`Asia/Seoul`), where their night (21:00–08:00) and
+   * quiet hours are counted, or clears it with `null` (then `PUSHQ_TIME_ZONE` applies).
+   */
+  setTimeZone(userId: string, timeZone: string | null, options?: AppOptions): Promise<void>
   /** The user's preferences (defaults when nothing is stored: no consent, no quiet hours). */
   get(userId: string, options?: AppOptions): Promise<UserPreferences>
   /**
@@ -1021,6 +1026,11 @@ export interface UserPreferences {
   night: ConsentState
   /** Categories the user opted out of. */
   optedOut: Array<string>
+  /**
+   * The user's IANA time zone, when set (with quiet hours, or `setTimeZone`); else the
+   * deployment's `PUSHQ_TIME_ZONE` applies.
+   */
+  timeZone?: string
   /** The user's quiet hours, when set. */
   quietHours?: QuietHours
 }

@@ -38,8 +38,14 @@ test('Preferences: consent with the time of each grant and withdrawal, opt-outs,
   const withdrawn = await prefs.get('u1')
   expect(withdrawn.advertising).toEqual({ granted: false, grantedAt: got.advertising.grantedAt, withdrawnAt: expect.any(String) })
   expect(withdrawn.night.granted).toBe(false)
+  // Cleared quiet hours keep the user's time zone; setTimeZone sets or clears it alone.
   await prefs.setQuietHours('u1', null)
+  expect(await prefs.get('u1')).toMatchObject({ timeZone: 'Asia/Seoul' })
   expect((await prefs.get('u1')).quietHours).toBeUndefined()
+  await prefs.setTimeZone('u1', 'America/New_York')
+  expect((await prefs.get('u1')).timeZone).toBe('America/New_York')
+  await prefs.setTimeZone('u1', null)
+  expect((await prefs.get('u1')).timeZone).toBeUndefined()
   // Another app's preferences are its own.
   expect((await prefs.get('u1', { app: 'trainer' })).optedOut).toEqual([])
 })
@@ -51,6 +57,8 @@ test('Preferences: a bad argument is PUSHQ_INVALID_ARGUMENT naming the field; no
   await expect(prefs.setQuietHours('u1', { start: '22:00', end: '07:00', timeZone: 'Seoul' })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', field: 'timeZone' })
   await expect(prefs.setAdvertisingConsent('u1', { granted: 'yes' } as any)).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', field: 'granted' })
   await expect(prefs.setAdvertisingConsent('', { granted: true })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', field: 'userId' })
+  await expect(prefs.setAdvertisingConsent('u1', { granted: false, night: true })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', field: 'night' })
+  await expect(prefs.setTimeZone('u1', 'Mars/Olympus')).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', field: 'timeZone' })
   await expect(prefs.optOut('u1', '')).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT', field: 'category' })
   await expect(prefs.get('u1', { app: 'not an app' })).rejects.toMatchObject({ code: 'PUSHQ_INVALID_ARGUMENT' })
   expect(await prefs.get('u1')).toMatchObject({ advertising: { granted: false }, optedOut: [] })

@@ -62,6 +62,9 @@ pub struct UserPreferences {
     pub night: ConsentState,
     /// Categories the user opted out of.
     pub opted_out: Vec<String>,
+    /// The user's IANA time zone, when set (with quiet hours, or `setTimeZone`); else the
+    /// deployment's `PUSHQ_TIME_ZONE` applies.
+    pub time_zone: Option<String>,
     /// The user's quiet hours, when set.
     pub quiet_hours: Option<QuietHours>,
 }
@@ -188,6 +191,12 @@ impl Preferences {
                         ))
                     }
                 };
+                if !c.granted && c.night == Some(true) {
+                    return Err(invalid(
+                        "night",
+                        "cannot be granted without advertising consent (granted: false)",
+                    ));
+                }
                 let app = c.app.map(app_value).transpose()?.unwrap_or(default_app);
                 let now = chrono::Utc::now();
                 s.set_consent(&app, &user, Consent::Advertising, c.granted, now)
@@ -294,6 +303,47 @@ impl Preferences {
         )
     }
 
+    /// Sets the user's IANA time zone (`Asia/Seoul`), where their night (21:00–08:00) and
+    /// quiet hours are counted, or clears it with `null` (then `PUSHQ_TIME_ZONE` applies).
+    #[napi(
+        ts_args_type = "userId: string, timeZone: string | null, options?: AppOptions",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn set_time_zone<'env>(
+        &self,
+        env: &'env Env,
+        user: Unknown,
+        zone: Unknown,
+        options: Option<Unknown>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let user = user_id(string_arg(user, "userId")?);
+        let zone = match zone.get_type()? {
+            ValueType::Null => Ok(None),
+            _ => string_arg(zone, "timeZone")?.map(Some),
+        };
+        let json = options_json(env, options)?;
+        let default_app = self.store.app.clone();
+        self.store.call(
+            env,
+            move |s| async move {
+                let user = user?;
+                let zone = zone?;
+                if let Some(z) = &zone {
+                    parse_time_zone(z).map_err(|e| invalid("timeZone", &e))?;
+                }
+                let app = read_options::<AppOnly>(json.as_deref())?
+                    .app
+                    .map(app_value)
+                    .transpose()?
+                    .unwrap_or(default_app);
+                s.set_time_zone(&app, &user, zone.as_deref(), chrono::Utc::now())
+                    .await
+                    .map_err(db)
+            },
+            |()| (),
+        )
+    }
+
     /// The user's preferences (defaults when nothing is stored: no consent, no quiet hours).
     #[napi(
         ts_args_type = "userId: string, options?: AppOptions",
@@ -330,6 +380,7 @@ impl Preferences {
                 ),
                 night: consent(p.night, p.night_granted_at, p.night_withdrawn_at),
                 opted_out,
+                time_zone: p.time_zone.clone(),
                 quiet_hours: match (p.quiet_start, p.quiet_end, p.time_zone) {
                     (Some(start), Some(end), Some(time_zone)) => Some(QuietHours {
                         start,
