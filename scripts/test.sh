@@ -31,8 +31,9 @@ section "Rust tests (core, CLI and Lambda; moto_server, PostgreSQL and MariaDB o
 # pushq-node is a cdylib that links against Node at load time: it is tested through jest below.
 # nextest runs every binary's tests at once (the workspace has no doctests): the fault suite's
 # 100 s no longer waits for the other binaries, nor they for it. Most tests wait on moto, the
-# databases or a child process, so four run at once on two cores.
-cargo nextest run --workspace --exclude pushq-node --test-threads 4 --no-fail-fast
+# databases or a child process, so three run at once on two cores (four made a batch deadline of
+# 1 s cut an FCM attempt in flight once in four runs).
+cargo nextest run --workspace --exclude pushq-node --test-threads 3 --no-fail-fast
 # The jest suite drives this build of the CLI (worker, fcm-emulator).
 export PUSHQ_BIN="$CARGO_TARGET_DIR/debug/pushq"
 
