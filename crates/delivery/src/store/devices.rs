@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::{Dialect, Pool, Store, StoreResult};
+use super::{Dialect, Pool, Store, StoreResult, UserKeys};
 use pushq_model::DEFAULT_APP;
 
 /// What a device's id is: an FCM registration token or a Firebase Installation ID.
@@ -265,16 +265,7 @@ impl Store {
         stale_before: Option<DateTime<Utc>>,
     ) -> StoreResult<Resolution> {
         let mut out = Resolution::default();
-        let wanted: std::collections::HashSet<(&str, &str)> = users
-            .iter()
-            .map(|(a, u)| (a.as_str(), u.as_str()))
-            .collect();
-        let mut apps: Vec<&str> = users.iter().map(|(a, _)| a.as_str()).collect();
-        apps.sort_unstable();
-        apps.dedup();
-        let mut ids: Vec<&str> = users.iter().map(|(_, u)| u.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let UserKeys { wanted, apps, ids } = UserKeys::of(users);
         for chunk in ids.chunks(self.dialect.max_binds() - apps.len()) {
             self.count();
             let d = self.dialect;

@@ -163,6 +163,34 @@ macro_rules! with_pool {
     };
 }
 
+/// The (app, user id)s a batch asks about, as its statements bind them: the distinct apps and
+/// the distinct ids (a statement matches `app IN (…) AND user_id IN (…)`), and the pairs
+/// themselves, to keep only the rows of pairs asked about.
+pub(crate) struct UserKeys<'a> {
+    pub wanted: std::collections::HashSet<(&'a str, &'a str)>,
+    pub apps: Vec<&'a str>,
+    pub ids: Vec<&'a str>,
+}
+
+impl<'a> UserKeys<'a> {
+    pub(crate) fn of(users: &'a [(String, String)]) -> UserKeys<'a> {
+        let distinct = |pick: fn(&(String, String)) -> &str| {
+            let mut v: Vec<&str> = users.iter().map(pick).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        UserKeys {
+            wanted: users
+                .iter()
+                .map(|(a, u)| (a.as_str(), u.as_str()))
+                .collect(),
+            apps: distinct(|(a, _)| a.as_str()),
+            ids: distinct(|(_, u)| u.as_str()),
+        }
+    }
+}
+
 mod claims;
 mod deliveries;
 mod devices;

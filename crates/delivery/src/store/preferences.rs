@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::{Dialect, Pool, Store, StoreResult};
+use super::{Dialect, Pool, Store, StoreResult, UserKeys};
 
 /// One user's stored preferences.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -108,16 +108,7 @@ impl Store {
         batch_pushes: &[String],
     ) -> StoreResult<RulesData> {
         let mut out = RulesData::default();
-        let wanted: std::collections::HashSet<(&str, &str)> = users
-            .iter()
-            .map(|(a, u)| (a.as_str(), u.as_str()))
-            .collect();
-        let mut apps: Vec<&str> = users.iter().map(|(a, _)| a.as_str()).collect();
-        apps.sort_unstable();
-        apps.dedup();
-        let mut ids: Vec<&str> = users.iter().map(|(_, u)| u.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let UserKeys { wanted, apps, ids } = UserKeys::of(users);
         let parts = 2 + caps.len();
         // Each part binds the apps and a chunk of ids; each cap also its time, category and the
         // batch's own pushes (which a cap does not count: a push redelivered in part is not
