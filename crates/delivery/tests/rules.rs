@@ -467,3 +467,28 @@ async fn without_a_queue_to_defer_through_the_message_comes_back() {
     );
     assert!(fcm.received_tokens().await.is_empty());
 }
+
+/// A consent change and its event row are written together: when the event cannot be written,
+/// the consent does not change either (here the events table is gone).
+async fn a_consent_change_is_never_left_without_its_event(db: Db) {
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = Utc::now();
+    store
+        .set_consent("default", "u", Consent::Advertising, true, now)
+        .await
+        .unwrap();
+    db.execute("DROP TABLE pushq_consent_events").await;
+    let withdrawn = store
+        .set_consent("default", "u", Consent::Advertising, false, now)
+        .await;
+    assert!(withdrawn.is_err());
+    let (prefs, _) = store.preferences("default", "u").await.unwrap();
+    assert!(
+        prefs.advertising,
+        "the withdrawal went in without its event row"
+    );
+    assert_eq!(prefs.advertising_withdrawn_at, None);
+    store.close().await;
+}
+on_every_db!(a_consent_change_is_never_left_without_its_event);

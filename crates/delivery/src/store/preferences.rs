@@ -153,7 +153,7 @@ impl Store {
     }
 
     /// Grants or withdraws a consent at `at`: the preferences row keeps the latest grant and
-    /// withdrawal, `pushq_consent_events` every change.
+    /// withdrawal, `pushq_consent_events` every change, both written in one transaction.
     pub async fn set_consent(
         &self,
         app: &str,
@@ -169,8 +169,11 @@ impl Store {
             "withdrawn_at"
         };
         self.ensure_preferences(app, user_id, at).await?;
+        // The change and its event row in one transaction: no consent changes unrecorded.
+        self.count();
         self.count();
         with_pool!(self, pool, {
+            let mut tx = pool.begin().await?;
             let mut q =
                 QueryBuilder::<DB>::new(format!("UPDATE pushq_preferences SET {column} = "));
             q.push_bind(granted);
@@ -178,10 +181,7 @@ impl Store {
             q.push(", updated_at = ").push_bind(at);
             q.push(" WHERE app = ").push_bind(app);
             q.push(" AND user_id = ").push_bind(user_id);
-            q.build().persistent(false).execute(pool).await?;
-        });
-        self.count();
-        with_pool!(self, pool, {
+            q.build().persistent(false).execute(&mut *tx).await?;
             let mut q = QueryBuilder::<DB>::new(
                 "INSERT INTO pushq_consent_events (app, user_id, consent, granted, at) ",
             );
@@ -192,7 +192,8 @@ impl Store {
                     .push_bind(granted)
                     .push_bind(at);
             });
-            q.build().persistent(false).execute(pool).await?;
+            q.build().persistent(false).execute(&mut *tx).await?;
+            tx.commit().await?;
         });
         Ok(())
     }
