@@ -100,6 +100,15 @@ struct AppOnly {
     app: Option<String>,
 }
 
+/// The app of options `{ app? }` (checked as a push's), else `default_app`.
+fn app_of(json: Option<&str>, default_app: String) -> std::result::Result<String, BindingError> {
+    let app = read_options::<AppOnly>(json)?
+        .app
+        .map(app_value)
+        .transpose()?;
+    Ok(app.unwrap_or(default_app))
+}
+
 /// A user id as stored (1–255 characters, no U+0000), else `PUSHQ_INVALID_ARGUMENT` naming it.
 fn user_id(
     id: std::result::Result<String, BindingError>,
@@ -267,11 +276,7 @@ impl Preferences {
             env,
             move |s| async move {
                 let user = user?;
-                let app = read_options::<AppOnly>(json.as_deref())?
-                    .app
-                    .map(app_value)
-                    .transpose()?
-                    .unwrap_or(default_app);
+                let app = app_of(json.as_deref(), default_app)?;
                 let hours: Option<QuietHours> = match hours.as_deref() {
                     None | Some("null") => None,
                     Some(j) if j.trim_start().starts_with('{') => Some(
@@ -331,11 +336,7 @@ impl Preferences {
                 if let Some(z) = &zone {
                     parse_time_zone(z).map_err(|e| invalid("timeZone", &e))?;
                 }
-                let app = read_options::<AppOnly>(json.as_deref())?
-                    .app
-                    .map(app_value)
-                    .transpose()?
-                    .unwrap_or(default_app);
+                let app = app_of(json.as_deref(), default_app)?;
                 s.set_time_zone(&app, &user, zone.as_deref(), chrono::Utc::now())
                     .await
                     .map_err(db)
@@ -362,11 +363,7 @@ impl Preferences {
             env,
             move |s| async move {
                 let user = user?;
-                let app = read_options::<AppOnly>(json.as_deref())?
-                    .app
-                    .map(app_value)
-                    .transpose()?
-                    .unwrap_or(default_app);
+                let app = app_of(json.as_deref(), default_app)?;
                 let (prefs, opted_out) = s.preferences(&app, &user).await.map_err(db)?;
                 Ok((app, user, prefs, opted_out))
             },
@@ -458,11 +455,7 @@ impl Preferences {
                         "must be 1 to 100 characters, without U+0000",
                     ));
                 }
-                let app = read_options::<AppOnly>(json.as_deref())?
-                    .app
-                    .map(app_value)
-                    .transpose()?
-                    .unwrap_or(default_app);
+                let app = app_of(json.as_deref(), default_app)?;
                 s.set_opt_out(&app, &user, &category, out, chrono::Utc::now())
                     .await
                     .map_err(db)
