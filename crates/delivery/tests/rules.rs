@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Seoul;
 use pushq_delivery::store::{Consent, Store};
 use pushq_delivery::{Engine, QueueMessage};
-use pushq_test_support::rules::scheduler;
+use pushq_test_support::rules::{fresh_schedule_group, scheduler, SCHEDULER_ROLE};
 use pushq_test_support::*;
 use serde_json::{json, Value};
 
@@ -19,8 +19,6 @@ use serde_json::{json, Value};
 #[allow(dead_code)]
 mod support;
 use support::soon;
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/pushq-scheduler";
 
 /// The AWS SDK reads credentials from the process environment (moto takes any).
 fn aws_credentials() {
@@ -62,17 +60,10 @@ impl World {
         let fcm = Fcm::start();
         let sqs = Sqs::start();
         let queue = sqs.fresh_queue().await;
-        let group = format!("g{}", uuid::Uuid::now_v7().simple());
-        scheduler(&sqs)
-            .await
-            .create_schedule_group()
-            .name(&group)
-            .send()
-            .await
-            .unwrap();
+        let group = fresh_schedule_group(&sqs).await;
         let mut env: Vec<(&str, &str)> = vec![
             ("PUSHQ_QUEUE_URL", &queue),
-            ("PUSHQ_SCHEDULER_ROLE_ARN", ROLE),
+            ("PUSHQ_SCHEDULER_ROLE_ARN", SCHEDULER_ROLE),
             ("PUSHQ_SCHEDULE_GROUP", &group),
             ("AWS_REGION", "us-east-1"),
         ];
@@ -120,7 +111,7 @@ impl World {
             .await
             .unwrap_or_else(|e| panic!("no schedule {name}: {e:?}"));
         let target = s.target.unwrap();
-        assert_eq!(target.role_arn, ROLE);
+        assert_eq!(target.role_arn, SCHEDULER_ROLE);
         assert_eq!(
             s.schedule_expression.unwrap(),
             until.format("at(%Y-%m-%dT%H:%M:%S)").to_string()

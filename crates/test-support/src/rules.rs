@@ -20,14 +20,7 @@ pub struct RulesCase {
 /// (UTC) from an hour ago to 30 minutes ahead (so that the deferral is a schedule, beyond SQS's
 /// 900 s), a schedule group. `queue` is where the program defers to.
 pub async fn rules_case(sqs: &Sqs, db: &Db, queue: &str) -> RulesCase {
-    let group = format!("g{}", uuid::Uuid::now_v7().simple());
-    scheduler(sqs)
-        .await
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap();
+    let group = fresh_schedule_group(sqs).await;
     let minute = |offset: i64| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -49,7 +42,7 @@ pub async fn rules_case(sqs: &Sqs, db: &Db, queue: &str) -> RulesCase {
         ("PUSHQ_QUEUE_URL".to_owned(), queue.to_owned()),
         (
             "PUSHQ_SCHEDULER_ROLE_ARN".to_owned(),
-            "arn:aws:iam::123456789012:role/pushq-scheduler".to_owned(),
+            SCHEDULER_ROLE.to_owned(),
         ),
         ("PUSHQ_SCHEDULE_GROUP".to_owned(), group.clone()),
     ]);
@@ -115,6 +108,22 @@ pub async fn check_rules_case(db: &Db, fcm: &crate::Fcm, sqs: &Sqs, case: &Rules
     assert_eq!(input["id"], MARKETING_PUSH);
     assert_eq!(input["push"]["userIds"], json!(["quiet"]));
     assert_eq!(input["push"]["category"], "marketing");
+}
+
+/// The role a test's schedules are sent with (moto checks no role).
+pub const SCHEDULER_ROLE: &str = "arn:aws:iam::123456789012:role/pushq-scheduler";
+
+/// A new schedule group on moto, for one test's schedules.
+pub async fn fresh_schedule_group(sqs: &Sqs) -> String {
+    let group = format!("g{}", uuid::Uuid::now_v7().simple());
+    scheduler(sqs)
+        .await
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap();
+    group
 }
 
 /// An EventBridge Scheduler client on moto.
