@@ -9,7 +9,7 @@
  * A push: firebase-admin 14's `Message` (`fid` | `token` | `topic` | `condition`, `notification`,
  * `data`, `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
  * Exactly one target field (`token`, `fid`, `topic`, `condition`, `tokens`, `fids`, `userId`,
- * `userIds`) must be set.
+ * `userIds`, `audience`) must be set.
  * Any other top-level field is `PUSHQ_INVALID_PUSH` naming it. Targets, user ids and `category`
  * are recorded in the delivery log: they may not contain the NUL character.
  */
@@ -22,6 +22,7 @@ export type Push =
   | FidsPush
   | UserPush
   | UsersPush
+  | AudiencePush
 
 /** A {@link Push} to one device by its registration token (firebase-admin 14 deprecates `token` for `fid`; both work). */
 export interface TokenPush extends PushBase {
@@ -34,6 +35,7 @@ export interface TokenPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to one device by its Firebase Installation ID (firebase-admin 14's `FidMessage`). */
@@ -47,6 +49,7 @@ export interface FidPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to the devices subscribed to a topic. */
@@ -63,6 +66,7 @@ export interface TopicPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to the devices whose topics match a condition. */
@@ -76,6 +80,7 @@ export interface ConditionPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to several devices (firebase-admin's `MulticastMessage`). */
@@ -98,6 +103,7 @@ export interface TokensPush extends PushBase {
   fids?: Array<string>
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to several devices by FID (firebase-admin 14's `FidMulticastMessage`). */
@@ -114,6 +120,7 @@ export interface FidsPush extends PushBase {
   fids: Array<string>
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to one user's devices. */
@@ -130,6 +137,7 @@ export interface UserPush extends PushBase {
    */
   userId: string
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to several users' devices. */
@@ -143,6 +151,7 @@ export interface UsersPush extends PushBase {
   userId?: never
   /** Several user ids (1 to 10,000), each resolved to that user's live devices of the push's app. */
   userIds: Array<string>
+  audience?: never
 }
 
 /** The `code` of every error pushq raises (see the README's error table). */
@@ -180,6 +189,34 @@ export interface PushqError extends Error {
    * `PUSHQ_DATABASE` (never with the URL or the password).
    */
   cause?: Error
+}
+
+/**
+ * Who an {@link AudiencePush} goes to: `{ all: true }`, every live device of the push's app; or
+ * `{ segment: 'name' }`, the live devices (in the push's app) of every user in the database's
+ * view or table `pushq_segment_<name>` (a `user_id` column), which the company defines over its
+ * own tables. A segment name is 1 to 48 of `a-z`, `0-9` and `_`; anything else is
+ * `PUSHQ_INVALID_PUSH`.
+ */
+export type Audience = { all: true; segment?: never } | { segment: string; all?: never }
+
+/**
+ * A mass send (a {@link Push} to an {@link Audience}): the consumer expands it into pages of
+ * devices, sent by many consumers at once, each device once. `DeliveryLog.forPush(id)` answers
+ * with counts per status (`audience`), never every row; `cancelPush(id)` stops the pages not
+ * yet sent.
+ */
+export interface AudiencePush extends PushBase {
+  token?: never
+  fid?: never
+  topic?: never
+  condition?: never
+  tokens?: never
+  fids?: never
+  userId?: never
+  userIds?: never
+  /** Every live device of the app, or of a segment's users. */
+  audience: Audience
 }
 
 /**
@@ -539,6 +576,32 @@ export interface ApsAlert {
   launchImage?: string
 }
 
+/** What an audience push has become ({@link PushDeliveries.audience}). */
+export interface AudienceDeliveries {
+  /**
+   * `expanding`: pages are still being written; `expanded`: every page is written (`pages`);
+   * `failed`: the audience could not be read (`error`; an unknown segment), nothing was
+   * sent; `cancelled`: `cancelPush` stopped it, no page was written after.
+   */
+  expansion: 'expanding' | 'expanded' | 'failed' | 'cancelled'
+  /** Pages written so far. */
+  pages: number
+  /** Pages whose every target has its final row. */
+  pagesDone: number
+  /**
+   * Devices the written pages covered when they were written (a device invalidated since is
+   * not sent to).
+   */
+  devices: number
+  /**
+   * The push's targets by status (`sent`, `failed`, `invalid_token`, `cancelled`,
+   * `suppressed`, `retrying`, …): what its delivery rows say, counted.
+   */
+  counts: Record<string, number>
+  /** Why the expansion failed, when it did. */
+  error?: string
+}
+
 /** What `cancelPush` did. */
 export interface Cancelled {
   /** The push id asked about. */
@@ -766,7 +829,8 @@ export interface PushBase {
   category?: string
   /**
    * An advertising push (Korea's Network Act art. 50): every title must start with
-   * `PUSHQ_AD_PREFIX` (default `(광고)`) and the target must be `userId` or `userIds`. Only
+   * `PUSHQ_AD_PREFIX` (default `(광고)`) and the target must be `userId`, `userIds` or
+   * `audience`. Only
    * users with advertising consent get it, and between 21:00 and 08:00 (their time) only those
    * with night-time consent; the others wait until 08:00.
    */
@@ -909,6 +973,13 @@ export interface PushDeliveries {
   rejectedReason?: string
   /** When the push is due (ISO-8601), when `scheduled`. */
   sendAt?: string
+  /**
+   * For an audience push (`audience: { all: true }` or `{ segment }`): how its expansion into
+   * pages has got on and its targets counted by status; `deliveries` is then empty (an
+   * audience may be millions of devices), and `successCount` / `failureCount` come from
+   * these counts.
+   */
+  audience?: AudienceDeliveries
 }
 
 /** Quiet hours: no push (but critical categories) from `start` to `end` in `timeZone`. */

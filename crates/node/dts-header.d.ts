@@ -9,7 +9,7 @@
  * A push: firebase-admin 14's `Message` (`fid` | `token` | `topic` | `condition`, `notification`,
  * `data`, `android`, `apns`, `webpush`, `fcmOptions`) plus pushq's targets and options.
  * Exactly one target field (`token`, `fid`, `topic`, `condition`, `tokens`, `fids`, `userId`,
- * `userIds`) must be set.
+ * `userIds`, `audience`) must be set.
  * Any other top-level field is `PUSHQ_INVALID_PUSH` naming it. Targets, user ids and `category`
  * are recorded in the delivery log: they may not contain the NUL character.
  */
@@ -22,6 +22,7 @@ export type Push =
   | FidsPush
   | UserPush
   | UsersPush
+  | AudiencePush
 
 /** A {@link Push} to one device by its registration token (firebase-admin 14 deprecates `token` for `fid`; both work). */
 export interface TokenPush extends PushBase {
@@ -34,6 +35,7 @@ export interface TokenPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to one device by its Firebase Installation ID (firebase-admin 14's `FidMessage`). */
@@ -47,6 +49,7 @@ export interface FidPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to the devices subscribed to a topic. */
@@ -63,6 +66,7 @@ export interface TopicPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to the devices whose topics match a condition. */
@@ -76,6 +80,7 @@ export interface ConditionPush extends PushBase {
   fids?: never
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to several devices (firebase-admin's `MulticastMessage`). */
@@ -98,6 +103,7 @@ export interface TokensPush extends PushBase {
   fids?: Array<string>
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to several devices by FID (firebase-admin 14's `FidMulticastMessage`). */
@@ -114,6 +120,7 @@ export interface FidsPush extends PushBase {
   fids: Array<string>
   userId?: never
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to one user's devices. */
@@ -130,6 +137,7 @@ export interface UserPush extends PushBase {
    */
   userId: string
   userIds?: never
+  audience?: never
 }
 
 /** A {@link Push} to several users' devices. */
@@ -143,6 +151,7 @@ export interface UsersPush extends PushBase {
   userId?: never
   /** Several user ids (1 to 10,000), each resolved to that user's live devices of the push's app. */
   userIds: Array<string>
+  audience?: never
 }
 
 /** The `code` of every error pushq raises (see the README's error table). */
@@ -180,4 +189,32 @@ export interface PushqError extends Error {
    * `PUSHQ_DATABASE` (never with the URL or the password).
    */
   cause?: Error
+}
+
+/**
+ * Who an {@link AudiencePush} goes to: `{ all: true }`, every live device of the push's app; or
+ * `{ segment: 'name' }`, the live devices (in the push's app) of every user in the database's
+ * view or table `pushq_segment_<name>` (a `user_id` column), which the company defines over its
+ * own tables. A segment name is 1 to 48 of `a-z`, `0-9` and `_`; anything else is
+ * `PUSHQ_INVALID_PUSH`.
+ */
+export type Audience = { all: true; segment?: never } | { segment: string; all?: never }
+
+/**
+ * A mass send (a {@link Push} to an {@link Audience}): the consumer expands it into pages of
+ * devices, sent by many consumers at once, each device once. `DeliveryLog.forPush(id)` answers
+ * with counts per status (`audience`), never every row; `cancelPush(id)` stops the pages not
+ * yet sent.
+ */
+export interface AudiencePush extends PushBase {
+  token?: never
+  fid?: never
+  topic?: never
+  condition?: never
+  tokens?: never
+  fids?: never
+  userId?: never
+  userIds?: never
+  /** Every live device of the app, or of a segment's users. */
+  audience: Audience
 }

@@ -33,6 +33,29 @@ pub fn connections_for(in_flight: usize, streams_per_connection: usize) -> usize
     in_flight.div_ceil(streams_per_connection.max(1)).max(1)
 }
 
+/// Devices per audience page when `PUSHQ_AUDIENCE_PAGE_SIZE` is unset: a batch of 10 pages is
+/// 5,000 sends, about 2.5 s at 100 sends in flight and 50 ms per FCM request, well inside a
+/// batch's time, and its rows are written in a few statements.
+pub const DEFAULT_AUDIENCE_PAGE_SIZE: u32 = 500;
+/// Largest `PUSHQ_AUDIENCE_PAGE_SIZE`.
+pub const MAX_AUDIENCE_PAGE_SIZE: u64 = 5_000;
+
+/// `PUSHQ_AUDIENCE_PAGE_SIZE` as set (unset: [`DEFAULT_AUDIENCE_PAGE_SIZE`]): a whole number
+/// from 1 to [`MAX_AUDIENCE_PAGE_SIZE`].
+fn page_size(value: Option<String>) -> Result<u32, ConfigError> {
+    let Some(v) = value else {
+        return Ok(DEFAULT_AUDIENCE_PAGE_SIZE);
+    };
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_AUDIENCE_PAGE_SIZE).contains(&u64::from(*n)))
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "PUSHQ_AUDIENCE_PAGE_SIZE: must be a whole number from 1 to {MAX_AUDIENCE_PAGE_SIZE} (got {v:?})"
+            ))
+        })
+}
+
 /// Which devices and pushes are too old to send to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushPolicy {
@@ -101,6 +124,9 @@ pub struct DeliveryConfig {
     /// pushes' settings (`PUSHQ_SCHEDULER_ROLE_ARN`, `PUSHQ_SCHEDULE_GROUP`). Unset: deferred
     /// targets come back for redelivery (`NO_DEFER_QUEUE`).
     pub defer: Option<pushq_producer::ProducerConfig>,
+    /// `PUSHQ_AUDIENCE_PAGE_SIZE`, default 500 (1 to 5,000): devices per page of an audience
+    /// push.
+    pub audience_page_size: u32,
 }
 
 /// The FCM service-account setting as given: the value (the key's JSON, or the path of a file
@@ -145,6 +171,7 @@ impl std::fmt::Debug for DeliveryConfig {
             .field("cut_sends_at_deadline", &self.cut_sends_at_deadline)
             .field("policy", &self.policy)
             .field("rules", &self.rules)
+            .field("audience_page_size", &self.audience_page_size)
             .field(
                 "defer",
                 &self.defer.as_ref().and_then(|p| p.queue_url.as_deref()),
@@ -181,6 +208,7 @@ impl DeliveryConfig {
                 .map(|url| defer_through_with(url, env))
                 .transpose()?,
             database_url: env("DATABASE_URL"),
+            audience_page_size: page_size(env("PUSHQ_AUDIENCE_PAGE_SIZE"))?,
             pool_size: number("PUSHQ_DB_POOL_SIZE", 2, 1)? as u32,
             migrate: flag("PUSHQ_MIGRATE")?,
             credentials: ["PUSHQ_FCM_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS"]
@@ -242,118 +270,7 @@ impl DeliveryConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
-        DeliveryConfig::from_env_with(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
-    }
-
-    #[test]
-    fn defaults_then_environment() {
-        let c = read(&[]).unwrap();
-        assert_eq!((c.pool_size, c.migrate, c.send_concurrency), (2, false, 64));
-        assert_eq!(c.statement_timeout, std::time::Duration::from_secs(2));
-        assert_eq!(c.metrics_namespace, "pushq");
-        assert_eq!(
-            (c.fcm_streams_per_connection, c.fcm_connections()),
-            (100, 1)
-        );
-        assert_eq!(c.fcm_ca_file, None);
-        assert_eq!(
-            c.policy.stale_device_after,
-            std::time::Duration::from_secs(270 * 86_400)
-        );
-        assert_eq!(c.policy.max_push_age, None);
-        let c = read(&[
-            ("PUSHQ_STALE_DEVICE_DAYS", "30"),
-            ("PUSHQ_MAX_PUSH_AGE_SECONDS", "3600"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.policy.stale_device_after,
-            std::time::Duration::from_secs(30 * 86_400)
-        );
-        assert_eq!(
-            c.policy.max_push_age,
-            Some(std::time::Duration::from_secs(3600))
-        );
-        for (name, bad) in [
-            ("PUSHQ_STALE_DEVICE_DAYS", "0"),
-            ("PUSHQ_MAX_PUSH_AGE_SECONDS", "0"),
-            ("PUSHQ_MAX_PUSH_AGE_SECONDS", "1h"),
-        ] {
-            let err = read(&[(name, bad)]).unwrap_err().to_string();
-            assert!(err.contains(name), "{err}");
-        }
-        let c = read(&[
-            ("PUSHQ_MIGRATE", "1"),
-            ("PUSHQ_METRICS_NAMESPACE", "gym"),
-            ("PUSHQ_SEND_CONCURRENCY", "8"),
-        ])
-        .unwrap();
-        assert_eq!((c.migrate, c.send_concurrency), (true, 8));
-        assert_eq!(c.metrics_namespace, "gym");
-        let c = read(&[
-            ("PUSHQ_SEND_CONCURRENCY", "250"),
-            ("PUSHQ_FCM_CA_FILE", "/etc/pushq/ca.pem"),
-        ])
-        .unwrap();
-        assert_eq!(c.fcm_connections(), 3);
-        assert_eq!(c.fcm_ca_file.as_deref(), Some("/etc/pushq/ca.pem".as_ref()));
-        let c = DeliveryConfig {
-            batches_at_once: 4,
-            ..read(&[
-                ("PUSHQ_SEND_CONCURRENCY", "8"),
-                ("PUSHQ_FCM_STREAMS_PER_CONNECTION", "4"),
-            ])
-            .unwrap()
-        };
-        assert_eq!(c.fcm_connections(), 8);
-    }
-
-    #[test]
-    fn credentials_remember_their_variable_and_do_not_print_their_value() {
-        let c = read(&[("GOOGLE_APPLICATION_CREDENTIALS", "/k.json")]).unwrap();
-        assert_eq!(
-            c.credentials.as_ref().map(|c| c.variable),
-            Some("GOOGLE_APPLICATION_CREDENTIALS")
-        );
-        let c = read(&[
-            ("GOOGLE_APPLICATION_CREDENTIALS", "/k.json"),
-            ("PUSHQ_FCM_CREDENTIALS", "{\"private_key\": \"secret\"}"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.credentials.as_ref().map(|c| c.variable),
-            Some("PUSHQ_FCM_CREDENTIALS")
-        );
-        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
-    }
-
-    #[test]
-    fn one_connection_per_stream_limit_of_sends() {
-        assert_eq!(connections_for(64, 100), 1);
-        assert_eq!(connections_for(100, 100), 1);
-        assert_eq!(connections_for(101, 100), 2);
-        assert_eq!(connections_for(250, 100), 3);
-        assert_eq!(connections_for(12, 4), 3);
-        assert_eq!(connections_for(0, 100), 1);
-        assert_eq!(connections_for(5, 0), 5);
-    }
-
-    #[test]
-    fn a_bad_value_names_its_variable() {
-        let e = read(&[("PUSHQ_MIGRATE", "yes")]).unwrap_err();
-        assert!(e.to_string().contains("PUSHQ_MIGRATE"), "{e}");
-        let e = read(&[("PUSHQ_DB_POOL_SIZE", "0")]).unwrap_err();
-        assert!(e.to_string().contains("PUSHQ_DB_POOL_SIZE"), "{e}");
-    }
-}
+mod tests;
 
 /// A `1`/`0` setting (`true`/`false` too); unset is off.
 fn flag(name: &str, value: Option<&str>) -> Result<bool, ConfigError> {

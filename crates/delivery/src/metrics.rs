@@ -46,6 +46,7 @@ fn counters(outcome: &BatchOutcome, duration: Duration) -> Vec<(&'static str, &'
         ("Deferred", "Count", c.deferred as u64),
         ("TopicCalls", "Count", c.topic_calls as u64),
         ("TopicCallsFailed", "Count", c.topic_failed as u64),
+        ("AudiencePages", "Count", c.audience_pages as u64),
         ("BatchDuration", "Milliseconds", duration.as_millis() as u64),
     ]
 }

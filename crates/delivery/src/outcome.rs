@@ -73,6 +73,8 @@ pub struct BatchCounts {
     pub topic_changes: usize,
     /// Topic calls FCM accepted (a token subscribed or unsubscribed).
     pub topic_calls: usize,
+    /// Audience pages written to the queue by the batch's expansions of audience pushes.
+    pub audience_pages: usize,
     /// Topic calls that failed for good (a dead token, now invalidated, or FCM refusing the
     /// token, e.g. `TOO_MANY_TOPICS`).
     pub topic_failed: usize,
@@ -171,6 +173,7 @@ impl BatchOutcome {
             topic_changes = c.topic_changes,
             topic_calls = c.topic_calls,
             topic_failed = c.topic_failed,
+            audience_pages = c.audience_pages,
             redelivered = self.failed_message_ids.len(),
             duration_ms = duration.as_millis() as u64,
             push_ids = %self.push_ids.join(","),
@@ -221,6 +224,7 @@ impl BatchCounts {
             topic_changes,
             topic_calls,
             topic_failed,
+            audience_pages,
         );
     }
 }

@@ -257,16 +257,6 @@ async fn fid_pushes_send_fid(db: Db) {
 }
 on_every_db!(fid_pushes_send_fid);
 
-/// SQL that sets a device's last-seen time `days` ago, in the dialect's own date arithmetic.
-fn age_device(db: &Db, token: &str, days: u32) -> String {
-    let ago = match db.dialect {
-        "postgres" => format!("now() - interval '{days} days'"),
-        "mysql" => format!("NOW(3) - INTERVAL {days} DAY"),
-        _ => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{days} days')"),
-    };
-    format!("UPDATE pushq_devices SET last_seen_at = {ago} WHERE token = '{token}'")
-}
-
 /// A device not seen for the stale age is not sent to (the batch counts it); registering it
 /// again refreshes it; pruning deletes stale and invalidated devices in bounded chunks.
 async fn a_stale_device_is_skipped_and_pruned(db: Db) {
@@ -276,7 +266,7 @@ async fn a_stale_device_is_skipped_and_pruned(db: Db) {
     for token in ["tok-new", "tok-old", "tok-dead"] {
         register(store, "default", "u", token, DeviceKind::Token).await;
     }
-    db.execute(&age_device(&db, "tok-old", 31)).await;
+    db.execute(&db.age_device("tok-old", 31)).await;
     store
         .invalidate_devices(&[("default".into(), "tok-dead".into())])
         .await
@@ -302,9 +292,9 @@ async fn a_stale_device_is_skipped_and_pruned(db: Db) {
         .unwrap();
     assert_eq!(sends(&fcm).await.len(), 2);
 
-    db.execute(&age_device(&db, "tok-old", 31)).await;
+    db.execute(&db.age_device("tok-old", 31)).await;
     register(store, "default", "v", "tok-v", DeviceKind::Token).await;
-    db.execute(&age_device(&db, "tok-v", 400)).await;
+    db.execute(&db.age_device("tok-v", 400)).await;
     let stale_before = chrono::Utc::now() - chrono::Duration::days(30);
     assert_eq!(store.count_prunable(stale_before).await.unwrap(), 3);
     // Chunks of 2: the first is full, the second is not (nothing left).
@@ -487,7 +477,7 @@ async fn prune_spares_a_device_registered_again_while_it_runs() {
     let store = Store::connect(&db.url, 2).await.unwrap();
     store.migrate().await.unwrap();
     register(&store, "default", "u", "tok-back", DeviceKind::Token).await;
-    db.execute(&age_device(&db, "tok-back", 400)).await;
+    db.execute(&db.age_device("tok-back", 400)).await;
 
     // The registration (as DeviceRegistry.register's upsert leaves the row), not yet committed.
     let mut app = sqlx::PgConnection::connect(&db.url).await.unwrap();

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{EnvelopeError, TooLarge};
 use crate::push::{Push, Target};
+pub use page::Page;
 
 /// The envelope format version this build writes pushes with.
 pub const ENVELOPE_VERSION: u64 = 1;
@@ -84,6 +85,9 @@ pub struct Envelope {
     /// Which part of a push split into several queue messages this is, and how many there are
     /// (`(index, count)`, index from 0); `None` for a push in one message.
     pub part: Option<(u32, u32)>,
+    /// Which page of an audience push this is; `None` for the audience push itself (which the
+    /// consumer expands into pages) and for every other push.
+    pub page: Option<Page>,
 }
 
 /// Most parts a push may be split into (10,000 list entries of 512 characters, 64 KiB a part).
@@ -101,6 +105,8 @@ struct Wire<'a> {
     part: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<Page>,
     push: &'a Map<String, Value>,
 }
 
@@ -119,12 +125,21 @@ impl Envelope {
             push,
             dry_run: false,
             part: None,
+            page: None,
         }
     }
 
     /// The same envelope as a dry run (see [`Envelope::dry_run`]).
     pub fn into_dry_run(self, dry_run: bool) -> Envelope {
         Envelope { dry_run, ..self }
+    }
+
+    /// Page `page` of this audience push: the same envelope, covering those devices.
+    pub fn with_page(&self, page: Page) -> Envelope {
+        Envelope {
+            page: Some(page),
+            ..self.clone()
+        }
     }
 
     /// The envelope as a queue message body.
@@ -136,6 +151,7 @@ impl Envelope {
             dry_run: self.dry_run,
             part: self.part.map(|(i, _)| i),
             parts: self.part.map(|(_, n)| n),
+            page: self.page,
             push: self.push.raw(),
         };
         serde_json::to_string(&wire).expect("a JSON map always serializes")
@@ -190,6 +206,7 @@ impl Envelope {
             push: self.push.with_list(list),
             dry_run: self.dry_run,
             part: Some(part),
+            page: None,
         }
     }
 
@@ -215,14 +232,19 @@ impl Envelope {
             Some(_) => return Err(bad("dryRun", "must be a boolean")),
         };
         let part = part_of(&map)?;
+        let page = page::page_of(&map)?;
         let push = map.remove("push").ok_or_else(|| bad("push", "missing"))?;
         let push = parse_push(push)?;
+        if page.is_some() && !matches!(push.target(), Target::Audience(_)) {
+            return Err(bad("page", "belongs to an audience push only"));
+        }
         Ok(Envelope {
             id,
             enqueued_at,
             push,
             dry_run,
             part,
+            page,
         })
     }
 }
@@ -368,5 +390,6 @@ fn within_limit(body: String) -> Result<String, TooLarge> {
     Ok(body)
 }
 
+mod page;
 #[cfg(test)]
 mod tests;

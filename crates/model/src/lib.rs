@@ -9,8 +9,9 @@ pub mod error;
 pub mod push;
 pub mod topics;
 
-pub use envelope::{read_body, Envelope, QueueBody};
+pub use envelope::{read_body, Envelope, Page, QueueBody};
 pub use error::{EnvelopeError, InvalidPush, TooLarge};
 pub use push::{
-    check_app, check_fcm_shape, Push, Recipient, ShapeViolation, Target, Violation, DEFAULT_APP,
+    check_app, check_fcm_shape, Audience, Push, Recipient, ShapeViolation, Target, Violation,
+    DEFAULT_APP,
 };

@@ -117,6 +117,33 @@ pub struct PushDeliveries {
     pub rejected_reason: Option<String>,
     /// When the push is due (ISO-8601), when `scheduled`.
     pub send_at: Option<String>,
+    /// For an audience push (`audience: { all: true }` or `{ segment }`): how its expansion into
+    /// pages has got on and its targets counted by status; `deliveries` is then empty (an
+    /// audience may be millions of devices), and `successCount` / `failureCount` come from
+    /// these counts.
+    pub audience: Option<AudienceDeliveries>,
+}
+
+/// What an audience push has become ({@link PushDeliveries.audience}).
+#[napi(object)]
+pub struct AudienceDeliveries {
+    /// `expanding`: pages are still being written; `expanded`: every page is written (`pages`);
+    /// `failed`: the audience could not be read (`error`; an unknown segment), nothing was
+    /// sent; `cancelled`: `cancelPush` stopped it, no page was written after.
+    #[napi(ts_type = "'expanding' | 'expanded' | 'failed' | 'cancelled'")]
+    pub expansion: String,
+    /// Pages written so far.
+    pub pages: u32,
+    /// Pages whose every target has its final row.
+    pub pages_done: u32,
+    /// Devices the written pages covered when they were written (a device invalidated since is
+    /// not sent to).
+    pub devices: f64,
+    /// The push's targets by status (`sent`, `failed`, `invalid_token`, `cancelled`,
+    /// `suppressed`, `retrying`, …): what its delivery rows say, counted.
+    pub counts: std::collections::HashMap<String, u32>,
+    /// Why the expansion failed, when it did.
+    pub error: Option<String>,
 }
 
 /// Options of {@link DeliveryLog.waitFor}. An unknown option is `PUSHQ_INVALID_ARGUMENT`.
@@ -157,13 +184,25 @@ impl LazyStore {
                 .filter(|d| statuses.contains(&d.status.as_str()))
                 .count() as u32
         };
-        let (success_count, failure_count) = (
-            count(&[DeliveryStatus::Sent.as_str()]),
-            count(&[
+        let (success, failure) = (
+            [DeliveryStatus::Sent.as_str()],
+            [
                 DeliveryStatus::Failed.as_str(),
                 DeliveryStatus::InvalidToken.as_str(),
-            ]),
+            ],
         );
+        let (mut success_count, mut failure_count) = (count(&success), count(&failure));
+        let audience = log.audience.map(|a| {
+            let counted = |statuses: &[&str]| {
+                statuses
+                    .iter()
+                    .map(|s| a.counts.get(*s).copied().unwrap_or(0) as u32)
+                    .sum::<u32>()
+            };
+            success_count = counted(&success);
+            failure_count = counted(&failure);
+            audience_deliveries(a)
+        });
         Ok(PushDeliveries {
             id: id.to_owned(),
             state: state.to_owned(),
@@ -172,7 +211,23 @@ impl LazyStore {
             failure_count,
             rejected_reason,
             send_at,
+            audience,
         })
+    }
+}
+
+fn audience_deliveries(a: pushq_delivery::store::AudienceProgress) -> AudienceDeliveries {
+    AudienceDeliveries {
+        expansion: a.expansion.state.as_str().to_owned(),
+        pages: a.expansion.pages,
+        pages_done: a.pages_done,
+        devices: a.expansion.devices as f64,
+        counts: a
+            .counts
+            .into_iter()
+            .map(|(status, n)| (status, n.min(u64::from(u32::MAX)) as u32))
+            .collect(),
+        error: a.expansion.error,
     }
 }
 

@@ -28,7 +28,8 @@ pub struct PushBase {
     /// `PUSHQ_CRITICAL_CATEGORIES` names.
     pub category: Option<String>,
     /// An advertising push (Korea's Network Act art. 50): every title must start with
-    /// `PUSHQ_AD_PREFIX` (default `(광고)`) and the target must be `userId` or `userIds`. Only
+    /// `PUSHQ_AD_PREFIX` (default `(광고)`) and the target must be `userId`, `userIds` or
+    /// `audience`. Only
     /// users with advertising consent get it, and between 21:00 and 08:00 (their time) only those
     /// with night-time consent; the others wait until 08:00.
     pub advertising: Option<bool>,

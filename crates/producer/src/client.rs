@@ -399,6 +399,22 @@ fn queue_messages(
         .collect()
 }
 
+impl Prepared {
+    /// Messages already written: sent now, to the queue (no schedule, no delay).
+    pub(crate) fn raw(
+        id: &str,
+        messages: Vec<(String, Option<String>, Option<String>)>,
+    ) -> Prepared {
+        Prepared {
+            id: id.to_owned(),
+            schedule_as: None,
+            booking: None,
+            delay_seconds: None,
+            messages,
+        }
+    }
+}
+
 pub(crate) struct Prepared {
     id: String,
     /// What its schedules are named after, when it is scheduled and not named after its id

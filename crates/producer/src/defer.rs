@@ -1,6 +1,7 @@
 //! The consumer's side of the producer: what the recipient rules defer is enqueued again for
 //! the users it concerns, due at the window's end, through the same transport and scheduler as
-//! any scheduled push.
+//! any scheduled push; and what an audience push's expansion writes (its pages, and the push
+//! itself again to go on with the expansion), through the same transport.
 
 use pushq_model::{Envelope, Push};
 
@@ -18,7 +19,15 @@ impl Producer {
     /// batch delivered twice) finds that schedule, and makes no second one.
     pub fn defer(&self, envelope: &Envelope, users: &[String], until_ms: i64) -> Result<Ticket> {
         let mut raw = envelope.push.raw().clone();
-        for field in ["userId", "userIds", "delaySeconds", "sendAt", "id"] {
+        // An audience page's deferred users become a userIds push of the same id.
+        for field in [
+            "userId",
+            "userIds",
+            "audience",
+            "delaySeconds",
+            "sendAt",
+            "id",
+        ] {
             raw.remove(field);
         }
         let list = users
@@ -36,6 +45,7 @@ impl Producer {
         }
         let copy = Envelope {
             push,
+            page: None,
             ..envelope.clone()
         };
         let part = envelope.part.map_or(0, |(i, _)| i);
@@ -48,5 +58,29 @@ impl Producer {
             users,
         ));
         self.submit(prepared)
+    }
+}
+
+impl Producer {
+    /// The consumer's own queue messages, now: `messages` are (body, key) pairs, the key unique
+    /// within push `id` (an audience page's number, say). On a FIFO queue each message is its own
+    /// group and its deduplication id is derived from (`id`, key), so that writing the same
+    /// message again within five minutes (an expansion resumed) is dropped by SQS.
+    pub fn enqueue_bodies(&self, id: &str, messages: Vec<(String, String)>) -> Result<Ticket> {
+        let fifo = self.config.is_fifo();
+        let messages = messages
+            .into_iter()
+            .map(|(body, key)| {
+                let dedup = fifo.then(|| {
+                    uuid::Uuid::new_v5(
+                        &uuid::Uuid::NAMESPACE_OID,
+                        format!("{id}\n{key}").as_bytes(),
+                    )
+                    .to_string()
+                });
+                (body, dedup.clone(), dedup)
+            })
+            .collect();
+        self.submit(crate::client::Prepared::raw(id, messages))
     }
 }

@@ -144,6 +144,16 @@ impl Db {
         })
     }
 
+    /// SQL that sets a device's last-seen time `days` ago, in the dialect's own date arithmetic.
+    pub fn age_device(&self, token: &str, days: u32) -> String {
+        let ago = match self.dialect {
+            "postgres" => format!("now() - interval '{days} days'"),
+            "mysql" => format!("NOW(3) - INTERVAL {days} DAY"),
+            _ => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{days} days')"),
+        };
+        format!("UPDATE pushq_devices SET last_seen_at = {ago} WHERE token = '{token}'")
+    }
+
     /// Rows of pushq_rejected as (queue_message_id, reason).
     pub async fn rejected(&self) -> Vec<(String, String)> {
         let q = if self.dialect == "mysql" {

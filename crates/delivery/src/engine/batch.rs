@@ -129,6 +129,9 @@ pub(super) struct Batch<'m> {
     pub changes: Vec<(usize, TopicChange)>,
     /// The targets the recipient rules deferred, by index, with when they are due.
     deferred_until: BTreeMap<usize, i64>,
+    /// The batch's audience pushes to expand into pages (not pages themselves), with the index
+    /// of their message: taken out by the engine ([`super::Engine::expand_audiences`]).
+    pub expansions: Vec<(usize, Envelope)>,
 }
 
 /// When a batch's pushes are too old to send ([`Batch::plan`]).
@@ -169,10 +172,18 @@ impl<'m> Batch<'m> {
             stale_devices: BTreeMap::new(),
             changes: Vec::new(),
             deferred_until: BTreeMap::new(),
+            expansions: Vec::new(),
         };
         for (i, m) in messages.iter().enumerate() {
             match pushq_model::read_body(&m.body, m.original_id(), m.sent_at_ms) {
                 Ok(QueueBody::Topics(change)) => batch.changes.push((i, change)),
+                Ok(QueueBody::Push(mut envelope))
+                    if envelope.page.is_none()
+                        && matches!(envelope.push.target(), Target::Audience(_)) =>
+                {
+                    envelope.dry_run |= all_dry_runs;
+                    batch.expansions.push((i, envelope));
+                }
                 Ok(QueueBody::Push(mut envelope)) => {
                     envelope.dry_run |= all_dry_runs;
                     batch.pushes.push(Push {
@@ -259,14 +270,71 @@ impl<'m> Batch<'m> {
         v
     }
 
-    /// The scheduled pushes of the batch (those with `sendAt`), once each: whether one was
-    /// cancelled is asked of the database only for these.
+    /// The scheduled pushes of the batch (those with `sendAt`), once each.
     pub fn scheduled_push_ids(&self) -> Vec<String> {
         unique(
             self.sendable()
                 .filter(|(_, e)| e.push.send_at_ms().is_some())
                 .map(|(_, e)| e.id.clone()),
         )
+    }
+
+    /// The pushes of the batch that `cancelPush` may have stopped (scheduled pushes, those with
+    /// `sendAt`, and audience pages), once each: whether one was cancelled is asked of the
+    /// database only for these.
+    pub fn cancellable_push_ids(&self) -> Vec<String> {
+        unique(
+            self.sendable()
+                .filter(|(_, e)| e.push.send_at_ms().is_some() || e.page.is_some())
+                .map(|(_, e)| e.id.clone()),
+        )
+    }
+
+    /// The audience pages of the batch to resolve, each (push id, page number) once.
+    pub fn page_queries(&self) -> super::audience::PageQueries<'_> {
+        let mut seen = HashSet::new();
+        self.sendable()
+            .filter_map(|(_, e)| match (e.push.target(), e.page) {
+                (Target::Audience(audience), Some(page)) => Some((e, audience, page)),
+                _ => None,
+            })
+            .filter(|(e, _, page)| seen.insert((e.id.clone(), page.n)))
+            .map(|(e, audience, page)| {
+                let query = crate::store::PageQuery {
+                    app: e.push.app(),
+                    audience,
+                    after: page.after,
+                    through: page.through,
+                };
+                ((e.id.clone(), page.n), query)
+            })
+            .collect()
+    }
+
+    /// The batch's audience pages: (message id, push id, page number), for
+    /// [`super::Engine::record_pages_done`] once the batch is settled.
+    pub fn page_messages(&self) -> Vec<(String, String, u32)> {
+        self.pushes
+            .iter()
+            .filter_map(|p| {
+                let n = p.envelope.page?.n;
+                let message = self.messages[p.message].message_id.clone();
+                Some((message, p.envelope.id.clone(), n))
+            })
+            .collect()
+    }
+
+    /// Every (app, user id) the recipient rules judge: those the pushes name, and those of the
+    /// planned targets (an audience page's users are known once it is resolved), once each.
+    pub fn rule_users(&self) -> Vec<(String, String)> {
+        let mut v = self.app_users();
+        v.extend(self.targets.iter().filter_map(|t| {
+            let user = t.user_id.clone()?;
+            Some((self.envelope(t).push.app().to_owned(), user))
+        }));
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// The push a target belongs to.
@@ -317,6 +385,7 @@ fn named_targets(e: &Envelope) -> Vec<(String, Option<String>)> {
             .iter()
             .map(|u| (format!("user:{u}"), Some(u.clone())))
             .collect(),
+        Target::Audience(a) => vec![(format!("audience:{}", a.summary()), None)],
     }
 }
 
@@ -329,7 +398,7 @@ fn user_ids(e: &Envelope) -> &[String] {
     }
 }
 
-fn row(
+pub(super) fn row(
     e: &Envelope,
     target: String,
     user_id: Option<String>,

@@ -63,6 +63,7 @@ impl Engine {
         Ok(Engine::new(store, sink, config.send_concurrency)
             .with_statement_timeout(config.statement_timeout)
             .with_policy(config.policy)
+            .with_audience_page_size(config.audience_page_size)
             .with_rules(config.rules.clone(), deferrer))
     }
 }

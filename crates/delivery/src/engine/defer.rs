@@ -36,6 +36,15 @@ pub trait Deferrer: Send + Sync {
         users: &'a [String],
         until_ms: i64,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Queue messages the consumer writes itself, now (an audience push's pages, and the push
+    /// again to go on expanding it): (body, key unique within push `id`); resolves once the
+    /// queue has them all. The error is one line, naming no secret.
+    fn enqueue<'a>(
+        &'a self,
+        id: &'a str,
+        messages: Vec<(String, String)>,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 impl Deferrer for Producer {
@@ -48,6 +57,19 @@ impl Deferrer for Producer {
         Box::pin(async move {
             let ticket =
                 Producer::defer(self, envelope, users, until_ms).map_err(|e| e.to_string())?;
+            ticket.accepted().await.map(drop).map_err(|e| e.to_string())
+        })
+    }
+
+    fn enqueue<'a>(
+        &'a self,
+        id: &'a str,
+        messages: Vec<(String, String)>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let ticket = self
+                .enqueue_bodies(id, messages)
+                .map_err(|e| e.to_string())?;
             ticket.accepted().await.map(drop).map_err(|e| e.to_string())
         })
     }
@@ -91,7 +113,7 @@ impl Engine {
         now: chrono::DateTime<chrono::Utc>,
         deadline: Instant,
     ) -> Result<(), StoreError> {
-        let users = batch.app_users();
+        let users = batch.rule_users();
         let data = if users.is_empty() {
             Default::default()
         } else {

@@ -21,9 +21,13 @@
 //!    the targets' states;
 //! 8. **record** (`Engine::record`): one statement each for the delivery rows, the rejected
 //!    messages and the dead tokens;
-//! 9. **topic changes** (`Engine::manage_topics`, in `topics.rs`): the batch's topic
-//!    subscription changes, brought in line with the database through FCM's topic calls.
+//! 9. **audiences** (`Engine::expand_audiences`, in `audience.rs`): each audience push (not a
+//!    page of one) is expanded into pages, written to the queue; a page is a push like any
+//!    other in phases 2–8, its devices resolved by id range in phase 2;
+//! 10. **topic changes** (`Engine::manage_topics`, in `topics.rs`): the batch's topic
+//!     subscription changes, brought in line with the database through FCM's topic calls.
 
+mod audience;
 mod batch;
 mod connect;
 mod defer;
@@ -32,6 +36,7 @@ mod fifo;
 mod message;
 mod topics;
 
+pub use audience::{DEFAULT_AUDIENCE_PAGE_SIZE, PAGES_PER_STEP, UNKNOWN_SEGMENT};
 pub use connect::SetupError;
 pub use defer::{Deferrer, DEFER_FAILED, NO_DEFER_QUEUE};
 use early::due_at;
@@ -76,6 +81,7 @@ pub struct Engine {
     rules: RecipientRules,
     deferrer: Option<Arc<dyn Deferrer>>,
     clock: Clock,
+    audience_page_size: u32,
 }
 
 /// What the engine reads the time of day from: the system clock, or (in tests) a set one.
@@ -93,6 +99,15 @@ impl Engine {
             rules: RecipientRules::default(),
             deferrer: None,
             clock: Arc::new(chrono::Utc::now),
+            audience_page_size: DEFAULT_AUDIENCE_PAGE_SIZE,
+        }
+    }
+
+    /// The same engine, cutting audience pushes into pages of `size` devices (at least 1).
+    pub fn with_audience_page_size(self, size: u32) -> Engine {
+        Engine {
+            audience_page_size: size.max(1),
+            ..self
         }
     }
 
@@ -176,6 +191,7 @@ impl Engine {
         // PUSHQ_FCM_DRY_RUN: every push of the deployment is a dry run.
         let mut batch = Batch::parse(messages, self.sink.validate_only());
         let changes = std::mem::take(&mut batch.changes);
+        let expansions = std::mem::take(&mut batch.expansions);
         batch.hand_back_apps_without_keys(|app| self.sink.has_app(app));
         let devices = self.resolve_users(&batch, deadline).await?;
         let now = self.now();
@@ -203,6 +219,7 @@ impl Engine {
         let answers = self.send(&batch, deadline).await;
         batch.answered(answers);
         batch.classify(self.now());
+        let pages = batch.page_messages();
         let settled = batch.settle();
         if let Err(e) = self.record_until(&settled, &claim, lapses_at).await {
             // What FCM accepted stays claimed until the claim lapses: a redelivery before then
@@ -211,6 +228,9 @@ impl Engine {
             return Err(e);
         }
         let mut outcome = settled.outcome;
+        self.record_pages_done(pages, &outcome, lapses_at).await?;
+        self.expand_audiences(messages, expansions, deadline, &mut outcome)
+            .await;
         self.manage_topics(messages, changes, deadline, &mut outcome)
             .await?;
         Ok(outcome)
@@ -223,7 +243,7 @@ impl Engine {
         batch: &Batch<'_>,
         deadline: Instant,
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let scheduled = batch.scheduled_push_ids();
+        let scheduled = batch.cancellable_push_ids();
         if scheduled.is_empty() {
             return Ok(Default::default());
         }
@@ -256,25 +276,35 @@ impl Engine {
     }
 
     /// Phase 2: one query, every (app, user) of the batch to their live devices seen within the
-    /// stale age.
+    /// stale age; one more, every audience page of the batch to its devices.
     async fn resolve_users(
         &self,
         batch: &Batch<'_>,
         deadline: Instant,
     ) -> Result<Resolution, StoreError> {
         let users = batch.app_users();
-        if users.is_empty() {
-            return Ok(Resolution::default());
+        let mut resolution = if users.is_empty() {
+            Resolution::default()
+        } else {
+            self.timed(
+                "resolving user ids",
+                Some(deadline),
+                self.store.resolve_devices(&users, self.stale_before()),
+            )
+            .await?
+        };
+        let pages = batch.page_queries();
+        if !pages.is_empty() {
+            resolution.pages = self.resolve_pages(&pages, deadline).await?;
         }
-        let stale_before = chrono::Duration::from_std(self.policy.stale_device_after)
+        Ok(resolution)
+    }
+
+    /// When a device last seen before counts as stale, if devices go stale.
+    fn stale_before(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::Duration::from_std(self.policy.stale_device_after)
             .ok()
-            .and_then(|age| self.now().checked_sub_signed(age));
-        self.timed(
-            "resolving user ids",
-            Some(deadline),
-            self.store.resolve_devices(&users, stale_before),
-        )
-        .await
+            .and_then(|age| self.now().checked_sub_signed(age))
     }
 
     /// Phase 3b, only for pushes naming users that the queue may have delivered before: one

@@ -43,6 +43,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// An audience push names a segment whose view or table (`pushq_segment_<name>`, with a
+    /// `user_id` column) the database does not have: the push's error, recorded once.
+    #[error("no view or table {table} with a user_id column: {why}")]
+    UnknownSegment {
+        /// `pushq_segment_<name>`.
+        table: String,
+        /// The database's words.
+        why: String,
+    },
     /// The database's schema is older than this build needs (or absent); nothing was changed.
     #[error("the database schema is {0}: run `pushq migrate` (or pass migrate: true) to apply it")]
     SchemaOutdated(String),

@@ -81,9 +81,12 @@ impl Store {
     /// `retrying`, and every part of a split push has its rows), or why its message was
     /// rejected.
     pub async fn push_log(&self, push_id: &str) -> StoreResult<PushLog> {
-        let deliveries = self.deliveries_for_push(push_id).await?;
         let scheduled = self.scheduled_push(push_id).await?;
         let cancelled = scheduled.as_ref().is_some_and(|s| s.cancelled_at.is_some());
+        if let Some(progress) = self.audience_progress(push_id).await? {
+            return Ok(audience_log(progress, cancelled));
+        }
+        let deliveries = self.deliveries_for_push(push_id).await?;
         if deliveries.is_empty() {
             let state = match self.rejected_reason(push_id).await? {
                 Some(reason) => PushLogState::Rejected(reason),
@@ -93,7 +96,11 @@ impl Store {
                     _ => PushLogState::NothingRecorded,
                 },
             };
-            return Ok(PushLog { state, deliveries });
+            return Ok(PushLog {
+                state,
+                deliveries,
+                audience: None,
+            });
         }
         // Not final: handed back, claimed, or deferred by a recipient rule.
         let retrying = deliveries.iter().any(|d| {
@@ -119,7 +126,46 @@ impl Store {
         } else {
             PushLogState::Final
         };
-        Ok(PushLog { state, deliveries })
+        Ok(PushLog {
+            state,
+            deliveries,
+            audience: None,
+        })
+    }
+}
+
+/// What the log says of an audience push: its counts and expansion, never its rows. Final once
+/// the expansion is over and every page it wrote is done, with no row left `retrying`,
+/// `sending` or `deferred`.
+fn audience_log(progress: super::AudienceProgress, cancelled: bool) -> PushLog {
+    use super::AudienceState;
+    let open = [
+        DeliveryStatus::Retrying,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Deferred,
+    ]
+    .iter()
+    .any(|s| progress.counts.get(s.as_str()).is_some_and(|n| *n > 0));
+    let e = &progress.expansion;
+    let pages_over = match e.state {
+        AudienceState::Expanding => false,
+        AudienceState::Expanded => progress.pages_done >= e.pages,
+        // Stopped: the pages written before the cancel are taken by consumers (their targets
+        // `cancelled`), each done once taken.
+        AudienceState::Cancelled => progress.pages_done >= e.pages,
+        AudienceState::Failed => true,
+    };
+    let state = if open || !pages_over {
+        PushLogState::InProgress
+    } else if cancelled || e.state == AudienceState::Cancelled {
+        PushLogState::Cancelled
+    } else {
+        PushLogState::Final
+    };
+    PushLog {
+        state,
+        deliveries: Vec::new(),
+        audience: Some(progress),
     }
 }
 
@@ -190,8 +236,10 @@ impl Store {
 pub struct PushLog {
     /// How far the push has got.
     pub state: PushLogState,
-    /// Its rows, by target.
+    /// Its rows, by target (none for an audience push: see `audience`).
     pub deliveries: Vec<DeliveryRecord>,
+    /// For an audience push: its expansion and its rows counted by status.
+    pub audience: Option<super::AudienceProgress>,
 }
 
 /// How far a push has got, as the log can tell.

@@ -191,6 +191,7 @@ impl<'a> UserKeys<'a> {
     }
 }
 
+mod audiences;
 mod claims;
 mod deliveries;
 mod devices;
@@ -204,6 +205,7 @@ mod scheduled;
 mod tls;
 mod topics;
 
+pub use audiences::{AudienceProgress, AudienceRow, AudienceState, PageDevices, PageQuery};
 pub use claims::{Claim, Claimed, KeyClaim, KeyOwner, TargetKey};
 pub use deliveries::{Delivery, DeliveryStatus};
 pub use devices::{Device, DeviceKind, InvalidDevice, NewDevice, Resolution, Resolved};

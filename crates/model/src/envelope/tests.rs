@@ -202,3 +202,34 @@ fn an_envelope_over_64_kib_is_too_large() {
     ));
     assert!(matches!(env.to_bodies(), Err(TooLarge { .. })));
 }
+
+#[test]
+fn an_audience_page_travels_with_its_push_and_nothing_else_has_one() {
+    let env = Envelope::new(push(json!({"audience": {"all": true}, "app": "member"})));
+    assert_eq!(env.page, None);
+    assert!(!env.to_json().contains("\"page\""));
+    let page = Page {
+        n: 3,
+        after: 1500,
+        through: 2034,
+    };
+    let paged = env.with_page(page);
+    let body = paged.to_json();
+    assert!(
+        body.contains(r#""page":{"n":3,"after":1500,"through":2034}"#),
+        "{body}"
+    );
+    assert_eq!(Envelope::parse(&body, "m", 0).unwrap(), paged);
+    assert_eq!(paged.to_bodies().unwrap(), vec![body]);
+    for bad in [
+        r#"{"v":1,"page":{"n":0,"after":5,"through":9},"push":{"token":"t"}}"#,
+        r#"{"v":1,"page":{"n":0,"after":9,"through":9},"push":{"audience":{"all":true}}}"#,
+        r#"{"v":1,"page":{"n":-1,"after":0,"through":9},"push":{"audience":{"all":true}}}"#,
+        r#"{"v":1,"page":{"n":0,"after":0},"push":{"audience":{"all":true}}}"#,
+        r#"{"v":1,"page":{"n":0,"after":0,"through":9,"x":1},"push":{"audience":{"all":true}}}"#,
+        r#"{"v":1,"page":[0,0,9],"push":{"audience":{"all":true}}}"#,
+    ] {
+        let err = Envelope::parse(bad, "m", 0).unwrap_err();
+        assert!(err.to_string().contains("page"), "{bad}: {err}");
+    }
+}

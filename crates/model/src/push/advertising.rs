@@ -38,10 +38,13 @@ impl Push {
         if !self.advertising {
             return Ok(());
         }
-        if !matches!(self.target, Target::User(_) | Target::Users(_)) {
+        if !matches!(
+            self.target,
+            Target::User(_) | Target::Users(_) | Target::Audience(_)
+        ) {
             return Err(InvalidPush::new(
                 self.target.field(),
-                "cannot carry an advertising push: its recipients' advertising consent can only be checked for userId or userIds",
+                "cannot carry an advertising push: its recipients' advertising consent can only be checked for userId, userIds or audience",
             ));
         }
         let titles = titles(&self.raw);

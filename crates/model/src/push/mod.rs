@@ -2,6 +2,7 @@
 //! Validation mirrors firebase-admin's `validateMessage` and produces the FCM v1 wire form as it goes.
 
 mod advertising;
+mod audience;
 mod fcm_body;
 mod fcm_shape;
 mod fields;
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::InvalidPush;
 pub use advertising::DEFAULT_AD_PREFIX;
+pub use audience::{is_segment_name, Audience, MAX_SEGMENT_CHARS};
 pub use fcm_shape::{check_fcm_shape, ShapeViolation, Violation};
 pub use fields::check_app;
 pub(crate) use fields::stored_string;
@@ -296,9 +298,11 @@ impl Push {
             Target::Fid(f) => ("fid", f),
             Target::Topic(t) => ("topic", t),
             Target::Condition(c) => ("condition", c),
-            Target::Tokens(_) | Target::Fids(_) | Target::User(_) | Target::Users(_) => {
-                return None
-            }
+            Target::Tokens(_)
+            | Target::Fids(_)
+            | Target::User(_)
+            | Target::Users(_)
+            | Target::Audience(_) => return None,
         };
         Some(self.request_with(key, value, validate_only))
     }

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::audience::{parse_audience, Audience};
 use super::fields::stored_string;
 use super::{
     describe, MAX_LIST_TARGETS, MAX_TOKEN_CHARS, MAX_TOPIC_OR_CONDITION_CHARS, MAX_USER_ID_CHARS,
@@ -28,6 +29,8 @@ pub enum Target {
     User(String),
     /// Several users, each resolved to their live devices (tokens or FIDs) at delivery.
     Users(Vec<String>),
+    /// A mass send: every live device of the push's app, or of a segment's users, in pages.
+    Audience(Audience),
 }
 
 impl Target {
@@ -42,6 +45,7 @@ impl Target {
             Target::Fids(_) => "fids",
             Target::User(_) => "userId",
             Target::Users(_) => "userIds",
+            Target::Audience(_) => "audience",
         }
     }
 
@@ -55,6 +59,7 @@ impl Target {
             Target::Topic(t) => format!("topic:{t}"),
             Target::Condition(c) => format!("condition:{c}"),
             Target::User(u) => format!("user:{u}"),
+            Target::Audience(a) => format!("audience:{}", a.summary()),
             Target::Users(l) if l.len() == 1 => format!("user:{}", l[0]),
             Target::Tokens(l) if l.len() == 1 => l[0].clone(),
             Target::Fids(l) if l.len() == 1 => format!("fid:{}", l[0]),
@@ -65,11 +70,15 @@ impl Target {
     }
 
     /// True for targets that fan out to one FCM send per device (`tokens`, `fids`, `userId`,
-    /// `userIds`).
+    /// `userIds`, `audience`).
     pub fn fans_out(&self) -> bool {
         matches!(
             self,
-            Target::Tokens(_) | Target::Fids(_) | Target::User(_) | Target::Users(_)
+            Target::Tokens(_)
+                | Target::Fids(_)
+                | Target::User(_)
+                | Target::Users(_)
+                | Target::Audience(_)
         )
     }
 }
@@ -84,7 +93,7 @@ pub enum Recipient<'a> {
 }
 
 /// The fields that name a target.
-pub(super) const TARGET_FIELDS: [&str; 8] = [
+pub(super) const TARGET_FIELDS: [&str; 9] = [
     "token",
     "fid",
     "topic",
@@ -93,6 +102,7 @@ pub(super) const TARGET_FIELDS: [&str; 8] = [
     "fids",
     "userId",
     "userIds",
+    "audience",
 ];
 
 /// Whether `name` is one of the fields that name a push's target.
@@ -149,6 +159,7 @@ pub(super) fn parse_target(raw: &Map<String, Value>) -> Result<Target, InvalidPu
         "fids" => Target::Fids(string_list(value, "fids", MAX_TOKEN_CHARS)?),
         "userId" => Target::User(user_id(value, "userId")?),
         "userIds" => Target::Users(string_list(value, "userIds", MAX_USER_ID_CHARS)?),
+        "audience" => Target::Audience(parse_audience(value)?),
         _ => unreachable!("TARGET_FIELDS and this match list the same fields"),
     })
 }

@@ -14,6 +14,10 @@ impl<'m> Batch<'m> {
         let mut planned = Vec::new();
         for (p, e) in self.sendable() {
             let unsent = unsent_status(e, expiry, cancelled);
+            if let Some(job) = unreadable_page(p, e, devices) {
+                planned.push(job);
+                continue;
+            }
             for (target, device, user_id) in self.push_targets(e, devices) {
                 let state = match (&device, &user_id, &unsent) {
                     // A user without live devices: the `user:<id>` row says so.
@@ -45,6 +49,12 @@ impl<'m> Batch<'m> {
                 if let Some(n) = devices.stale.get(&key) {
                     stale.push((key.0, *n));
                 }
+            }
+        }
+        for (_, e) in self.sendable() {
+            let Some(page) = e.page else { continue };
+            if let Some(resolved) = devices.pages.get(&(e.id.clone(), page.n)) {
+                stale.push((e.push.app().to_owned(), resolved.stale));
             }
         }
         for (app, n) in stale {
@@ -84,6 +94,21 @@ impl<'m> Batch<'m> {
                     }
                 })
                 .collect(),
+            // A page: its devices as resolved now (none: nothing to record). The push itself
+            // (no page) is expanded, never planned.
+            Target::Audience(_) => e
+                .page
+                .and_then(|page| devices.pages.get(&(e.id.clone(), page.n)))
+                .map(|page| {
+                    page.live
+                        .iter()
+                        .map(|(user, d)| {
+                            let device = Some((d.kind, d.token.clone()));
+                            (d.kind.target(&d.token), device, Some(user.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -145,6 +170,26 @@ impl<'m> Batch<'m> {
         }
         self.targets.extend(closing);
     }
+}
+
+/// For an audience page whose segment can no longer be read (its view was dropped since the
+/// expansion): one target, `audience:segment:<name>`, recorded `failed` `UNKNOWN_SEGMENT`.
+fn unreadable_page(p: usize, e: &Envelope, devices: &Resolution) -> Option<TargetJob> {
+    let (Target::Audience(audience), Some(page)) = (e.push.target(), e.page) else {
+        return None;
+    };
+    let resolved = devices.pages.get(&(e.id.clone(), page.n))?;
+    resolved.segment_missing.then(|| TargetJob {
+        push: p,
+        key: TargetKey::new(&e.id, format!("audience:{}", audience.summary())),
+        device: None,
+        user_id: None,
+        taken_over: false,
+        state: State::ToRecord(
+            DeliveryStatus::Failed,
+            Some(crate::engine::UNKNOWN_SEGMENT.to_owned()),
+        ),
+    })
 }
 
 /// Why every target of `e` is recorded without a send, if one is: the push was cancelled, its

@@ -1,0 +1,336 @@
+//! Audience pushes through the engine, on SQLite, PostgreSQL and MariaDB, with a real queue
+//! (moto): the push is expanded into pages written to the queue, and the pages, taken from the
+//! queue, are delivered by the engine like any push. A segment is a view the test makes over a
+//! `members` table of its own; an unknown segment is recorded once; `cancelPush` (the cancel
+//! record) stops what is not sent; the log answers with counts.
+
+use std::sync::Once;
+
+use pushq_delivery::store::{AudienceState, Store};
+use pushq_delivery::{Engine, QueueMessage};
+use pushq_test_support::*;
+use serde_json::{json, Value};
+
+#[allow(dead_code)]
+mod support;
+use support::soon;
+
+fn aws_credentials() {
+    static SET: Once = Once::new();
+    SET.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    });
+}
+
+struct World {
+    engine: Engine,
+    sqs: Sqs,
+    queue: String,
+    fcm: Fcm,
+}
+
+impl World {
+    /// An engine writing pages of `page_size` devices to a fresh moto queue.
+    async fn start(db: &Db, page_size: u32) -> World {
+        aws_credentials();
+        let fcm = Fcm::start_projects(&["member", "trainer"], FcmOptions::default());
+        let sqs = Sqs::start();
+        let queue = sqs.fresh_queue().await;
+        let size = page_size.to_string();
+        let engine = support::engine_from(
+            &db.url,
+            fcm.env(),
+            &[
+                ("PUSHQ_QUEUE_URL", &queue),
+                ("AWS_ENDPOINT_URL_SQS", &sqs.endpoint),
+                ("AWS_REGION", "us-east-1"),
+                ("PUSHQ_AUDIENCE_PAGE_SIZE", &size),
+            ],
+        )
+        .await;
+        World {
+            engine,
+            sqs,
+            queue,
+            fcm,
+        }
+    }
+
+    fn store(&self) -> &Store {
+        self.engine.store()
+    }
+
+    /// Takes up to `at_most` messages off the queue, delivers them as one batch, and deletes
+    /// those not handed back: how many there were.
+    async fn batch(&self, at_most: i32) -> usize {
+        let client = self.sqs.client().await;
+        let out = client
+            .receive_message()
+            .queue_url(&self.queue)
+            .max_number_of_messages(at_most)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let received = out.messages.unwrap_or_default();
+        let messages: Vec<QueueMessage> = received
+            .iter()
+            .map(|m| QueueMessage {
+                message_id: m.message_id().unwrap().to_owned(),
+                body: m.body().unwrap().to_owned(),
+                ..QueueMessage::default()
+            })
+            .collect();
+        if messages.is_empty() {
+            return 0;
+        }
+        let outcome = self.engine.process(&messages, soon()).await.unwrap();
+        for (m, r) in messages.iter().zip(&received) {
+            if !outcome.failed_message_ids.contains(&m.message_id) {
+                let delete = client.delete_message().queue_url(&self.queue);
+                let delete = delete.receipt_handle(r.receipt_handle().unwrap());
+                delete.send().await.unwrap();
+            }
+        }
+        messages.len()
+    }
+
+    /// Delivers batches of ten until the queue is empty.
+    async fn drain(&self) {
+        while self.batch(10).await > 0 {}
+    }
+
+    /// Each token the emulator was sent to, with how many times.
+    async fn sends(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut sends = std::collections::BTreeMap::new();
+        for token in self.fcm.received_tokens().await {
+            *sends.entry(token).or_default() += 1;
+        }
+        sends
+    }
+}
+
+/// Registers `n` devices `<app>-<prefix><i>` of users `<prefix><i>`.
+async fn register(s: &Store, app: &str, prefix: &str, n: usize) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        let token = format!("{app}-{prefix}{i}");
+        let user = format!("{prefix}{i}");
+        let device = pushq_delivery::store::NewDevice {
+            app,
+            user_id: &user,
+            token: &token,
+            kind: pushq_delivery::store::DeviceKind::Token,
+            platform: "android",
+        };
+        s.register(&device).await.unwrap();
+        tokens.push(token);
+    }
+    tokens
+}
+
+/// An audience push's envelope as the producer writes it.
+fn audience_push(id: &str, audience: Value) -> String {
+    let push = json!({"audience": audience, "app": "member", "notification": {"title": "Gym closed on Monday"}});
+    json!({"v": 1, "id": id, "enqueuedAt": chrono::Utc::now().timestamp_millis(), "push": push})
+        .to_string()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// `{ all: true }`: every live device of the push's app once, in pages of 7 over several
+/// batches; not another app's, not an invalidated or stale one. The log answers with counts.
+async fn an_audience_reaches_every_live_device_of_its_app_once(db: Db) {
+    let w = World::start(&db, 7).await;
+    let s = w.store();
+    let members = register(s, "member", "m", 40).await;
+    register(s, "trainer", "t", 10).await;
+    // Invalidated (FCM said UNREGISTERED) and stale (not seen for a year): not sent to.
+    let dead = [("member".to_owned(), members[3].clone())];
+    s.invalidate_devices(&dead).await.unwrap();
+    db.execute(&db.age_device(&members[5], 365)).await;
+    let id = new_id();
+    w.sqs
+        .send_bodies(&w.queue, &[audience_push(&id, json!({"all": true}))])
+        .await;
+    // The push's own message: expanded into ceil(38 / 7) = 6 pages, nothing sent yet.
+    assert_eq!(w.batch(1).await, 1);
+    assert!(w.sends().await.is_empty());
+    let expansion = s.audience(&id).await.unwrap().unwrap();
+    assert_eq!(expansion.state, AudienceState::Expanded);
+    assert_eq!((expansion.pages, expansion.devices), (6, 38));
+    let log = s.push_log(&id).await.unwrap();
+    assert_eq!(log.state, pushq_delivery::store::PushLogState::InProgress);
+    w.drain().await;
+    let sends = w.sends().await;
+    let expected: Vec<&String> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 5)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(sends.keys().collect::<Vec<_>>().len(), 38);
+    for token in &expected {
+        assert_eq!(sends.get(*token), Some(&1), "{token}");
+    }
+    // The log: counts and the expansion, never 38 rows.
+    let log = s.push_log(&id).await.unwrap();
+    assert_eq!(log.state, pushq_delivery::store::PushLogState::Final);
+    assert!(log.deliveries.is_empty());
+    let progress = log.audience.unwrap();
+    assert_eq!(progress.counts.get("sent"), Some(&38));
+    assert_eq!(progress.counts.len(), 1, "{:?}", progress.counts);
+    assert_eq!(progress.pages_done, 6);
+    db.drop_it().await;
+}
+on_every_db!(an_audience_reaches_every_live_device_of_its_app_once);
+
+/// `{ segment: 'gym_7' }` over a view the company made on its own table: only its users'
+/// devices; a user with two devices gets both; the segment's query runs per step, not per user.
+async fn a_segment_is_the_users_of_the_companys_view(db: Db) {
+    let w = World::start(&db, 4).await;
+    let s = w.store();
+    let tokens = register(s, "member", "u", 20).await;
+    register(s, "member", "second-u", 2).await; // users second-u0, second-u1: not members
+    let extra = pushq_delivery::store::NewDevice {
+        app: "member",
+        user_id: "u2",
+        token: "member-u2-tablet",
+        kind: pushq_delivery::store::DeviceKind::Token,
+        platform: "android",
+    };
+    s.register(&extra).await.unwrap();
+    // The company's own table and view: users u0..u19 by gym, those of gym 7 are even ones.
+    let mut sql = String::from("CREATE TABLE members (user_id VARCHAR(255), gym INTEGER);");
+    for i in 0..20 {
+        sql.push_str(&format!(
+            "INSERT INTO members VALUES ('u{i}', {});",
+            if i % 2 == 0 { 7 } else { 8 }
+        ));
+    }
+    sql.push_str("CREATE VIEW pushq_segment_gym_7 AS SELECT user_id FROM members WHERE gym = 7;");
+    db.execute(&sql).await;
+    let id = new_id();
+    w.sqs
+        .send_bodies(&w.queue, &[audience_push(&id, json!({"segment": "gym_7"}))])
+        .await;
+    w.drain().await;
+    let sends = w.sends().await;
+    let mut expected: Vec<String> = tokens.iter().step_by(2).cloned().collect();
+    expected.push("member-u2-tablet".into());
+    expected.sort();
+    assert_eq!(sends.keys().cloned().collect::<Vec<_>>(), expected);
+    assert!(sends.values().all(|n| *n == 1), "{sends:?}");
+    let progress = s.audience_progress(&id).await.unwrap().unwrap();
+    assert_eq!(progress.expansion.devices, 11);
+    assert_eq!(progress.expansion.pages, 3);
+    assert_eq!(progress.counts.get("sent"), Some(&11));
+    db.drop_it().await;
+}
+on_every_db!(a_segment_is_the_users_of_the_companys_view);
+
+/// A segment without its view: recorded once, `failed` `UNKNOWN_SEGMENT` on the target
+/// `audience:segment:<name>`, the expansion `failed` with the reason; the message is done with
+/// (not handed back), and a redelivery of it adds nothing.
+async fn an_unknown_segment_is_recorded_once_and_not_retried(db: Db) {
+    let w = World::start(&db, 10).await;
+    register(w.store(), "member", "u", 3).await;
+    let id = new_id();
+    let message = QueueMessage {
+        message_id: format!("msg-{id}"),
+        body: audience_push(&id, json!({"segment": "no_such_gym"})),
+        ..QueueMessage::default()
+    };
+    for _ in 0..2 {
+        let outcome = w
+            .engine
+            .process(std::slice::from_ref(&message), soon())
+            .await
+            .unwrap();
+        assert!(outcome.failed_message_ids.is_empty());
+    }
+    let rows = db.deliveries().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1, "audience:segment:no_such_gym");
+    assert_eq!(
+        (rows[0].2.as_str(), rows[0].3.as_deref()),
+        ("failed", Some("UNKNOWN_SEGMENT"))
+    );
+    let expansion = w.store().audience(&id).await.unwrap().unwrap();
+    assert_eq!(expansion.state, AudienceState::Failed);
+    assert!(
+        expansion
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("pushq_segment_no_such_gym"),
+        "{expansion:?}"
+    );
+    assert!(w.sends().await.is_empty());
+    assert_eq!(w.sqs.depth(&w.queue).await, (0, 0));
+    db.drop_it().await;
+}
+on_every_db!(an_unknown_segment_is_recorded_once_and_not_retried);
+
+/// `cancelPush` halfway: the pages delivered before it keep their `sent` rows, the devices of
+/// the pages taken after it are `cancelled`, never sent; the log's counts say so, and its state
+/// is `cancelled` once every page is taken.
+async fn a_cancel_halfway_stops_the_pages_not_yet_sent(db: Db) {
+    let w = World::start(&db, 5).await;
+    register(w.store(), "member", "m", 30).await;
+    let id = new_id();
+    w.sqs
+        .send_bodies(&w.queue, &[audience_push(&id, json!({"all": true}))])
+        .await;
+    assert_eq!(w.batch(1).await, 1);
+    // Six pages on the queue: two delivered, then the cancel, then the rest.
+    let mut taken = 0;
+    while taken < 2 {
+        taken += w.batch(1).await;
+    }
+    w.store().record_cancelled(&id).await.unwrap();
+    w.drain().await;
+    let progress = w.store().audience_progress(&id).await.unwrap().unwrap();
+    assert_eq!(progress.counts.get("sent"), Some(&10), "{progress:?}");
+    assert_eq!(progress.counts.get("cancelled"), Some(&20), "{progress:?}");
+    assert_eq!(w.sends().await.len(), 10);
+    let log = w.store().push_log(&id).await.unwrap();
+    assert_eq!(log.state, pushq_delivery::store::PushLogState::Cancelled);
+    db.drop_it().await;
+}
+on_every_db!(a_cancel_halfway_stops_the_pages_not_yet_sent);
+
+/// Statements stay flat: the expansion of 200 devices in pages of 20 takes about 2 statements
+/// per 10 pages, and delivering a batch of 10 pages (200 targets) a handful, not one per device.
+async fn statements_per_page_are_bounded(db: Db) {
+    let w = World::start(&db, 20).await;
+    register(w.store(), "member", "m", 200).await;
+    let id = new_id();
+    w.sqs
+        .send_bodies(&w.queue, &[audience_push(&id, json!({"all": true}))])
+        .await;
+    let before = w.store().statements();
+    assert_eq!(w.batch(1).await, 1);
+    let expansion = w.store().statements() - before;
+    // begin (2), per step: cancelled?, ids, cursor (3 × 2 steps: the second finds nothing more).
+    assert!(expansion <= 10, "{expansion} statements to expand");
+    let before = w.store().statements();
+    let (mut pages, mut batches) = (0, 0);
+    while pages < 10 {
+        pages += w.batch(10).await;
+        batches += 1;
+    }
+    let delivering = w.store().statements() - before;
+    // Per batch: cancelled?, resolve pages, the rules' read, claim (two on MariaDB: insert,
+    // then read back), record, pages done.
+    assert!(
+        delivering <= 7 * batches,
+        "{delivering} statements for {pages} pages (200 targets) in {batches} batches"
+    );
+    assert_eq!(w.sends().await.len(), 200);
+    db.drop_it().await;
+}
+on_every_db!(statements_per_page_are_bounded);
