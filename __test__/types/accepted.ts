@@ -14,8 +14,21 @@ const eachTarget: Push[] = [
   { tokens: ['device-1', 'device-2'] },
   { userId: 'user-42' },
   { userIds: ['user-42', 'user-43'] },
+  { audience: { all: true } },
+  { audience: { segment: 'gym_42' }, app: 'member' },
 ]
 void client.enqueuePushes(eachTarget)
+
+// An audience push's log: counts, never rows.
+async function audienceCounts(log: DeliveryLog, id: string): Promise<number> {
+  const answer: PushDeliveries = await log.forPush(id)
+  const a = answer.audience
+  if (a === undefined) return answer.deliveries.length
+  const expansion: 'expanding' | 'expanded' | 'failed' | 'cancelled' = a.expansion
+  void expansion
+  return (a.counts.sent ?? 0) + a.pages + a.pagesDone + a.devices
+}
+void audienceCounts
 
 // Every common field at once, on the module-level function and on a client.
 const everything = {

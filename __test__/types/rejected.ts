@@ -36,6 +36,13 @@ void client.enqueuePush(built)
 // @ts-expect-error one target only
 void client.enqueuePush({ ...base, token: 'a', topic: 'news' })
 
+// @ts-expect-error one target only
+void client.enqueuePush({ audience: { all: true }, userId: 'u' })
+// @ts-expect-error an audience is all or a segment, not both
+void client.enqueuePush({ audience: { all: true, segment: 'gym_42' } })
+// @ts-expect-error all is true, never false
+void client.enqueuePush({ audience: { all: false } })
+
 // A target of the wrong type.
 // @ts-expect-error userIds is a list
 void client.enqueuePush({ userIds: 'u' })
