@@ -399,8 +399,8 @@ async fn worker(args: WorkerArgs) {
     config.batches_at_once = worker_config.concurrency.max(1);
     // The worker runs no DDL, whatever PUSHQ_MIGRATE says: `pushq migrate` applies the schema.
     config.migrate = false;
-    // What the recipient rules defer goes back on the queue the worker polls, unless
-    // PUSHQ_QUEUE_URL names another.
+    // What the recipient rules defer, and audience pages, go back on the queue the worker
+    // polls, unless PUSHQ_QUEUE_URL names another.
     if config.defer.is_none() {
         config
             .defer_through(worker_config.queue_url.clone())
