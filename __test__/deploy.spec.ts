@@ -86,8 +86,9 @@ test('secrets reach the function only as Secrets Manager ARNs, read with a polic
           Action: 'secretsmanager:GetSecretValue',
           Resource: [{ Ref: 'FcmCredentialsSecretArn' }, { Ref: 'DatabaseUrlSecretArn' }],
         },
-        // What the recipient rules defer goes back on the function's own queue, or into a schedule
-        // of the stack's group sent with the scheduler's role: no listing, no deleting, no other queue.
+        // What the recipient rules defer, and an audience push's pages, go back on the function's
+        // own queue, or into a schedule of the stack's group sent with the scheduler's role: no
+        // listing, no deleting, no other queue.
         { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': ['PushQueue', 'Arn'] } },
         {
           Effect: 'Allow',
@@ -146,6 +147,11 @@ test('the optional delivery settings reach the function only when given, and onl
     for (const ok of ['', '1', '30', '270', '86400']) expect(pattern.test(ok)).toBe(true)
     for (const bad of ['0', '-1', '1h', '1.5', ' 30', '030']) expect(pattern.test(bad)).toBe(false)
   }
+  // Audience pages: 1 to 5,000 devices (PUSHQ_AUDIENCE_PAGE_SIZE), empty for the default.
+  expect(vars.PUSHQ_AUDIENCE_PAGE_SIZE).toEqual({ 'Fn::If': ['HasAudiencePageSize', { Ref: 'AudiencePageSize' }, { Ref: 'AWS::NoValue' }] })
+  const pageSize = new RegExp(template.Parameters.AudiencePageSize.AllowedPattern)
+  for (const ok of ['', '1', '20', '500', '999', '1000', '4999', '5000']) expect(pageSize.test(ok)).toBe(true)
+  for (const bad of ['0', '5001', '9999', '10000', '050', '-1', '1.5']) expect(pageSize.test(bad)).toBe(false)
   // The credentials secret may hold a map of app → key; its description says so.
   expect(template.Parameters.FcmCredentialsSecretArn.Description).toMatch(/app names to service-account keys/)
 })
