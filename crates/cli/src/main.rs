@@ -204,6 +204,11 @@ async fn store_from_env(config: &DeliveryConfig) -> Store {
         .unwrap_or_else(|e| fail(e))
 }
 
+/// mimalloc instead of glibc's malloc: the engine allocates and frees per target (rows, bodies,
+/// answers) and glibc's allocator was a quarter of the worker's CPU in the audience benchmark.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();

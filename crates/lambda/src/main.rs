@@ -10,6 +10,11 @@ use pushq_delivery::config::CredentialsSetting;
 use pushq_delivery::logging::{self, Target};
 use pushq_delivery::{metrics, DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
 
+/// mimalloc instead of glibc's malloc: the engine allocates and frees per target (rows, bodies,
+/// answers) and glibc's allocator was a quarter of the worker's CPU in the audience benchmark.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Time kept back from the invocation deadline for writing the log and answering.
 const RESERVE: Duration = Duration::from_secs(3);
 
