@@ -152,8 +152,22 @@ function report(results) {
     }),
   )
   const file = path.join(outDir, 'benchmarks.md')
-  fs.writeFileSync(file, markdown(results))
+  fs.writeFileSync(file, keepSections(file, markdown(results)))
   return file
+}
+
+/**
+ * Sections 5 and 6 (the cost-per-push comparison, `--compare`; the audience, `bench/audience.js`)
+ * are written from their own runs: a full run keeps them as the report at `file` has them,
+ * before its `## Targets`.
+ */
+function keepSections(file, report) {
+  const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : ''
+  const start = old.indexOf('\n## 5. ')
+  const end = old.indexOf('\n## Targets')
+  if (start < 0 || end < start) return report
+  const at = report.indexOf('\n## Targets')
+  return report.slice(0, at) + old.slice(start, end) + report.slice(at)
 }
 
 const met = (ok) => (ok ? 'met' : '**not met**')

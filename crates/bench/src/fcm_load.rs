@@ -2,6 +2,7 @@
 //! requests through pushq's FCM client for `--seconds`; prints one JSON line with sends/s.
 //!
 //!     fcm-load --credentials sa.json --endpoint http://127.0.0.1:PORT [--concurrency 64] [--seconds 5]
+//!              [--ca-file ca.pem]   # an emulator served over TLS (HTTP/2) with a test CA
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,12 @@ struct Args {
     concurrency: usize,
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// HTTP/2 connections to spread the sends over (as pushq opens ⌈in flight ÷ 100⌉).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// A PEM file of CA certificates to trust (an emulator with `--tls-cert`).
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -34,6 +41,8 @@ async fn main() {
     .expect("credentials");
     let config = FcmConfig {
         endpoint: args.endpoint.clone(),
+        ca_file: args.ca_file.clone(),
+        connections: args.connections.max(1),
         ..FcmConfig::default()
     };
     let client = Arc::new(FcmClient::new(account, &config).expect("client"));
