@@ -25,4 +25,7 @@ const reminder = await pushq.enqueuePush({
 // … and cancelled with the class: nothing is sent, the log says `cancelled`.
 await pushq.cancelPush(reminder.id)
 
+// A mass send: every device of the app, or your view pushq_segment_gym_42 (a user_id column).
+await pushq.enqueuePush({ audience: { segment: 'gym_42' }, notification: { title: 'Yoga moves to room 2' } })
+
 await pushq.close() // on shutdown: waits for pushes already handed over

@@ -275,6 +275,80 @@ async fn an_unknown_segment_is_recorded_once_and_not_retried(db: Db) {
 }
 on_every_db!(an_unknown_segment_is_recorded_once_and_not_retried);
 
+/// A view without a `user_id` column is an unknown segment too: never a send to the whole app
+/// (an unqualified `user_id` in the subquery would have read the devices' own column).
+async fn a_segment_view_without_user_id_sends_nothing(db: Db) {
+    let w = World::start(&db, 10).await;
+    register(w.store(), "member", "u", 5).await;
+    db.execute(
+        "CREATE TABLE members (member_id VARCHAR(255), gym INTEGER); \
+         INSERT INTO members VALUES ('u1', 7); \
+         CREATE VIEW pushq_segment_gym_7 AS SELECT member_id FROM members WHERE gym = 7;",
+    )
+    .await;
+    let id = new_id();
+    w.sqs
+        .send_bodies(&w.queue, &[audience_push(&id, json!({"segment": "gym_7"}))])
+        .await;
+    w.drain().await;
+    assert!(w.sends().await.is_empty());
+    let rows = db.deliveries().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].1.as_str(), rows[0].3.as_deref()),
+        ("audience:segment:gym_7", Some("UNKNOWN_SEGMENT"))
+    );
+    db.drop_it().await;
+}
+on_every_db!(a_segment_view_without_user_id_sends_nothing);
+
+/// An audience push whose `expiresAt` passed before a consumer took it is not expanded: one
+/// `expired` row for the audience, no page, no send; the log says it is final.
+async fn an_expired_audience_is_not_expanded(db: Db) {
+    let w = World::start(&db, 10).await;
+    register(w.store(), "member", "m", 12).await;
+    let id = new_id();
+    let push = json!({"audience": {"all": true}, "app": "member", "expiresAt": "2026-01-01T00:00:00Z",
+        "notification": {"title": "Too late"}});
+    let body = json!({"v": 1, "id": id, "enqueuedAt": 1_760_000_000_000i64, "push": push});
+    w.sqs.send_bodies(&w.queue, &[body.to_string()]).await;
+    w.drain().await;
+    assert!(w.sends().await.is_empty());
+    let rows = db.deliveries().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].1.as_str(), rows[0].2.as_str()),
+        ("audience:all", "expired")
+    );
+    let log = w.store().push_log(&id).await.unwrap();
+    assert_eq!(log.state, pushq_delivery::store::PushLogState::Final);
+    assert_eq!(log.audience.unwrap().expansion.pages, 0);
+    db.drop_it().await;
+}
+on_every_db!(an_expired_audience_is_not_expanded);
+
+/// `cancelPush` before any consumer took the push: the expansion stops at its first step,
+/// `cancelled`, writing no page; the log says `cancelled`.
+async fn a_cancel_before_the_expansion_writes_no_page(db: Db) {
+    let w = World::start(&db, 5).await;
+    register(w.store(), "member", "m", 20).await;
+    let id = new_id();
+    w.store().record_cancelled(&id).await.unwrap();
+    w.sqs
+        .send_bodies(&w.queue, &[audience_push(&id, json!({"all": true}))])
+        .await;
+    assert_eq!(w.batch(1).await, 1);
+    assert_eq!(w.sqs.depth(&w.queue).await, (0, 0));
+    let expansion = w.store().audience(&id).await.unwrap().unwrap();
+    assert_eq!(expansion.state, AudienceState::Cancelled);
+    assert_eq!(expansion.pages, 0);
+    assert!(w.sends().await.is_empty());
+    let log = w.store().push_log(&id).await.unwrap();
+    assert_eq!(log.state, pushq_delivery::store::PushLogState::Cancelled);
+    db.drop_it().await;
+}
+on_every_db!(a_cancel_before_the_expansion_writes_no_page);
+
 /// `cancelPush` halfway: the pages delivered before it keep their `sent` rows, the devices of
 /// the pages taken after it are `cancelled`, never sent; the log's counts say so, and its state
 /// is `cancelled` once every page is taken.

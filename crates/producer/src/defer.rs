@@ -15,7 +15,7 @@ impl Producer {
     /// the copy is delivered; not checked again as a client's push is (another producer's push
     /// id need not be a UUID, and the title prefix was the producer's to check). An SQS delay
     /// within 900 s, else a schedule named by [`crate::schedule::deferral_name`] after the push,
-    /// its part, the time and the users: deferring the same users to the same time again (a
+    /// its part (an audience page: its page number), the time and the users: deferring the same users to the same time again (a
     /// batch delivered twice) finds that schedule, and makes no second one.
     pub fn defer(&self, envelope: &Envelope, users: &[String], until_ms: i64) -> Result<Ticket> {
         let mut raw = envelope.push.raw().clone();
@@ -48,7 +48,13 @@ impl Producer {
             page: None,
             ..envelope.clone()
         };
-        let part = envelope.part.map_or(0, |(i, _)| i);
+        // A page of an audience push is named by its page: thousands of pages defer users to the
+        // same minute, and their names must not meet.
+        let part = envelope
+            .page
+            .map(|p| p.n)
+            .or(envelope.part.map(|(i, _)| i))
+            .unwrap_or(0);
         let mut prepared =
             self.prepare_envelope(copy, scheduled_at.is_some(), delay_seconds, None)?;
         prepared.schedule_as = Some(crate::schedule::deferral_name(

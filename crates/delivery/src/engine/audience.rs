@@ -22,7 +22,7 @@ use pushq_model::{Audience, Envelope, Page, Target};
 
 use std::collections::HashMap;
 
-use super::batch::row;
+use super::batch::{row, Expiry};
 use super::{Deferrer, Engine, QueueMessage};
 use crate::outcome::BatchOutcome;
 use crate::store::{
@@ -30,6 +30,9 @@ use crate::store::{
 };
 
 pub use crate::config::DEFAULT_AUDIENCE_PAGE_SIZE;
+/// Least time left in a batch to begin an expansion in; with less, the push's message goes
+/// back on the queue for another consumer.
+const MIN_EXPANSION_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// Pages written per expansion step: one `SendMessageBatch` (at most 10 messages).
 pub const PAGES_PER_STEP: u32 = 10;
 /// The error code of an audience push whose segment has no view or table (recorded `failed`
@@ -46,7 +49,7 @@ enum Expanded {
 }
 
 /// The pages of a batch to resolve: (push id, page number) and what to read.
-pub(super) type PageQueries<'b> = Vec<((String, u32), PageQuery<'b>)>;
+pub(super) type PageQueries<'b> = Vec<((String, Page), PageQuery<'b>)>;
 
 /// What one expansion step left.
 enum Step {
@@ -66,14 +69,23 @@ impl Engine {
         &self,
         messages: &[QueueMessage],
         expansions: Vec<(usize, Envelope)>,
-        deadline: Instant,
+        (deadline, expiry): (Instant, Expiry),
         outcome: &mut BatchOutcome,
     ) {
-        let started = Instant::now();
         for (i, envelope) in expansions {
-            // An expansion may take three quarters of what is left of the batch.
-            let stop_at = started + deadline.saturating_duration_since(started) * 3 / 4;
-            let back = match self.expand(&envelope, stop_at, outcome).await {
+            // Each expansion may take three quarters of what is left of the batch; with less
+            // than MIN_EXPANSION_TIME left, the push goes back on the queue to be expanded by
+            // the next consumer (a hand-back would count a receive towards the DLQ).
+            let left = deadline.saturating_duration_since(Instant::now());
+            let expanded = if left < MIN_EXPANSION_TIME {
+                Ok(self.again(&envelope, "later").await)
+            } else if expiry.has_passed(&envelope) {
+                self.expired(&envelope, outcome).await
+            } else {
+                let stop_at = Instant::now() + left * 3 / 4;
+                self.expand(&envelope, stop_at, outcome).await
+            };
+            let back = match expanded {
                 Ok(Expanded::Done) => false,
                 Ok(Expanded::HandBack) => true,
                 // The rest of the batch is recorded already: only this message comes back, and
@@ -91,6 +103,50 @@ impl Engine {
         }
     }
 
+    /// The push's message written to the queue again, to be expanded (on from its cursor) by
+    /// whichever consumer takes it; handed back if the queue refuses it. `key` tells this copy
+    /// from others of the same push on a FIFO queue.
+    async fn again(&self, e: &Envelope, key: &str) -> Expanded {
+        let Some(deferrer) = self.deferrer.clone() else {
+            return Expanded::HandBack;
+        };
+        let key = format!("again:{key}:{}", chrono::Utc::now().timestamp_millis());
+        match deferrer.enqueue(&e.id, vec![(e.to_json(), key)]).await {
+            Ok(()) => Expanded::Done,
+            Err(error) => {
+                tracing::error!(push_id = %e.id, %error, "the queue refused an audience push's message; it will be redelivered");
+                Expanded::HandBack
+            }
+        }
+    }
+
+    /// An audience push whose time has passed (`expiresAt`, `PUSHQ_MAX_PUSH_AGE_SECONDS`):
+    /// not expanded; one row, `audience:<audience>` `expired`, and the expansion over, empty.
+    async fn expired(
+        &self,
+        e: &Envelope,
+        outcome: &mut BatchOutcome,
+    ) -> Result<Expanded, StoreError> {
+        let Target::Audience(audience) = e.push.target() else {
+            return Ok(Expanded::Done);
+        };
+        let target = format!("audience:{}", audience.summary());
+        let expired = row(e, target, None, DeliveryStatus::Expired, None, 0);
+        let claim = Claim::new(self.statement_timeout);
+        self.store
+            .record_deliveries(&[expired], &claim, self.statement_timeout)
+            .await?;
+        let at = self.store.begin_audience(&e.id, e.push.app(), audience);
+        let at = self.timed("beginning an audience", None, at).await?;
+        let end = (at.next_after, at.next_after);
+        let over = self
+            .store
+            .advance_audience(&e.id, end, (0, 0), AudienceState::Expanded);
+        self.timed("ending an audience", None, over).await?;
+        outcome.counts.expired += 1;
+        Ok(Expanded::Done)
+    }
+
     /// Phase 2, for the batch's pages: what each covers now, in one statement. When a
     /// segment's view is gone (since the expansion), the pages are read one by one to tell
     /// those that cannot be read (recorded `UNKNOWN_SEGMENT`) from the rest.
@@ -98,7 +154,7 @@ impl Engine {
         &self,
         pages: &PageQueries<'_>,
         deadline: Instant,
-    ) -> Result<HashMap<(String, u32), PageDevices>, StoreError> {
+    ) -> Result<HashMap<(String, Page), PageDevices>, StoreError> {
         let queries: Vec<PageQuery<'_>> = pages.iter().map(|(_, q)| q.clone()).collect();
         let stale_before = self.stale_before();
         let resolved = match self.read_pages(&queries, stale_before, deadline).await {
@@ -207,12 +263,7 @@ impl Engine {
                 Step::More(next) if Instant::now() < stop_at => at = next,
                 Step::More(next) => {
                     // Out of this batch's share: the push's message again, to go on at once.
-                    let key = format!("after:{}", next.next_after);
-                    let again = deferrer.enqueue(&e.id, vec![(e.to_json(), key)]).await;
-                    return Ok(match again {
-                        Ok(()) => Expanded::Done,
-                        Err(_) => Expanded::HandBack,
-                    });
+                    return Ok(self.again(e, &format!("after:{}", next.next_after)).await);
                 }
             }
         }
@@ -239,7 +290,12 @@ impl Engine {
         }
         let bodies = pages
             .iter()
-            .map(|p| (e.with_page(*p).to_json(), format!("page:{}", p.n)))
+            // The page's range is in its key: a page cut again differently (an expansion resumed
+            // after devices changed) is another message, not a duplicate of the first.
+            .map(|p| {
+                let key = format!("page:{}:{}:{}", p.n, p.after, p.through);
+                (e.with_page(*p).to_json(), key)
+            })
             .collect();
         match deferrer.enqueue(&e.id, bodies).await {
             Ok(()) => true,

@@ -146,7 +146,7 @@ pub(super) struct Expiry {
 impl Expiry {
     /// Whether `e` has expired: its `expiresAt` has passed, or it is older than the age limit,
     /// counted from when it was due (`enqueuedAt` plus its `delaySeconds`, or its `sendAt`).
-    fn has_passed(&self, e: &Envelope) -> bool {
+    pub(in crate::engine) fn has_passed(&self, e: &Envelope) -> bool {
         let visible_at = e
             .enqueued_at
             .saturating_add(i64::from(e.push.delay_seconds().unwrap_or(0)) * 1000)
@@ -290,7 +290,7 @@ impl<'m> Batch<'m> {
         )
     }
 
-    /// The audience pages of the batch to resolve, each (push id, page number) once.
+    /// The audience pages of the batch to resolve, each (push id, page) once.
     pub fn page_queries(&self) -> super::audience::PageQueries<'_> {
         let mut seen = HashSet::new();
         self.sendable()
@@ -298,7 +298,7 @@ impl<'m> Batch<'m> {
                 (Target::Audience(audience), Some(page)) => Some((e, audience, page)),
                 _ => None,
             })
-            .filter(|(e, _, page)| seen.insert((e.id.clone(), page.n)))
+            .filter(|(e, _, page)| seen.insert((e.id.clone(), *page)))
             .map(|(e, audience, page)| {
                 let query = crate::store::PageQuery {
                     app: e.push.app(),
@@ -306,7 +306,7 @@ impl<'m> Batch<'m> {
                     after: page.after,
                     through: page.through,
                 };
-                ((e.id.clone(), page.n), query)
+                ((e.id.clone(), page), query)
             })
             .collect()
     }

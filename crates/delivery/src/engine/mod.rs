@@ -229,7 +229,7 @@ impl Engine {
         }
         let mut outcome = settled.outcome;
         self.record_pages_done(pages, &outcome, lapses_at).await?;
-        self.expand_audiences(messages, expansions, deadline, &mut outcome)
+        self.expand_audiences(messages, expansions, (deadline, expiry), &mut outcome)
             .await;
         self.manage_topics(messages, changes, deadline, &mut outcome)
             .await?;
@@ -323,7 +323,8 @@ impl Engine {
             .timed(
                 "finding rows left open",
                 Some(deadline),
-                self.store.open_user_rows(&pushes, chrono::Utc::now()),
+                self.store
+                    .open_user_rows(&pushes, &batch.users_of(&pushes), chrono::Utc::now()),
             )
             .await?;
         batch.close_unplanned(open);

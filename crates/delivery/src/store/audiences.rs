@@ -221,7 +221,9 @@ impl Store {
                 q.push(" AND last_seen_at >= ").push_bind(t);
             }
             if let Some(table) = audience.segment_table() {
-                q.push(format!(" AND user_id IN (SELECT user_id FROM {table})"));
+                q.push(format!(
+                    " AND user_id IN (SELECT s.user_id FROM {table} AS s)"
+                ));
             }
             q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
             q.build_query_as().persistent(false).fetch_all(pool).await
@@ -326,7 +328,9 @@ impl Store {
                     .push(" AND id <= ")
                     .push_bind(page.through);
                 if let Some(table) = page.audience.segment_table() {
-                    q.push(format!(" AND user_id IN (SELECT user_id FROM {table})"));
+                    q.push(format!(
+                        " AND user_id IN (SELECT s.user_id FROM {table} AS s)"
+                    ));
                 }
             }
             q.push(" ORDER BY page_index, id");

@@ -110,17 +110,24 @@ pub struct Delivery {
 }
 
 impl Store {
-    /// The rows of these pushes that name a user and are not final yet (`retrying`, or
-    /// `sending` under a claim that lapsed before `now`): what an earlier attempt left open, as
-    /// (push id, target, user id). One statement per chunk of push ids.
+    /// The rows of these pushes for these users that are not final yet (`retrying`,
+    /// `deferred`, or `sending` under a claim that lapsed before `now`): what an earlier attempt
+    /// left open, as (push id, target, user id). Only the users a copy names are read (the
+    /// deferred copy of one audience page must not read every open row of the audience): one
+    /// statement per chunk of user ids.
     pub async fn open_user_rows(
         &self,
         push_ids: &[String],
+        user_ids: &[String],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(String, String, String)>> {
         let d = self.dialect;
         let mut out = Vec::new();
-        for chunk in push_ids.chunks(d.max_binds() - 1) {
+        if push_ids.is_empty() || user_ids.is_empty() {
+            return Ok(out);
+        }
+        let room = d.max_binds().saturating_sub(push_ids.len() + 1).max(1);
+        for chunk in user_ids.chunks(room) {
             self.count();
             let got: Vec<(String, String, String)> = with_pool!(self, pool, {
                 let mut q = QueryBuilder::<DB>::new(format!(
@@ -135,10 +142,9 @@ impl Store {
                 ));
                 q.push_bind(now.timestamp_millis());
                 q.push(")) AND push_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.as_str());
-                }
+                super::push_values_list(&mut q, push_ids.iter().map(String::as_str));
+                q.push(") AND user_id IN (");
+                super::push_values_list(&mut q, chunk.iter().map(String::as_str));
                 q.push(")");
                 q.build_query_as().persistent(false).fetch_all(pool).await?
             });

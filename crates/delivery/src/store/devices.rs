@@ -100,8 +100,8 @@ pub struct Resolution {
     pub live: HashMap<(String, String), Vec<Resolved>>,
     /// How many live devices each (app, user) has that were not seen since the stale time.
     pub stale: HashMap<(String, String), usize>,
-    /// What each audience page of the batch (push id, page number) covers now.
-    pub pages: HashMap<(String, u32), super::PageDevices>,
+    /// What each audience page of the batch (push id, page) covers now.
+    pub pages: HashMap<(String, pushq_model::Page), super::PageDevices>,
 }
 
 /// A device field that does not fit its column.

@@ -153,7 +153,8 @@ fn audience_log(progress: super::AudienceProgress, cancelled: bool) -> PushLog {
         // Stopped: the pages written before the cancel are taken by consumers (their targets
         // `cancelled`), each done once taken.
         AudienceState::Cancelled => progress.pages_done >= e.pages,
-        AudienceState::Failed => true,
+        // A segment that could not be read: the pages written before (if any) still count.
+        AudienceState::Failed => progress.pages_done >= e.pages,
     };
     let state = if open || !pages_over {
         PushLogState::InProgress

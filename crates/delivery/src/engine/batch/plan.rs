@@ -36,7 +36,27 @@ impl<'m> Batch<'m> {
             }
         }
         self.targets.extend(planned);
+        self.supersede_page_traces();
         self.count_stale(devices);
+    }
+
+    /// A page of an audience push that comes again may have been handed back by a consumer
+    /// without the app's key, which recorded its `audience:<audience>` trace `retrying`: that
+    /// trace goes once this page's rows are written (only while `retrying`).
+    fn supersede_page_traces(&mut self) {
+        let traces: Vec<TargetKey> = self
+            .sendable()
+            .filter(|(p, e)| {
+                e.page.is_some() && self.messages[self.pushes[*p].message].maybe_seen_before()
+            })
+            .filter_map(|(_, e)| match e.push.target() {
+                Target::Audience(a) => {
+                    Some(TargetKey::new(&e.id, format!("audience:{}", a.summary())))
+                }
+                _ => None,
+            })
+            .collect();
+        self.superseded.extend(traces);
     }
 
     /// Counts, per app, the stale devices each push's users have (a user named by two pushes
@@ -53,7 +73,7 @@ impl<'m> Batch<'m> {
         }
         for (_, e) in self.sendable() {
             let Some(page) = e.page else { continue };
-            if let Some(resolved) = devices.pages.get(&(e.id.clone(), page.n)) {
+            if let Some(resolved) = devices.pages.get(&(e.id.clone(), page)) {
                 stale.push((e.push.app().to_owned(), resolved.stale));
             }
         }
@@ -98,7 +118,7 @@ impl<'m> Batch<'m> {
             // (no page) is expanded, never planned.
             Target::Audience(_) => e
                 .page
-                .and_then(|page| devices.pages.get(&(e.id.clone(), page.n)))
+                .and_then(|page| devices.pages.get(&(e.id.clone(), page)))
                 .map(|page| {
                     page.live
                         .iter()
@@ -125,6 +145,16 @@ impl<'m> Batch<'m> {
                         && !user_ids(e).is_empty()
                 })
                 .map(|(_, e)| e.id.clone()),
+        )
+    }
+
+    /// The user ids the batch's copies of these pushes name, once each.
+    pub fn users_of(&self, push_ids: &[String]) -> Vec<String> {
+        let wanted: HashSet<&str> = push_ids.iter().map(String::as_str).collect();
+        unique(
+            self.sendable()
+                .filter(|(_, e)| wanted.contains(e.id.as_str()))
+                .flat_map(|(_, e)| user_ids(e).iter().cloned()),
         )
     }
 
@@ -178,7 +208,7 @@ fn unreadable_page(p: usize, e: &Envelope, devices: &Resolution) -> Option<Targe
     let (Target::Audience(audience), Some(page)) = (e.push.target(), e.page) else {
         return None;
     };
-    let resolved = devices.pages.get(&(e.id.clone(), page.n))?;
+    let resolved = devices.pages.get(&(e.id.clone(), page))?;
     resolved.segment_missing.then(|| TargetJob {
         push: p,
         key: TargetKey::new(&e.id, format!("audience:{}", audience.summary())),
