@@ -408,3 +408,27 @@ async fn statements_per_page_are_bounded(db: Db) {
     db.drop_it().await;
 }
 on_every_db!(statements_per_page_are_bounded);
+
+/// Local mode delivers every page it has stored in one batch: 600 pages resolve, each to its
+/// devices, past SQLite's 500 terms per compound SELECT.
+async fn six_hundred_pages_resolve_in_one_call(db: Db) {
+    let store = pushq_delivery::store::Store::connect(&db.url, 1)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    register(&store, "member", "m", 3).await;
+    let all = pushq_model::Audience::All;
+    let queries: Vec<pushq_delivery::store::PageQuery<'_>> = (0..600)
+        .map(|_| pushq_delivery::store::PageQuery {
+            app: "member",
+            audience: &all,
+            after: 0,
+            through: i64::MAX,
+        })
+        .collect();
+    let pages = store.resolve_pages(&queries, None).await.unwrap();
+    assert_eq!(pages.len(), 600);
+    assert!(pages.iter().all(|p| p.live.len() == 3), "{:?}", &pages[..2]);
+    db.drop_it().await;
+}
+on_every_db!(six_hundred_pages_resolve_in_one_call);

@@ -15,6 +15,9 @@ use sqlx::QueryBuilder;
 use super::devices::{DeviceKind, Resolved};
 use super::{Pool, Store, StoreError, StoreResult};
 
+/// Most pages one statement resolves (a `UNION ALL` of one range each).
+const PAGES_PER_STATEMENT: usize = 100;
+
 /// How far an audience push's expansion has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudienceState {
@@ -303,10 +306,22 @@ impl Store {
         pages: &[PageQuery<'_>],
         stale_before: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<PageDevices>> {
-        let mut out = vec![PageDevices::default(); pages.len()];
-        if pages.is_empty() {
-            return Ok(out);
+        // SQLite takes at most 500 terms in one compound SELECT; a batch is 10 pages, but local
+        // mode may deliver every page it has stored in one batch.
+        let mut out = Vec::with_capacity(pages.len());
+        for chunk in pages.chunks(PAGES_PER_STATEMENT) {
+            out.extend(self.resolve_page_chunk(chunk, stale_before).await?);
         }
+        Ok(out)
+    }
+
+    /// [`Store::resolve_pages`] for at most [`PAGES_PER_STATEMENT`] pages: one statement.
+    async fn resolve_page_chunk(
+        &self,
+        pages: &[PageQuery<'_>],
+        stale_before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<PageDevices>> {
+        let mut out = vec![PageDevices::default(); pages.len()];
         let d = self.dialect;
         self.count();
         let result: Result<Vec<PageRow>, sqlx::Error> = with_pool!(self, pool, {
