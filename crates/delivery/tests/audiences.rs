@@ -432,3 +432,72 @@ async fn six_hundred_pages_resolve_in_one_call(db: Db) {
     db.drop_it().await;
 }
 on_every_db!(six_hundred_pages_resolve_in_one_call);
+
+/// A page whose send to one device failed for the deployment's reasons comes back; meanwhile FCM says that
+/// device is dead (another push invalidated it). The redelivered page does not send to it, and
+/// closes the row its first attempt left `retrying` (`failed` `DEVICE_GONE`): the log becomes
+/// final instead of waiting for that row for ever.
+async fn a_redelivered_page_closes_the_rows_of_devices_gone_since(db: Db) {
+    let w = World::start(&db, 10).await;
+    let tokens = register(w.store(), "member", "m", 3).await;
+    w.fcm
+        .faults(json!({"rules": [{"token": tokens[1], "error": "THIRD_PARTY_AUTH_ERROR"}]}))
+        .await;
+    let id = new_id();
+    w.sqs
+        .send_bodies(&w.queue, &[audience_push(&id, json!({"all": true}))])
+        .await;
+    assert_eq!(w.batch(1).await, 1);
+    let page = QueueMessage {
+        message_id: "page-0".into(),
+        body: {
+            let client = w.sqs.client().await;
+            let out = client
+                .receive_message()
+                .queue_url(&w.queue)
+                .send()
+                .await
+                .unwrap();
+            out.messages.unwrap()[0].body().unwrap().to_owned()
+        },
+        ..QueueMessage::default()
+    };
+    let first = w
+        .engine
+        .process(std::slice::from_ref(&page), soon())
+        .await
+        .unwrap();
+    assert_eq!(first.failed_message_ids, ["page-0"]);
+    let dead = [("member".to_owned(), tokens[1].clone())];
+    w.store().invalidate_devices(&dead).await.unwrap();
+    w.fcm.faults(json!({"rules": []})).await;
+    let again = QueueMessage {
+        receive_count: 2,
+        ..page
+    };
+    let second = w
+        .engine
+        .process(std::slice::from_ref(&again), soon())
+        .await
+        .unwrap();
+    assert!(second.failed_message_ids.is_empty());
+    let rows: Vec<(String, String, Option<String>)> = db
+        .deliveries()
+        .await
+        .into_iter()
+        .map(|r| (r.1, r.2, r.3))
+        .collect();
+    assert!(
+        rows.contains(&(
+            tokens[1].clone(),
+            "failed".into(),
+            Some("DEVICE_GONE".into())
+        )),
+        "{rows:?}"
+    );
+    assert_eq!(rows.iter().filter(|r| r.1 == "sent").count(), 2, "{rows:?}");
+    let log = w.store().push_log(&id).await.unwrap();
+    assert_eq!(log.state, pushq_delivery::store::PushLogState::Final);
+    db.drop_it().await;
+}
+on_every_db!(a_redelivered_page_closes_the_rows_of_devices_gone_since);

@@ -34,6 +34,7 @@ mod defer;
 mod early;
 mod fifo;
 mod message;
+mod resolve;
 mod topics;
 
 pub use audience::{DEFAULT_AUDIENCE_PAGE_SIZE, PAGES_PER_STEP, UNKNOWN_SEGMENT};
@@ -55,7 +56,7 @@ use crate::outcome::BatchOutcome;
 use crate::request::RequestBodies;
 use crate::rules::RecipientRules;
 use crate::sink::{Attempted, Sink};
-use crate::store::{Claim, DeviceKind, Resolution, Store, StoreError};
+use crate::store::{Claim, DeviceKind, Store, StoreError};
 use pushq_model::Recipient;
 
 /// What [`Engine::connect`] does when no FCM credentials are configured.
@@ -202,7 +203,8 @@ impl Engine {
         let cancelled = self.cancelled(&batch, deadline).await?;
         batch.plan(&devices, expiry, &cancelled);
         self.apply_rules(&mut batch, now, deadline).await?;
-        self.close_earlier_rows(&mut batch, deadline).await?;
+        self.close_earlier_rows(&mut batch, &devices, deadline)
+            .await?;
         // A claim lasts until the sends are over (the deadline, and what an attempt in flight
         // may take past it) and the log is written (one statement's time).
         let lasts = deadline.saturating_duration_since(Instant::now())
@@ -273,62 +275,6 @@ impl Engine {
                 (all, None)
             }
         }
-    }
-
-    /// Phase 2: one query, every (app, user) of the batch to their live devices seen within the
-    /// stale age; one more, every audience page of the batch to its devices.
-    async fn resolve_users(
-        &self,
-        batch: &Batch<'_>,
-        deadline: Instant,
-    ) -> Result<Resolution, StoreError> {
-        let users = batch.app_users();
-        let mut resolution = if users.is_empty() {
-            Resolution::default()
-        } else {
-            self.timed(
-                "resolving user ids",
-                Some(deadline),
-                self.store.resolve_devices(&users, self.stale_before()),
-            )
-            .await?
-        };
-        let pages = batch.page_queries();
-        if !pages.is_empty() {
-            resolution.pages = self.resolve_pages(&pages, deadline).await?;
-        }
-        Ok(resolution)
-    }
-
-    /// When a device last seen before counts as stale, if devices go stale.
-    fn stale_before(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        chrono::Duration::from_std(self.policy.stale_device_after)
-            .ok()
-            .and_then(|age| self.now().checked_sub_signed(age))
-    }
-
-    /// Phase 3b, only for pushes naming users that the queue may have delivered before: one
-    /// query finds the rows their earlier attempts left open, and those this plan does not
-    /// cover are closed ([`Batch::close_unplanned`]).
-    async fn close_earlier_rows(
-        &self,
-        batch: &mut Batch<'_>,
-        deadline: Instant,
-    ) -> Result<(), StoreError> {
-        let pushes = batch.seen_user_pushes();
-        if pushes.is_empty() {
-            return Ok(());
-        }
-        let open = self
-            .timed(
-                "finding rows left open",
-                Some(deadline),
-                self.store
-                    .open_user_rows(&pushes, &batch.users_of(&pushes), chrono::Utc::now()),
-            )
-            .await?;
-        batch.close_unplanned(open);
-        Ok(())
     }
 
     /// Phase 4: one statement claims the batch's (push, target)s; one more, when its pushes have

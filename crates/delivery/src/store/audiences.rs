@@ -109,6 +109,9 @@ pub struct PageDevices {
     pub live: Vec<(String, Resolved)>,
     /// Live devices not seen since the stale time.
     pub stale: usize,
+    /// The page's devices not sent to (invalidated, or stale): (user id, target), so that a
+    /// redelivered page can close the rows its earlier attempt left open for them.
+    pub gone: Vec<(String, String)>,
     /// The page's segment has no view or table (any more): nothing to send.
     pub segment_missing: bool,
 }
@@ -128,11 +131,13 @@ pub struct AudienceProgress {
 impl PageDevices {
     /// One device the page's statement read: live, or stale (seen before `stale_before`).
     fn add(&mut self, r: PageRow, stale_before: Option<DateTime<Utc>>) {
-        if stale_before.is_some_and(|t| r.last_seen_at < t) {
-            self.stale += 1;
+        let kind = DeviceKind::parse(&r.kind).unwrap_or(DeviceKind::Token);
+        let stale = stale_before.is_some_and(|t| r.last_seen_at < t);
+        if r.dead != 0 || stale {
+            self.stale += usize::from(r.dead == 0);
+            self.gone.push((r.user_id, kind.target(&r.token)));
             return;
         }
-        let kind = DeviceKind::parse(&r.kind).unwrap_or(DeviceKind::Token);
         let device = Resolved {
             token: r.token,
             kind,
@@ -148,6 +153,7 @@ struct PageRow {
     token: String,
     kind: String,
     last_seen_at: DateTime<Utc>,
+    dead: i64,
 }
 
 impl Store {
@@ -299,8 +305,9 @@ impl Store {
         Ok(())
     }
 
-    /// What each page resolves to now, in one statement for all of them (a `UNION ALL` of one
-    /// keyset range each): the live devices seen since `stale_before`, the others counted.
+    /// What each page resolves to now, in one statement per 100 pages (a `UNION ALL` of one
+    /// keyset range each): the live devices seen since `stale_before`; the others counted and
+    /// named (`gone`).
     pub async fn resolve_pages(
         &self,
         pages: &[PageQuery<'_>],
@@ -331,11 +338,12 @@ impl Store {
                     q.push(" UNION ALL ");
                 }
                 q.push(format!(
-                    "SELECT {} AS page_index, id, {}, {}, {}, last_seen_at FROM pushq_devices WHERE invalidated_at IS NULL AND app = ",
+                    "SELECT {} AS page_index, id, {}, {}, {}, last_seen_at, {} AS dead FROM pushq_devices WHERE app = ",
                     d.integer(&i.to_string()),
                     d.column("user_id"),
                     d.column("token"),
                     d.column("kind"),
+                    d.integer("CASE WHEN invalidated_at IS NULL THEN 0 ELSE 1 END"),
                 ));
                 q.push_bind(page.app)
                     .push(" AND id > ")

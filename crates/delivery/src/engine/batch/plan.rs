@@ -164,20 +164,64 @@ impl<'m> Batch<'m> {
     /// closed `failed` with `DEVICE_GONE`, through the same claim as the rest; a `user:<id>`
     /// trace whose user now has devices is deleted once their rows are written.
     pub fn close_unplanned(&mut self, open: Vec<(String, String, String)>) {
-        let planned: HashSet<TargetKey> = self.targets.iter().map(|t| t.key.clone()).collect();
-        let by_id: HashMap<String, usize> =
-            self.sendable().map(|(p, e)| (e.id.clone(), p)).collect();
         // Only the rows of users this batch's copies name: another part of a split push, or
         // a deferral of other users, owns the rest.
         let named: HashSet<(String, String)> = self
             .sendable()
             .flat_map(|(_, e)| user_ids(e).iter().map(|u| (e.id.clone(), u.clone())))
             .collect();
-        let mut closing = Vec::new();
-        for (push_id, target, user_id) in open {
-            if !named.contains(&(push_id.clone(), user_id.clone())) {
+        let open = open
+            .into_iter()
+            .filter(|(push_id, _, user_id)| named.contains(&(push_id.clone(), user_id.clone())));
+        self.close_open(open.collect());
+    }
+
+    /// The devices of this batch's redelivered audience pages that are gone now (invalidated,
+    /// or stale): (push id, user id, target). Rows an earlier attempt left open for them would
+    /// never become final.
+    pub fn gone_page_devices(&self, devices: &Resolution) -> Vec<(String, String, String)> {
+        let mut gone = Vec::new();
+        for (p, e) in self.sendable() {
+            let Some(page) = e.page else { continue };
+            if !self.messages[self.pushes[p].message].maybe_seen_before() {
                 continue;
             }
+            let Some(resolved) = devices.pages.get(&(e.id.clone(), page)) else {
+                continue;
+            };
+            for (user, target) in &resolved.gone {
+                gone.push((e.id.clone(), user.clone(), target.clone()));
+            }
+        }
+        gone
+    }
+
+    /// Phase 3b for pages: of the open rows (push id, target, user id) read for the gone
+    /// devices, those of a gone device are closed `failed` `DEVICE_GONE`.
+    pub fn close_gone_page_rows(
+        &mut self,
+        open: Vec<(String, String, String)>,
+        gone: &[(String, String, String)],
+    ) {
+        let gone: HashSet<(&str, &str)> = gone
+            .iter()
+            .map(|(push, _, target)| (push.as_str(), target.as_str()))
+            .collect();
+        let open = open
+            .into_iter()
+            .filter(|(push, target, _)| gone.contains(&(push.as_str(), target.as_str())))
+            .collect();
+        self.close_open(open);
+    }
+
+    /// Closes open rows this plan does not cover: a device row `failed` `DEVICE_GONE` (through
+    /// the same claim as the rest); a `user:<id>` trace is deleted once the log is written.
+    fn close_open(&mut self, open: Vec<(String, String, String)>) {
+        let planned: HashSet<TargetKey> = self.targets.iter().map(|t| t.key.clone()).collect();
+        let by_id: HashMap<String, usize> =
+            self.sendable().map(|(p, e)| (e.id.clone(), p)).collect();
+        let mut closing = Vec::new();
+        for (push_id, target, user_id) in open {
             let key = TargetKey::new(push_id, target);
             let Some(&p) = by_id.get(&key.push_id) else {
                 continue;
