@@ -39,16 +39,7 @@ async fn devices(db: &Db, live: usize) -> Vec<String> {
 }
 
 fn migrate(env: &[(String, String)]) {
-    let out = Command::new(PUSHQ)
-        .arg("migrate")
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(PUSHQ, &["migrate"], env);
 }
 
 fn worker(queue: &str, args: &[&str], env: &[(String, String)], log: &std::path::Path) -> Proc {

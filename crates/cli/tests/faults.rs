@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pushq_delivery::store::Store;
-use pushq_test_support::{temp_dir, wait_until_or, Db, Fcm, Proc, Sqs};
+use pushq_test_support::{run_ok, temp_dir, wait_until_or, Db, Fcm, Proc, Sqs};
 use serde_json::{json, Value};
 
 const PUSHQ: &str = env!("CARGO_BIN_EXE_pushq");
@@ -387,17 +387,11 @@ async fn nothing_is_lost_when_fcm_fails_a_connection_dies_and_the_worker_is_kill
 
 /// Runs `pushq dlq redrive` from `dlq` to `queue` to completion; what it printed.
 fn redrive(sqs: &Sqs, dlq: &str, queue: &str) -> String {
-    let out = Command::new(PUSHQ)
-        .args(["dlq", "redrive", "--from", dlq, "--to", queue])
-        .envs(sqs.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    run_ok(
+        PUSHQ,
+        &["dlq", "redrive", "--from", dlq, "--to", queue],
+        &sqs.env(),
+    )
 }
 
 /// A fresh queue whose messages go to a fresh DLQ after `max_receive_count` receives: (queue, DLQ).

@@ -222,16 +222,7 @@ async fn setup(
     let mut env = vec![("DATABASE_URL".to_string(), db.url.clone())];
     env.extend(sqs_env);
     env.extend(fcm.env());
-    let out = Command::new(PUSHQ)
-        .arg("migrate")
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(PUSHQ, &["migrate"], &env);
     let _ = sqs;
     (db, env)
 }

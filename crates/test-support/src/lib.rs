@@ -102,6 +102,22 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+/// Runs `bin` with `args` and `env` to completion, failing the test (with its stderr) unless it
+/// succeeded; returns its stdout, trimmed.
+pub fn run_ok(bin: &str, args: &[&str], env: &[(String, String)]) -> String {
+    let out = Command::new(bin)
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// moto_server on a free loopback port.
 pub struct Sqs {
     pub endpoint: String,
