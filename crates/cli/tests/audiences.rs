@@ -220,3 +220,43 @@ async fn a_consumer_killed_mid_expansion_leaves_every_device_sent_once() {
     assert_eq!((at.pages, at.devices), (50, 1000));
     db.drop_it().await;
 }
+
+/// On a FIFO queue (every page written with a message group and a deduplication id): 400
+/// devices in pages of 20 through three consumers, each device once, every page done.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_fifo_queue_the_pages_are_sent_once_each() {
+    let (sqs, fcm) = (
+        Sqs::start(),
+        Fcm::start_projects(&["member", "trainer"], FcmOptions::default()),
+    );
+    let queue = sqs.fresh_fifo_queue().await;
+    let db = Db::postgres().await;
+    let mut env = vec![
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("PUSHQ_AUDIENCE_PAGE_SIZE".to_string(), "20".to_string()),
+    ];
+    env.extend(sqs.env());
+    env.extend(fcm.env());
+    migrate(&env);
+    let tokens = devices(&db, 400).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    sqs.client()
+        .await
+        .send_message()
+        .queue_url(&queue)
+        .message_body(audience_push(&id))
+        .message_group_id(&id)
+        .message_deduplication_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let log = temp_dir().join("worker.log");
+    let _worker = worker(&queue, &["--concurrency", "3"], &env, &log);
+    every_device_once(&db, &fcm, &tokens, &log).await;
+    let store = pushq_delivery::store::Store::connect(&db.url, 1)
+        .await
+        .unwrap();
+    let progress = store.audience_progress(&id).await.unwrap().unwrap();
+    assert_eq!((progress.expansion.pages, progress.pages_done), (20, 20));
+    db.drop_it().await;
+}

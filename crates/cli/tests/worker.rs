@@ -399,24 +399,10 @@ async fn a_batching_window_that_could_outlive_the_visibility_timeout_is_refused(
     assert!(worker.stop().success());
 }
 
-/// A FIFO queue of moto's.
-async fn fifo_queue(sqs: &Sqs) -> String {
-    sqs.client()
-        .await
-        .create_queue()
-        .queue_name(format!("pushq-{}.fifo", uuid::Uuid::now_v7().simple()))
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_fifo_queue_a_failed_message_holds_back_the_rest_of_its_group() {
     let (sqs, fcm) = (Sqs::start(), Fcm::start());
-    let queue = fifo_queue(&sqs).await;
+    let queue = sqs.fresh_fifo_queue().await;
     let (db, env) = setup(&sqs, &fcm, sqs.env()).await;
     fcm.faults(json!({"rules": [{"token": "tok-first", "error": "UNAVAILABLE"}]}))
         .await;

@@ -168,6 +168,20 @@ impl Sqs {
             .unwrap()
     }
 
+    /// A fresh FIFO queue (`<name>.fifo`).
+    pub async fn fresh_fifo_queue(&self) -> String {
+        self.client()
+            .await
+            .create_queue()
+            .queue_name(format!("pushq-{}.fifo", uuid::Uuid::now_v7().simple()))
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap()
+    }
+
     /// Sends these message bodies, ten per SendMessageBatch; every entry must be accepted.
     pub async fn send_bodies(&self, queue_url: &str, bodies: &[String]) {
         let client = self.client().await;
