@@ -38,8 +38,44 @@ async fn devices(db: &Db, live: usize) -> Vec<String> {
     (1..=live).map(|i| format!("member-{i}")).collect()
 }
 
-fn migrate(env: &[(String, String)]) {
-    run_ok(PUSHQ, &["migrate"], env);
+/// The parts every test here runs on: moto, the FCM emulator serving apps `member` and
+/// `trainer`, a fresh PostgreSQL database with the schema and `live` devices ([`devices`]).
+struct World {
+    sqs: Sqs,
+    fcm: Fcm,
+    db: Db,
+    /// What `pushq` needs to reach them, with pages of `page_size` devices.
+    env: Vec<(String, String)>,
+    /// The live devices' tokens.
+    tokens: Vec<String>,
+}
+
+impl World {
+    async fn start(page_size: u32, live: usize) -> World {
+        let (sqs, fcm) = (
+            Sqs::start(),
+            Fcm::start_projects(&["member", "trainer"], FcmOptions::default()),
+        );
+        let db = Db::postgres().await;
+        let mut env = vec![
+            ("DATABASE_URL".to_string(), db.url.clone()),
+            (
+                "PUSHQ_AUDIENCE_PAGE_SIZE".to_string(),
+                page_size.to_string(),
+            ),
+        ];
+        env.extend(sqs.env());
+        env.extend(fcm.env());
+        run_ok(PUSHQ, &["migrate"], &env);
+        let tokens = devices(&db, live).await;
+        World {
+            sqs,
+            fcm,
+            db,
+            env,
+            tokens,
+        }
+    }
 }
 
 fn worker(queue: &str, args: &[&str], env: &[(String, String)], log: &std::path::Path) -> Proc {
@@ -91,20 +127,14 @@ async fn every_device_once(db: &Db, fcm: &Fcm, tokens: &[String], log: &std::pat
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_audience_of_2500_devices_is_sent_once_each_by_several_consumers() {
-    let (sqs, fcm) = (
-        Sqs::start(),
-        Fcm::start_projects(&["member", "trainer"], FcmOptions::default()),
-    );
+    let World {
+        sqs,
+        fcm,
+        db,
+        env,
+        tokens,
+    } = World::start(100, 2500).await;
     let queue = sqs.fresh_queue().await;
-    let db = Db::postgres().await;
-    let mut env = vec![
-        ("DATABASE_URL".to_string(), db.url.clone()),
-        ("PUSHQ_AUDIENCE_PAGE_SIZE".to_string(), "100".to_string()),
-    ];
-    env.extend(sqs.env());
-    env.extend(fcm.env());
-    migrate(&env);
-    let tokens = devices(&db, 2500).await;
     let id = uuid::Uuid::now_v7().to_string();
     sqs.send_bodies(&queue, &[audience_push(&id)]).await;
     let log = temp_dir().join("worker.log");
@@ -152,12 +182,14 @@ async fn pass(State(p): State<HoldPages>, headers: HeaderMap, body: Bytes) -> Re
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consumer_killed_mid_expansion_leaves_every_device_sent_once() {
-    let (sqs, fcm) = (
-        Sqs::start(),
-        Fcm::start_projects(&["member", "trainer"], FcmOptions::default()),
-    );
+    let World {
+        sqs,
+        fcm,
+        db,
+        env,
+        tokens,
+    } = World::start(20, 1000).await;
     let queue = sqs.fresh_queue().await;
-    let db = Db::postgres().await;
     let hold = HoldPages {
         upstream: sqs.endpoint.clone(),
         // Two steps of pages get through; the third is held.
@@ -170,14 +202,6 @@ async fn a_consumer_killed_mid_expansion_leaves_every_device_sent_once() {
     let proxy = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let mut env = vec![
-        ("DATABASE_URL".to_string(), db.url.clone()),
-        ("PUSHQ_AUDIENCE_PAGE_SIZE".to_string(), "20".to_string()),
-    ];
-    env.extend(sqs.env());
-    env.extend(fcm.env());
-    migrate(&env);
-    let tokens = devices(&db, 1000).await;
     let id = uuid::Uuid::now_v7().to_string();
     sqs.send_bodies(&queue, &[audience_push(&id)]).await;
     // One consumer, through the proxy: it expands, and nothing else is in flight when killed.
@@ -225,20 +249,14 @@ async fn a_consumer_killed_mid_expansion_leaves_every_device_sent_once() {
 /// devices in pages of 20 through three consumers, each device once, every page done.
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_fifo_queue_the_pages_are_sent_once_each() {
-    let (sqs, fcm) = (
-        Sqs::start(),
-        Fcm::start_projects(&["member", "trainer"], FcmOptions::default()),
-    );
+    let World {
+        sqs,
+        fcm,
+        db,
+        env,
+        tokens,
+    } = World::start(20, 400).await;
     let queue = sqs.fresh_fifo_queue().await;
-    let db = Db::postgres().await;
-    let mut env = vec![
-        ("DATABASE_URL".to_string(), db.url.clone()),
-        ("PUSHQ_AUDIENCE_PAGE_SIZE".to_string(), "20".to_string()),
-    ];
-    env.extend(sqs.env());
-    env.extend(fcm.env());
-    migrate(&env);
-    let tokens = devices(&db, 400).await;
     let id = uuid::Uuid::now_v7().to_string();
     sqs.client()
         .await

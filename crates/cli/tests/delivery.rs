@@ -12,18 +12,8 @@ use serde_json::json;
 
 const PUSHQ: &str = env!("CARGO_BIN_EXE_pushq");
 
-fn pushq(args: &[&str], env: &[(String, String)]) -> std::process::Output {
-    let out = Command::new(PUSHQ)
-        .args(args)
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pushq {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+fn pushq(args: &[&str], env: &[(String, String)]) -> String {
+    run_ok(PUSHQ, args, env)
 }
 
 async fn end_to_end(db: Db) {
@@ -209,8 +199,7 @@ async fn end_to_end(db: Db) {
     );
 
     // The dead token is invalidated; the queue is empty (everything deleted, nothing to redeliver).
-    let list =
-        String::from_utf8(pushq(&["devices", "list", "--user-id", "u2"], &env).stdout).unwrap();
+    let list = pushq(&["devices", "list", "--user-id", "u2"], &env);
     assert!(
         list.trim()
             .starts_with("default\ttoken\ttok-u2-dead\tandroid\tinvalidated\tlast seen "),
@@ -488,10 +477,7 @@ async fn dlq_redrive_moves_every_message_once() {
         &["dlq", "redrive", "--from", &dlq, "--to", &queue],
         &sqs.env(),
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "moved 25 message(s)"
-    );
+    assert_eq!(out.trim(), "moved 25 message(s)");
     assert_eq!(sqs.depth(&dlq).await, (0, 0));
     let mut moved = Vec::new();
     for _ in 0..30 {
@@ -522,10 +508,7 @@ async fn dlq_redrive_moves_every_message_once() {
         &["dlq", "redrive", "--from", &dlq, "--to", &queue],
         &sqs.env(),
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "moved 0 message(s)"
-    );
+    assert_eq!(out.trim(), "moved 0 message(s)");
 }
 
 /// `pushq devices register` checks what it stores as the Node registry does: a value that does
@@ -555,5 +538,5 @@ async fn devices_register_refuses_what_does_not_fit() {
         "{stderr}"
     );
     let listed = pushq(&["devices", "list", "--user-id", &long_user], &env);
-    assert!(listed.stdout.is_empty());
+    assert!(listed.is_empty());
 }

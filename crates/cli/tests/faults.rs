@@ -392,6 +392,8 @@ fn redrive(sqs: &Sqs, dlq: &str, queue: &str) -> String {
         &["dlq", "redrive", "--from", dlq, "--to", queue],
         &sqs.env(),
     )
+    .trim()
+    .to_owned()
 }
 
 /// A fresh queue whose messages go to a fresh DLQ after `max_receive_count` receives: (queue, DLQ).

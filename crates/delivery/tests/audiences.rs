@@ -4,8 +4,6 @@
 //! `members` table of its own; an unknown segment is recorded once; `cancelPush` (the cancel
 //! record) stops what is not sent; the log answers with counts.
 
-use std::sync::Once;
-
 use pushq_delivery::store::{AudienceState, Store};
 use pushq_delivery::{Engine, QueueMessage};
 use pushq_test_support::*;
@@ -13,15 +11,7 @@ use serde_json::{json, Value};
 
 #[allow(dead_code)]
 mod support;
-use support::soon;
-
-fn aws_credentials() {
-    static SET: Once = Once::new();
-    SET.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    });
-}
+use support::{aws_credentials, soon};
 
 struct World {
     engine: Engine,

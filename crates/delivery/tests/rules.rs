@@ -5,7 +5,7 @@
 //! schedule as the scheduler would, by handing its `Target.Input` to the engine as a queue
 //! message, with the clock at the window's end.
 
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Seoul;
@@ -18,16 +18,7 @@ use serde_json::{json, Value};
 // Shared with the other engine tests; this file sends its own messages.
 #[allow(dead_code)]
 mod support;
-use support::soon;
-
-/// The AWS SDK reads credentials from the process environment (moto takes any).
-fn aws_credentials() {
-    static SET: Once = Once::new();
-    SET.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    });
-}
+use support::{aws_credentials, soon};
 
 /// A day two days from now, in Seoul: deferrals must lie ahead of the real clock too (the
 /// producer refuses a `sendAt` in the past), whenever the test runs.

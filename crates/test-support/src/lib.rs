@@ -103,7 +103,7 @@ pub fn temp_dir() -> PathBuf {
 }
 
 /// Runs `bin` with `args` and `env` to completion, failing the test (with its stderr) unless it
-/// succeeded; returns its stdout, trimmed.
+/// succeeded; returns its stdout.
 pub fn run_ok(bin: &str, args: &[&str], env: &[(String, String)]) -> String {
     let out = Command::new(bin)
         .args(args)
@@ -115,7 +115,7 @@ pub fn run_ok(bin: &str, args: &[&str], env: &[(String, String)]) -> String {
         "{bin} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// moto_server on a free loopback port.

@@ -44,3 +44,15 @@ pub async fn engine_from(url: &str, env: Vec<(String, String)>, extra: &[(&str, 
         .await
         .unwrap()
 }
+
+/// The AWS SDK reads credentials from the process environment (moto takes any): set once per
+/// test binary, for the engines that defer or write audience pages through SQS (not every binary
+/// that includes this module has one).
+#[allow(dead_code)]
+pub fn aws_credentials() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    });
+}
