@@ -132,7 +132,7 @@ impl Engine {
         };
         let target = format!("audience:{}", audience.summary());
         let expired = row(e, target, None, DeliveryStatus::Expired, None, 0);
-        let claim = Claim::new(self.statement_timeout);
+        let claim = Claim::at(self.now(), self.statement_timeout);
         self.store
             .record_deliveries(&[expired], &claim, self.statement_timeout)
             .await?;
@@ -386,7 +386,7 @@ impl Engine {
             Some(UNKNOWN_SEGMENT.to_owned()),
             0,
         );
-        let claim = Claim::new(self.statement_timeout);
+        let claim = Claim::at(self.now(), self.statement_timeout);
         self.store
             .record_deliveries(&[failed], &claim, self.statement_timeout)
             .await?;

@@ -211,7 +211,7 @@ impl Engine {
             + self.sink.overrun()
             + self.statement_timeout;
         let lapses_at = Instant::now() + lasts;
-        let claim = Claim::new(lasts);
+        let claim = Claim::at(self.now(), lasts);
         if let Err(e) = self.claim(&mut batch, &claim, deadline).await {
             // Nothing was sent: every claim of the batch goes back.
             self.release(&claim, None).await;

@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::deliveries::{rows_per_statement, Delivery, DeliveryStatus, CLAIM_COLUMNS};
+use super::deliveries::{
+    log_rows_per_statement, push_row_arrays, push_row_values, Delivery, DeliveryStatus,
+    CLAIM_COLUMNS, ROW_COLUMNS,
+};
 use super::{Dialect, Pool, Store, StoreResult};
 
 /// A claimed row, as read back.
@@ -91,6 +94,31 @@ where
     ));
 }
 
+/// The claim's rows as a VALUES list (SQLite, MySQL): [`ROW_COLUMNS`], then `sending` under
+/// `claim`.
+fn push_claim_values<'a, DB: sqlx::Database>(
+    q: &mut QueryBuilder<'a, DB>,
+    chunk: &[&'a Delivery],
+    claim: &'a Claim,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let until = claim.until.timestamp_millis();
+    q.push_values(chunk.iter().copied(), |mut b, r| {
+        push_row_values(&mut b, r);
+        b.push_bind(DeliveryStatus::Sending.as_str())
+            .push_bind(0i32)
+            .push_bind(claim.id.as_str())
+            .push_bind(until);
+    });
+}
+
 /// One (push, target) of the delivery log: what a row, and the claim on it, are keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetKey {
@@ -135,7 +163,11 @@ pub struct Claim {
 impl Claim {
     /// A new claim, lapsing `lasts` from now.
     pub fn new(lasts: std::time::Duration) -> Claim {
-        let now = Utc::now();
+        Claim::at(Utc::now(), lasts)
+    }
+
+    /// A new claim made at `now` (the engine's clock), lapsing `lasts` after it.
+    pub fn at(now: DateTime<Utc>, lasts: std::time::Duration) -> Claim {
         Claim {
             id: uuid::Uuid::now_v7().to_string(),
             until: now + chrono::Duration::from_std(lasts).unwrap_or(chrono::Duration::MAX),
@@ -204,7 +236,7 @@ impl Store {
         rows.sort_by(|a, b| (&a.push_id, &a.target).cmp(&(&b.push_id, &b.target)));
         rows.dedup_by(|a, b| a.push_id == b.push_id && a.target == b.target);
         let mut states: Vec<ClaimRow> = Vec::new();
-        for chunk in rows.chunks(rows_per_statement(self.dialect, CLAIM_COLUMNS)) {
+        for chunk in rows.chunks(log_rows_per_statement(self.dialect, CLAIM_COLUMNS)) {
             states.extend(self.claim_chunk(chunk, claim).await?);
         }
         if self.dialect == Dialect::MySql && !rows.is_empty() {
@@ -230,37 +262,38 @@ impl Store {
         let (until, now) = (claim.until.timestamp_millis(), claim.now.timestamp_millis());
         let sending = DeliveryStatus::Sending.as_str();
         let d = self.dialect;
-        Ok(with_pool!(self, pool, {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, attempts, category, advertising, idempotency_key, enqueued_at, part, parts, claim_id, claimed_until) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.push_id.as_str())
-                    .push_bind(r.app.as_str())
-                    .push_bind(r.target.as_str())
-                    .push_bind(r.user_id.as_deref())
-                    .push_bind(sending)
-                    .push_bind(0i32)
-                    .push_bind(r.category.as_deref())
-                    .push_bind(r.advertising)
-                    .push_bind(r.idempotency_key.as_deref())
-                    .push_bind(r.enqueued_at)
-                    .push_bind(r.part.map(|(i, _)| i as i32))
-                    .push_bind(r.part.map(|(_, n)| n as i32))
-                    .push_bind(claim.id.as_str())
-                    .push_bind(until);
-            });
-            push_claim_conflict(&mut q, d, now);
-            match d {
-                Dialect::MySql => {
-                    q.build().persistent(false).execute(pool).await?;
-                    Vec::new()
-                }
-                Dialect::Sqlite | Dialect::Postgres => {
-                    q.build_query_as().persistent(false).fetch_all(pool).await?
-                }
+        let insert = format!(
+            "INSERT INTO pushq_deliveries ({ROW_COLUMNS}, status, attempts, claim_id, claimed_until) "
+        );
+        Ok(match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut q = QueryBuilder::<sqlx::Postgres>::new(insert);
+                q.push("SELECT u.*, ");
+                q.push_bind(sending);
+                q.push(", 0, ");
+                q.push_bind(claim.id.as_str());
+                q.push(", ");
+                q.push_bind(until);
+                q.push(" FROM ");
+                push_row_arrays(&mut q, chunk);
+                q.push(") AS u");
+                push_claim_conflict(&mut q, d, now);
+                q.build_query_as().persistent(false).fetch_all(pool).await?
             }
-        }))
+            Pool::Sqlite(pool) => {
+                let mut q = QueryBuilder::<sqlx::Sqlite>::new(insert);
+                push_claim_values(&mut q, chunk, claim);
+                push_claim_conflict(&mut q, d, now);
+                q.build_query_as().persistent(false).fetch_all(pool).await?
+            }
+            Pool::MySql(pool) => {
+                let mut q = QueryBuilder::<sqlx::MySql>::new(insert);
+                push_claim_values(&mut q, chunk, claim);
+                push_claim_conflict(&mut q, d, now);
+                q.build().persistent(false).execute(pool).await?;
+                Vec::new()
+            }
+        })
     }
 
     /// Gives up a batch's claims that are still `sending` (the batch failed before writing

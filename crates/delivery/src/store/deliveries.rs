@@ -76,6 +76,91 @@ pub fn rows_per_statement(dialect: super::Dialect, columns: usize) -> usize {
     dialect.max_binds() / columns - 1
 }
 
+/// The most rows of the log one claim or log write carries on PostgreSQL. It takes them as one
+/// array per column (`UNNEST`), which no bind limit splits and which is cheaper for it to parse
+/// and plan than a VALUES list of as many binds (section 6 of docs/benchmarks.md); the split is
+/// there to keep each statement short.
+pub const PG_ROWS_PER_STATEMENT: usize = 5_000;
+
+/// The most log rows of `columns` values one claim or log write carries in `dialect`.
+pub fn log_rows_per_statement(dialect: super::Dialect, columns: usize) -> usize {
+    match dialect {
+        super::Dialect::Postgres => PG_ROWS_PER_STATEMENT,
+        _ => rows_per_statement(dialect, columns),
+    }
+}
+
+/// The columns of a log row that the claim and the log write both bind, in the order
+/// [`push_row_arrays`] and [`push_row_values`] bind them.
+pub(super) const ROW_COLUMNS: &str =
+    "push_id, app, target, user_id, category, advertising, idempotency_key, enqueued_at, part, parts";
+
+/// `rows`' [`ROW_COLUMNS`] as PostgreSQL arrays, the start of an `UNNEST(…)` that the caller
+/// ends (after the arrays of its own columns, if any).
+pub(super) fn push_row_arrays<'a>(q: &mut QueryBuilder<'a, sqlx::Postgres>, rows: &[&'a Delivery]) {
+    let part = |n: fn(&(u32, u32)) -> u32| -> Vec<Option<i32>> {
+        rows.iter()
+            .map(|r| r.part.as_ref().map(|p| n(p) as i32))
+            .collect()
+    };
+    q.push("UNNEST(");
+    q.push_bind(rows.iter().map(|r| r.push_id.as_str()).collect::<Vec<_>>());
+    q.push("::text[], ");
+    q.push_bind(rows.iter().map(|r| r.app.as_str()).collect::<Vec<_>>());
+    q.push("::text[], ");
+    q.push_bind(rows.iter().map(|r| r.target.as_str()).collect::<Vec<_>>());
+    q.push("::text[], ");
+    q.push_bind(
+        rows.iter()
+            .map(|r| r.user_id.as_deref())
+            .collect::<Vec<_>>(),
+    );
+    q.push("::text[], ");
+    q.push_bind(
+        rows.iter()
+            .map(|r| r.category.as_deref())
+            .collect::<Vec<_>>(),
+    );
+    q.push("::text[], ");
+    q.push_bind(rows.iter().map(|r| r.advertising).collect::<Vec<_>>());
+    q.push("::boolean[], ");
+    q.push_bind(
+        rows.iter()
+            .map(|r| r.idempotency_key.as_deref())
+            .collect::<Vec<_>>(),
+    );
+    q.push("::text[], ");
+    q.push_bind(rows.iter().map(|r| r.enqueued_at).collect::<Vec<_>>());
+    q.push("::timestamptz[], ");
+    q.push_bind(part(|p| p.0));
+    q.push("::integer[], ");
+    q.push_bind(part(|p| p.1));
+    q.push("::integer[]");
+}
+
+/// One row's [`ROW_COLUMNS`] in a VALUES list (SQLite, MySQL).
+pub(super) fn push_row_values<'a, DB: sqlx::Database>(
+    b: &mut sqlx::query_builder::Separated<'_, 'a, DB, &'static str>,
+    r: &'a Delivery,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    b.push_bind(r.push_id.as_str())
+        .push_bind(r.app.as_str())
+        .push_bind(r.target.as_str())
+        .push_bind(r.user_id.as_deref())
+        .push_bind(r.category.as_deref())
+        .push_bind(r.advertising)
+        .push_bind(r.idempotency_key.as_deref())
+        .push_bind(r.enqueued_at)
+        .push_bind(r.part.map(|(i, _)| i as i32))
+        .push_bind(r.part.map(|(_, n)| n as i32));
+}
+
 /// One row of the delivery log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -196,7 +281,7 @@ impl Store {
             .filter(|d| seen.insert((d.push_id.as_str(), d.target.as_str())))
             .collect();
         let now = claim.now.max(Utc::now()).timestamp_millis();
-        for chunk in rows.chunks(rows_per_statement(self.dialect, DELIVERY_COLUMNS)) {
+        for chunk in rows.chunks(log_rows_per_statement(self.dialect, DELIVERY_COLUMNS)) {
             self.write_deliveries(chunk, &claim.id, now, per_statement)
                 .await?;
         }
@@ -213,38 +298,79 @@ impl Store {
     ) -> StoreResult<()> {
         self.count();
         let d = self.dialect;
-        with_pool!(self, pool, {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO pushq_deliveries (push_id, app, target, user_id, status, fcm_message_id, error_code, attempts, category, advertising, idempotency_key, enqueued_at, sent_at, part, parts) ",
-            );
-            q.push_values(chunk, |mut b, d| {
-                b.push_bind(d.push_id.as_str())
-                    .push_bind(d.app.as_str())
-                    .push_bind(d.target.as_str())
-                    .push_bind(d.user_id.as_deref())
-                    .push_bind(d.status.as_str())
-                    .push_bind(d.fcm_message_id.as_deref())
-                    .push_bind(d.error_code.as_deref())
-                    .push_bind(d.attempts as i32)
-                    .push_bind(d.category.as_deref())
-                    .push_bind(d.advertising)
-                    .push_bind(d.idempotency_key.as_deref())
-                    .push_bind(d.enqueued_at)
-                    .push_bind(d.sent_at)
-                    .push_bind(d.part.map(|(i, _)| i as i32))
-                    .push_bind(d.part.map(|(_, n)| n as i32));
-            });
-            push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
-            let write = q.build().persistent(false).execute(pool);
-            tokio::time::timeout(per_statement, write)
-                .await
-                .map_err(|_| super::StoreError::TimedOut {
-                    what: "writing the delivery log",
-                    limit_ms: per_statement.as_millis() as u64,
-                })??;
-        });
+        let insert = format!(
+            "INSERT INTO pushq_deliveries ({ROW_COLUMNS}, status, fcm_message_id, error_code, attempts, sent_at) "
+        );
+        let write = async {
+            match &self.pool {
+                Pool::Postgres(pool) => {
+                    let mut q = QueryBuilder::<sqlx::Postgres>::new(insert);
+                    push_outcome_arrays(&mut q, chunk);
+                    push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
+                    q.build().persistent(false).execute(pool).await.map(drop)
+                }
+                Pool::Sqlite(pool) => {
+                    let mut q = QueryBuilder::<sqlx::Sqlite>::new(insert);
+                    push_outcome_values(&mut q, chunk);
+                    push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
+                    q.build().persistent(false).execute(pool).await.map(drop)
+                }
+                Pool::MySql(pool) => {
+                    let mut q = QueryBuilder::<sqlx::MySql>::new(insert);
+                    push_outcome_values(&mut q, chunk);
+                    push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
+                    q.build().persistent(false).execute(pool).await.map(drop)
+                }
+            }
+        };
+        tokio::time::timeout(per_statement, write)
+            .await
+            .map_err(|_| super::StoreError::TimedOut {
+                what: "writing the delivery log",
+                limit_ms: per_statement.as_millis() as u64,
+            })??;
         Ok(())
     }
+}
+
+/// The log write's rows as PostgreSQL arrays: [`ROW_COLUMNS`], then the outcome.
+fn push_outcome_arrays<'a>(q: &mut QueryBuilder<'a, sqlx::Postgres>, chunk: &[&'a Delivery]) {
+    let column =
+        |f: fn(&'a Delivery) -> Option<&'a str>| chunk.iter().map(|r| f(r)).collect::<Vec<_>>();
+    q.push("SELECT * FROM ");
+    push_row_arrays(q, chunk);
+    q.push(", ");
+    q.push_bind(chunk.iter().map(|r| r.status.as_str()).collect::<Vec<_>>());
+    q.push("::text[], ");
+    q.push_bind(column(|r| r.fcm_message_id.as_deref()));
+    q.push("::text[], ");
+    q.push_bind(column(|r| r.error_code.as_deref()));
+    q.push("::text[], ");
+    q.push_bind(chunk.iter().map(|r| r.attempts as i32).collect::<Vec<_>>());
+    q.push("::integer[], ");
+    q.push_bind(chunk.iter().map(|r| r.sent_at).collect::<Vec<_>>());
+    q.push("::timestamptz[])");
+}
+
+/// The log write's rows as a VALUES list (SQLite, MySQL): [`ROW_COLUMNS`], then the outcome.
+fn push_outcome_values<'a, DB: sqlx::Database>(q: &mut QueryBuilder<'a, DB>, chunk: &[&'a Delivery])
+where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<DateTime<Utc>>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push_values(chunk.iter().copied(), |mut b, r| {
+        push_row_values(&mut b, r);
+        b.push_bind(r.status.as_str())
+            .push_bind(r.fcm_message_id.as_deref())
+            .push_bind(r.error_code.as_deref())
+            .push_bind(r.attempts as i32)
+            .push_bind(r.sent_at);
+    });
 }
 
 /// What the log write does with a row the log has already: replaces it when it is `retrying`,
@@ -329,19 +455,23 @@ mod tests {
         };
         for expected in [
             format!(
-                "above {} delivery rows",
-                figure(rows_per_statement(Dialect::Postgres, DELIVERY_COLUMNS))
+                "each is split above {} rows",
+                figure(log_rows_per_statement(Dialect::Postgres, DELIVERY_COLUMNS))
+            ),
+            format!(
+                "above {} delivery rows in one batch on MySQL",
+                figure(log_rows_per_statement(Dialect::MySql, DELIVERY_COLUMNS))
             ),
             format!("/ {DELIVERY_COLUMNS} values a row"),
             format!(
                 "{} on SQLite (32,766 / {DELIVERY_COLUMNS}",
-                figure(rows_per_statement(Dialect::Sqlite, DELIVERY_COLUMNS))
+                figure(log_rows_per_statement(Dialect::Sqlite, DELIVERY_COLUMNS))
             ),
             format!("the claim carries {CLAIM_COLUMNS} values a row"),
             format!(
                 "splits above {} rows ({} on SQLite)",
-                figure(rows_per_statement(Dialect::MySql, CLAIM_COLUMNS)),
-                figure(rows_per_statement(Dialect::Sqlite, CLAIM_COLUMNS))
+                figure(log_rows_per_statement(Dialect::MySql, CLAIM_COLUMNS)),
+                figure(log_rows_per_statement(Dialect::Sqlite, CLAIM_COLUMNS))
             ),
         ] {
             assert!(

@@ -381,6 +381,7 @@ fn rules_statement<'a, DB: sqlx::Database>(
 ) where
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     let users = |q: &mut QueryBuilder<'a, DB>, table: &str| {
         q.push(format!(" WHERE {table}.app IN ("));
@@ -425,6 +426,10 @@ fn rules_statement<'a, DB: sqlx::Database>(
     }
 }
 
+/// How far the clocks of two consumers may be apart, for the caps' index: what a cap counts
+/// from `since` is looked up from `since` less this in `claimed_until`.
+const CLOCK_MARGIN_MS: i64 = 60 * 60 * 1000;
+
 /// One cap's branch of the rules statement: the user's `sent` pushes of its category (or
 /// advertising pushes) since its window began; `users` writes the batch's users' condition.
 fn cap_branch<'a, DB: sqlx::Database>(
@@ -437,6 +442,7 @@ fn cap_branch<'a, DB: sqlx::Database>(
 ) where
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     let none = d.null_text();
     q.push(format!(
@@ -447,6 +453,11 @@ fn cap_branch<'a, DB: sqlx::Database>(
         d.integer("COUNT(DISTINCT x.push_id)"),
     ));
     users(q, "x");
+    // The caps' index (migration 0010): a row sent since `since` was claimed until after it,
+    // as its outcome is written before its claim lapses; the margin covers the clocks of two
+    // consumers. Only rows of a category or advertising are in it.
+    q.push(" AND (x.category IS NOT NULL OR x.advertising = TRUE) AND x.claimed_until >= ");
+    q.push_bind(cap.since.timestamp_millis() - CLOCK_MARGIN_MS);
     q.push(" AND x.status = 'sent' AND x.sent_at >= ");
     q.push_bind(cap.since);
     match &cap.category {
