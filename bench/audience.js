@@ -1,7 +1,8 @@
 // An audience of 1,000,000 devices (issue: mass sends): one `audience: { all: true }` push through
 // `pushq worker` (sqs-lite, PostgreSQL with pg_stat_statements, the FCM emulator over HTTP/2 and
 // TLS). Reports the time from enqueue to the last send, sends/s against the emulator's own
-// ceiling measured in the same run (fcm-load, the same in-flight sends and connections),
+// ceiling measured in the same run, just before it and just after (fcm-load, the same in-flight
+// sends and connections; the share is of their mean),
 // database statements per 1,000 targets (the worker's role only), the worker's peak RSS, and
 // what the same audience takes at FCM's default quota (600,000 messages a minute).
 //
@@ -55,11 +56,15 @@ async function main() {
   const inFlight = CONCURRENCY * SEND_CONCURRENCY
   const connections = Math.ceil(inFlight / 100)
   try {
-    // The emulator's own ceiling, alone, with as many sends in flight as the worker keeps.
-    const ceiling = JSON.parse(
-      execFileSync(bin('fcm-load'), ['--credentials', credentials, '--endpoint', emu.url, '--ca-file', certs.ca, '--concurrency', String(inFlight), '--connections', String(connections), '--seconds', '10'], { encoding: 'utf8' }),
-    )
-    process.stderr.write(`emulator ceiling: ${Math.round(ceiling.sendsPerSecond)} sends/s\n`)
+    // The emulator's own ceiling, alone, with as many sends in flight as the worker keeps:
+    // measured before the run and again after it (this machine's speed drifts by a third from
+    // one minute to the next), each on an emulator of its own.
+    const measureCeiling = (url) =>
+      JSON.parse(
+        execFileSync(bin('fcm-load'), ['--credentials', credentials, '--endpoint', url, '--ca-file', certs.ca, '--concurrency', String(inFlight), '--connections', String(connections), '--seconds', '10'], { encoding: 'utf8' }),
+      ).sendsPerSecond
+    const ceilingBefore = measureCeiling(emu.url)
+    process.stderr.write(`emulator ceiling: ${Math.round(ceilingBefore)} sends/s\n`)
     // A fresh emulator for the run, so that its record (and memory) is the run's alone.
     emu.child.kill()
     const run = await startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', credentials, '--tls-cert', certs.cert, '--tls-key', certs.key])
@@ -137,14 +142,33 @@ async function main() {
       .psql(db, "SELECT extract(epoch FROM max(sent_at)) * 1000, count(*) FILTER (WHERE status = 'sent') FROM pushq_deliveries")
       .split('|')
       .map(Number)
+    // The ceiling again, now that the machine is quiet, on a fresh emulator.
+    const after = await startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', credentials, '--tls-cert', certs.cert, '--tls-key', certs.key])
+    let ceilingAfter
+    try {
+      ceilingAfter = measureCeiling(after.url)
+    } finally {
+      after.child.kill()
+    }
+    const ceiling = (ceilingBefore + ceilingAfter) / 2
     const [calls, dbMs] = pg
       .psql('postgres', `SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.userid WHERE d.datname = '${db}' AND r.rolname = 'pushq_app'`)
       .split('|')
       .map(Number)
     const top = pg
-      .psql('postgres', `SELECT regexp_replace(left(query, 60), '\\s+', ' ', 'g'), calls, round(total_exec_time::numeric) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.userid WHERE d.datname = '${db}' AND r.rolname = 'pushq_app' ORDER BY calls DESC LIMIT 8`)
+      .psql('postgres', `SELECT regexp_replace(left(query, 50) || ' … ' || right(query, 40), '\\s+', ' ', 'g'), calls, round(total_exec_time::numeric) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.userid WHERE d.datname = '${db}' AND r.rolname = 'pushq_app' ORDER BY total_exec_time DESC LIMIT 8`)
       .split('\n')
       .filter(Boolean)
+    // How many of the log's updates (the outcome written over the claim) were heap-only (HOT).
+    const [updates, hotUpdates] = pg
+      .psql(db, "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'pushq_deliveries'")
+      .split('|')
+      .map(Number)
+    // The log's size after the run: its rows, and its rows with their indexes.
+    const [tableMiB, withIndexesMiB] = pg
+      .psql(db, "SELECT pg_relation_size('pushq_deliveries') / 1048576.0, pg_total_relation_size('pushq_deliveries') / 1048576.0")
+      .split('|')
+      .map(Number)
     const [pages, expanded] = pg.psql(db, `SELECT pages, extract(epoch FROM updated_at - created_at) FROM pushq_audiences WHERE push_id = '${id}'`).split('|').map(Number)
     const seconds = (last - enqueuedAt) / 1000
     const result = {
@@ -159,12 +183,19 @@ async function main() {
       expansionSeconds: expanded,
       // From the enqueue to the last send, the expansion included.
       sendsPerSecond: sent / seconds,
-      emulatorCeiling: ceiling.sendsPerSecond,
-      shareOfCeiling: sent / seconds / ceiling.sendsPerSecond,
+      // The mean of the two measures of the ceiling, before and after the run.
+      emulatorCeiling: ceiling,
+      emulatorCeilingBefore: ceilingBefore,
+      emulatorCeilingAfter: ceilingAfter,
+      shareOfCeiling: sent / seconds / ceiling,
       statements: calls,
       statementsPer1000: (calls / DEVICES) * 1000,
       dbMs,
       topStatements: top,
+      deliveryRowUpdates: updates,
+      heapOnlyUpdates: hotUpdates,
+      logTableMiB: tableMiB,
+      logWithIndexesMiB: withIndexesMiB,
       workerPeakRssMiB: rss,
       // CPU seconds over the run (wall seconds × cores available: wallSeconds × cores).
       wallSeconds: wall,
