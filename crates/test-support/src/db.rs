@@ -144,6 +144,23 @@ impl Db {
         })
     }
 
+    /// What each index of `table` reads, one text per index: its definition (PostgreSQL,
+    /// SQLite: columns and any predicate) or its columns (MariaDB, one row per column).
+    pub async fn index_definitions(&self, table: &str) -> Vec<String> {
+        let q = match self.dialect {
+            "postgres" => format!("SELECT indexdef FROM pg_indexes WHERE tablename = '{table}'"),
+            "mysql" => format!(
+                "SELECT CONVERT(CONCAT(INDEX_NAME, ' ', COLUMN_NAME) USING utf8mb4) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
+            ),
+            _ => format!(
+                "SELECT il.name || ' ' || group_concat(ii.name, ',') || ' ' || coalesce(m.sql, '') FROM pragma_index_list('{table}') il JOIN pragma_index_info(il.name) ii LEFT JOIN sqlite_master m ON m.name = il.name GROUP BY il.name"
+            ),
+        };
+        let rows: Vec<(String,)> =
+            with_connection!(self, c, sqlx::query_as(&q).fetch_all(&mut c).await.unwrap());
+        rows.into_iter().map(|(d,)| d).collect()
+    }
+
     /// SQL that sets a device's last-seen time `days` ago, in the dialect's own date arithmetic.
     pub fn age_device(&self, token: &str, days: u32) -> String {
         let ago = match self.dialect {
