@@ -96,46 +96,36 @@ pub(super) const ROW_COLUMNS: &str =
     "push_id, app, target, user_id, category, advertising, idempotency_key, enqueued_at, part, parts";
 
 /// `rows`' [`ROW_COLUMNS`] as PostgreSQL arrays, the start of an `UNNEST(…)` that the caller
-/// ends (after the arrays of its own columns, if any).
+/// ends (after the arrays of its own columns, if any: [`push_array`]).
 pub(super) fn push_row_arrays<'a>(q: &mut QueryBuilder<'a, sqlx::Postgres>, rows: &[&'a Delivery]) {
-    let part = |n: fn(&(u32, u32)) -> u32| -> Vec<Option<i32>> {
-        rows.iter()
-            .map(|r| r.part.as_ref().map(|p| n(p) as i32))
-            .collect()
-    };
     q.push("UNNEST(");
-    q.push_bind(rows.iter().map(|r| r.push_id.as_str()).collect::<Vec<_>>());
-    q.push("::text[], ");
-    q.push_bind(rows.iter().map(|r| r.app.as_str()).collect::<Vec<_>>());
-    q.push("::text[], ");
-    q.push_bind(rows.iter().map(|r| r.target.as_str()).collect::<Vec<_>>());
-    q.push("::text[], ");
-    q.push_bind(
-        rows.iter()
-            .map(|r| r.user_id.as_deref())
-            .collect::<Vec<_>>(),
-    );
-    q.push("::text[], ");
-    q.push_bind(
-        rows.iter()
-            .map(|r| r.category.as_deref())
-            .collect::<Vec<_>>(),
-    );
-    q.push("::text[], ");
-    q.push_bind(rows.iter().map(|r| r.advertising).collect::<Vec<_>>());
-    q.push("::boolean[], ");
-    q.push_bind(
-        rows.iter()
-            .map(|r| r.idempotency_key.as_deref())
-            .collect::<Vec<_>>(),
-    );
-    q.push("::text[], ");
-    q.push_bind(rows.iter().map(|r| r.enqueued_at).collect::<Vec<_>>());
-    q.push("::timestamptz[], ");
-    q.push_bind(part(|p| p.0));
-    q.push("::integer[], ");
-    q.push_bind(part(|p| p.1));
-    q.push("::integer[]");
+    push_array(q, rows, |r| r.push_id.as_str(), "text");
+    push_array(q, rows, |r| r.app.as_str(), "text");
+    push_array(q, rows, |r| r.target.as_str(), "text");
+    push_array(q, rows, |r| r.user_id.as_deref(), "text");
+    push_array(q, rows, |r| r.category.as_deref(), "text");
+    push_array(q, rows, |r| r.advertising, "boolean");
+    push_array(q, rows, |r| r.idempotency_key.as_deref(), "text");
+    push_array(q, rows, |r| r.enqueued_at, "timestamptz");
+    push_array(q, rows, |r| r.part.map(|(i, _)| i as i32), "integer");
+    push_array(q, rows, |r| r.part.map(|(_, n)| n as i32), "integer");
+}
+
+/// One array of an `UNNEST(…)`: `column` of each row, bound as a PostgreSQL `sql_type[]` (after
+/// a comma, unless it is the first).
+pub(super) fn push_array<'a, V>(
+    q: &mut QueryBuilder<'a, sqlx::Postgres>,
+    rows: &[&'a Delivery],
+    column: impl Fn(&'a Delivery) -> V,
+    sql_type: &str,
+) where
+    Vec<V>: 'a + sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    if !q.sql().ends_with('(') {
+        q.push(", ");
+    }
+    q.push_bind(rows.iter().map(|r| column(r)).collect::<Vec<V>>());
+    q.push(format!("::{sql_type}[]"));
 }
 
 /// One row's [`ROW_COLUMNS`] in a VALUES list (SQLite, MySQL).
@@ -335,21 +325,14 @@ impl Store {
 
 /// The log write's rows as PostgreSQL arrays: [`ROW_COLUMNS`], then the outcome.
 fn push_outcome_arrays<'a>(q: &mut QueryBuilder<'a, sqlx::Postgres>, chunk: &[&'a Delivery]) {
-    let column =
-        |f: fn(&'a Delivery) -> Option<&'a str>| chunk.iter().map(|r| f(r)).collect::<Vec<_>>();
     q.push("SELECT * FROM ");
     push_row_arrays(q, chunk);
-    q.push(", ");
-    q.push_bind(chunk.iter().map(|r| r.status.as_str()).collect::<Vec<_>>());
-    q.push("::text[], ");
-    q.push_bind(column(|r| r.fcm_message_id.as_deref()));
-    q.push("::text[], ");
-    q.push_bind(column(|r| r.error_code.as_deref()));
-    q.push("::text[], ");
-    q.push_bind(chunk.iter().map(|r| r.attempts as i32).collect::<Vec<_>>());
-    q.push("::integer[], ");
-    q.push_bind(chunk.iter().map(|r| r.sent_at).collect::<Vec<_>>());
-    q.push("::timestamptz[])");
+    push_array(q, chunk, |r| r.status.as_str(), "text");
+    push_array(q, chunk, |r| r.fcm_message_id.as_deref(), "text");
+    push_array(q, chunk, |r| r.error_code.as_deref(), "text");
+    push_array(q, chunk, |r| r.attempts as i32, "integer");
+    push_array(q, chunk, |r| r.sent_at, "timestamptz");
+    q.push(")");
 }
 
 /// The log write's rows as a VALUES list (SQLite, MySQL): [`ROW_COLUMNS`], then the outcome.
