@@ -51,7 +51,9 @@ async function main() {
   const pg = await startPostgres()
   const certs = makeCerts(dir)
   const credentials = path.join(dir, 'sa.json')
-  const emu = await startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', credentials, '--tls-cert', certs.cert, '--tls-key', certs.key])
+  // An FCM emulator over HTTP/2 and TLS, writing the service account the worker and fcm-load use.
+  const startEmulator = () => startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', credentials, '--tls-cert', certs.cert, '--tls-key', certs.key])
+  const emu = await startEmulator()
   const sqs = await startListening(bin('sqs-lite'), ['--port', '0'])
   const inFlight = CONCURRENCY * SEND_CONCURRENCY
   const connections = Math.ceil(inFlight / 100)
@@ -67,7 +69,7 @@ async function main() {
     process.stderr.write(`emulator ceiling: ${Math.round(ceilingBefore)} sends/s\n`)
     // A fresh emulator for the run, so that its record (and memory) is the run's alone.
     emu.child.kill()
-    const run = await startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', credentials, '--tls-cert', certs.cert, '--tls-key', certs.key])
+    const run = await startEmulator()
 
     const db = `audience_${Date.now()}`
     pg.psql('postgres', `CREATE DATABASE ${db} OWNER pushq_app`)
@@ -143,7 +145,7 @@ async function main() {
       .split('|')
       .map(Number)
     // The ceiling again, now that the machine is quiet, on a fresh emulator.
-    const after = await startListening(bin('pushq'), ['fcm-emulator', '--port', '0', '--write-credentials', credentials, '--tls-cert', certs.cert, '--tls-key', certs.key])
+    const after = await startEmulator()
     let ceilingAfter
     try {
       ceilingAfter = measureCeiling(after.url)
