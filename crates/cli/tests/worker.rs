@@ -188,6 +188,16 @@ impl Worker {
             .collect()
     }
 
+    /// The batches whose metrics the worker has printed: it logs `batch done`, then prints them.
+    fn batches_reported(&self) -> usize {
+        std::fs::read_to_string(&self.metrics)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("NotDeleted").is_some())
+            .count()
+    }
+
     /// The sum of one EMF metric over the worker's metric lines.
     fn metric(&self, name: &str) -> u64 {
         std::fs::read_to_string(&self.metrics)
@@ -288,8 +298,8 @@ async fn delete_entries_sqs_failed_are_retried_and_counted() {
     sqs.send_bodies(&queue, &[envelope(json!({"token": "tok-1"}))])
         .await;
     let worker = Worker::start(&queue, &["--visibility-timeout", "30"], &env);
-    worker.wait_for("the first batch", Duration::from_secs(60), || {
-        worker.lines("batch done").len() == 1
+    worker.wait_for("the first batch's metrics", Duration::from_secs(60), || {
+        worker.batches_reported() == 1
     });
     // Deleted on the retry: gone now, not in flight until its visibility timeout runs out.
     assert_eq!(sqs.depth(&queue).await, (0, 0), "{}", worker.output());
@@ -301,9 +311,11 @@ async fn delete_entries_sqs_failed_are_retried_and_counted() {
     proxy.with(|f| f.delete_entries_to_fail = 100);
     sqs.send_bodies(&queue, &[envelope(json!({"token": "tok-2"}))])
         .await;
-    worker.wait_for("the second batch", Duration::from_secs(60), || {
-        worker.lines("batch done").len() == 2
-    });
+    worker.wait_for(
+        "the second batch's metrics",
+        Duration::from_secs(60),
+        || worker.batches_reported() == 2,
+    );
     assert_eq!(worker.metric("NotDeleted"), 1);
     let warned = worker
         .lines("finished messages could not be deleted; they will be redelivered and skipped");
