@@ -123,9 +123,31 @@ function profileTables(runs) {
   return `${shares.join('\n')}\n\n${top.join('\n')}${missing.length ? `\n\nNo profile pass in ${why}.` : ''}`
 }
 
+/**
+ * A run that measured pushq at an earlier commit beside this one (`--before`) as two runs, each
+ * with the same Node.js handlers' numbers: `<label>: before` (the earlier bootstrap as pushq, its
+ * profile pass) and `<label>: after`. Any other run as it is.
+ */
+function splitBefore({ data, label }) {
+  const delivery = data.delivery
+  if (!delivery || !delivery.before) return [{ data, label }]
+  const configs = (drop, rename) =>
+    delivery.configs.map((c) => ({
+      ...c,
+      functions: c.functions.filter((d) => d.kind !== drop).map((d) => (d.kind === rename ? { ...d, kind: 'pushq' } : d)),
+    }))
+  return [
+    {
+      data: { ...data, commit: delivery.before.commit, delivery: { ...delivery, configs: configs('pushq', 'pushq-before'), profile: delivery.profileBefore } },
+      label: `${label}: before`,
+    },
+    { data: { ...data, delivery: { ...delivery, configs: configs('pushq-before') } }, label: `${label}: after` },
+  ]
+}
+
 /** The markdown for `results` (one or more parsed result files, each with a label). */
 function compareMarkdown(results) {
-  const runs = results.map(({ data, label }) => load(data, label))
+  const runs = results.flatMap(splitBefore).map(({ data, label }) => load(data, label))
   const about = runs.map((r) => `- **${r.label}**: ${r.commit || 'commit not recorded'}, ${r.date || 'date not recorded'}, ${r.pushes ?? '?'} pushes, ${r.machine}`)
   const warn = []
   if (new Set(runs.map((r) => r.machine)).size > 1) warn.push('The runs are from different machines: their times do not compare.')

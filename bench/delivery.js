@@ -234,24 +234,29 @@ const TRANSPORTS = [
 ]
 
 /**
- * The three functions, each with the protocol its sends must arrive on over each transport:
+ * The three functions (four with `before`: pushq's bootstrap built at an earlier commit, kind
+ * `pushq-before`), each with the protocol its sends must arrive on over each transport:
  * pushq speaks HTTP/2 where ALPN offers it and HTTP/1.1 to a plain endpoint; the naive handler's
  * `sendEach()` is HTTP/2, switched to firebase-admin's HTTP/1.1 transport for the plain
  * configuration (BENCH_FCM_HTTP1); the lean handler's `send()` is HTTP/1.1 in firebase-admin
  * 14.5.1 whatever the transport (bench/node-lambda/lean.js).
  */
-function functions(lambda) {
+function functions(lambda, before) {
   const node = (handler) => ({ command: process.execPath, args: [path.join(__dirname, 'node-lambda', 'bootstrap.js'), handler] })
+  const pushq = {
+    kind: 'pushq',
+    name: 'pushq bootstrap (Rust)',
+    role: 'pushq_app',
+    command: lambda,
+    args: [],
+    env: (t, certs) => (t.tls ? { PUSHQ_FCM_CA_FILE: certs.ca } : {}),
+    protocol: (t) => (t.tls ? 'HTTP/2' : 'HTTP/1.1'),
+  }
+  // The same Lambda as built at an earlier commit, measured in the same run (`before`).
+  const earlier = before && { ...pushq, kind: 'pushq-before', name: `pushq bootstrap (Rust) at ${before.commit}`, command: before.bootstrap }
   return [
-    {
-      kind: 'pushq',
-      name: 'pushq bootstrap (Rust)',
-      role: 'pushq_app',
-      command: lambda,
-      args: [],
-      env: (t, certs) => (t.tls ? { PUSHQ_FCM_CA_FILE: certs.ca } : {}),
-      protocol: (t) => (t.tls ? 'HTTP/2' : 'HTTP/1.1'),
-    },
+    pushq,
+    ...(earlier ? [earlier] : []),
     {
       kind: 'naive',
       name: 'Node.js handler, naive: sendEach per message, pg per message',
@@ -275,10 +280,13 @@ function functions(lambda) {
  * The three functions, the same events: `pushes` to users with 3 devices each, 10 per event, to a
  * fresh emulator per run (so its record is that run's), over each of `transports` ('h2-tls',
  * 'h1-plain') at each of `latencies` (ms); then, with `profile`, pushq's profiling build under
- * perf. `kinds` picks the functions ('pushq', 'naive', 'lean'). Throws if a run failed a push,
+ * perf. `kinds` picks the functions ('pushq', 'naive', 'lean'). `before` ({ commit, bootstrap,
+ * profiling }) adds pushq's bootstrap built at an earlier commit to every configuration (kind
+ * `pushq-before`) and, with `profile`, its profiling build (when given) to the perf pass
+ * (`profileBefore`): before and after measured in one run. Throws if a run failed a push,
  * missed a delivery row or sent over another protocol than its function's for that transport.
  */
-async function runDelivery({ pg, pushes, latencies = [0, 40], transports = ['h2-tls', 'h1-plain'], kinds = ['pushq', 'naive', 'lean'], profile = onPath('perf') }) {
+async function runDelivery({ pg, pushes, latencies = [0, 40], transports = ['h2-tls', 'h1-plain'], kinds = ['pushq', 'naive', 'lean'], profile = onPath('perf'), profileLatency = 0, before }) {
   const lambda = path.join(root, 'dist', 'lambda', 'x86_64', 'bootstrap')
   if (kinds.includes('pushq') && !fs.existsSync(lambda)) execFileSync('bash', [path.join(root, 'scripts', 'build-lambda.sh'), 'x86_64'], { stdio: 'inherit' })
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushq-bench-delivery-'))
@@ -286,8 +294,8 @@ async function runDelivery({ pg, pushes, latencies = [0, 40], transports = ['h2-
   const list = Array.from({ length: pushes }, (_, i) => ({ userId: `u${i}`, notification: { title: 'Spin 45', body: `Studio ${i % 7}` }, category: 'delivery' }))
   const events = []
   for (let i = 0; i < pushes; i += BATCH) events.push(sqsEvent(list, i, Math.min(pushes, i + BATCH)))
-  const all = functions(lambda)
-  const chosen = all.filter((f) => kinds.includes(f.kind))
+  const all = functions(lambda, before)
+  const chosen = all.filter((f) => kinds.includes(f.kind) || f.kind === 'pushq-before')
   for (const f of chosen) {
     try {
       pg.psql('postgres', `CREATE ROLE ${f.role} LOGIN`)
@@ -372,25 +380,35 @@ async function runDelivery({ pg, pushes, latencies = [0, 40], transports = ['h2-
     }
   }
 
-  let prof = { skipped: onPath('perf') ? 'the profile pass was not asked for' : 'perf is not on PATH' }
-  const profiled = profilingBin('pushq-lambda')
-  const pushq = all.find((f) => f.kind === 'pushq')
-  if (profile && !onPath('perf')) prof = { skipped: 'perf is not on PATH' }
-  else if (profile && !fs.existsSync(profiled)) prof = { skipped: `${profiled} is not built (cargo build --profile profiling -p pushq-lambda)` }
-  else if (profile) {
+  /** The perf pass of one profiling build of pushq's bootstrap, over HTTP/2 and TLS at `profileLatency` ms (0). */
+  async function profilePass(profiled, name) {
+    if (!onPath('perf')) return { skipped: 'perf is not on PATH' }
+    if (!fs.existsSync(profiled)) return { skipped: `${profiled} is not built (cargo build --profile profiling -p pushq-lambda)` }
     // A failed profile is reported, not fatal: the comparison above is what the run is for.
     try {
-      const data = path.join(dir, 'perf.data')
+      const data = path.join(dir, `perf-${++runs}.data`)
       const t = TRANSPORTS[0]
-      const run = await measure({ ...pushq, name: 'pushq bootstrap (profiling build) under perf', command: profiled }, t, 0, (child) => perfRecord(child, data))
-      prof = { binary: profiled, transport: t.transport, latencyMs: 0, pushesPerSecond: run.pushesPerSecond, cpuUsPerPush: run.cpuUsPerPush, ...perfProfile(data, profiled) }
+      const pushq = all.find((f) => f.kind === 'pushq')
+      const run = await measure({ ...pushq, name, command: profiled }, t, profileLatency, (child) => perfRecord(child, data))
+      return { binary: profiled, transport: t.transport, latencyMs: profileLatency, pushesPerSecond: run.pushesPerSecond, cpuUsPerPush: run.cpuUsPerPush, ...perfProfile(data, profiled) }
     } catch (e) {
       process.stderr.write(`delivery: THE PROFILE PASS FAILED: ${e.stack || e}\n`)
-      prof = { error: String(e.message || e) }
+      return { error: String(e.message || e) }
     }
   }
+
+  const notAsked = { skipped: onPath('perf') ? 'the profile pass was not asked for' : 'perf is not on PATH' }
+  const prof = profile ? await profilePass(profilingBin('pushq-lambda'), 'pushq bootstrap (profiling build) under perf') : notAsked
+  let profileBefore
+  if (before) {
+    profileBefore = !profile
+      ? notAsked
+      : before.profiling
+        ? await profilePass(before.profiling, `pushq bootstrap at ${before.commit} (profiling build) under perf`)
+        : { skipped: 'no profiling build of the earlier commit was given' }
+  }
   fs.rmSync(dir, { recursive: true, force: true })
-  return { batch: BATCH, devices: DEVICES, configs, profile: prof }
+  return { batch: BATCH, devices: DEVICES, configs, profile: prof, ...(before && { before: { commit: before.commit }, profileBefore }) }
 }
 
 /**

@@ -14,6 +14,10 @@
 //   node bench/run.js --compare /tmp/delivery-before.json /tmp/delivery-after.json
 //                                # before/after markdown tables from two such files (or full
 //                                # results.json files), runs nothing
+//   node bench/run.js --only delivery --before /tmp/before --label cuts --profile
+//                                # the same, with pushq's bootstrap as built at an earlier commit
+//                                # (bench/build-before.sh writes the folder) measured in the same
+//                                # run: before and after from one run, on one machine
 //   (--no-build skips the `dist`-profile builds it otherwise starts with; --smoke with --only
 //   delivers 100 pushes instead of 2,000; --functions pushq,naive,lean picks part 3's functions)
 'use strict'
@@ -597,6 +601,7 @@ async function onlyDelivery() {
   const kinds = (argValue('--functions') || 'pushq,naive,lean').split(',')
   const unknown = kinds.filter((k) => !['pushq', 'naive', 'lean'].includes(k))
   if (unknown.length) throw new Error(`--functions: unknown ${unknown.join(', ')} (pushq, naive, lean)`)
+  const before = earlierBuild(argValue('--before'))
   const t0 = Date.now()
   if (!process.argv.includes('--no-build')) {
     process.stderr.write(`delivery "${label}": building the CLI and the Lambda's bootstrap (dist)${profile ? ' and the profiling build' : ''}\n`)
@@ -606,7 +611,7 @@ async function onlyDelivery() {
   const pg = await startPostgres()
   let delivery
   try {
-    delivery = await runDelivery({ pg, pushes: SIZES.deliveryPushes, profile, kinds })
+    delivery = await runDelivery({ pg, pushes: SIZES.deliveryPushes, profile, kinds, before })
   } finally {
     pg.stop()
   }
@@ -614,6 +619,22 @@ async function onlyDelivery() {
   fs.writeFileSync(out, JSON.stringify(results, null, 2) + '\n')
   process.stdout.write(compareMarkdown([{ data: results, label }]))
   process.stderr.write(`wrote ${out}\n`)
+}
+
+/**
+ * `--before DIR`: pushq's Lambda as built at an earlier commit, as bench/build-before.sh leaves it:
+ * DIR/bootstrap (the `dist` build), DIR/pushq-lambda (the `profiling` build, optional) and
+ * DIR/commit (what was built).
+ */
+function earlierBuild(dir) {
+  if (dir === undefined) return undefined
+  const file = (name) => path.join(path.resolve(dir), name)
+  if (!fs.existsSync(file('bootstrap'))) throw new Error(`--before ${dir}: no bootstrap in it (bench/build-before.sh <commit> ${dir} builds one)`)
+  return {
+    bootstrap: file('bootstrap'),
+    profiling: fs.existsSync(file('pushq-lambda')) ? file('pushq-lambda') : undefined,
+    commit: fs.existsSync(file('commit')) ? fs.readFileSync(file('commit'), 'utf8').trim() : 'an earlier commit',
+  }
 }
 
 /** `--compare a.json b.json …`: the markdown tables, one column per file, to stdout. */
