@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{MySqlPool, PgPool, SqlitePool};
 
@@ -289,9 +289,7 @@ impl Store {
                 );
                 probe::<sqlx::PgConnection>(&options, &what, timeout).await?;
                 Pool::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(pool_size)
-                        .acquire_timeout(timeout)
+                    probe::server_pool_options(pool_size, timeout)
                         .connect_with(options)
                         .await
                         .map_err(unreachable(what, timeout))?,
@@ -301,9 +299,7 @@ impl Store {
                 let what = format!("MySQL at {}:{}", options.get_host(), options.get_port());
                 probe::<sqlx::MySqlConnection>(&options, &what, timeout).await?;
                 Pool::MySql(
-                    MySqlPoolOptions::new()
-                        .max_connections(pool_size)
-                        .acquire_timeout(timeout)
+                    probe::server_pool_options(pool_size, timeout)
                         .connect_with(options)
                         .await
                         .map_err(unreachable(what, timeout))?,

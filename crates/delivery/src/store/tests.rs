@@ -54,3 +54,37 @@ async fn a_url_in_quotes_or_after_a_bom_connects() {
         assert_eq!(store.dialect(), Dialect::Sqlite);
     }
 }
+
+/// The server's process id of the connection a statement of `store` runs on.
+async fn backend_pid(store: &Store) -> i32 {
+    let Pool::Postgres(pool) = &store.pool else {
+        panic!("a PostgreSQL store")
+    };
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Connections are not pinged before every statement, but one that sat in the pool longer than
+/// `PING_AFTER_IDLE` is: if the server dropped it meanwhile (a restart, a failover, an idle
+/// timeout), the pool replaces it and the statement runs, rather than failing its batch.
+#[tokio::test]
+async fn a_connection_the_server_dropped_while_it_sat_idle_is_replaced_before_use() {
+    let db = pushq_test_support::Db::postgres().await;
+    let store = Store::connect(&db.url, 1).await.unwrap();
+    let first = backend_pid(&store).await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    // The pool's one connection, now dead, stays idle past the threshold.
+    tokio::time::sleep(probe::PING_AFTER_IDLE + std::time::Duration::from_millis(200)).await;
+    let second = backend_pid(&store).await;
+    assert_ne!(second, first);
+}
