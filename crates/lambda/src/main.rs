@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use pushq_delivery::config::CredentialsSetting;
 use pushq_delivery::logging::{self, Target};
 use pushq_delivery::{metrics, DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
+
+mod event;
+use event::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsRecord};
 
 /// mimalloc instead of glibc's malloc: the engine allocates and frees per target (rows, bodies,
 /// answers) and glibc's allocator was a quarter of the worker's CPU in the audience benchmark.
@@ -105,12 +107,10 @@ async fn handle(
             QueueMessage::from_sqs(
                 r.message_id.as_deref(),
                 r.body.as_deref(),
-                r.attributes.get("SentTimestamp").map(String::as_str),
+                r.attributes.sent_timestamp.as_deref(),
             )
             .delivered_before(
-                r.attributes
-                    .get("ApproximateReceiveCount")
-                    .map(String::as_str),
+                r.attributes.approximate_receive_count.as_deref(),
                 r.message_attributes
                     .get(pushq_delivery::FIRST_MESSAGE_ID)
                     .and_then(|a| a.string_value.as_deref()),
@@ -124,33 +124,25 @@ async fn handle(
     if let Some(outcome) = outcome {
         metrics::report(&outcome, started.elapsed(), namespace, "pushq-lambda", &[]);
     }
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            f
-        })
-        .collect();
-    Ok(response)
+    Ok(SqsBatchResponse {
+        batch_item_failures: failed
+            .into_iter()
+            .map(|item_identifier| BatchItemFailure { item_identifier })
+            .collect(),
+    })
 }
 
 /// A record's FIFO message group: its `MessageGroupId`; a record from a `.fifo` queue without
 /// one (SQS always sets it) shares one group with its like, which keeps them in order. `None` on
 /// a standard queue.
-fn message_group(record: &SqsMessage) -> Option<&str> {
-    record
-        .attributes
-        .get("MessageGroupId")
-        .map(String::as_str)
-        .or_else(|| {
-            record
-                .event_source_arn
-                .as_deref()
-                .is_some_and(|arn| arn.ends_with(".fifo"))
-                .then_some("")
-        })
+fn message_group(record: &SqsRecord) -> Option<&str> {
+    record.attributes.message_group_id.as_deref().or_else(|| {
+        record
+            .event_source_arn
+            .as_deref()
+            .is_some_and(|arn| arn.ends_with(".fifo"))
+            .then_some("")
+    })
 }
 
 /// The invocation deadline (epoch milliseconds) as an `Instant`, less the reserve.

@@ -76,7 +76,9 @@ impl Default for FcmConfig {
 pub struct FcmClient {
     http: pool::Pool,
     tokens: TokenSource,
-    /// Parsed once: every send posts to it.
+    /// Where sends go, parsed once: every send posts to it.
+    send_uri: hyper::Uri,
+    /// The same, as a URL: the topic calls' paths are made from it.
     send_url: reqwest::Url,
     /// `projects/<project_id>/messages/`: a 2xx is a send only when its name starts with it.
     message_prefix: String,
@@ -106,14 +108,17 @@ impl FcmClient {
             config.endpoint.trim_end_matches('/'),
             account.project_id
         );
-        let send_url = reqwest::Url::parse(&send_url).map_err(|e| {
+        let not_a_url = |e: &dyn std::fmt::Display| {
             FcmSetupError::Client(format!("PUSHQ_FCM_ENDPOINT: not a URL to send to ({e})"))
-        })?;
+        };
+        let send_uri: hyper::Uri = send_url.parse().map_err(|e| not_a_url(&e))?;
+        let send_url = reqwest::Url::parse(&send_url).map_err(|e| not_a_url(&e))?;
         let message_prefix = format!("projects/{}/messages/", account.project_id);
         let tokens = TokenSource::new(account, http.first().clone())?;
         Ok(FcmClient {
             http,
             tokens,
+            send_uri,
             send_url,
             message_prefix,
             dry_run: config.dry_run,
@@ -185,13 +190,7 @@ impl FcmClient {
     async fn post(&self, body: Bytes, token: Arc<AccessToken>) -> Result<Sent, SendError> {
         // Counted in flight on its connection until the answer is read.
         let lane = self.http.borrow();
-        let request = lane
-            .http()
-            .post(self.send_url.clone())
-            .header(reqwest::header::AUTHORIZATION, token.header.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        let (status, retry_after, text) = read_answer(request).await?;
+        let (status, retry_after, text) = lane.send(&self.send_uri, &token.header, body).await?;
         if (200..300).contains(&status) {
             return accepted(status, &text, &self.message_prefix);
         }
