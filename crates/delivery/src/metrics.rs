@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
-
 use crate::outcome::{AppCounts, BatchOutcome};
 
 pub use crate::config::DEFAULT_NAMESPACE;
@@ -137,7 +135,8 @@ pub fn emf_lines_with(
 }
 
 /// The lines of one dimension set: the counters and up to 100 latencies on the first, further
-/// latencies after.
+/// latencies after. Each line is serialised from the borrowed values as it is written (no JSON
+/// tree is built: this runs once per batch and app, on the Lambda's hot path).
 fn lines_of(
     dimensions: &[(&str, &str)],
     counters: &[(&'static str, &'static str, u64)],
@@ -154,35 +153,88 @@ fn lines_of(
         .into_iter()
         .enumerate()
         .map(|(i, values)| {
-            let mut declared = Vec::new();
-            let mut line = Map::new();
-            for (name, value) in dimensions {
-                line.insert((*name).into(), json!(value));
-            }
-            if i == 0 {
-                for &(name, unit, value) in counters {
-                    declared.push(json!({ "Name": name, "Unit": unit }));
-                    line.insert(name.into(), json!(value));
-                }
-            }
-            if !values.is_empty() {
-                declared.push(json!({ "Name": "EnqueueToSendLatency", "Unit": "Milliseconds" }));
-                line.insert("EnqueueToSendLatency".into(), json!(values));
-            }
-            line.insert(
-                "_aws".into(),
-                json!({
-                    "Timestamp": timestamp_ms,
-                    "CloudWatchMetrics": [{
-                        "Namespace": namespace,
-                        "Dimensions": [names],
-                        "Metrics": declared,
-                    }],
-                }),
-            );
-            Value::Object(line).to_string()
+            let line = Line {
+                dimensions,
+                counters: if i == 0 { counters } else { &[] },
+                latency: values,
+                names: &names,
+                namespace,
+                timestamp_ms,
+            };
+            serde_json::to_string(&line).expect("an EMF line always serializes")
         })
         .collect()
+}
+
+/// One EMF line: the dimensions' values, the counters' values, the latencies, then `_aws`
+/// declaring them.
+struct Line<'a> {
+    dimensions: &'a [(&'a str, &'a str)],
+    counters: &'a [(&'static str, &'static str, u64)],
+    latency: &'a [u64],
+    names: &'a [&'a str],
+    namespace: &'a str,
+    timestamp_ms: i64,
+}
+
+/// A declared metric: `{"Name": …, "Unit": …}`.
+#[derive(serde::Serialize)]
+struct Declared<'a> {
+    #[serde(rename = "Name")]
+    name: &'a str,
+    #[serde(rename = "Unit")]
+    unit: &'a str,
+}
+
+/// `_aws`: when, and which values are which metrics under which dimensions.
+#[derive(serde::Serialize)]
+struct Aws<'a> {
+    #[serde(rename = "Timestamp")]
+    timestamp: i64,
+    #[serde(rename = "CloudWatchMetrics")]
+    cloud_watch_metrics: [Directive<'a>; 1],
+}
+
+#[derive(serde::Serialize)]
+struct Directive<'a> {
+    #[serde(rename = "Namespace")]
+    namespace: &'a str,
+    #[serde(rename = "Dimensions")]
+    dimensions: [&'a [&'a str]; 1],
+    #[serde(rename = "Metrics")]
+    metrics: Vec<Declared<'a>>,
+}
+
+impl serde::Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut line = serializer.serialize_map(None)?;
+        for (name, value) in self.dimensions {
+            line.serialize_entry(name, value)?;
+        }
+        let mut declared = Vec::with_capacity(self.counters.len() + 1);
+        for &(name, unit, value) in self.counters {
+            line.serialize_entry(name, &value)?;
+            declared.push(Declared { name, unit });
+        }
+        if !self.latency.is_empty() {
+            line.serialize_entry("EnqueueToSendLatency", self.latency)?;
+            declared.push(Declared {
+                name: "EnqueueToSendLatency",
+                unit: "Milliseconds",
+            });
+        }
+        let aws = Aws {
+            timestamp: self.timestamp_ms,
+            cloud_watch_metrics: [Directive {
+                namespace: self.namespace,
+                dimensions: [self.names],
+                metrics: declared,
+            }],
+        };
+        line.serialize_entry("_aws", &aws)?;
+        line.end()
+    }
 }
 
 /// Prints the batch's EMF lines on stdout, in CloudWatch namespace `namespace`
@@ -222,6 +274,7 @@ pub fn print_emf_with(
 mod tests {
     use super::*;
     use crate::outcome::BatchCounts;
+    use serde_json::{json, Value};
 
     fn outcome(latencies: usize) -> BatchOutcome {
         BatchOutcome {
