@@ -90,7 +90,8 @@ function changeTable([before, after]) {
     }
     for (const kind of KINDS) {
       const [b, a] = [of(before, kind), of(after, kind)]
-      if (b && a) lines.push(`| ${configLabel(c)} | ${kind} | ${MEASURES.map((m) => `${num(a[m.key] / b[m.key], 2)}×`).join(' | ')} |`)
+      // The same measurement in both (a Node.js handler of a --before run) is no change to show.
+      if (b && a && b !== a) lines.push(`| ${configLabel(c)} | ${kind} | ${MEASURES.map((m) => `${num(a[m.key] / b[m.key], 2)}×`).join(' | ')} |`)
     }
   }
   return lines.length > 2 ? lines.join('\n') : 'No function was measured in the same configuration by both runs.'
@@ -105,9 +106,9 @@ function profileTables(runs) {
   const groups = ['kernel', 'libc', 'pushq', 'other']
   const code = (s) => `\`${s.replace(/\|/g, '\\|').replace(/`/g, "'")}\``
   const shares = [
-    `| run | CPU µs/push under perf | samples | ${groups.join(' | ')} |`,
-    `|---|---|---|${groups.map(() => '---|').join('')}`,
-    ...measured.map((r) => `| ${r.label} | ${num(r.profile.cpuUsPerPush, 1)} | ${r.profile.samples} | ${groups.map((g) => `${num(r.profile.groups[g], 1)}%`).join(' | ')} |`),
+    `| run | FCM latency | CPU µs/push under perf | samples | ${groups.join(' | ')} |`,
+    `|---|---|---|---|${groups.map(() => '---|').join('')}`,
+    ...measured.map((r) => `| ${r.label} | ${r.profile.latencyMs ?? 0} ms | ${num(r.profile.cpuUsPerPush, 1)} | ${r.profile.samples} | ${groups.map((g) => `${num(r.profile.groups[g], 1)}%`).join(' | ')} |`),
   ]
   const depth = Math.max(...measured.map((r) => r.profile.topSymbols.length))
   const top = [
@@ -136,12 +137,14 @@ function splitBefore({ data, label }) {
       ...c,
       functions: c.functions.filter((d) => d.kind !== drop).map((d) => (d.kind === rename ? { ...d, kind: 'pushq' } : d)),
     }))
+  const before = `${label}: before`
+  const after = `${label}: after`
   return [
     {
-      data: { ...data, commit: delivery.before.commit, delivery: { ...delivery, configs: configs('pushq', 'pushq-before'), profile: delivery.profileBefore } },
-      label: `${label}: before`,
+      data: { ...data, label: before, commit: delivery.before.commit, delivery: { ...delivery, configs: configs('pushq', 'pushq-before'), profile: delivery.profileBefore } },
+      label: before,
     },
-    { data: { ...data, delivery: { ...delivery, configs: configs('pushq-before') } }, label: `${label}: after` },
+    { data: { ...data, label: after, delivery: { ...delivery, configs: configs('pushq-before') } }, label: after },
   ]
 }
 
@@ -153,7 +156,8 @@ function compareMarkdown(results) {
   if (new Set(runs.map((r) => r.machine)).size > 1) warn.push('The runs are from different machines: their times do not compare.')
   if (new Set(runs.map((r) => r.pushes)).size > 1) warn.push('The runs delivered different numbers of pushes.')
   const names = new Map()
-  for (const r of runs) for (const c of r.configs) for (const d of c.functions) if (!names.has(d.kind)) names.set(d.kind, d.name)
+  // Named as the last run names them (a --before run's first half names the earlier build).
+  for (const r of [...runs].reverse()) for (const c of r.configs) for (const d of c.functions) if (!names.has(d.kind)) names.set(d.kind, d.name)
   return `## Delivery: ${runs.map((r) => r.label).join(' vs ')}
 
 ${about.join('\n')}

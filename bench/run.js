@@ -19,7 +19,8 @@
 //                                # (bench/build-before.sh writes the folder) measured in the same
 //                                # run: before and after from one run, on one machine
 //   (--no-build skips the `dist`-profile builds it otherwise starts with; --smoke with --only
-//   delivers 100 pushes instead of 2,000; --functions pushq,naive,lean picks part 3's functions)
+//   delivers 100 pushes instead of 2,000; --functions pushq,naive,lean picks part 3's functions;
+//   --profile-latency 40 runs the perf pass at 40 ms FCM latency instead of 0)
 'use strict'
 const { execFileSync } = require('child_process')
 const fs = require('fs')
@@ -611,7 +612,8 @@ async function onlyDelivery() {
   const pg = await startPostgres()
   let delivery
   try {
-    delivery = await runDelivery({ pg, pushes: SIZES.deliveryPushes, profile, kinds, before })
+    const profileLatency = Number(argValue('--profile-latency') ?? 0)
+    delivery = await runDelivery({ pg, pushes: SIZES.deliveryPushes, profile, profileLatency, kinds, before })
   } finally {
     pg.stop()
   }
