@@ -292,26 +292,17 @@ impl Store {
             "INSERT INTO pushq_deliveries ({ROW_COLUMNS}, status, fcm_message_id, error_code, attempts, sent_at) "
         );
         let write = async {
-            match &self.pool {
-                Pool::Postgres(pool) => {
-                    let mut q = QueryBuilder::<sqlx::Postgres>::new(insert);
-                    push_outcome_arrays(&mut q, chunk);
-                    push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
-                    q.build().persistent(false).execute(pool).await.map(drop)
-                }
-                Pool::Sqlite(pool) => {
-                    let mut q = QueryBuilder::<sqlx::Sqlite>::new(insert);
-                    push_outcome_values(&mut q, chunk);
-                    push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
-                    q.build().persistent(false).execute(pool).await.map(drop)
-                }
-                Pool::MySql(pool) => {
-                    let mut q = QueryBuilder::<sqlx::MySql>::new(insert);
-                    push_outcome_values(&mut q, chunk);
-                    push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
-                    q.build().persistent(false).execute(pool).await.map(drop)
-                }
-            }
+            with_pool!(self, pool, postgres => {
+                let mut q = QueryBuilder::<sqlx::Postgres>::new(insert);
+                push_outcome_arrays(&mut q, chunk);
+                push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
+                q.build().persistent(false).execute(pool).await.map(drop)
+            }, {
+                let mut q = QueryBuilder::<DB>::new(insert);
+                push_outcome_values(&mut q, chunk);
+                push_delivery_conflict(&mut q, d, claim_id.to_owned(), now);
+                q.build().persistent(false).execute(pool).await.map(drop)
+            })
         };
         tokio::time::timeout(per_statement, write)
             .await

@@ -12,6 +12,10 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{MySqlPool, PgPool, SqlitePool};
 
+// `with_pool!`, before every module and function that uses it.
+#[macro_use]
+mod with_pool;
+
 // Every statement runs unprepared (`persistent(false)`): PostgreSQL caches a prepared
 // statement's generic plan per connection, and one planned while `pushq_deliveries` was empty
 // (a new deployment) stays a sequential scan as the table grows — measured by the benchmark at
@@ -138,29 +142,6 @@ pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
     MySql(MySqlPool),
-}
-
-/// Runs `$body` with `$pool` bound to the store's concrete pool and `DB` to its database type.
-macro_rules! with_pool {
-    ($store:expr, $pool:ident, $body:block) => {
-        match &$store.pool {
-            Pool::Sqlite($pool) => {
-                #[allow(dead_code)]
-                type DB = sqlx::Sqlite;
-                $body
-            }
-            Pool::Postgres($pool) => {
-                #[allow(dead_code)]
-                type DB = sqlx::Postgres;
-                $body
-            }
-            Pool::MySql($pool) => {
-                #[allow(dead_code)]
-                type DB = sqlx::MySql;
-                $body
-            }
-        }
-    };
 }
 
 /// The (app, user id)s a batch asks about, as its statements bind them: the distinct apps and
