@@ -603,6 +603,8 @@ async function onlyDelivery() {
   const unknown = kinds.filter((k) => !['pushq', 'naive', 'lean'].includes(k))
   if (unknown.length) throw new Error(`--functions: unknown ${unknown.join(', ')} (pushq, naive, lean)`)
   const before = earlierBuild(argValue('--before'))
+  const profileLatency = Number(argValue('--profile-latency') ?? 0)
+  if (!Number.isInteger(profileLatency) || profileLatency < 0) throw new Error('--profile-latency: a whole number of milliseconds')
   const t0 = Date.now()
   if (!process.argv.includes('--no-build')) {
     process.stderr.write(`delivery "${label}": building the CLI and the Lambda's bootstrap (dist)${profile ? ' and the profiling build' : ''}\n`)
@@ -612,7 +614,6 @@ async function onlyDelivery() {
   const pg = await startPostgres()
   let delivery
   try {
-    const profileLatency = Number(argValue('--profile-latency') ?? 0)
     delivery = await runDelivery({ pg, pushes: SIZES.deliveryPushes, profile, profileLatency, kinds, before })
   } finally {
     pg.stop()
