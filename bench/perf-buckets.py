@@ -19,6 +19,8 @@ PARTS = [
     ("database: sqlx's ping (on acquire and on release)", r"^sqlx_postgres::connection::PgConnection::ping|Connection>::ping"),
     ("database: sqlx, statements", r"^sqlx"),
     ("FCM: TLS (rustls)", r"^(rustls|tokio_rustls)::"),
+    # Over HTTP/2 (the profile pass's transport) only the Runtime API speaks HTTP/1.1.
+    ("Lambda: the Runtime API's HTTP/1.1 connection (hyper h1)", r"^(hyper::proto::h1|hyper::client::conn::http1)"),
     ("FCM: the HTTP/2 connection's task (hyper, h2)", r"^(hyper::proto|h2::)"),
     ("FCM: a send's request and answer (hyper_util, reqwest, hyper's client)", r"^(hyper_util::client|reqwest::|hyper::client)"),
     ("FCM: pushq's client (token, retries, classifying)", r"^pushq_delivery::fcm::"),
@@ -26,7 +28,7 @@ PARTS = [
     ("engine: the batch's phases (plan, claim, classify, settle)", r"^pushq_delivery::engine::batch"),
     ("engine: metrics lines", r"^pushq_delivery::metrics"),
     ("engine: the rest (store calls' SQL and rows, parsing envelopes)", r"^(pushq_delivery|pushq_model)::"),
-    ("Lambda runtime (lambda_runtime, the event)", r"^(lambda_runtime|aws_lambda_events|serde_path_to_error|pushq_lambda::event)"),
+    ("Lambda runtime (lambda_runtime or pushq's own, the event)", r"^(lambda_runtime|aws_lambda_events|serde_path_to_error|pushq_lambda::(event|runtime))"),
     ("pushq-lambda's main (the handler around the engine)", r"^pushq_lambda::"),
     ("tokio (scheduler, timers, I/O driver)", r"^tokio::"),
 ]

@@ -1,16 +1,23 @@
 //! pushq's SQS-triggered Lambda: a thin `main` over pushq-delivery's batch engine.
-//! Config is read once at init (failing fast), the DB pool and FCM client are built once.
+//! Config is read once at init (failing fast), the DB pool and FCM client are built once; then
+//! one invocation at a time from the Runtime API ([`runtime`]), each an SQS batch.
 
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use futures::FutureExt;
 use pushq_delivery::config::CredentialsSetting;
 use pushq_delivery::logging::{self, Target};
 use pushq_delivery::{metrics, DeliveryConfig, Engine, QueueMessage, WithoutCredentials};
+use tracing::Instrument;
 
 mod event;
+mod runtime;
 use event::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsRecord};
+use runtime::{Invocation, Runtime};
+
+/// What `main` ends with: init's errors (named, never a secret's value) and the Runtime API's.
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// mimalloc instead of glibc's malloc: the engine allocates and frees per target (rows, bodies,
 /// answers) and glibc's allocator was a quarter of the worker's CPU in the audience benchmark.
@@ -26,6 +33,7 @@ const RESERVE: Duration = Duration::from_secs(3);
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init(Target::StdoutForLambda);
+    let mut runtime = Runtime::from_env()?;
     let mut config = DeliveryConfig::from_env().map_err(|e| format!("pushq-lambda init: {e}"))?;
     read_secrets(&mut config)
         .await
@@ -34,13 +42,49 @@ async fn main() -> Result<(), Error> {
     let engine = Engine::connect(&config, WithoutCredentials::Refuse)
         .await
         .map_err(|e| format!("pushq-lambda init: {e}"))?;
-    let engine = Arc::new(engine);
-    let namespace: Arc<str> = config.metrics_namespace.into();
-    run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let (engine, namespace) = (engine.clone(), namespace.clone());
-        async move { handle(&engine, &namespace, event).await }
-    }))
-    .await
+    let namespace = config.metrics_namespace;
+    loop {
+        let invocation = runtime.next().await?;
+        answer(&mut runtime, &engine, &namespace, invocation).await?;
+    }
+}
+
+/// Runs one invocation and posts its answer: the batch response, or an error report for an
+/// event that is not an SQS event or a handler that panicked (Lambda then hands the whole
+/// batch back). Only a failed exchange with the Runtime API is an error here.
+async fn answer(
+    runtime: &mut Runtime,
+    engine: &Engine,
+    namespace: &str,
+    invocation: Invocation,
+) -> Result<(), runtime::RuntimeError> {
+    let id = &invocation.request_id;
+    // Every log line of the invocation carries its request id (under `spans`), as
+    // CloudWatch's own lines for the invocation do.
+    let span = tracing::info_span!("Lambda runtime invoke", requestId = %id);
+    let event: SqsEvent = match serde_json::from_slice(&invocation.event) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(parent: &span, error = %e, "the invocation's event is not an SQS event");
+            let message = format!("not an SQS event: {e}");
+            return runtime.fail(id, "InvalidEvent", &message).await;
+        }
+    };
+    let handled = AssertUnwindSafe(handle(engine, namespace, event, invocation.deadline_ms))
+        .catch_unwind()
+        .instrument(span)
+        .await;
+    match handled {
+        Ok(response) => {
+            let body = serde_json::to_vec(&response).expect("a batch response always serializes");
+            runtime.respond(id, body).await
+        }
+        Err(_) => {
+            // The panic's message is in the log (the panic hook printed it to stderr).
+            let message = "the handler panicked; the batch comes back whole";
+            runtime.fail(id, "Panic", message).await
+        }
+    }
 }
 
 /// Secrets named by ARN (`PUSHQ_FCM_CREDENTIALS_SECRET_ARN`, `PUSHQ_DATABASE_URL_SECRET_ARN`)
@@ -96,11 +140,11 @@ async fn read_secrets(config: &mut DeliveryConfig) -> Result<(), String> {
 async fn handle(
     engine: &Engine,
     namespace: &str,
-    event: LambdaEvent<SqsEvent>,
-) -> Result<SqsBatchResponse, Error> {
+    event: SqsEvent,
+    deadline_ms: u64,
+) -> SqsBatchResponse {
     let started = Instant::now();
     let messages: Vec<QueueMessage> = event
-        .payload
         .records
         .iter()
         .map(|r| {
@@ -118,18 +162,16 @@ async fn handle(
             .in_group(message_group(r))
         })
         .collect();
-    let (failed, outcome) = engine
-        .deliver(&messages, deadline(event.context.deadline))
-        .await;
+    let (failed, outcome) = engine.deliver(&messages, deadline(deadline_ms)).await;
     if let Some(outcome) = outcome {
         metrics::report(&outcome, started.elapsed(), namespace, "pushq-lambda", &[]);
     }
-    Ok(SqsBatchResponse {
+    SqsBatchResponse {
         batch_item_failures: failed
             .into_iter()
             .map(|item_identifier| BatchItemFailure { item_identifier })
             .collect(),
-    })
+    }
 }
 
 /// A record's FIFO message group: its `MessageGroupId`; a record from a `.fifo` queue without

@@ -814,3 +814,63 @@ async fn init_on_a_database_never_migrated_fails_saying_to_migrate() {
     assert!(out.contains("pushq-lambda init"), "{out}");
     assert!(out.contains("run `pushq migrate`"), "{out}");
 }
+
+/// An invocation whose event is not an SQS event is reported to the Runtime API as that
+/// invocation's error (Lambda then hands the batch back), and the function goes on: the next
+/// invocation is answered, also when the API closes the connection after each answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_that_is_not_an_sqs_event_is_reported_as_its_error_and_the_next_is_answered() {
+    let dir = temp_dir();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    let store = Store::connect(&database_url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    let (addr, api, mut responses) = serve_runtime_api().await;
+    let mut function = Watched::start(addr, &env);
+
+    let (answer, output) = function
+        .invoke(
+            &api,
+            &mut responses,
+            "req-bad",
+            json!({"detail-type": "not SQS"}),
+        )
+        .await;
+    let answer = answer.unwrap_or_else(|| panic!("the function ended; its output:\n{output}"));
+    assert_eq!(
+        answer["invocationError"]["errorType"], "InvalidEvent",
+        "{answer}"
+    );
+    let message = answer["invocationError"]["errorMessage"].as_str().unwrap();
+    assert!(message.contains("Records"), "{message}");
+
+    api.close_each_connection();
+    for id in ["req-1", "req-2"] {
+        let push = format!(
+            r#"{{"v":1,"id":"p-{id}","enqueuedAt":1795000000000,"push":{{"tokens":["tok-{id}"]}}}}"#
+        );
+        let event = json!({ "Records": [sqs_record(&format!("m-{id}"), &push)] });
+        let (answer, output) = function.invoke(&api, &mut responses, id, event).await;
+        assert_eq!(
+            answer,
+            Some(json!({"batchItemFailures": []})),
+            "the function's output:\n{output}"
+        );
+        // Its log lines carry the invocation's request id, as lambda_runtime's span did.
+        let done = output
+            .lines()
+            .filter(|l| l.contains("batch done") && l.contains(&format!("p-{id}")))
+            .collect::<Vec<_>>();
+        assert!(
+            done.len() == 1 && done[0].contains(&format!(r#""requestId":"{id}""#)),
+            "no `batch done` line with requestId {id}:\n{output}"
+        );
+    }
+}

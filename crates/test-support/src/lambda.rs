@@ -24,6 +24,9 @@ pub struct RuntimeApi {
     responses: mpsc::UnboundedSender<(String, Value)>,
     /// Whether the function has asked for an invocation yet (it is initialised and waiting).
     polled: tokio::sync::watch::Sender<bool>,
+    /// Whether each answer closes its connection (`Connection: close`), so that the function
+    /// must connect again for its next request.
+    close_connections: std::sync::atomic::AtomicBool,
 }
 
 impl RuntimeApi {
@@ -39,6 +42,12 @@ impl RuntimeApi {
             .unwrap()
             .push_back((id.to_owned(), event, deadline));
         self.ready.notify_waiters();
+    }
+
+    /// From now on, closes the function's connection after each answer (`Connection: close`).
+    pub fn close_each_connection(&self) {
+        self.close_connections
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Waits until the function has asked for its first invocation: its initialisation is
@@ -80,6 +89,7 @@ pub async fn serve_runtime_api() -> (
         ready: Notify::new(),
         responses: tx,
         polled: tokio::sync::watch::channel(false).0,
+        close_connections: std::sync::atomic::AtomicBool::new(false),
     });
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -215,6 +225,7 @@ async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
                 "lambda-runtime-trace-id",
                 "Root=1-00000000-000000000000000000000000".parse().unwrap(),
             );
+            headers.extend(closing(&api));
             return (headers, event.to_string());
         }
         notified.await;
@@ -225,19 +236,34 @@ async fn response(
     State(api): State<Arc<RuntimeApi>>,
     Path(id): Path<String>,
     body: String,
-) -> &'static str {
+) -> (HeaderMap, &'static str) {
     let _ = api.responses.send((
         id,
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     ));
-    "ok"
+    (closing(&api), "ok")
 }
 
 async fn error(
     State(api): State<Arc<RuntimeApi>>,
     Path(id): Path<String>,
     body: String,
-) -> &'static str {
-    let _ = api.responses.send((id, json!({"invocationError": body})));
-    "ok"
+) -> (HeaderMap, &'static str) {
+    let error = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let _ = api
+        .responses
+        .send((id, json!({ "invocationError": error })));
+    (closing(&api), "ok")
+}
+
+/// `Connection: close` when the API closes each connection after its answer.
+fn closing(api: &RuntimeApi) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if api
+        .close_connections
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        headers.insert("connection", "close".parse().unwrap());
+    }
+    headers
 }
