@@ -206,3 +206,49 @@ async fn more_sends_in_flight_than_one_connection_allows_use_more_connections() 
         "the sends never overlapped beyond one connection's streams: {connections:?}"
     );
 }
+
+/// FCM's front ends close connections now and then (GOAWAY, then the connection ends): a send
+/// after that goes out on a new connection and is delivered, none handed back, and a push sent
+/// before it is not sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_server_closes_the_connection_the_next_sends_go_on_a_new_one() {
+    let db = Db::sqlite().await;
+    let fcm = Fcm::start_with(FcmOptions {
+        tls: true,
+        ..FcmOptions::default()
+    });
+    let engine = engine(&db, &fcm, &[], &[]).await;
+
+    let first = engine.process(&[push_to(2)], soon()).await.unwrap();
+    assert_eq!(first.counts.sent, 2);
+    fcm.call("POST", "/__close_connections", None).await;
+    let first_connection = send_connections(&fcm.received().await);
+    let closed_by = Instant::now() + Duration::from_secs(10);
+    while !fcm
+        .connections()
+        .await
+        .iter()
+        .any(|c| first_connection.contains(&c["id"].as_u64().unwrap()) && c["closed"] == true)
+    {
+        assert!(
+            Instant::now() < closed_by,
+            "the emulator did not close the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = engine.process(&[push_to(2)], soon()).await.unwrap();
+
+    assert_eq!(second.counts.sent, 2);
+    assert!(
+        second.failed_message_ids.is_empty(),
+        "{:?}",
+        second.failed_message_ids
+    );
+    let received = fcm.received().await;
+    assert_eq!(received.len(), 4, "each push's sends once: {received:?}");
+    assert_eq!(send_connections(&received[..2]), first_connection);
+    let second_connection = send_connections(&received[2..]);
+    assert_eq!(first_connection.len(), 1, "{received:?}");
+    assert_eq!(second_connection.len(), 1, "{received:?}");
+    assert_ne!(first_connection, second_connection, "{received:?}");
+}

@@ -27,10 +27,11 @@
 //! ones too, `tokenRequests`; `topicRequests`: every topic call, faulted or refused ones too, as
 //! `{"method","path","headers","body","project","token","topic","action","status","protocol",
 //! "connection"}`, `path` with its query and percent-encoding as received, `headers` every one,
-//! by lower-case name, `body` raw; `connections`: each connection's protocol, requests and peak
-//! of requests in flight), `GET /__topics` (`{"<project>":{"<topic>":["<token>",…]}}`, tokens
+//! by lower-case name, `body` raw; `connections`: each connection's protocol, requests, peak
+//! of requests in flight and whether it has `closed`), `GET /__topics` (`{"<project>":{"<topic>":["<token>",…]}}`, tokens
 //! sorted, topics without members left out), `POST /__reset` (forgets the sends, topic calls,
-//! subscriptions and faults), `POST /__faults` with
+//! subscriptions and faults), `POST /__close_connections` (closes every open connection as a
+//! server going away does: HTTP/2 GOAWAY, requests in flight answered), `POST /__faults` with
 //! `{"rules":[{"token":"t","on":"send","error":"UNREGISTERED","times":1,"retryAfter":2,
 //! "delayMs":0,"percent":20,"status":502,"body":"<html>","message":"…"}],"expireTokens":false}`
 //! (a rule's `token` matches a send to that token or FID and a topic call about that
@@ -154,6 +155,7 @@ pub async fn spawn_with(options: &Options) -> Result<Running, EmulatorError> {
         .route("/__received", get(received))
         .route("/__topics", get(topics::report))
         .route("/__reset", post(reset))
+        .route("/__close_connections", post(close_connections))
         .route("/__faults", post(faults))
         .with_state(state);
     let listener_options = serve::Listener {
@@ -417,6 +419,11 @@ async fn reset(State(emu): State<Arc<Emulator>>) -> StatusCode {
     inner.rules.clear();
     inner.topics.clear();
     inner.topic_requests.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn close_connections(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.connections.close_all();
     StatusCode::NO_CONTENT
 }
 

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -84,15 +85,25 @@ struct Connection {
     requests: AtomicU64,
     in_flight: AtomicU32,
     peak_in_flight: AtomicU32,
+    /// Whether the connection has ended.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Every connection accepted since the emulator started.
 #[derive(Default)]
 pub(crate) struct Connections {
     all: Mutex<Vec<Arc<Connection>>>,
+    /// Told to close every open connection (`POST /__close_connections`).
+    closing: tokio::sync::Notify,
 }
 
 impl Connections {
+    /// Closes every open connection gracefully, as a server going away does: HTTP/2 sends
+    /// GOAWAY, requests in flight are answered, then the connection closes.
+    pub(crate) fn close_all(&self) {
+        self.closing.notify_waiters();
+    }
+
     fn open(&self) -> Arc<Connection> {
         let mut all = self.all.lock().expect("emulator connections");
         let connection = Arc::new(Connection {
@@ -101,12 +112,13 @@ impl Connections {
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             peak_in_flight: AtomicU32::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         all.push(connection.clone());
         connection
     }
 
-    /// `[{"id","protocol","requests","peakInFlight"}]` for `/__received`, connections that
+    /// `[{"id","protocol","requests","peakInFlight","closed"}]` for `/__received`, connections that
     /// carried no request (a TLS handshake a client gave up) included, with `protocol` null.
     pub(crate) fn report(&self) -> Value {
         let all = self.all.lock().expect("emulator connections");
@@ -117,6 +129,7 @@ impl Connections {
                     "protocol": c.protocol.get(),
                     "requests": c.requests.load(Ordering::Relaxed),
                     "peakInFlight": c.peak_in_flight.load(Ordering::Relaxed),
+                    "closed": c.closed.load(Ordering::Relaxed),
                 })
             })
             .collect()
@@ -180,30 +193,51 @@ pub(crate) async fn serve(
         let _ = tcp.set_nodelay(true);
         let connection = connections.open();
         let (builder, how, app) = (builder.clone(), how.clone(), app.clone());
+        let connections = connections.clone();
         tokio::spawn(async move {
+            let record = connection.clone();
             let latency = how.latency;
             let service = hyper::service::service_fn(move |request| {
                 handle(request, app.clone(), connection.clone(), latency)
             });
+            let closing = &connections.closing;
             let served = match &how.tls {
                 Some(acceptor) => match acceptor.accept(tcp).await {
                     Ok(stream) => {
-                        builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await
+                        let served = builder.serve_connection(TokioIo::new(stream), service);
+                        until_closed(served, closing).await
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "emulator: TLS handshake failed");
+                        record.closed.store(true, Ordering::Relaxed);
                         return;
                     }
                 },
-                None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                None => {
+                    let served = builder.serve_connection(TokioIo::new(tcp), service);
+                    until_closed(served, closing).await
+                }
             };
+            record.closed.store(true, Ordering::Relaxed);
             if let Err(e) = served {
                 tracing::debug!(error = %e, "emulator: connection ended");
             }
         });
     }
+}
+
+/// Serves `connection` until it ends, or until every connection is told to close: then it
+/// shuts down gracefully and is served until it has.
+async fn until_closed<C: GracefulConnection>(
+    connection: C,
+    closing: &tokio::sync::Notify,
+) -> Result<(), C::Error> {
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => return served,
+        _ = closing.notified() => connection.as_mut().graceful_shutdown(),
+    }
+    connection.await
 }
 
 /// One request: tagged with its connection and protocol, counted in flight on its connection,

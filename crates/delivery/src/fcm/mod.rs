@@ -3,6 +3,7 @@
 
 mod apps;
 pub mod auth;
+mod http2;
 pub mod key;
 mod pool;
 mod topics;

@@ -5,11 +5,12 @@
 //! connection's streams run out: sends beyond FCM's 100 concurrent streams queue behind it. So
 //! the pool holds `connections` clients and gives each send the one with the fewest in flight.
 //!
-//! Sends go through hyper's pooled client over rustls directly: reqwest's layers around it (the
-//! URL parsed again, the request cloned for its retry policy, the client cloned, a timer, the
-//! answer's charset sniffed) were a tenth of the Lambda's CPU per push in the delivery
-//! benchmark's profile. The OAuth token and the topic calls, a few per hour or per change, keep
-//! reqwest (each lane's `http`).
+//! Sends to an `https://` endpoint go over the lane's HTTP/2 connection, driven with h2 directly
+//! (`http2.rs`); sends over HTTP/1.1 (an `http://` endpoint, or one that chose HTTP/1.1) through
+//! hyper's pooled client over rustls. reqwest's layers around hyper (the URL parsed again, the
+//! request cloned for its retry policy, the client cloned, a timer, the answer's charset sniffed)
+//! were a tenth of the Lambda's CPU per push in the delivery benchmark's profile. The OAuth token
+//! and the topic calls, a few per hour or per change, keep reqwest (each lane's `http`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +25,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use super::http2::{Answer, Http2};
 use super::{FcmConfig, FcmSetupError, SendError};
 
 /// The client sends go through: hyper's, over rustls (HTTP/2 where ALPN offers it).
@@ -42,7 +44,9 @@ pub(super) struct Pool {
 struct Lane {
     /// For the requests that are not sends (the OAuth token's, topic calls).
     http: reqwest::Client,
-    /// For sends.
+    /// For sends to an `https://` endpoint: its HTTP/2 connection.
+    http2: Option<Http2>,
+    /// For sends over HTTP/1.1: to an `http://` endpoint, or one that chose HTTP/1.1 by ALPN.
     sends: Sender,
     in_flight: AtomicUsize,
 }
@@ -67,32 +71,14 @@ impl Borrowed<'_> {
         uri: &hyper::Uri,
         authorization: &HeaderValue,
         body: Bytes,
-    ) -> Result<(u16, Option<Duration>, String), SendError> {
-        let request = hyper::Request::post(uri.clone())
-            .header(AUTHORIZATION, authorization.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(body))
-            .map_err(|e| network(&e))?;
+    ) -> Result<Answer, SendError> {
         let exchange = async {
-            let response = self
-                .lane
-                .sends
-                .request(request)
-                .await
-                .map_err(|e| network(&e))?;
-            let status = response.status().as_u16();
-            let retry_after = retry_after(response.headers().get(RETRY_AFTER));
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| network(&e))?
-                .to_bytes();
-            Ok((
-                status,
-                retry_after,
-                String::from_utf8_lossy(&body).into_owned(),
-            ))
+            if let Some(http2) = &self.lane.http2 {
+                if let Some(answer) = http2.send(uri, authorization, body.clone()).await? {
+                    return Ok(answer);
+                }
+            }
+            self.send_http1(uri, authorization, body).await
         };
         tokio::time::timeout(self.request_timeout, exchange)
             .await
@@ -107,11 +93,44 @@ impl Borrowed<'_> {
                 })
             })
     }
+
+    /// A send over HTTP/1.1, through hyper's pooled client.
+    async fn send_http1(
+        &self,
+        uri: &hyper::Uri,
+        authorization: &HeaderValue,
+        body: Bytes,
+    ) -> Result<Answer, SendError> {
+        let request = hyper::Request::post(uri.clone())
+            .header(AUTHORIZATION, authorization.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(body))
+            .map_err(|e| network(&e))?;
+        let response = self
+            .lane
+            .sends
+            .request(request)
+            .await
+            .map_err(|e| network(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers().get(RETRY_AFTER));
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| network(&e))?
+            .to_bytes();
+        Ok((
+            status,
+            retry_after,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    }
 }
 
 /// A failed request as a transient `NETWORK` error: the error and its causes (hyper's own
 /// text names neither the URL nor a header).
-fn network(e: &(dyn std::error::Error + 'static)) -> SendError {
+pub(super) fn network(e: &(dyn std::error::Error + 'static)) -> SendError {
     let mut detail = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -127,7 +146,7 @@ fn network(e: &(dyn std::error::Error + 'static)) -> SendError {
 }
 
 /// `Retry-After` in seconds (FCM's form), if the answer has one.
-fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+pub(super) fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
     value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -149,6 +168,7 @@ impl Pool {
             None => Vec::new(),
         };
         let tls = tls_config(&extra_roots)?;
+        let https = (config.endpoint.get(..8)).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
         let lanes = (0..config.connections.max(1))
             .map(|_| {
                 let mut builder = reqwest::Client::builder()
@@ -165,6 +185,7 @@ impl Pool {
                 })?;
                 Ok(Lane {
                     http,
+                    http2: https.then(|| Http2::new(tls.clone())),
                     sends: sender(tls.clone()),
                     in_flight: AtomicUsize::new(0),
                 })
@@ -199,7 +220,7 @@ impl Pool {
 }
 
 /// How long opening a connection to FCM may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The TLS set-up of the sends: the built-in web roots (Mozilla's, as reqwest's) and `extra`,
 /// certificates always verified, aws-lc-rs as the rest of pushq.

@@ -1,0 +1,202 @@
+//! A lane's HTTP/2 connection to an `https://` endpoint, driven with the h2 crate directly.
+//!
+//! hyper's client around h2 hands each request to its connection task through a channel and
+//! spawns a task per request to await the answer, and hyper_util's pool looks the connection up
+//! for each send: together about a tenth of the Lambda's CPU per push in the delivery
+//! benchmark's call-graph profile (`docs/benchmarks.md`, section 5). Here a send takes the
+//! lane's open connection, opens a stream on it and reads its answer in its own task.
+//!
+//! Same connections as before: one per lane, TLS with ALPN `h2` and `http/1.1`, opened at the
+//! first send and again once the server closed it (a send that finds it closed before its
+//! request went out is sent on the new one). An endpoint that chooses HTTP/1.1 by ALPN (a
+//! proxy) is left to the lane's HTTP/1.1 client for the life of the process.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use super::pool::{network, retry_after, CONNECT_TIMEOUT};
+use super::SendError;
+
+/// What a lane knows of its connection.
+enum State {
+    /// None open yet.
+    Closed,
+    /// Open: its number (a send that found it closed asks for a newer one) and its sender.
+    Open(u64, h2::client::SendRequest<Bytes>),
+    /// The endpoint chose HTTP/1.1.
+    Http1,
+}
+
+/// The HTTP/2 connection of one lane.
+pub(super) struct Http2 {
+    tls: tokio_rustls::TlsConnector,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// FCM's answer to a send: status, `Retry-After`, body.
+pub(super) type Answer = (u16, Option<Duration>, String);
+
+impl Http2 {
+    /// Connections made with `tls` (its roots), offering `h2` and `http/1.1`.
+    pub(super) fn new(mut tls: rustls::ClientConfig) -> Http2 {
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Http2 {
+            tls: tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)),
+            state: tokio::sync::Mutex::new(State::Closed),
+        }
+    }
+
+    /// POSTs `body` to `uri` over HTTP/2; `None` when the endpoint speaks HTTP/1.1 only (the
+    /// caller sends with its HTTP/1.1 client then).
+    pub(super) async fn send(
+        &self,
+        uri: &hyper::Uri,
+        authorization: &HeaderValue,
+        body: Bytes,
+    ) -> Result<Option<Answer>, SendError> {
+        let mut closed = None;
+        loop {
+            let (number, sender) = match self.connection(uri, closed).await? {
+                Some(open) => open,
+                None => return Ok(None),
+            };
+            let answered = match sender.ready().await {
+                Ok(mut sender) => exchange(&mut sender, uri, authorization, body.clone()).await,
+                // Closed before this request was made.
+                Err(e) => Err((e, Taken::No)),
+            };
+            match answered {
+                Ok(answer) => return Ok(Some(answer)),
+                // The server did not take the request: once more, on a new connection.
+                Err((_, Taken::No)) if closed.is_none() => closed = Some(number),
+                Err((e, _)) => return Err(network(&e)),
+            }
+        }
+    }
+
+    /// The open connection, or a new one if there is none or it is number `closed`; `None` for
+    /// an HTTP/1.1 endpoint. Sends wait here while a connection is being opened.
+    async fn connection(
+        &self,
+        uri: &hyper::Uri,
+        closed: Option<u64>,
+    ) -> Result<Option<(u64, h2::client::SendRequest<Bytes>)>, SendError> {
+        let mut state = self.state.lock().await;
+        let number = match &*state {
+            State::Open(n, sender) if Some(*n) != closed => return Ok(Some((*n, sender.clone()))),
+            State::Open(n, _) => n + 1,
+            State::Http1 => return Ok(None),
+            State::Closed => 0,
+        };
+        match self.connect(uri).await? {
+            Some(sender) => {
+                *state = State::Open(number, sender.clone());
+                Ok(Some((number, sender)))
+            }
+            None => {
+                *state = State::Http1;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A new connection to `uri`'s host: TCP, TLS, then HTTP/2 if ALPN chose it (`None` if not),
+    /// its task spawned.
+    async fn connect(
+        &self,
+        uri: &hyper::Uri,
+    ) -> Result<Option<h2::client::SendRequest<Bytes>>, SendError> {
+        let host = uri.host().unwrap_or_default();
+        let port = uri.port_u16().unwrap_or(443);
+        let timed_out = || SendError::Transient {
+            code: "NETWORK".into(),
+            detail: format!(
+                "no connection to {host}:{port} within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            retry_after: None,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| network(&e))?;
+        let opened = async {
+            let tcp = TcpStream::connect((host, port))
+                .await
+                .map_err(|e| network(&e))?;
+            tcp.set_nodelay(true).map_err(|e| network(&e))?;
+            self.tls.connect(name, tcp).await.map_err(|e| network(&e))
+        };
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, opened)
+            .await
+            .map_err(|_| timed_out())??;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Ok(None);
+        }
+        let (sender, connection) = h2::client::Builder::new()
+            .enable_push(false)
+            .handshake(tls)
+            .await
+            .map_err(|e| network(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "an HTTP/2 connection to FCM ended");
+            }
+        });
+        Ok(Some(sender))
+    }
+}
+
+/// Whether the server may have taken a failed request: if not, sending it again cannot send
+/// the push twice.
+enum Taken {
+    /// Not taken: the connection was closed before the request was made or written, a GOAWAY
+    /// said the server stopped before this stream, or the server refused the stream (RFC 9113,
+    /// sections 6.8 and 8.7).
+    No,
+    /// Perhaps.
+    Perhaps,
+}
+
+/// One request on `sender`'s connection and its answer.
+async fn exchange(
+    sender: &mut h2::client::SendRequest<Bytes>,
+    uri: &hyper::Uri,
+    authorization: &HeaderValue,
+    body: Bytes,
+) -> Result<Answer, (h2::Error, Taken)> {
+    let taken = |e: h2::Error| {
+        let not =
+            (e.is_go_away() && e.is_remote()) || e.reason() == Some(h2::Reason::REFUSED_STREAM);
+        let taken = if not { Taken::No } else { Taken::Perhaps };
+        (e, taken)
+    };
+    let request = hyper::Request::post(uri.clone())
+        .header(AUTHORIZATION, authorization.clone())
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(CONTENT_LENGTH, body.len())
+        .body(())
+        .expect("a POST to a parsed URI with valid headers is a request");
+    let (response, mut stream) = sender
+        .send_request(request, false)
+        .map_err(|e| (e, Taken::No))?;
+    stream.send_data(body, true).map_err(|e| (e, Taken::No))?;
+    let response = response.await.map_err(taken)?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers().get(RETRY_AFTER));
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(taken)?;
+        // The window the answer used is given back; a stream already closed needs none.
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    Ok((
+        status,
+        retry_after,
+        String::from_utf8_lossy(&text).into_owned(),
+    ))
+}
