@@ -3,8 +3,8 @@
 //!
 //! `lambda_runtime` did the same through hyper_util's pooled client and a tower stack (a tracing
 //! span, a panic layer, `serde_path_to_error`, the invocation's context rebuilt from every
-//! header): at batch 10 that was about a sixth of the function's CPU per push in the delivery
-//! benchmark's profile (`docs/benchmarks.md`, section 5). What the function uses of the API is
+//! header): at batch 10 that was about a tenth of the function's CPU per push in the delivery
+//! benchmark's call-graph profile (`docs/benchmarks.md`, section 5). What the function uses of the API is
 //! small: `next`, `response` and `error`
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>).
 

@@ -2,7 +2,7 @@
 //!
 //! hyper's client around h2 hands each request to its connection task through a channel and
 //! spawns a task per request to await the answer, and hyper_util's pool looks the connection up
-//! for each send: together about a tenth of the Lambda's CPU per push in the delivery
+//! for each send: together about 8 % of the Lambda's CPU per push in the delivery
 //! benchmark's call-graph profile (`docs/benchmarks.md`, section 5). Here a send takes the
 //! lane's open connection, opens a stream on it and reads its answer in its own task.
 //!
