@@ -24,6 +24,27 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process, before anything allocates. mimalloc asks for
+/// huge pages on its arenas (`madvise`), and where the kernel grants them the first touch of each
+/// 2 MiB region zeroes all of it: on the benchmark's machine that was over half of the init
+/// profile's samples and about 7 of its 16 ms (`docs/benchmarks.md`, section 5). A Lambda's heap
+/// (about 25 MiB) is too small for huge pages to pay that back. `PR_SET_THP_DISABLE` is the
+/// kernel's switch for one process; this runs from `.init_array`, ahead of mimalloc's start-up
+/// (an `.init_array.NNNNN` entry runs before the plain `.init_array` ones).
+#[used]
+#[allow(unsafe_code)]
+#[link_section = ".init_array.00099"]
+static NO_HUGE_PAGES: extern "C" fn() = no_huge_pages;
+
+#[allow(unsafe_code)]
+extern "C" fn no_huge_pages() {
+    // SAFETY: prctl(PR_SET_THP_DISABLE) takes integers only and touches none of our memory; its
+    // failure (a kernel before 3.15) leaves the kernel's default, which is only slower.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// Time kept back from the invocation deadline for writing the log and answering.
 const RESERVE: Duration = Duration::from_secs(3);
 

@@ -874,3 +874,33 @@ async fn an_event_that_is_not_an_sqs_event_is_reported_as_its_error_and_the_next
         );
     }
 }
+
+/// The bootstrap turns transparent huge pages off for itself before anything allocates (each
+/// huge page its allocator touched was zeroed whole at init): the kernel reports the process
+/// with `THP_enabled: 0`, on any machine, whatever the system's setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bootstrap_runs_without_transparent_huge_pages() {
+    let dir = temp_dir();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    let store = Store::connect(&database_url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    let (addr, api, _responses) = serve_runtime_api().await;
+    let function = Watched::start(addr, &env);
+    api.polled().await;
+
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", function.child.0.id())).unwrap();
+    let thp = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .unwrap_or_else(|| panic!("no THP_enabled line (a kernel before 5.0?):\n{status}"));
+    assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp}");
+}
