@@ -27,7 +27,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Transparent huge pages off for this process, before anything allocates. mimalloc asks for
 /// huge pages on its arenas (`madvise`), and where the kernel grants them the first touch of each
 /// 2 MiB region zeroes all of it: on the benchmark's machine that was over half of the init
-/// profile's samples and about 7 of its 16 ms (`docs/benchmarks.md`, section 5). A Lambda's heap
+/// profile's samples, and init fell from 13–23 to 11–16 ms without it (`docs/benchmarks.md`,
+/// section 5). A Lambda's heap
 /// (about 25 MiB) is too small for huge pages to pay that back. `PR_SET_THP_DISABLE` is the
 /// kernel's switch for one process; this runs from `.init_array`, ahead of mimalloc's start-up
 /// (an `.init_array.NNNNN` entry runs before the plain `.init_array` ones).
