@@ -820,18 +820,7 @@ async fn init_on_a_database_never_migrated_fails_saying_to_migrate() {
 /// invocation is answered, also when the API closes the connection after each answer.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_that_is_not_an_sqs_event_is_reported_as_its_error_and_the_next_is_answered() {
-    let dir = temp_dir();
-    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
-    let credentials = dir.join("sa.json");
-    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
-    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
-    let store = Store::connect(&database_url, 1).await.unwrap();
-    store.migrate().await.unwrap();
-    let env = [
-        ("DATABASE_URL", database_url.clone()),
-        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
-        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
-    ];
+    let (_fcm, env) = sqlite_and_emulator().await;
     let (addr, api, mut responses) = serve_runtime_api().await;
     let mut function = Watched::start(addr, &env);
 
@@ -880,18 +869,7 @@ async fn an_event_that_is_not_an_sqs_event_is_reported_as_its_error_and_the_next
 /// with `THP_enabled: 0`, on any machine, whatever the system's setting.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_bootstrap_runs_without_transparent_huge_pages() {
-    let dir = temp_dir();
-    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
-    let credentials = dir.join("sa.json");
-    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
-    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
-    let store = Store::connect(&database_url, 1).await.unwrap();
-    store.migrate().await.unwrap();
-    let env = [
-        ("DATABASE_URL", database_url.clone()),
-        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
-        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
-    ];
+    let (_fcm, env) = sqlite_and_emulator().await;
     let (addr, api, _responses) = serve_runtime_api().await;
     let function = Watched::start(addr, &env);
     api.polled().await;
@@ -903,4 +881,22 @@ async fn the_bootstrap_runs_without_transparent_huge_pages() {
         .find(|l| l.starts_with("THP_enabled:"))
         .unwrap_or_else(|| panic!("no THP_enabled line (a kernel before 5.0?):\n{status}"));
     assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp}");
+}
+
+/// A migrated SQLite database and an FCM emulator, as the function's variables (the emulator
+/// runs while the first value is kept).
+async fn sqlite_and_emulator() -> (pushq_fcm_emulator::Running, [(&'static str, String); 3]) {
+    let dir = temp_dir();
+    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
+    let credentials = dir.join("sa.json");
+    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
+    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    let store = Store::connect(&database_url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let env = [
+        ("DATABASE_URL", database_url),
+        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
+        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
+    ];
+    (fcm, env)
 }
