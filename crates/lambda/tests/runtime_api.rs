@@ -37,21 +37,12 @@ fn bootstrap(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bootstrap_reports_partial_failures_and_redelivery_sends_nothing_twice() {
-    let dir = temp_dir();
-    let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
-    let credentials = dir.join("sa.json");
-    std::fs::write(&credentials, fcm.credentials.to_string()).unwrap();
-    let database_url = format!("sqlite://{}", dir.join("pushq.db").display());
+    let (fcm, env) = sqlite_and_emulator().await;
+    let database_url = env[0].1.clone();
     let store = Store::connect(&database_url, 1).await.unwrap();
-    store.migrate().await.unwrap();
     store.register_device("u1", "tok-u1", "ios").await.unwrap();
 
     let (addr, api, mut responses) = serve_runtime_api().await;
-    let env = [
-        ("DATABASE_URL", database_url.clone()),
-        ("PUSHQ_FCM_CREDENTIALS", credentials.display().to_string()),
-        ("PUSHQ_FCM_ENDPOINT", fcm.base.clone()),
-    ];
     let _bootstrap = Kill(bootstrap(addr, &env, Stdio::null(), Stdio::null()));
 
     let http = reqwest::Client::new();
@@ -883,8 +874,8 @@ async fn the_bootstrap_runs_without_transparent_huge_pages() {
     assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp}");
 }
 
-/// A migrated SQLite database and an FCM emulator, as the function's variables (the emulator
-/// runs while the first value is kept).
+/// A migrated SQLite database and an FCM emulator, as the function's variables
+/// (`DATABASE_URL` first; the emulator runs while the first value is kept).
 async fn sqlite_and_emulator() -> (pushq_fcm_emulator::Running, [(&'static str, String); 3]) {
     let dir = temp_dir();
     let fcm = pushq_fcm_emulator::spawn(0).await.unwrap();
