@@ -44,8 +44,8 @@ pub(super) struct Pool {
 struct Lane {
     /// For the requests that are not sends (the OAuth token's, topic calls).
     http: reqwest::Client,
-    /// For sends to an `https://` endpoint: its HTTP/2 connection.
-    http2: Option<Http2>,
+    /// For sends to an `https://` endpoint: its HTTP/2 connection (opened at the first).
+    http2: Http2,
     /// For sends over HTTP/1.1: to an `http://` endpoint, or one that chose HTTP/1.1 by ALPN.
     sends: Sender,
     in_flight: AtomicUsize,
@@ -73,7 +73,8 @@ impl Borrowed<'_> {
         body: Bytes,
     ) -> Result<Answer, SendError> {
         let exchange = async {
-            if let Some(http2) = &self.lane.http2 {
+            if uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
+                let http2 = &self.lane.http2;
                 if let Some(answer) = http2.send(uri, authorization, body.clone()).await? {
                     return Ok(answer);
                 }
@@ -168,7 +169,6 @@ impl Pool {
             None => Vec::new(),
         };
         let tls = tls_config(&extra_roots)?;
-        let https = (config.endpoint.get(..8)).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
         let lanes = (0..config.connections.max(1))
             .map(|_| {
                 let mut builder = reqwest::Client::builder()
@@ -185,7 +185,7 @@ impl Pool {
                 })?;
                 Ok(Lane {
                     http,
-                    http2: https.then(|| Http2::new(tls.clone())),
+                    http2: Http2::new(tls.clone()),
                     sends: sender(tls.clone()),
                     in_flight: AtomicUsize::new(0),
                 })
