@@ -5,8 +5,9 @@ import {
   CreateScheduleGroupCommand,
   DeleteScheduleCommand,
   GetScheduleCommand,
-  ListSchedulesCommand,
+  CreateScheduleCommand,
   SchedulerClient,
+  paginateListSchedules,
 } from '@aws-sdk/client-scheduler'
 import { CreateQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs'
 import { randomUUID } from 'crypto'
@@ -49,9 +50,13 @@ async function setUp(opts: { fifo?: boolean } = {}) {
   return { databaseUrl, queueUrl, env, client, log: new DeliveryLog({ databaseUrl }) }
 }
 
+/** Every page of them (moto, like the service, answers a page at a time). */
 async function schedulesOf(pushId: string) {
-  const out = await scheduler.send(new ListSchedulesCommand({ GroupName: scheduleGroup, NamePrefix: pushId }))
-  return out.Schedules ?? []
+  const all = []
+  for await (const page of paginateListSchedules({ client: scheduler }, { GroupName: scheduleGroup, NamePrefix: pushId })) {
+    all.push(...(page.Schedules ?? []))
+  }
+  return all
 }
 
 /** Fires a schedule as EventBridge Scheduler would: its input, to its target queue. */
@@ -105,6 +110,31 @@ test('cancelPush before it fires deletes the schedule, and the log says cancelle
   expect(await client.cancelPush(id)).toEqual({ id, cancelled: true })
   expect(await schedulesOf(id)).toHaveLength(0)
   expect((await log.forPush(id)).state).toBe('cancelled')
+  await client.close()
+})
+
+test('cancelPush deletes every schedule of a push deferred to many minutes, past the first page of the list', async () => {
+  const { client } = await setUp()
+  const { id } = await client.enqueuePush({ userId: 'member-4', notification: { title: 'Yoga at 9' }, sendAt: new Date(Date.now() + DAY) })
+  // Deferral schedules as the consumer names them (<id>.p<part>.<minute>.<hash of the users>):
+  // 120 users deferred to 120 different minutes by their quiet hours.
+  const first = Math.floor(Date.now() / 60_000) + 60
+  const original = await scheduler.send(new GetScheduleCommand({ Name: id, GroupName: scheduleGroup }))
+  for (let n = 0; n < 120; n++) {
+    await scheduler.send(
+      new CreateScheduleCommand({
+        Name: `${id}.p0.${first + n}.${(0x10000000 + n).toString(16)}`,
+        GroupName: scheduleGroup,
+        ScheduleExpression: original.ScheduleExpression,
+        FlexibleTimeWindow: { Mode: 'OFF' },
+        Target: original.Target,
+      }),
+    )
+  }
+  expect(await schedulesOf(id)).toHaveLength(121)
+
+  expect(await client.cancelPush(id)).toEqual({ id, cancelled: true })
+  expect(await schedulesOf(id)).toHaveLength(0)
   await client.close()
 })
 

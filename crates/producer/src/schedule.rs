@@ -262,19 +262,26 @@ impl Scheduler {
     /// Deletes a push's schedules; how many there were.
     async fn delete_each(&self, push_id: &str) -> Result<usize> {
         let (client, _) = self.client().await?;
-        let listed = client
+        // Every page first (a page holds at most 100; a push deferred for many users to many
+        // minutes has a schedule for each), then the deletes, so none shifts a page unread.
+        let mut pages = client
             .list_schedules()
             .group_name(&self.config.schedule_group)
             .name_prefix(push_id)
-            .send()
-            .await
-            .map_err(|e| self.error(e, push_id, "listing"))?;
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error(e, push_id, "listing"))?;
+            let of_push = page.schedules().iter().filter_map(|s| s.name());
+            names.extend(
+                of_push
+                    .filter(|n| is_schedule_of(n, push_id))
+                    .map(str::to_owned),
+            );
+        }
         let mut deleted = 0;
-        for s in listed.schedules() {
-            let Some(name) = s.name() else { continue };
-            if !is_schedule_of(name, push_id) {
-                continue;
-            }
+        for name in &names {
             match client
                 .delete_schedule()
                 .name(name)
