@@ -8,10 +8,11 @@
 //!
 //! Same connections as before: one per lane, TLS with ALPN `h2` and `http/1.1`, opened at the
 //! first send and again once the server closed it (a send that finds it closed before its
-//! request went out is sent on the new one). An endpoint that chooses HTTP/1.1 by ALPN (a
-//! proxy) is left to the lane's HTTP/1.1 client for the life of the process.
+//! request went out is sent on the new one), and once it sat unused for [`IDLE`]. An endpoint
+//! that chooses HTTP/1.1 by ALPN (a proxy) is left to the lane's HTTP/1.1 client for the life of
+//! the process.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -21,12 +22,20 @@ use tokio::net::TcpStream;
 use super::pool::{network, retry_after, CONNECT_TIMEOUT};
 use super::SendError;
 
+/// How long a connection may sit unused and still carry the next send. Past it the next send
+/// opens a new one: meanwhile the server may have closed it while Lambda froze the process, or
+/// a NAT gateway may have forgotten it (350 s), and a send on it would fail and wait for its
+/// retry (or for the request timeout, where a middlebox drops packets without a reset).
+/// hyper_util's pool, which carried the sends before, closed connections idle for 90 s.
+const IDLE: Duration = Duration::from_secs(90);
+
 /// What a lane knows of its connection.
 enum State {
     /// None open yet.
     Closed,
-    /// Open: its number (a send that found it closed asks for a newer one) and its sender.
-    Open(u64, h2::client::SendRequest<Bytes>),
+    /// Open: its number (a send that found it closed asks for a newer one), its sender, and when
+    /// a send last took it.
+    Open(u64, h2::client::SendRequest<Bytes>, Instant),
     /// The endpoint chose HTTP/1.1.
     Http1,
 }
@@ -35,6 +44,8 @@ enum State {
 pub(super) struct Http2 {
     tls: tokio_rustls::TlsConnector,
     state: tokio::sync::Mutex<State>,
+    /// [`IDLE`], but in a test.
+    idle: Duration,
 }
 
 /// FCM's answer to a send: status, `Retry-After`, body.
@@ -42,11 +53,16 @@ pub(super) type Answer = (u16, Option<Duration>, String);
 
 impl Http2 {
     /// Connections made with `tls` (its roots), offering `h2` and `http/1.1`.
-    pub(super) fn new(mut tls: rustls::ClientConfig) -> Http2 {
+    pub(super) fn new(tls: rustls::ClientConfig) -> Http2 {
+        Http2::idle_after(tls, IDLE)
+    }
+
+    fn idle_after(mut tls: rustls::ClientConfig, idle: Duration) -> Http2 {
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Http2 {
             tls: tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)),
             state: tokio::sync::Mutex::new(State::Closed),
+            idle,
         }
     }
 
@@ -78,23 +94,31 @@ impl Http2 {
         }
     }
 
-    /// The open connection, or a new one if there is none or it is number `closed`; `None` for
-    /// an HTTP/1.1 endpoint. Sends wait here while a connection is being opened.
+    /// The open connection, or a new one if there is none, it is number `closed` or it sat unused
+    /// for longer than `idle`; `None` for an HTTP/1.1 endpoint. Sends wait here while a
+    /// connection is being opened.
     async fn connection(
         &self,
         uri: &hyper::Uri,
         closed: Option<u64>,
     ) -> Result<Option<(u64, h2::client::SendRequest<Bytes>)>, SendError> {
         let mut state = self.state.lock().await;
-        let number = match &*state {
-            State::Open(n, sender) if Some(*n) != closed => return Ok(Some((*n, sender.clone()))),
-            State::Open(n, _) => n + 1,
+        let now = Instant::now();
+        let number = match &mut *state {
+            State::Open(n, sender, used)
+                if Some(*n) != closed && now.duration_since(*used) < self.idle =>
+            {
+                *used = now;
+                return Ok(Some((*n, sender.clone())));
+            }
+            // Dropping its sender here ends the connection once its sends in flight are answered.
+            State::Open(n, _, _) => *n + 1,
             State::Http1 => return Ok(None),
             State::Closed => 0,
         };
         match self.connect(uri).await? {
             Some(sender) => {
-                *state = State::Open(number, sender.clone());
+                *state = State::Open(number, sender.clone(), Instant::now());
                 Ok(Some((number, sender)))
             }
             None => {
@@ -199,4 +223,47 @@ async fn exchange(
         retry_after,
         String::from_utf8_lossy(&text).into_owned(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fcm::pool::{extra_roots, tls_config};
+    use pushq_test_support::{Fcm, FcmOptions};
+
+    /// Two sends one after the other, to an emulator of their own: the requests each connection
+    /// carried. Both on one connection while it has not sat unused for the idle limit; each on a
+    /// new connection once it has (a limit of zero: always).
+    async fn two_sends(idle: Duration) -> Vec<u64> {
+        let fcm = Fcm::start_with(FcmOptions {
+            tls: true,
+            ..FcmOptions::default()
+        });
+        let ca = &fcm.certs.as_ref().expect("the emulator has TLS").ca;
+        let http2 = Http2::idle_after(tls_config(&extra_roots(ca).unwrap()).unwrap(), idle);
+        let uri: hyper::Uri = format!("{}/v1/projects/p/messages:send", fcm.endpoint)
+            .parse()
+            .unwrap();
+        let authorization = HeaderValue::from_static("Bearer not-a-token");
+        for _ in 0..2 {
+            let answer = http2
+                .send(&uri, &authorization, Bytes::from_static(b"{}"))
+                .await
+                .unwrap();
+            assert!(answer.is_some(), "the emulator speaks HTTP/2");
+        }
+        let mut connections = fcm.connections().await;
+        // The last is the one that asked for this report.
+        connections.pop();
+        connections
+            .iter()
+            .map(|c| c["requests"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_connection_unused_for_the_idle_limit_carries_no_more_sends() {
+        assert_eq!(two_sends(IDLE).await, [2]);
+        assert_eq!(two_sends(Duration::ZERO).await, [1, 1]);
+    }
 }

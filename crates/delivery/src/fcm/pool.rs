@@ -224,7 +224,9 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The TLS set-up of the sends: the built-in web roots (Mozilla's, as reqwest's) and `extra`,
 /// certificates always verified, aws-lc-rs as the rest of pushq.
-fn tls_config(extra: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, FcmSetupError> {
+pub(super) fn tls_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, FcmSetupError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for root in extra {
@@ -261,7 +263,7 @@ fn sender(tls: rustls::ClientConfig) -> Sender {
 
 /// The certificates of a PEM file to trust besides the built-in roots (`PUSHQ_FCM_CA_FILE`):
 /// an error names the variable and the file, and a file without a certificate is one.
-fn extra_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, FcmSetupError> {
+pub(super) fn extra_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, FcmSetupError> {
     let refuse = |why: String| {
         FcmSetupError::Client(format!("PUSHQ_FCM_CA_FILE: {}: {why}", path.display()))
     };
