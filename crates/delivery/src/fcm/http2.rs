@@ -12,7 +12,7 @@
 //! that chooses HTTP/1.1 by ALPN (a proxy) is left to the lane's HTTP/1.1 client for the life of
 //! the process.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -26,7 +26,8 @@ use super::SendError;
 /// opens a new one: meanwhile the server may have closed it while Lambda froze the process, or
 /// a NAT gateway may have forgotten it (350 s), and a send on it would fail and wait for its
 /// retry (or for the request timeout, where a middlebox drops packets without a reset).
-/// hyper_util's pool, which carried the sends before, closed connections idle for 90 s.
+/// hyper_util's pool, which carried the sends before, closed connections idle for 90 s. Counted
+/// on the wall clock: a monotonic clock need not count the time an environment spent frozen.
 const IDLE: Duration = Duration::from_secs(90);
 
 /// What a lane knows of its connection.
@@ -35,7 +36,7 @@ enum State {
     Closed,
     /// Open: its number (a send that found it closed asks for a newer one), its sender, and when
     /// a send last took it.
-    Open(u64, h2::client::SendRequest<Bytes>, Instant),
+    Open(u64, h2::client::SendRequest<Bytes>, SystemTime),
     /// The endpoint chose HTTP/1.1.
     Http1,
 }
@@ -103,22 +104,24 @@ impl Http2 {
         closed: Option<u64>,
     ) -> Result<Option<(u64, h2::client::SendRequest<Bytes>)>, SendError> {
         let mut state = self.state.lock().await;
-        let now = Instant::now();
+        let now = SystemTime::now();
         let number = match &mut *state {
             State::Open(n, sender, used)
-                if Some(*n) != closed && now.duration_since(*used) < self.idle =>
+                // A clock set back since counts as no time.
+                if Some(*n) != closed && now.duration_since(*used).unwrap_or_default() < self.idle =>
             {
                 *used = now;
                 return Ok(Some((*n, sender.clone())));
             }
-            // Dropping its sender here ends the connection once its sends in flight are answered.
+            // Once a new one is open, the old sender is dropped with the state: that connection
+            // ends when its sends in flight are answered.
             State::Open(n, _, _) => *n + 1,
             State::Http1 => return Ok(None),
             State::Closed => 0,
         };
         match self.connect(uri).await? {
             Some(sender) => {
-                *state = State::Open(number, sender.clone(), Instant::now());
+                *state = State::Open(number, sender.clone(), SystemTime::now());
                 Ok(Some((number, sender)))
             }
             None => {
@@ -230,11 +233,11 @@ mod tests {
     use super::*;
     use crate::fcm::pool::{extra_roots, tls_config};
     use pushq_test_support::{Fcm, FcmOptions};
+    use std::time::Instant;
 
-    /// Two sends one after the other, to an emulator of their own: the requests each connection
-    /// carried. Both on one connection while it has not sat unused for the idle limit; each on a
-    /// new connection once it has (a limit of zero: always).
-    async fn two_sends(idle: Duration) -> Vec<u64> {
+    /// Two sends one after the other, through an `Http2` with this idle limit, to an emulator of
+    /// their own; both returned, with the requests each connection carried.
+    async fn two_sends(idle: Duration) -> (Fcm, Http2, Vec<u64>) {
         let fcm = Fcm::start_with(FcmOptions {
             tls: true,
             ..FcmOptions::default()
@@ -255,15 +258,27 @@ mod tests {
         let mut connections = fcm.connections().await;
         // The last is the one that asked for this report.
         connections.pop();
-        connections
+        let requests = connections
             .iter()
             .map(|c| c["requests"].as_u64().unwrap())
-            .collect()
+            .collect();
+        (fcm, http2, requests)
     }
 
+    /// Both sends on one connection while it has not sat unused for the idle limit; each on a
+    /// new connection once it has (a limit of zero: always), and the one left behind ends.
     #[tokio::test]
     async fn a_connection_unused_for_the_idle_limit_carries_no_more_sends() {
-        assert_eq!(two_sends(IDLE).await, [2]);
-        assert_eq!(two_sends(Duration::ZERO).await, [1, 1]);
+        let (_, _, within) = two_sends(IDLE).await;
+        assert_eq!(within, [2]);
+
+        let (fcm, _http2, past) = two_sends(Duration::ZERO).await;
+        assert_eq!(past, [1, 1]);
+        // While the lane (holding the second) lives, nothing holds the first open.
+        let by = Instant::now() + Duration::from_secs(10);
+        while fcm.connections().await[0]["closed"] != true {
+            assert!(Instant::now() < by, "the first connection was left open");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
