@@ -66,10 +66,7 @@ fn send_connections(received: &[Value]) -> BTreeSet<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn over_tls_sends_and_the_oauth_token_request_go_over_http2() {
     let db = Db::sqlite().await;
-    let fcm = Fcm::start_with(FcmOptions {
-        tls: true,
-        ..FcmOptions::default()
-    });
+    let fcm = Fcm::start_tls();
     assert!(fcm.endpoint.starts_with("https://"), "{}", fcm.endpoint);
     let engine = engine(&db, &fcm, &[], &[]).await;
 
@@ -119,10 +116,7 @@ async fn a_plain_http_endpoint_is_still_served_over_http1() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_ca_setting_the_emulators_certificate_is_refused() {
     let db = Db::sqlite().await;
-    let fcm = Fcm::start_with(FcmOptions {
-        tls: true,
-        ..FcmOptions::default()
-    });
+    let fcm = Fcm::start_tls();
     let engine = engine(&db, &fcm, &["PUSHQ_FCM_CA_FILE"], &[]).await;
 
     let messages = [push_to(1)];
@@ -213,10 +207,7 @@ async fn more_sends_in_flight_than_one_connection_allows_use_more_connections() 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_the_server_closes_the_connection_the_next_sends_go_on_a_new_one() {
     let db = Db::sqlite().await;
-    let fcm = Fcm::start_with(FcmOptions {
-        tls: true,
-        ..FcmOptions::default()
-    });
+    let fcm = Fcm::start_tls();
     let engine = engine(&db, &fcm, &[], &[]).await;
 
     let first = engine.process(&[push_to(2)], soon()).await.unwrap();

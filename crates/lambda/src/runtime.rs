@@ -140,7 +140,7 @@ impl Runtime {
     ) -> Result<(hyper::HeaderMap, Bytes), RuntimeError> {
         // A connection the API closed (after an answer with `Connection: close`, or idle) is
         // replaced before the request is written; a request that fails once written is not
-        // sent again.
+        // sent again. Either way the connection is ready for the request.
         let open = match self.connection.as_mut() {
             Some(c) => c.ready().await.is_ok(),
             None => false,
@@ -166,7 +166,6 @@ impl Runtime {
                 api: self.api.clone(),
                 detail: format!("{what}: {e}"),
             })?;
-        connection.ready().await.map_err(failed)?;
         let response = connection.send_request(request).await.map_err(failed)?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(failed)?.to_bytes();
@@ -181,7 +180,7 @@ impl Runtime {
     }
 }
 
-/// A new HTTP/1.1 connection to the API, its task spawned.
+/// A new HTTP/1.1 connection to the API, its task spawned, ready for a request.
 async fn connect(api: &str) -> Result<SendRequest<Full<Bytes>>, RuntimeError> {
     let failed = |detail: String| RuntimeError::Connection {
         api: api.to_owned(),
@@ -193,7 +192,7 @@ async fn connect(api: &str) -> Result<SendRequest<Full<Bytes>>, RuntimeError> {
     stream
         .set_nodelay(true)
         .map_err(|e| failed(format!("cannot set TCP_NODELAY: {e}")))?;
-    let (send, connection) = http1::handshake(TokioIo::new(stream))
+    let (mut send, connection) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| failed(format!("cannot start HTTP/1.1: {e}")))?;
     tokio::spawn(async move {
@@ -201,5 +200,8 @@ async fn connect(api: &str) -> Result<SendRequest<Full<Bytes>>, RuntimeError> {
             tracing::debug!(error = %e, "the Lambda Runtime API's connection ended");
         }
     });
+    send.ready()
+        .await
+        .map_err(|e| failed(format!("cannot start HTTP/1.1: {e}")))?;
     Ok(send)
 }

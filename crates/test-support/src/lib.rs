@@ -283,6 +283,14 @@ impl Fcm {
         Fcm::start_with(FcmOptions::default())
     }
 
+    /// HTTPS (HTTP/2 by ALPN) with a test CA's certificate (`certs`), no latency.
+    pub fn start_tls() -> Fcm {
+        Fcm::start_with(FcmOptions {
+            tls: true,
+            ..FcmOptions::default()
+        })
+    }
+
     /// As `options` say, serving [`pushq_fcm_emulator::PROJECT_ID`]; with TLS, the certificates
     /// are made in a temp dir of the emulator's own.
     pub fn start_with(options: FcmOptions) -> Fcm {

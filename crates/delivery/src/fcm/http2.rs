@@ -15,11 +15,11 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::pool::{network, retry_after, CONNECT_TIMEOUT};
+use super::pool::{answer, network, Answer, CONNECT_TIMEOUT};
 use super::SendError;
 
 /// How long a connection may sit unused and still carry the next send. Past it the next send
@@ -48,9 +48,6 @@ pub(super) struct Http2 {
     /// [`IDLE`], but in a test.
     idle: Duration,
 }
-
-/// FCM's answer to a send: status, `Retry-After`, body.
-pub(super) type Answer = (u16, Option<Duration>, String);
 
 impl Http2 {
     /// Connections made with `tls` (its roots), offering `h2` and `http/1.1`.
@@ -210,10 +207,7 @@ async fn exchange(
         .send_request(request, false)
         .map_err(|e| (e, Taken::No))?;
     stream.send_data(body, true).map_err(|e| (e, Taken::No))?;
-    let response = response.await.map_err(taken)?;
-    let status = response.status().as_u16();
-    let retry_after = retry_after(response.headers().get(RETRY_AFTER));
-    let mut body = response.into_body();
+    let (parts, mut body) = response.await.map_err(taken)?.into_parts();
     let mut text = Vec::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(taken)?;
@@ -221,27 +215,20 @@ async fn exchange(
         let _ = body.flow_control().release_capacity(chunk.len());
         text.extend_from_slice(&chunk);
     }
-    Ok((
-        status,
-        retry_after,
-        String::from_utf8_lossy(&text).into_owned(),
-    ))
+    Ok(answer(parts.status, &parts.headers, &text))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fcm::pool::{extra_roots, tls_config};
-    use pushq_test_support::{Fcm, FcmOptions};
+    use pushq_test_support::Fcm;
     use std::time::Instant;
 
     /// Two sends one after the other, through an `Http2` with this idle limit, to an emulator of
     /// their own; both returned, with the requests each connection carried.
     async fn two_sends(idle: Duration) -> (Fcm, Http2, Vec<u64>) {
-        let fcm = Fcm::start_with(FcmOptions {
-            tls: true,
-            ..FcmOptions::default()
-        });
+        let fcm = Fcm::start_tls();
         let ca = &fcm.certs.as_ref().expect("the emulator has TLS").ca;
         let http2 = Http2::idle_after(tls_config(&extra_roots(ca).unwrap()).unwrap(), idle);
         let uri: hyper::Uri = format!("{}/v1/projects/p/messages:send", fcm.endpoint)

@@ -25,7 +25,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use super::http2::{Answer, Http2};
+use super::http2::Http2;
 use super::{FcmConfig, FcmSetupError, SendError};
 
 /// The client sends go through: hyper's, over rustls (HTTP/2 where ALPN offers it).
@@ -113,19 +113,9 @@ impl Borrowed<'_> {
             .request(request)
             .await
             .map_err(|e| network(&e))?;
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers().get(RETRY_AFTER));
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| network(&e))?
-            .to_bytes();
-        Ok((
-            status,
-            retry_after,
-            String::from_utf8_lossy(&body).into_owned(),
-        ))
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| network(&e))?.to_bytes();
+        Ok(answer(parts.status, &parts.headers, &body))
     }
 }
 
@@ -146,8 +136,20 @@ pub(super) fn network(e: &(dyn std::error::Error + 'static)) -> SendError {
     }
 }
 
+/// FCM's answer to a send or a topic call: status, `Retry-After`, body.
+pub(super) type Answer = (u16, Option<Duration>, String);
+
+/// An answer read whole, over HTTP/1.1 or HTTP/2.
+pub(super) fn answer(status: hyper::StatusCode, headers: &hyper::HeaderMap, body: &[u8]) -> Answer {
+    (
+        status.as_u16(),
+        retry_after(headers.get(RETRY_AFTER)),
+        String::from_utf8_lossy(body).into_owned(),
+    )
+}
+
 /// `Retry-After` in seconds (FCM's form), if the answer has one.
-pub(super) fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
     value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -280,9 +282,7 @@ pub(super) fn extra_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, F
 /// Sends a request made with reqwest (a topic call) and reads FCM's answer: its status,
 /// `Retry-After` and body. A request that fails on the way (or whose answer breaks off) is a
 /// transient `NETWORK` error.
-pub(super) async fn read_answer(
-    request: reqwest::RequestBuilder,
-) -> Result<(u16, Option<Duration>, String), SendError> {
+pub(super) async fn read_answer(request: reqwest::RequestBuilder) -> Result<Answer, SendError> {
     let network = |e: reqwest::Error| SendError::Transient {
         code: "NETWORK".into(),
         detail: super::auth::without_url(&e),
